@@ -1,0 +1,67 @@
+"""The one configuration of e-Backpack: environment variables `EBACKPACK_*` (or a `.env` file).
+
+Backends are chosen by URL, so the same code runs on the embedded stack (Tansu, SeaweedFS, SQLite)
+and in production (Apache Kafka, any S3, PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLE_DIR = PACKAGE_DIR / "sample"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EBACKPACK_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path(".ebackpack"), description="Local state: database, S3 data, logs, PDFs.")
+    embedded: bool = Field(True, description="Start the embedded broker and S3 server in `demo`.")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = Field("", description="Prepended to every topic name (isolates test runs).")
+    database_url: str | None = Field(None, description="Default: SQLite file in the data directory.")
+
+    s3_endpoint: str = "http://127.0.0.1:8333"
+    s3_bucket: str = "ebackpack"
+    s3_access_key: str = "ebackpack"
+    s3_secret_key: str = "ebackpack-secret"
+    s3_region: str = "us-east-1"
+
+    public_url: str = Field("http://127.0.0.1:8000", description="Origin of the verification pages.")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    rules_file: Path = Field(SAMPLE_DIR / "rules.toml", description="Award rules (TOML).")
+    site_id: str = Field("moodle.example.org", description="The Moodle site the events come from.")
+
+    # Faust group join on the embedded broker waits half the session timeout: keep it short.
+    broker_session_timeout: float = 6.0
+    broker_heartbeat_interval: float = 0.5
+    broker_rebalance_timeout: float = 6.0
+    commit_interval: float = 1.0
+
+    @cached_property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ebackpack.db').resolve()}"
+
+    @property
+    def kafka_url(self) -> str:
+        """Faust wants `kafka://host:port;host:port`."""
+        return "kafka://" + ";".join(self.kafka_bootstrap.split(","))
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def verify_url(self, code: str) -> str:
+        return f"{self.public_url.rstrip('/')}/verify/{code}"
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,41 @@
+"""CloudEvents 1.0 envelope (structured JSON mode) shared by every message on every topic."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Namespace for deterministic ids: the same facts always give the same id.
+EBACKPACK_NAMESPACE = uuid.UUID("6f1d3c1e-6a55-4c1b-9a57-2f0b8d0e5b11")
+
+
+def deterministic_id(*parts: object) -> str:
+    return str(uuid.uuid5(EBACKPACK_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+class CloudEvent(BaseModel):
+    """Base envelope. Subclasses pin `type` (versioned) and the `data` model."""
+
+    model_config = ConfigDict(extra="forbid")
+    TYPE: ClassVar[str] = ""
+
+    specversion: str = "1.0"
+    id: str = Field(description="Unique per event; deterministic, so a re-sent event keeps its id.")
+    source: str = Field(description="URI reference of the producing service or Moodle site.")
+    type: str = Field(description="Versioned event type, e.g. `pl.ebackpack.credential.issued.v1`.")
+    time: datetime
+    subject: str | None = Field(None, description="What the event is about (learner or credential id).")
+    datacontenttype: str = "application/json"
+    data: Any
+
+    @classmethod
+    def build(cls, *, id: str, source: str, subject: str | None, data: Any,
+              time: datetime | None = None) -> Self:
+        return cls(id=id, source=source, type=cls.TYPE, subject=subject, data=data,
+                   time=time or datetime.now(UTC))
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()

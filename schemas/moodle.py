@@ -1,0 +1,123 @@
+"""Moodle events as they leave a Moodle site, and the message the gateway publishes to `moodle.events`.
+
+Two shapes arrive: the observer payload (`\\core\\event\\base::get_data()`) and a row of
+`mdl_logstore_standard_log` (same fields plus `id`, `origin`, `ip`, `realuserid`, with `other`
+PHP-serialized or JSON). Some PHP database drivers send numbers as strings: pydantic's lax mode
+turns `"42"` into 42.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Literal
+
+import phpserialize  # type: ignore[import-untyped]
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .envelope import CloudEvent
+
+COURSE_COMPLETED = "\\core\\event\\course_completed"
+COURSE_COMPLETION_UPDATED = "\\core\\event\\course_completion_updated"
+MODULE_COMPLETION_UPDATED = "\\core\\event\\course_module_completion_updated"
+USER_GRADED = "\\core\\event\\user_graded"
+USER_DELETED = "\\core\\event\\user_deleted"
+
+
+class MoodleEvent(BaseModel):
+    """`\\core\\event\\base::get_data()`: the observer payload (Moodle 4.x and 5.1)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    eventname: str = Field(min_length=1)
+    component: str
+    action: str
+    target: str
+    objecttable: str | None = None
+    objectid: int | None = None
+    crud: Literal["c", "r", "u", "d"]
+    edulevel: int
+    contextid: int
+    contextlevel: int
+    contextinstanceid: int
+    userid: int | None = Field(None, description="Who ran the code: learner, teacher or the cron user.")
+    courseid: int
+    relateduserid: int | None = Field(None, description="The learner the event is about.")
+    anonymous: int = 0
+    other: dict[str, Any] | list[Any] | None = None
+    timecreated: int = Field(ge=0, description="Unix time the event was triggered.")
+
+    @property
+    def learner_id(self) -> int | None:
+        return self.relateduserid
+
+
+class MoodleLogRow(MoodleEvent):
+    """One row of `mdl_logstore_standard_log`."""
+
+    id: int
+    origin: str | None = None
+    ip: str | None = None
+    realuserid: int | None = None
+
+    @field_validator("other", mode="before")
+    @classmethod
+    def decode_other(cls, value: Any) -> Any:
+        return decode_other(value)
+
+
+def decode_other(value: Any) -> Any:
+    """`other` is PHP `serialize()` output or JSON, depending on the site's log store setting."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text in ("", "N;", "null"):
+        return None
+    if text[0] in "{[":
+        return json.loads(text)
+    return _php_to_python(phpserialize.loads(text.encode(), decode_strings=True))
+
+
+def _php_to_python(value: Any) -> Any:
+    if isinstance(value, dict):
+        keys = list(value.keys())
+        if keys == list(range(len(keys))):
+            return [_php_to_python(v) for v in value.values()]
+        return {str(k): _php_to_python(v) for k, v in value.items()}
+    return value
+
+
+class MoodleEventMessage(CloudEvent):
+    """On `moodle.events`, keyed by learner (`relateduserid`, else `userid`)."""
+
+    TYPE: ClassVar[str] = "pl.ebackpack.moodle.event.v1"
+    type: Literal["pl.ebackpack.moodle.event.v1"] = "pl.ebackpack.moodle.event.v1"
+    data: MoodleEvent
+
+
+class LearnerProfile(BaseModel):
+    """A Moodle user as certificates need it (`mdl_user`); later on the compacted `moodle.users`."""
+
+    id: int
+    firstname: str
+    lastname: str
+    email: str
+    lang: str = "en"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.firstname} {self.lastname}"
+
+
+class CourseProfile(BaseModel):
+    """A Moodle course (`mdl_course`); later on the compacted `moodle.courses`."""
+
+    id: int
+    fullname: str
+    shortname: str
+
+
+class Profiles(BaseModel):
+    """The users/courses file the demo loads (until the gateway reads them from Moodle)."""
+
+    users: list[LearnerProfile]
+    courses: list[CourseProfile]
