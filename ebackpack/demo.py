@@ -1,0 +1,218 @@
+"""The demo job: the whole pipeline on a Moodle data set, on the embedded stack or on configured backends.
+
+start stack -> migrate DB, bucket, topics -> load profiles -> start issuer + renderer -> publish events
+-> wait until the issuer has committed past every event and every certificate is stored -> summary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ebackpack.config import Settings
+from ebackpack.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.persistence.tables import AwardRow, CertificateRow, OutboxRow
+from ebackpack.sample_data import Dataset
+from ebackpack.stack import EmbeddedStack
+from ebackpack.storage import ObjectStore
+from ebackpack.streaming.errors import InvalidMessage
+from ebackpack.streaming.topics import MOODLE_EVENTS, RENDER_REQUESTS, create_topics, dlq
+from ebackpack.workers import Worker
+from schemas import DeadLetterMessage
+from services.gateway.profiles import store_profiles
+from services.gateway.publisher import MoodleEventPublisher
+from services.issuer.domain import NotALearnerCompletion, learner_completion
+from services.issuer.rules import RuleBook, load_rules
+from services.issuer.service import parse_moodle_message
+
+
+class DemoTimeout(RuntimeError):
+    pass
+
+
+@dataclass
+class CertificateLink:
+    code: str
+    verify_url: str
+    pdf: str
+
+
+@dataclass
+class DemoSummary:
+    events: int
+    completions: int
+    issued: int
+    new_issued: int
+    rendered: int
+    dead_lettered: int
+    certificates: list[CertificateLink] = field(default_factory=list)
+    out_dir: str = ""
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data.pop("out_dir")
+        data.pop("seconds")
+        return data
+
+
+class Progress:
+    """What the demo reports while it waits; the CLI draws it, tests ignore it."""
+
+    def stage(self, text: str) -> None: ...
+    def published(self, done: int, total: int) -> None: ...
+    def processed(self, events_done: int, events_total: int, pdfs_done: int, pdfs_total: int) -> None: ...
+
+
+def count_completions(dataset: Dataset) -> int:
+    """Learner course completions in the data set, as the issuer's own rules see them."""
+    total = 0
+    for _key, value in dataset.messages:
+        try:
+            learner_completion(parse_moodle_message(value).data)
+            total += 1
+        except (InvalidMessage, NotALearnerCompletion):
+            continue
+    return total
+
+
+@dataclass
+class PipelineProbe:
+    """Reads how far the pipeline got: committed offsets, database rows, dead letters."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    rules: RuleBook
+
+    def issuer_position(self) -> dict[int, int]:
+        """Committed offset per partition of `moodle.events` for the issuer's consumer group."""
+        group = self.settings.topic("issuer")
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap.split(","))
+        try:
+            offsets = admin.list_group_offsets({group: None}).get(group, {})
+        finally:
+            admin.close()
+        topic = self.settings.topic(MOODLE_EVENTS)
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """(awards, awards that need a certificate, certificates stored, unannounced events)."""
+        with_certificate = [r.id for r in self.rules.rules if r.certificate]
+        with self.sessions() as s:
+            awards = s.scalar(select(func.count()).select_from(AwardRow)) or 0
+            wanted = s.scalar(select(func.count()).select_from(AwardRow)
+                              .where(AwardRow.rule_id.in_(with_certificate))) or 0
+            stored = s.scalar(select(func.count(func.distinct(CertificateRow.credential_id)))) or 0
+            pending = s.scalar(select(func.count()).select_from(OutboxRow)
+                               .where(OutboxRow.sent_at.is_(None))) or 0
+        return awards, wanted, stored, pending
+
+    def dead_letters(self, since: datetime) -> int:
+        topics = [self.settings.topic(dlq(t)) for t in (MOODLE_EVENTS, RENDER_REQUESTS)]
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+                                 enable_auto_commit=False, consumer_timeout_ms=1500)
+        try:
+            partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            return sum(1 for record in consumer
+                       if DeadLetterMessage.model_validate_json(record.value).time >= since)
+        finally:
+            consumer.close()
+
+
+@contextmanager
+def running_pipeline(settings: Settings) -> Iterator[list[Worker]]:
+    workers = [Worker("issuer", settings), Worker("renderer", settings)]
+    try:
+        for worker in workers:
+            worker.start()
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def prepare(settings: Settings) -> sessionmaker[Session]:
+    """Database schema, bucket and topics: everything that must exist before workers start."""
+    migrate(settings.db_url)
+    ObjectStore(settings).ensure_bucket()
+    create_topics(settings)
+    return session_factory(make_engine(settings.db_url))
+
+
+def wait_until_done(probe: PipelineProbe, ends: dict[int, int], workers: list[Worker], progress: Progress,
+                    timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    total = sum(ends.values())
+    while True:
+        position = probe.issuer_position()
+        consumed = sum(min(position.get(p, 0), end) for p, end in ends.items())
+        _awards, wanted, stored, pending = probe.counts()
+        progress.processed(consumed, total, stored, wanted)
+        if consumed >= total and pending == 0 and stored >= wanted:
+            return
+        dead = [w.name for w in workers if not w.running]
+        if dead:
+            raise DemoTimeout(f"worker(s) {', '.join(dead)} stopped; see {workers[0].log_path.parent}")
+        if time.monotonic() > deadline:
+            raise DemoTimeout(f"pipeline not done after {timeout:.0f} s: {consumed}/{total} events, "
+                              f"{stored}/{wanted} PDFs; logs in {workers[0].log_path.parent}")
+        time.sleep(0.5)
+
+
+def export_certificates(settings: Settings, sessions: sessionmaker[Session], out_dir: Path) -> list[CertificateLink]:
+    """Copy every stored PDF out of object storage, named by verification code."""
+    store = ObjectStore(settings)
+    links = []
+    with sessions() as s:
+        rows = s.execute(select(AwardRow.verification_code, CertificateRow.object_key)
+                         .join(CertificateRow, CertificateRow.credential_id == AwardRow.credential_id)
+                         .order_by(AwardRow.verification_code, CertificateRow.rendered_at)).all()
+    latest = {code: key for code, key in rows}
+    for code, key in latest.items():
+        target = store.download(key, out_dir / f"certificate-{code}.pdf")
+        links.append(CertificateLink(code=code, verify_url=settings.verify_url(code), pdf=str(target.resolve())))
+    return links
+
+
+def run_demo(settings: Settings, dataset: Dataset, progress: Progress | None = None,
+             timeout: float = 600.0) -> DemoSummary:
+    progress = progress or Progress()
+    started, clock = datetime.now(UTC), time.monotonic()
+    with ExitStack() as stack:
+        if settings.embedded:
+            progress.stage("starting the embedded broker (Tansu) and S3 server (SeaweedFS)")
+            stack.enter_context(EmbeddedStack(settings))
+        progress.stage("creating database schema, bucket and topics")
+        sessions = prepare(settings)
+        store_profiles(sessions, dataset.profiles)
+        probe = PipelineProbe(settings, sessions, load_rules(settings.rules_file))
+        issued_before = probe.counts()[0]
+        progress.stage("starting the issuer and the renderer")
+        workers = stack.enter_context(running_pipeline(settings))
+        progress.stage(f"publishing {len(dataset.messages)} Moodle events")
+        publisher = MoodleEventPublisher(settings)
+        ends = publisher.publish(dataset.messages, lambda n: progress.published(n, len(dataset.messages)))
+        publisher.close()
+        progress.stage("waiting for awards and certificates")
+        wait_until_done(probe, ends, workers, progress, timeout)
+        issued, _wanted, stored, _pending = probe.counts()
+        dead = probe.dead_letters(started)
+        progress.stage("copying the PDFs out of object storage")
+        out_dir = settings.data_dir / "out"
+        links = export_certificates(settings, sessions, out_dir)
+        progress.stage("stopping")
+    return DemoSummary(events=len(dataset.messages), completions=count_completions(dataset), issued=issued,
+                       new_issued=issued - issued_before, rendered=stored, dead_lettered=dead,
+                       certificates=links, out_dir=str(out_dir.resolve()),
+                       seconds=round(time.monotonic() - clock, 1))

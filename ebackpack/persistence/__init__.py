@@ -1,0 +1,1 @@
+"""SQL persistence shared by the services: tables, engine, Alembic migrations."""

@@ -1,0 +1,58 @@
+"""S3-compatible object storage (SeaweedFS embedded, MinIO/Ceph/AWS in production) through boto3."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from ebackpack.config import Settings
+
+
+class ObjectStore:
+    def __init__(self, settings: Settings):
+        self.bucket = settings.s3_bucket
+        self._s3 = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint,
+            aws_access_key_id=settings.s3_access_key,
+            aws_secret_access_key=settings.s3_secret_key,
+            region_name=settings.s3_region,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
+                          connect_timeout=5, read_timeout=30),
+        )
+
+    def ensure_bucket(self) -> None:
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self._s3.create_bucket(Bucket=self.bucket)
+
+    def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> None:
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
+                            Metadata=metadata or {})
+
+    def get(self, key: str) -> bytes:
+        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        return bytes(body.read())
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError:
+            return False
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+    def download(self, key: str, target: Path) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(self.get(key))
+        return target

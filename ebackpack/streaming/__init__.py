@@ -1,0 +1,1 @@
+"""Kafka plumbing shared by the services: faust app factory, raw topics, the dead-letter policy."""

@@ -1,0 +1,74 @@
+"""Every topic, its partition count and purpose. Created explicitly before any worker starts,
+because the embedded broker would auto-create with its own default partition count."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from ebackpack.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    doc: str
+    config: dict[str, str] = field(default_factory=dict)
+
+
+MOODLE_EVENTS = "moodle.events"
+CREDENTIALS = "credentials"
+RENDER_REQUESTS = "certificates.render"
+RENDERED = "certificates.rendered"
+
+
+def dlq(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(MOODLE_EVENTS, 4, "Moodle events from the gateway, key = learner id."),
+    TopicSpec(CREDENTIALS, 4, "Credential issued (later revoked / expired), key = learner id."),
+    TopicSpec(RENDER_REQUESTS, 4, "Certificate render requests, key = credential id."),
+    TopicSpec(RENDERED, 4, "Certificate PDFs stored in S3, key = credential id."),
+    TopicSpec(dlq(MOODLE_EVENTS), 1, "Dead letters of the issuer."),
+    TopicSpec(dlq(RENDER_REQUESTS), 1, "Dead letters of the renderer."),
+)
+
+
+def create_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create every topic (idempotent). Returns the names that were newly created."""
+    admin = _admin(settings, timeout)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(settings.topic(t.name), t.partitions, 1, topic_configs=t.config)
+            for t in TOPICS if settings.topic(t.name) not in existing
+        ]
+        if wanted:
+            try:
+                admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race: fine
+        return [t.name for t in wanted]
+    finally:
+        admin.close()
+
+
+def _admin(settings: Settings, timeout: float) -> KafkaAdminClient:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","),
+                                    client_id="ebackpack-admin", request_timeout_ms=10_000)
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kafka at {settings.kafka_bootstrap} is not reachable: {exc}") from exc
+            time.sleep(0.5)

@@ -1,0 +1,73 @@
+"""Service workers as child processes (the demo and the tests start, stop and kill -9 them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ebackpack.config import Settings
+
+SERVICES = {"issuer": "services.issuer", "renderer": "services.renderer"}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The same configuration, handed to a child process as `EBACKPACK_*` variables."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = value.resolve()
+        env[f"EBACKPACK_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+@dataclass
+class Worker:
+    name: str
+    settings: Settings
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.settings.data_dir / "logs" / f"{self.name}.log"
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", SERVICES[self.name.split("-")[0]]],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **settings_env(self.settings)}, start_new_session=True,
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """kill -9: no chance to commit offsets or finish a send."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._signal(signal.SIGTERM)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+    def _signal(self, sig: int) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+        if sig == signal.SIGKILL:
+            self.process.wait(timeout=10)

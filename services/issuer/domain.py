@@ -1,0 +1,75 @@
+"""The issuer's pure core: which Moodle events are learner completions, and what award they earn.
+
+No Kafka, no database: plain functions over pydantic models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from schemas import deterministic_id
+from schemas.moodle import COURSE_COMPLETED, MoodleEvent
+
+from .rules import AwardRule, RuleBook
+
+# Crockford-like alphabet without look-alikes (no 0/O, 1/I/L, U, 5/S, 2/Z, 8/B).
+CODE_ALPHABET = "34679ACDEFGHJKMNPQRTVWXY"
+CODE_LENGTH = 12
+
+
+class NotALearnerCompletion(Exception):
+    """The event is valid but earns nothing (a decoy): skip it, it is not an error."""
+
+
+@dataclass(frozen=True)
+class Award:
+    credential_id: str
+    verification_code: str
+    learner_id: int
+    course_id: int
+    rule: AwardRule
+    issued_on: datetime
+    source_event_id: str
+
+
+def learner_completion(event: MoodleEvent) -> tuple[int, int]:
+    """(learner, course) of a course completion; `course_completion_updated` is a settings change."""
+    if event.eventname != COURSE_COMPLETED:
+        raise NotALearnerCompletion(f"{event.eventname} is not a course completion")
+    if event.relateduserid is None or event.relateduserid <= 0:
+        raise NotALearnerCompletion("course_completed without a learner (relateduserid)")
+    return event.relateduserid, event.courseid
+
+
+def credential_id(site: str, learner_id: int, rule_id: str) -> str:
+    """Same site + learner + rule = same credential, however often the completion arrives."""
+    return deterministic_id("credential", site, learner_id, rule_id)
+
+
+def verification_code(credential: str) -> str:
+    """Human-readable code derived from the credential id, grouped `XXXX-XXXX-XXXX`."""
+    number = int(credential.replace("-", ""), 16)
+    chars = []
+    for _ in range(CODE_LENGTH):
+        number, digit = divmod(number, len(CODE_ALPHABET))
+        chars.append(CODE_ALPHABET[digit])
+    code = "".join(chars)
+    return "-".join(code[i:i + 4] for i in range(0, CODE_LENGTH, 4))
+
+
+def decide_award(event: MoodleEvent, event_id: str, rules: RuleBook, site: str) -> Award:
+    learner, course = learner_completion(event)
+    rule = rules.for_course(course)
+    if rule is None:
+        raise NotALearnerCompletion(f"no award rule for course {course}")
+    cid = credential_id(site, learner, rule.id)
+    return Award(
+        credential_id=cid,
+        verification_code=verification_code(cid),
+        learner_id=learner,
+        course_id=course,
+        rule=rule,
+        issued_on=datetime.fromtimestamp(event.timecreated, UTC),
+        source_event_id=event_id,
+    )

@@ -1,0 +1,29 @@
+"""The renderer's SQL adapter: which certificate versions are stored."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ebackpack.persistence.tables import CertificateRow
+
+
+class CertificateRepository:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def latest(self, credential_id: str) -> CertificateRow | None:
+        query = (select(CertificateRow).where(CertificateRow.credential_id == credential_id)
+                 .order_by(CertificateRow.rendered_at.desc(), CertificateRow.id.desc()).limit(1))
+        return self.session.scalars(query).first()
+
+    def find(self, credential_id: str, sha256: str) -> CertificateRow | None:
+        query = select(CertificateRow).where(CertificateRow.credential_id == credential_id,
+                                             CertificateRow.sha256 == sha256)
+        return self.session.scalars(query).first()
+
+    def add(self, row: CertificateRow) -> None:
+        self.session.add(row)
+
+    def count(self) -> int:
+        return int(self.session.scalar(select(func.count()).select_from(CertificateRow)) or 0)

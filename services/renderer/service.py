@@ -1,0 +1,94 @@
+"""The renderer's service layer: render request in, stored PDF and a rendered event out.
+
+Idempotent: a request whose credential already has a stored certificate is announced again, not
+re-rendered. Rendering is deterministic and the object key holds the content hash, so a crash
+between "stored" and "recorded" only rewrites the same bytes under the same key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ebackpack.config import Settings
+from ebackpack.persistence.tables import CertificateRow
+from ebackpack.storage import ObjectStore
+from ebackpack.streaming.errors import InvalidMessage
+from schemas import (
+    CertificateRendered,
+    CertificateRenderedMessage,
+    CertificateRenderRequest,
+    CertificateRenderRequestMessage,
+    deterministic_id,
+)
+
+from .certificate import CertificateRenderer, UnknownTemplateError, sha256_hex
+from .repository import CertificateRepository
+
+SOURCE = "ebackpack/renderer"
+
+
+def object_key(credential_id: str, sha256: str) -> str:
+    return f"certificates/{credential_id}/{sha256}.pdf"
+
+
+def parse_request(raw: bytes) -> CertificateRenderRequestMessage:
+    try:
+        return CertificateRenderRequestMessage.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidMessage("not a certificate render request") from exc
+
+
+class RendererService:
+    def __init__(self, sessions: sessionmaker[Session], store: ObjectStore, renderer: CertificateRenderer,
+                 settings: Settings):
+        self.sessions = sessions
+        self.store = store
+        self.renderer = renderer
+        self.settings = settings
+
+    def handle(self, raw: bytes) -> CertificateRenderedMessage:
+        request = parse_request(raw).data
+        with self.sessions() as session:
+            existing = CertificateRepository(session).latest(request.credential_id)
+        if existing is not None:
+            return self._announcement(existing)
+        return self._announcement(self.render_and_store(request))
+
+    def render_and_store(self, request: CertificateRenderRequest) -> CertificateRow:
+        try:
+            pdf = self.renderer.render(request)
+        except UnknownTemplateError as exc:
+            raise InvalidMessage(str(exc)) from exc
+        digest = sha256_hex(pdf)
+        key = object_key(request.credential_id, digest)
+        self.store.put(key, pdf, "application/pdf",
+                       {"credential-id": request.credential_id, "sha256": digest})
+        row = CertificateRow(credential_id=request.credential_id, bucket=self.store.bucket, object_key=key,
+                             sha256=digest, size=len(pdf), template=request.template,
+                             rendered_at=datetime.now(UTC))
+        return self._record(row)
+
+    def _record(self, row: CertificateRow) -> CertificateRow:
+        try:
+            with self.sessions.begin() as session:
+                CertificateRepository(session).add(row)
+            return row
+        except IntegrityError:
+            with self.sessions() as session:  # recorded by a concurrent worker: use that row
+                found = CertificateRepository(session).find(row.credential_id, row.sha256)
+            if found is None:
+                raise
+            return found
+
+    def _announcement(self, row: CertificateRow) -> CertificateRenderedMessage:
+        return CertificateRenderedMessage.build(
+            id=deterministic_id("certificate.rendered", row.credential_id, row.sha256),
+            source=SOURCE, subject=row.credential_id, time=row.rendered_at,
+            data=CertificateRendered(credential_id=row.credential_id, bucket=row.bucket,
+                                     object_key=row.object_key, sha256=row.sha256, size=row.size,
+                                     template=row.template, rendered_at=row.rendered_at),
+        )
