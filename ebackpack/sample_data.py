@@ -13,6 +13,7 @@ import math
 import random
 import tomllib
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -71,10 +72,13 @@ _TEMPLATES: dict[str, dict[str, Any]] = {
 }
 
 
+Message = tuple[bytes | None, bytes]  # (key, value) on `moodle.events`
+
+
 @dataclass(frozen=True)
 class Dataset:
     profiles: Profiles
-    messages: list[tuple[bytes | None, bytes]]
+    messages: list[Message]
     expected_awards: frozenset[tuple[int, int]]
     kinds: dict[str, int]
 
@@ -159,12 +163,11 @@ def _base_slots(rng: random.Random, counts: dict[str, int], learners: list[int],
     return slots
 
 
-def _with_redeliveries(rng: random.Random, rendered: list[tuple[bytes | None, bytes]],
-                       slots: list[tuple[str, int, int]], duplicates: int) -> list[tuple[bytes | None, bytes]]:
+def _with_redeliveries(rng: random.Random, rendered: list[Message], slots: list[tuple[str, int, int]],
+                       duplicates: int) -> list[Message]:
     """Re-send some completions byte for byte (same envelope id), each some time after its original."""
     originals = [i for i, slot in enumerate(slots) if slot[0] == "completion"]
-    chosen = rng.sample(originals, duplicates) if duplicates <= len(originals) else \
-        rng.choices(originals, k=duplicates)
+    chosen = rng.sample(originals, duplicates)  # kind_counts keeps duplicates <= completions
     order = [(float(i), i) for i in range(len(rendered))]
     order += [(rng.uniform(i + 0.5, len(rendered)), i) for i in chosen]
     order.sort()
@@ -183,7 +186,7 @@ class _Writer:
         self.row_ids = {COURSE_COMPLETED: 9000, MODULE_COMPLETION_UPDATED: 77000, USER_GRADED: 301000}
         self.malformed_seen = 0
 
-    def render(self, kind: str, learner: int, course: int) -> tuple[bytes | None, bytes]:
+    def render(self, kind: str, learner: int, course: int) -> Message:
         self.now += self.rng.randint(1, self.max_step)
         if kind in ("completion", "completion_no_rule"):
             return _encode(self._envelope(self._course_completed(learner, course)))
@@ -201,7 +204,8 @@ class _Writer:
         self.row_ids[eventname] += self.rng.randint(1, 7)
         return self.row_ids[eventname]
 
-    def _event(self, eventname: str, *, ids: dict[str, int | None], other: Any, modern: bool) -> dict[str, Any]:
+    def _event(self, eventname: str, *, ids: Mapping[str, int | None], other: Any,
+               modern: bool) -> dict[str, Any]:
         event: dict[str, Any] = {"eventname": eventname, "component": "core", **_TEMPLATES[eventname]}
         event.update(ids)
         event |= {"anonymous": 0, "other": other, "timecreated": self.now}
@@ -251,7 +255,7 @@ class _Writer:
                 "subject": None if learner is None else str(learner),
                 "datacontenttype": "application/json", "data": event}
 
-    def _malformed(self, learner: int, course: int) -> tuple[bytes | None, bytes]:
+    def _malformed(self, learner: int, course: int) -> Message:
         # Cycle through the variants so even a small data set holds several different ones.
         variant = self.malformed_seen % 5
         self.malformed_seen += 1
@@ -268,7 +272,8 @@ class _Writer:
             for field in self.rng.choice([("courseid",), ("courseid", "contextid"), ("timecreated",)]):
                 del envelope["data"][field]
         elif variant == 3:  # JSON, but not an object
-            return None, self.rng.choice([b"[]", b"null", b"42", b'"course_completed"', b'[{"courseid": 42}]'])
+            not_objects = [b"[]", b"null", b"42", b'"course_completed"', b'[{"courseid": 42}]']
+            return None, self.rng.choice(not_objects)
         else:
             envelope["type"] = self.rng.choice(["pl.ebackpack.moodle.event.v2", "org.moodle.webhook.event"])
         return key, _dumps(envelope)
@@ -286,7 +291,7 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _encode(envelope: dict[str, Any]) -> tuple[bytes | None, bytes]:
+def _encode(envelope: dict[str, Any]) -> Message:
     """Keyed by learner (`relateduserid`), else by whoever triggered the event."""
     data = envelope["data"]
     owner = data["relateduserid"] if data["relateduserid"] is not None else data["userid"]
@@ -304,7 +309,8 @@ _PL_SURNAMES = (("Wiśniewski", "Wiśniewska"), ("Kamiński", "Kamińska"), ("W�
                 ("Stępień", "Stępień"), ("Małecki", "Małecka"), ("Żak", "Żak"), ("Zając", "Zając"),
                 ("Pająk", "Pająk"), ("Głowacki", "Głowacka"), ("Gąsiorowski", "Gąsiorowska"),
                 ("Szczęsny", "Szczęsna"))
-_EN_FIRST = ("Emily", "Oliver", "Zoë", "Siobhán", "Chloë", "Noah", "Amelia", "Renée", "Seán", "Harriet", "Thomas")
+_EN_FIRST = ("Emily", "Oliver", "Zoë", "Siobhán", "Chloë", "Noah", "Amelia", "Renée", "Seán", "Harriet",
+             "Thomas")
 _EN_SURNAMES = ("Smith", "O'Brien", "Brontë", "Johnson", "Taylor", "Davies", "Evans", "Hughes", "MacDonald",
                 "Walker", "Wright", "Nguyen", "Ní Bhriain")
 _ASCII_FOLD = str.maketrans({"ł": "l", "Ł": "L"})  # NFKD does not decompose the Polish ł

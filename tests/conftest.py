@@ -1,0 +1,110 @@
+"""Shared fixtures: one embedded stack (real Tansu broker + real SeaweedFS S3) per test session,
+isolated per test by topic prefix, bucket and database; PostgreSQL from the machine."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from ebackpack.config import Settings
+from ebackpack.stack import EmbeddedStack, free_port
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (Debian package: see `make system-deps`)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    base = Settings(data_dir=tmp_path_factory.mktemp("stack"), embedded=False,
+                    kafka_bootstrap=f"127.0.0.1:{free_port()}",
+                    s3_endpoint=f"http://127.0.0.1:{free_port()}")
+    stack = EmbeddedStack(base)
+    stack.start()
+    yield base
+    stack.stop()
+
+
+@pytest.fixture
+def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
+    """Settings of one test: its own topics, bucket, database and data folder on the shared stack."""
+    run = uuid.uuid4().hex[:8]
+    port = free_port()
+    return stack_settings.model_copy(update={
+        "data_dir": tmp_path / "data", "topic_prefix": f"t{run}.", "s3_bucket": f"test-{run}",
+        "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}",
+        "http_port": port, "public_url": f"http://127.0.0.1:{port}",
+    })
+
+
+def _pg_reachable() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=3).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway database on the machine's PostgreSQL."""
+    import psycopg
+
+    if not _pg_reachable():
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    name = f"ebackpack_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ebackpack.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+class WebServer:
+    """The backpack web app served by uvicorn on a free local port, in a thread."""
+
+    def __init__(self, settings: Settings):
+        from services.backpack.app import create_app
+
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.http_port,
+                                log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = settings.public_url
+
+    def __enter__(self) -> WebServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("web server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

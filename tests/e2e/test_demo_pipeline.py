@@ -1,0 +1,113 @@
+"""The demo data set through the whole pipeline: real broker, S3 server, workers, web server, QR reader."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from ebackpack.config import Settings
+from ebackpack.demo import DemoSummary, run_demo
+from ebackpack.persistence.engine import make_engine, session_factory
+from ebackpack.persistence.tables import AwardRow, CertificateRow, Learner
+from ebackpack.sample_data import Dataset, default_dataset
+from ebackpack.storage import ObjectStore
+from ebackpack.streaming.topics import MOODLE_EVENTS, dlq
+from schemas import DeadLetterMessage
+from services.issuer.rules import load_rules
+from tests.conftest import WebServer, require_tool
+from tests.kafka_helpers import read_topic
+
+pytestmark = pytest.mark.e2e
+
+
+def certificate_rules(settings: Settings) -> list[str]:
+    return [rule.id for rule in load_rules(settings.rules_file).rules if rule.certificate]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, stack_settings: Settings) -> tuple[Settings, Dataset,
+                                                                                         DemoSummary]:
+    from tests.conftest import free_port
+
+    tmp = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    settings = stack_settings.model_copy(update={
+        "data_dir": tmp / "data", "topic_prefix": "demo.", "s3_bucket": "demo",
+        "database_url": f"sqlite:///{tmp / 'ebackpack.db'}", "http_port": port,
+        "public_url": f"http://127.0.0.1:{port}"})
+    dataset = default_dataset()
+    return settings, dataset, run_demo(settings, dataset, timeout=240)
+
+
+def test_every_learner_completion_yields_one_award_and_decoys_none(demo_run) -> None:
+    settings, dataset, summary = demo_run
+    sessions = session_factory(make_engine(settings.db_url))
+    with sessions() as s:
+        awarded = s.execute(select(AwardRow.learner_id, AwardRow.course_id)).all()
+    assert sorted(awarded) == sorted(dataset.expected_awards)  # exactly one each, nothing for decoys
+    assert summary.issued == summary.new_issued == len(dataset.expected_awards)
+    assert summary.events == len(dataset.messages)
+
+
+def test_every_certificate_rule_award_has_one_stored_pdf(demo_run) -> None:
+    settings, dataset, summary = demo_run
+    sessions = session_factory(make_engine(settings.db_url))
+    with sessions() as s:
+        with_pdf = s.scalars(select(AwardRow.credential_id)
+                             .where(AwardRow.rule_id.in_(certificate_rules(settings)))).all()
+        certs = s.execute(select(CertificateRow.credential_id, CertificateRow.object_key)).all()
+    assert sorted(c for c, _ in certs) == sorted(with_pdf)
+    stored = sorted(ObjectStore(settings).keys("certificates/"))
+    assert stored == sorted(k for _, k in certs)
+    assert summary.rendered == len(with_pdf) == len(summary.certificates)
+    assert all(Path(link.pdf).read_bytes().startswith(b"%PDF") for link in summary.certificates)
+
+
+def test_malformed_events_are_dead_lettered_with_a_reason(demo_run) -> None:
+    settings, dataset, summary = demo_run
+    letters = [DeadLetterMessage.model_validate_json(r.value)
+               for r in read_topic(settings, settings.topic(dlq(MOODLE_EVENTS)))]
+    assert summary.dead_lettered == len(letters) == dataset.kinds["malformed"]
+    originals = {value for _key, value in dataset.messages}
+    for letter in letters:
+        assert letter.data.reason and letter.data.consumer == "issuer"
+        assert letter.data.value in originals  # the original bytes, nothing lost
+        assert letter.data.topic == settings.topic(MOODLE_EVENTS)
+    assert any("invalid" in letter.data.reason.lower() for letter in letters)
+
+
+def test_qr_code_of_each_pdf_opens_a_page_that_says_valid(demo_run, tmp_path: Path) -> None:
+    settings, _dataset, summary = demo_run
+    pdftoppm, zbarimg = require_tool("pdftoppm"), require_tool("zbarimg")
+    sessions = session_factory(make_engine(settings.db_url))
+    with WebServer(settings):
+        for link in summary.certificates:
+            png = tmp_path / f"{link.code}.png"
+            subprocess.run([pdftoppm, "-png", "-r", "150", "-singlefile", link.pdf, str(png.with_suffix(""))],
+                           check=True)
+            url = subprocess.run([zbarimg, "--raw", "-q", str(png)], check=True, capture_output=True,
+                                 text=True).stdout.strip()
+            assert url == link.verify_url
+            answer = httpx.get(url, headers={"Accept": "application/json"}, timeout=10).json()
+            with sessions() as s:
+                award = s.scalars(select(AwardRow).where(AwardRow.verification_code == link.code)).one()
+                learner = s.get(Learner, award.learner_id)
+            assert answer["status"] == "valid"
+            assert answer["learner_name"] == f"{learner.firstname} {learner.lastname}"
+            assert answer["achievement"] == award.achievement_name
+            page = httpx.get(url, timeout=10)
+            assert page.status_code == 200 and "Valid" in page.text and learner.lastname in page.text
+        unknown = httpx.get(f"{settings.public_url}/verify/AAAA-BBBB-CCCC", timeout=10)
+        assert unknown.status_code == 404 and "Unknown" in unknown.text
+
+
+def test_running_the_same_demo_again_issues_nothing_new(demo_run) -> None:
+    settings, dataset, first = demo_run
+    second = run_demo(settings, dataset, timeout=240)
+    assert second.new_issued == 0
+    assert second.issued == first.issued
+    assert second.rendered == first.rendered
