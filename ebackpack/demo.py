@@ -95,7 +95,7 @@ class PipelineProbe:
 
     def issuer_position(self) -> dict[int, int]:
         """Committed offset per partition of `moodle.events` for the issuer's consumer group."""
-        group = self.settings.topic("issuer")
+        group = self.settings.topic(self.settings.issuer_group)
         admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap.split(","))
         try:
             offsets = admin.list_group_offsets({group: None}).get(group, {})

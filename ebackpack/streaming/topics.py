@@ -72,3 +72,4 @@ def _admin(settings: Settings, timeout: float) -> KafkaAdminClient:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kafka at {settings.kafka_bootstrap} is not reachable: {exc}") from exc
             time.sleep(0.5)
+

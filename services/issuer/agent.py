@@ -25,7 +25,7 @@ RELAY_AGE = 5.0  # seconds: younger events are still being sent by the agent its
 
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
-    app = make_app(CONSUMER, settings)
+    app = make_app(settings.issuer_group, settings)
     service = IssuerService(session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file),
                             settings)
     events = raw_topic(app, settings.topic(MOODLE_EVENTS))

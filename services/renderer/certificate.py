@@ -160,7 +160,7 @@ class CertificateRenderer:
         self._env = Environment(
             loader=FileSystemLoader(self.templates_dir), autoescape=True, undefined=StrictUndefined
         )
-        # Font lookup is the costly part of setting up WeasyPrint: do it once per renderer.
+        # One fontconfig setup per renderer: its font map and caches are reused by every render.
         self._fonts = FontConfiguration()
         self._stylesheets: dict[str, CSS] = {}
 

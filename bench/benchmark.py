@@ -1,0 +1,514 @@
+"""Throughput of the e-Backpack pipeline, stage by stage, on one embedded stack in one run.
+
+    .venv/bin/python bench/benchmark.py [--events N] [--pdfs M] [--json] [--keep]
+
+1. broker passthrough: an aiokafka consume -> produce loop over N Moodle event messages (the ceiling
+   any Kafka service in Python can reach on this broker and machine);
+2. issuer without rendering: N Moodle events in, awards into SQL + outbox + `credentials` out;
+3. renderer: M render requests waiting on `certificates.render`, one worker and then two.
+
+Progress goes to stderr, the table at the end too when `--json` puts one JSON object on stdout.
+See bench/README.md for how to read the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import ConsumerRebalanceListener
+from kafka.admin import KafkaAdminClient, NewTopic
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ebackpack.config import SAMPLE_DIR, Settings
+from ebackpack.demo import DemoTimeout, PipelineProbe, Progress, prepare, wait_until_done
+from ebackpack.persistence.tables import AwardRow, CertificateRow
+from ebackpack.sample_data import Dataset, Message, generate
+from ebackpack.stack import EmbeddedStack, StackError, free_port
+from ebackpack.streaming.errors import InvalidMessage
+from ebackpack.streaming.topics import MOODLE_EVENTS, TOPICS
+from ebackpack.workers import Worker
+from schemas.moodle import Profiles
+from services.gateway.profiles import store_profiles
+from services.gateway.publisher import MoodleEventPublisher
+from services.issuer.domain import NotALearnerCompletion, learner_completion
+from services.issuer.rules import RuleBook, load_rules
+from services.issuer.service import parse_moodle_message
+
+SAMPLE_RULES = SAMPLE_DIR / "rules.toml"
+# Same partition count as the real input topic, so the passthrough has the issuer's parallelism.
+PARTITIONS = next(t.partitions for t in TOPICS if t.name == MOODLE_EVENTS)
+DATA_SEED, WARMUP_SEED, RENDER_SEED = 1, 2, 3
+BATCH = 500  # records per consume -> produce round of the passthrough
+POLL = 0.2  # seconds between probes of the database while a renderer works
+CLOCK = time.monotonic()
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# --- progress on stderr ------------------------------------------------------------------------------
+
+def say(text: str) -> None:
+    print(f"[{time.monotonic() - CLOCK:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+class Ticker:
+    """Says a progress line at most every `every` seconds: waits poll far more often than that."""
+
+    def __init__(self, every: float = 3.0) -> None:
+        self.every = every
+        self.last = 0.0
+
+    def __call__(self, text: str) -> None:
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            say(text)
+
+
+class IssuerProgress(Progress):
+    """What `wait_until_done` reports, as throttled stderr lines."""
+
+    def __init__(self) -> None:
+        self.tick = Ticker()
+
+    def processed(self, events_done: int, events_total: int, pdfs_done: int, pdfs_total: int) -> None:
+        self.tick(f"  issuer committed {events_done}/{events_total} events")
+
+
+# --- results -----------------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    phase: str
+    items: int
+    unit: str
+    seconds: float
+    note: str = ""
+    details: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds if self.seconds > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("note")
+        return {**data, "seconds": round(self.seconds, 3), "per_second": round(self.rate, 2)}
+
+
+# --- shared helpers ----------------------------------------------------------------------------------
+
+def phase_settings(stack: Settings, tmp: Path, name: str, rules_file: Path) -> Settings:
+    """Own topics, bucket, database and worker logs on the shared stack. Built anew, not model_copy'd,
+    so no cached `db_url` can leak from one phase into the next."""
+    return Settings(**{**stack.model_dump(), "data_dir": tmp / name, "topic_prefix": f"bench.{name}.",
+                       "s3_bucket": f"bench-{name}", "rules_file": rules_file,
+                       "database_url": f"sqlite:///{tmp / name / 'ebackpack.db'}"})
+
+
+@contextmanager
+def running(*workers: Worker) -> Iterator[list[Worker]]:
+    try:
+        for worker in workers:
+            worker.start()
+        yield list(workers)
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def log_tail(worker: Worker, lines: int = 12) -> str:
+    try:
+        tail = worker.log_path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return f"\n--- last lines of {worker.log_path.name} ---\n" + "\n".join(tail)
+
+
+def wait_for(done: Callable[[], bool], workers: list[Worker], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        dead = [w for w in workers if not w.running]
+        if dead:
+            raise BenchError(f"{dead[0].name} stopped while waiting for {what}" + log_tail(dead[0]))
+        if time.monotonic() > deadline:
+            raise BenchError(f"no {what} after {timeout:.0f} s" + log_tail(workers[0]))
+        time.sleep(POLL)
+
+
+def since(start_wall: float, moment: datetime) -> float:
+    """Seconds from `start_wall` to a timestamp a worker wrote (SQLite gives them back naive, in UTC)."""
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return aware.timestamp() - start_wall
+
+
+# --- 1. broker passthrough ---------------------------------------------------------------------------
+
+def create_topics(settings: Settings, names: list[str]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="bench")
+    try:
+        admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in names])
+    finally:
+        admin.close()
+
+
+async def produce_all(settings: Settings, topic: str, messages: list[Message]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+class Assigned(ConsumerRebalanceListener):
+    """Notes when the group handed out the partitions: the clock of the passthrough starts there."""
+
+    def __init__(self) -> None:
+        self.at = 0.0
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self.at = self.at or time.monotonic()
+
+
+def group_consumer(settings: Settings, topic: str, listener: Assigned) -> AIOKafkaConsumer:
+    """Joins a group and commits by hand, as a service would; the broker timings are the workers'."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id="bench.passthrough",
+        enable_auto_commit=False, auto_offset_reset="earliest",
+        session_timeout_ms=int(settings.broker_session_timeout * 1000),
+        heartbeat_interval_ms=int(settings.broker_heartbeat_interval * 1000),
+        rebalance_timeout_ms=int(settings.broker_rebalance_timeout * 1000))
+    consumer.subscribe([topic], listener=listener)
+    return consumer
+
+
+async def relay(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, sink: str, total: int,
+                deadline: float) -> None:
+    """Consume a batch -> produce each record -> await every ack -> commit, until `total` went through."""
+    done, tick = 0, Ticker()
+    while done < total:
+        if time.monotonic() > deadline:
+            raise BenchError(f"passthrough moved only {done}/{total} messages in time")
+        batches = await consumer.getmany(timeout_ms=1000, max_records=BATCH)
+        records = [record for batch in batches.values() for record in batch]
+        if records:
+            await asyncio.gather(*[await producer.send(sink, r.value, key=r.key) for r in records])
+            await consumer.commit()
+            done += len(records)
+        tick(f"  passed through {done}/{total} messages")
+
+
+async def pass_through(settings: Settings, source: str, sink: str, total: int,
+                       timeout: float) -> tuple[float, float]:
+    """Returns (connect + group join, assignment to last commit) in seconds."""
+    listener = Assigned()
+    consumer = group_consumer(settings, source, listener)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    started = time.monotonic()
+    await producer.start()
+    await consumer.start()
+    try:
+        await relay(consumer, producer, sink, total, started + timeout)
+        return listener.at - started, time.monotonic() - listener.at
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def bench_passthrough(stack: Settings, messages: list[Message], timeout: float) -> Result:
+    source, sink = "bench.passthrough.in", "bench.passthrough.out"
+    create_topics(stack, [source, sink])
+    say(f"passthrough: producing {len(messages)} Moodle event messages to {source}")
+    produce_start = time.monotonic()
+    asyncio.run(produce_all(stack, source, messages))
+    produced = time.monotonic() - produce_start
+    say("passthrough: consume -> produce with one aiokafka consumer in a group")
+    join, steady = asyncio.run(pass_through(stack, source, sink, len(messages), timeout))
+    return Result("broker passthrough", len(messages), "msgs", steady,
+                  f"connect + group join {join:.1f} s not counted; input produced in {produced:.1f} s "
+                  f"({len(messages) / produced:.0f} msgs/s)",
+                  {"join_seconds": round(join, 3), "produce_seconds": round(produced, 3)})
+
+
+# --- 2. issuer, rendering off ------------------------------------------------------------------------
+
+def no_certificate_rules(tmp: Path) -> Path:
+    path = tmp / "rules-no-certificates.toml"
+    path.write_text(SAMPLE_RULES.read_text(encoding="utf-8").replace("certificate = true",
+                                                                      "certificate = false"))
+    if any(rule.certificate for rule in load_rules(path).rules):
+        raise BenchError(f"{path} still asks for certificates: has rules.toml changed its layout?")
+    return path
+
+
+def last_award_at(sessions: sessionmaker[Session]) -> datetime:
+    with sessions() as s:
+        moment = s.scalar(select(func.max(AwardRow.created_at)))
+    if moment is None:
+        raise BenchError("no award in the database")
+    return moment
+
+
+def warm_up_issuer(probe: PipelineProbe, publisher: MoodleEventPublisher, workers: list[Worker],
+                   warm: Dataset, timeout: float) -> None:
+    """One completion through the issuer: afterwards its worker has started and joined its group."""
+    say("issuer: started; waiting for the warm-up award (worker start + group join)")
+    publisher.publish(warm.messages)
+    wait_for(lambda: probe.counts()[0] >= len(warm.expected_awards), workers, timeout, "warm-up award")
+
+
+def bench_issuer(stack: Settings, tmp: Path, dataset: Dataset, timeout: float) -> Result:
+    settings = phase_settings(stack, tmp, "issuer", no_certificate_rules(tmp))
+    sessions = prepare(settings)
+    store_profiles(sessions, dataset.profiles)
+    probe = PipelineProbe(settings, sessions, load_rules(settings.rules_file))
+    warm = generate(1, seed=WARMUP_SEED)  # one completion; may share a credential with the data set
+    with running(Worker("issuer", settings)) as workers, \
+            closing(MoodleEventPublisher(settings)) as publisher:
+        warm_up_issuer(probe, publisher, workers, warm, timeout)
+        before = probe.counts()[0]
+        say(f"issuer: publishing {len(dataset.messages)} events and waiting for awards + commits")
+        start_wall, start = time.time(), time.monotonic()
+        ends = publisher.publish(dataset.messages)
+        published = time.monotonic() - start
+        wait_until_done(probe, ends, workers, IssuerProgress(), timeout)
+        seconds = time.monotonic() - start
+    awards = probe.counts()[0] - before
+    expected = len(dataset.expected_awards - warm.expected_awards)
+    if awards != expected:
+        say(f"WARNING: issuer stored {awards} new awards, the data set earns {expected}")
+    last = since(start_wall, last_award_at(sessions))
+    return Result("issuer (no rendering)", len(dataset.messages), "events", seconds,
+                  f"{awards} awards = {awards / seconds:.1f} awards/s; published in {published:.1f} s; "
+                  f"last award stored after {last:.1f} s",
+                  {"awards": awards, "awards_per_second": round(awards / seconds, 2),
+                   "publish_seconds": round(published, 3), "last_award_seconds": round(last, 3)})
+
+
+# --- 3. renderer -------------------------------------------------------------------------------------
+
+def first_certificate_completions(messages: list[Message], rules: RuleBook, limit: int) -> list[Message]:
+    """Distinct learner completions of courses whose rule issues a PDF, in publishing order."""
+    seen: set[tuple[int, int]] = set()
+    picked: list[Message] = []
+    for key, value in messages:
+        try:
+            pair = learner_completion(parse_moodle_message(value).data)
+        except (InvalidMessage, NotALearnerCompletion):
+            continue
+        rule = rules.for_course(pair[1])
+        if rule is not None and rule.certificate and pair not in seen and len(picked) < limit:
+            seen.add(pair)
+            picked.append((key, value))
+    return picked
+
+
+def certificate_data(pdfs: int, rules: RuleBook) -> tuple[Profiles, list[Message]]:
+    """Exactly `pdfs` completions that each earn one certificate: the renderer's work is then exact."""
+    events = max(20, pdfs * 4)  # about 30 % of a generated set earn a certificate
+    while True:
+        data = generate(events, seed=RENDER_SEED)
+        picked = first_certificate_completions(data.messages, rules, pdfs)
+        if len(picked) == pdfs:
+            return data.profiles, picked
+        events *= 2
+
+
+def fill_render_topic(settings: Settings, probe: PipelineProbe, messages: list[Message],
+                      timeout: float) -> None:
+    """The issuer turns the completions into render requests, then stops, leaving the CPUs to renderers."""
+    tick = Ticker()
+
+    def issued() -> bool:
+        _awards, wanted, _stored, pending = probe.counts()
+        tick(f"  issuer: {wanted}/{len(messages)} certificate awards, {pending} unannounced")
+        return wanted >= len(messages) and pending == 0
+
+    with running(Worker("issuer", settings)) as workers, \
+            closing(MoodleEventPublisher(settings)) as publisher:
+        publisher.publish(messages)
+        wait_for(issued, workers, timeout, f"{len(messages)} render requests")
+
+
+def pdf_times(sessions: sessionmaker[Session]) -> tuple[datetime, datetime]:
+    with sessions() as s:
+        first, last = s.execute(select(func.min(CertificateRow.rendered_at),
+                                       func.max(CertificateRow.rendered_at))).one()
+    return first, last
+
+
+def time_renderers(settings: Settings, probe: PipelineProbe, pdfs: int, workers: int,
+                   timeout: float) -> tuple[float, float]:
+    """Start the renderers cold; returns (wall clock start, seconds until every PDF is stored)."""
+    tick = Ticker()
+
+    def stored() -> bool:
+        done = probe.counts()[2]
+        tick(f"  {done}/{pdfs} PDFs stored")
+        return done >= pdfs
+
+    renderers = [Worker(f"renderer-{i}", settings) for i in range(1, workers + 1)]
+    start_wall, start = time.time(), time.monotonic()
+    with running(*renderers):
+        wait_for(stored, renderers, timeout, f"{pdfs} stored PDFs")
+        seconds = time.monotonic() - start
+    return start_wall, seconds
+
+
+def bench_renderer(stack: Settings, tmp: Path, workers: int, data: tuple[Profiles, list[Message]],
+                   timeout: float) -> Result:
+    profiles, messages = data
+    settings = phase_settings(stack, tmp, f"render-{workers}", SAMPLE_RULES)
+    sessions = prepare(settings)
+    store_profiles(sessions, profiles)
+    probe = PipelineProbe(settings, sessions, load_rules(settings.rules_file))
+    say(f"renderer x{workers}: issuer fills certificates.render with {len(messages)} requests")
+    fill_render_topic(settings, probe, messages, timeout)
+    say(f"renderer x{workers}: starting {workers} renderer worker(s), timing until every PDF is stored")
+    start_wall, seconds = time_renderers(settings, probe, len(messages), workers, timeout)
+    first, last = (since(start_wall, t) for t in pdf_times(sessions))
+    steady = (len(messages) - 1) / (last - first) if last > first else 0.0
+    return Result(f"renderer, {workers} worker{'s' if workers > 1 else ''}", len(messages), "PDFs",
+                  seconds, f"first PDF after {first:.1f} s (start + join + 1st render); then "
+                  f"{steady:.2f} PDFs/s up to the last at {last:.1f} s",
+                  {"workers": workers, "first_pdf_seconds": round(first, 3),
+                   "last_pdf_seconds": round(last, 3), "steady_per_second": round(steady, 2)})
+
+
+# --- report ------------------------------------------------------------------------------------------
+
+def ratios(results: list[Result]) -> dict[str, float]:
+    """Per-second throughput relative to one renderer's steady state: the smaller, the costlier."""
+    passthrough, issuer, render = results[0].rate, results[1].rate, results[2].details["steady_per_second"]
+    if not render:
+        return {}
+    return {"passthrough": round(passthrough / render, 1), "issuer": round(issuer / render, 1),
+            "renderer": 1.0}
+
+
+def table(results: list[Result], total: float) -> str:
+    lines = [f"e-Backpack benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+             f"SQLite {sqlite3.sqlite_version}, Tansu + SeaweedFS; run took {total:.0f} s", "",
+             f"{'phase':<24}{'items':>15}{'seconds':>10}{'per second':>13}{'ms each':>10}"]
+    for r in results:
+        ms = 1000 / r.rate if r.rate else 0.0
+        lines.append(f"{r.phase:<24}{r.items:>8} {r.unit:<6}{r.seconds:>10.2f}{r.rate:>13.1f}{ms:>10.2f}")
+        lines.append(f"  {r.note}")
+    ratio = ratios(results)
+    if ratio:
+        lines += ["", "ratios, per second (passthrough msgs : issuer events : 1 renderer steady PDFs) = "
+                      f"{ratio['passthrough']:g} : {ratio['issuer']:g} : 1"]
+    if len(results) > 3 and results[2].rate:
+        one, two = results[2], results[3]
+        lines.append(f"2 renderers vs 1: x{two.rate / one.rate:.2f} wall, "
+                     f"x{two.details['steady_per_second'] / max(one.details['steady_per_second'], 1e-9):.2f}"
+                     " steady")
+    return "\n".join(lines)
+
+
+def report_json(results: list[Result], args: argparse.Namespace, total: float) -> str:
+    return json.dumps({
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "sqlite": sqlite3.sqlite_version, "platform": platform.platform()},
+        "events": args.events, "pdfs": args.pdfs, "run_seconds": round(total, 1),
+        "phases": [r.as_json() for r in results], "ratios": ratios(results)}, ensure_ascii=False)
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2000, help="Moodle events for passthrough and issuer")
+    parser.add_argument("--pdfs", type=int, default=200, help="certificates for each renderer run")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout (table to stderr)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds any one wait may take")
+    parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, DBs) afterwards")
+    args = parser.parse_args(argv)
+    if args.events < 1 or args.pdfs < 2:
+        parser.error("need --events >= 1 and --pdfs >= 2")
+    return args
+
+
+def stack_settings(tmp: Path) -> Settings:
+    # A dict: without pydantic's mypy plugin, mypy takes `Field(default, ...)` fields for required ones.
+    fields: dict[str, Any] = {"data_dir": tmp / "stack", "embedded": False,
+                              "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+                              "s3_endpoint": f"http://127.0.0.1:{free_port()}"}
+    return Settings(**fields)
+
+
+def run_phases(stack: Settings, tmp: Path, args: argparse.Namespace) -> list[Result]:
+    dataset = generate(args.events, seed=DATA_SEED)
+    results = [bench_passthrough(stack, dataset.messages, args.timeout),
+               bench_issuer(stack, tmp, dataset, args.timeout)]
+    say(f"passthrough {results[0].rate:.0f} msgs/s, issuer {results[1].rate:.1f} events/s")
+    data = certificate_data(args.pdfs, load_rules(SAMPLE_RULES))
+    for workers in (1, 2):
+        results.append(bench_renderer(stack, tmp, workers, data, args.timeout))
+        say(f"renderer x{workers}: {results[-1].rate:.2f} PDFs/s wall")
+    return results
+
+
+def benchmark(args: argparse.Namespace) -> list[Result]:
+    with ExitStack() as cleanup:
+        tmp = Path(tempfile.mkdtemp(prefix="ebackpack-bench-"))
+        if args.keep:
+            say(f"data dir (kept): {tmp}")
+        else:
+            cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
+        stack = stack_settings(tmp)
+        say(f"starting Tansu on {stack.kafka_bootstrap} and SeaweedFS S3 on {stack.s3_endpoint}")
+        cleanup.enter_context(EmbeddedStack(stack))  # stopped before the data dir goes
+        return run_phases(stack, tmp, args)
+    raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every `finally`: workers and stack stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        results = benchmark(args)
+    except (BenchError, DemoTimeout, StackError) as exc:
+        say(f"benchmark failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted; everything started was stopped")
+        return 130
+    total = time.monotonic() - CLOCK
+    print(table(results, total), file=sys.stderr if args.json else sys.stdout, flush=True)
+    if args.json:
+        print(report_json(results, args, total))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
