@@ -60,6 +60,7 @@ DATA_SEED, WARMUP_SEED, RENDER_SEED = 1, 2, 3
 BATCH = 500  # records per consume -> produce round of the passthrough
 POLL = 0.2  # seconds between probes of the database while a renderer works
 CLOCK = time.monotonic()
+LOAD_BEFORE = os.getloadavg()[0]
 
 
 class BenchError(RuntimeError):
@@ -413,7 +414,8 @@ def ratios(results: list[Result]) -> dict[str, float]:
 
 def table(results: list[Result], total: float) -> str:
     lines = [f"e-Backpack benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-             f"SQLite {sqlite3.sqlite_version}, Tansu + SeaweedFS; run took {total:.0f} s", "",
+             f"SQLite {sqlite3.sqlite_version}, Tansu + SeaweedFS",
+             f"run took {total:.0f} s; load average before it {LOAD_BEFORE:.2f} (other load skews all)", "",
              f"{'phase':<24}{'items':>15}{'seconds':>10}{'per second':>13}{'ms each':>10}"]
     for r in results:
         ms = 1000 / r.rate if r.rate else 0.0
@@ -434,7 +436,8 @@ def table(results: list[Result], total: float) -> str:
 def report_json(results: list[Result], args: argparse.Namespace, total: float) -> str:
     return json.dumps({
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "sqlite": sqlite3.sqlite_version, "platform": platform.platform()},
+                    "sqlite": sqlite3.sqlite_version, "platform": platform.platform(),
+                    "load_average_before": round(LOAD_BEFORE, 2)},
         "events": args.events, "pdfs": args.pdfs, "run_seconds": round(total, 1),
         "phases": [r.as_json() for r in results], "ratios": ratios(results)}, ensure_ascii=False)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -105,7 +105,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     uvicorn.run(create_app(settings), host=host or settings.http_host, port=port or settings.http_port)
 
 
-class ServiceName(str, Enum):
+class ServiceName(StrEnum):
     issuer = "issuer"
     renderer = "renderer"
 
@@ -118,7 +118,7 @@ def worker(service: ServiceName) -> None:
     if service is ServiceName.issuer:
         from services.issuer.agent import create_app
     else:
-        from services.renderer.agent import create_app  # type: ignore[assignment]
+        from services.renderer.agent import create_app
     sys.argv = sys.argv[:1]
     run_worker(create_app(get_settings()))
 
@@ -157,11 +157,11 @@ def stack_down() -> None:
 
 
 @app.command("export-schemas")
-def export_schemas(out: Path = typer.Option(None, help="Folder (default: schemas/json).")) -> None:
-    """Export the JSON Schema of every published message type."""
-    from schemas.export import export_json_schemas
+def export_schemas(out: Path | None = None) -> None:
+    """Export the JSON Schema of every published message type (default folder: schemas/json)."""
+    from schemas.export import DEFAULT_DIR, export_json_schemas
 
-    paths = export_json_schemas(out) if out else export_json_schemas()  # type: ignore[call-arg]
+    paths = export_json_schemas(out or DEFAULT_DIR)
     err.print(f"wrote {len(paths)} schemas")
 
 

@@ -39,8 +39,9 @@ class Settings(BaseSettings):
     rules_file: Path = Field(SAMPLE_DIR / "rules.toml", description="Award rules (TOML).")
     site_id: str = Field("moodle.example.org", description="The Moodle site the events come from.")
 
-    issuer_group: str = Field("issuer", description="Consumer group of the issuer; a new name replays "
-                              "`moodle.events` from offset 0 (awards are idempotent, nothing is issued twice).")
+    issuer_group: str = Field("issuer", description=(
+        "Consumer group of the issuer; a new name replays `moodle.events` from offset 0 "
+        "(awards are idempotent: nothing is issued twice)."))
 
     # Faust group join on the embedded broker waits half the session timeout: keep it short.
     broker_session_timeout: float = 6.0

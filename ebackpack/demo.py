@@ -7,13 +7,13 @@ start stack -> migrate DB, bucket, topics -> load profiles -> start issuer + ren
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +25,7 @@ from ebackpack.sample_data import Dataset
 from ebackpack.stack import EmbeddedStack
 from ebackpack.storage import ObjectStore
 from ebackpack.streaming.errors import InvalidMessage
+from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS, RENDER_REQUESTS, create_topics, dlq
 from ebackpack.workers import Worker
 from schemas import DeadLetterMessage
@@ -65,12 +66,23 @@ class DemoSummary:
         return data
 
 
-class Progress:
-    """What the demo reports while it waits; the CLI draws it, tests ignore it."""
+class Progress(Protocol):
+    """What the demo reports while it waits; the CLI draws it."""
 
     def stage(self, text: str) -> None: ...
     def published(self, done: int, total: int) -> None: ...
     def processed(self, events_done: int, events_total: int, pdfs_done: int, pdfs_total: int) -> None: ...
+
+
+class SilentProgress:
+    def stage(self, text: str) -> None:
+        pass
+
+    def published(self, done: int, total: int) -> None:
+        pass
+
+    def processed(self, events_done: int, events_total: int, pdfs_done: int, pdfs_total: int) -> None:
+        pass
 
 
 def count_completions(dataset: Dataset) -> int:
@@ -118,16 +130,8 @@ class PipelineProbe:
 
     def dead_letters(self, since: datetime) -> int:
         topics = [self.settings.topic(dlq(t)) for t in (MOODLE_EVENTS, RENDER_REQUESTS)]
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap.split(","),
-                                 enable_auto_commit=False, consumer_timeout_ms=1500)
-        try:
-            partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            return sum(1 for record in consumer
-                       if DeadLetterMessage.model_validate_json(record.value).time >= since)
-        finally:
-            consumer.close()
+        return sum(1 for record in read_topics(self.settings, topics)
+                   if DeadLetterMessage.model_validate_json(record.value).time >= since)
 
 
 @contextmanager
@@ -170,7 +174,8 @@ def wait_until_done(probe: PipelineProbe, ends: dict[int, int], workers: list[Wo
         time.sleep(0.5)
 
 
-def export_certificates(settings: Settings, sessions: sessionmaker[Session], out_dir: Path) -> list[CertificateLink]:
+def export_certificates(settings: Settings, sessions: sessionmaker[Session],
+                        out_dir: Path) -> list[CertificateLink]:
     """Copy every stored PDF out of object storage, named by verification code."""
     store = ObjectStore(settings)
     links = []
@@ -181,13 +186,14 @@ def export_certificates(settings: Settings, sessions: sessionmaker[Session], out
     latest = {code: key for code, key in rows}
     for code, key in latest.items():
         target = store.download(key, out_dir / f"certificate-{code}.pdf")
-        links.append(CertificateLink(code=code, verify_url=settings.verify_url(code), pdf=str(target.resolve())))
+        links.append(CertificateLink(code=code, verify_url=settings.verify_url(code),
+                                     pdf=str(target.resolve())))
     return links
 
 
 def run_demo(settings: Settings, dataset: Dataset, progress: Progress | None = None,
              timeout: float = 600.0) -> DemoSummary:
-    progress = progress or Progress()
+    progress = progress or SilentProgress()
     started, clock = datetime.now(UTC), time.monotonic()
     with ExitStack() as stack:
         if settings.embedded:

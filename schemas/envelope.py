@@ -19,7 +19,9 @@ def deterministic_id(*parts: object) -> str:
 class CloudEvent(BaseModel):
     """Base envelope. Subclasses pin `type` (versioned) and the `data` model."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Unknown attributes (CloudEvents extensions, fields added later) are ignored, so that adding an
+    # optional envelope attribute never breaks an older reader.
+    model_config = ConfigDict(extra="ignore")
     TYPE: ClassVar[str] = ""
 
     specversion: str = "1.0"

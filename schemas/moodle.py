@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Literal
 
-import phpserialize  # type: ignore[import-untyped]
+import phpserialize
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .envelope import CloudEvent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
@@ -67,7 +68,7 @@ async def consume(stream: AsyncIterable[Any], handle: Handler, *, dlq: TopicT, c
         msg = event.message
         source = SourceMessage(msg.topic, msg.partition, msg.offset, event.key, event.value or b"")
         try:
-            result = await with_retries(lambda s=source: handle(s), policy)
+            result = await with_retries(functools.partial(handle, source), policy)
         except Exception as exc:
             letter = dead_letter(source, exc, consumer, producer=f"ebackpack/{consumer}")
             log.warning("dead-lettered %s/%d/%d: %s", source.topic, source.partition, source.offset,

@@ -3,6 +3,7 @@ because the embedded broker would auto-create with its own default partition cou
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -53,10 +54,8 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             for t in TOPICS if settings.topic(t.name) not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race: fine
                 admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race: fine
         return [t.name for t in wanted]
     finally:
         admin.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -24,17 +26,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     issuer_name = load_rules(settings.rules_file).issuer.name
     app = FastAPI(title="e-Backpack", version="0.1.0")
 
-    def db() -> Session:
+    def db() -> Iterator[Session]:
         with sessions() as session:
-            yield session  # type: ignore[misc]
+            yield session
 
     @app.get("/healthz")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/verify/{code}", response_model=None)
-    def verify_page(code: str, request: Request, format: str | None = None,
-                    session: Session = Depends(db)) -> Response:
+    def verify_page(code: str, request: Request, session: Annotated[Session, Depends(db)],
+                    format: str | None = None) -> Response:
         result = verify(session, code)
         status = 200 if result.status != "unknown" else 404
         wants_json = format == "json" or "application/json" in request.headers.get("accept", "")

@@ -32,6 +32,7 @@ from .repository import AwardRepository
 from .rules import RuleBook
 
 SOURCE = "ebackpack/issuer"
+Announcement = CredentialIssuedMessage | CertificateRenderRequestMessage
 
 
 def parse_moodle_message(raw: bytes) -> MoodleEventMessage:
@@ -111,12 +112,11 @@ class IssuerService:
                 learner_name=f"{learner.firstname} {learner.lastname}", course_name=course.fullname,
                 achievement_name=award.rule.name, achievement_description=award.rule.description,
                 issued_on=award.issued_on, awarding_body=self.rules.issuer.name,
-                template=award.rule.certificate_template, language=lang,  # type: ignore[arg-type]
+                template=award.rule.certificate_template, language=lang,
             ),
         )
 
-    def _outbox(self, topic: str, key: str, message: CredentialIssuedMessage | CertificateRenderRequestMessage,
-                award: Award) -> OutboxRow:
+    def _outbox(self, topic: str, key: str, message: Announcement, award: Award) -> OutboxRow:
         return OutboxRow(event_id=message.id, credential_id=award.credential_id,
                          topic=self.settings.topic(topic), key=key, payload=message.model_dump_json(),
                          created_at=datetime.now(UTC))

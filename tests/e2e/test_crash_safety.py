@@ -16,13 +16,13 @@ from ebackpack.demo import PipelineProbe, prepare
 from ebackpack.persistence.tables import AwardRow, CertificateRow
 from ebackpack.sample_data import generate, kind_counts
 from ebackpack.storage import ObjectStore
+from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import CREDENTIALS
 from ebackpack.workers import Worker
 from schemas import CredentialIssuedMessage
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
 from services.issuer.rules import load_rules
-from tests.kafka_helpers import read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -73,8 +73,8 @@ def chaos(workers: dict[str, Worker], probe: PipelineProbe, rng: random.Random) 
 
 @pytest.fixture
 def crash_settings(settings: Settings, postgres_url: str, tmp_path: Path) -> Settings:
-    return settings.model_copy(update={"database_url": postgres_url,
-                                       "rules_file": all_rules_with_certificates(settings, tmp_path / "r.toml")})
+    rules = all_rules_with_certificates(settings, tmp_path / "rules.toml")
+    return settings.model_copy(update={"database_url": postgres_url, "rules_file": rules})
 
 
 def test_kill_9_during_processing_loses_nothing_and_duplicates_nothing(crash_settings: Settings) -> None:
@@ -125,7 +125,7 @@ def assert_exactly_one_of_everything(settings: Settings, sessions, expected: fro
     assert {key.split("/")[1] for key in objects} == credential_ids
 
     ids_by_credential: dict[str, set[str]] = defaultdict(set)
-    for record in read_topic(settings, settings.topic(CREDENTIALS)):
+    for record in read_topics(settings, [settings.topic(CREDENTIALS)]):
         event = CredentialIssuedMessage.model_validate_json(record.value)
         ids_by_credential[event.data.credential_id].add(event.id)
     assert set(ids_by_credential) == credential_ids

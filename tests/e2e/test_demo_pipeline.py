@@ -15,11 +15,11 @@ from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.persistence.tables import AwardRow, CertificateRow, Learner
 from ebackpack.sample_data import Dataset, default_dataset
 from ebackpack.storage import ObjectStore
+from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS, dlq
 from schemas import DeadLetterMessage
 from services.issuer.rules import load_rules
 from tests.conftest import WebServer, require_tool
-from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +70,7 @@ def test_every_certificate_rule_award_has_one_stored_pdf(demo_run) -> None:
 def test_malformed_events_are_dead_lettered_with_a_reason(demo_run) -> None:
     settings, dataset, summary = demo_run
     letters = [DeadLetterMessage.model_validate_json(r.value)
-               for r in read_topic(settings, settings.topic(dlq(MOODLE_EVENTS)))]
+               for r in read_topics(settings, [settings.topic(dlq(MOODLE_EVENTS))])]
     assert summary.dead_lettered == len(letters) == dataset.kinds["malformed"]
     originals = {value for _key, value in dataset.messages}
     for letter in letters:
@@ -96,6 +96,7 @@ def test_qr_code_of_each_pdf_opens_a_page_that_says_valid(demo_run, tmp_path: Pa
             with sessions() as s:
                 award = s.scalars(select(AwardRow).where(AwardRow.verification_code == link.code)).one()
                 learner = s.get(Learner, award.learner_id)
+            assert learner is not None
             assert answer["status"] == "valid"
             assert answer["learner_name"] == f"{learner.firstname} {learner.lastname}"
             assert answer["achievement"] == award.achievement_name
