@@ -18,6 +18,8 @@ from ebackpack.config import Settings
 from ebackpack.stack import EmbeddedStack, free_port
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# Hand-checked Moodle examples beside the project (read by tests only, never by the product).
+MOODLE_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "moodle"
 
 
 def require_tool(name: str) -> str:

@@ -18,8 +18,9 @@ from services.issuer.domain import (
     verification_code,
 )
 from services.issuer.rules import load_rules
+from tests.conftest import MOODLE_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "moodle"
+FIXTURES = MOODLE_FIXTURES
 RULES = load_rules(SAMPLE_DIR / "rules.toml")
 
 

@@ -1,4 +1,4 @@
-"""The Moodle models accept what real Moodle sites emit (hand-checked fixtures in /work/shared)."""
+"""The Moodle models accept what real Moodle sites emit (hand-checked fixtures in ../shared)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pydantic import ValidationError
 
 from schemas import MoodleEvent, MoodleLogRow
 from schemas.moodle import COURSE_COMPLETED, COURSE_COMPLETION_UPDATED, decode_other
+from tests.conftest import MOODLE_FIXTURES
 
-FIXTURES = Path("/work/shared/fixtures/moodle")
+FIXTURES = MOODLE_FIXTURES
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="Moodle fixtures not available")
 
 OBSERVER_FILES = sorted(FIXTURES.glob("observer-*.json"))
