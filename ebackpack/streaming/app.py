@@ -73,7 +73,9 @@ async def consume(stream: AsyncIterable[Any], handle: Handler, *, dlq: TopicT, c
             letter = dead_letter(source, exc, consumer, producer=f"ebackpack/{consumer}")
             log.warning("dead-lettered %s/%d/%d: %s", source.topic, source.partition, source.offset,
                         letter.data.reason)
-            await send_and_wait(dlq, source.key, letter.to_bytes())
+            # A dead letter must not be lost either: retried like any transient failure. If the
+            # dead-letter topic stays unreachable the agent stops without committing this offset.
+            await with_retries(functools.partial(send_and_wait, dlq, source.key, letter.to_bytes()), policy)
             result = None
         yield result
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import sqlalchemy.exc
+from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 class InvalidMessage(Exception):
@@ -17,7 +20,19 @@ class TransientError(Exception):
 
 TRANSIENT: tuple[type[BaseException], ...] = (
     TransientError, ConnectionError, TimeoutError, sqlalchemy.exc.OperationalError, BotoCoreError,
+    KafkaError,  # e.g. a send not acknowledged in time: the award is saved, the announcement is retried
 )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_message(model: type[M], raw: bytes) -> M:
+    """Bytes -> event model; anything that does not fit is poison for the dead-letter topic."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidMessage(f"invalid {model.__name__}") from exc
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -34,6 +49,8 @@ def describe(exc: BaseException) -> str:
             f"{'.'.join(str(p) for p in e['loc']) or '(message)'}: {e['msg']}" for e in exc.errors()[:5]
         )
         return f"invalid {exc.title}: {problems}"
+    if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, ValidationError):
+        return describe(exc.__cause__)  # says "invalid <Model>: field: problem; ..." already
     if isinstance(exc, InvalidMessage) and exc.__cause__ is not None:
         return f"{exc}: {describe(exc.__cause__)}"
     return str(exc) or type(exc).__name__

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import Settings
 from ebackpack.persistence.tables import AwardRow, OutboxRow
-from ebackpack.streaming.errors import InvalidMessage, TransientError
+from ebackpack.streaming.errors import TransientError, parse_message
 from ebackpack.streaming.topics import CREDENTIALS, RENDER_REQUESTS
 from schemas import (
     Achievement,
@@ -36,10 +35,7 @@ Announcement = CredentialIssuedMessage | CertificateRenderRequestMessage
 
 
 def parse_moodle_message(raw: bytes) -> MoodleEventMessage:
-    try:
-        return MoodleEventMessage.model_validate_json(raw)
-    except ValidationError as exc:
-        raise InvalidMessage("not a Moodle event message") from exc
+    return parse_message(MoodleEventMessage, raw)
 
 
 class IssuerService:

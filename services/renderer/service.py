@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import Settings
 from ebackpack.persistence.tables import CertificateRow
 from ebackpack.storage import ObjectStore
-from ebackpack.streaming.errors import InvalidMessage
+from ebackpack.streaming.errors import InvalidMessage, parse_message
 from schemas import (
     CertificateRendered,
     CertificateRenderedMessage,
@@ -35,13 +34,6 @@ def object_key(credential_id: str, sha256: str) -> str:
     return f"certificates/{credential_id}/{sha256}.pdf"
 
 
-def parse_request(raw: bytes) -> CertificateRenderRequestMessage:
-    try:
-        return CertificateRenderRequestMessage.model_validate_json(raw)
-    except ValidationError as exc:
-        raise InvalidMessage("not a certificate render request") from exc
-
-
 class RendererService:
     def __init__(self, sessions: sessionmaker[Session], store: ObjectStore, renderer: CertificateRenderer,
                  settings: Settings):
@@ -51,7 +43,7 @@ class RendererService:
         self.settings = settings
 
     def handle(self, raw: bytes) -> CertificateRenderedMessage:
-        request = parse_request(raw).data
+        request = parse_message(CertificateRenderRequestMessage, raw).data
         with self.sessions() as session:
             existing = CertificateRepository(session).latest(request.credential_id)
         if existing is not None:

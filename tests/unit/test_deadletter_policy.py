@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from ebackpack.streaming.errors import InvalidMessage, TransientError
+from ebackpack.streaming.errors import InvalidMessage, TransientError, parse_message
 from ebackpack.streaming.policy import GaveUp, RetryPolicy, SourceMessage, dead_letter, with_retries
 from schemas import MoodleEventMessage
 
@@ -53,15 +52,13 @@ def test_poison_is_not_retried() -> None:
 
 
 def test_a_dead_letter_keeps_the_original_bytes_source_position_and_a_readable_reason() -> None:
-    try:
-        MoodleEventMessage.model_validate_json(SOURCE.value)
-    except ValidationError as exc:
-        error = InvalidMessage("not a Moodle event message")
-        error.__cause__ = exc
+    with pytest.raises(InvalidMessage) as raised:
+        parse_message(MoodleEventMessage, SOURCE.value)
+    error = raised.value
     letter = dead_letter(SOURCE, error, "issuer", "ebackpack/issuer")
     assert letter.data.value == SOURCE.value and letter.data.key_b64 == "NTcyMQ=="
     assert (letter.data.topic, letter.data.partition, letter.data.offset) == ("moodle.events", 2, 41)
-    assert letter.data.reason.startswith("not a Moodle event message: invalid MoodleEventMessage")
+    assert letter.data.reason.startswith("invalid MoodleEventMessage: id: Field required")
     assert "data: Field required" in letter.data.reason
     assert letter.data.error_type == "InvalidMessage"
     # the same message dead-lettered again (redelivery) keeps its id
