@@ -39,7 +39,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.demo import DemoTimeout, PipelineProbe, Progress, prepare, wait_until_done
+from ebackpack.demo import DemoTimeout, PipelineProbe, SilentProgress, prepare, wait_until_done
 from ebackpack.persistence.tables import AwardRow, CertificateRow
 from ebackpack.sample_data import Dataset, Message, generate
 from ebackpack.stack import EmbeddedStack, StackError, free_port
@@ -86,7 +86,7 @@ class Ticker:
             say(text)
 
 
-class IssuerProgress(Progress):
+class IssuerProgress(SilentProgress):
     """What `wait_until_done` reports, as throttled stderr lines."""
 
     def __init__(self) -> None:
@@ -487,8 +487,8 @@ def benchmark(args: argparse.Namespace) -> list[Result]:
         stack = stack_settings(tmp)
         say(f"starting Tansu on {stack.kafka_bootstrap} and SeaweedFS S3 on {stack.s3_endpoint}")
         cleanup.enter_context(EmbeddedStack(stack))  # stopped before the data dir goes
-        return run_phases(stack, tmp, args)
-    raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
+        results = run_phases(stack, tmp, args)
+    return results
 
 
 def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:

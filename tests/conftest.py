@@ -4,6 +4,7 @@ isolated per test by topic prefix, bucket and database; PostgreSQL from the mach
 from __future__ import annotations
 
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -40,16 +41,40 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     stack.stop()
 
 
-@pytest.fixture
-def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
+def reserve_port() -> socket.socket:
+    """A bound listening socket: the port is ours until the web server takes the socket over.
+
+    Verification URLs are printed into PDFs long before the web server starts; a port only chosen
+    then could be taken by another process in between.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+def isolated(base: Settings, tmp_path: Path, web: socket.socket) -> Settings:
     """Settings of one test: its own topics, bucket, database and data folder on the shared stack."""
     run = uuid.uuid4().hex[:8]
-    port = free_port()
-    return stack_settings.model_copy(update={
+    port = web.getsockname()[1]
+    return base.model_copy(update={
         "data_dir": tmp_path / "data", "topic_prefix": f"t{run}.", "s3_bucket": f"test-{run}",
         "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}",
         "http_port": port, "public_url": f"http://127.0.0.1:{port}",
     })
+
+
+@pytest.fixture
+def web_socket() -> Iterator[socket.socket]:
+    sock = reserve_port()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def settings(stack_settings: Settings, tmp_path: Path, web_socket: socket.socket) -> Settings:
+    return isolated(stack_settings, tmp_path, web_socket)
 
 
 def _pg_reachable() -> bool:
@@ -85,15 +110,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 class WebServer:
-    """The backpack web app served by uvicorn on a free local port, in a thread."""
+    """The backpack web app served by uvicorn in a thread, on the socket reserved for it."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, sock: socket.socket):
         from services.backpack.app import create_app
 
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.http_port,
-                                log_level="warning")
+        config = uvicorn.Config(create_app(settings), log_level="warning")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.url = settings.public_url
 
     def __enter__(self) -> WebServer:
@@ -101,9 +125,9 @@ class WebServer:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1).json().get("service") == "ebackpack":
                     return self
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 time.sleep(0.1)
         raise RuntimeError("web server did not start")
 

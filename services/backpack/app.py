@@ -20,23 +20,27 @@ from .verification import verify
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
+def db_session(request: Request) -> Iterator[Session]:
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    with sessions() as session:
+        yield session
+
+
+DbSession = Annotated[Session, Depends(db_session)]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    sessions: sessionmaker[Session] = session_factory(make_engine(settings.db_url))
     issuer_name = load_rules(settings.rules_file).issuer.name
     app = FastAPI(title="e-Backpack", version="0.1.0")
-
-    def db() -> Iterator[Session]:
-        with sessions() as session:
-            yield session
+    app.state.sessions = session_factory(make_engine(settings.db_url))
 
     @app.get("/healthz")
     def health() -> dict[str, str]:
-        return {"status": "ok"}
+        return {"status": "ok", "service": "ebackpack"}
 
     @app.get("/verify/{code}", response_model=None)
-    def verify_page(code: str, request: Request, session: Annotated[Session, Depends(db)],
-                    format: str | None = None) -> Response:
+    def verify_page(code: str, request: Request, session: DbSession, format: str | None = None) -> Response:
         result = verify(session, code)
         status = 200 if result.status != "unknown" else 404
         wants_json = format == "json" or "application/json" in request.headers.get("accept", "")

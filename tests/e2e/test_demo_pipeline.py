@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +21,7 @@ from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS, dlq
 from schemas import DeadLetterMessage
 from services.issuer.rules import load_rules
-from tests.conftest import WebServer, require_tool
+from tests.conftest import WebServer, isolated, require_tool, reserve_port
 
 pytestmark = pytest.mark.e2e
 
@@ -28,23 +30,20 @@ def certificate_rules(settings: Settings) -> list[str]:
     return [rule.id for rule in load_rules(settings.rules_file).rules if rule.certificate]
 
 
+DemoRun = tuple[Settings, Dataset, DemoSummary, socket.socket]
+
+
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, stack_settings: Settings) -> tuple[Settings, Dataset,
-                                                                                         DemoSummary]:
-    from tests.conftest import free_port
-
-    tmp = tmp_path_factory.mktemp("demo")
-    port = free_port()
-    settings = stack_settings.model_copy(update={
-        "data_dir": tmp / "data", "topic_prefix": "demo.", "s3_bucket": "demo",
-        "database_url": f"sqlite:///{tmp / 'ebackpack.db'}", "http_port": port,
-        "public_url": f"http://127.0.0.1:{port}"})
+def demo_run(tmp_path_factory: pytest.TempPathFactory, stack_settings: Settings) -> Iterator[DemoRun]:
+    web = reserve_port()
+    settings = isolated(stack_settings, tmp_path_factory.mktemp("demo"), web)
     dataset = default_dataset()
-    return settings, dataset, run_demo(settings, dataset, timeout=240)
+    yield settings, dataset, run_demo(settings, dataset, timeout=240), web
+    web.close()
 
 
-def test_every_learner_completion_yields_one_award_and_decoys_none(demo_run) -> None:
-    settings, dataset, summary = demo_run
+def test_every_learner_completion_yields_one_award_and_decoys_none(demo_run: DemoRun) -> None:
+    settings, dataset, summary, _web = demo_run
     sessions = session_factory(make_engine(settings.db_url))
     with sessions() as s:
         awarded = s.execute(select(AwardRow.learner_id, AwardRow.course_id)).all()
@@ -53,8 +52,8 @@ def test_every_learner_completion_yields_one_award_and_decoys_none(demo_run) -> 
     assert summary.events == len(dataset.messages)
 
 
-def test_every_certificate_rule_award_has_one_stored_pdf(demo_run) -> None:
-    settings, dataset, summary = demo_run
+def test_every_certificate_rule_award_has_one_stored_pdf(demo_run: DemoRun) -> None:
+    settings, dataset, summary, _web = demo_run
     sessions = session_factory(make_engine(settings.db_url))
     with sessions() as s:
         with_pdf = s.scalars(select(AwardRow.credential_id)
@@ -67,8 +66,8 @@ def test_every_certificate_rule_award_has_one_stored_pdf(demo_run) -> None:
     assert all(Path(link.pdf).read_bytes().startswith(b"%PDF") for link in summary.certificates)
 
 
-def test_malformed_events_are_dead_lettered_with_a_reason(demo_run) -> None:
-    settings, dataset, summary = demo_run
+def test_malformed_events_are_dead_lettered_with_a_reason(demo_run: DemoRun) -> None:
+    settings, dataset, summary, _web = demo_run
     letters = [DeadLetterMessage.model_validate_json(r.value)
                for r in read_topics(settings, [settings.topic(dlq(MOODLE_EVENTS))])]
     assert summary.dead_lettered == len(letters) == dataset.kinds["malformed"]
@@ -80,11 +79,11 @@ def test_malformed_events_are_dead_lettered_with_a_reason(demo_run) -> None:
     assert any("invalid" in letter.data.reason.lower() for letter in letters)
 
 
-def test_qr_code_of_each_pdf_opens_a_page_that_says_valid(demo_run, tmp_path: Path) -> None:
-    settings, _dataset, summary = demo_run
+def test_qr_code_of_each_pdf_opens_a_page_that_says_valid(demo_run: DemoRun, tmp_path: Path) -> None:
+    settings, _dataset, summary, web = demo_run
     pdftoppm, zbarimg = require_tool("pdftoppm"), require_tool("zbarimg")
     sessions = session_factory(make_engine(settings.db_url))
-    with WebServer(settings):
+    with WebServer(settings, web):
         for link in summary.certificates:
             png = tmp_path / f"{link.code}.png"
             subprocess.run([pdftoppm, "-png", "-r", "150", "-singlefile", link.pdf, str(png.with_suffix(""))],
@@ -106,8 +105,8 @@ def test_qr_code_of_each_pdf_opens_a_page_that_says_valid(demo_run, tmp_path: Pa
         assert unknown.status_code == 404 and "Unknown" in unknown.text
 
 
-def test_running_the_same_demo_again_issues_nothing_new(demo_run) -> None:
-    settings, dataset, first = demo_run
+def test_running_the_same_demo_again_issues_nothing_new(demo_run: DemoRun) -> None:
+    settings, dataset, first, _web = demo_run
     second = run_demo(settings, dataset, timeout=240)
     assert second.new_issued == 0
     assert second.issued == first.issued
