@@ -80,8 +80,9 @@ def _print_summary(summary: object) -> None:
     table.add_column("what")
     table.add_column("count", justify="right")
     for label, value in [("Moodle events read", summary.events), ("learner completions", summary.completions),
-                         ("badges + certificates issued (total)", summary.issued),
-                         ("issued in this run", summary.new_issued), ("PDFs stored", summary.rendered),
+                         ("credentials issued (badges), total", summary.issued),
+                         ("  of them new in this run", summary.new_issued),
+                         ("certificate PDFs stored", summary.rendered),
                          ("messages dead-lettered", summary.dead_lettered)]:
         table.add_row(label, str(value))
     console.print(table)
