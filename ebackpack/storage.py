@@ -39,13 +39,6 @@ class ObjectStore:
         body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
         return bytes(body.read())
 
-    def exists(self, key: str) -> bool:
-        try:
-            self._s3.head_object(Bucket=self.bucket, Key=key)
-            return True
-        except ClientError:
-            return False
-
     def keys(self, prefix: str = "") -> Iterator[str]:
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):

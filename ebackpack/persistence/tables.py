@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -71,4 +71,3 @@ class CertificateRow(Base):
     size: Mapped[int] = mapped_column(Integer)
     template: Mapped[str] = mapped_column(String(100))
     rendered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    details: Mapped[dict | None] = mapped_column(JSON, nullable=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ebackpack.persistence.tables import AwardRow, Course, Learner
@@ -35,7 +36,7 @@ def normalize_code(code: str) -> str:
 def verify(session: Session, code: str) -> Verification:
     wanted = normalize_code(code)
     formatted = "-".join(wanted[i:i + 4] for i in range(0, len(wanted), 4))
-    award = session.query(AwardRow).filter(AwardRow.verification_code == formatted).one_or_none()
+    award = session.scalars(select(AwardRow).where(AwardRow.verification_code == formatted)).one_or_none()
     if award is None:
         return Verification(code=code, status="unknown")
     learner = session.get(Learner, award.learner_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ebackpack.persistence.tables import AwardRow, Course, Learner, OutboxRow
@@ -42,6 +42,3 @@ class AwardRepository:
         if event_ids:
             self.session.execute(update(OutboxRow).where(OutboxRow.event_id.in_(event_ids))
                                  .values(sent_at=datetime.now(UTC)))
-
-    def count_awards(self) -> int:
-        return int(self.session.scalar(select(func.count()).select_from(AwardRow)) or 0)

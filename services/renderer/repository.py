@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ebackpack.persistence.tables import CertificateRow
@@ -24,6 +24,3 @@ class CertificateRepository:
 
     def add(self, row: CertificateRow) -> None:
         self.session.add(row)
-
-    def count(self) -> int:
-        return int(self.session.scalar(select(func.count()).select_from(CertificateRow)) or 0)

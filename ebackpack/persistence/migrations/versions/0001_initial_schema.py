@@ -70,7 +70,6 @@ def upgrade() -> None:
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('template', sa.String(length=100), nullable=False),
     sa.Column('rendered_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('details', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['credential_id'], ['awards.credential_id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('credential_id', 'sha256', name='uq_certificates_version')
