@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from ebackpack.config import Settings
-from ebackpack.demo import PipelineProbe, prepare
+from ebackpack.demo import PipelineProbe, SilentProgress, prepare, wait_until_done
 from ebackpack.persistence.tables import AwardRow, CertificateRow
 from ebackpack.sample_data import generate, kind_counts
 from ebackpack.storage import ObjectStore
@@ -42,17 +42,6 @@ def all_rules_with_certificates(settings: Settings, target: Path) -> Path:
     target.write_text(settings.rules_file.read_text(encoding="utf-8").replace("certificate = false",
                                                                               "certificate = true"))
     return target
-
-
-def wait_done(probe: PipelineProbe, ends: dict[int, int], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        position = probe.issuer_position()
-        _awards, wanted, stored, pending = probe.counts()
-        if all(position.get(p, 0) >= end for p, end in ends.items()) and pending == 0 and stored >= wanted:
-            return
-        time.sleep(1)
-    raise AssertionError(f"pipeline not done in {timeout} s: {probe.counts()}, {probe.issuer_position()}")
 
 
 def chaos(workers: dict[str, Worker], probe: PipelineProbe, rng: random.Random) -> dict[str, list[int]]:
@@ -91,7 +80,7 @@ def test_kill_9_during_processing_loses_nothing_and_duplicates_nothing(crash_set
         ends = publisher.publish(dataset.messages)
         publisher.close()
         kills = chaos(workers, probe, random.Random(11))
-        wait_done(probe, ends, timeout=900)
+        wait_until_done(probe, ends, list(workers.values()), SilentProgress(), timeout=900)
         # Each kill hit a service with work left: fewer results than the final count existed then.
         assert len(kills["issuer"]) >= 2 and max(kills["issuer"]) < COMPLETIONS, kills
         assert len(kills["renderer"]) >= 2 and max(kills["renderer"]) < COMPLETIONS, kills
@@ -104,7 +93,7 @@ def test_kill_9_during_processing_loses_nothing_and_duplicates_nothing(crash_set
         assert replay_probe.issuer_position() == {}
         workers["issuer"] = Worker("issuer", replay)
         workers["issuer"].start()
-        wait_done(replay_probe, ends, timeout=600)
+        wait_until_done(replay_probe, ends, list(workers.values()), SilentProgress(), timeout=600)
         assert_exactly_one_of_everything(settings, sessions, dataset.expected_awards)
     finally:
         for worker in workers.values():
