@@ -12,7 +12,7 @@ from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.persistence.tables import OutboxRow
 from ebackpack.streaming.app import consume, make_app, raw_topic, send_and_wait
 from ebackpack.streaming.policy import SourceMessage
-from ebackpack.streaming.topics import MOODLE_EVENTS, dlq
+from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, RENDER_REQUESTS, dlq
 
 from .rules import load_rules
 from .service import IssuerService
@@ -31,9 +31,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
     events = raw_topic(app, settings.topic(MOODLE_EVENTS))
     dead_letters = raw_topic(app, settings.topic(dlq(MOODLE_EVENTS)))
 
+    outbox_topics = {settings.topic(name): raw_topic(app, settings.topic(name))
+                     for name in (CREDENTIALS, RENDER_REQUESTS)}
+
     async def announce(rows: list[OutboxRow]) -> None:
         for row in rows:
-            await send_and_wait(raw_topic(app, row.topic), row.key.encode() if row.key else None,
+            await send_and_wait(outbox_topics[row.topic], row.key.encode() if row.key else None,
                                 row.payload.encode())
         if rows:
             await asyncio.to_thread(service.mark_sent, [r.event_id for r in rows])
