@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     rules_file: Path = Field(SAMPLE_DIR / "rules.toml", description="Award rules (TOML).")
     site_id: str = Field("moodle.example.org", description="The Moodle site the events come from.")
 
+    signing_keys: SecretStr | None = Field(None, description=(
+        "Production: the signing keys as a JSON object key id -> PKCS#8 PEM (`ed25519-N`, `p256-N`); "
+        "without it, keys are generated on first start in `signing_keys_dir`."))
+    signing_keys_dir: Path | None = Field(None, description="Default: `keys/` in the data directory.")
+    credential_formats: str = Field("ob3-di,ob3-jwt", description=(
+        "Signed OB 3.0 proof formats stored per award (`ob3-di`, `ob3-jwt`); empty = signing off."))
+    expiry_scan_interval: float = Field(30.0, description="Seconds between scans for expired credentials.")
+
     issuer_group: str = Field("issuer", description=(
         "Consumer group of the issuer; a new name replays `moodle.events` from offset 0 "
         "(awards are idempotent: nothing is issued twice)."))
@@ -54,6 +62,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'ebackpack.db').resolve()}"
+
+    @property
+    def key_dir(self) -> Path:
+        return self.signing_keys_dir or self.data_dir / "keys"
+
+    @property
+    def formats(self) -> list[str]:
+        return [f.strip() for f in self.credential_formats.split(",") if f.strip()]
 
     @property
     def kafka_url(self) -> str:

@@ -6,7 +6,15 @@ from .certificates import (
     CertificateRenderRequest,
     CertificateRenderRequestMessage,
 )
-from .credentials import Achievement, CredentialIssued, CredentialIssuedMessage
+from .credentials import (
+    Achievement,
+    CredentialExpired,
+    CredentialExpiredMessage,
+    CredentialIssued,
+    CredentialIssuedMessage,
+    CredentialRevoked,
+    CredentialRevokedMessage,
+)
 from .deadletter import DeadLetter, DeadLetterMessage
 from .envelope import CloudEvent, deterministic_id
 from .moodle import MoodleEvent, MoodleEventMessage, MoodleLogRow
@@ -15,6 +23,8 @@ from .moodle import MoodleEvent, MoodleEventMessage, MoodleLogRow
 PUBLISHED: dict[str, type[CloudEvent]] = {
     "moodle.event.v1": MoodleEventMessage,
     "credential.issued.v1": CredentialIssuedMessage,
+    "credential.revoked.v1": CredentialRevokedMessage,
+    "credential.expired.v1": CredentialExpiredMessage,
     "certificate.render_requested.v1": CertificateRenderRequestMessage,
     "certificate.rendered.v1": CertificateRenderedMessage,
     "dead_letter.v1": DeadLetterMessage,
@@ -23,6 +33,7 @@ PUBLISHED: dict[str, type[CloudEvent]] = {
 __all__ = [
     "PUBLISHED", "Achievement", "CertificateRendered", "CertificateRenderedMessage",
     "CertificateRenderRequest", "CertificateRenderRequestMessage", "CloudEvent", "CredentialIssued",
-    "CredentialIssuedMessage", "DeadLetter", "DeadLetterMessage", "MoodleEvent", "MoodleEventMessage",
+    "CredentialIssuedMessage", "CredentialExpired", "CredentialExpiredMessage", "CredentialRevoked",
+    "CredentialRevokedMessage", "DeadLetter", "DeadLetterMessage", "MoodleEvent", "MoodleEventMessage",
     "MoodleLogRow", "deterministic_id",
 ]

@@ -22,6 +22,8 @@ class CertificateRenderRequest(BaseModel):
     awarding_body: str
     template: str = "default"
     language: Literal["pl", "en"] = "en"
+    credential_json: str | None = Field(None, description=(
+        "The signed Open Badges 3.0 credential (Data Integrity proof), attached inside the PDF."))
 
 
 class CertificateRenderRequestMessage(CloudEvent):

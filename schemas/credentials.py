@@ -28,9 +28,39 @@ class CredentialIssued(BaseModel):
     verify_url: str
     badge: bool = Field(description="The rule awards a digital badge.")
     certificate: bool = Field(description="The rule awards a PDF certificate.")
+    valid_until: datetime | None = Field(None, description="Expiry; none = never expires.")
+    assertion_url: str | None = Field(None, description="Hosted Open Badges 2.0 assertion.")
+    formats: list[str] = Field(default_factory=list, description="Signed OB 3.0 proof formats stored.")
 
 
 class CredentialIssuedMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.credential.issued.v1"
     type: Literal["pl.ebackpack.credential.issued.v1"] = "pl.ebackpack.credential.issued.v1"
     data: CredentialIssued
+
+
+class CredentialRevoked(BaseModel):
+    credential_id: str
+    learner_id: int
+    verification_code: str
+    reason: str = Field(description="Shown on the verification page and in the revocation lists.")
+    revoked_at: datetime
+
+
+class CredentialRevokedMessage(CloudEvent):
+    TYPE: ClassVar[str] = "pl.ebackpack.credential.revoked.v1"
+    type: Literal["pl.ebackpack.credential.revoked.v1"] = "pl.ebackpack.credential.revoked.v1"
+    data: CredentialRevoked
+
+
+class CredentialExpired(BaseModel):
+    credential_id: str
+    learner_id: int
+    verification_code: str
+    valid_until: datetime
+
+
+class CredentialExpiredMessage(CloudEvent):
+    TYPE: ClassVar[str] = "pl.ebackpack.credential.expired.v1"
+    type: Literal["pl.ebackpack.credential.expired.v1"] = "pl.ebackpack.credential.expired.v1"
+    data: CredentialExpired

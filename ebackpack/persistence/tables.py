@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -32,7 +32,8 @@ class AwardRow(Base):
     """One credential. The unique constraints make redelivery and replay harmless."""
 
     __tablename__ = "awards"
-    __table_args__ = (UniqueConstraint("learner_id", "rule_id", name="uq_awards_learner_rule"),)
+    __table_args__ = (UniqueConstraint("learner_id", "rule_id", name="uq_awards_learner_rule"),
+                      Index("uq_awards_status_entry", "status_list", "status_index", unique=True))
     credential_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     verification_code: Mapped[str] = mapped_column(String(20), unique=True)
     learner_id: Mapped[int] = mapped_column(Integer, index=True)
@@ -43,6 +44,25 @@ class AwardRow(Base):
     status: Mapped[str] = mapped_column(String(20), default="issued")
     source_event_id: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Credential data (schema 0002; empty for awards saved before signed credentials existed).
+    recipient_salt: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    recipient_hash: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    status_list: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SignedCredentialRow(Base):
+    """A signed Open Badges 3.0 credential of an award, one row per proof format. Never changes."""
+
+    __tablename__ = "signed_credentials"
+    credential_id: Mapped[str] = mapped_column(ForeignKey("awards.credential_id"), primary_key=True)
+    format: Mapped[str] = mapped_column(String(20), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    verification_method: Mapped[str] = mapped_column(String(300))
+    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class OutboxRow(Base):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ebackpack.persistence.tables import AwardRow, Course, Learner, OutboxRow
+from ebackpack.persistence.tables import AwardRow, Course, Learner, OutboxRow, SignedCredentialRow
 
 
 class AwardRepository:
@@ -24,10 +24,11 @@ class AwardRepository:
     def course(self, course_id: int) -> Course | None:
         return self.session.get(Course, course_id)
 
-    def add(self, award: AwardRow, events: Sequence[OutboxRow]) -> None:
+    def add(self, award: AwardRow, events: Sequence[OutboxRow],
+            signed: Sequence[SignedCredentialRow] = ()) -> None:
         self.session.add(award)
         self.session.flush()  # the award first: its unique constraints decide
-        self.session.add_all(events)
+        self.session.add_all([*signed, *events])
 
     def pending_events(self, credential_id: str | None = None, older_than: datetime | None = None,
                        limit: int = 500) -> list[OutboxRow]:

@@ -12,7 +12,29 @@ from pydantic import BaseModel, Field, model_validator
 class IssuerProfile(BaseModel):
     name: str = Field(description="The awarding body.")
     url: str
-    country: str = Field(min_length=2, max_length=2)
+    email: str = Field(description="Contact address, published in the Open Badges issuer profile.")
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code of the issuer's country.")
+
+
+class MicroCredential(BaseModel):
+    """EU micro-credential elements (Council Recommendation of 16 June 2022, Annex I, part I).
+
+    Learner, title, issuer country, awarding body and issue date come from the award itself.
+    """
+
+    learning_outcomes: list[str] = Field(min_length=1)
+    ects: float | None = Field(None, gt=0, description="Notional workload in ECTS credits.")
+    hours: float | None = Field(None, gt=0, description="Notional workload in hours.")
+    eqf_level: int | None = Field(None, ge=1, le=8, description="European Qualifications Framework level.")
+    assessment: str = Field(description="Type of assessment, e.g. 'online test, supervised'.")
+    participation: Literal["online", "onsite", "blended"] = Field(description="Form of participation.")
+    quality_assurance: str = Field(description="Type of quality assurance used to underpin the credential.")
+
+    @model_validator(mode="after")
+    def _has_workload(self) -> MicroCredential:
+        if self.ects is None and self.hours is None:
+            raise ValueError("a micro-credential states its notional workload: set ects and/or hours")
+        return self
 
 
 class AwardRule(BaseModel):
@@ -26,6 +48,8 @@ class AwardRule(BaseModel):
     badge_image: str | None = None
     certificate_template: str = "default"
     language: Literal["pl", "en"] = "en"
+    valid_for_days: int | None = Field(None, gt=0, description="Validity period; none = never expires.")
+    microcredential: MicroCredential
 
 
 class RuleBook(BaseModel):

@@ -7,21 +7,32 @@ parse -> is it a learner completion with a rule? -> persist the award and its ou
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import Settings
-from ebackpack.persistence.tables import AwardRow, OutboxRow
+from ebackpack.credentials.facts import new_salt, recipient_hash
+from ebackpack.credentials.keys import keyring_for
+from ebackpack.credentials.signer import DATA_INTEGRITY, CredentialSigner, Signed
+from ebackpack.credentials.store import CredentialStore
+from ebackpack.credentials.urls import PublicUrls
+from ebackpack.persistence.tables import AwardRow, Learner, OutboxRow, SignedCredentialRow
 from ebackpack.streaming.errors import TransientError, parse_message
 from ebackpack.streaming.topics import CREDENTIALS, RENDER_REQUESTS
 from schemas import (
     Achievement,
     CertificateRenderRequest,
     CertificateRenderRequestMessage,
+    CredentialExpired,
+    CredentialExpiredMessage,
     CredentialIssued,
     CredentialIssuedMessage,
+    CredentialRevoked,
+    CredentialRevokedMessage,
     MoodleEventMessage,
     deterministic_id,
 )
@@ -31,7 +42,12 @@ from .repository import AwardRepository
 from .rules import RuleBook
 
 SOURCE = "ebackpack/issuer"
-Announcement = CredentialIssuedMessage | CertificateRenderRequestMessage
+Announcement = (CredentialIssuedMessage | CertificateRenderRequestMessage | CredentialRevokedMessage
+                | CredentialExpiredMessage)
+
+
+class CredentialNotFound(LookupError):
+    pass
 
 
 def parse_moodle_message(raw: bytes) -> MoodleEventMessage:
@@ -39,10 +55,21 @@ def parse_moodle_message(raw: bytes) -> MoodleEventMessage:
 
 
 class IssuerService:
-    def __init__(self, sessions: sessionmaker[Session], rules: RuleBook, settings: Settings):
+    def __init__(self, sessions: sessionmaker[Session], rules: RuleBook, settings: Settings,
+                 signer: CredentialSigner | None = None):
         self.sessions = sessions
         self.rules = rules
         self.settings = settings
+        self.urls = PublicUrls(settings.public_url)
+        if signer is not None:
+            self.signer = signer
+
+    @cached_property
+    def signer(self) -> CredentialSigner:
+        return CredentialSigner(keyring_for(self.settings), self.settings.formats)
+
+    def _store(self, session: Session) -> CredentialStore:
+        return CredentialStore(session, self.rules, self.settings.site_id, self.urls)
 
     def handle(self, raw: bytes) -> list[OutboxRow]:
         """Returns the events still to announce for the award this message earns (often none)."""
@@ -56,27 +83,56 @@ class IssuerService:
             if repo.get(award.credential_id) is None:
                 try:
                     with session.begin_nested():
-                        repo.add(self._award_row(award), self._announcements(repo, award))
+                        self._save_new(session, repo, award)
                 except IntegrityError:
-                    pass  # a concurrent worker saved the same award first: same id, nothing lost
+                    if repo.get(award.credential_id) is None:  # else: a concurrent worker saved it first
+                        raise TransientError("status list entry taken by a concurrent worker") from None
             return repo.pending_events(award.credential_id)
 
-    def _award_row(self, award: Award) -> AwardRow:
+    def _save_new(self, session: Session, repo: AwardRepository, award: Award) -> None:
+        """The award, its signed credentials and its outbox events: one transaction."""
+        learner = repo.learner(award.learner_id)
+        if learner is None:
+            # Profiles may arrive after the completion: retried with backoff, then dead-lettered.
+            raise TransientError(f"no profile for learner {award.learner_id}: cannot issue the credential yet")
+        store = self._store(session)
+        row = self._award_row(award, learner, store.allocate_status_entry(award.credential_id))
+        facts = store.facts(row)
+        assert facts is not None  # the row has everything a credential needs
+        signed = self.signer.sign(facts) if self.settings.formats else []
+        repo.add(row, self._announcements(repo, award, row, signed), self._signed_rows(award, signed))
+
+    def _award_row(self, award: Award, learner: Learner, status_entry: tuple[int, int]) -> AwardRow:
+        salt = new_salt()
+        days = award.rule.valid_for_days
         return AwardRow(
             credential_id=award.credential_id, verification_code=award.verification_code,
             learner_id=award.learner_id, course_id=award.course_id, rule_id=award.rule.id,
             achievement_name=award.rule.name, issued_on=award.issued_on, status="issued",
             source_event_id=award.source_event_id, created_at=datetime.now(UTC),
+            recipient_salt=salt, recipient_hash=recipient_hash(learner.email, salt),
+            valid_until=award.issued_on + timedelta(days=days) if days else None,
+            status_list=status_entry[0], status_index=status_entry[1],
         )
 
-    def _announcements(self, repo: AwardRepository, award: Award) -> list[OutboxRow]:
-        events = [self._outbox(CREDENTIALS, str(award.learner_id), self._issued(award), award)]
+    @staticmethod
+    def _signed_rows(award: Award, signed: list[Signed]) -> list[SignedCredentialRow]:
+        now = datetime.now(UTC)
+        return [SignedCredentialRow(credential_id=award.credential_id, format=s.format, document=s.document,
+                                    verification_method=s.verification_method, signed_at=now)
+                for s in signed]
+
+    def _announcements(self, repo: AwardRepository, award: Award, row: AwardRow,
+                       signed: list[Signed]) -> list[OutboxRow]:
+        issued = self._issued(award, row, [s.format for s in signed])
+        events = [self._outbox(CREDENTIALS, str(award.learner_id), issued, award.credential_id)]
         if award.rule.certificate:
-            request = self._render_request(repo, award)
-            events.append(self._outbox(RENDER_REQUESTS, award.credential_id, request, award))
+            proof = next((s.document for s in signed if s.format == DATA_INTEGRITY), None)
+            request = self._render_request(repo, award, proof)
+            events.append(self._outbox(RENDER_REQUESTS, award.credential_id, request, award.credential_id))
         return events
 
-    def _issued(self, award: Award) -> CredentialIssuedMessage:
+    def _issued(self, award: Award, row: AwardRow, formats: list[str]) -> CredentialIssuedMessage:
         rule = award.rule
         return CredentialIssuedMessage.build(
             id=deterministic_id("credential.issued", award.credential_id), source=SOURCE,
@@ -87,11 +143,14 @@ class IssuerService:
                                         criteria=rule.criteria, badge_image=rule.badge_image),
                 issued_on=award.issued_on, verification_code=award.verification_code,
                 verify_url=self.settings.verify_url(award.verification_code),
-                badge=rule.badge, certificate=rule.certificate,
+                badge=rule.badge, certificate=rule.certificate, valid_until=row.valid_until,
+                assertion_url=self.urls.ob2_assertion(award.credential_id) if rule.badge else None,
+                formats=formats,
             ),
         )
 
-    def _render_request(self, repo: AwardRepository, award: Award) -> CertificateRenderRequestMessage:
+    def _render_request(self, repo: AwardRepository, award: Award,
+                        credential_json: str | None) -> CertificateRenderRequestMessage:
         learner, course = repo.learner(award.learner_id), repo.course(award.course_id)
         if learner is None or course is None:
             # Profiles may arrive after the completion: retried with backoff, then dead-lettered.
@@ -108,14 +167,53 @@ class IssuerService:
                 learner_name=f"{learner.firstname} {learner.lastname}", course_name=course.fullname,
                 achievement_name=award.rule.name, achievement_description=award.rule.description,
                 issued_on=award.issued_on, awarding_body=self.rules.issuer.name,
-                template=award.rule.certificate_template, language=lang,
+                template=award.rule.certificate_template, language=lang, credential_json=credential_json,
             ),
         )
 
-    def _outbox(self, topic: str, key: str, message: Announcement, award: Award) -> OutboxRow:
-        return OutboxRow(event_id=message.id, credential_id=award.credential_id,
+    def _outbox(self, topic: str, key: str, message: Announcement, credential_id: str) -> OutboxRow:
+        return OutboxRow(event_id=message.id, credential_id=credential_id,
                          topic=self.settings.topic(topic), key=key, payload=message.model_dump_json(),
                          created_at=datetime.now(UTC))
+
+    def revoke(self, code_or_id: str, reason: str, now: datetime | None = None) -> AwardRow:
+        """Revokes with a reason and saves the revoked event in the outbox (announced by `announce`)."""
+        if not reason.strip():
+            raise ValueError("a revocation needs a reason: it is shown to everyone who checks the credential")
+        now = now or datetime.now(UTC)
+        with self.sessions.begin() as session:
+            award = self._store(session).find(code_or_id)
+            if award is None:
+                raise CredentialNotFound(f"no credential with code or id {code_or_id!r}")
+            if award.status == "revoked":
+                return award  # idempotent: the first reason stands
+            award.status, award.revoked_at, award.revocation_reason = "revoked", now, reason.strip()
+            message = CredentialRevokedMessage.build(
+                id=deterministic_id("credential.revoked", award.credential_id), source=SOURCE,
+                subject=award.credential_id, time=now,
+                data=CredentialRevoked(credential_id=award.credential_id, learner_id=award.learner_id,
+                                       verification_code=award.verification_code, reason=award.revocation_reason,
+                                       revoked_at=now))
+            session.add(self._outbox(CREDENTIALS, str(award.learner_id), message, award.credential_id))
+            return award
+
+    def expire_due(self, now: datetime | None = None, limit: int = 500) -> int:
+        """Marks credentials past their validity as expired, each with one expired event in the outbox."""
+        now = now or datetime.now(UTC)
+        with self.sessions.begin() as session:
+            due = session.scalars(select(AwardRow).where(AwardRow.status == "issued",
+                                                         AwardRow.valid_until <= now).limit(limit)).all()
+            for award in due:
+                award.status = "expired"
+                assert award.valid_until is not None
+                message = CredentialExpiredMessage.build(
+                    id=deterministic_id("credential.expired", award.credential_id), source=SOURCE,
+                    subject=award.credential_id, time=now,
+                    data=CredentialExpired(credential_id=award.credential_id, learner_id=award.learner_id,
+                                           verification_code=award.verification_code,
+                                           valid_until=award.valid_until))
+                session.add(self._outbox(CREDENTIALS, str(award.learner_id), message, award.credential_id))
+            return len(due)
 
     def mark_sent(self, event_ids: list[str]) -> None:
         with self.sessions.begin() as session:

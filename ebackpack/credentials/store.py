@@ -1,0 +1,108 @@
+"""Credential state in SQL, read by the issuer, the backpack and the CLI alike.
+
+The award row is the truth: its status, validity and status-list entry decide what the status list,
+the OB 2.0 hosted JSON and the verification page say, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ebackpack.persistence.tables import AwardRow, Course, Learner, SignedCredentialRow
+from services.issuer.rules import RuleBook
+
+from . import statuslist
+from .facts import CredentialFacts, as_utc, learner_subject_id
+from .ob2 import Revoked
+from .urls import PublicUrls
+
+Status = Literal["valid", "revoked", "expired"]
+PROBE = 64  # status indexes tried around a credential's preferred slot before moving to the next list
+
+
+def normalize_code(code: str) -> str:
+    """`abcd efgh-ijkl` -> `ABCD-EFGH-IJKL`: people type codes with spaces and in lower case."""
+    wanted = "".join(ch for ch in code.upper() if ch.isalnum())
+    return "-".join(wanted[i:i + 4] for i in range(0, len(wanted), 4))
+
+
+def status_of(award: AwardRow, now: datetime) -> Status:
+    if award.status == "revoked":
+        return "revoked"
+    if award.status == "expired" or (award.valid_until is not None and as_utc(award.valid_until) <= now):
+        return "expired"
+    return "valid"
+
+
+class CredentialStore:
+    def __init__(self, session: Session, rules: RuleBook, site: str, urls: PublicUrls):
+        self.session, self.rules, self.site, self.urls = session, rules, site, urls
+
+    def award(self, credential_id: str) -> AwardRow | None:
+        return self.session.get(AwardRow, credential_id)
+
+    def award_by_code(self, code: str) -> AwardRow | None:
+        query = select(AwardRow).where(AwardRow.verification_code == normalize_code(code))
+        return self.session.scalars(query).one_or_none()
+
+    def find(self, code_or_id: str) -> AwardRow | None:
+        return self.award(code_or_id) or self.award_by_code(code_or_id)
+
+    def learner(self, learner_id: int) -> Learner | None:
+        return self.session.get(Learner, learner_id)
+
+    def course(self, course_id: int) -> Course | None:
+        return self.session.get(Course, course_id)
+
+    def signed(self, credential_id: str, fmt: str) -> SignedCredentialRow | None:
+        return self.session.get(SignedCredentialRow, (credential_id, fmt))
+
+    def facts(self, award: AwardRow) -> CredentialFacts | None:
+        """None for awards saved before credentials were signed (no salt, no status entry)."""
+        rule = next((r for r in self.rules.rules if r.id == award.rule_id), None)
+        learner = self.learner(award.learner_id)
+        if rule is None or learner is None or award.recipient_salt is None or award.recipient_hash is None \
+                or award.status_list is None or award.status_index is None:
+            return None
+        return CredentialFacts(
+            credential_id=award.credential_id, verification_code=award.verification_code, rule=rule,
+            issuer=self.rules.issuer, learner_subject_id=learner_subject_id(self.site, award.learner_id),
+            learner_name=f"{learner.firstname} {learner.lastname}", recipient_salt=award.recipient_salt,
+            recipient_hash=award.recipient_hash, issued_on=as_utc(award.issued_on),
+            valid_until=as_utc(award.valid_until) if award.valid_until else None,
+            status_list=award.status_list, status_index=award.status_index, urls=self.urls)
+
+    def revoked_indexes(self, status_list: int) -> list[int]:
+        query = select(AwardRow.status_index).where(AwardRow.status_list == status_list,
+                                                    AwardRow.status == "revoked")
+        return [i for i in self.session.scalars(query) if i is not None]
+
+    def revoked(self) -> list[Revoked]:
+        query = select(AwardRow).where(AwardRow.status == "revoked").order_by(AwardRow.revoked_at)
+        return [Revoked(a.credential_id, a.revocation_reason or "") for a in self.session.scalars(query)]
+
+    def status_list_numbers(self) -> list[int]:
+        query = select(AwardRow.status_list).where(AwardRow.status_list.is_not(None)).distinct()
+        return sorted(n for n in self.session.scalars(query) if n is not None)
+
+    def allocate_status_entry(self, credential_id: str) -> tuple[int, int]:
+        """A free (list, index) near a slot derived from the credential id: spread out, cheap to find.
+
+        Two workers may pick the same free slot; the unique index then rejects one transaction, which
+        is retried.
+        """
+        preferred = int(credential_id.replace("-", ""), 16) % (statuslist.LIST_SIZE - PROBE)
+        status_list = 1
+        while True:
+            query = select(AwardRow.status_index).where(
+                AwardRow.status_list == status_list, AwardRow.status_index >= preferred,
+                AwardRow.status_index < preferred + PROBE)
+            used = set(self.session.scalars(query))
+            free = next((i for i in range(preferred, preferred + PROBE) if i not in used), None)
+            if free is not None:
+                return status_list, free
+            status_list += 1
