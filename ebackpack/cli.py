@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,10 +17,17 @@ from rich.table import Table
 
 from ebackpack.config import get_settings
 
+if TYPE_CHECKING:
+    from ebackpack.credentials.store import CredentialStore
+
 app = typer.Typer(help="e-Backpack: issue, store and verify micro-credentials from Moodle.",
                   no_args_is_help=True, add_completion=False)
 stack_app = typer.Typer(help="The embedded broker (Tansu) and S3 server (SeaweedFS).", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+credential_app = typer.Typer(help="Export or revoke one credential.", no_args_is_help=True)
+app.add_typer(credential_app, name="credential")
+keys_app = typer.Typer(help="The issuer's signing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 err = Console(stderr=True)
 
 
@@ -155,6 +165,103 @@ def stack_down() -> None:
 
     stopped = EmbeddedStack(get_settings()).stop_detached()
     err.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+class ExportFormat(StrEnum):
+    ob2 = "ob2"
+    ob2_png = "ob2-png"
+    ob2_svg = "ob2-svg"
+    ob3 = "ob3"
+    ob3_jwt = "ob3-jwt"
+    ob3_png = "ob3-png"
+
+
+@credential_app.command("export")
+def credential_export(
+    code: str = typer.Argument(help="Verification code (as printed) or credential id."),
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Which form.")] = ExportFormat.ob3,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default: stdout).")] = None,
+) -> None:
+    """Write one credential as OB 2.0 JSON / baked PNG / SVG, or OB 3.0 JSON / JWT / baked PNG."""
+    from ebackpack.credentials.exports import ExportError, export
+
+    with _credential_store() as store:
+        award = store.find(code)
+        if award is None:
+            err.print(f"[red]no credential with code or id {code!r}[/red]")
+            raise typer.Exit(1)
+        try:
+            result = export(store, award, fmt.value)
+        except ExportError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+    if output is None:
+        sys.stdout.buffer.write(result.content)
+    else:
+        output.write_bytes(result.content)
+        err.print(f"wrote {output} ({result.media_type}, {len(result.content)} bytes)")
+
+
+@credential_app.command("revoke")
+def credential_revoke(
+    code: str = typer.Argument(help="Verification code (as printed) or credential id."),
+    reason: str = typer.Option(..., "--reason", help="Why: shown to everyone who checks the credential."),
+) -> None:
+    """Revoke a credential: status list, OB 2.0 JSON and verification page change at once; the issuer
+    announces the credential-revoked event within seconds."""
+    from ebackpack.persistence.engine import make_engine, migrate, session_factory
+    from services.issuer.rules import load_rules
+    from services.issuer.service import CredentialNotFound, IssuerService
+
+    settings = get_settings()
+    migrate(settings.db_url)
+    service = IssuerService(session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file),
+                            settings)
+    try:
+        award = service.revoke(code, reason)
+    except (CredentialNotFound, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    err.print(f"{award.verification_code} is revoked (since {award.revoked_at:%Y-%m-%d %H:%M} UTC): "
+              f"{award.revocation_reason}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new signing key of each kind; older keys stay published so what they signed still verifies.
+    Restart the issuer workers to sign with the new keys."""
+    from ebackpack.credentials.keys import rotate_key_dir
+
+    settings = get_settings()
+    if settings.signing_keys is not None:
+        err.print("[red]keys come from EBACKPACK_SIGNING_KEYS: rotate them where they are kept[/red]")
+        raise typer.Exit(1)
+    ring = rotate_key_dir(settings.key_dir)
+    err.print("signing with " + ", ".join(ring.current(a).kid for a in ("Ed25519", "ES256"))
+              + f"; published: {', '.join(k.kid for k in ring.keys)}")
+
+
+@keys_app.command("show")
+def keys_show() -> None:
+    """Print the issuer's DID document (public keys only)."""
+    from ebackpack.credentials.keys import did_document, did_web, keyring_for
+
+    settings = get_settings()
+    print(json.dumps(did_document(did_web(settings.public_url), keyring_for(settings)), indent=2))
+
+
+@contextmanager
+def _credential_store() -> Iterator[CredentialStore]:
+    from ebackpack.credentials.store import CredentialStore
+    from ebackpack.credentials.urls import PublicUrls
+    from ebackpack.persistence.engine import make_engine, migrate, session_factory
+    from services.issuer.rules import load_rules
+
+    settings = get_settings()
+    migrate(settings.db_url)
+    with session_factory(make_engine(settings.db_url))() as session:
+        yield CredentialStore(session, load_rules(settings.rules_file), settings.site_id,
+                              PublicUrls(settings.public_url), settings.moodle_url)
 
 
 @app.command("export-schemas")

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
 
     rules_file: Path = Field(SAMPLE_DIR / "rules.toml", description="Award rules (TOML).")
     site_id: str = Field("moodle.example.org", description="The Moodle site the events come from.")
+    moodle_url: str = Field("https://moodle.example.org", description="Base URL of that Moodle site.")
 
     signing_keys: SecretStr | None = Field(None, description=(
         "Production: the signing keys as a JSON object key id -> PKCS#8 PEM (`ed25519-N`, `p256-N`); "

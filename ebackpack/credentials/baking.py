@@ -208,19 +208,20 @@ def bake_svg(svg: str, *, ob3: bool, payload: str, verify_url: str | None = None
 
     `payload` is JSON (baked in CDATA) or a compact JWS/JWT (baked as `verify`). For OB 2.0 JSON the
     `verify` attribute is `verify_url`, else the assertion's http(s) `id`. Earlier baked data is
-    replaced: an image carries one badge.
+    replaced: an image carries one badge. Bake hosted OB 2.0 badges as JSON: a URL-only element is
+    legacy, and the reference validator (openbadges 1.1.2) cannot read it.
     """
     document, root = _parse_svg(svg)
-    for child in [node for node in root.childNodes if _is_ob_element(node)]:
-        root.removeChild(child).unlink()
+    for old in [node for node in root.getElementsByTagName("*") if _is_ob_element(node)]:
+        if old.parentNode is not None:
+            old.parentNode.removeChild(old).unlink()
     root.setAttribute("xmlns:openbadges", OB3_SVG_NAMESPACE if ob3 else OB2_SVG_NAMESPACE)
     root.insertBefore(_ob_element(document, ob3=ob3, payload=payload, verify_url=verify_url), root.firstChild)
     return str(document.toxml())
 
 
 def _element_text(element: minidom.Element) -> str:
-    parts = [node.data for node in element.childNodes
-             if isinstance(node, minidom.Text)]
+    parts = [node.data for node in element.childNodes if isinstance(node, minidom.Text)]
     return "".join(parts).strip()
 
 

@@ -53,7 +53,8 @@ class CredentialSigner:
         method = facts.urls.verification_method(key.kid)
         canonical_document = self.documents.canonize(shape.key, lambda v: ob3.build(shape, v), slots)
         canonical_options = self.options.canonize(
-            method, lambda v: dataintegrity.proof_options(unsigned, method, v["created"]), {"created": created})
+            method, lambda v: dataintegrity.proof_options(unsigned, method, v["created"]),
+            {"created": created})
         document = dataintegrity.sign(unsigned, key, method, created,
                                       canonical=(canonical_options, canonical_document))
         return Signed(DATA_INTEGRITY, ob3.dumps(document), method)

@@ -45,7 +45,7 @@ def entry(list_url: str, index: int | str) -> dict[str, str]:
             "statusListIndex": str(index), "statusListCredential": list_url}
 
 
-def list_credential(list_url: str, issuer: dict[str, Any], valid_from: str,
+def list_credential(list_url: str, issuer: str, valid_from: str,
                     revoked: Iterable[int]) -> dict[str, Any]:
     """The unsigned status list credential; the caller signs it like any other credential."""
     return {

@@ -39,8 +39,10 @@ def status_of(award: AwardRow, now: datetime) -> Status:
 
 
 class CredentialStore:
-    def __init__(self, session: Session, rules: RuleBook, site: str, urls: PublicUrls):
+    def __init__(self, session: Session, rules: RuleBook, site: str, urls: PublicUrls,
+                 moodle_url: str = ""):
         self.session, self.rules, self.site, self.urls = session, rules, site, urls
+        self.moodle_url = (moodle_url or f"https://{site}").rstrip("/")
 
     def award(self, credential_id: str) -> AwardRow | None:
         return self.session.get(AwardRow, credential_id)
@@ -57,6 +59,9 @@ class CredentialStore:
 
     def course(self, course_id: int) -> Course | None:
         return self.session.get(Course, course_id)
+
+    def course_url(self, course_id: int) -> str:
+        return f"{self.moodle_url}/course/view.php?id={course_id}"
 
     def signed(self, credential_id: str, fmt: str) -> SignedCredentialRow | None:
         return self.session.get(SignedCredentialRow, (credential_id, fmt))

@@ -1,39 +1,35 @@
-"""The backpack web server. Today: the public verification endpoint; the learner's pages come later."""
+"""The backpack web server: public verification and the Open Badges endpoints; learner pages come later."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import Settings, get_settings
+from ebackpack.credentials.keys import keyring_for
 from ebackpack.persistence.engine import make_engine, session_factory
 from services.issuer.rules import load_rules
 
+from .deps import DbSession
+from .openbadges import router as openbadges_router
 from .verification import verify
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
-def db_session(request: Request) -> Iterator[Session]:
-    sessions: sessionmaker[Session] = request.app.state.sessions
-    with sessions() as session:
-        yield session
-
-
-DbSession = Annotated[Session, Depends(db_session)]
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    issuer_name = load_rules(settings.rules_file).issuer.name
+    rules = load_rules(settings.rules_file)
     app = FastAPI(title="e-Backpack", version="0.1.0")
+    app.state.settings = settings
+    app.state.rules = rules
     app.state.sessions = session_factory(make_engine(settings.db_url))
+    keyring_for(settings)  # generates the keys on first start, or fails early on bad ones
+    app.state.status_lists = {}
+    app.include_router(openbadges_router)
 
     @app.get("/healthz")
     def health() -> dict[str, str]:
@@ -46,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wants_json = format == "json" or "application/json" in request.headers.get("accept", "")
         if wants_json:
             return JSONResponse(result.model_dump(mode="json"), status_code=status)
-        return HTMLResponse(TEMPLATES.get_template("verify.html").render(v=result, issuer=issuer_name),
+        return HTMLResponse(TEMPLATES.get_template("verify.html").render(v=result, issuer=rules.issuer.name),
                             status_code=status)
 
     return app

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ebackpack.credentials.facts import as_utc
+from ebackpack.credentials.store import normalize_code, status_of
 from ebackpack.persistence.tables import AwardRow, Course, Learner
 from services.renderer.repository import CertificateRepository
 
@@ -20,23 +21,20 @@ class CertificateInfo(BaseModel):
 
 class Verification(BaseModel):
     code: str
-    status: str  # "valid" | "unknown" (revoked / expired come with the credentials issue)
+    status: str  # "valid" | "revoked" | "expired" | "unknown"
     credential_id: str | None = None
     learner_name: str | None = None
     achievement: str | None = None
     course: str | None = None
     issued_on: datetime | None = None
+    valid_until: datetime | None = None
+    revoked_on: datetime | None = None
+    revocation_reason: str | None = None
     certificate: CertificateInfo | None = None
 
 
-def normalize_code(code: str) -> str:
-    return "".join(ch for ch in code.upper() if ch.isalnum())
-
-
-def verify(session: Session, code: str) -> Verification:
-    wanted = normalize_code(code)
-    formatted = "-".join(wanted[i:i + 4] for i in range(0, len(wanted), 4))
-    award = session.scalars(select(AwardRow).where(AwardRow.verification_code == formatted)).one_or_none()
+def verify(session: Session, code: str, now: datetime | None = None) -> Verification:
+    award = session.query(AwardRow).filter_by(verification_code=normalize_code(code)).one_or_none()
     if award is None:
         return Verification(code=code, status="unknown")
     learner = session.get(Learner, award.learner_id)
@@ -44,12 +42,15 @@ def verify(session: Session, code: str) -> Verification:
     cert = CertificateRepository(session).latest(award.credential_id)
     return Verification(
         code=award.verification_code,
-        status="valid" if award.status == "issued" else award.status,
+        status=status_of(award, now or datetime.now(UTC)),
         credential_id=award.credential_id,
         learner_name=f"{learner.firstname} {learner.lastname}" if learner else None,
         achievement=award.achievement_name,
         course=course.fullname if course else None,
-        issued_on=award.issued_on,
+        issued_on=as_utc(award.issued_on),
+        valid_until=as_utc(award.valid_until) if award.valid_until else None,
+        revoked_on=as_utc(award.revoked_at) if award.revoked_at else None,
+        revocation_reason=award.revocation_reason,
         certificate=CertificateInfo(sha256=cert.sha256, size=cert.size, rendered_at=cert.rendered_at)
         if cert else None,
     )

@@ -51,6 +51,14 @@ def create_app(settings: Settings | None = None) -> faust.App:
         async for _ in consume(stream, handle, dlq=dead_letters, consumer=CONSUMER):
             pass
 
+    @app.timer(settings.expiry_scan_interval)
+    async def expire_credentials() -> None:
+        """Expiry is a point in time, not an event: a scan turns it into one expired event each,
+        which the outbox relay announces."""
+        expired = await asyncio.to_thread(service.expire_due)
+        if expired:
+            log.info("%d credentials expired", expired)
+
     @app.timer(RELAY_INTERVAL)
     async def relay_outbox() -> None:
         rows = await asyncio.to_thread(service.stale_events, RELAY_AGE)

@@ -13,7 +13,7 @@ class IssuerProfile(BaseModel):
     name: str = Field(description="The awarding body.")
     url: str
     email: str = Field(description="Contact address, published in the Open Badges issuer profile.")
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code of the issuer's country.")
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code of the country.")
 
 
 class MicroCredential(BaseModel):

@@ -94,7 +94,7 @@ class IssuerService:
         learner = repo.learner(award.learner_id)
         if learner is None:
             # Profiles may arrive after the completion: retried with backoff, then dead-lettered.
-            raise TransientError(f"no profile for learner {award.learner_id}: cannot issue the credential yet")
+            raise TransientError(f"no profile for learner {award.learner_id}: cannot issue a credential yet")
         store = self._store(session)
         row = self._award_row(award, learner, store.allocate_status_entry(award.credential_id))
         facts = store.facts(row)
@@ -192,8 +192,8 @@ class IssuerService:
                 id=deterministic_id("credential.revoked", award.credential_id), source=SOURCE,
                 subject=award.credential_id, time=now,
                 data=CredentialRevoked(credential_id=award.credential_id, learner_id=award.learner_id,
-                                       verification_code=award.verification_code, reason=award.revocation_reason,
-                                       revoked_at=now))
+                                       verification_code=award.verification_code,
+                                       reason=award.revocation_reason, revoked_at=now))
             session.add(self._outbox(CREDENTIALS, str(award.learner_id), message, award.credential_id))
             return award
 

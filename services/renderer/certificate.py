@@ -21,13 +21,14 @@ from typing import Any
 import qrcode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from qrcode.constants import ERROR_CORRECT_M
-from weasyprint import CSS, HTML
+from weasyprint import CSS, HTML, Attachment
 from weasyprint.text.fonts import FontConfiguration
 
 from schemas.certificates import CertificateRenderRequest
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 HTML_FILE = "certificate.html"
+CREDENTIAL_FILE = "credential.json"
 CSS_FILE = "certificate.css"
 
 # Template names become paths: no dots or slashes, so a request cannot reach outside the templates dir.
@@ -141,6 +142,15 @@ def name_size(name: str) -> str:
     return "name-l" if len(name) > 30 else "name-m"
 
 
+def credential_attachments(request: CertificateRenderRequest) -> list[Attachment]:
+    """The signed Open Badges 3.0 credential travels inside the PDF: the certificate verifies offline."""
+    if not request.credential_json:
+        return []
+    return [Attachment(string=request.credential_json, base_url=None, name=CREDENTIAL_FILE,
+                       description="Open Badges 3.0 credential (signed, eddsa-rdfc-2022)",
+                       relationship="Data", created=request.issued_on, modified=request.issued_on)]
+
+
 def template_context(request: CertificateRenderRequest) -> dict[str, Any]:
     return {
         "r": request,
@@ -170,7 +180,8 @@ class CertificateRenderer:
         document = HTML(string=html, base_url=str(template_dir) + "/")
         stylesheet = self._stylesheet(request.template, template_dir)
         with pinned_font_timestamp(request.issued_on):
-            pdf: bytes = document.write_pdf(stylesheets=[stylesheet], font_config=self._fonts)
+            pdf: bytes = document.write_pdf(stylesheets=[stylesheet], font_config=self._fonts,
+                                            attachments=credential_attachments(request))
         return pdf
 
     def _template_dir(self, name: str) -> Path:

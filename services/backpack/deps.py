@@ -1,0 +1,33 @@
+"""Request-scoped dependencies, module-level as FastAPI needs them with postponed annotations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from ebackpack.config import Settings
+from ebackpack.credentials.store import CredentialStore
+from ebackpack.credentials.urls import PublicUrls
+from services.issuer.rules import RuleBook
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    with sessions() as session:
+        yield session
+
+
+DbSession = Annotated[Session, Depends(db_session)]
+
+
+def credential_store(request: Request, session: DbSession) -> CredentialStore:
+    settings: Settings = request.app.state.settings
+    rules: RuleBook = request.app.state.rules
+    return CredentialStore(session, rules, settings.site_id, PublicUrls(settings.public_url),
+                           settings.moodle_url)
+
+
+Store = Annotated[CredentialStore, Depends(credential_store)]

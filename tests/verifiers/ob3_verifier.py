@@ -1,0 +1,155 @@
+"""Independent Open Badges 3.0 verifier for the tests: third-party Node libraries, not our code.
+
+`verify_ob3("di" | "jwt" | "schema", document)` runs `tests/verifiers/ob3/verify.mjs` (Digital Bazaar's
+`@digitalbazaar/vc` with eddsa-rdfc-2022 and Bitstring Status List, `jose` for VC-JWT, Ajv for the
+official JSON Schema) and returns its JSON report:
+
+- di:     {"verified", "proofVerified", "statusChecked", "revoked", "errors", ["status"]}
+- jwt:    {"verified", "errors", "claims", "header", "signatureVerified", "statusChecked", "revoked"}
+- schema: {"valid", "errors"}
+
+The npm packages are installed once with `npm ci` (pinned by package-lock.json) into
+`<repo>/.cache/verifiers/ob3` (root overridable with EBACKPACK_VERIFIER_CACHE) and reused while the
+harness files are unchanged. A broken harness raises RuntimeError: tests never skip silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HARNESS_DIR = Path(__file__).resolve().parent / "ob3"
+HARNESS_FILES = ("package.json", "package-lock.json", "verify.mjs")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODES = ("di", "jwt", "schema")
+
+_ready: Path | None = None
+
+
+def _cache_root() -> Path:
+    override = os.environ.get("EBACKPACK_VERIFIER_CACHE")
+    return Path(override) if override else REPO_ROOT / ".cache" / "verifiers"
+
+
+def _digest() -> str:
+    h = hashlib.sha256()
+    for name in HARNESS_FILES:
+        h.update(name.encode() + b"\0" + (HARNESS_DIR / name).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"the OB 3.0 verifier harness needs `{name}` (Node.js 20+) on PATH")
+    return path
+
+
+def ob3_verifier_dir() -> Path:
+    """The installed harness (verify.mjs + node_modules), installing it with `npm ci` if needed.
+
+    Safe for concurrent pytest processes: an exclusive file lock around the install, which is built
+    in a temporary folder and renamed into place; a stamp file with the harness digest marks it done.
+    """
+    global _ready
+    if _ready is not None:
+        return _ready
+    target = _cache_root() / "ob3"
+    stamp = target / ".installed"
+    digest = _digest()
+    with _locked(_cache_root() / "ob3.lock"):
+        if not (stamp.is_file() and stamp.read_text() == digest):
+            npm = _tool("npm")
+            _tool("node")
+            build = Path(tempfile.mkdtemp(prefix="ob3.build.", dir=_cache_root()))
+            try:
+                for name in HARNESS_FILES:
+                    shutil.copy2(HARNESS_DIR / name, build / name)
+                proc = subprocess.run(
+                    [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                    cwd=build,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
+                if proc.returncode != 0:
+                    raise RuntimeError(
+                        f"`npm ci` for the OB 3.0 verifier failed (exit {proc.returncode}):\n"
+                        f"{proc.stdout}\n{proc.stderr}"
+                    )
+                (build / ".installed").write_text(digest)
+                old = None
+                if target.exists():
+                    old = target.with_name(f"ob3.old.{os.getpid()}")
+                    target.rename(old)
+                build.rename(target)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+            finally:
+                if build.exists():
+                    shutil.rmtree(build, ignore_errors=True)
+    _ready = target
+    return target
+
+
+def verify_ob3(
+    mode: str,
+    document: str | dict[str, Any],
+    base_url: str | None = None,
+    schema: Path | None = None,
+    timeout: float = 60,
+    now: str | None = None,
+) -> dict[str, Any]:
+    """Verify `document` (credential JSON as dict or text; a compact VC-JWT for mode "jwt").
+
+    `base_url` (http://127.0.0.1:PORT) restricts every fetch (DID documents, status lists) to that
+    origin; without it any loopback origin is allowed, nothing else ever. `schema` is required for
+    mode "schema". `now` (ISO 8601) replaces the current time for validity checks.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if mode == "schema" and schema is None:
+        raise ValueError('mode "schema" needs schema=Path to the JSON Schema')
+    harness = ob3_verifier_dir()
+    text = document if isinstance(document, str) else json.dumps(document)
+    with tempfile.TemporaryDirectory(prefix="ob3verify.") as tmp:
+        doc_path = Path(tmp) / ("credential.jwt" if mode == "jwt" else "credential.json")
+        doc_path.write_text(text, encoding="utf-8")
+        cmd = [_tool("node"), str(harness / "verify.mjs"), "--mode", mode, str(doc_path)]
+        if base_url:
+            cmd += ["--base-url", base_url]
+        if schema is not None:
+            cmd += ["--schema", str(Path(schema).resolve())]
+        if now:
+            cmd += ["--now", now]
+        try:
+            proc = subprocess.run(cmd, cwd=harness, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"OB 3.0 verifier timed out after {timeout}s: {exc.stderr!r}") from exc
+    if proc.returncode != 0:
+        raise RuntimeError(f"OB 3.0 verifier crashed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    try:
+        result: dict[str, Any] = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise RuntimeError(f"OB 3.0 verifier printed no JSON:\n{proc.stdout}\n{proc.stderr}") from exc
+    return result
