@@ -165,7 +165,8 @@ def test_revocation_reaches_the_status_list_the_hosted_json_and_the_verification
     award = issued.awards("python-basics")[-1]
     credential = json.loads(issued.export(award, "ob3"))
     token = issued.export(award, "ob3-jwt").decode()
-    issued.service.revoke(award.verification_code, "Exam fraud confirmed by the course board")
+    reason = "Exam fraud confirmed by the course board"
+    issued.service.revoke(award.verification_code, reason)
 
     di = verify_ob3("di", credential, base_url=issued.url)
     assert di["revoked"] is True and not di["verified"] and di["proofVerified"]
@@ -174,7 +175,7 @@ def test_revocation_reaches_the_status_list_the_hosted_json_and_the_verification
     hosted = httpx.get(f"{issued.url}/ob2/assertions/{award.credential_id}")
     assert hosted.status_code == 410 and hosted.json()["revoked"] is True
     listed = httpx.get(f"{issued.url}/ob2/revocations").json()["revokedAssertions"]
-    assert {"id": hosted.json()["id"], "revocationReason": "Exam fraud confirmed by the course board"} in listed
+    assert {"id": hosted.json()["id"], "revocationReason": reason} in listed
     page = httpx.get(f"{issued.url}/verify/{award.verification_code}?format=json").json()
     assert page["status"] == "revoked" and page["revocation_reason"].startswith("Exam fraud")
     # the other credentials on the same status list stay valid
