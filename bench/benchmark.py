@@ -4,8 +4,11 @@
 
 1. broker passthrough: an aiokafka consume -> produce loop over N Moodle event messages (the ceiling
    any Kafka service in Python can reach on this broker and machine);
-2. issuer without rendering: N Moodle events in, awards into SQL + outbox + `credentials` out;
-3. renderer: M render requests waiting on `certificates.render`, one worker and then two.
+2. issuer without rendering: N Moodle events in, awards into SQL + outbox + `credentials` out, with
+   every credential format signed, and again with signing off;
+3. renderer: M render requests waiting on `certificates.render`, one worker and then two;
+4. signing alone, in this process: OB 3.0 credentials per second for each proof format, and Data
+   Integrity with plain pyld canonicalization (what the shape cache saves).
 
 Progress goes to stderr, the table at the end too when `--json` puts one JSON object on stdout.
 See bench/README.md for how to read the figures.
@@ -24,6 +27,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -39,6 +43,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import SAMPLE_DIR, Settings
+from ebackpack.credentials import dataintegrity, ob3
+from ebackpack.credentials.facts import CredentialFacts, recipient_hash
+from ebackpack.credentials.keys import ensure_key_dir
+from ebackpack.credentials.signer import DATA_INTEGRITY, FORMATS, JWT, CredentialSigner
+from ebackpack.credentials.urls import PublicUrls
 from ebackpack.demo import DemoTimeout, PipelineProbe, SilentProgress, prepare, wait_until_done
 from ebackpack.persistence.tables import AwardRow, CertificateRow
 from ebackpack.sample_data import Dataset, Message, generate
@@ -283,8 +292,10 @@ def warm_up_issuer(probe: PipelineProbe, publisher: MoodleEventPublisher, worker
     wait_for(lambda: probe.counts()[0] >= len(warm.expected_awards), workers, timeout, "warm-up award")
 
 
-def bench_issuer(stack: Settings, tmp: Path, dataset: Dataset, timeout: float) -> Result:
-    settings = phase_settings(stack, tmp, "issuer", no_certificate_rules(tmp))
+def bench_issuer(stack: Settings, tmp: Path, dataset: Dataset, timeout: float, signing: bool) -> Result:
+    name = "issuer" if signing else "issuer-unsigned"
+    settings = phase_settings(stack, tmp, name, no_certificate_rules(tmp)).model_copy(
+        update={"credential_formats": ",".join(FORMATS) if signing else ""})
     sessions = prepare(settings)
     store_profiles(sessions, dataset.profiles)
     probe = PipelineProbe(settings, sessions, load_rules(settings.rules_file))
@@ -304,7 +315,8 @@ def bench_issuer(stack: Settings, tmp: Path, dataset: Dataset, timeout: float) -
     if awards != expected:
         say(f"WARNING: issuer stored {awards} new awards, the data set earns {expected}")
     last = since(start_wall, last_award_at(sessions))
-    return Result("issuer (no rendering)", len(dataset.messages), "events", seconds,
+    phase = "issuer, all formats" if signing else "issuer, signing off"
+    return Result(phase, len(dataset.messages), "events", seconds,
                   f"{awards} awards = {awards / seconds:.1f} awards/s; published in {published:.1f} s; "
                   f"last award stored after {last:.1f} s",
                   {"awards": awards, "awards_per_second": round(awards / seconds, 2),
@@ -401,6 +413,46 @@ def bench_renderer(stack: Settings, tmp: Path, workers: int, data: tuple[Profile
                    "last_pdf_seconds": round(last, 3), "steady_per_second": round(steady, 2)})
 
 
+# --- 4. signing alone --------------------------------------------------------------------------------
+
+def signing_facts(count: int, rules: RuleBook, urls: PublicUrls) -> list[CredentialFacts]:
+    rule = rules.rules[0]
+    issued = datetime(2026, 1, 12, tzinfo=UTC)
+    return [CredentialFacts(
+        credential_id=str(uuid.UUID(int=n)), verification_code=f"BENCH-{n:08d}", rule=rule,
+        issuer=rules.issuer,
+        learner_subject_id=f"urn:uuid:{uuid.UUID(int=n + 1)}", learner_name=f"Zofia Źdźbło-{n}",
+        recipient_salt=f"{n:016x}", recipient_hash=recipient_hash(f"learner{n}@example.org", f"{n:016x}"),
+        issued_on=issued, valid_until=None, status_list=1, status_index=n, urls=urls) for n in range(count)]
+
+
+def time_signing(name: str, facts: list[CredentialFacts], sign: Callable[[CredentialFacts], object],
+                 note: str) -> Result:
+    sign(facts[0])  # contexts loaded, shape expanded: steady state only
+    start = time.monotonic()
+    for item in facts:
+        sign(item)
+    return Result(name, len(facts), "creds", time.monotonic() - start, note)
+
+
+def bench_signing(tmp: Path, count: int) -> list[Result]:
+    ring = ensure_key_dir(tmp / "bench-keys")
+    urls = PublicUrls("https://backpack.example.org")
+    facts = signing_facts(count, load_rules(SAMPLE_RULES), urls)
+    key = ring.current("Ed25519")
+    method = urls.verification_method(key.kid)
+
+    def plain(item: CredentialFacts) -> object:
+        return dataintegrity.sign(ob3.credential(item), key, method, "2026-01-12T00:00:00Z")
+
+    say(f"signing: {count} credentials per proof format, in this process")
+    return [time_signing("sign ob3-di, plain pyld", facts, plain, "full JSON-LD -> RDFC-1.0 per credential"),
+            time_signing("sign ob3-di", facts, CredentialSigner(ring, [DATA_INTEGRITY]).sign,
+                         "as shipped: JSON-LD expanded once per rule, RDFC-1.0 per credential"),
+            time_signing("sign ob3-jwt", facts, CredentialSigner(ring, [JWT]).sign, "ES256 VC-JWT"),
+            time_signing("sign both", facts, CredentialSigner(ring, FORMATS).sign, "what the issuer does")]
+
+
 # --- report ------------------------------------------------------------------------------------------
 
 def ratios(results: list[Result]) -> dict[str, float]:
@@ -430,6 +482,14 @@ def table(results: list[Result], total: float) -> str:
         lines.append(f"2 renderers vs 1: x{two.rate / one.rate:.2f} wall, "
                      f"x{two.details['steady_per_second'] / max(one.details['steady_per_second'], 1e-9):.2f}"
                      " steady")
+    phases = {r.phase: r for r in results}
+    signed, unsigned = phases.get("issuer, all formats"), phases.get("issuer, signing off")
+    if signed and unsigned and unsigned.details["awards_per_second"]:
+        on, off = signed.details["awards_per_second"], unsigned.details["awards_per_second"]
+        lines.append(f"issuer awards/s, all formats signed vs signing off: {on:.1f} / {off:.1f} = x{on / off:.2f}")
+    plain, shipped = phases.get("sign ob3-di, plain pyld"), phases.get("sign ob3-di")
+    if plain and shipped and plain.rate:
+        lines.append(f"ob3-di signing, shape cache vs plain pyld: x{shipped.rate / plain.rate:.1f}")
     return "\n".join(lines)
 
 
@@ -448,6 +508,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000, help="Moodle events for passthrough and issuer")
     parser.add_argument("--pdfs", type=int, default=200, help="certificates for each renderer run")
+    parser.add_argument("--credentials", type=int, default=500, help="credentials signed per proof format")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout (table to stderr)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds any one wait may take")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, DBs) afterwards")
@@ -468,12 +529,14 @@ def stack_settings(tmp: Path) -> Settings:
 def run_phases(stack: Settings, tmp: Path, args: argparse.Namespace) -> list[Result]:
     dataset = generate(args.events, seed=DATA_SEED)
     results = [bench_passthrough(stack, dataset.messages, args.timeout),
-               bench_issuer(stack, tmp, dataset, args.timeout)]
+               bench_issuer(stack, tmp, dataset, args.timeout, signing=True)]
     say(f"passthrough {results[0].rate:.0f} msgs/s, issuer {results[1].rate:.1f} events/s")
     data = certificate_data(args.pdfs, load_rules(SAMPLE_RULES))
     for workers in (1, 2):
         results.append(bench_renderer(stack, tmp, workers, data, args.timeout))
         say(f"renderer x{workers}: {results[-1].rate:.2f} PDFs/s wall")
+    results.append(bench_issuer(stack, tmp, dataset, args.timeout, signing=False))
+    results += bench_signing(tmp, args.credentials)
     return results
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from pyld import jsonld
+from pyld.canon import URDNA2015
+
+Dataset = dict[str, list[dict[str, dict[str, str]]]]  # pyld's RDF dataset: graph -> quads -> terms
 
 CONTEXTS_DIR = Path(__file__).parent / "contexts"
 
@@ -42,12 +45,14 @@ def canonize(document: dict[str, Any]) -> str:
     return result
 
 
-def canonize_nquads(nquads: str) -> str:
-    result: str = jsonld.normalize(nquads, {"algorithm": "URDNA2015", "inputFormat": "application/n-quads",
-                                            "format": "application/n-quads"})
+def to_dataset(document: dict[str, Any]) -> Dataset:
+    """JSON-LD -> RDF dataset (the expensive part of canonicalization)."""
+    result: Dataset = jsonld.to_rdf(document, {"documentLoader": offline_loader,
+                                               "produceGeneralizedRdf": False})
     return result
 
 
-def to_nquads(document: dict[str, Any]) -> str:
-    result: str = jsonld.to_rdf(document, {"format": "application/n-quads", "documentLoader": offline_loader})
+def canonize_dataset(dataset: Dataset) -> str:
+    """RDFC-1.0 of an RDF dataset; it may modify `dataset`, so pass one of your own."""
+    result: str = URDNA2015().main(dataset, {"format": "application/n-quads"})
     return result

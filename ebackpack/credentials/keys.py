@@ -104,10 +104,13 @@ def _parse(kid: str, pem: bytes) -> SigningKey:
 
 
 def keyring_from_json(text: str) -> KeyRing:
+    problem = SigningKeyError("EBACKPACK_SIGNING_KEYS is not a JSON object of key id -> PEM")
     try:
         entries = json.loads(text)
     except json.JSONDecodeError:
-        raise SigningKeyError("EBACKPACK_SIGNING_KEYS is not a JSON object of key id -> PEM") from None
+        raise problem from None
+    if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
+        raise problem
     keys = tuple(_parse(kid, pem.encode()) for kid, pem in entries.items())
     for algorithm in PREFIX:
         KeyRing(keys).current(algorithm)  # both kinds must be present

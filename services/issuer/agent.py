@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import faust
 
 from ebackpack.config import Settings, get_settings
 from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.persistence.tables import OutboxRow
-from ebackpack.streaming.app import consume, make_app, raw_topic, send_and_wait
-from ebackpack.streaming.policy import SourceMessage
+from ebackpack.streaming.app import consume, make_app, raw_topic
+from ebackpack.streaming.policy import RetryPolicy, SourceMessage, with_retries
 from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, RENDER_REQUESTS, dlq
 
 from .rules import load_rules
 from .service import IssuerService
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CONSUMER = "issuer"
 RELAY_INTERVAL = 2.0
 RELAY_AGE = 5.0  # seconds: younger events are still being sent by the agent itself
+MARK_BATCH = 500  # acknowledged events marked sent in one transaction
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -34,15 +39,40 @@ def create_app(settings: Settings | None = None) -> faust.App:
     outbox_topics = {settings.topic(name): raw_topic(app, settings.topic(name))
                      for name in (CREDENTIALS, RENDER_REQUESTS)}
 
+    sent: asyncio.Queue[tuple[str, Awaitable[object]]] = asyncio.Queue()
+    # One writer at a time: concurrent SQLite writers in one process wait in the busy handler's sleeps.
+    writing = asyncio.Lock()
+
+    async def write(step: Callable[..., T], *args: object) -> T:
+        async with writing:
+            return await asyncio.to_thread(step, *args)
+
     async def announce(rows: list[OutboxRow]) -> None:
+        """Hands the events to the producer without waiting for the broker: the award is already
+        committed with its outbox rows, so the input offset may be committed now. `mark_announced`
+        marks them sent once acknowledged; an event never acknowledged is sent again by the relay."""
         for row in rows:
-            await send_and_wait(outbox_topics[row.topic], row.key.encode() if row.key else None,
-                                row.payload.encode())
-        if rows:
-            await asyncio.to_thread(service.mark_sent, [r.event_id for r in rows])
+            ack = await outbox_topics[row.topic].send(key=row.key.encode() if row.key else None,
+                                                      value=row.payload.encode(), force=True)
+            sent.put_nowait((row.event_id, ack))
+
+    @app.task
+    async def mark_announced() -> None:
+        while True:
+            batch = [await sent.get()]
+            while not sent.empty() and len(batch) < MARK_BATCH:
+                batch.append(sent.get_nowait())
+            acked = []
+            for event_id, ack in batch:
+                try:
+                    await ack
+                    acked.append(event_id)
+                except Exception as exc:  # the relay sends it again
+                    log.warning("event %s not acknowledged: %s", event_id, exc)
+            await with_retries(functools.partial(write, service.mark_sent, acked), RetryPolicy())
 
     async def handle(message: SourceMessage) -> int:
-        rows = await asyncio.to_thread(service.handle, message.value)
+        rows = await write(service.handle, message.value)
         await announce(rows)
         return len(rows)
 
@@ -55,7 +85,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     async def expire_credentials() -> None:
         """Expiry is a point in time, not an event: a scan turns it into one expired event each,
         which the outbox relay announces."""
-        expired = await asyncio.to_thread(service.expire_due)
+        expired = await write(service.expire_due)
         if expired:
             log.info("%d credentials expired", expired)
 
