@@ -486,7 +486,7 @@ def table(results: list[Result], total: float) -> str:
     signed, unsigned = phases.get("issuer, all formats"), phases.get("issuer, signing off")
     if signed and unsigned and unsigned.details["awards_per_second"]:
         on, off = signed.details["awards_per_second"], unsigned.details["awards_per_second"]
-        lines.append(f"issuer awards/s, all formats signed vs signing off: {on:.1f} / {off:.1f} = x{on / off:.2f}")
+        lines.append(f"issuer awards/s, all formats vs signing off: {on:.1f} / {off:.1f} = x{on / off:.2f}")
     plain, shipped = phases.get("sign ob3-di, plain pyld"), phases.get("sign ob3-di")
     if plain and shipped and plain.rate:
         lines.append(f"ob3-di signing, shape cache vs plain pyld: x{shipped.rate / plain.rate:.1f}")
