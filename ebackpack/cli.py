@@ -92,6 +92,7 @@ def _print_summary(summary: object) -> None:
     for label, value in [("Moodle events read", summary.events), ("learner completions", summary.completions),
                          ("credentials issued (badges), total", summary.issued),
                          ("  of them new in this run", summary.new_issued),
+                         ("signed Open Badges 3.0 credentials", summary.signed),
                          ("certificate PDFs stored", summary.rendered),
                          ("messages dead-lettered", summary.dead_lettered)]:
         table.add_row(label, str(value))
@@ -103,6 +104,10 @@ def _print_summary(summary: object) -> None:
     if len(summary.certificates) > 5:
         console.print(f"  … and {len(summary.certificates) - 5} more")
     console.print(f"PDFs: {summary.out_dir}")
+    if summary.certificates:
+        code = summary.certificates[0].code
+        console.print(f"One credential in all its forms: ebackpack credential export {code} --format "
+                      "ob3|ob3-jwt|ob2|ob2-png|ob2-svg|ob3-png")
 
 
 @app.command()

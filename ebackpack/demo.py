@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import Settings
+from ebackpack.credentials.signer import DATA_INTEGRITY
 from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AwardRow, CertificateRow, OutboxRow
+from ebackpack.persistence.tables import AwardRow, CertificateRow, OutboxRow, SignedCredentialRow
 from ebackpack.sample_data import Dataset
 from ebackpack.stack import EmbeddedStack
 from ebackpack.storage import ObjectStore
@@ -55,6 +56,7 @@ class DemoSummary:
     new_issued: int
     rendered: int
     dead_lettered: int
+    signed: int = 0
     certificates: list[CertificateLink] = field(default_factory=list)
     out_dir: str = ""
     seconds: float = 0.0
@@ -191,6 +193,14 @@ def export_certificates(settings: Settings, sessions: sessionmaker[Session],
     return links
 
 
+def count_signed(sessions: sessionmaker[Session]) -> int:
+    """Awards with a stored, signed Open Badges 3.0 credential (Data Integrity proof)."""
+    with sessions() as session:
+        query = select(func.count()).select_from(SignedCredentialRow).where(
+            SignedCredentialRow.format == DATA_INTEGRITY)
+        return int(session.scalar(query) or 0)
+
+
 def run_demo(settings: Settings, dataset: Dataset, progress: Progress | None = None,
              timeout: float = 600.0) -> DemoSummary:
     progress = progress or SilentProgress()
@@ -217,8 +227,9 @@ def run_demo(settings: Settings, dataset: Dataset, progress: Progress | None = N
         progress.stage("copying the PDFs out of object storage")
         out_dir = settings.data_dir / "out"
         links = export_certificates(settings, sessions, out_dir)
+        signed = count_signed(sessions)
         progress.stage("stopping")
     return DemoSummary(events=len(dataset.messages), completions=count_completions(dataset), issued=issued,
                        new_issued=issued - issued_before, rendered=stored, dead_lettered=dead,
-                       certificates=links, out_dir=str(out_dir.resolve()),
+                       signed=signed, certificates=links, out_dir=str(out_dir.resolve()),
                        seconds=round(time.monotonic() - clock, 1))

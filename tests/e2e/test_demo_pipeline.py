@@ -49,6 +49,7 @@ def test_every_learner_completion_yields_one_award_and_decoys_none(demo_run: Dem
         awarded = s.execute(select(AwardRow.learner_id, AwardRow.course_id)).all()
     assert sorted(awarded) == sorted(dataset.expected_awards)  # exactly one each, nothing for decoys
     assert summary.issued == summary.new_issued == len(dataset.expected_awards)
+    assert summary.signed == summary.issued  # every award carries its signed OB 3.0 credential
     assert summary.events == len(dataset.messages)
 
 

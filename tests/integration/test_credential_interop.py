@@ -30,11 +30,12 @@ from ebackpack.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.persistence.tables import AwardRow, Learner
 from ebackpack.sample_data import default_dataset
 from ebackpack.streaming.errors import InvalidMessage
-from schemas import CertificateRenderRequestMessage, MoodleEventMessage
+from schemas import CertificateRenderRequestMessage
 from services.gateway.profiles import store_profiles
 from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from services.renderer.certificate import CertificateRenderer
+from tests.builders import completion
 from tests.conftest import WebServer, reserve_port
 from tests.verifiers.ob2_validator import validate_ob2
 from tests.verifiers.ob3_verifier import verify_ob3
@@ -69,21 +70,6 @@ class Issued:
             learner = session.get(Learner, award.learner_id)
             assert learner is not None
             return learner.email
-
-
-def completion(learner: int, course: int, when: datetime) -> bytes:
-    """A course completion as the gateway publishes it, built from a sample event."""
-    for _key, value in default_dataset().messages:
-        try:
-            message = MoodleEventMessage.model_validate_json(value)
-        except ValueError:
-            continue
-        if message.data.eventname.endswith("course_completed"):
-            data = message.data.model_copy(update={"relateduserid": learner, "courseid": course,
-                                                   "timecreated": int(when.timestamp())})
-            return message.model_copy(update={"id": f"{message.id}-{learner}-{course}", "data": data}) \
-                .model_dump_json().encode()
-    raise AssertionError("the sample has no course completion")
 
 
 @pytest.fixture(scope="module")

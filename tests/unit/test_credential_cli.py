@@ -29,28 +29,13 @@ from ebackpack.credentials.urls import PublicUrls
 from ebackpack.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.persistence.tables import AwardRow
 from ebackpack.sample_data import default_dataset
-from schemas import MoodleEventMessage
 from services.gateway.profiles import store_profiles
 from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
+from tests.builders import completion
 
 LEARNER, COURSE = 5722, 42  # python-basics
 runner = CliRunner()
-
-
-def completion(learner: int, course: int, when: datetime) -> bytes:
-    """A course completion as the gateway publishes it, built from a sample event."""
-    for _key, value in default_dataset().messages:
-        try:
-            message = MoodleEventMessage.model_validate_json(value)
-        except ValueError:
-            continue
-        if message.data.eventname.endswith("course_completed"):
-            data = message.data.model_copy(update={"relateduserid": learner, "courseid": course,
-                                                   "timecreated": int(when.timestamp())})
-            return message.model_copy(update={"id": f"{message.id}-{learner}-{course}", "data": data}) \
-                .model_dump_json().encode()
-    raise AssertionError("the sample has no course completion")
 
 
 def clean_environment(monkeypatch: pytest.MonkeyPatch, cwd: Path) -> None:
