@@ -7,7 +7,7 @@ the OB 2.0 hosted JSON and the verification page say, so they cannot disagree.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, overload
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -66,10 +66,16 @@ class CredentialStore:
     def signed(self, credential_id: str, fmt: str) -> SignedCredentialRow | None:
         return self.session.get(SignedCredentialRow, (credential_id, fmt))
 
-    def facts(self, award: AwardRow) -> CredentialFacts | None:
+    @overload
+    def facts(self, award: AwardRow) -> CredentialFacts | None: ...
+
+    @overload
+    def facts(self, award: AwardRow, learner: Learner) -> CredentialFacts: ...
+
+    def facts(self, award: AwardRow, learner: Learner | None = None) -> CredentialFacts | None:
         """None for awards saved before credentials were signed (no salt, no status entry)."""
         rule = next((r for r in self.rules.rules if r.id == award.rule_id), None)
-        learner = self.learner(award.learner_id)
+        learner = learner or self.learner(award.learner_id)
         if rule is None or learner is None or award.recipient_salt is None or award.recipient_hash is None \
                 or award.status_list is None or award.status_index is None:
             return None
@@ -94,20 +100,36 @@ class CredentialStore:
         query = select(AwardRow.status_list).where(AwardRow.status_list.is_not(None)).distinct()
         return sorted(n for n in self.session.scalars(query) if n is not None)
 
-    def allocate_status_entry(self, credential_id: str) -> tuple[int, int]:
-        """A free (list, index) near a slot derived from the credential id: spread out, cheap to find.
+    def allocate_status_entries(self, credential_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """A free (list, index) per credential, near a slot derived from its id: spread out, and one
+        query for a whole batch while the lists are sparse.
 
         Two workers may pick the same free slot; the unique index then rejects one transaction, which
         is retried.
         """
-        preferred = int(credential_id.replace("-", ""), 16) % (statuslist.LIST_SIZE - PROBE)
+        span = statuslist.LIST_SIZE - PROBE
+        preferred = {cid: int(cid.replace("-", ""), 16) % span for cid in credential_ids}
+        used = self._used(1, set(preferred.values())) if preferred else set()
+        chosen: dict[str, tuple[int, int]] = {}
+        for cid, slot in preferred.items():
+            entry = (1, slot) if slot not in used else self._probe(slot, set(chosen.values()))
+            chosen[cid] = entry
+            if entry[0] == 1:
+                used.add(entry[1])
+        return chosen
+
+    def _used(self, status_list: int, indexes: set[int]) -> set[int]:
+        query = select(AwardRow.status_index).where(AwardRow.status_list == status_list,
+                                                    AwardRow.status_index.in_(indexes))
+        return {i for i in self.session.scalars(query) if i is not None}
+
+    def _probe(self, preferred: int, taken: set[tuple[int, int]]) -> tuple[int, int]:
+        """The first free slot after `preferred`, list by list; `taken` = chosen but not yet saved."""
         status_list = 1
         while True:
-            query = select(AwardRow.status_index).where(
-                AwardRow.status_list == status_list, AwardRow.status_index >= preferred,
-                AwardRow.status_index < preferred + PROBE)
-            used = set(self.session.scalars(query))
-            free = next((i for i in range(preferred, preferred + PROBE) if i not in used), None)
+            window = set(range(preferred, preferred + PROBE))
+            used = self._used(status_list, window) | {i for n, i in taken if n == status_list}
+            free = min(window - used, default=None)
             if free is not None:
                 return status_list, free
             status_list += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -57,6 +58,41 @@ async def send_and_wait(topic: TopicT, key: bytes | None, value: bytes) -> None:
 Handler = Callable[[SourceMessage], Awaitable[Any]]
 
 
+@dataclass
+class BatchOutcome:
+    """What a batch handler could not do itself: poison to dead-letter, messages to handle one by one."""
+
+    poison: list[tuple[int, Exception]] = field(default_factory=list)
+    one_by_one: list[int] = field(default_factory=list)
+
+
+BatchHandler = Callable[[list[SourceMessage]], Awaitable[BatchOutcome]]
+
+
+def _source(event: Any) -> SourceMessage:
+    msg = event.message
+    return SourceMessage(msg.topic, msg.partition, msg.offset, event.key, event.value or b"")
+
+
+async def _dead_letter(source: SourceMessage, exc: Exception, dlq: TopicT, consumer: str,
+                       policy: RetryPolicy) -> None:
+    letter = dead_letter(source, exc, consumer, producer=f"ebackpack/{consumer}")
+    log.warning("dead-lettered %s/%d/%d: %s", source.topic, source.partition, source.offset,
+                letter.data.reason)
+    # A dead letter must not be lost either: retried like any transient failure. If the dead-letter
+    # topic stays unreachable the agent stops without committing this offset.
+    await with_retries(functools.partial(send_and_wait, dlq, source.key, letter.to_bytes()), policy)
+
+
+async def _process(source: SourceMessage, handle: Handler, dlq: TopicT, consumer: str,
+                   policy: RetryPolicy) -> Any:
+    try:
+        return await with_retries(functools.partial(handle, source), policy)
+    except Exception as exc:
+        await _dead_letter(source, exc, dlq, consumer, policy)
+        return None
+
+
 async def consume(stream: AsyncIterable[Any], handle: Handler, *, dlq: TopicT, consumer: str,
                   policy: RetryPolicy | None = None) -> AsyncIterable[Any]:
     """Run `handle` on each message; a failure becomes a dead letter and the stream goes on.
@@ -65,19 +101,31 @@ async def consume(stream: AsyncIterable[Any], handle: Handler, *, dlq: TopicT, c
     """
     policy = policy or RetryPolicy()
     async for event in stream.events():  # type: ignore[attr-defined]
-        msg = event.message
-        source = SourceMessage(msg.topic, msg.partition, msg.offset, event.key, event.value or b"")
+        yield await _process(_source(event), handle, dlq, consumer, policy)
+
+
+async def consume_batches(stream: Any, handle_batch: BatchHandler, handle: Handler, *, dlq: TopicT,
+                          consumer: str, size: int, within: float,
+                          policy: RetryPolicy | None = None) -> AsyncIterable[int]:
+    """Like `consume`, up to `size` messages at a time (whatever arrived within `within` seconds).
+
+    A batch that fails as a whole (after retries for transient failures) is handled again one message
+    at a time, so one poison message cannot hold back the others: each then gets `consume`'s treatment.
+    faust acks a batch's offsets only when the next batch is asked for, i.e. after this work.
+    """
+    policy = policy or RetryPolicy()
+    async for events in stream.take_events(size, within):
+        sources = [_source(event) for event in events]
         try:
-            result = await with_retries(functools.partial(handle, source), policy)
+            outcome = await with_retries(functools.partial(handle_batch, sources), policy)
         except Exception as exc:
-            letter = dead_letter(source, exc, consumer, producer=f"ebackpack/{consumer}")
-            log.warning("dead-lettered %s/%d/%d: %s", source.topic, source.partition, source.offset,
-                        letter.data.reason)
-            # A dead letter must not be lost either: retried like any transient failure. If the
-            # dead-letter topic stays unreachable the agent stops without committing this offset.
-            await with_retries(functools.partial(send_and_wait, dlq, source.key, letter.to_bytes()), policy)
-            result = None
-        yield result
+            log.warning("batch of %d failed (%s): handling its messages one by one", len(sources), exc)
+            outcome = BatchOutcome(one_by_one=list(range(len(sources))))
+        for index, poison in outcome.poison:
+            await _dead_letter(sources[index], poison, dlq, consumer, policy)
+        for index in outcome.one_by_one:
+            await _process(sources[index], handle, dlq, consumer, policy)
+        yield len(sources)
 
 
 def run_worker(app: faust.App, loglevel: str = "warn") -> None:

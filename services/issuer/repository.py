@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ebackpack.persistence.tables import AwardRow, Course, Learner, OutboxRow, SignedCredentialRow
+from ebackpack.persistence.tables import AwardRow, Course, Learner, OutboxRow
 
 
 class AwardRepository:
@@ -18,17 +18,26 @@ class AwardRepository:
     def get(self, credential_id: str) -> AwardRow | None:
         return self.session.get(AwardRow, credential_id)
 
+    def existing(self, credential_ids: Sequence[str]) -> set[str]:
+        query = select(AwardRow.credential_id).where(AwardRow.credential_id.in_(credential_ids))
+        return set(self.session.scalars(query))
+
+    def learners(self, ids: set[int]) -> dict[int, Learner]:
+        return {row.id: row for row in self.session.scalars(select(Learner).where(Learner.id.in_(ids)))}
+
+    def courses(self, ids: set[int]) -> dict[int, Course]:
+        return {row.id: row for row in self.session.scalars(select(Course).where(Course.id.in_(ids)))}
+
+    def pending_events_of(self, credential_ids: Sequence[str]) -> list[OutboxRow]:
+        query = select(OutboxRow).where(OutboxRow.sent_at.is_(None),
+                                        OutboxRow.credential_id.in_(credential_ids))
+        return list(self.session.scalars(query.order_by(OutboxRow.created_at)))
+
     def learner(self, learner_id: int) -> Learner | None:
         return self.session.get(Learner, learner_id)
 
     def course(self, course_id: int) -> Course | None:
         return self.session.get(Course, course_id)
-
-    def add(self, award: AwardRow, events: Sequence[OutboxRow],
-            signed: Sequence[SignedCredentialRow] = ()) -> None:
-        self.session.add(award)
-        self.session.flush()  # the award first: its unique constraints decide
-        self.session.add_all([*signed, *events])
 
     def pending_events(self, credential_id: str | None = None, older_than: datetime | None = None,
                        limit: int = 500) -> list[OutboxRow]:

@@ -7,6 +7,8 @@ parse -> is it a learner completion with a rule? -> persist the award and its ou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
@@ -21,7 +23,7 @@ from ebackpack.credentials.signer import DATA_INTEGRITY, CredentialSigner, Signe
 from ebackpack.credentials.store import CredentialStore
 from ebackpack.credentials.urls import PublicUrls
 from ebackpack.persistence.tables import AwardRow, Learner, OutboxRow, SignedCredentialRow
-from ebackpack.streaming.errors import TransientError, parse_message
+from ebackpack.streaming.errors import InvalidMessage, TransientError, parse_message
 from ebackpack.streaming.topics import CREDENTIALS, RENDER_REQUESTS
 from schemas import (
     Achievement,
@@ -50,6 +52,13 @@ class CredentialNotFound(LookupError):
     pass
 
 
+@dataclass
+class BatchResult:
+    events: list[OutboxRow] = field(default_factory=list)  # to announce
+    invalid: list[tuple[int, InvalidMessage]] = field(default_factory=list)  # poison: dead-letter
+    deferred: list[tuple[int, TransientError]] = field(default_factory=list)  # retry one by one
+
+
 def parse_moodle_message(raw: bytes) -> MoodleEventMessage:
     return parse_message(MoodleEventMessage, raw)
 
@@ -72,35 +81,76 @@ class IssuerService:
         return CredentialStore(session, self.rules, self.settings.site_id, self.urls)
 
     def handle(self, raw: bytes) -> list[OutboxRow]:
-        """Returns the events still to announce for the award this message earns (often none)."""
-        message = parse_moodle_message(raw)
-        try:
-            award = decide_award(message.data, message.id, self.rules, self.settings.site_id)
-        except NotALearnerCompletion:
-            return []
-        with self.sessions.begin() as session:
-            repo = AwardRepository(session)
-            if repo.get(award.credential_id) is None:
-                try:
-                    with session.begin_nested():
-                        self._save_new(session, repo, award)
-                except IntegrityError:
-                    if repo.get(award.credential_id) is None:  # else: a concurrent worker saved it first
-                        raise TransientError("status list entry taken by a concurrent worker") from None
-            return repo.pending_events(award.credential_id)
+        """Returns the events still to announce for the award this message earns (often none).
 
-    def _save_new(self, session: Session, repo: AwardRepository, award: Award) -> None:
-        """The award, its signed credentials and its outbox events: one transaction."""
-        learner = repo.learner(award.learner_id)
-        if learner is None:
-            # Profiles may arrive after the completion: retried with backoff, then dead-lettered.
-            raise TransientError(f"no profile for learner {award.learner_id}: cannot issue a credential yet")
-        store = self._store(session)
-        row = self._award_row(award, learner, store.allocate_status_entry(award.credential_id))
-        facts = store.facts(row)
-        assert facts is not None  # the row has everything a credential needs
+        Raises InvalidMessage for a message that can never be processed, TransientError for one that
+        may succeed later (no learner profile yet).
+        """
+        result = self.handle_batch([raw])
+        for _index, error in (*result.invalid, *result.deferred):
+            raise error
+        return result.events
+
+    def handle_batch(self, raws: Sequence[bytes]) -> BatchResult:
+        """Many messages, one transaction: the awards they earn, signed, with their outbox events.
+
+        Invalid messages and awards whose learner has no profile yet are left out and reported, so the
+        caller can dead-letter or retry them one by one; the rest is committed together.
+        """
+        result = BatchResult()
+        awards: dict[str, tuple[int, Award]] = {}
+        for index, raw in enumerate(raws):
+            try:
+                message = parse_moodle_message(raw)
+                award = decide_award(message.data, message.id, self.rules, self.settings.site_id)
+            except InvalidMessage as exc:
+                result.invalid.append((index, exc))
+                continue
+            except NotALearnerCompletion:
+                continue
+            awards.setdefault(award.credential_id, (index, award))  # a redelivery within the batch: once
+        if not awards:
+            return result
+        try:
+            with self.sessions.begin() as session:
+                result.events = self._save_batch(session, list(awards.values()), result)
+        except IntegrityError:
+            # Another worker saved one of these awards or took a status slot first: the retry sees it.
+            raise TransientError("a concurrent worker saved the same award or status slot") from None
+        return result
+
+    def _save_batch(self, session: Session, awards: list[tuple[int, Award]],
+                    result: BatchResult) -> list[OutboxRow]:
+        repo, store = AwardRepository(session), self._store(session)
+        existing = repo.existing([a.credential_id for _i, a in awards])
+        learners = repo.learners({a.learner_id for _i, a in awards})
+        repo.courses({a.course_id for _i, a in awards})  # into the session for the render requests
+        new: list[tuple[Award, Learner]] = []
+        for index, award in awards:
+            learner = learners.get(award.learner_id)
+            if award.credential_id in existing:
+                continue
+            if learner is None:
+                # Profiles may arrive after the completion: retried with backoff, then dead-lettered.
+                result.deferred.append((index, TransientError(
+                    f"no profile for learner {award.learner_id}: cannot issue a credential yet")))
+                continue
+            new.append((award, learner))
+        # Slots first, rows last: no flush in between, so the inserts go out in bulk at commit.
+        entries = store.allocate_status_entries([a.credential_id for a, _l in new])
+        events = [event for award, learner in new
+                  for event in self._save_new(session, store, award, learner, entries[award.credential_id])]
+        return events + (repo.pending_events_of(list(existing)) if existing else [])
+
+    def _save_new(self, session: Session, store: CredentialStore, award: Award, learner: Learner,
+                  status_entry: tuple[int, int]) -> list[OutboxRow]:
+        """The award, its signed credentials and its outbox events, added to the caller's transaction."""
+        row = self._award_row(award, learner, status_entry)
+        facts = store.facts(row, learner)
         signed = self.signer.sign(facts) if self.settings.formats else []
-        repo.add(row, self._announcements(repo, award, row, signed), self._signed_rows(award, signed))
+        events = self._announcements(AwardRepository(session), award, row, signed)
+        session.add_all([row, *self._signed_rows(award, signed), *events])
+        return events
 
     def _award_row(self, award: Award, learner: Learner, status_entry: tuple[int, int]) -> AwardRow:
         salt = new_salt()

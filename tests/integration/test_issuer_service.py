@@ -86,3 +86,25 @@ def test_a_learner_without_a_profile_is_a_transient_failure_and_saves_nothing(se
     with pytest.raises(TransientError, match="no profile for learner 999999"):
         service.handle(raw)
     assert awards(service) == []
+
+
+def test_a_batch_saves_what_it_can_and_reports_poison_and_missing_profiles(service: IssuerService) -> None:
+    good = completions()[:3]
+    message = MoodleEventMessage.model_validate_json(good[0])
+    stranger = message.model_copy(update={"id": "no-profile", "data": message.data.model_copy(
+        update={"relateduserid": 999999})}).model_dump_json().encode()
+    batch = [good[0], b"\x00 not json", stranger, good[1], good[0], good[2]]  # good[0] redelivered
+
+    result = service.handle_batch(batch)
+
+    assert [i for i, _ in result.invalid] == [1]
+    assert [i for i, _ in result.deferred] == [2] and "999999" in str(result.deferred[0][1])
+    saved = awards(service)
+    assert len(saved) == 3 and 999999 not in {a.learner_id for a in saved}
+    issued = [CredentialIssuedMessage.model_validate_json(e.payload) for e in result.events
+              if e.topic.endswith("credentials")]
+    assert sorted(i.data.credential_id for i in issued) == sorted(a.credential_id for a in saved)
+    # the whole batch again (a redelivery after a crash): nothing new, the same unsent events
+    again = service.handle_batch(batch)
+    assert len(awards(service)) == 3
+    assert sorted(e.event_id for e in again.events) == sorted(e.event_id for e in result.events)
