@@ -7,6 +7,9 @@ Read this file to know what happens to a message that cannot be processed:
 3. Anything else (a bug)                                -> dead-letter topic; the stream goes on.
 The dead letter keeps the original key and value bytes and the source topic, partition and offset,
 so nothing is lost: fix the cause and replay the dead letters.
+Batches (`consume_batches`, the issuer): a batch handler names its poison messages (dead-lettered as in
+1) and the messages it could not do yet (handled one by one as in 2); a batch that fails as a whole,
+after retries, is handled again one message at a time, so one bad message never holds back the rest.
 """
 
 from __future__ import annotations
