@@ -15,9 +15,6 @@ class AwardRepository:
     def __init__(self, session: Session):
         self.session = session
 
-    def get(self, credential_id: str) -> AwardRow | None:
-        return self.session.get(AwardRow, credential_id)
-
     def existing(self, credential_ids: Sequence[str]) -> set[str]:
         query = select(AwardRow.credential_id).where(AwardRow.credential_id.in_(credential_ids))
         return set(self.session.scalars(query))
@@ -39,13 +36,8 @@ class AwardRepository:
     def course(self, course_id: int) -> Course | None:
         return self.session.get(Course, course_id)
 
-    def pending_events(self, credential_id: str | None = None, older_than: datetime | None = None,
-                       limit: int = 500) -> list[OutboxRow]:
-        query = select(OutboxRow).where(OutboxRow.sent_at.is_(None))
-        if credential_id is not None:
-            query = query.where(OutboxRow.credential_id == credential_id)
-        if older_than is not None:
-            query = query.where(OutboxRow.created_at < older_than)
+    def pending_events(self, older_than: datetime, limit: int = 500) -> list[OutboxRow]:
+        query = select(OutboxRow).where(OutboxRow.sent_at.is_(None), OutboxRow.created_at < older_than)
         return list(self.session.scalars(query.order_by(OutboxRow.created_at).limit(limit)))
 
     def mark_sent(self, event_ids: Sequence[str]) -> None:
