@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from ebackpack.config import Settings
 from ebackpack.stack import signal_group
 
@@ -23,6 +25,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, Path):
             value = value.resolve()
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()  # the child needs the keys themselves, not their mask
         env[f"EBACKPACK_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 

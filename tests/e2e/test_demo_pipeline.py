@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -42,6 +43,15 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, stack_settings: Settings)
     web.close()
 
 
+@pytest.fixture(scope="module")
+def web_server(demo_run: DemoRun) -> Iterator[WebServer]:
+    """The backpack on the port the PDFs' QR codes point to; uvicorn closes the socket when it stops,
+    so it is started once for the module."""
+    settings, _dataset, _summary, web = demo_run
+    with WebServer(settings, web) as server:
+        yield server
+
+
 def test_every_learner_completion_yields_one_award_and_decoys_none(demo_run: DemoRun) -> None:
     settings, dataset, summary, _web = demo_run
     sessions = session_factory(make_engine(settings.db_url))
@@ -80,30 +90,30 @@ def test_malformed_events_are_dead_lettered_with_a_reason(demo_run: DemoRun) -> 
     assert any("invalid" in letter.data.reason.lower() for letter in letters)
 
 
-def test_qr_code_of_each_pdf_opens_a_page_that_says_valid(demo_run: DemoRun, tmp_path: Path) -> None:
-    settings, _dataset, summary, web = demo_run
+def test_qr_code_of_each_pdf_opens_a_page_that_says_valid(demo_run: DemoRun, web_server: WebServer,
+                                                           tmp_path: Path) -> None:
+    settings, _dataset, summary, _web = demo_run
     pdftoppm, zbarimg = require_tool("pdftoppm"), require_tool("zbarimg")
     sessions = session_factory(make_engine(settings.db_url))
-    with WebServer(settings, web):
-        for link in summary.certificates:
-            png = tmp_path / f"{link.code}.png"
-            subprocess.run([pdftoppm, "-png", "-r", "150", "-singlefile", link.pdf, str(png.with_suffix(""))],
-                           check=True)
-            url = subprocess.run([zbarimg, "--raw", "-q", str(png)], check=True, capture_output=True,
-                                 text=True).stdout.strip()
-            assert url == link.verify_url
-            answer = httpx.get(url, headers={"Accept": "application/json"}, timeout=10).json()
-            with sessions() as s:
-                award = s.scalars(select(AwardRow).where(AwardRow.verification_code == link.code)).one()
-                learner = s.get(Learner, award.learner_id)
-            assert learner is not None
-            assert answer["status"] == "valid"
-            assert answer["learner_name"] == f"{learner.firstname} {learner.lastname}"
-            assert answer["achievement"] == award.achievement_name
-            page = httpx.get(url, timeout=10)
-            assert page.status_code == 200 and "Valid" in page.text and learner.lastname in page.text
-        unknown = httpx.get(f"{settings.public_url}/verify/AAAA-BBBB-CCCC", timeout=10)
-        assert unknown.status_code == 404 and "Unknown" in unknown.text
+    for link in summary.certificates:
+        png = tmp_path / f"{link.code}.png"
+        subprocess.run([pdftoppm, "-png", "-r", "150", "-singlefile", link.pdf, str(png.with_suffix(""))],
+                       check=True)
+        url = subprocess.run([zbarimg, "--raw", "-q", str(png)], check=True, capture_output=True,
+                             text=True).stdout.strip()
+        assert url == link.verify_url
+        answer = httpx.get(url, headers={"Accept": "application/json"}, timeout=10).json()
+        with sessions() as s:
+            award = s.scalars(select(AwardRow).where(AwardRow.verification_code == link.code)).one()
+            learner = s.get(Learner, award.learner_id)
+        assert learner is not None
+        assert answer["status"] == "valid"
+        assert answer["learner_name"] == f"{learner.firstname} {learner.lastname}"
+        assert answer["achievement"] == award.achievement_name
+        page = httpx.get(url, timeout=10)
+        assert page.status_code == 200 and "Valid" in page.text and learner.lastname in page.text
+    unknown = httpx.get(f"{settings.public_url}/verify/AAAA-BBBB-CCCC", timeout=10)
+    assert unknown.status_code == 404 and "Unknown" in unknown.text
 
 
 def test_running_the_same_demo_again_issues_nothing_new(demo_run: DemoRun) -> None:
@@ -112,3 +122,21 @@ def test_running_the_same_demo_again_issues_nothing_new(demo_run: DemoRun) -> No
     assert second.new_issued == 0
     assert second.issued == first.issued
     assert second.rendered == first.rendered
+
+
+def test_each_certificate_pdf_carries_its_signed_credential(demo_run: DemoRun, web_server: WebServer,
+                                                           tmp_path: Path) -> None:
+    from tests.verifiers.ob3_verifier import verify_ob3
+
+    settings, _dataset, summary, _web = demo_run
+    pdfdetach = require_tool("pdfdetach")
+    sessions = session_factory(make_engine(settings.db_url))
+    for link in summary.certificates[:3]:
+        out = tmp_path / f"{link.code}.json"
+        subprocess.run([pdfdetach, "-save", "1", "-o", str(out), link.pdf], check=True)
+        credential = json.loads(out.read_text(encoding="utf-8"))
+        with sessions() as s:
+            award = s.scalars(select(AwardRow).where(AwardRow.verification_code == link.code)).one()
+        assert credential["id"] == f"urn:uuid:{award.credential_id}"
+        result = verify_ob3("di", credential, base_url=settings.public_url)
+        assert result["verified"] and result["revoked"] is False, result["errors"]
