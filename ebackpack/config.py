@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     signing_keys: SecretStr | None = Field(None, description=(
         "Production: the signing keys as a JSON object key id -> PKCS#8 PEM (`ed25519-N`, `p256-N`); "
         "without it, keys are generated on first start in `signing_keys_dir`."))
+    code_secret: SecretStr | None = Field(None, description=(
+        "Production: the secret that keys the printed verification codes (any long random string); "
+        "without it, one is generated on first start in `signing_keys_dir`. Never change it once used."))
     signing_keys_dir: Path | None = Field(None, description="Default: `keys/` in the data directory.")
     credential_formats: str = Field("ob3-di,ob3-jwt", description=(
         "Signed OB 3.0 proof formats stored per award (`ob3-di`, `ob3-jwt`); empty = signing off."))

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,20 +123,24 @@ def load_key_dir(folder: Path) -> KeyRing:
     return KeyRing(keys)
 
 
-def _write_new(folder: Path, kid: str, key: PrivateKey) -> bool:
-    """Atomically creates `<kid>.pem` (0600); False if another process created it first."""
-    pem = SigningKey(kid, "Ed25519" if kid.startswith("ed25519") else "ES256", key).private_pem()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".new-", suffix=".tmp")
+def _create_once(path: Path, content: bytes) -> bool:
+    """Atomically creates `path` (0600) with its whole content; False if another process was first."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".new-", suffix=".tmp")
     try:
-        os.write(fd, pem)
+        os.write(fd, content)
         os.fsync(fd)
         os.close(fd)
-        os.link(tmp, folder / f"{kid}.pem")  # fails if it exists: first writer wins
+        os.link(tmp, path)  # fails if it exists: first writer wins
         return True
     except FileExistsError:
         return False
     finally:
         os.unlink(tmp)
+
+
+def _write_new(folder: Path, kid: str, key: PrivateKey) -> bool:
+    pem = SigningKey(kid, "Ed25519" if kid.startswith("ed25519") else "ES256", key).private_pem()
+    return _create_once(folder / f"{kid}.pem", pem)
 
 
 def ensure_key_dir(folder: Path) -> KeyRing:
@@ -162,6 +167,22 @@ def keyring_for(settings: Settings) -> KeyRing:
     if settings.signing_keys is not None:
         return keyring_from_json(settings.signing_keys.get_secret_value())
     return ensure_key_dir(settings.key_dir)
+
+
+CODE_SECRET_FILE = "code-secret"
+
+
+def code_secret_for(settings: Settings) -> bytes:
+    """The secret behind verification codes: from the environment, or a 0600 file made once."""
+    if settings.code_secret is not None:
+        return settings.code_secret.get_secret_value().encode()
+    folder = settings.key_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    path = folder / CODE_SECRET_FILE
+    if not path.exists():
+        _create_once(path, secrets.token_hex(32).encode())
+    return path.read_bytes().strip()
 
 
 def did_web(public_url: str) -> str:

@@ -19,7 +19,7 @@ from .urls import PublicUrls
 
 @dataclass(frozen=True)
 class Revoked:
-    credential_id: str
+    verification_code: str
     reason: str
 
 
@@ -45,7 +45,7 @@ def badge_class(rule: AwardRule, urls: PublicUrls) -> dict[str, Any]:
 
 def assertion(facts: CredentialFacts, course_name: str, course_url: str) -> dict[str, Any]:
     document: dict[str, Any] = {
-        "@context": OB2_CONTEXT, "type": "Assertion", "id": facts.urls.ob2_assertion(facts.credential_id),
+        "@context": OB2_CONTEXT, "type": "Assertion", "id": facts.urls.ob2_assertion(facts.verification_code),
         "recipient": {"type": "email", "hashed": True, "salt": facts.recipient_salt,
                       "identity": facts.recipient_hash},
         "badge": facts.urls.ob2_badge(facts.rule.id),
@@ -60,14 +60,14 @@ def assertion(facts: CredentialFacts, course_name: str, course_url: str) -> dict
     return document
 
 
-def revoked_assertion(credential_id: str, reason: str, urls: PublicUrls) -> dict[str, Any]:
+def revoked_assertion(code: str, reason: str, urls: PublicUrls) -> dict[str, Any]:
     """The body of the 410 Gone answer for a revoked assertion."""
-    return {"@context": OB2_CONTEXT, "type": "Assertion", "id": urls.ob2_assertion(credential_id),
+    return {"@context": OB2_CONTEXT, "type": "Assertion", "id": urls.ob2_assertion(code),
             "revoked": True, "revocationReason": reason}
 
 
 def revocation_list(revoked: Iterable[Revoked], urls: PublicUrls) -> dict[str, Any]:
     return {"@context": OB2_CONTEXT, "type": "RevocationList", "id": urls.ob2_revocations,
             "issuer": urls.ob2_issuer,
-            "revokedAssertions": [{"id": urls.ob2_assertion(r.credential_id), "revocationReason": r.reason}
-                                  for r in revoked]}
+            "revokedAssertions": [{"id": urls.ob2_assertion(r.verification_code),
+                                   "revocationReason": r.reason} for r in revoked]}

@@ -94,7 +94,7 @@ class CredentialStore:
 
     def revoked(self) -> list[Revoked]:
         query = select(AwardRow).where(AwardRow.status == "revoked").order_by(AwardRow.revoked_at)
-        return [Revoked(a.credential_id, a.revocation_reason or "") for a in self.session.scalars(query)]
+        return [Revoked(a.verification_code, a.revocation_reason or "") for a in self.session.scalars(query)]
 
     def status_list_numbers(self) -> list[int]:
         query = select(AwardRow.status_list).where(AwardRow.status_list.is_not(None)).distinct()

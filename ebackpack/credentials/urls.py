@@ -39,8 +39,9 @@ class PublicUrls:
     def badge_image(self, rule_id: str) -> str:
         return f"{self.base}/ob2/badges/{rule_id}/image.png"
 
-    def ob2_assertion(self, credential_id: str) -> str:
-        return f"{self.base}/ob2/assertions/{credential_id}"
+    def ob2_assertion(self, code: str) -> str:
+        """By verification code, not credential id: codes cannot be derived from Moodle user ids."""
+        return f"{self.base}/ob2/assertions/{code}"
 
     # Open Badges 3.0
     @staticmethod

@@ -37,8 +37,8 @@ def _rule(store: CredentialStore, rule_id: str) -> AwardRule:
     return rule
 
 
-def _award(store: CredentialStore, credential_id: str) -> AwardRow:
-    award = store.award(credential_id)
+def _award(store: CredentialStore, code: str) -> AwardRow:
+    award = store.award_by_code(code)
     if award is None:
         raise HTTPException(404, "no such assertion")
     _rule(store, award.rule_id)  # only badge rules have assertions
@@ -83,21 +83,22 @@ def badge_image_svg(rule_id: str, store: Store) -> Response:
     return Response(badge_svg(rule.name, store.rules.issuer.name), media_type="image/svg+xml")
 
 
-@router.get("/ob2/assertions/{credential_id}")
-def ob2_assertion(credential_id: str, store: Store) -> Response:
+@router.get("/ob2/assertions/{code}")
+def ob2_assertion(code: str, store: Store) -> Response:
     """200 with the assertion; 410 Gone with `revoked: true` once revoked (OB 2.0 hosted verification)."""
-    award = _award(store, credential_id)
+    award = _award(store, code)
     if award.status == "revoked":
-        return _json(ob2.revoked_assertion(credential_id, award.revocation_reason or "", store.urls), 410)
+        return _json(ob2.revoked_assertion(award.verification_code, award.revocation_reason or "",
+                                           store.urls), 410)
     try:
         return _json(assertion_json(store, award))
     except ExportError as exc:
         raise HTTPException(404, str(exc)) from None
 
 
-@router.get("/ob2/assertions/{credential_id}/badge.{kind}")
-def ob2_baked(credential_id: str, kind: str, store: Store) -> Response:
-    award = _award(store, credential_id)
+@router.get("/ob2/assertions/{code}/badge.{kind}")
+def ob2_baked(code: str, kind: str, store: Store) -> Response:
+    award = _award(store, code)
     if kind not in ("png", "svg"):
         raise HTTPException(404, "baked badges come as .png or .svg")
     if award.status == "revoked":

@@ -5,6 +5,7 @@ No Kafka, no database: plain functions over pydantic models.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -47,9 +48,13 @@ def credential_id(site: str, learner_id: int, rule_id: str) -> str:
     return deterministic_id("credential", site, learner_id, rule_id)
 
 
-def verification_code(credential: str) -> str:
-    """Human-readable code derived from the credential id, grouped `XXXX-XXXX-XXXX`."""
-    number = int(credential.replace("-", ""), 16)
+def verification_code(credential: str, secret: bytes) -> str:
+    """Human-readable code, grouped `XXXX-XXXX-XXXX`, keyed with the site's secret.
+
+    Deterministic (same credential, same code), but not computable from the credential id alone: the
+    id derives from Moodle user ids, and the code opens a page with the learner's name.
+    """
+    number = int.from_bytes(hmac.digest(secret, credential.encode(), "sha256")[:16], "big")
     chars = []
     for _ in range(CODE_LENGTH):
         number, digit = divmod(number, len(CODE_ALPHABET))
@@ -58,7 +63,7 @@ def verification_code(credential: str) -> str:
     return "-".join(code[i:i + 4] for i in range(0, CODE_LENGTH, 4))
 
 
-def decide_award(event: MoodleEvent, event_id: str, rules: RuleBook, site: str) -> Award:
+def decide_award(event: MoodleEvent, event_id: str, rules: RuleBook, site: str, code_secret: bytes) -> Award:
     learner, course = learner_completion(event)
     rule = rules.for_course(course)
     if rule is None:
@@ -66,7 +71,7 @@ def decide_award(event: MoodleEvent, event_id: str, rules: RuleBook, site: str) 
     cid = credential_id(site, learner, rule.id)
     return Award(
         credential_id=cid,
-        verification_code=verification_code(cid),
+        verification_code=verification_code(cid, code_secret),
         learner_id=learner,
         course_id=course,
         rule=rule,

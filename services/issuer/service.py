@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import Settings
 from ebackpack.credentials.facts import new_salt, recipient_hash
-from ebackpack.credentials.keys import keyring_for
+from ebackpack.credentials.keys import code_secret_for, keyring_for
 from ebackpack.credentials.signer import DATA_INTEGRITY, CredentialSigner, Signed
 from ebackpack.credentials.store import CredentialStore
 from ebackpack.credentials.urls import PublicUrls
@@ -74,6 +74,10 @@ class IssuerService:
             self.signer = signer
 
     @cached_property
+    def code_secret(self) -> bytes:
+        return code_secret_for(self.settings)
+
+    @cached_property
     def signer(self) -> CredentialSigner:
         return CredentialSigner(keyring_for(self.settings), self.settings.formats)
 
@@ -102,7 +106,8 @@ class IssuerService:
         for index, raw in enumerate(raws):
             try:
                 message = parse_moodle_message(raw)
-                award = decide_award(message.data, message.id, self.rules, self.settings.site_id)
+                award = decide_award(message.data, message.id, self.rules, self.settings.site_id,
+                                     self.code_secret)
             except InvalidMessage as exc:
                 result.invalid.append((index, exc))
                 continue
@@ -194,7 +199,7 @@ class IssuerService:
                 issued_on=award.issued_on, verification_code=award.verification_code,
                 verify_url=self.settings.verify_url(award.verification_code),
                 badge=rule.badge, certificate=rule.certificate, valid_until=row.valid_until,
-                assertion_url=self.urls.ob2_assertion(award.credential_id) if rule.badge else None,
+                assertion_url=self.urls.ob2_assertion(award.verification_code) if rule.badge else None,
                 formats=formats,
             ),
         )

@@ -158,7 +158,7 @@ def test_revocation_reaches_the_status_list_the_hosted_json_and_the_verification
     assert di["revoked"] is True and not di["verified"] and di["proofVerified"]
     jwt = verify_ob3("jwt", token, base_url=issued.url)
     assert jwt["revoked"] is True and not jwt["verified"]
-    hosted = httpx.get(f"{issued.url}/ob2/assertions/{award.credential_id}")
+    hosted = httpx.get(f"{issued.url}/ob2/assertions/{award.verification_code}")
     assert hosted.status_code == 410 and hosted.json()["revoked"] is True
     listed = httpx.get(f"{issued.url}/ob2/revocations").json()["revokedAssertions"]
     assert {"id": hosted.json()["id"], "revocationReason": reason} in listed
@@ -178,7 +178,7 @@ def test_an_expired_credential_is_expired_everywhere(issued: Issued) -> None:
     assert any("expired" in e.lower() or "validuntil" in e.lower() for e in di["errors"]), di["errors"]
     page = httpx.get(f"{issued.url}/verify/{award.verification_code}?format=json").json()
     assert page["status"] == "expired"
-    hosted = validate_ob2(f"{issued.url}/ob2/assertions/{award.credential_id}")
+    hosted = validate_ob2(f"{issued.url}/ob2/assertions/{award.verification_code}")
     assert not hosted["valid"] and any("expired" in e for e in hosted["errors"]), hosted["errors"]
 
 
@@ -186,7 +186,7 @@ def test_ob2_hosted_assertion_and_baked_badges_pass_the_1edtech_validator(issued
                                                                           tmp_path: Path) -> None:
     award = issued.awards("digital-accessibility")[0]
     email = issued.email(award)
-    url = f"{issued.url}/ob2/assertions/{award.credential_id}"
+    url = f"{issued.url}/ob2/assertions/{award.verification_code}"
     hosted = validate_ob2(url, recipient=email)
     assert hosted["valid"], hosted["errors"]
     for kind in ("png", "svg"):
@@ -201,7 +201,8 @@ def test_ob2_hosted_assertion_and_baked_badges_pass_the_1edtech_validator(issued
 def test_a_revoked_ob2_assertion_is_invalid_for_the_1edtech_validator(issued: Issued) -> None:
     award = issued.awards("digital-accessibility")[-1]
     issued.service.revoke(award.credential_id, "Issued to the wrong learner")
-    result = validate_ob2(f"{issued.url}/ob2/assertions/{award.credential_id}", recipient=issued.email(award))
+    url = f"{issued.url}/ob2/assertions/{award.verification_code}"
+    result = validate_ob2(url, recipient=issued.email(award))
     assert not result["valid"]
     assert any(f["status"] == 410 for f in result["http"]["fetches"])
 

@@ -149,7 +149,7 @@ def test_export_ob2_png_writes_a_baked_badge(cli: Cli, tmp_path: Path) -> None:
     assert baked is not None
     assertion = json.loads(baked)
     assert assertion["type"] == "Assertion"
-    assert assertion["id"].endswith(f"/ob2/assertions/{cli.credential_id}")
+    assert assertion["id"].endswith(f"/ob2/assertions/{cli.code}")
     assert assertion["recipient"]["hashed"] is True
     plain = cli.run("credential", "export", cli.code, "--format", "ob2")
     assert plain.exit_code == 0 and json.loads(plain.stdout) == assertion
@@ -179,7 +179,7 @@ def test_revoke_with_a_reason(cli: Cli) -> None:
     assert status_of(award, datetime.now(UTC)) == "revoked"
     exported = cli.run("credential", "export", cli.code, "--format", "ob2")
     assert exported.exit_code == 0, exported.output
-    assert json.loads(exported.stdout)["id"].endswith(cli.credential_id)
+    assert json.loads(exported.stdout)["id"].endswith(cli.code)
     again = cli.run("credential", "revoke", cli.code, "--reason", "another reason")
     assert again.exit_code == 0
     assert cli.award().revocation_reason == reason  # the first reason stands

@@ -21,6 +21,7 @@ from services.issuer.rules import load_rules
 from tests.conftest import MOODLE_FIXTURES
 
 FIXTURES = MOODLE_FIXTURES
+SECRET = b"test secret of this deployment"
 RULES = load_rules(SAMPLE_DIR / "rules.toml")
 
 
@@ -50,9 +51,9 @@ def test_other_events_are_not_completions(name: str) -> None:
 
 def test_same_learner_and_rule_give_the_same_credential_id_and_code() -> None:
     event = fixture("observer-course_completed.moodle45.json")
-    first = decide_award(event, "event-1", RULES, "site")
+    first = decide_award(event, "event-1", RULES, "site", SECRET)
     again = decide_award(event.model_copy(update={"timecreated": event.timecreated + 99}), "event-2",
-                         RULES, "site")
+                         RULES, "site", SECRET)
     assert first.credential_id == again.credential_id
     assert first.verification_code == again.verification_code
     assert credential_id("site", 5721, "python-basics") != credential_id("site", 5722, "python-basics")
@@ -60,7 +61,7 @@ def test_same_learner_and_rule_give_the_same_credential_id_and_code() -> None:
 
 
 def test_verification_codes_avoid_look_alike_characters() -> None:
-    codes = {verification_code(credential_id("s", n, "r")) for n in range(2000)}
+    codes = {verification_code(credential_id("s", n, "r"), SECRET) for n in range(2000)}
     assert len(codes) == 2000
     for code in codes:
         groups = code.split("-")
@@ -69,10 +70,16 @@ def test_verification_codes_avoid_look_alike_characters() -> None:
     assert not set("0O1IL5S2Z8BU") & set(CODE_ALPHABET)
 
 
+def test_a_verification_code_needs_the_secret_not_just_the_credential_id() -> None:
+    cid = credential_id("moodle.example.org", 5721, "python-basics")
+    assert verification_code(cid, SECRET) == verification_code(cid, SECRET)
+    assert verification_code(cid, SECRET) != verification_code(cid, b"another deployment's secret")
+
+
 def test_a_course_without_a_rule_earns_nothing() -> None:
     event = fixture("observer-course_completed.moodle45.json").model_copy(update={"courseid": 99})
     with pytest.raises(NotALearnerCompletion, match="no award rule"):
-        decide_award(event, "e", RULES, "site")
+        decide_award(event, "e", RULES, "site", SECRET)
 
 
 def test_a_rules_file_with_two_rules_for_one_course_is_rejected(tmp_path: Path) -> None:
