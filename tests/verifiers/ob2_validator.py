@@ -43,13 +43,15 @@ def _fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _run(command: list[str], timeout: float) -> None:
+def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Runs a step of the verifier in its own environment; any failure says what ran and what it printed."""
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=_clean_env())
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"timed out after {timeout:.0f}s: {' '.join(command)}\n{exc.stdout!r}") from exc
     if done.returncode != 0:
         raise RuntimeError(f"failed ({done.returncode}): {' '.join(command)}\n{done.stdout}\n{done.stderr}")
+    return done
 
 
 def _clean_env() -> dict[str, str]:
@@ -107,13 +109,7 @@ def validate_ob2(target: str | Path, recipient: str | None = None, *, contexts_d
     "http": {"fetches": [{url, status, content_type}], "served_locally": [...], "refused": [...]},
     "stderr": <validator log>}. Contexts default to ebackpack/credentials/contexts (+ its manifest.json).
     """
-    command = _command(str(target), recipient, contexts_dir, manifest)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=_clean_env())
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"OB 2.0 validator timed out after {timeout:.0f}s on {target}") from exc
-    if done.returncode != 0:
-        raise RuntimeError(f"OB 2.0 validator harness failed ({done.returncode}):\n{done.stderr}")
+    done = _run(_command(str(target), recipient, contexts_dir, manifest), timeout)
     result: dict[str, Any] = json.loads(done.stdout)
     result["stderr"] = done.stderr[-20000:]
     return result
@@ -121,9 +117,6 @@ def validate_ob2(target: str | Path, recipient: str | None = None, *, contexts_d
 
 def bakery_unbake(image: Path, timeout: float = RUN_TIMEOUT) -> str | None:
     """What the reference `openbadges_bakery.unbake` (1.1.0) reads from a baked PNG/SVG."""
-    command = [str(ob2_verifier_python()), str(VALIDATE), str(image), "--unbake"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=_clean_env())
-    if done.returncode != 0:
-        raise RuntimeError(f"openbadges_bakery.unbake failed on {image}:\n{done.stderr}")
+    done = _run([str(ob2_verifier_python()), str(VALIDATE), str(image), "--unbake"], timeout)
     value = json.loads(done.stdout)["unbaked"]
     return value if value is None else str(value)
