@@ -4,9 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages: WeasyPrint's Pango and HarfBuzz (subset: 6x faster PDFs), fonts, and the readers
-# the tests use to check what we render (pdftoppm, pdftotext, zbarimg).
+# the tests use to check what we render (pdftoppm, pdftotext, pdfinfo, zbarimg, qpdf).
 DEBS   := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core \
-          poppler-utils zbar-tools
+          poppler-utils zbar-tools qpdf
 
 .PHONY: demo test test-unit lint bench schemas serve clean system-deps
 

@@ -22,6 +22,10 @@ class CertificateRenderRequest(BaseModel):
     awarding_body: str
     template: str = "default"
     language: Literal["pl", "en"] = "en"
+    learning_outcomes: list[str] = Field(default_factory=list, description="Printed as a short list.")
+    ects: float | None = Field(None, description="Notional workload in ECTS credits.")
+    hours: float | None = Field(None, description="Notional workload in hours.")
+    eqf_level: int | None = Field(None, description="European Qualifications Framework level.")
     credential_json: str | None = Field(None, description=(
         "The signed Open Badges 3.0 credential (Data Integrity proof), attached inside the PDF."))
 

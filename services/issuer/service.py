@@ -212,6 +212,7 @@ class IssuerService:
             missing = f"learner {award.learner_id}" if learner is None else f"course {award.course_id}"
             raise TransientError(f"no profile for {missing}: cannot name the certificate yet")
         lang = learner.lang if learner.lang in ("pl", "en") else award.rule.language
+        micro = award.rule.microcredential
         return CertificateRenderRequestMessage.build(
             id=deterministic_id("certificate.render_requested", award.credential_id,
                                 award.rule.certificate_template),
@@ -223,6 +224,8 @@ class IssuerService:
                 achievement_name=award.rule.name, achievement_description=award.rule.description,
                 issued_on=award.issued_on, awarding_body=self.rules.issuer.name,
                 template=award.rule.certificate_template, language=lang, credential_json=credential_json,
+                learning_outcomes=micro.learning_outcomes, ects=micro.ects, hours=micro.hours,
+                eqf_level=micro.eqf_level,
             ),
         )
 

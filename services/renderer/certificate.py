@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pikepdf
 import qrcode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from qrcode.constants import ERROR_CORRECT_M
@@ -30,6 +31,8 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 HTML_FILE = "certificate.html"
 CREDENTIAL_FILE = "credential.json"
 CSS_FILE = "certificate.css"
+# Archival (PDF/A-3b: the credential may be attached) and tagged; PDF/UA-1 is declared by declare_pdf_ua.
+PDF_VARIANT = "pdf/a-3b"
 
 # Template names become paths: no dots or slashes, so a request cannot reach outside the templates dir.
 _TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -46,6 +49,11 @@ LABELS: dict[str, dict[str, str]] = {
         "signature": "Authorised signature",
         "verify": "Verify at",
         "qr_alt": "QR code linking to the verification page",
+        "outcomes": "Learning outcomes",
+        "workload": "Workload",
+        "ects": "{} ECTS credits",
+        "hours": "{} hours",
+        "eqf": "EQF level {}",
     },
     "pl": {
         "title": "Zaświadczenie o ukończeniu",
@@ -58,6 +66,11 @@ LABELS: dict[str, dict[str, str]] = {
         "signature": "Podpis osoby upoważnionej",
         "verify": "Sprawdź autentyczność:",
         "qr_alt": "Kod QR prowadzący do strony weryfikacji",
+        "outcomes": "Efekty uczenia się",
+        "workload": "Nakład pracy",
+        "ects": "{} pkt ECTS",
+        "hours": "{} godz.",
+        "eqf": "poziom {} ERK",
     },
 }
 
@@ -142,6 +155,25 @@ def name_size(name: str) -> str:
     return "name-l" if len(name) > 30 else "name-m"
 
 
+def declare_pdf_ua(pdf: bytes) -> bytes:
+    """Adds the PDF/UA-1 identification to the XMP metadata (WeasyPrint writes one PDF variant's),
+    and lists each associated file once.
+
+    The document already meets what PDF/UA asks of it: tagged structure, document language and title
+    shown as the window title, alternative text on the QR code, embedded fonts. The file ID is derived
+    from the content, so the output stays deterministic.
+    """
+    with pikepdf.open(io.BytesIO(pdf)) as document:
+        with document.open_metadata(set_pikepdf_as_editor=False, update_docinfo=False) as meta:
+            meta["pdfuaid:part"] = "1"
+        if "/AF" in document.Root:  # WeasyPrint lists each associated file twice
+            unique = {f.objgen: f for f in document.Root.AF}
+            document.Root.AF = pikepdf.Array(unique.values())
+        out = io.BytesIO()
+        document.save(out, deterministic_id=True)
+    return out.getvalue()
+
+
 def credential_attachments(request: CertificateRenderRequest) -> list[Attachment]:
     """The signed Open Badges 3.0 credential travels inside the PDF: the certificate verifies offline."""
     if not request.credential_json:
@@ -151,8 +183,17 @@ def credential_attachments(request: CertificateRenderRequest) -> list[Attachment
                        relationship="Data", created=request.issued_on, modified=request.issued_on)]
 
 
+def workload_line(request: CertificateRenderRequest) -> str:
+    """`2 ECTS credits · 50 hours · EQF level 4` (the parts the rule states), or empty."""
+    labels = LABELS[request.language]
+    parts = [labels[key].format(f"{value:g}") for key, value in
+             (("ects", request.ects), ("hours", request.hours), ("eqf", request.eqf_level)) if value]
+    return " · ".join(parts)
+
+
 def template_context(request: CertificateRenderRequest) -> dict[str, Any]:
     return {
+        "workload": workload_line(request),
         "r": request,
         "labels": LABELS[request.language],
         "issued_date": format_date(request.issued_on, request.language),
@@ -181,8 +222,9 @@ class CertificateRenderer:
         stylesheet = self._stylesheet(request.template, template_dir)
         with pinned_font_timestamp(request.issued_on):
             pdf: bytes = document.write_pdf(stylesheets=[stylesheet], font_config=self._fonts,
-                                            attachments=credential_attachments(request))
-        return pdf
+                                            attachments=credential_attachments(request),
+                                            pdf_variant=PDF_VARIANT, pdf_tags=True)
+        return declare_pdf_ua(pdf)
 
     def _template_dir(self, name: str) -> Path:
         directory = self.templates_dir / name

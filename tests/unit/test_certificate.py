@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -11,12 +12,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pikepdf
 import pytest
 
 from schemas.certificates import CertificateRenderRequest
 from services.renderer.certificate import CertificateRenderer, UnknownTemplateError, sha256_hex
 
 VERIFY_URL = "http://127.0.0.1:8000/verify/7KQM-C4XA-P9RT"
+CREDENTIAL = '{"type": ["VerifiableCredential", "OpenBadgeCredential"], "name": "Pierwsza pomoc"}'
 
 
 def make_request(**changes: object) -> CertificateRenderRequest:
@@ -31,6 +34,10 @@ def make_request(**changes: object) -> CertificateRenderRequest:
         "issued_on": datetime(2026, 3, 15, 10, 30, tzinfo=UTC),
         "awarding_body": "Stowarzyszenie Edukacji Dorosłych",
         "language": "pl",
+        "learning_outcomes": ["Ocenia bezpieczeństwo miejsca zdarzenia i wzywa pomoc.",
+                              "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED."],
+        "ects": 2, "hours": 16, "eqf_level": 4,
+        "credential_json": CREDENTIAL,
     }
     fields.update(changes)
     return CertificateRenderRequest.model_validate(fields)
@@ -42,6 +49,8 @@ ENGLISH = {
     "achievement_name": "Python Basics",
     "achievement_description": "Writes, tests and documents small Python programs.",
     "language": "en",
+    "learning_outcomes": ["Writes small Python programs with functions and modules."],
+    "ects": 2.5, "hours": 50, "eqf_level": None,
 }
 
 
@@ -192,3 +201,43 @@ def test_unknown_template_error_is_a_value_error() -> None:
 def test_sha256_hex() -> None:
     assert sha256_hex(b"") == hashlib.sha256(b"").hexdigest()
     assert sha256_hex(b"abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_archival_and_accessible_structure(polish_pdf: bytes, tmp_path: Path) -> None:
+    """PDF/A-3b and PDF/UA-1 identification, tags, language, title and the credential as associated file."""
+    with pikepdf.open(io.BytesIO(polish_pdf)) as pdf:
+        root = pdf.Root
+        meta = pdf.open_metadata()
+        assert (meta["pdfaid:part"], meta["pdfaid:conformance"], meta["pdfuaid:part"]) == ("3", "B", "1")
+        assert meta["dc:title"].startswith("Zaświadczenie o ukończeniu: Zofia Wiśniewska-Żółkiewska")
+        assert str(root.Lang) == "pl"
+        assert bool(root.MarkInfo.Marked) and "/StructTreeRoot" in root
+        assert bool(root.ViewerPreferences.DisplayDocTitle)
+        assert len(root.OutputIntents) == 1
+        (associated,) = list(root.AF)
+        assert str(associated.F) == "credential.json" and str(associated.AFRelationship) == "/Data"
+        assert associated.EF.F.read_bytes().decode() == CREDENTIAL
+        assert "credential.json" in pdf.attachments
+    info = pdf_info(polish_pdf, tmp_path)
+    assert info["Tagged"] == "yes" and info["Pages"] == "1"
+    path = tmp_path / "check.pdf"
+    path.write_bytes(polish_pdf)
+    assert "No syntax or stream encoding errors" in run(need("qpdf"), "--check", path)
+
+
+def test_text_comes_out_in_reading_order(polish_pdf: bytes, tmp_path: Path) -> None:
+    text = pdf_text(polish_pdf, tmp_path)
+    order = [text.index(part) for part in ("Zaświadczenie o ukończeniu", "Zofia Wiśniewska-Żółkiewska",
+                                           "Pierwsza pomoc przedmedyczna dla dorosłych", "Efekty uczenia się",
+                                           "7KQM-C4XA-P9RT")]
+    assert order == sorted(order)
+
+
+def test_learning_outcomes_and_workload_in_the_learners_language(polish_pdf: bytes, english_pdf: bytes,
+                                                                tmp_path: Path) -> None:
+    polish = pdf_text(polish_pdf, tmp_path)
+    assert "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED." in polish
+    assert "Nakład pracy: 2 pkt ECTS · 16 godz. · poziom 4 ERK" in polish
+    english = pdf_text(english_pdf, tmp_path)
+    assert "Learning outcomes" in english and "Writes small Python programs" in english
+    assert "Workload: 2.5 ECTS credits · 50 hours" in english and "EQF" not in english
