@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     s3_access_key: str = "ebackpack"
     s3_secret_key: str = "ebackpack-secret"
     s3_region: str = "us-east-1"
+    s3_public_endpoint: str | None = Field(None, description=(
+        "S3 origin that browsers can reach, for pre-signed download links (default: s3_endpoint)."))
+    download_link_seconds: int = Field(300, description="How long a pre-signed PDF download link works.")
 
     public_url: str = Field("http://127.0.0.1:8000", description="Origin of the verification pages.")
     http_host: str = "127.0.0.1"

@@ -13,15 +13,18 @@ from ebackpack.config import Settings
 
 
 class ObjectStore:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, public: bool = False):
+        """`public`: addressed at the origin browsers use, for pre-signed links."""
         self.bucket = settings.s3_bucket
+        endpoint = (settings.s3_public_endpoint or settings.s3_endpoint) if public else settings.s3_endpoint
         self._s3 = boto3.client(
             "s3",
-            endpoint_url=settings.s3_endpoint,
+            endpoint_url=endpoint,
             aws_access_key_id=settings.s3_access_key,
             aws_secret_access_key=settings.s3_secret_key,
             region_name=settings.s3_region,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
+            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
+                          retries={"max_attempts": 3, "mode": "standard"},
                           connect_timeout=5, read_timeout=30),
         )
 
@@ -38,6 +41,19 @@ class ObjectStore:
     def get(self, key: str) -> bytes:
         body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
         return bytes(body.read())
+
+    def presigned_url(self, key: str, expires_in: int, filename: str | None = None) -> str:
+        """A download link that stops working after `expires_in` seconds: no credentials needed."""
+        params: dict[str, str] = {"Bucket": self.bucket, "Key": key}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        url: str = self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+        return url
+
+    def stream(self, key: str, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        """The object's bytes in chunks: large downloads never sit in memory whole."""
+        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        yield from body.iter_chunks(chunk_size)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         paginator = self._s3.get_paginator("list_objects_v2")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from ebackpack.config import Settings, get_settings
 from ebackpack.credentials.keys import keyring_for
+from ebackpack.credentials.store import normalize_code
 from ebackpack.persistence.engine import make_engine, session_factory
+from ebackpack.persistence.tables import AwardRow
+from ebackpack.storage import ObjectStore
 from services.issuer.rules import load_rules
+from services.renderer.repository import CertificateRepository
 
 from .deps import DbSession
 from .openbadges import router as openbadges_router
@@ -34,6 +38,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz")
     def health() -> dict[str, str]:
         return {"status": "ok", "service": "ebackpack"}
+
+    @app.get("/verify/{code}/certificate.pdf", response_model=None)
+    def certificate_download(code: str, session: DbSession) -> Response:
+        """The current PDF through a pre-signed link that expires (`download_link_seconds`)."""
+        award = session.query(AwardRow).filter_by(verification_code=normalize_code(code)).one_or_none()
+        current = CertificateRepository(session).latest(award.credential_id) if award else None
+        if award is None or current is None:
+            raise HTTPException(404, "no certificate PDF for this code")
+        link = ObjectStore(settings, public=True).presigned_url(
+            current.object_key, settings.download_link_seconds, f"certificate-{award.verification_code}.pdf")
+        return RedirectResponse(link, status_code=307)
 
     @app.get("/verify/{code}", response_model=None)
     def verify_page(code: str, request: Request, session: DbSession, format: str | None = None) -> Response:

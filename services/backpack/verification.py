@@ -9,14 +9,16 @@ from sqlalchemy.orm import Session
 
 from ebackpack.credentials.facts import as_utc
 from ebackpack.credentials.store import normalize_code, status_of
-from ebackpack.persistence.tables import AwardRow, Course, Learner
+from ebackpack.persistence.tables import AwardRow, CertificateRow, Course, Learner
 from services.renderer.repository import CertificateRepository
 
 
 class CertificateInfo(BaseModel):
+    version: int = 1  # 1 = first rendered
     sha256: str
     size: int
     rendered_at: datetime
+    template: str = "default"
 
 
 class Verification(BaseModel):
@@ -30,7 +32,8 @@ class Verification(BaseModel):
     valid_until: datetime | None = None
     revoked_on: datetime | None = None
     revocation_reason: str | None = None
-    certificate: CertificateInfo | None = None
+    certificate: CertificateInfo | None = None  # the current version
+    earlier_versions: list[CertificateInfo] = []  # newest first: a printed copy may be one of these
 
 
 def verify(session: Session, code: str, now: datetime | None = None) -> Verification:
@@ -39,7 +42,7 @@ def verify(session: Session, code: str, now: datetime | None = None) -> Verifica
         return Verification(code=code, status="unknown")
     learner = session.get(Learner, award.learner_id)
     course = session.get(Course, award.course_id)
-    cert = CertificateRepository(session).latest(award.credential_id)
+    versions = _versions(CertificateRepository(session).versions(award.credential_id))
     return Verification(
         code=award.verification_code,
         status=status_of(award, now or datetime.now(UTC)),
@@ -51,6 +54,13 @@ def verify(session: Session, code: str, now: datetime | None = None) -> Verifica
         valid_until=as_utc(award.valid_until) if award.valid_until else None,
         revoked_on=as_utc(award.revoked_at) if award.revoked_at else None,
         revocation_reason=award.revocation_reason,
-        certificate=CertificateInfo(sha256=cert.sha256, size=cert.size, rendered_at=cert.rendered_at)
-        if cert else None,
+        certificate=versions[0] if versions else None,
+        earlier_versions=versions[1:],
     )
+
+
+def _versions(rows: list[CertificateRow]) -> list[CertificateInfo]:
+    """Newest first, numbered in the order they were first stored (row ids only grow)."""
+    numbers = {row.id: n for n, row in enumerate(sorted(rows, key=lambda r: r.id), 1)}
+    return [CertificateInfo(version=numbers[r.id], sha256=r.sha256, size=r.size,
+                            rendered_at=as_utc(r.rendered_at), template=r.template) for r in rows]

@@ -7,6 +7,7 @@ parse -> is it a learner completion with a rule? -> persist the award and its ou
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import Settings
-from ebackpack.credentials.facts import new_salt, recipient_hash
+from ebackpack.credentials.facts import as_utc, new_salt, recipient_hash
 from ebackpack.credentials.keys import code_secret_for, keyring_for
 from ebackpack.credentials.signer import DATA_INTEGRITY, CredentialSigner, Signed
 from ebackpack.credentials.store import CredentialStore
@@ -204,8 +205,34 @@ class IssuerService:
             ),
         )
 
-    def _render_request(self, repo: AwardRepository, award: Award,
-                        credential_json: str | None) -> CertificateRenderRequestMessage:
+    def rerender(self, course_id: int | None = None, rule_id: str | None = None) -> int:
+        """Queues a re-render of every certificate of a course or rule (after a template change).
+
+        The requests go to the outbox; the issuer's relay announces them. A PDF that comes out different
+        is stored as a new version; the old one stays retrievable. Revoked credentials are left as they are.
+        """
+        if (course_id is None) == (rule_id is None):
+            raise ValueError("re-render one course or one rule")
+        run = uuid.uuid4().hex
+        rules = {r.id: r for r in self.rules.rules if r.certificate}
+        with self.sessions.begin() as session:
+            repo, store = AwardRepository(session), self._store(session)
+            query = select(AwardRow).where(AwardRow.status != "revoked",
+                                           AwardRow.rule_id.in_(list(rules)))
+            query = query.where(AwardRow.course_id == course_id) if course_id is not None \
+                else query.where(AwardRow.rule_id == rule_id)
+            rows = session.scalars(query).all()
+            for row in rows:
+                award = Award(credential_id=row.credential_id, verification_code=row.verification_code,
+                              learner_id=row.learner_id, course_id=row.course_id, rule=rules[row.rule_id],
+                              issued_on=as_utc(row.issued_on), source_event_id=row.source_event_id)
+                signed = store.signed(row.credential_id, DATA_INTEGRITY)
+                request = self._render_request(repo, award, signed.document if signed else None, run)
+                session.add(self._outbox(RENDER_REQUESTS, row.credential_id, request, row.credential_id))
+            return len(rows)
+
+    def _render_request(self, repo: AwardRepository, award: Award, credential_json: str | None,
+                        rerun: str | None = None) -> CertificateRenderRequestMessage:
         learner, course = repo.learner(award.learner_id), repo.course(award.course_id)
         if learner is None or course is None:
             # Profiles may arrive after the completion: retried with backoff, then dead-lettered.
@@ -215,7 +242,7 @@ class IssuerService:
         micro = award.rule.microcredential
         return CertificateRenderRequestMessage.build(
             id=deterministic_id("certificate.render_requested", award.credential_id,
-                                award.rule.certificate_template),
+                                award.rule.certificate_template, *([rerun] if rerun else [])),
             source=SOURCE, subject=award.credential_id, time=award.issued_on,
             data=CertificateRenderRequest(
                 credential_id=award.credential_id, verification_code=award.verification_code,
@@ -225,7 +252,7 @@ class IssuerService:
                 issued_on=award.issued_on, awarding_body=self.rules.issuer.name,
                 template=award.rule.certificate_template, language=lang, credential_json=credential_json,
                 learning_outcomes=micro.learning_outcomes, ects=micro.ects, hours=micro.hours,
-                eqf_level=micro.eqf_level,
+                eqf_level=micro.eqf_level, rerender=rerun is not None,
             ),
         )
 

@@ -1,8 +1,9 @@
 """The renderer's service layer: render request in, stored PDF and a rendered event out.
 
 Idempotent: a request whose credential already has a stored certificate is announced again, not
-re-rendered. Rendering is deterministic and the object key holds the content hash, so a crash
-between "stored" and "recorded" only rewrites the same bytes under the same key.
+re-rendered, unless it asks for a re-render (after a template change). Rendering is deterministic and
+the object key holds the content hash, so a crash between "stored" and "recorded" only rewrites the
+same bytes under the same key, and a re-render that changes the PDF adds a version beside the old one.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class RendererService:
         request = parse_message(CertificateRenderRequestMessage, raw).data
         with self.sessions() as session:
             existing = CertificateRepository(session).latest(request.credential_id)
-        if existing is not None:
+        if existing is not None and not request.rerender:
             return self._announcement(existing)
         return self._announcement(self.render_and_store(request))
 
@@ -70,10 +71,13 @@ class RendererService:
                 CertificateRepository(session).add(row)
             return row
         except IntegrityError:
-            with self.sessions() as session:  # recorded by a concurrent worker: use that row
+            # The same bytes are stored already (a concurrent worker, or a re-render back to an earlier
+            # template): that version becomes the current one again.
+            with self.sessions.begin() as session:
                 found = CertificateRepository(session).find(row.credential_id, row.sha256)
-            if found is None:
-                raise
+                if found is None:
+                    raise
+                found.rendered_at = row.rendered_at
             return found
 
     def _announcement(self, row: CertificateRow) -> CertificateRenderedMessage:

@@ -1,0 +1,80 @@
+"""All certificates of a course in one ZIP, streamed from object storage: memory stays flat however
+many PDFs there are. The current version of each certificate, plus a manifest to check them by."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ebackpack.persistence.tables import AwardRow, Learner
+from ebackpack.storage import ObjectStore
+
+from .repository import CertificateRepository
+
+MANIFEST = "manifest.csv"
+
+
+@dataclass(frozen=True)
+class ZipEntry:
+    name: str
+    object_key: str
+    code: str
+    learner: str
+    sha256: str
+    rendered_at: str
+    status: str
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text, flags=re.UNICODE).strip("_")[:80]
+
+
+def course_entries(session: Session, course_id: int) -> list[ZipEntry]:
+    """The current certificate version of every award of the course, by verification code."""
+    awards = session.scalars(select(AwardRow).where(AwardRow.course_id == course_id)
+                             .order_by(AwardRow.verification_code)).all()
+    repo, entries = CertificateRepository(session), []
+    for award in awards:
+        current = repo.latest(award.credential_id)
+        if current is None:
+            continue
+        learner = session.get(Learner, award.learner_id)
+        name = f"{learner.firstname} {learner.lastname}" if learner else ""
+        entries.append(ZipEntry(name=f"{award.verification_code}_{_safe(name)}.pdf",
+                                object_key=current.object_key, code=award.verification_code, learner=name,
+                                sha256=current.sha256, rendered_at=current.rendered_at.isoformat(),
+                                status=award.status))
+    return entries
+
+
+def write_zip(store: ObjectStore, entries: Iterable[ZipEntry], target: BinaryIO,
+              progress: Callable[[int], None] | None = None) -> int:
+    """Streams each PDF into the archive (stored, not deflated: PDFs are compressed already)."""
+    written = []
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        for count, entry in enumerate(entries, 1):
+            with archive.open(entry.name, "w") as member:
+                for chunk in store.stream(entry.object_key):
+                    member.write(chunk)
+            written.append(entry)
+            if progress:
+                progress(count)
+        archive.writestr(MANIFEST, _manifest(written))
+    return len(written)
+
+
+def _manifest(entries: list[ZipEntry]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["file", "verification_code", "learner", "sha256", "rendered_at", "status"])
+    for e in entries:
+        writer.writerow([e.name, e.code, e.learner, e.sha256, e.rendered_at, e.status])
+    return out.getvalue()
