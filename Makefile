@@ -4,9 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages: WeasyPrint's Pango and HarfBuzz (subset: 6x faster PDFs), fonts, and the readers
-# the tests use to check what we render (pdftoppm, pdftotext, pdfinfo, zbarimg, qpdf).
+# the tests use to check what we render (pdftoppm, pdftotext, pdfinfo, zbarimg, qpdf), and TCPDF (the
+# engine of Moodle's mod_customcert) that bench/render_benchmark.py compares the renderer with.
 DEBS   := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core \
-          poppler-utils zbar-tools qpdf
+          poppler-utils zbar-tools qpdf php-cli php-mbstring php-tcpdf
 
 .PHONY: demo test test-unit lint bench schemas serve clean system-deps
 

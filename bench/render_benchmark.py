@@ -165,7 +165,8 @@ class Row:
         return 1000 * self.seconds / self.certificates if self.certificates else 0.0
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "per_second": round(self.per_second, 3), "ms_each": round(self.ms_each, 3)}
+        return {**asdict(self), "seconds": round(self.seconds, 4), "per_second": round(self.per_second, 3),
+                "ms_each": round(self.ms_each, 3)}
 
 
 @dataclass
