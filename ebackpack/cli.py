@@ -312,15 +312,13 @@ def certificates_zip(
 @contextmanager
 def _credential_store() -> Iterator[CredentialStore]:
     from ebackpack.credentials.store import CredentialStore
-    from ebackpack.credentials.urls import PublicUrls
     from ebackpack.persistence.engine import make_engine, migrate, session_factory
     from services.issuer.rules import load_rules
 
     settings = get_settings()
     migrate(settings.db_url)
     with session_factory(make_engine(settings.db_url))() as session:
-        yield CredentialStore(session, load_rules(settings.rules_file), settings.site_id,
-                              PublicUrls(settings.public_url), settings.moodle_url)
+        yield CredentialStore.for_settings(session, load_rules(settings.rules_file), settings)
 
 
 @app.command("export-schemas")

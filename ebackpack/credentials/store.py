@@ -12,6 +12,7 @@ from typing import Literal, overload
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ebackpack.config import Settings
 from ebackpack.persistence.tables import AwardRow, Course, Learner, SignedCredentialRow
 from services.issuer.rules import RuleBook
 
@@ -30,6 +31,12 @@ def normalize_code(code: str) -> str:
     return "-".join(wanted[i:i + 4] for i in range(0, len(wanted), 4))
 
 
+def award_by_code(session: Session, code: str) -> AwardRow | None:
+    """The award a printed (or typed) verification code names."""
+    query = select(AwardRow).where(AwardRow.verification_code == normalize_code(code))
+    return session.scalars(query).one_or_none()
+
+
 def status_of(award: AwardRow, now: datetime) -> Status:
     if award.status == "revoked":
         return "revoked"
@@ -44,12 +51,15 @@ class CredentialStore:
         self.session, self.rules, self.site, self.urls = session, rules, site, urls
         self.moodle_url = (moodle_url or f"https://{site}").rstrip("/")
 
+    @classmethod
+    def for_settings(cls, session: Session, rules: RuleBook, settings: Settings) -> CredentialStore:
+        return cls(session, rules, settings.site_id, PublicUrls(settings.public_url), settings.moodle_url)
+
     def award(self, credential_id: str) -> AwardRow | None:
         return self.session.get(AwardRow, credential_id)
 
     def award_by_code(self, code: str) -> AwardRow | None:
-        query = select(AwardRow).where(AwardRow.verification_code == normalize_code(code))
-        return self.session.scalars(query).one_or_none()
+        return award_by_code(self.session, code)
 
     def find(self, code_or_id: str) -> AwardRow | None:
         return self.award(code_or_id) or self.award_by_code(code_or_id)

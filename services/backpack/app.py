@@ -10,9 +10,8 @@ from fastapi.templating import Jinja2Templates
 
 from ebackpack.config import Settings, get_settings
 from ebackpack.credentials.keys import keyring_for
-from ebackpack.credentials.store import normalize_code
+from ebackpack.credentials.store import award_by_code
 from ebackpack.persistence.engine import make_engine, session_factory
-from ebackpack.persistence.tables import AwardRow
 from ebackpack.storage import ObjectStore
 from services.issuer.rules import load_rules
 from services.renderer.repository import CertificateRepository
@@ -42,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/verify/{code}/certificate.pdf", response_model=None)
     def certificate_download(code: str, session: DbSession) -> Response:
         """The current PDF through a pre-signed link that expires (`download_link_seconds`)."""
-        award = session.query(AwardRow).filter_by(verification_code=normalize_code(code)).one_or_none()
+        award = award_by_code(session, code)
         current = CertificateRepository(session).latest(award.credential_id) if award else None
         if award is None or current is None:
             raise HTTPException(404, "no certificate PDF for this code")

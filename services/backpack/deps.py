@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import Settings
 from ebackpack.credentials.store import CredentialStore
-from ebackpack.credentials.urls import PublicUrls
 from services.issuer.rules import RuleBook
 
 
@@ -26,8 +25,7 @@ DbSession = Annotated[Session, Depends(db_session)]
 def credential_store(request: Request, session: DbSession) -> CredentialStore:
     settings: Settings = request.app.state.settings
     rules: RuleBook = request.app.state.rules
-    return CredentialStore(session, rules, settings.site_id, PublicUrls(settings.public_url),
-                           settings.moodle_url)
+    return CredentialStore.for_settings(session, rules, settings)
 
 
 Store = Annotated[CredentialStore, Depends(credential_store)]

@@ -8,8 +8,8 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from ebackpack.credentials.facts import as_utc
-from ebackpack.credentials.store import normalize_code, status_of
-from ebackpack.persistence.tables import AwardRow, CertificateRow, Course, Learner
+from ebackpack.credentials.store import award_by_code, status_of
+from ebackpack.persistence.tables import CertificateRow, Course, Learner
 from services.renderer.repository import CertificateRepository
 
 
@@ -37,7 +37,7 @@ class Verification(BaseModel):
 
 
 def verify(session: Session, code: str, now: datetime | None = None) -> Verification:
-    award = session.query(AwardRow).filter_by(verification_code=normalize_code(code)).one_or_none()
+    award = award_by_code(session, code)
     if award is None:
         return Verification(code=code, status="unknown")
     learner = session.get(Learner, award.learner_id)

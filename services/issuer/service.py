@@ -1,8 +1,9 @@
-"""The issuer's service layer: one Moodle event in, the events to announce out.
+"""The issuer's service layer: Moodle events in (a batch at a time), the events to announce out.
 
-parse -> is it a learner completion with a rule? -> persist the award and its outbox atomically
--> return the unsent outbox events (also on redelivery: that is how a crash between "saved" and
-"announced" is repaired).
+parse -> is it a learner completion with a rule? -> persist the award, its signed credentials and its
+outbox atomically -> return the unsent outbox events (also on redelivery: that is how a crash between
+"saved" and "announced" is repaired). Revocation, expiry and re-render requests go through the same
+outbox, announced by the agent's relay.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class IssuerService:
         return CredentialSigner(keyring_for(self.settings), self.settings.formats)
 
     def _store(self, session: Session) -> CredentialStore:
-        return CredentialStore(session, self.rules, self.settings.site_id, self.urls)
+        return CredentialStore.for_settings(session, self.rules, self.settings)
 
     def handle(self, raw: bytes) -> list[OutboxRow]:
         """Returns the events still to announce for the award this message earns (often none).
@@ -133,9 +134,9 @@ class IssuerService:
         repo.courses({a.course_id for _i, a in awards})  # into the session for the render requests
         new: list[tuple[Award, Learner]] = []
         for index, award in awards:
-            learner = learners.get(award.learner_id)
             if award.credential_id in existing:
                 continue
+            learner = learners.get(award.learner_id)
             if learner is None:
                 # Profiles may arrive after the completion: retried with backoff, then dead-lettered.
                 result.deferred.append((index, TransientError(
@@ -262,7 +263,7 @@ class IssuerService:
                          created_at=datetime.now(UTC))
 
     def revoke(self, code_or_id: str, reason: str, now: datetime | None = None) -> AwardRow:
-        """Revokes with a reason and saves the revoked event in the outbox (announced by `announce`)."""
+        """Revokes with a reason and saves the revoked event in the outbox (the relay announces it)."""
         if not reason.strip():
             raise ValueError("a revocation needs a reason: it is shown to everyone who checks the credential")
         now = now or datetime.now(UTC)

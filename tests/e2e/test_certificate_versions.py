@@ -9,7 +9,6 @@ import io
 import socket
 import time
 import zipfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,20 +26,11 @@ from services.gateway.publisher import MoodleEventPublisher
 from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from services.renderer.bulk import MANIFEST, course_entries, write_zip
-from tests.builders import completion
+from tests.builders import completion, wait_for
 from tests.conftest import WebServer
 
 pytestmark = pytest.mark.e2e
 LEARNERS, COURSE = (5722, 5724, 5725), 42
-
-
-def wait_until(check: Callable[[], object], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 def test_rerender_versions_downloads_and_zip(settings: Settings, web_socket: socket.socket,
@@ -58,12 +48,12 @@ def test_rerender_versions_downloads_and_zip(settings: Settings, web_socket: soc
             found.setdefault(learner, []).append(row)
         return found
 
-    with running_pipeline(settings):
+    with running_pipeline(settings) as workers:
         publisher = MoodleEventPublisher(settings)
         publisher.publish([(str(n).encode(), completion(n, COURSE, datetime(2026, 1, 12, tzinfo=UTC)))
                            for n in LEARNERS])
         publisher.close()
-        wait_until(lambda: len(versions()) == len(LEARNERS), 120, "three certificates")
+        wait_for(lambda: len(versions()) == len(LEARNERS), 120, "three certificates", workers)
         first = {n: rows[0] for n, rows in versions().items()}
 
         with sessions.begin() as s:  # the learner's name is corrected in Moodle
@@ -72,7 +62,7 @@ def test_rerender_versions_downloads_and_zip(settings: Settings, web_socket: soc
             learner.lastname = "Kowalska-Nowak"
         service = IssuerService(sessions, load_rules(settings.rules_file), settings)
         assert service.rerender(course_id=COURSE) == len(LEARNERS)
-        wait_until(lambda: len(versions()[LEARNERS[0]]) == 2, 60, "a second version")
+        wait_for(lambda: len(versions()[LEARNERS[0]]) == 2, 60, "a second version", workers)
         time.sleep(3)  # the other two re-renders are done too (same bytes: no new version)
         now = versions()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -32,22 +31,11 @@ from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
 from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
-from tests.builders import completion
+from tests.builders import completion, wait_for
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 RECENT, LONG_AGO = datetime(2026, 1, 12, tzinfo=UTC), datetime(2020, 3, 1, tzinfo=UTC)
-
-
-def wait_for(check: Callable[[], T | None], worker: Worker, seconds: float, what: str) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        assert worker.process is not None and worker.process.poll() is None, f"issuer died: {what}"
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 def credential_events(settings: Settings) -> list[bytes]:
@@ -74,7 +62,7 @@ def test_revoked_and_expired_credentials_are_announced_by_the_running_issuer(set
                 rows = s.scalars(select(AwardRow)).all()
             return {a.learner_id: a for a in rows} if len(rows) == 2 else {}
 
-        awards = wait_for(both_awards, worker, 90, "two awards")
+        awards = wait_for(both_awards, 90, "two awards", [worker])
         current, old = awards[5722], awards[5723]
         with sessions() as s:
             signed = s.get(SignedCredentialRow, (current.credential_id, "ob3-di"))
@@ -92,7 +80,7 @@ def test_revoked_and_expired_credentials_are_announced_by_the_running_issuer(set
                     return CredentialRevokedMessage.model_validate_json(value)
             return None
 
-        event = wait_for(revoked_event, worker, 30, "the credential-revoked event")
+        event = wait_for(revoked_event, 30, "the credential-revoked event", [worker])
         took = time.monotonic() - revoked_at
         assert event.data.credential_id == current.credential_id
         assert event.data.reason == "Certificate obtained by exam fraud"
@@ -102,7 +90,7 @@ def test_revoked_and_expired_credentials_are_announced_by_the_running_issuer(set
             return [CredentialExpiredMessage.model_validate_json(v) for v in credential_events(settings)
                     if b"credential.expired" in v]
 
-        expired = wait_for(expired_events, worker, 30, "the credential-expired event")
+        expired = wait_for(expired_events, 30, "the credential-expired event", [worker])
         assert [e.data.credential_id for e in expired] == [old.credential_id]
         time.sleep(3)  # more scans and relay rounds: still one expired event
         assert [e.data.credential_id for e in expired_events()] == [old.credential_id]

@@ -25,7 +25,6 @@ from ebackpack.config import SAMPLE_DIR, Settings
 from ebackpack.credentials.exports import export
 from ebackpack.credentials.keys import rotate_key_dir
 from ebackpack.credentials.store import CredentialStore
-from ebackpack.credentials.urls import PublicUrls
 from ebackpack.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.persistence.tables import AwardRow, Learner
 from ebackpack.sample_data import default_dataset
@@ -61,8 +60,7 @@ class Issued:
 
     def export(self, award: AwardRow, fmt: str) -> bytes:
         with self.service.sessions() as session:
-            store = CredentialStore(session, self.service.rules, self.settings.site_id,
-                                    PublicUrls(self.settings.public_url), self.settings.moodle_url)
+            store = CredentialStore.for_settings(session, self.service.rules, self.settings)
             return export(store, award, fmt).content
 
     def email(self, award: AwardRow) -> str:
