@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, overload
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from ebackpack.config import Settings
@@ -106,9 +106,9 @@ class CredentialStore:
         query = select(AwardRow).where(AwardRow.status == "revoked").order_by(AwardRow.revoked_at)
         return [Revoked(a.verification_code, a.revocation_reason or "") for a in self.session.scalars(query)]
 
-    def status_list_numbers(self) -> list[int]:
-        query = select(AwardRow.status_list).where(AwardRow.status_list.is_not(None)).distinct()
-        return sorted(n for n in self.session.scalars(query) if n is not None)
+    def has_status_list(self, number: int) -> bool:
+        """One indexed lookup: the status list is fetched on every verification."""
+        return bool(self.session.scalar(select(exists().where(AwardRow.status_list == number))))
 
     def allocate_status_entries(self, credential_ids: list[str]) -> dict[str, tuple[int, int]]:
         """A free (list, index) per credential, near a slot derived from its id: spread out, and one

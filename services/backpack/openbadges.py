@@ -121,7 +121,7 @@ def ob3_achievement(rule_id: str, store: Store) -> Response:
 @router.get("/status/{number}")
 def status_list(number: int, request: Request, store: Store) -> Response:
     """The signed BitstringStatusListCredential; re-signed only when its set of revoked entries changes."""
-    if number not in store.status_list_numbers():
+    if not store.has_status_list(number):
         raise HTTPException(404, f"no status list {number}")
     revoked = tuple(sorted(store.revoked_indexes(number)))
     cache: dict[tuple[int, tuple[int, ...]], dict[str, Any]] = request.app.state.status_lists
