@@ -3,11 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages: WeasyPrint's Pango and HarfBuzz (subset: 6x faster PDFs), fonts, and the readers
-# the tests use to check what we render (pdftoppm, pdftotext, pdfinfo, zbarimg, qpdf), and TCPDF (the
-# engine of Moodle's mod_customcert) that bench/render_benchmark.py compares the renderer with.
+# Debian packages: WeasyPrint's Pango and HarfBuzz (subset: 6x faster PDFs), fonts, poppler and zbar
+# (the importer reads uploaded PDFs and QR codes with pdftotext, pdftoppm and libzbar under prlimit;
+# the tests read what we render with pdftoppm, pdftotext, pdfinfo, zbarimg, qpdf), and TCPDF (the
+# engine of Moodle's mod_customcert) that bench/render_benchmark.py compares the renderer with;
+# Chromium for the browser tests (Playwright drives it), wrk for the web benchmark, docker-compose
+# (v1) to validate docker-compose.yml without a Docker engine.
 DEBS   := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core \
-          poppler-utils zbar-tools qpdf php-cli php-mbstring php-tcpdf
+          poppler-utils libzbar0 zbar-tools util-linux qpdf php-cli php-mbstring php-curl php-tcpdf \
+          chromium wrk docker-compose
 
 .PHONY: demo test test-unit lint bench schemas serve clean system-deps
 

@@ -33,11 +33,11 @@ from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
+from common import CLOCK, LOAD_BEFORE, BenchError, exit_on_sigterm, log_tail, say
 from kafka.admin import KafkaAdminClient, NewTopic
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,19 +68,9 @@ PARTITIONS = next(t.partitions for t in TOPICS if t.name == MOODLE_EVENTS)
 DATA_SEED, WARMUP_SEED, RENDER_SEED = 1, 2, 3
 BATCH = 500  # records per consume -> produce round of the passthrough
 POLL = 0.2  # seconds between probes of the database while a renderer works
-CLOCK = time.monotonic()
-LOAD_BEFORE = os.getloadavg()[0]
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 # --- progress on stderr ------------------------------------------------------------------------------
-
-def say(text: str) -> None:
-    print(f"[{time.monotonic() - CLOCK:6.1f} s] {text}", file=sys.stderr, flush=True)
-
 
 class Ticker:
     """Says a progress line at most every `every` seconds: waits poll far more often than that."""
@@ -145,14 +135,6 @@ def running(*workers: Worker) -> Iterator[list[Worker]]:
     finally:
         for worker in workers:
             worker.stop()
-
-
-def log_tail(worker: Worker, lines: int = 12) -> str:
-    try:
-        tail = worker.log_path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return f"\n--- last lines of {worker.log_path.name} ---\n" + "\n".join(tail)
 
 
 def wait_for(done: Callable[[], bool], workers: list[Worker], timeout: float, what: str) -> None:
@@ -554,13 +536,9 @@ def benchmark(args: argparse.Namespace) -> list[Result]:
     return results
 
 
-def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every `finally`: workers and stack stop
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         results = benchmark(args)
     except (BenchError, DemoTimeout, StackError) as exc:

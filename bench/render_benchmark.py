@@ -48,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import weasyprint
+from common import LOAD_BEFORE, BenchError
+from common import say as log
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from PIL import Image, ImageChops
 from weasyprint import CSS, HTML
@@ -66,8 +68,6 @@ TOLERANCE = {"channel_threshold": 16, "max_share": 0.001}
 # The renderer as shipped writes tagged PDF/A-3b; the naive loop asks WeasyPrint for the same kind of PDF.
 NAIVE_PDF_OPTIONS: dict[str, Any] = {"pdf_variant": "pdf/a-3b", "pdf_tags": True}
 WORKER_TIMEOUT = 600.0  # seconds a worker may take to start, or to render its share
-CLOCK = time.monotonic()
-LOAD_BEFORE = os.getloadavg()[0]
 
 FIRST_NAMES = ("Zofia", "Łukasz", "Małgorzata", "Jędrzej", "Żaneta", "Bożena", "Ścibor", "Grzegorz",
                "Agnieszka", "Wojciech", "Józef", "Urszula")
@@ -89,14 +89,6 @@ COURSES = (
 AWARDING_BODIES = ("Stowarzyszenie Edukacji Dorosłych", "Centrum Kształcenia Ustawicznego w Łodzi",
                    "Uniwersytet Ludowy Ziemi Świętokrzyskiej")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-
-class BenchError(RuntimeError):
-    pass
-
-
-def log(message: str) -> None:
-    print(f"[{time.monotonic() - CLOCK:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # --- the certificates ---------------------------------------------------------------------------------

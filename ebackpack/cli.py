@@ -18,7 +18,10 @@ from rich.table import Table
 from ebackpack.config import get_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ebackpack.credentials.store import CredentialStore
+    from services.gateway.logstore import LogStorePoller
 
 app = typer.Typer(help="e-Backpack: issue, store and verify micro-credentials from Moodle.",
                   no_args_is_help=True, add_completion=False)
@@ -30,6 +33,11 @@ keys_app = typer.Typer(help="The issuer's signing keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 certificates_app = typer.Typer(help="Certificate PDFs: re-render, bulk download.", no_args_is_help=True)
 app.add_typer(certificates_app, name="certificates")
+deadletters_app = typer.Typer(help="Dead letters: list, inspect, replay after a fix.", no_args_is_help=True)
+app.add_typer(deadletters_app, name="deadletters")
+gateway_app = typer.Typer(help="Moodle in: webhook, log-store poller, history backfill and import.",
+                          no_args_is_help=True)
+app.add_typer(gateway_app, name="gateway")
 err = Console(stderr=True)
 
 
@@ -106,6 +114,9 @@ def _print_summary(summary: object) -> None:
     if len(summary.certificates) > 5:
         console.print(f"  … and {len(summary.certificates) - 5} more")
     console.print(f"PDFs: {summary.out_dir}")
+    for line in summary.imports:
+        console.print(f"Imported back as an external attestation: {line.what} ({line.source_format}): "
+                      f"[bold]{line.status}[/bold] ({line.reason})")
     if summary.certificates:
         code = summary.certificates[0].code
         console.print(f"One credential in all its forms: ebackpack credential export {code} --format "
@@ -126,6 +137,8 @@ def serve(host: str | None = None, port: int | None = None) -> None:
 class ServiceName(StrEnum):
     issuer = "issuer"
     renderer = "renderer"
+    importer = "importer"
+    notifier = "notifier"
 
 
 @app.command()
@@ -135,8 +148,12 @@ def worker(service: ServiceName) -> None:
 
     if service is ServiceName.issuer:
         from services.issuer.agent import create_app
-    else:
+    elif service is ServiceName.renderer:
         from services.renderer.agent import create_app
+    elif service is ServiceName.importer:
+        from services.importer.agent import create_app
+    else:
+        from services.notifier.agent import create_app
     sys.argv = sys.argv[:1]
     run_worker(create_app(get_settings()))
 
@@ -309,6 +326,129 @@ def certificates_zip(
     err.print(f"wrote {output}: {count} certificates and manifest.csv")
 
 
+@app.command()
+def status(sample: float = typer.Option(5.0, help="Seconds between the two samples of end offsets when "
+                                        "the broker cannot give last-minute counts by time.")) -> None:
+    """Topics, partitions, end offsets, each consumer group's lag, dead letters, last-minute rates."""
+    from ebackpack.ops import render_status
+    from ebackpack.ops import status as broker_status
+
+    Console().print(render_status(broker_status(get_settings(), sample_seconds=sample)))
+
+
+@deadletters_app.command("list")
+def deadletters_list(
+    topic: Annotated[str | None, typer.Argument(help="A dead-letter topic or its source; default: all.")]
+    = None,
+) -> None:
+    """Every dead letter: where it came from, when, which consumer gave up and why."""
+    from ebackpack.ops import dead_letters, render_dead_letters
+
+    Console().print(render_dead_letters(dead_letters(get_settings(), topic)))
+
+
+@deadletters_app.command("inspect")
+def deadletters_inspect(topic: str, offset: int, partition: int = 0) -> None:
+    """One dead letter with its original message decoded."""
+    from ebackpack.ops import inspect, render_inspection
+
+    try:
+        Console().print(render_inspection(inspect(get_settings(), topic, offset, partition)))
+    except (LookupError, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@deadletters_app.command("replay")
+def deadletters_replay(
+    topic: str,
+    offsets: Annotated[list[int] | None, typer.Argument(help="Offsets to replay; default: all not replayed.")]
+    = None,
+    dry_run: bool = typer.Option(False, help="Say what would be replayed, send nothing."),
+    force: bool = typer.Option(False, help="Replay offsets that were replayed before."),
+    partition: int = 0,
+) -> None:
+    """Send dead letters back to their source topic after a fix (each once, unless --force)."""
+    from ebackpack.ops import replay
+
+    count = replay(get_settings(), topic, offsets or None, dry_run=dry_run, force=force, partition=partition)
+    err.print(f"{'would replay' if dry_run else 'replayed'} {count} dead letters")
+
+
+@gateway_app.command("webhook")
+def gateway_webhook(host: str | None = None, port: int = 8010) -> None:
+    """Serve the webhook for the local_ebackpack Moodle plugin (POST /moodle/events)."""
+    import uvicorn
+
+    from services.gateway.webhook import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.http_host, port=port)
+
+
+def _poller(checkpoint: str | None = None) -> LogStorePoller:
+    from ebackpack.persistence.engine import make_engine, migrate, session_factory
+    from services.gateway.logstore import CHECKPOINT, LogStorePoller
+    from services.gateway.profiles import ProfileSync
+    from services.gateway.publisher import MoodleEventPublisher
+
+    settings = get_settings()
+    migrate(settings.db_url)
+    return LogStorePoller(settings, session_factory(make_engine(settings.db_url)),
+                          MoodleEventPublisher(settings), preparer=ProfileSync.for_settings(settings),
+                          checkpoint=checkpoint or CHECKPOINT)
+
+
+def _bar(description: str) -> tuple[Progress, Callable[[int, int], None]]:
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err)
+    task = bar.add_task(description, total=None)
+    return bar, lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@gateway_app.command("poll")
+def gateway_poll(once: bool = typer.Option(False, help="One poll, then exit.")) -> None:
+    """Poll the Moodle log store (EBACKPACK_MOODLE_DB_URL) into moodle.events, every poll_interval s."""
+    poller = _poller()
+    if once:
+        err.print(str(poller.poll_once()))
+    else:
+        poller.run()
+
+
+@gateway_app.command("backfill")
+def gateway_backfill(
+    since: Annotated[str, typer.Option(help="ISO date, e.g. 2024-09-01: events triggered since then.")],
+    rate: Annotated[float, typer.Option(help="Log rows per second at most (spares the Moodle database).")]
+    = 2000.0,
+) -> None:
+    """Publish the history of the log store since a date; resumable (run it again after an interruption)."""
+    from datetime import UTC, datetime
+
+    poller = _poller()
+    moment = datetime.fromisoformat(since)
+    bar, progress = _bar("log rows")
+    with bar:
+        result = poller.backfill(moment if moment.tzinfo else moment.replace(tzinfo=UTC), rate, progress)
+    err.print(str(result))
+
+
+@gateway_app.command("import")
+def gateway_import(
+    path: Path,
+    format: Annotated[str | None, typer.Option(help="csv or jsonl (default: from the file name).")] = None,
+) -> None:
+    """Publish a CSV or JSONL export of the log table (for sites without database access)."""
+    poller = _poller(checkpoint=f"import:{path.name}")
+    bar, progress = _bar("lines")
+    with bar:
+        result = poller.import_file(path, "csv" if format == "csv" else "jsonl" if format else None, progress)
+    err.print(str(result))
+    if result.dead_letters:
+        err.print(f"[yellow]{len(result.dead_letters)} lines could not be read[/yellow] "
+                  f"(first: {result.dead_letters[0]})")
+
+
 @contextmanager
 def _credential_store() -> Iterator[CredentialStore]:
     from ebackpack.credentials.store import CredentialStore
@@ -319,6 +459,17 @@ def _credential_store() -> Iterator[CredentialStore]:
     migrate(settings.db_url)
     with session_factory(make_engine(settings.db_url))() as session:
         yield CredentialStore.for_settings(session, load_rules(settings.rules_file), settings)
+
+
+@app.command("learner-token")
+def learner_token(learner_id: int) -> None:
+    """Print an API token for one learner (until login through the platform exists; see docs/importer.md).
+
+    Valid for 8 hours: `curl -H "Authorization: Bearer $(ebackpack learner-token 5722)" .../api/attestations`
+    """
+    from services.backpack.auth import issue_token
+
+    print(issue_token(get_settings(), learner_id))
 
 
 @app.command("export-schemas")

@@ -54,6 +54,74 @@ class Settings(BaseSettings):
         "Signed OB 3.0 proof formats stored per award (`ob3-di`, `ob3-jwt`); empty = signing off."))
     expiry_scan_interval: float = Field(30.0, description="Seconds between scans for expired credentials.")
 
+    gateway_secret: SecretStr | None = Field(None, description=(
+        "Shared secret of the Moodle webhook: HMAC-SHA256 over `<timestamp>.<body>` (the local_ebackpack "
+        "plugin's setting of the same value). Unset: the webhook refuses every request."))
+    gateway_replay_seconds: int = Field(300, description="Webhook: how old (or how far in the future) a "
+                                        "signed timestamp may be.")
+    gateway_max_pending: int = Field(64, description="Webhook: requests waiting for the broker at once; "
+                                     "more get 503 with Retry-After (backpressure, nothing dropped).")
+    moodle_db_url: str | None = Field(None, description=(
+        "The Moodle database, read-only user (postgresql+psycopg://… or mysql+pymysql://…), for the "
+        "log-store poller and profiles."))
+    moodle_db_prefix: str = Field("mdl_", description="Moodle's table prefix ($CFG->prefix).")
+    moodle_ws_token: SecretStr | None = Field(None, description=(
+        "Moodle web services token (core_user_get_users_by_field, core_course_get_courses_by_field) for "
+        "profiles when there is no database access; the URL is `moodle_url`."))
+    poll_interval: float = Field(5.0, description="Log-store poller: seconds between polls.")
+    poll_rescan_seconds: int = Field(120, description=(
+        "Log-store poller: rows whose ids are below the newest seen id but that commit later (Moodle "
+        "writes log rows in buffers per request) are found by re-reading this many seconds back."))
+    metrics_port: int = Field(0, description=(
+        "Workers: serve Prometheus metrics on this port (0 = off; give each worker process its own). The "
+        "web apps serve /metrics on their own port."))
+    smtp_host: str | None = Field(None, description="Notifier: SMTP server; unset = no e-mail.")
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = Field(False, description="Notifier: STARTTLS before logging in.")
+    mail_from: str = Field("e-Backpack <no-reply@backpack.example.org>", description="Notifier: From.")
+    notify_moodle_messages: bool = Field(True, description=(
+        "Notifier: also send Moodle messages (core_message_send_instant_messages) when a web-services "
+        "token is configured (EBACKPACK_MOODLE_WS_TOKEN)."))
+    notify_group: str = Field("notifier", description="Notifier: its consumer group.")
+    expiry_reminder_days: int = Field(30, description=(
+        "Notifier: days before expiry the recertification reminder goes out (a rule's "
+        "`reminder_days` overrides it)."))
+    dev_login: bool | None = Field(None, description=(
+        "Offer the development login (pick any learner, or admin, without a password). Default: on in the "
+        "embedded stack (EBACKPACK_EMBEDDED), off otherwise. Never in production."))
+    admin_emails: str = Field("", description=(
+        "Comma-separated e-mail addresses that get the admin role when they log in through OpenID Connect "
+        "or LTI (LTI administrators of the platform get it too)."))
+    oidc_issuer: str | None = Field(None, description=(
+        "OpenID Connect issuer of the platform's identity provider (discovery at "
+        "<issuer>/.well-known/openid-configuration). Unset: no OpenID Connect login."))
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    lti_issuer: str | None = Field(None, description=(
+        "LTI 1.3: the platform's issuer (Moodle: its wwwroot). Unset: no LTI launch."))
+    lti_client_id: str | None = Field(None, description="LTI 1.3: the client id Moodle gave the tool.")
+    lti_auth_url: str | None = Field(None, description="LTI 1.3: the platform's authorization endpoint "
+                                     "(Moodle: <wwwroot>/mod/lti/auth.php).")
+    lti_jwks_url: str | None = Field(None, description="LTI 1.3: the platform's public keys "
+                                     "(Moodle: <wwwroot>/mod/lti/certs.php).")
+    lti_deployment_ids: str = Field("", description="LTI 1.3: comma-separated deployment ids accepted.")
+    verify_rate_limit: str = Field("120/minute", description=(
+        "Requests per client address to the public verification pages (a `limits` rate string)."))
+    import_network: bool = Field(False, description=(
+        "Importer: fetch hosted assertions, issuer keys and status lists over the network. Off by "
+        "default (the embedded stack is offline); such checks then say they could not be made."))
+    import_allow_private: bool = Field(False, description=(
+        "Importer: allow fetches to loopback and private addresses (tests; never in production)."))
+    import_fetch_timeout: float = Field(5.0, description="Importer: seconds a network fetch may take.")
+    import_fetch_max_bytes: int = Field(1_048_576, description="Importer: largest response body fetched.")
+    import_max_upload_bytes: int = Field(10_485_760, description="Largest attestation upload accepted.")
+    import_trusted_issuers: str = Field("", description=(
+        "Importer: comma-separated issuer ids (URLs, DIDs, seal certificate subjects) whose valid "
+        "signatures count as `verified`. Our own credentials always do."))
+    import_reverify_interval: float = Field(86_400.0, description=(
+        "Importer: seconds between re-verifications of imported attestations (revocation at the source)."))
     issuer_group: str = Field("issuer", description=(
         "Consumer group of the issuer; a new name replays `moodle.events` from offset 0 "
         "(awards are idempotent: nothing is issued twice)."))
@@ -77,6 +145,18 @@ class Settings(BaseSettings):
     @property
     def formats(self) -> list[str]:
         return [f.strip() for f in self.credential_formats.split(",") if f.strip()]
+
+    @property
+    def dev_login_enabled(self) -> bool:
+        return self.embedded if self.dev_login is None else self.dev_login
+
+    @property
+    def admins(self) -> frozenset[str]:
+        return frozenset(e.strip().lower() for e in self.admin_emails.split(",") if e.strip())
+
+    @property
+    def trusted_issuers(self) -> frozenset[str]:
+        return frozenset(i.strip() for i in self.import_trusted_issuers.split(",") if i.strip())
 
     @property
     def kafka_url(self) -> str:

@@ -1,7 +1,8 @@
 """The demo job: the whole pipeline on a Moodle data set, on the embedded stack or on configured backends.
 
-start stack -> migrate DB, bucket, topics -> load profiles -> start issuer + renderer -> publish events
--> wait until the issuer has committed past every event and every certificate is stored -> summary.
+start stack -> migrate DB, bucket, topics -> load profiles -> start issuer + renderer + importer
+-> publish events -> wait until the issuer has committed past every event and every certificate is
+stored -> upload one learner's badge and PDF back as external attestations -> summary.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ class CertificateLink:
 
 
 @dataclass
+class ImportLine:
+    """One attestation the demo uploaded back, as the importer recorded it."""
+
+    what: str
+    source_format: str
+    status: str
+    reason: str
+
+
+@dataclass
 class DemoSummary:
     events: int
     completions: int
@@ -58,6 +69,7 @@ class DemoSummary:
     dead_lettered: int
     signed: int = 0
     certificates: list[CertificateLink] = field(default_factory=list)
+    imports: list[ImportLine] = field(default_factory=list)
     out_dir: str = ""
     seconds: float = 0.0
 
@@ -138,7 +150,7 @@ class PipelineProbe:
 
 @contextmanager
 def running_pipeline(settings: Settings) -> Iterator[list[Worker]]:
-    workers = [Worker("issuer", settings), Worker("renderer", settings)]
+    workers = [Worker("issuer", settings), Worker("renderer", settings), Worker("importer", settings)]
     try:
         for worker in workers:
             worker.start()
@@ -193,6 +205,44 @@ def export_certificates(settings: Settings, sessions: sessionmaker[Session],
     return links
 
 
+def import_back(settings: Settings, sessions: sessionmaker[Session], links: list[CertificateLink],
+                workers: list[Worker], timeout: float = 120.0) -> list[ImportLine]:
+    """The external-attestation path on our own output: the first learner's baked badge and PDF,
+    uploaded as the backpack API would, until the importer has recorded them."""
+    from ebackpack.credentials.exports import export
+    from ebackpack.credentials.store import CredentialStore
+    from services.backpack.uploads import Announcer, AttestationUploads
+
+    if not links:
+        return []
+    with sessions() as session:
+        award = session.scalars(select(AwardRow).where(AwardRow.verification_code == links[0].code)).one()
+        badge = export(CredentialStore.for_settings(session, load_rules(settings.rules_file), settings),
+                       award, "ob2-png").content
+    announcer = Announcer(settings)
+    uploads = AttestationUploads(sessions, ObjectStore(settings), settings, announcer)
+    try:
+        sent = {"baked Open Badges 2.0 PNG": uploads.receive_file(award.learner_id, badge, "badge.png"),
+                "certificate PDF": uploads.receive_file(award.learner_id, Path(links[0].pdf).read_bytes(),
+                                                        "certificate.pdf")}
+    finally:
+        announcer.close()
+    deadline = time.monotonic() + timeout
+    lines = []
+    for what, received in sent.items():
+        while (row := uploads.get(award.learner_id, received.row["id"]))["state"] == "received":
+            if time.monotonic() > deadline or not all(w.running for w in workers):
+                raise DemoTimeout(f"the importer did not record the {what}; "
+                                  f"logs in {workers[0].log_path.parent}")
+            time.sleep(0.3)
+        record = row["record"] or {}
+        verification = record.get("verification", {})
+        lines.append(ImportLine(what, record.get("source_format", "-"),
+                                verification.get("status", row["state"]),
+                                verification.get("reason", row["rejection_reason"] or "")))
+    return lines
+
+
 def count_signed(sessions: sessionmaker[Session]) -> int:
     """Awards with a stored, signed Open Badges 3.0 credential (Data Integrity proof)."""
     with sessions() as session:
@@ -228,8 +278,10 @@ def run_demo(settings: Settings, dataset: Dataset, progress: Progress | None = N
         out_dir = settings.data_dir / "out"
         links = export_certificates(settings, sessions, out_dir)
         signed = count_signed(sessions)
+        progress.stage("uploading a badge and a PDF back as external attestations")
+        imports = import_back(settings, sessions, links, workers)
         progress.stage("stopping")
     return DemoSummary(events=len(dataset.messages), completions=count_completions(dataset), issued=issued,
                        new_issued=issued - issued_before, rendered=stored, dead_lettered=dead,
-                       signed=signed, certificates=links, out_dir=str(out_dir.resolve()),
+                       signed=signed, certificates=links, imports=imports, out_dir=str(out_dir.resolve()),
                        seconds=round(time.monotonic() - clock, 1))

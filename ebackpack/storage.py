@@ -38,6 +38,9 @@ class ObjectStore:
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
                             Metadata=metadata or {})
 
+    def delete(self, key: str) -> None:
+        self._s3.delete_object(Bucket=self.bucket, Key=key)
+
     def get(self, key: str) -> bytes:
         body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
         return bytes(body.read())

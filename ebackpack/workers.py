@@ -14,7 +14,8 @@ from pydantic import SecretStr
 from ebackpack.config import Settings
 from ebackpack.stack import signal_group
 
-SERVICES = {"issuer": "services.issuer", "renderer": "services.renderer"}
+SERVICES = {"issuer": "services.issuer", "renderer": "services.renderer", "importer": "services.importer",
+            "notifier": "services.notifier"}
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -1,5 +1,13 @@
 """Event models: the public API of e-Backpack's topics. Evolution is additive only."""
 
+from .attestations import (
+    AttestationImported,
+    AttestationImportedMessage,
+    AttestationRejected,
+    AttestationRejectedMessage,
+    AttestationUploaded,
+    AttestationUploadedMessage,
+)
 from .certificates import (
     CertificateRendered,
     CertificateRenderedMessage,
@@ -17,23 +25,30 @@ from .credentials import (
 )
 from .deadletter import DeadLetter, DeadLetterMessage
 from .envelope import CloudEvent, deterministic_id
-from .moodle import MoodleEvent, MoodleEventMessage, MoodleLogRow
+from .moodle import MoodleCourseMessage, MoodleEvent, MoodleEventMessage, MoodleLogRow, MoodleUserMessage
 
 # Every published message type, by the name of its exported JSON Schema file.
 PUBLISHED: dict[str, type[CloudEvent]] = {
     "moodle.event.v1": MoodleEventMessage,
+    "moodle.user.v1": MoodleUserMessage,
+    "moodle.course.v1": MoodleCourseMessage,
     "credential.issued.v1": CredentialIssuedMessage,
     "credential.revoked.v1": CredentialRevokedMessage,
     "credential.expired.v1": CredentialExpiredMessage,
     "certificate.render_requested.v1": CertificateRenderRequestMessage,
     "certificate.rendered.v1": CertificateRenderedMessage,
     "dead_letter.v1": DeadLetterMessage,
+    "attestation.uploaded.v1": AttestationUploadedMessage,
+    "attestation.imported.v1": AttestationImportedMessage,
+    "attestation.rejected.v1": AttestationRejectedMessage,
 }
 
 __all__ = [
-    "PUBLISHED", "Achievement", "CertificateRendered", "CertificateRenderedMessage",
+    "PUBLISHED", "Achievement", "AttestationImported", "AttestationImportedMessage",
+    "AttestationRejected", "AttestationRejectedMessage", "AttestationUploaded",
+    "AttestationUploadedMessage", "CertificateRendered", "CertificateRenderedMessage",
     "CertificateRenderRequest", "CertificateRenderRequestMessage", "CloudEvent", "CredentialIssued",
     "CredentialIssuedMessage", "CredentialExpired", "CredentialExpiredMessage", "CredentialRevoked",
-    "CredentialRevokedMessage", "DeadLetter", "DeadLetterMessage", "MoodleEvent", "MoodleEventMessage",
-    "MoodleLogRow", "deterministic_id",
+    "CredentialRevokedMessage", "DeadLetter", "DeadLetterMessage", "MoodleCourseMessage", "MoodleEvent",
+    "MoodleEventMessage", "MoodleLogRow", "MoodleUserMessage", "deterministic_id",
 ]

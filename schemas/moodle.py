@@ -45,10 +45,18 @@ class MoodleEvent(BaseModel):
     anonymous: int = 0
     other: dict[str, Any] | list[Any] | None = None
     timecreated: int = Field(ge=0, description="Unix time the event was triggered.")
+    timecompleted: int | None = Field(None, ge=0, description=(
+        "course_completed only, added by the gateway (not part of Moodle's event data): "
+        "`course_completions.timecompleted`, the completion date certificates print."))
 
     @property
     def learner_id(self) -> int | None:
         return self.relateduserid
+
+    @property
+    def completed_at(self) -> int:
+        """When the learner completed: `timecompleted` when the gateway knows it, else the event's time."""
+        return self.timecompleted or self.timecreated
 
 
 class MoodleLogRow(MoodleEvent):
@@ -95,7 +103,7 @@ class MoodleEventMessage(CloudEvent):
 
 
 class LearnerProfile(BaseModel):
-    """A Moodle user as certificates need it (`mdl_user`); later on the compacted `moodle.users`."""
+    """A Moodle user as certificates need it (`mdl_user`); on the compacted `moodle.users`."""
 
     id: int
     firstname: str
@@ -109,11 +117,28 @@ class LearnerProfile(BaseModel):
 
 
 class CourseProfile(BaseModel):
-    """A Moodle course (`mdl_course`); later on the compacted `moodle.courses`."""
+    """A Moodle course (`mdl_course`); on the compacted `moodle.courses`."""
 
     id: int
     fullname: str
     shortname: str
+
+
+class MoodleUserMessage(CloudEvent):
+    """On the compacted `moodle.users`, key = Moodle user id; the latest profile wins. A deleted user's key
+    gets a tombstone (a null value), so compaction removes the profile from the topic."""
+
+    TYPE: ClassVar[str] = "pl.ebackpack.moodle.user.v1"
+    type: Literal["pl.ebackpack.moodle.user.v1"] = "pl.ebackpack.moodle.user.v1"
+    data: LearnerProfile
+
+
+class MoodleCourseMessage(CloudEvent):
+    """On the compacted `moodle.courses`, key = Moodle course id."""
+
+    TYPE: ClassVar[str] = "pl.ebackpack.moodle.course.v1"
+    type: Literal["pl.ebackpack.moodle.course.v1"] = "pl.ebackpack.moodle.course.v1"
+    data: CourseProfile
 
 
 class Profiles(BaseModel):

@@ -111,35 +111,46 @@ def bake_png(png: bytes, keyword: str, text: str) -> bytes:
     return b"".join(kept)
 
 
-def _decode_itxt(data: bytes) -> str:
+def _inflate(data: bytes, limit: int) -> bytes:
+    """zlib data, refusing to inflate past `limit` bytes (a compressed text chunk can be a bomb)."""
+    inflater = zlib.decompressobj()
+    text = inflater.decompress(data, limit + 1)
+    if len(text) > limit:
+        raise ValueError(f"compressed text chunk inflates beyond {limit} bytes")
+    return text
+
+
+def _decode_itxt(data: bytes, limit: int) -> str:
     _keyword, rest = data.split(b"\x00", 1)
     compressed, method, rest = rest[0], rest[1], rest[2:]
     _language, _translated, text = rest.split(b"\x00", 2)
     if compressed:
         if method != 0:
             raise ValueError(f"unknown iTXt compression method {method}")
-        text = zlib.decompress(text)
+        text = _inflate(text, limit)
     return text.decode("utf-8")
 
 
-def _decode_latin1_text(chunk: _Chunk) -> str:
+def _decode_latin1_text(chunk: _Chunk, limit: int) -> str:
     value = chunk.data.split(b"\x00", 1)[1]
     if chunk.kind == b"zTXt":
-        value = zlib.decompress(value[1:])
+        value = _inflate(value[1:], limit)
     return value.decode("latin-1")
 
 
-def unbake_png(png: bytes, keyword: str) -> str | None:
-    """The text stored under `keyword`: the first iTXt wins, else a legacy tEXt/zTXt; None if absent."""
+def unbake_png(png: bytes, keyword: str, max_text: int = 16 * 1024 * 1024) -> str | None:
+    """The text stored under `keyword`: the first iTXt wins, else a legacy tEXt/zTXt; None if absent.
+
+    Compressed text inflating beyond `max_text` bytes raises ValueError."""
     key = _check_keyword(keyword)
     legacy: str | None = None
     for chunk in _chunks(png):
         if _text_keyword(chunk) != key:
             continue
         if chunk.kind == b"iTXt":
-            return _decode_itxt(chunk.data)
+            return _decode_itxt(chunk.data, max_text)
         if legacy is None:
-            legacy = _decode_latin1_text(chunk)
+            legacy = _decode_latin1_text(chunk, max_text)
     return legacy
 
 

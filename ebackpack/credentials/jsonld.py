@@ -35,7 +35,9 @@ def offline_loader(url: str, options: dict[str, Any] | None = None) -> dict[str,
         document = bundled_contexts()[url]
     except KeyError:
         raise UnknownContextError(f"JSON-LD context {url} is not bundled (no network access)") from None
-    return {"contextUrl": None, "documentUrl": url, "document": document}
+    # "static": pyld may keep the resolved context for every later document (ours never change),
+    # instead of resolving and re-serializing it per document (~25 % of a canonicalization).
+    return {"contextUrl": None, "documentUrl": url, "document": document, "tag": "static"}
 
 
 def canonize(document: dict[str, Any]) -> str:

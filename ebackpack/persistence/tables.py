@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -91,3 +101,101 @@ class CertificateRow(Base):
     size: Mapped[int] = mapped_column(Integer)
     template: Mapped[str] = mapped_column(String(100))
     rendered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AttestationRow(Base):
+    """An external attestation a learner uploaded: the raw object in S3, then the importer's record.
+
+    `state`: received (bytes stored, waiting for the importer) -> imported | rejected. The normalized
+    fields are empty until imported; `rejection_reason` says why an upload was not imported.
+    """
+
+    __tablename__ = "attestations"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    learner_id: Mapped[int] = mapped_column(Integer, index=True)
+    state: Mapped[str] = mapped_column(String(20), default="received", index=True)
+    object_key: Mapped[str | None] = mapped_column(String(300), nullable=True)  # None for a submitted URL
+    submitted_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    media_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    event_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # of the last result event
+    rejection_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source_format: Mapped[str | None] = mapped_column(String(30), nullable=True)
+    verification_status: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    # The normalized record (services.importer.domain.Attestation) as JSON, original JSON included.
+    record: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ShareRow(Base):
+    """A public link to one credential that its learner created; it expires and can be withdrawn."""
+
+    __tablename__ = "shares"
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    credential_id: Mapped[str] = mapped_column(ForeignKey("awards.credential_id"), index=True)
+    learner_id: Mapped[int] = mapped_column(Integer, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class GatewayEventRow(Base):
+    """A Moodle event the gateway has published: the webhook and the poller publish each one once."""
+
+    __tablename__ = "gateway_events"
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    site: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(20))  # webhook | poller | import
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class GatewayCheckpointRow(Base):
+    """Where a poller or an import stands, saved after each published batch."""
+
+    __tablename__ = "gateway_checkpoints"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)  # Moodle log ids outgrow 32 bits
+    state: Mapped[str] = mapped_column(Text, default="{}")  # JSON: e.g. ids seen in the re-scan window
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NotificationRow(Base):
+    """One message of the notifier to one learner on one channel: its idempotency record and retry schedule.
+
+    Keyed by (event id, channel): a redelivered or replayed event finds its row and sends nothing more.
+    `state`: pending -> sending (committed BEFORE the channel is called) -> sent; a failure -> failed with
+    `next_attempt_at` (exponential backoff) -> sending ...; after the last attempt, or a permanent refusal,
+    gave-up (its dead letter not yet acknowledged) -> dead. `skipped`: nothing to send (turned off by the
+    learner, no address, revoked before it went out). See docs/notifier.md.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "state", "next_attempt_at"),)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)  # email | moodle
+    kind: Mapped[str] = mapped_column(String(20))  # issued | revoked | expiry
+    learner_id: Mapped[int] = mapped_column(Integer, index=True)
+    credential_id: Mapped[str] = mapped_column(String(36), index=True)
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What to say (services.notifier.domain.Notice as JSON): a retry needs no Kafka message.
+    payload: Mapped[str] = mapped_column(Text)
+
+
+class NotificationPreferenceRow(Base):
+    """A learner's choice for one kind of message on one channel. No row = on (the default)."""
+
+    __tablename__ = "notification_preferences"
+    learner_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import functools
 import logging
+import time
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.sensors import Sensor
 from faust.types import TopicT
+from faust.types.transports import ProducerT
+from faust.types.tuples import RecordMetadata
 
+from ebackpack import metrics
 from ebackpack.config import Settings
 
 from .policy import RetryPolicy, SourceMessage, dead_letter, with_retries
@@ -21,7 +28,7 @@ log = logging.getLogger(__name__)
 def make_app(name: str, settings: Settings) -> faust.App:
     datadir = (settings.data_dir / "faust" / name).resolve()
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-    return faust.App(
+    app = faust.App(
         settings.topic(name),
         broker=settings.kafka_url,
         store="memory://",
@@ -37,6 +44,51 @@ def make_app(name: str, settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
     )
+    app.sensors.add(SentMessages())
+    if settings.metrics_port:
+        _serve_metrics(app, settings)
+    return app
+
+
+class SentMessages(Sensor):
+    """Counts every message the broker acknowledged (`ebackpack_messages_out_total{topic}`)."""
+
+    def on_send_completed(self, producer: ProducerT, state: Any, metadata: RecordMetadata) -> None:
+        metrics.message_out(metadata.topic)
+
+
+def _serve_metrics(app: faust.App, settings: Settings) -> None:
+    """When the worker starts: /metrics on `settings.metrics_port`, and every `LAG_INTERVAL` seconds
+    the lag of this worker's consumer group on the topics its agents read, from the broker's committed
+    and end offsets (each replica reports its whole group: aggregate with max, not sum)."""
+    group = app.conf.id
+    probe: dict[str, Any] = {}
+
+    def sample(topics: list[str]) -> dict[tuple[str, int], int]:
+        from ebackpack.ops import Broker, group_lag
+
+        if "broker" not in probe:
+            probe["broker"] = Broker(settings, timeout=5.0)
+        try:
+            return group_lag(probe["broker"], group, topics)
+        except Exception:
+            probe.pop("broker").close()  # reconnect next time
+            raise
+
+    @app.task
+    async def serve_metrics() -> None:
+        metrics.serve_worker_metrics(settings)
+
+    @app.timer(metrics.LAG_INTERVAL)
+    async def sample_consumer_lag() -> None:
+        topics = sorted({name for agent in app.agents.values()
+                         for name in getattr(agent.channel, "topics", ())})
+        try:
+            lags = await asyncio.to_thread(sample, topics)
+        except Exception as exc:  # the broker is away: the gauge's sample time goes stale
+            log.warning("consumer lag of %s not read: %s", group, exc)
+            return
+        metrics.set_consumer_lag(group, lags)
 
 
 def raw_topic(app: faust.App, name: str) -> TopicT:
@@ -82,6 +134,7 @@ async def _dead_letter(source: SourceMessage, exc: Exception, dlq: TopicT, consu
     # A dead letter must not be lost either: retried like any transient failure. If the dead-letter
     # topic stays unreachable the agent stops without committing this offset.
     await with_retries(functools.partial(send_and_wait, dlq, source.key, letter.to_bytes()), policy)
+    metrics.dead_lettered(consumer, letter.data.error_type)
 
 
 async def _process(source: SourceMessage, handle: Handler, dlq: TopicT, consumer: str,
@@ -101,7 +154,12 @@ async def consume(stream: AsyncIterable[Any], handle: Handler, *, dlq: TopicT, c
     """
     policy = policy or RetryPolicy()
     async for event in stream.events():  # type: ignore[attr-defined]
-        yield await _process(_source(event), handle, dlq, consumer, policy)
+        source = _source(event)
+        metrics.message_in(source.topic, consumer)
+        started = time.perf_counter()
+        result = await _process(source, handle, dlq, consumer, policy)
+        metrics.processed(consumer, time.perf_counter() - started)
+        yield result
 
 
 async def consume_batches(stream: Any, handle_batch: BatchHandler, handle: Handler, *, dlq: TopicT,
@@ -116,6 +174,9 @@ async def consume_batches(stream: Any, handle_batch: BatchHandler, handle: Handl
     policy = policy or RetryPolicy()
     async for events in stream.take_events(size, within):
         sources = [_source(event) for event in events]
+        for topic, count in collections.Counter(s.topic for s in sources).items():
+            metrics.message_in(topic, consumer, count)
+        started = time.perf_counter()
         try:
             outcome = await with_retries(functools.partial(handle_batch, sources), policy)
         except Exception as exc:
@@ -125,6 +186,9 @@ async def consume_batches(stream: Any, handle_batch: BatchHandler, handle: Handl
             await _dead_letter(sources[index], poison, dlq, consumer, policy)
         for index in outcome.one_by_one:
             await _process(sources[index], handle, dlq, consumer, policy)
+        elapsed = time.perf_counter() - started
+        metrics.batch_processed(consumer, elapsed)
+        metrics.processed(consumer, elapsed, len(sources))
         yield len(sources)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class SourceMessage:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 6
+    max_attempts: int = 12  # backoff 0.25 s .. 8 s: ~56 s of retries, so a 30 s outage is no dead letter
     first_delay: float = 0.25
     max_delay: float = 8.0
 
@@ -86,3 +87,21 @@ def dead_letter(source: SourceMessage, exc: BaseException, consumer: str, produc
             value_b64=base64.b64encode(source.value).decode(),
         ),
     )
+
+
+def survives_outages(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """For a faust timer's body: an exception escaping a timer stops the whole worker, so a transient
+    failure (database, S3 or broker down, retries given up) is logged and the next round tries again.
+    Anything else still raises: a bug should not be retried forever."""
+
+    @functools.wraps(job)
+    async def run() -> None:
+        try:
+            await job()
+        except Exception as exc:
+            if not (is_transient(exc) or isinstance(exc, GaveUp)):
+                raise
+            log.warning("%s failed, the next round retries: %s", job.__name__, exc)
+
+    return run
+

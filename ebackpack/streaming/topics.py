@@ -28,6 +28,15 @@ MOODLE_EVENTS = "moodle.events"
 CREDENTIALS = "credentials"
 RENDER_REQUESTS = "certificates.render"
 RENDERED = "certificates.rendered"
+MOODLE_USERS = "moodle.users"
+MOODLE_COURSES = "moodle.courses"
+ATTESTATION_UPLOADS = "attestations.uploads"
+ATTESTATIONS = "attestations"
+
+
+# Moodle events and render requests carry personal data (names; a deleted user's e-mail before the
+# gateway redacts it): they are kept a week, long enough to replay after an outage, then dropped.
+RETAIN_EVENTS_MS = 7 * 24 * 3600 * 1000
 
 
 def dlq(topic: str) -> str:
@@ -35,12 +44,22 @@ def dlq(topic: str) -> str:
 
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(MOODLE_EVENTS, 4, "Moodle events from the gateway, key = learner id."),
+    TopicSpec(MOODLE_EVENTS, 4, "Moodle events from the gateway, key = learner id.",
+              {"retention.ms": str(RETAIN_EVENTS_MS)}),
+    TopicSpec(MOODLE_USERS, 4, "Learner profiles (name, e-mail, language), key = Moodle user id; a "
+              "deleted user gets a tombstone.", {"cleanup.policy": "compact"}),
+    TopicSpec(MOODLE_COURSES, 2, "Course profiles (full name), key = Moodle course id.",
+              {"cleanup.policy": "compact"}),
     TopicSpec(CREDENTIALS, 4, "Credential issued (later revoked / expired), key = learner id."),
-    TopicSpec(RENDER_REQUESTS, 4, "Certificate render requests, key = credential id."),
+    TopicSpec(RENDER_REQUESTS, 4, "Certificate render requests, key = credential id.",
+              {"retention.ms": str(RETAIN_EVENTS_MS)}),
     TopicSpec(RENDERED, 4, "Certificate PDFs stored in S3, key = credential id."),
     TopicSpec(dlq(MOODLE_EVENTS), 1, "Dead letters of the issuer."),
     TopicSpec(dlq(RENDER_REQUESTS), 1, "Dead letters of the renderer."),
+    TopicSpec(ATTESTATION_UPLOADS, 2, "External attestations uploaded by learners, key = learner id."),
+    TopicSpec(ATTESTATIONS, 2, "Attestations imported or rejected by the importer, key = learner id."),
+    TopicSpec(dlq(ATTESTATION_UPLOADS), 1, "Dead letters of the importer."),
+    TopicSpec(dlq("credentials.notifier"), 1, "Dead letters of the notifier (undeliverable messages)."),
 )
 
 

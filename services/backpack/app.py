@@ -1,44 +1,98 @@
-"""The backpack web server: public verification and the Open Badges endpoints; learner pages come later."""
+"""The backpack web server: the learner's pages (certificates, badges, external attestations, public
+links), administration, the public verification pages, the Open Badges endpoints and the JSON API."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
 
 from ebackpack.config import Settings, get_settings
 from ebackpack.credentials.keys import keyring_for
 from ebackpack.credentials.store import award_by_code
+from ebackpack.metrics import install_http_metrics
 from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.storage import ObjectStore
 from services.issuer.rules import load_rules
+from services.issuer.service import IssuerService
 from services.renderer.repository import CertificateRepository
 
+from .admin import router as admin_router
+from .api import router as api_router
+from .attestations import router as attestations_router
 from .deps import DbSession
+from .federated import router as federated_router
 from .openbadges import router as openbadges_router
+from .pages import router as pages_router
+from .session import SESSION_COOKIE, SESSION_SECONDS, session_secret
+from .uploads import Announcer, AttestationUploads
 from .verification import verify
-
-TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+from .web import (
+    STATIC_DIR,
+    install_error_pages,
+    install_rate_limit,
+    install_security_headers,
+    render,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     rules = load_rules(settings.rules_file)
-    app = FastAPI(title="e-Backpack", version="0.1.0")
-    app.state.settings = settings
-    app.state.rules = rules
+    app = FastAPI(
+        title="e-Backpack",
+        version="0.1.0",
+        description=(
+            "The learner's e-Backpack: credentials issued from Moodle, external attestations, public "
+            "verification. The JSON API takes a session cookie (with the `X-CSRF-Token` header for changes) "
+            "or `Authorization: Bearer <token>`."
+        ),
+    )
+    app.state.settings, app.state.rules = settings, rules
     app.state.sessions = session_factory(make_engine(settings.db_url))
     keyring_for(settings)  # generates the keys on first start, or fails early on bad ones
     app.state.status_lists = {}
-    app.include_router(openbadges_router)
+    app.state.uploads = AttestationUploads(
+        app.state.sessions, ObjectStore(settings), settings, Announcer(settings)
+    )
+    app.state.issuer = IssuerService(app.state.sessions, rules, settings)
 
-    @app.get("/healthz")
+    for router in (
+        openbadges_router,
+        attestations_router,
+        api_router,
+        pages_router,
+        admin_router,
+        federated_router,
+    ):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _public_routes(app, settings)
+
+    install_error_pages(app)
+    install_rate_limit(app, settings)
+    install_security_headers(app, settings)
+    # Outermost: every middleware and route above sees the session.
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings),
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_SECONDS,
+        same_site="lax",
+        https_only=settings.public_url.startswith("https://"),
+    )
+    # Outside even the session: counts every answer (429s, error pages too) and serves GET /metrics.
+    install_http_metrics(app, "backpack")
+    return app
+
+
+def _public_routes(app: FastAPI, settings: Settings) -> None:
+    @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, str]:
         return {"status": "ok", "service": "ebackpack"}
 
-    @app.get("/verify/{code}/certificate.pdf", response_model=None)
+    @app.get("/verify/{code}/certificate.pdf", response_model=None, tags=["verification"])
     def certificate_download(code: str, session: DbSession) -> Response:
         """The current PDF through a pre-signed link that expires (`download_link_seconds`)."""
         award = award_by_code(session, code)
@@ -46,17 +100,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if award is None or current is None:
             raise HTTPException(404, "no certificate PDF for this code")
         link = ObjectStore(settings, public=True).presigned_url(
-            current.object_key, settings.download_link_seconds, f"certificate-{award.verification_code}.pdf")
+            current.object_key, settings.download_link_seconds, f"certificate-{award.verification_code}.pdf"
+        )
         return RedirectResponse(link, status_code=307)
 
-    @app.get("/verify/{code}", response_model=None)
+    @app.get("/verify/{code}", response_model=None, tags=["verification"])
     def verify_page(code: str, request: Request, session: DbSession, format: str | None = None) -> Response:
+        """The QR target: valid / revoked / expired / unknown, in Polish or English, or as JSON."""
         result = verify(session, code)
         status = 200 if result.status != "unknown" else 404
-        wants_json = format == "json" or "application/json" in request.headers.get("accept", "")
-        if wants_json:
+        if format == "json" or "application/json" in request.headers.get("accept", ""):
             return JSONResponse(result.model_dump(mode="json"), status_code=status)
-        return HTMLResponse(TEMPLATES.get_template("verify.html").render(v=result, issuer=rules.issuer.name),
-                            status_code=status)
-
-    return app
+        return render(request, "verify.html", status, v=result, issuer=app.state.rules.issuer.name)

@@ -10,7 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import Settings
 from ebackpack.credentials.store import CredentialStore
+from ebackpack.credentials.urls import PublicUrls
 from services.issuer.rules import RuleBook
+
+from .uploads import AttestationUploads
+from .views import BackpackViews
 
 
 def db_session(request: Request) -> Iterator[Session]:
@@ -29,3 +33,13 @@ def credential_store(request: Request, session: DbSession) -> CredentialStore:
 
 
 Store = Annotated[CredentialStore, Depends(credential_store)]
+
+
+def backpack_views(request: Request, session: Session) -> BackpackViews:
+    """The pages' and the API's read model, on the request's database session."""
+    return BackpackViews(session, request.app.state.rules, PublicUrls(request.app.state.settings.public_url))
+
+
+def attestation_uploads(request: Request) -> AttestationUploads:
+    uploads: AttestationUploads = request.app.state.uploads
+    return uploads

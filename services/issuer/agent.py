@@ -13,9 +13,16 @@ import faust
 from ebackpack.config import Settings, get_settings
 from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.persistence.tables import OutboxRow
-from ebackpack.streaming.app import BatchOutcome, consume_batches, make_app, raw_topic
-from ebackpack.streaming.policy import RetryPolicy, SourceMessage, with_retries
-from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, RENDER_REQUESTS, dlq
+from ebackpack.streaming.app import BatchOutcome, consume, consume_batches, make_app, raw_topic
+from ebackpack.streaming.policy import GaveUp, RetryPolicy, SourceMessage, survives_outages, with_retries
+from ebackpack.streaming.topics import (
+    CREDENTIALS,
+    MOODLE_COURSES,
+    MOODLE_EVENTS,
+    MOODLE_USERS,
+    RENDER_REQUESTS,
+    dlq,
+)
 
 from .rules import load_rules
 from .service import IssuerService
@@ -33,13 +40,15 @@ BATCH_WAIT = 0.05  # seconds a batch waits to fill: the latency a lone event pay
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     app = make_app(settings.issuer_group, settings)
-    service = IssuerService(session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file),
-                            settings)
+    service = IssuerService(
+        session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file), settings
+    )
     events = raw_topic(app, settings.topic(MOODLE_EVENTS))
     dead_letters = raw_topic(app, settings.topic(dlq(MOODLE_EVENTS)))
 
-    outbox_topics = {settings.topic(name): raw_topic(app, settings.topic(name))
-                     for name in (CREDENTIALS, RENDER_REQUESTS)}
+    outbox_topics = {
+        settings.topic(name): raw_topic(app, settings.topic(name)) for name in (CREDENTIALS, RENDER_REQUESTS)
+    }
 
     sent: asyncio.Queue[tuple[str, Awaitable[object]]] = asyncio.Queue()
     # One writer at a time: concurrent SQLite writers in one process wait in the busy handler's sleeps.
@@ -54,8 +63,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         committed with its outbox rows, so the input offset may be committed now. `mark_announced`
         marks them sent once acknowledged; an event never acknowledged is sent again by the relay."""
         for row in rows:
-            ack = await outbox_topics[row.topic].send(key=row.key.encode() if row.key else None,
-                                                      value=row.payload.encode(), force=True)
+            ack = await outbox_topics[row.topic].send(
+                key=row.key.encode() if row.key else None, value=row.payload.encode(), force=True
+            )
             sent.put_nowait((row.event_id, ack))
 
     @app.task
@@ -71,7 +81,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
                     acked.append(event_id)
                 except Exception as exc:  # the relay sends it again
                     log.warning("event %s not acknowledged: %s", event_id, exc)
-            await with_retries(functools.partial(write, service.mark_sent, acked), RetryPolicy())
+            try:
+                await with_retries(functools.partial(write, service.mark_sent, acked), RetryPolicy())
+            except GaveUp as exc:  # still unsent in the outbox: the relay announces them again
+                log.warning("%d acknowledged events not marked sent: %s", len(acked), exc)
 
     async def handle(message: SourceMessage) -> int:
         rows = await write(service.handle, message.value)
@@ -85,11 +98,22 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     @app.agent(events, name=f"{CONSUMER}.awards")
     async def award(stream: faust.StreamT) -> None:
-        async for _ in consume_batches(stream, handle_batch, handle, dlq=dead_letters, consumer=CONSUMER,
-                                       size=BATCH_SIZE, within=BATCH_WAIT):
+        async for _ in consume_batches(
+            stream,
+            handle_batch,
+            handle,
+            dlq=dead_letters,
+            consumer=CONSUMER,
+            size=BATCH_SIZE,
+            within=BATCH_WAIT,
+        ):
             pass
 
+    for kind, topic_name in (("user", MOODLE_USERS), ("course", MOODLE_COURSES)):
+        _profile_agent(app, service, write, kind, raw_topic(app, settings.topic(topic_name)), dead_letters)
+
     @app.timer(settings.expiry_scan_interval)
+    @survives_outages
     async def expire_credentials() -> None:
         """Expiry is a point in time, not an event: a scan turns it into one expired event each,
         which the outbox relay announces."""
@@ -98,6 +122,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             log.info("%d credentials expired", expired)
 
     @app.timer(RELAY_INTERVAL)
+    @survives_outages
     async def relay_outbox() -> None:
         rows = await asyncio.to_thread(service.stale_events, RELAY_AGE)
         if rows:
@@ -105,3 +130,23 @@ def create_app(settings: Settings | None = None) -> faust.App:
             await announce(rows)
 
     return app
+
+
+def _profile_agent(
+    app: faust.App,
+    service: IssuerService,
+    write: Callable[..., Awaitable[object]],
+    kind: str,
+    topic: faust.TopicT,
+    dead_letters: faust.TopicT,
+) -> None:
+    """Keeps the learners / courses tables current from a compacted profile topic (a name change applies
+    to certificates rendered later). Tombstones carry no value and change nothing here."""
+
+    async def handle(message: SourceMessage) -> None:
+        await write(service.apply_profile, kind, message.key, message.value)
+
+    @app.agent(topic, name=f"{CONSUMER}.profiles.{kind}")
+    async def profiles(stream: faust.StreamT) -> None:
+        async for _ in consume(stream, handle, dlq=dead_letters, consumer=CONSUMER):
+            pass

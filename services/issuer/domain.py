@@ -75,6 +75,6 @@ def decide_award(event: MoodleEvent, event_id: str, rules: RuleBook, site: str, 
         learner_id=learner,
         course_id=course,
         rule=rule,
-        issued_on=datetime.fromtimestamp(event.timecreated, UTC),
+        issued_on=datetime.fromtimestamp(event.completed_at, UTC),
         source_event_id=event_id,
     )

@@ -49,6 +49,9 @@ class AwardRule(BaseModel):
     certificate_template: str = "default"
     language: Literal["pl", "en"] = "en"
     valid_for_days: int | None = Field(None, gt=0, description="Validity period; none = never expires.")
+    reminder_days: int | None = Field(None, gt=0, description=(
+        "Notifier: days before expiry the recertification reminder goes out; none = the "
+        "`expiry_reminder_days` setting."))
     microcredential: MicroCredential
 
 

@@ -24,7 +24,9 @@ from ebackpack.credentials.keys import code_secret_for, keyring_for
 from ebackpack.credentials.signer import DATA_INTEGRITY, CredentialSigner, Signed
 from ebackpack.credentials.store import CredentialStore
 from ebackpack.credentials.urls import PublicUrls
+from ebackpack.persistence.profiles import store_profiles
 from ebackpack.persistence.tables import AwardRow, Learner, OutboxRow, SignedCredentialRow
+from ebackpack.storage import ObjectStore
 from ebackpack.streaming.errors import InvalidMessage, TransientError, parse_message
 from ebackpack.streaming.topics import CREDENTIALS, RENDER_REQUESTS
 from schemas import (
@@ -37,11 +39,15 @@ from schemas import (
     CredentialIssuedMessage,
     CredentialRevoked,
     CredentialRevokedMessage,
+    MoodleCourseMessage,
     MoodleEventMessage,
+    MoodleUserMessage,
     deterministic_id,
 )
+from schemas.moodle import USER_DELETED, Profiles
 
 from .domain import Award, NotALearnerCompletion, decide_award
+from .privacy import erase_rows, plan_erasure
 from .repository import AwardRepository
 from .rules import RuleBook
 
@@ -108,6 +114,9 @@ class IssuerService:
         for index, raw in enumerate(raws):
             try:
                 message = parse_moodle_message(raw)
+                if message.data.eventname == USER_DELETED and message.data.relateduserid:
+                    self.erase(message.data.relateduserid)
+                    continue
                 award = decide_award(message.data, message.id, self.rules, self.settings.site_id,
                                      self.code_secret)
             except InvalidMessage as exc:
@@ -261,6 +270,34 @@ class IssuerService:
         return OutboxRow(event_id=message.id, credential_id=credential_id,
                          topic=self.settings.topic(topic), key=key, payload=message.model_dump_json(),
                          created_at=datetime.now(UTC))
+
+    def erase(self, learner_id: int) -> int:
+        """Right to erasure (Moodle's user_deleted): S3 objects first, then the rows, so a crash in between
+        is repaired by the redelivered event. Returns how many objects were deleted."""
+        with self.sessions() as session:
+            erasure = plan_erasure(session, learner_id)
+        for key in erasure.object_keys:
+            self.objects.delete(key)
+        with self.sessions.begin() as session:
+            erase_rows(session, erasure)
+        return len(erasure.object_keys)
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        return ObjectStore(self.settings)
+
+    def apply_profile(self, kind: str, key: bytes | None, value: bytes | None) -> None:
+        """A message of the compacted profile topics: the issuer's view of learners and courses.
+
+        A tombstone (no value) only tells compaction to drop the key; erasure comes with user_deleted."""
+        if value is None:
+            return
+        if kind == "user":
+            user = parse_message(MoodleUserMessage, value).data
+            store_profiles(self.sessions, Profiles(users=[user], courses=[]))
+        else:
+            course = parse_message(MoodleCourseMessage, value).data
+            store_profiles(self.sessions, Profiles(users=[], courses=[course]))
 
     def revoke(self, code_or_id: str, reason: str, now: datetime | None = None) -> AwardRow:
         """Revokes with a reason and saves the revoked event in the outbox (the relay announces it)."""

@@ -28,6 +28,7 @@ from weasyprint.text.fonts import FontConfiguration
 from schemas.certificates import CertificateRenderRequest
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+USER_AGENT_CSS = TEMPLATES_DIR / "user-agent.css"
 HTML_FILE = "certificate.html"
 CREDENTIAL_FILE = "credential.json"
 CSS_FILE = "certificate.css"
@@ -207,6 +208,21 @@ def template_context(request: CertificateRenderRequest) -> dict[str, Any]:
     }
 
 
+class CertificateHTML(HTML):
+    """An HTML document whose browser defaults are the certificate subset in `user-agent.css`.
+
+    `_ua_stylesheets` is WeasyPrint's hook for the user-agent stylesheet (its own subclasses override it
+    too); every selector in it is matched against every element of every certificate.
+    """
+
+    user_agent_css: CSS | None = None
+
+    def _ua_stylesheets(self, forms: bool = False) -> list[CSS]:
+        if CertificateHTML.user_agent_css is None:
+            CertificateHTML.user_agent_css = CSS(filename=str(USER_AGENT_CSS))
+        return [CertificateHTML.user_agent_css]
+
+
 class CertificateRenderer:
     """Fills a Jinja2 HTML template and prints it to PDF with WeasyPrint. Not thread-safe: one per worker."""
 
@@ -222,7 +238,7 @@ class CertificateRenderer:
     def render(self, request: CertificateRenderRequest) -> bytes:
         template_dir = self._template_dir(request.template)
         html = self._env.get_template(f"{request.template}/{HTML_FILE}").render(template_context(request))
-        document = HTML(string=html, base_url=str(template_dir) + "/")
+        document = CertificateHTML(string=html, base_url=str(template_dir) + "/")
         stylesheet = self._stylesheet(request.template, template_dir)
         with pinned_font_timestamp(request.issued_on):
             pdf: bytes = document.write_pdf(stylesheets=[stylesheet], font_config=self._fonts,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack import metrics
 from ebackpack.config import Settings
 from ebackpack.persistence.tables import CertificateRow
 from ebackpack.storage import ObjectStore
@@ -44,12 +45,19 @@ class RendererService:
         self.settings = settings
 
     def handle(self, raw: bytes) -> CertificateRenderedMessage:
-        request = parse_message(CertificateRenderRequestMessage, raw).data
-        with self.sessions() as session:
-            existing = CertificateRepository(session).latest(request.credential_id)
-        if existing is not None and not request.rerender:
-            return self._announcement(existing)
-        return self._announcement(self.render_and_store(request))
+        try:
+            request = parse_message(CertificateRenderRequestMessage, raw).data
+            with self.sessions() as session:
+                existing = CertificateRepository(session).latest(request.credential_id)
+            if existing is not None and not request.rerender:
+                metrics.rendered("already_stored")
+                return self._announcement(existing)
+            row = self.render_and_store(request)
+        except Exception:
+            metrics.rendered("failed")  # each attempt: a retried request counts again
+            raise
+        metrics.rendered("stored")
+        return self._announcement(row)
 
     def render_and_store(self, request: CertificateRenderRequest) -> CertificateRow:
         try:

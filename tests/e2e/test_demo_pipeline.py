@@ -77,6 +77,12 @@ def test_every_certificate_rule_award_has_one_stored_pdf(demo_run: DemoRun) -> N
     assert all(Path(link.pdf).read_bytes().startswith(b"%PDF") for link in summary.certificates)
 
 
+def test_a_badge_and_a_pdf_uploaded_back_import_as_ours(demo_run: DemoRun) -> None:
+    _settings, _dataset, summary, _web = demo_run
+    assert [(line.source_format, line.status) for line in summary.imports] == [("ob2-png", "verified"),
+                                                                               ("pdf", "verified")]
+
+
 def test_malformed_events_are_dead_lettered_with_a_reason(demo_run: DemoRun) -> None:
     settings, dataset, summary, _web = demo_run
     letters = [DeadLetterMessage.model_validate_json(r.value)
@@ -110,9 +116,12 @@ def test_qr_code_of_each_pdf_opens_a_page_that_says_valid(demo_run: DemoRun, web
         assert answer["status"] == "valid"
         assert answer["learner_name"] == f"{learner.firstname} {learner.lastname}"
         assert answer["achievement"] == award.achievement_name
-        page = httpx.get(url, timeout=10)
+        page = httpx.get(url, headers={"Accept-Language": "en-GB,en"}, timeout=10)
         assert page.status_code == 200 and "Valid" in page.text and learner.lastname in page.text
-    unknown = httpx.get(f"{settings.public_url}/verify/AAAA-BBBB-CCCC", timeout=10)
+        polish = httpx.get(url, headers={"Accept-Language": "pl"}, timeout=10)
+        assert '<html lang="pl">' in polish.text and "Ważne" in polish.text
+    unknown = httpx.get(f"{settings.public_url}/verify/AAAA-BBBB-CCCC", headers={"Accept-Language": "en"},
+                        timeout=10)
     assert unknown.status_code == 404 and "Unknown" in unknown.text
 
 

@@ -15,17 +15,15 @@ harness files are unchanged. A broken harness raises RuntimeError: tests never s
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from tests.npm_cache import npm_install
 
 HARNESS_DIR = Path(__file__).resolve().parent / "ob3"
 HARNESS_FILES = ("package.json", "package-lock.json", "verify.mjs")
@@ -40,24 +38,6 @@ def _cache_root() -> Path:
     return Path(override) if override else REPO_ROOT / ".cache" / "verifiers"
 
 
-def _digest() -> str:
-    h = hashlib.sha256()
-    for name in HARNESS_FILES:
-        h.update(name.encode() + b"\0" + (HARNESS_DIR / name).read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
@@ -66,50 +46,11 @@ def _tool(name: str) -> str:
 
 
 def ob3_verifier_dir() -> Path:
-    """The installed harness (verify.mjs + node_modules), installing it with `npm ci` if needed.
-
-    Safe for concurrent pytest processes: an exclusive file lock around the install, which is built
-    in a temporary folder and renamed into place; a stamp file with the harness digest marks it done.
-    """
+    """The installed harness (verify.mjs + node_modules), installing it with `npm ci` if needed."""
     global _ready
-    if _ready is not None:
-        return _ready
-    target = _cache_root() / "ob3"
-    stamp = target / ".installed"
-    digest = _digest()
-    with _locked(_cache_root() / "ob3.lock"):
-        if not (stamp.is_file() and stamp.read_text() == digest):
-            npm = _tool("npm")
-            _tool("node")
-            build = Path(tempfile.mkdtemp(prefix="ob3.build.", dir=_cache_root()))
-            try:
-                for name in HARNESS_FILES:
-                    shutil.copy2(HARNESS_DIR / name, build / name)
-                proc = subprocess.run(
-                    [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                    cwd=build,
-                    capture_output=True,
-                    text=True,
-                    timeout=600,
-                )
-                if proc.returncode != 0:
-                    raise RuntimeError(
-                        f"`npm ci` for the OB 3.0 verifier failed (exit {proc.returncode}):\n"
-                        f"{proc.stdout}\n{proc.stderr}"
-                    )
-                (build / ".installed").write_text(digest)
-                old = None
-                if target.exists():
-                    old = target.with_name(f"ob3.old.{os.getpid()}")
-                    target.rename(old)
-                build.rename(target)
-                if old is not None:
-                    shutil.rmtree(old, ignore_errors=True)
-            finally:
-                if build.exists():
-                    shutil.rmtree(build, ignore_errors=True)
-    _ready = target
-    return target
+    if _ready is None:
+        _ready = npm_install(HARNESS_DIR, HARNESS_FILES, _cache_root(), "ob3", "the OB 3.0 verifier")
+    return _ready
 
 
 def verify_ob3(

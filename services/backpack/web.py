@@ -1,0 +1,125 @@
+"""The web layer's plumbing: page rendering in the visitor's language, flash messages, error pages,
+security headers and the rate limit of the public verification pages."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ebackpack.config import Settings
+
+from .i18n import LANGUAGE_NAMES, LANGUAGES, format_date, language_of, translate
+from .session import LoginRequired, csrf_token, login_url, signed_in
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+STATIC_DIR = Path(__file__).parent / "static"
+RATE_LIMITED_PREFIXES = ("/verify/", "/s/")
+
+
+def flash(request: Request, text: str, **values: object) -> None:
+    """A one-time message for the next page, kept untranslated so that it follows a language switch."""
+    request.session.setdefault("flash", []).append([text, values])
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    lang = language_of(request)
+
+    def t(text: str, **values: object) -> str:
+        return translate(text, lang, **values)
+
+    def date(moment: datetime | None) -> str:
+        return format_date(moment, lang)
+
+    messages = [t(text, **values) for text, values in request.session.pop("flash", [])]
+    context |= {
+        "lang": lang,
+        "t": t,
+        "date": date,
+        "user": signed_in(request),
+        "csrf": csrf_token(request),
+        "messages": messages,
+        "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+        "path": request.url.path,
+        "settings": request.app.state.settings,
+    }
+    return TEMPLATES.TemplateResponse(request, template, context, status_code=status)
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith(
+        ("/api/", "/ob2/", "/ob3/", "/status/")
+    ) and "text/html" in request.headers.get("accept", "text/html")
+
+
+ERROR_TITLES = {403: "Not allowed", 404: "Page not found", 429: "Too many requests: try again in a minute."}
+
+
+def install_error_pages(app: FastAPI) -> None:
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(login_url(exc.next_path), status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)  # also unknown paths and wrong methods (Starlette's own)
+    async def error_page(request: Request, exc: StarletteHTTPException) -> Response:
+        if not _wants_html(request) or exc.status_code < 400:
+            return await http_exception_handler(request, exc)
+        title = ERROR_TITLES.get(exc.status_code, "Something went wrong")
+        return render(request, "error.html", exc.status_code, title=title, detail=exc.detail)
+
+
+def content_security_policy(settings: Settings) -> str:
+    """Scripts, styles and images only from us; pages may be framed by the Moodle site (LTI tool)."""
+    moodle = urlsplit(settings.moodle_url)
+    frame = f"'self' {moodle.scheme}://{moodle.netloc}" if moodle.netloc else "'self'"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; "
+        f"frame-ancestors {frame}"
+    )
+
+
+def install_security_headers(app: FastAPI, settings: Settings) -> None:
+    policy = content_security_policy(settings)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", policy)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if settings.public_url.startswith("https://"):
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+
+def install_rate_limit(app: FastAPI, settings: Settings) -> None:
+    """The public verification and share pages per client address (a moving window, in this process:
+    several web processes each keep their own count)."""
+    limiter = MovingWindowRateLimiter(MemoryStorage())
+    limit: RateLimitItem = parse(settings.verify_rate_limit)
+
+    @app.middleware("http")
+    async def rate_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path.startswith(RATE_LIMITED_PREFIXES):
+            client = request.client.host if request.client else "unknown"
+            if not limiter.hit(limit, "verify", client):
+                refused: Response = (
+                    render(request, "error.html", 429, title=ERROR_TITLES[429], detail="")
+                    if _wants_html(request)
+                    else JSONResponse({"detail": "too many requests"}, status_code=429)
+                )
+                refused.headers["Retry-After"] = "60"
+                return refused
+        return await call_next(request)

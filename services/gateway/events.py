@@ -1,0 +1,107 @@
+"""One Moodle event -> one `moodle.events` message, whichever way it came in (webhook, log-store poller,
+history import), and the ledger that lets each event be published once.
+
+The message id is derived from the event's own fields, so the webhook and the poller give the same
+event the same id, and the ledger (`gateway_events`) recognises it when the second path delivers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ebackpack.persistence.tables import GatewayEventRow
+from schemas import MoodleEventMessage, deterministic_id
+from schemas.moodle import USER_DELETED, MoodleEvent
+
+Message = tuple[bytes, bytes]  # (key, value) as the publisher sends them
+# The events e-Backpack acts on: completions award, a deleted user is erased, an updated user's profile
+# is read again. Everything else Moodle logs is left where it is.
+USED = ("\\core\\event\\course_completed", "\\core\\event\\user_deleted", "\\core\\event\\user_updated")
+
+
+def moodle_event_id(site: str, event: MoodleEvent) -> str:
+    """The same Moodle event always gets the same id (the id scheme of the sample data sets)."""
+    return deterministic_id(site, event.eventname, event.objectid, event.relateduserid, event.timecreated)
+
+
+def moodle_message(site: str, event: MoodleEvent) -> tuple[str, Message]:
+    """(event id, (key, value)): keyed by the learner (`relateduserid`), else by whoever acted.
+
+    A deleted user's username and e-mail (`other` of user_deleted) are not passed on: the event only has
+    to say who was deleted.
+    """
+    if event.eventname == USER_DELETED:
+        event = event.model_copy(update={"other": None})
+    owner = event.relateduserid if event.relateduserid is not None else event.userid
+    event_id = moodle_event_id(site, event)
+    message = MoodleEventMessage.build(
+        id=event_id,
+        source=f"moodle://{site}",
+        subject=None if event.relateduserid is None else str(event.relateduserid),
+        time=datetime.fromtimestamp(event.timecreated, UTC),
+        data=event,
+    )
+    return event_id, (str(owner).encode("ascii"), message.to_bytes())
+
+
+class PublishedEvents:
+    """The gateway's ledger of published events (idempotency per site and event)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def unseen(self, event_ids: Iterable[str]) -> set[str]:
+        wanted = set(event_ids)
+        with self.sessions() as session:
+            seen = set(
+                session.scalars(select(GatewayEventRow.event_id).where(GatewayEventRow.event_id.in_(wanted)))
+            )
+        return wanted - seen
+
+    def record(self, site: str, source: str, event_ids: Iterable[str]) -> None:
+        """After the broker acknowledged them: one bulk insert; ids another path recorded meanwhile are
+        skipped (a concurrent recorder of the same id is harmless)."""
+        now = datetime.now(UTC)
+        wanted = set(event_ids)
+        for _attempt in range(3):
+            rows = [{"event_id": e, "site": site, "source": source, "received_at": now}
+                    for e in self.unseen(wanted)]
+            if not rows:
+                return
+            try:
+                with self.sessions.begin() as session:
+                    session.execute(insert(GatewayEventRow), rows)
+                return
+            except IntegrityError:
+                continue  # another path recorded some of them: look again
+
+
+@dataclass
+class Plan:
+    """What one batch publishes: new used events in order, and what it leaves out."""
+
+    ids: list[str] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    duplicates: int = 0
+    ignored: int = 0
+
+
+def plan(used: list[tuple[str, Message]], ignored: int, publish: set[str]) -> Plan:
+    """The events whose ids are in `publish`, each once; the rest are duplicates (published before,
+    by another request in flight, or earlier in the same batch)."""
+    result = Plan(ignored=ignored)
+    todo = set(publish)
+    for event_id, message in used:
+        if event_id in todo:
+            todo.discard(event_id)
+            result.ids.append(event_id)
+            result.messages.append(message)
+        else:
+            result.duplicates += 1
+    return result

@@ -1,0 +1,158 @@
+"""The importer's pure core: one normalized record for every kind of external attestation.
+
+Parsers (``services/importer/formats/``) turn uploaded bytes into an :class:`Attestation`. They never
+touch Kafka, the database or S3; what they need from the outside (the learner, the clock, trusted
+issuers, optional network access, our own credentials) comes in an :class:`ImportContext`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+
+class VerificationStatus(StrEnum):
+    """What the importer could establish, from strongest to weakest claim."""
+
+    VERIFIED = "verified"  # signature or lookup valid, issuer known (trusted or our own)
+    ISSUER_UNKNOWN = "signature valid but issuer not known"
+    NOT_VERIFIABLE = "not verifiable"  # nothing to check (scan, photo) or the check needs the network
+    INVALID = "invalid"  # tampered, malformed proof, wrong key
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class SourceFormat(StrEnum):
+    OB2_JSON = "ob2-json"
+    OB2_JWS = "ob2-jws"
+    OB2_PNG = "ob2-png"
+    OB2_SVG = "ob2-svg"
+    OB2_HOSTED = "ob2-hosted"
+    OB3_JSON = "ob3-json"
+    OB3_JWT = "ob3-jwt"
+    OB3_PNG = "ob3-png"
+    OB3_SVG = "ob3-svg"
+    EUROPASS_EDC = "europass-edc"
+    PDF = "pdf"
+    IMAGE = "image"
+    URL = "url"  # a submitted link that is not an Open Badges assertion (a verification page)
+
+
+class RecipientMatch(StrEnum):
+    MATCH = "match"  # the credential names the learner (e-mail, e-mail hash or identifier)
+    MISMATCH = "mismatch"  # it names someone else
+    UNKNOWN = "unknown"  # it names nobody we can compare (no identity, or only a name)
+
+
+class IssuerRef(BaseModel):
+    name: str | None = None
+    url: str | None = None
+    identifier: str | None = Field(None, description="id / DID / certificate subject of the issuer.")
+
+
+class Verification(BaseModel):
+    status: VerificationStatus
+    method: str = Field(description="How it was checked, e.g. 'eddsa-rdfc-2022 (did:key)', 'JAdES seal'.")
+    reason: str = Field(description="Plain words: why this status, and what could not be checked.")
+
+
+class Attestation(BaseModel):
+    """The normalized record of one imported credential."""
+
+    source_format: SourceFormat
+    title: str
+    issuer: IssuerRef = Field(default_factory=IssuerRef)
+    issued_on: datetime | None = None
+    expires_on: datetime | None = None
+    description: str | None = None
+    learning_outcomes: list[str] = Field(default_factory=list)
+    workload: str | None = Field(None, description="e.g. '5 ECTS', '40 hours', as the credential states it.")
+    recipient: RecipientMatch = RecipientMatch.UNKNOWN
+    recipient_detail: str = ""
+    verification: Verification
+    urls: list[str] = Field(default_factory=list, description="Links found: QR codes, verification pages.")
+    original_json: str | None = Field(None, description="The credential's JSON text exactly as received.")
+
+
+@dataclass(frozen=True)
+class Learner:
+    """Who uploaded: the identity the credential's recipient is compared with."""
+
+    email: str
+    name: str | None = None
+    identifiers: frozenset[str] = frozenset()  # other ids the learner is known by (DIDs, student numbers)
+
+
+class Fetcher(Protocol):
+    """Network access under the import's policy (timeouts, size cap, no private addresses)."""
+
+    def get(self, url: str, accept: str = "application/json") -> bytes: ...
+
+
+class FetchError(Exception):
+    """A fetch was refused by policy or failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class OwnCredential:
+    """One of our own awards, looked up by its verification code."""
+
+    code: str
+    title: str
+    issuer_name: str
+    issuer_url: str
+    recipient_email: str
+    issued_on: datetime
+    expires_on: datetime | None
+    revoked_reason: str | None
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class ImportContext:
+    learner: Learner
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Issuer ids (URLs, DIDs, certificate subjects) whose valid signatures count as `verified`.
+    trusted_issuers: frozenset[str] = frozenset()
+    fetcher: Fetcher | None = None  # None: network fetches are off (the embedded default)
+    # A verification code or credential id of ours -> that award (None: not ours / unknown).
+    own_credential: Callable[[str], OwnCredential | None] | None = None
+    # A verification method of ours (our did:web#kid) -> its public JWK.
+    own_key: Callable[[str], dict[str, Any] | None] | None = None
+    own_public_url: str | None = None  # base URL of our verification pages
+
+
+class ImportRejected(ValueError):
+    """The upload is not something we import (unknown type, hostile, over a limit): a precise reason."""
+
+
+def utf8_text(data: bytes) -> str:
+    """Uploaded text (a BOM is allowed), or a rejection that says where it stops being UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportRejected(f"the file is not UTF-8 text (byte {exc.start})") from None
+
+
+def email_matches(learner_email: str, identity: str, *, hashed: bool, salt: str | None = None) -> bool:
+    """Compares an Open Badges identity (plain, or `sha256$hex` / `md5$hex` with an optional salt)."""
+    email = learner_email.strip().lower()
+    if not email:  # a learner without a known address matches nobody
+        return False
+    if not hashed:
+        return identity.strip().lower() == email
+    algorithm, _, digest = identity.partition("$")
+    if algorithm.lower() not in ("sha256", "md5") or not digest:
+        return False
+    computed = hashlib.new(algorithm.lower(), (email + (salt or "")).encode()).hexdigest()
+    return computed == digest.lower()
+
+
+def not_verifiable_offline(what: str) -> str:
+    return f"{what}: network fetches are off (EBACKPACK_IMPORT_NETWORK), so this could not be checked"

@@ -1,0 +1,267 @@
+"""Profiles from a real Moodle database through the compacted topics into the issuer's view; the
+completion date from `course_completions.timecompleted`; and the right to erasure on `user_deleted`.
+
+Real components: PostgreSQL holding Moodle's user / course / course_completions tables (the columns we
+read), the embedded Tansu broker, SeaweedFS, and the issuer's service layer on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from ebackpack.config import SAMPLE_DIR, Settings
+from ebackpack.demo import prepare
+from ebackpack.persistence.tables import (
+    AttestationRow,
+    AwardRow,
+    CertificateRow,
+    Learner,
+    SignedCredentialRow,
+)
+from ebackpack.storage import ObjectStore
+from ebackpack.streaming.readback import read_topics
+from ebackpack.streaming.topics import MOODLE_COURSES, MOODLE_USERS
+from schemas.moodle import COURSE_COMPLETED, USER_DELETED, MoodleEvent
+from services.backpack.verification import verify
+from services.gateway.events import moodle_message
+from services.gateway.profiles import MoodleDatabase, ProfilePublisher, ProfileSync
+from services.issuer.rules import load_rules
+from services.issuer.service import IssuerService
+
+pytestmark = pytest.mark.integration
+RULES = load_rules(SAMPLE_DIR / "rules.toml")
+COURSE = next(r.course_id for r in RULES.rules if r.certificate)
+LEARNER = 8101
+COMPLETED = int(datetime(2026, 5, 4, 10, 30, tzinfo=UTC).timestamp())  # timecompleted
+LOGGED = COMPLETED + 3 * 86400  # the cron run that logged the event, days later
+
+MOODLE_TABLES = """
+CREATE TABLE mdl_user (id BIGINT PRIMARY KEY, deleted SMALLINT NOT NULL DEFAULT 0, username VARCHAR(100),
+  firstname VARCHAR(100), lastname VARCHAR(100), email VARCHAR(100), lang VARCHAR(30), timemodified BIGINT);
+CREATE TABLE mdl_course (id BIGINT PRIMARY KEY, fullname VARCHAR(254), shortname VARCHAR(255));
+CREATE TABLE mdl_course_completions (id BIGINT PRIMARY KEY, userid BIGINT, course BIGINT,
+  timecompleted BIGINT);
+"""
+
+
+@pytest.fixture
+def moodle(postgres_url: str) -> Any:
+    engine = create_engine(postgres_url)
+    with engine.begin() as connection:
+        for statement in MOODLE_TABLES.strip().split(";"):
+            if statement.strip():
+                connection.execute(text(statement))
+        connection.execute(
+            text(
+                "INSERT INTO mdl_user VALUES (:id, 0, 'zosia', 'Zofia', 'Wiśniewska', "
+                "'zofia@example.org', 'pl', 0)"
+            ),
+            {"id": LEARNER},
+        )
+        connection.execute(
+            text("INSERT INTO mdl_course VALUES (:id, 'Pierwsza pomoc przedmedyczna', 'PP')"), {"id": COURSE}
+        )
+        connection.execute(
+            text("INSERT INTO mdl_course_completions VALUES (9901, :u, :c, :t)"),
+            {"u": LEARNER, "c": COURSE, "t": COMPLETED},
+        )
+    yield engine
+    engine.dispose()
+
+
+def completion() -> MoodleEvent:
+    return MoodleEvent(
+        eventname=COURSE_COMPLETED,
+        component="core",
+        action="completed",
+        target="course",
+        objecttable="course_completions",
+        objectid=9901,
+        crud="u",
+        edulevel=2,
+        contextid=COURSE + 1145,
+        contextlevel=50,
+        contextinstanceid=COURSE,
+        userid=2,
+        courseid=COURSE,
+        relateduserid=LEARNER,
+        timecreated=LOGGED,
+    )
+
+
+def deletion() -> MoodleEvent:
+    return MoodleEvent(
+        eventname=USER_DELETED,
+        component="core",
+        action="deleted",
+        target="user",
+        objecttable="user",
+        objectid=LEARNER,
+        crud="d",
+        edulevel=0,
+        contextid=4410,
+        contextlevel=30,
+        contextinstanceid=LEARNER,
+        userid=2,
+        courseid=0,
+        relateduserid=LEARNER,
+        other={"username": "zosia", "email": "zofia@example.org"},
+        timecreated=LOGGED + 60,
+    )
+
+
+def deliver(settings: Settings, issuer: IssuerService) -> None:
+    """What the issuer worker does with the profile topics."""
+    for topic, kind in ((MOODLE_USERS, "user"), (MOODLE_COURSES, "course")):
+        for record in read_topics(settings, [settings.topic(topic)], idle_ms=500):
+            issuer.apply_profile(kind, record.key, record.value)
+
+
+def test_profiles_completion_date_and_erasure(settings: Settings, moodle: Any) -> None:
+    sessions = prepare(settings)
+    issuer = IssuerService(sessions, RULES, settings)
+    publisher = ProfilePublisher(settings)
+    sync = ProfileSync(MoodleDatabase(moodle), publisher)
+
+    # The gateway prepares the completion: profiles published first, the completion date filled in.
+    (ready,) = sync.prepare([completion()])
+    deliver(settings, issuer)
+    issuer.handle(moodle_message(settings.site_id, ready)[1][1])
+
+    with sessions() as session:
+        learner = session.get(Learner, LEARNER)
+        award = session.scalars(select(AwardRow).where(AwardRow.learner_id == LEARNER)).one()
+        assert learner is not None and (learner.firstname, learner.lang) == ("Zofia", "pl")
+        assert award.issued_on.replace(tzinfo=UTC) == datetime.fromtimestamp(COMPLETED, UTC)
+    assert ready.timecompleted == COMPLETED
+
+    # A name change in Moodle reaches the issuer's view for the certificates rendered later.
+    with moodle.begin() as connection:
+        connection.execute(
+            text("UPDATE mdl_user SET lastname = 'Wiśniewska-Kowal' WHERE id = :id"), {"id": LEARNER}
+        )
+    updated = completion().model_copy(update={"eventname": "\\core\\event\\user_updated"})
+    sync.prepare([updated])
+    deliver(settings, issuer)
+    with sessions() as session:
+        learner = session.get(Learner, LEARNER)
+        assert learner is not None and learner.lastname == "Wiśniewska-Kowal"
+
+    # Personal data in S3 and in the tables, as the renderer and the importer leave it.
+    store = ObjectStore(settings)
+    with sessions.begin() as session:
+        store.put(f"certificates/{award.credential_id}/x.pdf", b"%PDF- Zofia", "application/pdf")
+        store.put(f"attestations/{LEARNER}/a1", b"{}", "application/json")
+        session.add(
+            CertificateRow(
+                credential_id=award.credential_id,
+                bucket=settings.s3_bucket,
+                object_key=f"certificates/{award.credential_id}/x.pdf",
+                sha256="0" * 64,
+                size=11,
+                rendered_at=datetime.now(UTC),
+                template="default",
+            )
+        )
+        session.add(
+            AttestationRow(
+                id="a1",
+                learner_id=LEARNER,
+                state="imported",
+                object_key=f"attestations/{LEARNER}/a1",
+                size=2,
+                received_at=datetime.now(UTC),
+            )
+        )
+
+    # Moodle deletes the user: the gateway redacts the event and tombstones the profile.
+    gone = sync.prepare([deletion()])
+    _event_id, (_key, value) = moodle_message(settings.site_id, gone[0])
+    assert json.loads(value)["data"]["other"] is None  # username and e-mail are not passed on
+    issuer.handle(value)
+    issuer.handle(value)  # redelivered: nothing left to erase, nothing breaks
+
+    with sessions() as session:
+        assert session.get(Learner, LEARNER) is None
+        kept = session.scalars(select(AwardRow).where(AwardRow.learner_id == LEARNER)).one()
+        assert kept.recipient_hash is None and kept.recipient_salt is None
+        assert (
+            session.scalars(
+                select(SignedCredentialRow).where(SignedCredentialRow.credential_id == kept.credential_id)
+            ).all()
+            == []
+        )
+        assert session.get(AttestationRow, "a1") is None
+        public = verify(session, kept.verification_code)
+    assert public.status == "valid" and public.learner_name is None and public.achievement
+    assert list(store.keys(f"certificates/{award.credential_id}/")) == []
+    assert list(store.keys(f"attestations/{LEARNER}/")) == []
+    tombstones = [
+        r
+        for r in read_topics(settings, [settings.topic(MOODLE_USERS)], idle_ms=500)
+        if r.key == str(LEARNER).encode() and r.value is None
+    ]
+    assert tombstones, "the deleted user's profile gets a tombstone on the compacted topic"
+    publisher.close()
+
+
+def test_profiles_through_moodle_web_services() -> None:
+    """Moodle's REST protocol, served by a recording stand-in on 127.0.0.1."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+    from urllib.parse import parse_qs
+
+    calls: list[dict[str, list[str]]] = []
+
+    class Moodle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            calls.append(form)
+            if form["wstoken"] != ["secret-token"]:
+                body: Any = {
+                    "exception": "moodle_exception",
+                    "errorcode": "invalidtoken",
+                    "message": "Invalid token",
+                }
+            elif form["wsfunction"] == ["core_user_get_users_by_field"]:
+                body = [
+                    {
+                        "id": 7,
+                        "firstname": "Jan",
+                        "lastname": "Kowalski",
+                        "email": "jan@example.org",
+                        "lang": "pl",
+                    }
+                ]
+            else:
+                body = {"courses": [{"id": 42, "fullname": "Python", "shortname": "PY"}], "warnings": []}
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    from services.gateway.profiles import MoodleWebServices
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Moodle)
+    Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        services = MoodleWebServices(url, "secret-token", httpx.Client(timeout=5))
+        (user,) = services.users([7])
+        (course,) = services.courses([42])
+        assert (user.firstname, user.lang, course.fullname) == ("Jan", "pl", "Python")
+        assert calls[0]["values[0]"] == ["7"] and calls[1]["value"] == ["42"]
+        with pytest.raises(RuntimeError, match="invalidtoken"):
+            MoodleWebServices(url, "wrong", httpx.Client(timeout=5)).users([7])
+    finally:
+        server.shutdown()
