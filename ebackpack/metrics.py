@@ -125,9 +125,10 @@ def dead_lettered(consumer: str, error_type: str) -> None:
     DEAD_LETTERS.labels(consumer, error_type[:MAX_LABEL] or "Exception").inc()
 
 
-def rendered(outcome: str) -> None:
+def rendered(outcome: str, count: int = 1) -> None:
     """outcome: `stored`, `already_stored` or `failed`."""
-    RENDERS.labels(outcome).inc()
+    if count:
+        RENDERS.labels(outcome).inc(count)
 
 
 def imported(outcome: str, status: str | None) -> None:

@@ -9,14 +9,16 @@ import faust
 from ebackpack.config import Settings, get_settings
 from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.storage import ObjectStore
-from ebackpack.streaming.app import consume, make_app, raw_topic, send_and_wait
+from ebackpack.streaming.app import BatchOutcome, consume_batches, make_app, raw_topic, send_and_wait
 from ebackpack.streaming.policy import SourceMessage
 from ebackpack.streaming.topics import RENDER_REQUESTS, RENDERED, dlq
+from schemas import CertificateRenderedMessage
 
-from .certificate import CertificateRenderer
+from .certificate import BATCH_SIZE, CertificateRenderer
 from .service import RendererService
 
 CONSUMER = "renderer"
+BATCH_WAIT = 0.05  # seconds a batch waits to fill: the latency a lone request pays
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -28,14 +30,23 @@ def create_app(settings: Settings | None = None) -> faust.App:
     rendered = raw_topic(app, settings.topic(RENDERED))
     dead_letters = raw_topic(app, settings.topic(dlq(RENDER_REQUESTS)))
 
+    async def announce(events: list[CertificateRenderedMessage]) -> None:
+        await asyncio.gather(*(send_and_wait(rendered, e.data.credential_id.encode(), e.to_bytes())
+                               for e in events))
+
     async def handle(message: SourceMessage) -> None:
         # WeasyPrint is CPU-bound: a thread keeps the consumer's heartbeats going meanwhile.
-        event = await asyncio.to_thread(service.handle, message.value)
-        await send_and_wait(rendered, event.data.credential_id.encode(), event.to_bytes())
+        await announce([await asyncio.to_thread(service.handle, message.value)])
+
+    async def handle_batch(messages: list[SourceMessage]) -> BatchOutcome:
+        result = await asyncio.to_thread(service.handle_batch, [m.value for m in messages])
+        await announce(result.announcements)
+        return BatchOutcome(poison=list(result.invalid))
 
     @app.agent(requests, name=f"{CONSUMER}.certificates")
     async def render(stream: faust.StreamT) -> None:
-        async for _ in consume(stream, handle, dlq=dead_letters, consumer=CONSUMER):
+        async for _ in consume_batches(stream, handle_batch, handle, dlq=dead_letters, consumer=CONSUMER,
+                                       size=BATCH_SIZE, within=BATCH_WAIT):
             pass
 
     return app

@@ -8,6 +8,8 @@ same bytes under the same key, and a re-render that changes the PDF adds a versi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +38,14 @@ def object_key(credential_id: str, sha256: str) -> str:
     return f"certificates/{credential_id}/{sha256}.pdf"
 
 
+@dataclass
+class BatchResult:
+    """What a batch of render requests came to: announcements in the requests' order, and poison."""
+
+    announcements: list[CertificateRenderedMessage] = field(default_factory=list)
+    invalid: list[tuple[int, InvalidMessage]] = field(default_factory=list)
+
+
 class RendererService:
     def __init__(self, sessions: sessionmaker[Session], store: ObjectStore, renderer: CertificateRenderer,
                  settings: Settings):
@@ -59,11 +69,54 @@ class RendererService:
         metrics.rendered("stored")
         return self._announcement(row)
 
-    def render_and_store(self, request: CertificateRenderRequest) -> CertificateRow:
+    def handle_batch(self, raws: Sequence[bytes]) -> BatchResult:
+        """`handle` for many requests: those to render are laid out together (see CertificateRenderer).
+
+        Unparseable requests and unknown templates come back as poison; any other failure fails the
+        whole batch, which the consumer then retries and handles one message at a time.
+        """
+        result = BatchResult()
+        requests = self._valid_requests(raws, result.invalid)
+        with self.sessions() as session:
+            repository = CertificateRepository(session)
+            stored = {i: repository.latest(r.credential_id) for i, r in requests.items() if not r.rerender}
+        to_render = {i: r for i, r in requests.items() if stored.get(i) is None}
         try:
-            pdf = self.renderer.render(request)
+            pdfs = dict(zip(to_render, self.renderer.render_batch(list(to_render.values())), strict=True))
+            rows = {i: self._store(to_render[i], pdf) for i, pdf in pdfs.items()}
+        except Exception:
+            metrics.rendered("failed", len(to_render))
+            raise
+        metrics.rendered("stored", len(rows))
+        metrics.rendered("already_stored", len(requests) - len(rows))
+        current = {**{i: row for i, row in stored.items() if row is not None}, **rows}
+        result.announcements = [self._announcement(current[i]) for i in sorted(current)]
+        return result
+
+    def _valid_requests(self, raws: Sequence[bytes],
+                        invalid: list[tuple[int, InvalidMessage]]) -> dict[int, CertificateRenderRequest]:
+        requests = {}
+        for index, raw in enumerate(raws):
+            try:
+                request = parse_message(CertificateRenderRequestMessage, raw).data
+                self._check_template(request)
+            except InvalidMessage as exc:
+                invalid.append((index, exc))
+            else:
+                requests[index] = request
+        return requests
+
+    def _check_template(self, request: CertificateRenderRequest) -> None:
+        try:
+            self.renderer.check_template(request.template)
         except UnknownTemplateError as exc:
             raise InvalidMessage(str(exc)) from exc
+
+    def render_and_store(self, request: CertificateRenderRequest) -> CertificateRow:
+        self._check_template(request)
+        return self._store(request, self.renderer.render(request))
+
+    def _store(self, request: CertificateRenderRequest, pdf: bytes) -> CertificateRow:
         digest = sha256_hex(pdf)
         key = object_key(request.credential_id, digest)
         self.store.put(key, pdf, "application/pdf",

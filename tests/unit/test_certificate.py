@@ -241,3 +241,23 @@ def test_learning_outcomes_and_workload_in_the_learners_language(polish_pdf: byt
     english = pdf_text(english_pdf, tmp_path)
     assert "Learning outcomes" in english and "Writes small Python programs" in english
     assert "Workload: 2.5 ECTS credits · 50 hours" in english and "EQF" not in english
+
+
+def test_a_batch_gives_each_certificate_the_bytes_it_gets_alone(renderer: CertificateRenderer,
+                                                                  polish_pdf: bytes, english_pdf: bytes,
+                                                                  tmp_path: Path) -> None:
+    """Batches mix templates and languages; each PDF is the one its request gets when rendered alone, so
+    a redelivered request lands on the same content-addressed object whatever batch it comes in."""
+    formal = make_request(template="formal", learner_name="Jędrzej Gąsiorowski")
+    other = make_request(learner_name="Urszula Kołodziej", verification_code="9XYZ-C4XA-P9RT")
+    batch = [make_request(), formal, make_request(**ENGLISH), other]
+
+    pdfs = renderer.render_batch(batch)
+
+    assert pdfs == [polish_pdf, renderer.render(formal), english_pdf, renderer.render(other)]
+    assert pdf_info(pdfs[3], tmp_path)["Title"].startswith("Zaświadczenie o ukończeniu: Urszula Kołodziej")
+    assert "Zofia" not in pdf_text(pdfs[3], tmp_path)
+
+
+def test_an_empty_batch_renders_nothing(renderer: CertificateRenderer) -> None:
+    assert renderer.render_batch([]) == []
