@@ -4,8 +4,6 @@ scripts still covered, and WeasyPrint outside the renderer untouched."""
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 from pathlib import Path
 
 import pikepdf
@@ -15,7 +13,7 @@ from weasyprint import HTML
 
 from services.renderer.certificate import CertificateRenderer
 from services.renderer.fonts import REPERTOIRE
-from tests.unit.test_certificate import ENGLISH, make_request
+from tests.unit.test_certificate import ENGLISH, make_request, pdf_text
 
 
 def embedded_fonts(pdf: bytes) -> dict[str, bytes]:
@@ -32,15 +30,6 @@ def drawn_glyphs(program: bytes) -> int:
     """Glyphs with an outline (WeasyPrint keeps glyph ids, so unused ones are empty)."""
     glyf = TTFont(io.BytesIO(program))["glyf"]
     return sum(1 for name in glyf if glyf[name].numberOfContours != 0)
-
-
-def pdf_text(pdf: bytes, tmp_path: Path) -> str:
-    if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext is not installed (Debian: poppler-utils)")
-    path = tmp_path / "cert.pdf"
-    path.write_bytes(pdf)
-    out = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], check=True, capture_output=True)
-    return " ".join(out.stdout.decode().split())
 
 
 @pytest.fixture(scope="module")
