@@ -115,7 +115,22 @@ function body(TCPDF $pdf, array $r): void
     $y = text($pdf, ['dejavuserif', 'B', 17], NAVY, 28, $y + 2, 241, esc($r['course_name']));
     $y = text($pdf, ['dejavusans', '', 10.5], GREY, 28, $y + 7, 241, 'i uzyskał(a) osiągnięcie');
     $y = text($pdf, ['dejavuserif', 'I', 13], NAVY, 28, $y + 1.5, 241, esc($r['achievement_name']));
-    text($pdf, ['dejavusans', '', 9.5], GREY, 63.5, $y + 1.5, 170, esc($r['achievement_description']));
+    $y = text($pdf, ['dejavusans', '', 9.5], GREY, 63.5, $y + 1.5, 170, esc($r['achievement_description']));
+    outcomes($pdf, $r, $y);
+}
+
+// EU micro-credential elements, as the e-Backpack templates print them under the description.
+function outcomes(TCPDF $pdf, array $r, float $y): void
+{
+    if ($r['learning_outcomes']) {
+        $y = text($pdf, ['dejavusans', 'B', 8.5], NAVY, 28, $y + 3, 241, 'Efekty uczenia się');
+        foreach ($r['learning_outcomes'] as $outcome) {
+            $y = text($pdf, ['dejavusans', '', 8], GREY, 58.5, $y, 180, '· ' . esc($outcome));
+        }
+    }
+    if ($r['workload'] !== '') {
+        text($pdf, ['dejavusans', '', 8], NAVY, 28, $y + 1.5, 241, 'Nakład pracy: ' . esc($r['workload']));
+    }
 }
 
 function facts(TCPDF $pdf, array $r): void
