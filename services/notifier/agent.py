@@ -56,17 +56,32 @@ def create_app(settings: Settings | None = None, tuning: Tuning | None = None) -
     dead_letters = raw_topic(app, settings.topic(DEAD_LETTERS))
     policy = RetryPolicy()
 
+    in_flight: set[Key] = set()  # keys the consumer or a timer is delivering right now
+
     async def deliver(keys: Iterable[Key]) -> None:
-        """One attempt each, in turn; a failure is scheduled in its row, never retried here."""
+        """One attempt each, in turn; a failure is scheduled in its row, never retried here.
+
+        A key already in flight is skipped: the retry timer would otherwise pick up a row that has given
+        up while its dead letter awaits the broker's ack, and publish the letter a second time.
+        """
         for key in keys:
-            outcome = await asyncio.to_thread(service.deliver, key)
-            if outcome.dead_letter is not None:
-                letter = outcome.dead_letter
-                learner = base64.b64decode(letter.data.key_b64) if letter.data.key_b64 else None
-                # Acknowledged before the row says `dead`: a crash in between publishes it again.
-                await with_retries(functools.partial(send_and_wait, dead_letters, learner, letter.to_bytes()),
-                                   policy)
-                await asyncio.to_thread(service.mark_dead, key)
+            if key in in_flight:
+                continue
+            in_flight.add(key)
+            try:
+                await deliver_one(key)
+            finally:
+                in_flight.discard(key)
+
+    async def deliver_one(key: Key) -> None:
+        outcome = await asyncio.to_thread(service.deliver, key)
+        if outcome.dead_letter is not None:
+            letter = outcome.dead_letter
+            learner = base64.b64decode(letter.data.key_b64) if letter.data.key_b64 else None
+            # Acknowledged before the row says `dead`: a crash in between publishes it again (same id).
+            await with_retries(functools.partial(send_and_wait, dead_letters, learner, letter.to_bytes()),
+                               policy)
+            await asyncio.to_thread(service.mark_dead, key)
 
     async def handle(message: SourceMessage) -> None:
         await deliver(await asyncio.to_thread(service.accept, message.value))
