@@ -55,28 +55,31 @@ class RendererService:
         self.settings = settings
 
     def handle(self, raw: bytes) -> CertificateRenderedMessage:
-        try:
-            request = parse_message(CertificateRenderRequestMessage, raw).data
-            with self.sessions() as session:
-                existing = CertificateRepository(session).latest(request.credential_id)
-            if existing is not None and not request.rerender:
-                metrics.rendered("already_stored")
-                return self._announcement(existing)
-            row = self.render_and_store(request)
-        except Exception:
-            metrics.rendered("failed")  # each attempt: a retried request counts again
-            raise
-        metrics.rendered("stored")
-        return self._announcement(row)
+        """One request: a batch of one, its poison raised (InvalidMessage) for the dead-letter topic."""
+        result = self.handle_batch([raw])
+        if result.invalid:
+            raise result.invalid[0][1]
+        return result.announcements[0]
 
     def handle_batch(self, raws: Sequence[bytes]) -> BatchResult:
-        """`handle` for many requests: those to render are laid out together (see CertificateRenderer).
+        """Requests to render are laid out together (see CertificateRenderer).
 
         Unparseable requests and unknown templates come back as poison; any other failure fails the
-        whole batch, which the consumer then retries and handles one message at a time.
+        whole batch, which the consumer then retries and handles one message at a time. Every failed
+        attempt counts as a `failed` render, a retried request again.
         """
         result = BatchResult()
         requests = self._valid_requests(raws, result.invalid)
+        metrics.rendered("failed", len(result.invalid))
+        if requests:
+            result.announcements = self._render_and_store(requests)
+        return result
+
+    def _render_and_store(
+        self, requests: dict[int, CertificateRenderRequest]
+    ) -> list[CertificateRenderedMessage]:
+        """Announcements in the requests' order: the stored PDF, or a new one when there is none or the
+        request asks for a re-render."""
         with self.sessions() as session:
             repository = CertificateRepository(session)
             stored = {i: repository.latest(r.credential_id) for i, r in requests.items() if not r.rerender}
@@ -90,8 +93,7 @@ class RendererService:
         metrics.rendered("stored", len(rows))
         metrics.rendered("already_stored", len(requests) - len(rows))
         current = {**{i: row for i, row in stored.items() if row is not None}, **rows}
-        result.announcements = [self._announcement(current[i]) for i in sorted(current)]
-        return result
+        return [self._announcement(current[i]) for i in sorted(current)]
 
     def _valid_requests(self, raws: Sequence[bytes],
                         invalid: list[tuple[int, InvalidMessage]]) -> dict[int, CertificateRenderRequest]:
@@ -99,22 +101,14 @@ class RendererService:
         for index, raw in enumerate(raws):
             try:
                 request = parse_message(CertificateRenderRequestMessage, raw).data
-                self._check_template(request)
+                self.renderer.check_template(request.template)
             except InvalidMessage as exc:
                 invalid.append((index, exc))
+            except UnknownTemplateError as exc:
+                invalid.append((index, InvalidMessage(str(exc))))
             else:
                 requests[index] = request
         return requests
-
-    def _check_template(self, request: CertificateRenderRequest) -> None:
-        try:
-            self.renderer.check_template(request.template)
-        except UnknownTemplateError as exc:
-            raise InvalidMessage(str(exc)) from exc
-
-    def render_and_store(self, request: CertificateRenderRequest) -> CertificateRow:
-        self._check_template(request)
-        return self._store(request, self.renderer.render(request))
 
     def _store(self, request: CertificateRenderRequest, pdf: bytes) -> CertificateRow:
         digest = sha256_hex(pdf)
