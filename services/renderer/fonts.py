@@ -39,7 +39,7 @@ REPERTOIRE = frozenset(chain(range(0x20, 0x7F), range(0xA0, 0x180), range(0x2010
 
 Subset = Callable[[Any, dict[int, str], bool], None]  # weasyprint Font.subset(font, to_unicode, hinting)
 _ACTIVE: ContextVar[SharedFonts | None] = ContextVar("shared_fonts", default=None)
-_WEASYPRINT_SUBSET: Subset | None = None
+_installed = False  # WeasyPrint's Font.subset wrapped (once per process)
 
 
 @dataclass(frozen=True)
@@ -117,23 +117,22 @@ def repertoire_glyphs(font_file: bytes, index: int = 0) -> set[int]:
     options.drop_tables += ["FFTM"]  # a timestamp table fontTools cannot subset (it logs a warning)
     subsetter = fonttools_subset.Subsetter(options)
     face = TTFont(io.BytesIO(font_file), fontNumber=index)
+    glyph_ids = {name: glyph_id for glyph_id, name in enumerate(face.getGlyphOrder())}  # before subsetting
     cmap = face.getBestCmap()
     subsetter.populate(unicodes=[code for code in REPERTOIRE if code in cmap])
     subsetter.subset(face)
-    original = TTFont(io.BytesIO(font_file), fontNumber=index)
-    return {original.getGlyphID(name) for name in subsetter.glyphs_retained}
+    return {glyph_ids[name] for name in subsetter.glyphs_retained}
 
 
 def install() -> bool:
     """Route WeasyPrint's font subsetting through the active SharedFonts; False if WeasyPrint changed."""
-    global _WEASYPRINT_SUBSET
+    global _installed
     font_class = weasyprint_fonts.Font
-    if _WEASYPRINT_SUBSET is not None:
+    if _installed:
         return True
     original = font_class.subset
     if list(inspect.signature(original).parameters) != ["self", "to_unicode", "hinting"]:
         return False
-    _WEASYPRINT_SUBSET = original
 
     def subset(font: Any, to_unicode: dict[int, str], hinting: bool) -> None:
         shared = _ACTIVE.get()
@@ -143,4 +142,5 @@ def install() -> bool:
             shared.subset(font, to_unicode, hinting, original)
 
     font_class.subset = subset
+    _installed = True
     return True
