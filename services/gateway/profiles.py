@@ -155,36 +155,27 @@ class ProfilePublisher:
         deleted: Iterable[int] = (),
     ) -> None:
         now = datetime.now(UTC)
-        futures = []
-        for user in users:
-            message = MoodleUserMessage.build(
-                id=deterministic_id("moodle.user", self.site, user.id, now.isoformat()),
-                source=f"moodle://{self.site}",
-                subject=str(user.id),
-                time=now,
-                data=user,
-            )
-            futures.append(
-                self._producer.send(self.users_topic, key=str(user.id).encode(), value=message.to_bytes())
-            )
-        for course in courses:
-            course_message = MoodleCourseMessage.build(
-                id=deterministic_id("moodle.course", self.site, course.id, now.isoformat()),
-                source=f"moodle://{self.site}",
-                subject=str(course.id),
-                time=now,
-                data=course,
-            )
-            futures.append(
-                self._producer.send(
-                    self.courses_topic, key=str(course.id).encode(), value=course_message.to_bytes()
-                )
-            )
+        futures = [self._send(self.users_topic, MoodleUserMessage, "moodle.user", user, now)
+                   for user in users]
+        futures += [self._send(self.courses_topic, MoodleCourseMessage, "moodle.course", course, now)
+                    for course in courses]
         for user_id in deleted:
             futures.append(self._producer.send(self.users_topic, key=str(user_id).encode(), value=None))
         self._producer.flush()
         for future in futures:
             future.get(timeout=30)
+
+    def _send(self, topic: str, message_class: type[MoodleUserMessage] | type[MoodleCourseMessage], kind: str,
+              profile: LearnerProfile | CourseProfile, now: datetime) -> Any:
+        """One profile, keyed by its Moodle id (the compacted topic keeps the latest per id)."""
+        message = message_class.build(
+            id=deterministic_id(kind, self.site, profile.id, now.isoformat()),
+            source=f"moodle://{self.site}",
+            subject=str(profile.id),
+            time=now,
+            data=profile,
+        )
+        return self._producer.send(topic, key=str(profile.id).encode(), value=message.to_bytes())
 
     def close(self) -> None:
         self._producer.close(timeout=10)
