@@ -32,16 +32,20 @@ from ebackpack.demo import prepare
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from services.gateway.webhook import create_app, sign
-from tests.conftest import require_tool, reserve_port
+from tests.conftest import MOODLE_FIXTURES, require_tool, reserve_port
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "infra" / "moodle" / "local_ebackpack"
 PHP_DIR = ROOT / "tests" / "php"
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "moodle"
-COMPLETED_FIXTURE = FIXTURES / "observer-course_completed.moodle51.json"
-DELETED_FIXTURE = FIXTURES / "observer-user_deleted.json"
+COMPLETED_FIXTURE = MOODLE_FIXTURES / "observer-course_completed.moodle51.json"
+DELETED_FIXTURE = MOODLE_FIXTURES / "observer-user_deleted.json"
+REAL_44 = MOODLE_FIXTURES / "real-4.4"  # what the plugin sent from a real Moodle 4.4.2 site
+# Fields of get_data() that say what kind of event it is and where, never whom or when: no personal data.
+STRUCTURAL = {"eventname", "component", "action", "target", "objecttable", "crud", "edulevel", "contextid",
+              "contextlevel", "anonymous"}
+MOODLE_44_ATTEMPTS = 12  # \core\task\adhoc_task's attempts in Moodle 4.4 (task_adhoc.attemptsavailable)
 SITE = "moodle.example.org"
 SECRET = "correct horse battery staple / zażółć"  # non-ASCII and a slash: UTF-8 on both sides
 
@@ -258,6 +262,10 @@ def test_the_privacy_provider_declares_what_goes_to_the_ebackpack(php: str) -> N
     [[name, fields, summary]] = result["links"]
     assert name == "ebackpack" and summary == "privacy:metadata:ebackpack"
     assert {"userid", "relateduserid", "courseid", "other", "timecreated"} <= set(fields)
+    sent = {key for path in REAL_44.glob("observer-*.json") for key in load(path)}
+    assert "timecompleted" in sent  # the observer adds it to course_completed
+    undeclared = sent - STRUCTURAL - set(fields)
+    assert not undeclared, f"sent to the e-Backpack but not declared in the privacy metadata: {undeclared}"
     assert all(text == f"privacy:metadata:ebackpack:{field}" for field, text in fields.items())
     assert result["contexts"] == "core_privacy\\local\\request\\contextlist"  # nothing stored locally
 
@@ -444,6 +452,13 @@ def test_retry_after_stretches_moodles_backoff_and_the_last_attempt_requeues(php
     assert copy["customdata"] == event and copy["userid"] is None
     assert copy["faildelay"] == 960 and 955 <= copy["runs_in"] <= 960
     assert any("queued again" in line for line in last["log"])
+
+
+def test_the_readme_and_the_fake_task_manager_use_moodle_44s_attempt_count(php: str) -> None:
+    readme = " ".join((PLUGIN / "README.md").read_text().split())
+    assert f"a limited number of attempts ({MOODLE_44_ATTEMPTS})" in readme
+    bootstrap = (PHP_DIR / "moodle" / "bootstrap.php").read_text()
+    assert f"private int $attemptsavailable = {MOODLE_44_ATTEMPTS};" in bootstrap
 
 
 def test_no_answer_at_all_is_retried(php: str) -> None:

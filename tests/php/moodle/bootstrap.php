@@ -177,7 +177,7 @@ namespace core\task {
     } else {
         /** Moodle 4.4+: attemptsavailable, counted down by the task manager on each failure. */
         abstract class adhoc_task extends adhoc_task_base {
-            private int $attemptsavailable = 9;
+            private int $attemptsavailable = 12;
 
             public function set_attempts_available(int $attempts): void {
                 $this->attemptsavailable = $attempts;

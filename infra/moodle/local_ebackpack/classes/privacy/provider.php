@@ -59,6 +59,7 @@ class provider implements
             'objectid' => 'privacy:metadata:ebackpack:objectid',
             'other' => 'privacy:metadata:ebackpack:other',
             'timecreated' => 'privacy:metadata:ebackpack:timecreated',
+            'timecompleted' => 'privacy:metadata:ebackpack:timecompleted',
         ], 'privacy:metadata:ebackpack');
         return $collection;
     }

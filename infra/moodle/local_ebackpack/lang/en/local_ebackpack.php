@@ -35,6 +35,7 @@ $string['privacy:metadata:ebackpack:objectid'] = 'The id of the record the event
 $string['privacy:metadata:ebackpack:other'] = 'Further event details; for a deleted user, the username and e-mail address.';
 $string['privacy:metadata:ebackpack:relateduserid'] = 'The id of the user the event is about (the learner).';
 $string['privacy:metadata:ebackpack:site'] = 'The identifier of this Moodle site.';
+$string['privacy:metadata:ebackpack:timecompleted'] = 'For a course completion, the time the user completed the course.';
 $string['privacy:metadata:ebackpack:timecreated'] = 'The time of the event.';
 $string['privacy:metadata:ebackpack:userid'] = 'The id of the user who caused the event.';
 $string['secret'] = 'Shared secret';

@@ -35,6 +35,7 @@ $string['privacy:metadata:ebackpack:objectid'] = 'Identyfikator rekordu, któreg
 $string['privacy:metadata:ebackpack:other'] = 'Dalsze szczegóły zdarzenia; dla usuniętego użytkownika jego nazwa użytkownika i adres e-mail.';
 $string['privacy:metadata:ebackpack:relateduserid'] = 'Identyfikator użytkownika, którego dotyczy zdarzenie (uczącego się).';
 $string['privacy:metadata:ebackpack:site'] = 'Identyfikator tej platformy Moodle.';
+$string['privacy:metadata:ebackpack:timecompleted'] = 'Przy ukończeniu kursu: czas, w którym użytkownik ukończył kurs.';
 $string['privacy:metadata:ebackpack:timecreated'] = 'Czas zdarzenia.';
 $string['privacy:metadata:ebackpack:userid'] = 'Identyfikator użytkownika, który wywołał zdarzenie.';
 $string['secret'] = 'Wspólny sekret';
