@@ -9,7 +9,7 @@ import tempfile
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from ebackpack.storage import ObjectStore
@@ -17,7 +17,7 @@ from services.issuer.service import IssuerService
 from services.renderer.bulk import course_entries, write_zip
 
 from .deps import DbSession, backpack_views
-from .session import AdminUser, CsrfChecked
+from .session import AdminUser, CsrfChecked, local_path
 from .web import flash, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -63,7 +63,8 @@ def revoke(
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
         flash(request, "{code} was revoked.", code=award.verification_code)
-    return Response(status_code=303, headers={"Location": back if back.startswith("/admin") else "/admin"})
+    # RedirectResponse percent-encodes the path: a raw non-Latin-1 character cannot go in a header.
+    return RedirectResponse(back if local_path(back).startswith("/admin") else "/admin", status_code=303)
 
 
 @router.post("/courses/{course_id}/rerender", dependencies=[CsrfChecked])

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from .deps import attestation_uploads
 from .session import ApiLearner
 from .uploads import Received, UploadRefused
+from .web import attachment
 
 router = APIRouter(prefix="/api/attestations", tags=["external attestations"])
 READ_CHUNK = 256 * 1024
@@ -80,12 +81,11 @@ def original(request: Request, learner: ApiLearner, attestation_id: str) -> Resp
     except UploadRefused as exc:
         raise _refused(exc) from None
     # Always a download, never rendered in our origin: an uploaded SVG or HTML-ish file cannot run here.
-    disposition = f'attachment; filename="{(filename or attestation_id).replace(chr(34), "")}"'
     return Response(
         data,
         media_type=media_type,
         headers={
-            "Content-Disposition": disposition,
+            "Content-Disposition": attachment(filename or attestation_id),
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'; sandbox",
         },

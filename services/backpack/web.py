@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -26,6 +26,26 @@ from .session import LoginRequired, csrf_token, login_url, signed_in
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 STATIC_DIR = Path(__file__).parent / "static"
 RATE_LIMITED_PREFIXES = ("/verify/", "/s/")
+
+
+def http_url(value: object) -> bool:
+    """Only http(s) addresses become links: a `javascript:` or `data:` URL from a credential stays text.
+
+    `urlsplit` drops tabs and newlines like browsers do, so `java<TAB>script:` is seen as `javascript:`."""
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value.strip())
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+TEMPLATES.env.tests["http_url"] = http_url
+
+
+def attachment(filename: str) -> str:
+    """A `Content-Disposition` for any file name (RFC 6266): an ASCII fallback for old clients and the
+    exact name as UTF-8 in `filename*`. Headers are Latin-1: a raw `ś` in them would be a 500."""
+    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\;' else "_" for c in filename) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def flash(request: Request, text: str, **values: object) -> None:

@@ -11,12 +11,14 @@ public verification pages.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -34,6 +36,7 @@ from services.backpack.session import SESSION_COOKIE
 from services.backpack.shares import Shares
 from services.backpack.uploads import Announcer, AttestationUploads
 from services.gateway.profiles import store_profiles
+from services.importer.service import ImporterService
 from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from tests.builders import completion
@@ -471,3 +474,77 @@ def test_the_verification_pages_are_rate_limited(world: World) -> None:
             assert client.get("/login").status_code == 200  # the rest of the site is not limited
     finally:
         web.close()
+
+
+# ------------------------------------------------------------------- file names, links from credentials
+
+
+def test_an_original_named_in_polish_downloads_under_its_own_name(world: World, alice: Visitor) -> None:
+    name = "świadectwo.json"
+    sent = alice.http.post(
+        "/api/attestations",
+        files={"file": (name, EXAMPLE.read_bytes(), "application/json")},
+        headers={"X-CSRF-Token": alice.csrf},
+    )
+    assert sent.status_code == 202, sent.text
+    attestation = sent.json()["id"]
+    try:
+        original = alice.http.get(f"/api/attestations/{attestation}/original")
+        assert original.status_code == 200 and original.content == EXAMPLE.read_bytes()
+        disposition = original.headers["content-disposition"]
+        assert disposition.startswith("attachment;")
+        extended = re.search(r"filename\*=UTF-8''([^;\s]+)", disposition)  # RFC 6266: what browsers use
+        assert extended and unquote(extended.group(1)) == name
+        assert 'filename="_wiadectwo.json"' in disposition  # the ASCII fallback of older clients
+    finally:
+        world.uploads.delete(ALICE, attestation)
+
+
+def test_the_admin_forms_way_back_may_hold_any_characters(world: World) -> None:
+    admin = Visitor(world.url).log_in("admin")
+    try:
+        answer = admin.form(
+            f"/admin/credentials/{world.items[BOB].code}/revoke",
+            reason="   ",  # no reason: nothing is revoked, the form only sends the admin back
+            back=f"/admin/courses/{COURSE}?szukaj=świadectwo",
+        )
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"] == f"/admin/courses/{COURSE}?szukaj=%C5%9Bwiadectwo"
+        elsewhere = admin.form(
+            f"/admin/credentials/{world.items[BOB].code}/revoke", reason=" ", back="//evil.example/admin"
+        )
+        assert elsewhere.headers["location"] == "/admin"
+    finally:
+        admin.http.close()
+
+
+HOSTILE_URLS = ("javascript:alert(document.domain)", "java\tscript:alert(1)", "data:text/html,<b>x</b>")
+
+
+def test_only_http_links_of_an_uploaded_credential_become_links(world: World, alice: Visitor) -> None:
+    """The importer keeps the issuer's URL as the credential states it; the page links only http(s)."""
+    importer = ImporterService(
+        world.uploads.sessions, ObjectStore(world.settings), load_rules(world.settings.rules_file),
+        world.settings,
+    )
+    for url in HOSTILE_URLS + ("https://issuer.example/about",):
+        credential = json.loads(EXAMPLE.read_text())
+        credential["issuer"]["url"] = url
+        received = world.uploads.receive_file(ALICE, json.dumps(credential).encode(), "hostile.json")
+        attestation = received.row["id"]
+        try:
+            importer.check(attestation)
+            record = world.uploads.get(ALICE, attestation)["record"]
+            assert record is not None and record["issuer"]["url"] == url  # kept as stated, shown as text
+            page = alice.http.get(f"/attestations/{attestation}")
+            assert page.status_code == 200
+            hrefs = re.findall(r'href="([^"]*)"', page.text)
+            if url.startswith("https:"):
+                assert url in hrefs
+            else:
+                bare = [h.replace("\t", "").lower() for h in hrefs]
+                scripted = [h for h in bare if h.startswith(("javascript", "data"))]
+                assert not scripted
+                assert "Example Corp" in page.text
+        finally:
+            world.uploads.delete(ALICE, attestation)
