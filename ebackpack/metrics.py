@@ -7,15 +7,18 @@ What is counted where (labels in braces):
 - `ebackpack_processing_seconds{consumer}` (histogram): streaming/app.py, per message
 - `ebackpack_batch_seconds{consumer}` (histogram): streaming/app.py `consume_batches`, per batch
 - `ebackpack_dead_letters_total{consumer,reason}` (reason = error type): streaming/app.py `_dead_letter`
+- `ebackpack_consumer_paused{consumer}`: streaming/health.py, streams paused on a dependency that is down
+- `ebackpack_parked_messages{consumer}`: services/issuer/agent.py, messages waiting for a profile
 - `ebackpack_consumer_lag{group,topic,partition}`: each worker, every `LAG_INTERVAL` s, for its group
 - `ebackpack_renders_total{outcome}`: services/renderer/service.py
 - `ebackpack_imports_total{outcome,status}`: services/importer/service.py
 - `ebackpack_http_requests_total{app,route,method,status}`, `ebackpack_http_request_seconds{app,route}`:
   the `install_http_metrics` middleware of the web apps
 
-Workers serve them on `settings.metrics_port` (0 = off) with `serve_worker_metrics`; the web apps on
-their own port at `/metrics` (`install_http_metrics`). Label values stay few: topics and consumers are
-ours, `reason` is the exception class, `route` the route's template (`/verify/{code}`), never the path.
+Workers serve them on `settings.metrics_port` (0 = off) with `serve_worker_metrics`; the web apps at
+`/metrics` on their own port in the embedded stack (`install_http_metrics`), on `metrics_port` outside it.
+Label values stay few: topics and consumers are ours, `reason` is the exception class, `route` the
+route's template (`/verify/{code}`), never the path.
 
 Several replicas of a worker each report the lag of their whole group (the same numbers): aggregate
 with `max by (group, topic, partition)`, not `sum`.
@@ -73,6 +76,13 @@ IMPORTS = Counter(
     "ebackpack_imports", "Attestation checks (first imports and re-verifications) by outcome "
     "(imported, rejected) and verification status (verified, unverified, ...; empty when rejected).",
     ["outcome", "status"])
+CONSUMER_PAUSED = Gauge(
+    "ebackpack_consumer_paused", "Streams of a consumer paused on a dependency that is down (database, S3, "
+    "broker): the same message is tried again with backoff, nothing later is taken. 0 = flowing.",
+    ["consumer"])
+PARKED_MESSAGES = Gauge(
+    "ebackpack_parked_messages", "Messages parked until the data they wait for arrives (the issuer: "
+    "completions whose learner or course profile has not arrived), sampled by the consumer.", ["consumer"])
 HTTP_REQUESTS = Counter(
     "ebackpack_http_requests", "HTTP requests answered by a web app, by route template and status.",
     ["app", "route", "method", "status"])
@@ -82,7 +92,7 @@ HTTP_SECONDS = Histogram(
 
 ALL: tuple[MetricWrapperBase, ...] = (
     MESSAGES_IN, MESSAGES_OUT, PROCESSING_SECONDS, BATCH_SECONDS, DEAD_LETTERS, CONSUMER_LAG,
-    CONSUMER_LAG_SAMPLED, RENDERS, IMPORTS, HTTP_REQUESTS, HTTP_SECONDS,
+    CONSUMER_LAG_SAMPLED, RENDERS, IMPORTS, HTTP_REQUESTS, HTTP_SECONDS, CONSUMER_PAUSED, PARKED_MESSAGES,
 )
 
 _SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
@@ -123,6 +133,14 @@ def batch_processed(consumer: str, seconds: float) -> None:
 
 def dead_lettered(consumer: str, error_type: str) -> None:
     DEAD_LETTERS.labels(consumer, error_type[:MAX_LABEL] or "Exception").inc()
+
+
+def consumer_paused(consumer: str, streams: int) -> None:
+    CONSUMER_PAUSED.labels(consumer).set(streams)
+
+
+def parked(consumer: str, count: int) -> None:
+    PARKED_MESSAGES.labels(consumer).set(count)
 
 
 def rendered(outcome: str, count: int = 1) -> None:
@@ -233,8 +251,10 @@ class HttpMetricsMiddleware:
             HTTP_SECONDS.labels(self.app_name, route).observe(time.perf_counter() - started)
 
 
-def install_http_metrics(app: FastAPI, app_name: str, path: str = "/metrics") -> None:
-    """`GET /metrics` (Prometheus text format) and the request counter on a FastAPI app.
+def install_http_metrics(app: FastAPI, app_name: str, path: str = "/metrics", public: bool = True) -> None:
+    """The request counter on a FastAPI app and, when `public`, `GET /metrics` (Prometheus text format)
+    on the app's own port. Outside the embedded stack the web apps pass `public=False`: the metrics are
+    then served on `metrics_port` only (`ebackpack.webserver.run`), not to everyone who reaches the site.
 
     Add it last (outermost) so that it sees the answers of every other middleware too.
     """
@@ -245,6 +265,7 @@ def install_http_metrics(app: FastAPI, app_name: str, path: str = "/metrics") ->
         body, content_type = metrics_response_body()
         return Response(body, media_type=content_type)
 
-    app.add_route(path, metrics_endpoint, methods=["GET"], include_in_schema=False)
+    if public:
+        app.add_route(path, metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.add_middleware(HttpMetricsMiddleware, app_name=app_name)
 

@@ -199,3 +199,24 @@ class NotificationPreferenceRow(Base):
     channel: Mapped[str] = mapped_column(String(20), primary_key=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ParkedMessageRow(Base):
+    """A Moodle event the issuer cannot act on yet: the learner's (or course's) profile has not arrived.
+
+    Parked per learner, in arrival order (`id`): once a learner has a parked message, every later one of
+    theirs is parked behind it, so their order holds while other learners' events flow on. Resumed when
+    the profile arrives (the issuer's profile agents) or by the issuer's timer; dropped with the learner's
+    erasure. `payload` is the event as it came (JSON text), so resuming needs no Kafka message.
+    """
+
+    __tablename__ = "parked_messages"
+    __table_args__ = (UniqueConstraint("learner_id", "event_id", name="uq_parked_learner_event"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    learner_id: Mapped[int] = mapped_column(Integer, index=True)
+    course_id: Mapped[int] = mapped_column(Integer, index=True)
+    event_id: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(300))  # topic/partition/offset, for the operator
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    parked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

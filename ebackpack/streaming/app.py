@@ -20,9 +20,14 @@ from faust.types.tuples import RecordMetadata
 from ebackpack import metrics
 from ebackpack.config import Settings
 
-from .policy import RetryPolicy, SourceMessage, dead_letter, with_retries
+from . import health
+from .policy import PauseReport, RetryPolicy, SourceMessage, dead_letter, with_retries
 
 log = logging.getLogger(__name__)
+# A consumer paused on an outage (policy.py) does not poll for as long as the outage lasts; its
+# heartbeats go on in the background. The broker must not count it as stuck and rebalance it away
+# (that would only hand the same paused work to another member), nor faust log it as a timeout.
+PAUSE_TOLERATED = 7 * 24 * 3600.0
 
 
 def make_app(name: str, settings: Settings) -> faust.App:
@@ -43,7 +48,10 @@ def make_app(name: str, settings: Settings) -> faust.App:
         broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_max_poll_interval=PAUSE_TOLERATED,
+        stream_processing_timeout=PAUSE_TOLERATED,
     )
+    health.configure(settings.data_dir)
     app.sensors.add(SentMessages())
     if settings.metrics_port:
         _serve_metrics(app, settings)
@@ -122,42 +130,51 @@ BatchHandler = Callable[[list[SourceMessage]], Awaitable[BatchOutcome]]
 
 
 def _source(event: Any) -> SourceMessage:
+    """The message as the broker has it: a tombstone's value stays None (not b""), so a handler can
+    tell "this key was deleted" from an empty, invalid value."""
     msg = event.message
-    return SourceMessage(msg.topic, msg.partition, msg.offset, event.key, event.value or b"")
+    return SourceMessage(msg.topic, msg.partition, msg.offset, event.key, event.value)
+
+
+def _report(stream: Any, consumer: str) -> PauseReport:
+    topics = getattr(getattr(stream, "channel", None), "topics", None) or ("?",)
+    return health.StreamHealth(consumer, ",".join(sorted(topics)))
 
 
 async def _dead_letter(source: SourceMessage, exc: Exception, dlq: TopicT, consumer: str,
-                       policy: RetryPolicy) -> None:
+                       policy: RetryPolicy, report: PauseReport | None = None) -> None:
     letter = dead_letter(source, exc, consumer, producer=f"ebackpack/{consumer}")
     log.warning("dead-lettered %s/%d/%d: %s", source.topic, source.partition, source.offset,
                 letter.data.reason)
-    # A dead letter must not be lost either: retried like any transient failure. If the dead-letter
-    # topic stays unreachable the agent stops without committing this offset.
-    await with_retries(functools.partial(send_and_wait, dlq, source.key, letter.to_bytes()), policy)
+    # A dead letter must not be lost either: while its topic is unreachable the consumer pauses here,
+    # without committing this offset.
+    await with_retries(functools.partial(send_and_wait, dlq, source.key, letter.to_bytes()), policy, report)
     metrics.dead_lettered(consumer, letter.data.error_type)
 
 
 async def _process(source: SourceMessage, handle: Handler, dlq: TopicT, consumer: str,
-                   policy: RetryPolicy) -> Any:
+                   policy: RetryPolicy, report: PauseReport | None = None) -> Any:
     try:
-        return await with_retries(functools.partial(handle, source), policy)
+        return await with_retries(functools.partial(handle, source), policy, report)
     except Exception as exc:
-        await _dead_letter(source, exc, dlq, consumer, policy)
+        await _dead_letter(source, exc, dlq, consumer, policy, report)
         return None
 
 
 async def consume(stream: AsyncIterable[Any], handle: Handler, *, dlq: TopicT, consumer: str,
                   policy: RetryPolicy | None = None) -> AsyncIterable[Any]:
-    """Run `handle` on each message; a failure becomes a dead letter and the stream goes on.
+    """Run `handle` on each message, as policy.py says: an outage pauses the stream on this message,
+    poison and bugs become dead letters and the stream goes on.
 
     Yields each handler result so faust acks (and later commits) the offset only after the work.
     """
     policy = policy or RetryPolicy()
+    report = _report(stream, consumer)
     async for event in stream.events():  # type: ignore[attr-defined]
         source = _source(event)
         metrics.message_in(source.topic, consumer)
         started = time.perf_counter()
-        result = await _process(source, handle, dlq, consumer, policy)
+        result = await _process(source, handle, dlq, consumer, policy, report)
         metrics.processed(consumer, time.perf_counter() - started)
         yield result
 
@@ -167,25 +184,27 @@ async def consume_batches(stream: Any, handle_batch: BatchHandler, handle: Handl
                           policy: RetryPolicy | None = None) -> AsyncIterable[int]:
     """Like `consume`, up to `size` messages at a time (whatever arrived within `within` seconds).
 
-    A batch that fails as a whole (after retries for transient failures) is handled again one message
-    at a time, so one poison message cannot hold back the others: each then gets `consume`'s treatment.
+    A batch that fails transiently pauses the stream on it (tried again until it works); one that fails
+    otherwise is handled again one message at a time, so one poison message cannot hold back the others:
+    each then gets `consume`'s treatment.
     faust acks a batch's offsets only when the next batch is asked for, i.e. after this work.
     """
     policy = policy or RetryPolicy()
+    report = _report(stream, consumer)
     async for events in stream.take_events(size, within):
         sources = [_source(event) for event in events]
         for topic, count in collections.Counter(s.topic for s in sources).items():
             metrics.message_in(topic, consumer, count)
         started = time.perf_counter()
         try:
-            outcome = await with_retries(functools.partial(handle_batch, sources), policy)
+            outcome = await with_retries(functools.partial(handle_batch, sources), policy, report)
         except Exception as exc:
             log.warning("batch of %d failed (%s): handling its messages one by one", len(sources), exc)
             outcome = BatchOutcome(one_by_one=list(range(len(sources))))
         for index, poison in outcome.poison:
-            await _dead_letter(sources[index], poison, dlq, consumer, policy)
+            await _dead_letter(sources[index], poison, dlq, consumer, policy, report)
         for index in outcome.one_by_one:
-            await _process(sources[index], handle, dlq, consumer, policy)
+            await _process(sources[index], handle, dlq, consumer, policy, report)
         elapsed = time.perf_counter() - started
         metrics.batch_processed(consumer, elapsed)
         metrics.processed(consumer, elapsed, len(sources))

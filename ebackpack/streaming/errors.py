@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import aiokafka.errors
+import botocore.exceptions
+import kafka.errors
 import sqlalchemy.exc
-from aiokafka.errors import KafkaError
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ValidationError
 
 
@@ -15,20 +17,33 @@ class InvalidMessage(Exception):
 
 
 class TransientError(Exception):
-    """Might work on a later attempt (a dependency is down, data not there yet)."""
+    """Works on a later attempt once a dependency answers again (the consumer pauses meanwhile).
+    Not for data that has not arrived yet: such a message is parked (the issuer's parking)."""
 
 
+# A dependency is down or did not answer: the same message will work once it is back.
 TRANSIENT: tuple[type[BaseException], ...] = (
-    TransientError, ConnectionError, TimeoutError, sqlalchemy.exc.OperationalError, BotoCoreError,
-    KafkaError,  # e.g. a send not acknowledged in time: the award is saved, the announcement is retried
+    TransientError,
+    ConnectionError, TimeoutError,  # OSError kinds: refused, reset, aborted, timed out
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,  # server gone, connection lost
+    botocore.exceptions.ConnectionError,  # endpoint unreachable, connect timeout, connection closed
+    botocore.exceptions.HTTPClientError,  # read timeout, connection dropped mid-answer
+    aiokafka.errors.KafkaError, kafka.errors.KafkaError,  # broker away, send not acknowledged in time
+)
+# ... except these, which the same message meets on every attempt: not an outage.
+NEVER_WORKS: tuple[type[BaseException], ...] = (
+    aiokafka.errors.MessageSizeTooLargeError, aiokafka.errors.InvalidTopicError,
+    kafka.errors.MessageSizeTooLargeError, kafka.errors.InvalidTopicError,
 )
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_message(model: type[M], raw: bytes) -> M:
+def parse_message(model: type[M], raw: bytes | None) -> M:
     """Bytes -> event model; anything that does not fit is poison for the dead-letter topic."""
+    if raw is None:
+        raise InvalidMessage(f"a tombstone (no value) where a {model.__name__} was expected")
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -36,10 +51,14 @@ def parse_message(model: type[M], raw: bytes) -> M:
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
-        return int(status) >= 500
-    return isinstance(exc, TRANSIENT)
+    """True when the failure says a dependency is down, not that the message is wrong."""
+    if isinstance(exc, ClientError):  # S3 answered: 5xx and throttling are its outage, 4xx our request
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return status >= 500 or status == 429 or code in ("SlowDown", "RequestTimeout", "ServiceUnavailable")
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True  # the pool saw the connection die, whatever the driver called it
+    return isinstance(exc, TRANSIENT) and not isinstance(exc, NEVER_WORKS)
 
 
 def describe(exc: BaseException) -> str:

@@ -1,15 +1,26 @@
-"""How a consumer treats one message: retry transient failures with backoff, dead-letter the rest.
+"""What a consumer does with a message it could not process. Every consumer (issuer, renderer, importer,
+notifier, batched or not) goes through `streaming/app.py`, which applies this file and nothing else.
 
-Read this file to know what happens to a message that cannot be processed:
-1. `InvalidMessage` (bad bytes, schema violation)      -> dead-letter topic at once.
-2. Transient (`TransientError`, DB/S3/connection errors) -> retried with exponential backoff;
-   after `max_attempts` -> dead-letter topic with "gave up after N attempts".
-3. Anything else (a bug)                                -> dead-letter topic; the stream goes on.
+1. `InvalidMessage` (bad bytes, a tombstone where a value is needed, schema violation)
+       -> dead-letter topic at once; the stream goes on.
+2. Transient: a dependency is down (`errors.is_transient`: database, S3, broker, SMTP connection...)
+       -> the consumer PAUSES on this message: it takes nothing later and commits nothing beyond the last
+          message it finished; the same message (or batch) is tried again with backoff (0.25 s doubling
+          up to `max_delay`) for as long as the dependency is down, then the stream flows on by itself.
+          An outage never becomes dead letters, and the per-key order is kept.
+          Seen as: the gauge `ebackpack_consumer_paused{consumer}` > 0, the log lines "paused ..." and
+          "resumed ... after N s", and the "Paused consumers" table of `ebackpack status` (health.py).
+3. Must wait for data that will come (the issuer: a learner or course profile not arrived yet)
+       -> not a failure here: the service parks the message in SQL per learner and the stream goes on
+          (services/issuer/parking.py).
+4. Anything else (a bug) -> dead-letter topic with the exception; the stream goes on.
 The dead letter keeps the original key and value bytes and the source topic, partition and offset,
 so nothing is lost: fix the cause and replay the dead letters.
-Batches (`consume_batches`, the issuer): a batch handler names its poison messages (dead-lettered as in
-1) and the messages it could not do yet (handled one by one as in 2); a batch that fails as a whole,
-after retries, is handled again one message at a time, so one bad message never holds back the rest.
+Batches (`consume_batches`): a batch that fails transiently pauses as in 2; one that fails otherwise is
+handled again one message at a time, so one poison message never holds back the rest; the batch handler
+may also name its poison messages itself (dead-lettered as in 1).
+Timers and background tasks use a bounded `RetryPolicy(max_attempts=...)`: they give up (`GaveUp`)
+and their next round tries again.
 """
 
 from __future__ import annotations
@@ -18,9 +29,10 @@ import asyncio
 import base64
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from schemas import DeadLetter, DeadLetterMessage, deterministic_id
 
@@ -36,17 +48,33 @@ class SourceMessage:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics: the key was deleted)
+
+    @property
+    def body(self) -> bytes:
+        """The value, for a handler that needs one: a tombstone there is poison."""
+        if self.value is None:
+            raise InvalidMessage("a tombstone (no value) where a message was expected")
+        return self.value
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 12  # backoff 0.25 s .. 8 s: ~56 s of retries, so a 30 s outage is no dead letter
+    max_attempts: int | None = None  # None: until it works (a consumer pauses meanwhile)
     first_delay: float = 0.25
-    max_delay: float = 8.0
+    max_delay: float = 15.0  # the most a recovered dependency waits for the next attempt
+    report_after: int = 3  # failed attempts (~0.75 s) before the pause is reported: a lock wait is not one
 
     def delay(self, attempt: int) -> float:
-        return min(self.first_delay * 2 ** (attempt - 1), self.max_delay)
+        return min(self.first_delay * 2 ** min(attempt - 1, 30), self.max_delay)
+
+
+class PauseReport(Protocol):
+    """Told when a stream pauses on a dependency and when it flows again (health.py reports it)."""
+
+    def paused(self, cause: BaseException) -> None: ...
+
+    def resumed(self, seconds: float) -> None: ...
 
 
 class GaveUp(Exception):
@@ -55,23 +83,36 @@ class GaveUp(Exception):
         self.__cause__ = cause
 
 
-async def with_retries(step: Callable[[], Awaitable[T]], policy: RetryPolicy) -> T:
-    attempt = 1
-    while True:
-        try:
-            return await step()
-        except Exception as exc:
-            if not is_transient(exc) or isinstance(exc, InvalidMessage):
-                raise
-            if attempt >= policy.max_attempts:
-                raise GaveUp(attempt, exc) from exc
-            log.warning("transient failure (attempt %d/%d): %s", attempt, policy.max_attempts, exc)
-            await asyncio.sleep(policy.delay(attempt))
-            attempt += 1
+async def with_retries(step: Callable[[], Awaitable[T]], policy: RetryPolicy,
+                       report: PauseReport | None = None) -> T:
+    """`step()` until it returns; a transient failure is tried again with backoff (until
+    `policy.max_attempts`, if any); anything else is raised at once."""
+    attempt, since, reported = 1, time.monotonic(), False
+    try:
+        while True:
+            try:
+                return await step()
+            except Exception as exc:
+                if not is_transient(exc) or isinstance(exc, InvalidMessage):
+                    raise
+                if policy.max_attempts is not None and attempt >= policy.max_attempts:
+                    raise GaveUp(attempt, exc) from exc
+                if report is not None and not reported and attempt >= policy.report_after:
+                    report.paused(exc)
+                    reported = True
+                log.log(logging.INFO if reported else logging.WARNING,
+                        "transient failure (attempt %d), trying again in %.2f s: %s",
+                        attempt, policy.delay(attempt), describe(exc))
+                await asyncio.sleep(policy.delay(attempt))
+                attempt += 1
+    finally:
+        if reported and report is not None:
+            report.resumed(time.monotonic() - since)
 
 
 def dead_letter(source: SourceMessage, exc: BaseException, consumer: str, producer: str) -> DeadLetterMessage:
     cause = exc.__cause__ if isinstance(exc, GaveUp) and exc.__cause__ else exc
+    value = source.value if source.value is not None else b""
     return DeadLetterMessage.build(
         id=deterministic_id("dead-letter", consumer, source.topic, source.partition, source.offset),
         source=producer,
@@ -84,7 +125,7 @@ def dead_letter(source: SourceMessage, exc: BaseException, consumer: str, produc
             partition=source.partition,
             offset=source.offset,
             key_b64=base64.b64encode(source.key).decode() if source.key is not None else None,
-            value_b64=base64.b64encode(source.value).decode(),
+            value_b64=base64.b64encode(value).decode(),
         ),
     )
 
@@ -104,4 +145,3 @@ def survives_outages(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitab
             log.warning("%s failed, the next round retries: %s", job.__name__, exc)
 
     return run
-

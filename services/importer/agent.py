@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     async def handle(message: SourceMessage) -> None:
         # Parsing and verifying are CPU-bound (PDF rasterizing, canonicalization): off the event loop.
-        await publish(await asyncio.to_thread(service.handle, message.value))
+        await publish(await asyncio.to_thread(service.handle, message.body))
 
     @app.agent(uploads, name=f"{CONSUMER}.uploads")
     async def imports(stream: faust.StreamT) -> None:

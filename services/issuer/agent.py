@@ -1,4 +1,6 @@
-"""The issuer's entry point: a faust agent on `moodle.events` and an outbox relay timer."""
+"""The issuer's entry point: a faust agent on `moodle.events`, agents keeping learner and course profiles,
+an outbox relay timer, and the parked completions (waiting for a profile) resumed when the profile comes
+or by a timer."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import TypeVar
 
 import faust
 
+from ebackpack import metrics
 from ebackpack.config import Settings, get_settings
 from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.persistence.tables import OutboxRow
@@ -30,11 +33,14 @@ from .service import IssuerService
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSUMER = "issuer"
+MARK_POLICY = RetryPolicy(max_attempts=12, max_delay=8.0)  # then the relay announces the events again
 RELAY_INTERVAL = 2.0
 RELAY_AGE = 5.0  # seconds: younger events are still being sent by the agent itself
 MARK_BATCH = 500  # acknowledged events marked sent in one transaction
 BATCH_SIZE = 200  # Moodle events saved in one transaction (fewer commits: the issuer's main cost)
 BATCH_WAIT = 0.05  # seconds a batch waits to fill: the latency a lone event pays
+PARKED_INTERVAL = 15.0  # seconds between two rounds resuming parked completions whose profile came
+# by another route (a profile stored by the gateway's database, a course added to the rules file...)
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -82,19 +88,29 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 except Exception as exc:  # the relay sends it again
                     log.warning("event %s not acknowledged: %s", event_id, exc)
             try:
-                await with_retries(functools.partial(write, service.mark_sent, acked), RetryPolicy())
+                await with_retries(functools.partial(write, service.mark_sent, acked), MARK_POLICY)
             except GaveUp as exc:  # still unsent in the outbox: the relay announces them again
                 log.warning("%d acknowledged events not marked sent: %s", len(acked), exc)
 
     async def handle(message: SourceMessage) -> int:
-        rows = await write(service.handle, message.value)
+        rows = await write(service.handle, message.body)
         await announce(rows)
         return len(rows)
 
     async def handle_batch(messages: list[SourceMessage]) -> BatchOutcome:
-        result = await write(service.handle_batch, [m.value for m in messages])
+        result = await write(service.handle_batch, [m.value or b"" for m in messages],
+                             [f"{m.topic}/{m.partition}/{m.offset}" for m in messages])
         await announce(result.events)
-        return BatchOutcome(poison=list(result.invalid), one_by_one=[i for i, _ in result.deferred])
+        if result.parked:
+            log.info("%d completion(s) parked until their learner's or course's profile arrives",
+                     len(result.parked))
+        return BatchOutcome(poison=list(result.invalid))
+
+    async def resume(learner_ids: set[int] | None = None, course_id: int | None = None) -> None:
+        rows = await write(service.resume_parked, learner_ids, course_id)
+        if rows:
+            log.info("parked completions resumed: %d event(s) to announce", len(rows))
+            await announce(rows)
 
     @app.agent(events, name=f"{CONSUMER}.awards")
     async def award(stream: faust.StreamT) -> None:
@@ -110,7 +126,14 @@ def create_app(settings: Settings | None = None) -> faust.App:
             pass
 
     for kind, topic_name in (("user", MOODLE_USERS), ("course", MOODLE_COURSES)):
-        _profile_agent(app, service, write, kind, raw_topic(app, settings.topic(topic_name)), dead_letters)
+        _profile_agent(app, service, write, resume, kind, raw_topic(app, settings.topic(topic_name)),
+                       dead_letters)
+
+    @app.timer(PARKED_INTERVAL)
+    @survives_outages
+    async def resume_parked() -> None:
+        await resume()
+        metrics.parked(CONSUMER, await asyncio.to_thread(service.parked_count))
 
     @app.timer(settings.expiry_scan_interval)
     @survives_outages
@@ -136,15 +159,19 @@ def _profile_agent(
     app: faust.App,
     service: IssuerService,
     write: Callable[..., Awaitable[object]],
+    resume: Callable[..., Awaitable[None]],
     kind: str,
     topic: faust.TopicT,
     dead_letters: faust.TopicT,
 ) -> None:
     """Keeps the learners / courses tables current from a compacted profile topic (a name change applies
-    to certificates rendered later). Tombstones carry no value and change nothing here."""
+    to certificates rendered later) and resumes the completions parked for that profile. Tombstones
+    (a deleted user: no value) change nothing here: the erasure comes with user_deleted."""
 
     async def handle(message: SourceMessage) -> None:
-        await write(service.apply_profile, kind, message.key, message.value)
+        profile = await write(service.apply_profile, kind, message.key, message.value)
+        if isinstance(profile, int):
+            await (resume({profile}) if kind == "user" else resume(course_id=profile))
 
     @app.agent(topic, name=f"{CONSUMER}.profiles.{kind}")
     async def profiles(stream: faust.StreamT) -> None:

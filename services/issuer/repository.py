@@ -1,14 +1,14 @@
-"""The issuer's SQL adapter: awards and their outbox, in one transaction."""
+"""The issuer's SQL adapter: awards and their outbox, in one transaction, and the parked messages."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ebackpack.persistence.tables import AwardRow, Course, Learner, OutboxRow
+from ebackpack.persistence.tables import AwardRow, Course, Learner, OutboxRow, ParkedMessageRow
 
 
 class AwardRepository:
@@ -44,3 +44,46 @@ class AwardRepository:
         if event_ids:
             self.session.execute(update(OutboxRow).where(OutboxRow.event_id.in_(event_ids))
                                  .values(sent_at=datetime.now(UTC)))
+
+    # --- parked messages (waiting for a profile), per learner in arrival order
+
+    def waiting_learners(self, ids: set[int]) -> set[int]:
+        """Of these learners, those who have parked messages: their later messages queue behind them."""
+        query = select(ParkedMessageRow.learner_id).where(ParkedMessageRow.learner_id.in_(ids)).distinct()
+        return set(self.session.scalars(query))
+
+    def park(self, row: ParkedMessageRow) -> bool:
+        """False when this learner's event is parked already (a redelivery)."""
+        query = select(ParkedMessageRow.id).where(ParkedMessageRow.learner_id == row.learner_id,
+                                                  ParkedMessageRow.event_id == row.event_id)
+        if self.session.scalars(query).first() is not None:
+            return False
+        self.session.add(row)
+        self.session.flush()  # the next message of the batch must see it
+        return True
+
+    def parked_learners(self, learner_ids: set[int] | None = None, course_id: int | None = None,
+                        limit: int = 500) -> list[int]:
+        """Learners with parked messages (all, these, or those waiting on this course), longest waiting
+        first."""
+        query = select(ParkedMessageRow.learner_id)
+        if learner_ids is not None:
+            query = query.where(ParkedMessageRow.learner_id.in_(learner_ids))
+        if course_id is not None:
+            query = query.where(ParkedMessageRow.course_id == course_id)
+        query = query.group_by(ParkedMessageRow.learner_id).order_by(func.min(ParkedMessageRow.id))
+        return list(self.session.scalars(query.limit(limit)))
+
+    def parked_of(self, learner_id: int) -> list[ParkedMessageRow]:
+        """A learner's parked messages in order, locked (PostgreSQL) until the resuming transaction ends."""
+        query = select(ParkedMessageRow).where(ParkedMessageRow.learner_id == learner_id)
+        return list(self.session.scalars(query.order_by(ParkedMessageRow.id).with_for_update()))
+
+    def parked_count(self) -> int:
+        return int(self.session.scalar(select(func.count()).select_from(ParkedMessageRow)) or 0)
+
+    def drop_parked(self, learner_id: int) -> int:
+        """The learner's erasure: what they were waiting for will never be issued."""
+        query = delete(ParkedMessageRow).where(ParkedMessageRow.learner_id == learner_id)
+        result = self.session.execute(query)
+        return int(getattr(result, "rowcount", 0) or 0)

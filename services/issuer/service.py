@@ -4,6 +4,11 @@ parse -> is it a learner completion with a rule? -> persist the award, its signe
 outbox atomically -> return the unsent outbox events (also on redelivery: that is how a crash between
 "saved" and "announced" is repaired). Revocation, expiry and re-render requests go through the same
 outbox, announced by the agent's relay.
+
+A completion whose learner (or, for a certificate, course) profile has not arrived yet is parked in SQL,
+per learner and in order, in the same transaction: the stream flows on, and `resume_parked` issues it
+when the profile is there (the profile agents and a timer call it). A learner with parked messages gets
+every later completion parked behind them, so one learner's order is kept.
 """
 
 from __future__ import annotations
@@ -25,7 +30,14 @@ from ebackpack.credentials.signer import DATA_INTEGRITY, CredentialSigner, Signe
 from ebackpack.credentials.store import CredentialStore
 from ebackpack.credentials.urls import PublicUrls
 from ebackpack.persistence.profiles import store_profiles
-from ebackpack.persistence.tables import AwardRow, Learner, OutboxRow, SignedCredentialRow
+from ebackpack.persistence.tables import (
+    AwardRow,
+    Course,
+    Learner,
+    OutboxRow,
+    ParkedMessageRow,
+    SignedCredentialRow,
+)
 from ebackpack.storage import ObjectStore
 from ebackpack.streaming.errors import InvalidMessage, TransientError, parse_message
 from ebackpack.streaming.topics import CREDENTIALS, RENDER_REQUESTS
@@ -64,7 +76,17 @@ class CredentialNotFound(LookupError):
 class BatchResult:
     events: list[OutboxRow] = field(default_factory=list)  # to announce
     invalid: list[tuple[int, InvalidMessage]] = field(default_factory=list)  # poison: dead-letter
-    deferred: list[tuple[int, TransientError]] = field(default_factory=list)  # retry one by one
+    parked: list[int] = field(default_factory=list)  # waiting for a profile, saved in parked_messages
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One completion of a batch: where it came from and the award it earns."""
+
+    index: int
+    award: Award
+    raw: bytes
+    source: str = ""  # topic/partition/offset, kept with a parked message
 
 
 def parse_moodle_message(raw: bytes) -> MoodleEventMessage:
@@ -95,22 +117,23 @@ class IssuerService:
     def handle(self, raw: bytes) -> list[OutboxRow]:
         """Returns the events still to announce for the award this message earns (often none).
 
-        Raises InvalidMessage for a message that can never be processed, TransientError for one that
-        may succeed later (no learner profile yet).
+        Raises InvalidMessage for a message that can never be processed. A completion that must wait for
+        a profile is parked (nothing to announce yet).
         """
         result = self.handle_batch([raw])
-        for _index, error in (*result.invalid, *result.deferred):
+        for _index, error in result.invalid:
             raise error
         return result.events
 
-    def handle_batch(self, raws: Sequence[bytes]) -> BatchResult:
-        """Many messages, one transaction: the awards they earn, signed, with their outbox events.
+    def handle_batch(self, raws: Sequence[bytes], sources: Sequence[str] = ()) -> BatchResult:
+        """Many messages, one transaction: the awards they earn, signed, with their outbox events, and the
+        completions that must wait for a profile, parked.
 
-        Invalid messages and awards whose learner has no profile yet are left out and reported, so the
-        caller can dead-letter or retry them one by one; the rest is committed together.
+        Invalid messages are left out and reported, so the caller can dead-letter them; the rest is
+        committed together.
         """
         result = BatchResult()
-        awards: dict[str, tuple[int, Award]] = {}
+        awards: dict[str, Incoming] = {}
         for index, raw in enumerate(raws):
             try:
                 message = parse_moodle_message(raw)
@@ -124,7 +147,8 @@ class IssuerService:
                 continue
             except NotALearnerCompletion:
                 continue
-            awards.setdefault(award.credential_id, (index, award))  # a redelivery within the batch: once
+            source = sources[index] if index < len(sources) else ""
+            awards.setdefault(award.credential_id, Incoming(index, award, raw, source))  # a redelivery: once
         if not awards:
             return result
         try:
@@ -135,28 +159,90 @@ class IssuerService:
             raise TransientError("a concurrent worker saved the same award or status slot") from None
         return result
 
-    def _save_batch(self, session: Session, awards: list[tuple[int, Award]],
-                    result: BatchResult) -> list[OutboxRow]:
-        repo, store = AwardRepository(session), self._store(session)
-        existing = repo.existing([a.credential_id for _i, a in awards])
-        learners = repo.learners({a.learner_id for _i, a in awards})
-        repo.courses({a.course_id for _i, a in awards})  # into the session for the render requests
+    def _save_batch(self, session: Session, awards: list[Incoming], result: BatchResult) -> list[OutboxRow]:
+        repo = AwardRepository(session)
+        existing = repo.existing([a.award.credential_id for a in awards])
+        learner_ids = {a.award.learner_id for a in awards}
+        learners = repo.learners(learner_ids)
+        courses = repo.courses({a.award.course_id for a in awards})  # also for the render requests
+        waiting = repo.waiting_learners(learner_ids)  # have parked messages: later ones queue behind
         new: list[tuple[Award, Learner]] = []
-        for index, award in awards:
+        for incoming in awards:
+            award = incoming.award
             if award.credential_id in existing:
                 continue
-            learner = learners.get(award.learner_id)
-            if learner is None:
-                # Profiles may arrive after the completion: retried with backoff, then dead-lettered.
-                result.deferred.append((index, TransientError(
-                    f"no profile for learner {award.learner_id}: cannot issue a credential yet")))
+            missing = missing_profile(award, learners, courses)
+            if missing or award.learner_id in waiting:
+                reason = missing or "behind this learner's earlier parked messages"
+                repo.park(parked_row(award, incoming.raw, incoming.source, reason))
+                waiting.add(award.learner_id)
+                result.parked.append(incoming.index)
                 continue
-            new.append((award, learner))
+            new.append((award, learners[award.learner_id]))
+        return self._issue(session, new) + (repo.pending_events_of(list(existing)) if existing else [])
+
+    def _issue(self, session: Session, new: list[tuple[Award, Learner]]) -> list[OutboxRow]:
+        """New awards with their signed credentials and outbox events, added to the caller's transaction."""
+        store = self._store(session)
         # Slots first, rows last: no flush in between, so the inserts go out in bulk at commit.
         entries = store.allocate_status_entries([a.credential_id for a, _l in new])
-        events = [event for award, learner in new
-                  for event in self._save_new(session, store, award, learner, entries[award.credential_id])]
-        return events + (repo.pending_events_of(list(existing)) if existing else [])
+        return [event for award, learner in new
+                for event in self._save_new(session, store, award, learner, entries[award.credential_id])]
+
+    # --- parked messages ---------------------------------------------------------------------------------
+
+    def resume_parked(self, learner_ids: set[int] | None = None,
+                      course_id: int | None = None) -> list[OutboxRow]:
+        """Issues what the learners' parked messages earn, in order, as far as their profiles allow (all
+        waiting learners, these learners, or those waiting on this course). One transaction per learner, so
+        one learner's trouble holds no one else up. Returns the events to announce."""
+        with self.sessions() as session:
+            learners = AwardRepository(session).parked_learners(learner_ids, course_id)
+        return [event for learner_id in learners for event in self._resume_learner(learner_id)]
+
+    def _resume_learner(self, learner_id: int) -> list[OutboxRow]:
+        try:
+            with self.sessions.begin() as session:
+                repo = AwardRepository(session)
+                parked = repo.parked_of(learner_id)
+                ready, existing = self._ready(session, parked)
+                events = self._issue(session, ready)
+                return events + (repo.pending_events_of(existing) if existing else [])
+        except IntegrityError:
+            raise TransientError("a concurrent worker saved the same award or status slot") from None
+
+    def _ready(self, session: Session, parked: list[ParkedMessageRow]) -> tuple[list[tuple[Award, Learner]],
+                                                                                 list[str]]:
+        """The leading parked messages whose profiles are there now (removed from the park), up to the first
+        that must still wait: the new awards to issue and the ids of those issued already."""
+        repo = AwardRepository(session)
+        ready: list[tuple[Award, Learner]] = []
+        existing: list[str] = []
+        for row in parked:
+            try:
+                message = parse_moodle_message(row.payload.encode())
+                award = decide_award(message.data, message.id, self.rules, self.settings.site_id,
+                                     self.code_secret)
+            except (InvalidMessage, NotALearnerCompletion):  # the rule went away meanwhile: nothing to do
+                session.delete(row)
+                continue
+            if award.credential_id in {a.credential_id for a, _l in ready}:
+                session.delete(row)
+                continue
+            if repo.existing([award.credential_id]):
+                existing.append(award.credential_id)
+                session.delete(row)
+                continue
+            learners, courses = repo.learners({award.learner_id}), repo.courses({award.course_id})
+            if missing_profile(award, learners, courses):
+                break
+            ready.append((award, learners[award.learner_id]))
+            session.delete(row)
+        return ready, existing
+
+    def parked_count(self) -> int:
+        with self.sessions() as session:
+            return AwardRepository(session).parked_count()
 
     def _save_new(self, session: Session, store: CredentialStore, award: Award, learner: Learner,
                   status_entry: tuple[int, int]) -> list[OutboxRow]:
@@ -245,7 +331,7 @@ class IssuerService:
                         rerun: str | None = None) -> CertificateRenderRequestMessage:
         learner, course = repo.learner(award.learner_id), repo.course(award.course_id)
         if learner is None or course is None:
-            # Profiles may arrive after the completion: retried with backoff, then dead-lettered.
+            # Not for a new award (parked until the profiles are there): a re-render of an erased learner.
             missing = f"learner {award.learner_id}" if learner is None else f"course {award.course_id}"
             raise TransientError(f"no profile for {missing}: cannot name the certificate yet")
         lang = learner.lang if learner.lang in ("pl", "en") else award.rule.language
@@ -280,24 +366,27 @@ class IssuerService:
             self.objects.delete(key)
         with self.sessions.begin() as session:
             erase_rows(session, erasure)
+            AwardRepository(session).drop_parked(learner_id)
         return len(erasure.object_keys)
 
     @cached_property
     def objects(self) -> ObjectStore:
         return ObjectStore(self.settings)
 
-    def apply_profile(self, kind: str, key: bytes | None, value: bytes | None) -> None:
-        """A message of the compacted profile topics: the issuer's view of learners and courses.
+    def apply_profile(self, kind: str, key: bytes | None, value: bytes | None) -> int | None:
+        """A message of the compacted profile topics: the issuer's view of learners and courses. Returns
+        the learner's or course's id (to resume what waits for it), None for a tombstone.
 
         A tombstone (no value) only tells compaction to drop the key; erasure comes with user_deleted."""
         if value is None:
-            return
+            return None
         if kind == "user":
             user = parse_message(MoodleUserMessage, value).data
             store_profiles(self.sessions, Profiles(users=[user], courses=[]))
-        else:
-            course = parse_message(MoodleCourseMessage, value).data
-            store_profiles(self.sessions, Profiles(users=[], courses=[course]))
+            return user.id
+        course = parse_message(MoodleCourseMessage, value).data
+        store_profiles(self.sessions, Profiles(users=[], courses=[course]))
+        return course.id
 
     def revoke(self, code_or_id: str, reason: str, now: datetime | None = None) -> AwardRow:
         """Revokes with a reason and saves the revoked event in the outbox (the relay announces it)."""
@@ -347,3 +436,18 @@ class IssuerService:
         cutoff = datetime.fromtimestamp(datetime.now(UTC).timestamp() - older_than_seconds, UTC)
         with self.sessions() as session:
             return AwardRepository(session).pending_events(older_than=cutoff)
+
+
+def missing_profile(award: Award, learners: dict[int, Learner], courses: dict[int, Course]) -> str | None:
+    """What this award still waits for: the learner's profile, and the course's for a certificate."""
+    if award.learner_id not in learners:
+        return f"no profile for learner {award.learner_id} yet"
+    if award.rule.certificate and award.course_id not in courses:
+        return f"no profile for course {award.course_id} yet (the certificate names it)"
+    return None
+
+
+def parked_row(award: Award, raw: bytes, source: str, reason: str) -> ParkedMessageRow:
+    return ParkedMessageRow(learner_id=award.learner_id, course_id=award.course_id,
+                            event_id=award.source_event_id[:200], source=source[:300], reason=reason,
+                            payload=raw.decode("utf-8"), parked_at=datetime.now(UTC))

@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, tuning: Tuning | None = None) -
             await asyncio.to_thread(service.mark_dead, key)
 
     async def handle(message: SourceMessage) -> None:
-        await deliver(await asyncio.to_thread(service.accept, message.value))
+        await deliver(await asyncio.to_thread(service.accept, message.body))
 
     @app.agent(credentials, name=f"{settings.notify_group}.credentials")
     async def notify(stream: faust.StreamT) -> None:

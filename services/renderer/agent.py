@@ -36,10 +36,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     async def handle(message: SourceMessage) -> None:
         # WeasyPrint is CPU-bound: a thread keeps the consumer's heartbeats going meanwhile.
-        await announce([await asyncio.to_thread(service.handle, message.value)])
+        await announce([await asyncio.to_thread(service.handle, message.body)])
 
     async def handle_batch(messages: list[SourceMessage]) -> BatchOutcome:
-        result = await asyncio.to_thread(service.handle_batch, [m.value for m in messages])
+        result = await asyncio.to_thread(service.handle_batch, [m.value or b"" for m in messages])
         await announce(result.announcements)
         return BatchOutcome(poison=list(result.invalid))
 
