@@ -169,25 +169,32 @@ def prepare() -> None:
 
 @stack_app.command("up")
 def stack_up() -> None:
-    """Start the embedded stack in the background and create the topics."""
-    from ebackpack.stack import EmbeddedStack
+    """Start what is not running of the embedded stack (in the background) and create the topics."""
+    from ebackpack.stack import EmbeddedStack, StackError
     from ebackpack.streaming.topics import create_topics
 
     settings = get_settings()
     stack = EmbeddedStack(settings)
-    stack.start()
+    try:
+        report = stack.up()
+    except StackError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     create_topics(settings)
-    stack.detach()
-    err.print(f"Kafka (Tansu) at {settings.kafka_bootstrap}, S3 (SeaweedFS) at {settings.s3_endpoint}; "
-              f"logs in {stack.log_dir}. Stop with `ebackpack stack down`.")
+    if report.started:
+        err.print(f"started: {', '.join(report.started)}")
+    if report.already_running:
+        err.print(f"already running (left alone): {', '.join(report.already_running)}")
+    err.print(f"Kafka (Tansu, log kept in S3) at {settings.kafka_bootstrap}, S3 (SeaweedFS) at "
+              f"{settings.s3_endpoint}; logs in {stack.log_dir}. Stop with `ebackpack stack down`.")
 
 
 @stack_app.command("down")
 def stack_down() -> None:
-    """Stop the embedded stack started by `stack up`."""
+    """Stop the components of the embedded stack that `stack up` started."""
     from ebackpack.stack import EmbeddedStack
 
-    stopped = EmbeddedStack(get_settings()).stop_detached()
+    stopped = EmbeddedStack(get_settings()).down()
     err.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
@@ -332,7 +339,10 @@ def status(sample: float = typer.Option(5.0, help="Seconds between the two sampl
     """Topics, partitions, end offsets, each consumer group's lag, dead letters, last-minute rates."""
     from ebackpack.ops import render_status
     from ebackpack.ops import status as broker_status
+    from ebackpack.streaming.health import consumer_health
 
+    # Paused and parked first: they show while the broker is down, when the tables below cannot.
+    Console().print(consumer_health(get_settings().data_dir, get_settings().db_url))  # paused, parked
     Console().print(render_status(broker_status(get_settings(), sample_seconds=sample)))
 
 

@@ -131,3 +131,31 @@ def render_health(streams: list[PausedStream], parked: dict[str, int] | None = N
              for consumer, count in sorted((parked or {}).items())]
     table.caption = "; ".join(notes) if notes else "no message is parked"
     return table
+
+
+def parked_counts(db_url: str) -> dict[str, int] | None:
+    """Messages parked in SQL, per consumer (the issuer's only, so far); None if the database is away."""
+    from sqlalchemy import func, select
+
+    from ebackpack.persistence.engine import make_engine
+    from ebackpack.persistence.tables import ParkedMessageRow
+
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            count = connection.scalar(select(func.count()).select_from(ParkedMessageRow)) or 0
+        return {"issuer": int(count)}
+    except Exception as exc:  # no database, or not migrated yet: the table says so
+        log.info("parked messages not counted: %s", exc)
+        return None
+    finally:
+        engine.dispose()
+
+
+def consumer_health(data_dir: Path, db_url: str) -> Table:
+    """The section `ebackpack status` prints after the broker's tables."""
+    parked = parked_counts(db_url)
+    table = render_health(paused_streams(data_dir), parked)
+    if parked is None:
+        table.caption = "parked messages: the database is not reachable"
+    return table

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ParamValid
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from ebackpack import metrics
+from ebackpack.streaming import health
 from ebackpack.streaming.app import BatchOutcome, consume, consume_batches
 from ebackpack.streaming.errors import InvalidMessage, TransientError, is_transient, parse_message
 from ebackpack.streaming.policy import GaveUp, RetryPolicy, SourceMessage, dead_letter, with_retries
@@ -265,3 +267,25 @@ def test_a_tombstone_where_a_value_is_needed_is_poison_with_a_reason() -> None:
     drain(consume(Stream([None]), handle, dlq=dlq, consumer="tombstone-test"))  # type: ignore[arg-type]
     assert [d.data.reason for d in dlq.sent] == ["a tombstone (no value) where a message was expected"]
     assert dlq.sent[0].data.value == b""
+
+
+def test_status_lists_a_paused_stream_while_it_is_paused(tmp_path: Path) -> None:
+    """What `ebackpack status` shows: the paused stream, since when and why; nothing once it resumed."""
+    from rich.console import Console
+
+    health.configure(tmp_path)
+    stream = health.StreamHealth("renderer", "certificates.render")
+    try:
+        stream.paused(EndpointConnectionError(endpoint_url="http://127.0.0.1:8333/ebackpack"))
+        [paused] = health.paused_streams(tmp_path)
+        assert (paused.consumer, paused.topic) == ("renderer", "certificates.render")
+        assert "Could not connect to the endpoint URL" in paused.reason
+        console = Console(width=200, record=True)
+        console.print(health.consumer_health(tmp_path, f"sqlite:///{tmp_path / 'none.db'}"))
+        text = console.export_text()
+        assert "renderer" in text and "certificates.render" in text
+        assert "database is not reachable" in text or "parked" in text
+    finally:
+        stream.resumed(1.0)
+        health._state_dir.clear()
+    assert health.paused_streams(tmp_path) == []
