@@ -10,6 +10,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.files import private_dir, private_file, tighten
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -17,11 +19,21 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(path))
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The database holds names, e-mail addresses and share tokens: 0600, in a 0700 folder if we create
+    it. SQLite gives its -wal and -shm files the database file's mode; older ones are tightened here."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten(Path(f"{path}{suffix}"))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
