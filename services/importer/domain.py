@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -56,10 +56,62 @@ class IssuerRef(BaseModel):
     identifier: str | None = Field(None, description="id / DID / certificate subject of the issuer.")
 
 
+# Clocks disagree by a little: a credential signed "now" on a server a minute ahead is not "not yet
+# valid" here. The W3C VC verifier and the 1EdTech validators allow a few minutes; we allow 5 either way.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Said:
+    """A reason in the two languages the pages speak (`en` is what events and logs carry)."""
+
+    en: str
+    pl: str
+
+    def __add__(self, other: Said) -> Said:
+        return Said(f"{self.en}; {other.en}", f"{self.pl}; {other.pl}")
+
+
+def _param(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return str(value)
+
+
+def say(template: str, **params: object) -> Said:
+    """A reason from the catalogue (`reasons_pl.POLISH`: the English text is the key, as on the pages).
+
+    Parameters (URLs, dates, the library's own error text) go into both languages unchanged; a `Said`
+    parameter goes in in each language.
+    """
+    from services.importer.reasons_pl import POLISH  # the catalogue is data; the model stays first
+
+    english = {name: value.en if isinstance(value, Said) else _param(value) for name, value in params.items()}
+    polish = {name: value.pl if isinstance(value, Said) else _param(value) for name, value in params.items()}
+    return Said(template.format(**english), POLISH.get(template, template).format(**polish))
+
+
+def joined(*parts: Said | None) -> Said:
+    """The parts that are there, `; `-separated."""
+    present = [part for part in parts if part is not None and part.en]
+    result = present[0] if present else Said("", "")
+    for part in present[1:]:
+        result = result + part
+    return result
+
+
 class Verification(BaseModel):
     status: VerificationStatus
     method: str = Field(description="How it was checked, e.g. 'eddsa-rdfc-2022 (did:key)', 'JAdES seal'.")
     reason: str = Field(description="Plain words: why this status, and what could not be checked.")
+    reason_pl: str | None = Field(None, description="The same reason in Polish (None: only English known).")
+
+    @classmethod
+    def of(cls, status: VerificationStatus, method: str, reason: Said) -> Verification:
+        return cls(status=status, method=method, reason=reason.en, reason_pl=reason.pl)
+
+    def said(self) -> Said:
+        return Said(self.reason, self.reason_pl or self.reason)
 
 
 class Attestation(BaseModel):
@@ -154,5 +206,20 @@ def email_matches(learner_email: str, identity: str, *, hashed: bool, salt: str 
     return computed == digest.lower()
 
 
+OFFLINE = "{what}: network fetches are off (EBACKPACK_IMPORT_NETWORK), so this could not be checked"
+
+
 def not_verifiable_offline(what: str) -> str:
-    return f"{what}: network fetches are off (EBACKPACK_IMPORT_NETWORK), so this could not be checked"
+    return OFFLINE.format(what=what)
+
+
+def offline(what: Said) -> Said:
+    return say(OFFLINE, what=what)
+
+
+def not_yet_valid(valid_from: datetime | None, now: datetime) -> bool:
+    return valid_from is not None and valid_from > now + CLOCK_SKEW
+
+
+def has_expired(valid_until: datetime | None, now: datetime) -> bool:
+    return valid_until is not None and valid_until <= now - CLOCK_SKEW

@@ -34,10 +34,14 @@ from services.importer.domain import (
     IssuerRef,
     Learner,
     RecipientMatch,
+    Said,
     SourceFormat,
     Verification,
     VerificationStatus,
     email_matches,
+    has_expired,
+    not_yet_valid,
+    say,
     utf8_text,
 )
 
@@ -57,6 +61,7 @@ _UNDERSTOOD_CRIT = frozenset({"b64", "sigT", "x5t#o", "sigX5ts", "srCms", "sigPl
                               "sigPId"})
 NOT_CHECKED = ("Not checked, as that needs trust anchors and the network: the EU trust list (LOTL), the "
                "certificate's revocation (OCSP/CRL) and any revocation status list of the credential.")
+_SENTENCES = "{first} {second}"  # reasons here are sentences, joined by a space
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _DURATION = re.compile(r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
                        r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+)M)?"
@@ -73,18 +78,25 @@ class _Jws:
 
 
 class _SealFailure(Exception):
-    def __init__(self, status: VerificationStatus, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, status: VerificationStatus, reason: Said) -> None:
+        super().__init__(reason.en)
         self.status = status
         self.reason = reason
 
 
-def _invalid(reason: str) -> _SealFailure:
+def _invalid(reason: Said) -> _SealFailure:
     return _SealFailure(VerificationStatus.INVALID, reason)
 
 
-def _unverifiable(reason: str) -> _SealFailure:
+def _unverifiable(reason: Said) -> _SealFailure:
     return _SealFailure(VerificationStatus.NOT_VERIFIABLE, reason)
+
+
+def _sentences(*parts: Said) -> Said:
+    result = parts[0]
+    for part in parts[1:]:
+        result = say(_SENTENCES, first=result, second=part) if part.en else result
+    return result
 
 
 def looks_like_europass(document: Json) -> bool:
@@ -176,63 +188,65 @@ def _verify(jws: _Jws, ctx: ImportContext, expires_on: datetime | None,
         method = f"JAdES seal ({alg}, x5c certificate '{_label(chain[0].subject)}')"
         facts = _check_seal(jws, alg, chain, _aware(ctx.now))
     except _SealFailure as failure:
-        return Verification(status=failure.status, method=method, reason=failure.reason)
+        return Verification.of(failure.status, method, failure.reason)
     status, verdict = _verdict(chain[0], ctx, expires_on, issuer_id)
-    return Verification(status=status, method=method, reason=f"{verdict} {facts} {NOT_CHECKED}")
+    return Verification.of(status, method, _sentences(verdict, facts, say(NOT_CHECKED)))
 
 
-def _check_seal(jws: _Jws, alg: str, chain: list[x509.Certificate], now: datetime) -> str:
+def _check_seal(jws: _Jws, alg: str, chain: list[x509.Certificate], now: datetime) -> Said:
     """Raises _SealFailure on the first problem; else describes what was established."""
     _check_critical(jws.header)
     _check_thumbprint(jws.header, chain[0])
     _verify_signature(alg, _public_key(chain[0]), _signature_bytes(jws.signature), jws.signing_input)
     signed_at, when = _signing_time(jws.header, now)
     _check_validity(chain[0], signed_at, when)
-    more = f" The file holds {jws.count} signatures; only the first was checked." if jws.count > 1 else ""
-    return (f"The {alg} signature matches the credential, and the seal certificate was valid at {when}. "
-            f"{_check_chain(chain)}{more}")
+    more = say("The file holds {count} signatures; only the first was checked.", count=jws.count)
+    return _sentences(say("The {alg} signature matches the credential, and the seal certificate was valid at "
+                          "{when}.", alg=alg, when=when),
+                      _check_chain(chain), more if jws.count > 1 else Said("", ""))
 
 
 def _certificates(header: Json) -> list[x509.Certificate]:
     x5c = header.get("x5c")
     if not isinstance(x5c, list) or not x5c:
-        raise _unverifiable("The seal names no certificate (no x5c in its protected header), so the key "
-                            "that made it is unknown.")
+        raise _unverifiable(say("The seal names no certificate (no x5c in its protected header), so the key "
+                                "that made it is unknown."))
     try:
         return [x509.load_der_x509_certificate(base64.b64decode(entry, validate=True)) for entry in x5c]
     except (TypeError, ValueError) as error:
-        raise _invalid(f"An x5c certificate cannot be read: {error}.") from None
+        raise _invalid(say("An x5c certificate cannot be read: {error}.", error=error)) from None
 
 
 def _check_critical(header: Json) -> None:
     critical = header.get("crit", [])
     if not isinstance(critical, list) or not all(isinstance(name, str) for name in critical):
-        raise _invalid("The header's 'crit' is not a list of names.")
+        raise _invalid(say("The header's 'crit' is not a list of names."))
     unknown = [name for name in critical if name not in _UNDERSTOOD_CRIT]
     if unknown:  # RFC 7515 4.1.11: a signature whose critical parameters we do not understand is not ours
-        raise _unverifiable(f"The seal depends on header parameters this importer does not understand: "
-                            f"{', '.join(unknown)}.")
+        raise _unverifiable(say("The seal depends on header parameters this importer does not understand: "
+                                "{names}.", names=", ".join(name[:40] for name in unknown[:5])))
 
 
 def _check_thumbprint(header: Json, certificate: x509.Certificate) -> None:
     expected = header.get("x5t#S256")
     actual = base64.urlsafe_b64encode(certificate.fingerprint(hashes.SHA256())).rstrip(b"=").decode()
     if expected is not None and expected != actual:
-        raise _invalid("The header's certificate thumbprint (x5t#S256) does not match the x5c certificate.")
+        raise _invalid(say("The header's certificate thumbprint (x5t#S256) does not match the x5c "
+                           "certificate."))
 
 
 def _public_key(certificate: x509.Certificate) -> CertificatePublicKeyTypes:
     try:
         return certificate.public_key()
     except (ValueError, UnsupportedAlgorithm):
-        raise _unverifiable("The seal certificate's key type is not supported.") from None
+        raise _unverifiable(say("The seal certificate's key type is not supported.")) from None
 
 
 def _signature_bytes(signature: str) -> bytes:
     try:
         return _b64url(signature)
     except ValueError:
-        raise _invalid("The signature value is not base64url.") from None
+        raise _invalid(say("The signature value is not base64url.")) from None
 
 
 def _verify_signature(alg: str, key: CertificatePublicKeyTypes, signature: bytes, signed: bytes) -> None:
@@ -254,33 +268,35 @@ def _verify_with(alg: str, key: CertificatePublicKeyTypes, signature: bytes, sig
     elif alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         key.verify(signature, signed)
     elif alg in _SUPPORTED:
-        raise _invalid(f"The seal claims {alg}, which the certificate's {_key_kind(key)} key cannot make.")
+        raise _invalid(say("The seal claims {alg}, which the certificate's {key} key cannot make.", alg=alg,
+                           key=_key_kind(key)))
     elif alg == "none" or alg.startswith("HS"):
-        raise _invalid(f"'{alg}' is not a seal: nothing ties it to the certificate's key.")
+        raise _invalid(say("'{alg}' is not a seal: nothing ties it to the certificate's key.", alg=alg[:40]))
     else:
-        raise _unverifiable(f"The seal algorithm '{alg}' is not supported.")
+        raise _unverifiable(say("The seal algorithm '{alg}' is not supported.", alg=alg[:40]))
 
 
 def _der_ecdsa(signature: bytes, key_size: int) -> bytes:
     """JWS carries ECDSA signatures as r || s of fixed size; cryptography wants DER."""
     size = (key_size + 7) // 8
     if len(signature) != 2 * size:
-        raise _invalid(f"The ECDSA signature has {len(signature)} bytes instead of {2 * size}.")
+        raise _invalid(say("The ECDSA signature has {length} bytes instead of {size}.", length=len(signature),
+                           size=2 * size))
     r, s = int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
     return encode_dss_signature(r, s)
 
 
-def _mismatch(alg: str, key: CertificatePublicKeyTypes, signature: bytes) -> str:
+def _mismatch(alg: str, key: CertificatePublicKeyTypes, signature: bytes) -> Said:
     """Says, where the algorithm allows, whether the content or the signature was altered."""
     if alg.startswith("RS") and isinstance(key, rsa.RSAPublicKey):
         try:  # a PKCS#1 v1.5 signature opens with the key: then it is genuine, made for other content
             key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
         except (InvalidSignature, ValueError):
-            return "The signature value is corrupt or was not made with the seal certificate's key."
-        return ("The signature is genuine but was made for other content: the credential or its header "
-                "was changed after sealing.")
-    return ("The signature does not match: the credential was changed after sealing, or the signature is "
-            "corrupt or was made with another key.")
+            return say("The signature value is corrupt or was not made with the seal certificate's key.")
+        return say("The signature is genuine but was made for other content: the credential or its header "
+                   "was changed after sealing.")
+    return say("The signature does not match: the credential was changed after sealing, or the signature is "
+               "corrupt or was made with another key.")
 
 
 def _key_kind(key: CertificatePublicKeyTypes) -> str:
@@ -289,33 +305,35 @@ def _key_kind(key: CertificatePublicKeyTypes) -> str:
     return "RSA" if isinstance(key, rsa.RSAPublicKey) else type(key).__name__
 
 
-def _signing_time(header: Json, now: datetime) -> tuple[datetime, str]:
+def _signing_time(header: Json, now: datetime) -> tuple[datetime, Said]:
     stated = header.get("sigT")
     if stated is None:
-        return now, f"the time of import ({now:%Y-%m-%dT%H:%M:%SZ}; the seal states no signing time)"
+        return now, say("the time of import ({now}; the seal states no signing time)",
+                        now=f"{now:%Y-%m-%dT%H:%M:%SZ}")
     signed_at = _date(stated)
     if signed_at is None:
-        raise _invalid(f"The signing time (sigT) {stated!r} is not a date.")
-    return signed_at, f"the signing time it states, {signed_at:%Y-%m-%dT%H:%M:%SZ} (sigT)"
+        raise _invalid(say("The signing time (sigT) {stated} is not a date.", stated=repr(stated)[:80]))
+    return signed_at, say("the signing time it states, {at} (sigT)", at=f"{signed_at:%Y-%m-%dT%H:%M:%SZ}")
 
 
-def _check_validity(certificate: x509.Certificate, at: datetime, when: str) -> None:
+def _check_validity(certificate: x509.Certificate, at: datetime, when: Said) -> None:
     start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
     if not start <= at <= end:
-        raise _invalid(f"The seal certificate was valid from {start:%Y-%m-%d} to {end:%Y-%m-%d}, "
-                       f"not at {when}.")
+        raise _invalid(say("The seal certificate was valid from {start} to {end}, not at {when}.",
+                           start=f"{start:%Y-%m-%d}", end=f"{end:%Y-%m-%d}", when=when))
 
 
-def _check_chain(chain: list[x509.Certificate]) -> str:
+def _check_chain(chain: list[x509.Certificate]) -> Said:
     for child, parent in pairwise(chain):
         try:
             child.verify_directly_issued_by(parent)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            raise _invalid(f"The x5c chain is broken: '{_label(child.subject)}' is not issued and signed "
-                           f"by '{_label(parent.subject)}'.") from None
+            raise _invalid(say("The x5c chain is broken: '{child}' is not issued and signed by '{parent}'.",
+                               child=_label(child.subject), parent=_label(parent.subject))) from None
     if len(chain) == 1:
-        return f"The x5c chain holds only the seal certificate (issued by '{_label(chain[0].issuer)}')."
-    return f"Each x5c certificate is signed by the next, up to '{_label(chain[-1].subject)}'."
+        return say("The x5c chain holds only the seal certificate (issued by '{issuer}').",
+                   issuer=_label(chain[0].issuer))
+    return say("Each x5c certificate is signed by the next, up to '{top}'.", top=_label(chain[-1].subject))
 
 
 def seal_fingerprint(certificate: x509.Certificate) -> str:
@@ -325,22 +343,36 @@ def seal_fingerprint(certificate: x509.Certificate) -> str:
 
 
 def _verdict(certificate: x509.Certificate, ctx: ImportContext, expires_on: datetime | None,
-             issuer_id: str | None) -> tuple[VerificationStatus, str]:
-    if expires_on is not None and expires_on < _aware(ctx.now):
-        return VerificationStatus.EXPIRED, f"Expired on {expires_on:%Y-%m-%d}; the seal itself is valid."
+             issuer_id: str | None) -> tuple[VerificationStatus, Said]:
+    if has_expired(expires_on, _aware(ctx.now)):
+        return VerificationStatus.EXPIRED, say("Expired on {date}; the seal itself is valid.",
+                                               date=f"{expires_on:%Y-%m-%d}")
     fingerprint = seal_fingerprint(certificate)
     if fingerprint in ctx.trusted_issuers:
-        return VerificationStatus.VERIFIED, f"Issuer trusted: the seal certificate {fingerprint} is trusted."
+        return VerificationStatus.VERIFIED, say(
+            "Issuer trusted: the seal certificate {fingerprint} is trusted.", fingerprint=fingerprint)
     subject = certificate.subject.rfc4514_string()
-    return VerificationStatus.ISSUER_UNKNOWN, (
-        f"Issuer not known: the seal certificate '{subject}' ({fingerprint}) is not on our list of trusted "
-        f"seals; the credential names its issuer as '{issuer_id or 'unknown'}'.")
+    return VerificationStatus.ISSUER_UNKNOWN, say(
+        "Issuer not known: the seal certificate '{subject}' ({fingerprint}) is not on our list of trusted "
+        "seals; the credential names its issuer as '{issuer}'.", subject=subject, fingerprint=fingerprint,
+        issuer=issuer_id or "unknown")
 
 
 def _unsigned() -> Verification:
-    return Verification(status=VerificationStatus.NOT_VERIFIABLE, method="none (unsigned EDC)",
-                        reason="No seal: the credential carries no JAdES signature, so nothing shows who "
-                               "issued it or that it is unchanged.")
+    return Verification.of(VerificationStatus.NOT_VERIFIABLE, "none (unsigned EDC)",
+                           say("No seal: the credential carries no JAdES signature, so nothing shows who "
+                               "issued it or that it is unchanged."))
+
+
+def _not_yet_valid(credential: Json, verification: Verification, now: datetime) -> Verification:
+    """A credential valid only from a future date is invalid (whatever its seal says), and says so."""
+    for key in ("validFrom", "issuanceDate", "issued"):
+        start = _first_date([credential.get(key)])
+        if not_yet_valid(start, now) and verification.status is not VerificationStatus.INVALID:
+            reason = say("Not valid yet: it is valid only from {start} ({field}).", start=start, field=key)
+            return Verification.of(VerificationStatus.INVALID, verification.method,
+                                   _sentences(reason, verification.said()))
+    return verification
 
 
 # --- the credential ---------------------------------------------------------------------------------
@@ -362,7 +394,11 @@ def _attestation(credential: Json, jws: _Jws | None, text: str, ctx: ImportConte
         workload=_workload(claims),
         recipient=recipient,
         recipient_detail=recipient_detail,
-        verification=_verify(jws, ctx, expires_on, issuer.identifier) if jws else _unsigned(),
+        verification=_not_yet_valid(
+            credential,
+            _verify(jws, ctx, expires_on, issuer.identifier) if jws else _unsigned(),
+            _aware(ctx.now),
+        ),
         urls=_urls(credential),
         original_json=text,
     )

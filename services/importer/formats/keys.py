@@ -2,12 +2,14 @@
 key document fetched from the issuer's domain (only when the network is on).
 
 Keys are returned as public JWKs, which both the Data Integrity check (Ed25519) and the JOSE libraries
-take. `ResolvedKey.source` says in plain words where the key came from, for the verification reason.
+take. `ResolvedKey.source` says in plain words where the key came from, for the verification reason;
+`ResolvedKey.binds_to` says whether it shows that the key is the issuer's (see docs/importer.md).
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 from dataclasses import dataclass, replace
 from typing import Any
@@ -15,32 +17,96 @@ from urllib.parse import unquote, urldefrag, urlsplit
 
 import base58
 from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc.jwk import JWKRegistry
 
-from services.importer.domain import FetchError, ImportContext, not_verifiable_offline
+from services.importer.domain import FetchError, ImportContext, Said, offline, say
 
 _ED25519_PREFIX = b"\xed\x01"
 _P256_PREFIX = b"\x80\x24"
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 class KeyUnavailable(Exception):
-    """No key could be found; the message is the reason shown to the learner."""
+    """No key could be found; `reason` is what the learner is shown."""
+
+    def __init__(self, reason: Said) -> None:
+        super().__init__(reason.en)
+        self.reason = reason
+
+
+def issuer_origin(url: str | None) -> tuple[str, str, int] | None:
+    """The origin an issuer can publish keys and assertions on: https, or http on a loopback address
+    (reachable only when EBACKPACK_IMPORT_ALLOW_PRIVATE is on, i.e. in tests). None for anything else: a
+    plain-http origin can be impersonated by anyone on the path, so it binds nothing."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if not host or "@" in parts.netloc or scheme not in _DEFAULT_PORTS:
+        return None
+    if scheme == "http" and not _loopback(host):
+        return None
+    return scheme, host, port or _DEFAULT_PORTS[scheme]
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def same_origin(url: str | None, issuer_id: str | None) -> bool:
+    origin = issuer_origin(url)
+    return origin is not None and origin == issuer_origin(issuer_id)
+
+
+def jwk_thumbprint_uri(jwk: dict[str, Any]) -> str | None:
+    """RFC 9278 `urn:ietf:params:oauth:jwk-thumbprint:sha-256:…`: how a key that only the credential
+    carries (an embedded `jwk`, a did:key) can be put on the trusted list."""
+    try:
+        return "urn:ietf:params:oauth:jwk-thumbprint:sha-256:" + str(JWKRegistry.import_key(jwk).thumbprint())
+    except Exception:  # joserfc raises several types for a malformed key; then there is no thumbprint
+        return None
 
 
 @dataclass(frozen=True)
 class ResolvedKey:
     jwk: dict[str, Any]
-    source: str
+    source: Said
     published_by_issuer: bool = False  # fetched from the key's own domain / DID document
     own: bool = False  # one of our own signing keys
     method: str = ""  # the verification method (or kid) it was resolved from
+    fetched_from: str = ""  # the URL the key document was read from (did:web: its did.json)
+
+    def binds_to(self, issuer_id: str | None) -> bool:
+        """The key is the issuer's by publication: our own, or published in a document on the issuer's
+        own https origin (a key document, its profile, a did:web resolved there), or in the DID document
+        of the issuer's own did:web. The Open Badges verification model: the issuer's identity is what
+        it hosts."""
+        if self.own:
+            return True
+        if not issuer_id or not self.published_by_issuer:
+            return False
+        if self.method.startswith("did:web:") and urldefrag(self.method).url == issuer_id:
+            return True
+        return same_origin(self.fetched_from, issuer_id)
 
     def speaks_for(self, issuer_id: str | None) -> bool:
-        """The key is the issuer's: published under the issuer's own DID or origin, or our own.
+        """A trusted-list entry for `issuer_id` may lift this key: it is published under the issuer's
+        own DID or origin, or it is the issuer's did:key itself.
 
         A key that only the credential itself supplies (an embedded JWK, a multikey fragment that was
-        not fetched) proves who signed, not that the signer is the issuer the credential names.
+        not fetched) proves who signed, not that the signer is the issuer the credential names; such a
+        key is trusted only by its thumbprint (`jwk_thumbprint_uri`).
         """
-        if self.own:
+        if self.binds_to(issuer_id):
             return True
         if not issuer_id or not self.method:
             return False
@@ -50,8 +116,8 @@ class ResolvedKey:
             return False
         if self.method.startswith("did:"):
             return urldefrag(self.method).url == issuer_id
-        key_origin, issuer_origin = urlsplit(self.method), urlsplit(issuer_id)
-        return (key_origin.scheme, key_origin.netloc) == (issuer_origin.scheme, issuer_origin.netloc)
+        key_origin, issuer_origin_ = urlsplit(self.method), urlsplit(issuer_id)
+        return (key_origin.scheme, key_origin.netloc) == (issuer_origin_.scheme, issuer_origin_.netloc)
 
 
 def _b64url(data: bytes) -> str:
@@ -61,18 +127,22 @@ def _b64url(data: bytes) -> str:
 def multikey_to_jwk(value: str) -> dict[str, Any]:
     """`z6Mk...` (Ed25519) or `zDn...` (P-256) multibase multikey -> public JWK."""
     if not value.startswith("z"):
-        raise KeyUnavailable(f"key {value[:20]}... is not multibase base58btc")
+        raise KeyUnavailable(say("key {key}... is not multibase base58btc", key=value[:20]))
     try:
         raw = base58.b58decode(value[1:])
     except ValueError:
-        raise KeyUnavailable("key is not valid base58") from None
+        raise KeyUnavailable(say("key is not valid base58")) from None
     if raw.startswith(_ED25519_PREFIX) and len(raw) == 34:
         return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw[2:])}
     if raw.startswith(_P256_PREFIX) and len(raw) == 35:
         point = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw[2:]).public_numbers()
-        return {"kty": "EC", "crv": "P-256", "x": _b64url(point.x.to_bytes(32, "big")),
-                "y": _b64url(point.y.to_bytes(32, "big"))}
-    raise KeyUnavailable("key type is neither Ed25519 nor P-256")
+        return {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64url(point.x.to_bytes(32, "big")),
+            "y": _b64url(point.y.to_bytes(32, "big")),
+        }
+    raise KeyUnavailable(say("key type is neither Ed25519 nor P-256"))
 
 
 def did_web_url(did: str) -> str:
@@ -107,13 +177,15 @@ def _find_in_document(document: Any, method: str) -> dict[str, Any] | None:
 
 def _fetch_document(url: str, ctx: ImportContext) -> Any:
     if ctx.fetcher is None:
-        raise KeyUnavailable(not_verifiable_offline(f"the issuer's key at {url}"))
+        raise KeyUnavailable(offline(say("the issuer's key at {url}", url=url)))
     try:
         return json.loads(ctx.fetcher.get(url))
     except FetchError as exc:
-        raise KeyUnavailable(f"the issuer's key at {url} could not be fetched: {exc}") from None
+        raise KeyUnavailable(
+            say("the issuer's key at {url} could not be fetched: {error}", url=url, error=exc)
+        ) from None
     except ValueError:
-        raise KeyUnavailable(f"the issuer's key document at {url} is not JSON") from None
+        raise KeyUnavailable(say("the issuer's key document at {url} is not JSON", url=url)) from None
 
 
 def resolve(method: str, ctx: ImportContext) -> ResolvedKey:
@@ -125,18 +197,23 @@ def _resolve(method: str, ctx: ImportContext) -> ResolvedKey:
     if ctx.own_key is not None:
         own = ctx.own_key(method)
         if own is not None:
-            return ResolvedKey(own, "our own signing key", published_by_issuer=True, own=True)
+            return ResolvedKey(own, say("our own signing key"), published_by_issuer=True, own=True)
     if method.startswith("did:key:"):
-        return ResolvedKey(multikey_to_jwk(method.removeprefix("did:key:").split("#")[0]), "a did:key")
+        return ResolvedKey(multikey_to_jwk(method.removeprefix("did:key:").split("#")[0]), say("a did:key"))
     if method.startswith("did:web:"):
         base = urldefrag(method).url
-        key = _find_in_document(_fetch_document(did_web_url(base), ctx), method)
+        url = did_web_url(base)
+        key = _find_in_document(_fetch_document(url, ctx), method)
         if key is None:
-            raise KeyUnavailable(f"the DID document of {base} does not list {method}")
-        return ResolvedKey(key, f"DID document of {base}", published_by_issuer=True)
+            raise KeyUnavailable(
+                say("the DID document of {did} does not list {method}", did=base, method=method)
+            )
+        return ResolvedKey(
+            key, say("DID document of {did}", did=base), published_by_issuer=True, fetched_from=url
+        )
     if method.startswith(("https://", "http://")):
         return _resolve_url(method, ctx)
-    raise KeyUnavailable(f"unsupported verification method {method[:80]!r}")
+    raise KeyUnavailable(say("unsupported verification method {method}", method=repr(method[:80])))
 
 
 def _resolve_url(method: str, ctx: ImportContext) -> ResolvedKey:
@@ -144,10 +221,19 @@ def _resolve_url(method: str, ctx: ImportContext) -> ResolvedKey:
     if ctx.fetcher is not None:
         key = _find_in_document(_fetch_document(url, ctx), method)
         if key is None:
-            raise KeyUnavailable(f"the key document at {url} does not list {method}")
-        return ResolvedKey(key, f"key document at {url}", published_by_issuer=True)
+            raise KeyUnavailable(
+                say("the key document at {url} does not list {method}", url=url, method=method)
+            )
+        return ResolvedKey(
+            key, say("key document at {url}", url=url), published_by_issuer=True, fetched_from=url
+        )
     if fragment.startswith("z"):  # the fragment is the multikey itself: checkable, not attributable
-        return ResolvedKey(multikey_to_jwk(fragment),
-                           f"the key written in the verification method's fragment (not confirmed at {url}: "
-                           "network fetches are off)")
-    raise KeyUnavailable(not_verifiable_offline(f"the issuer's key at {url}"))
+        return ResolvedKey(
+            multikey_to_jwk(fragment),
+            say(
+                "the key written in the verification method's fragment (not confirmed at "
+                "{url}: network fetches are off)",
+                url=url,
+            ),
+        )
+    raise KeyUnavailable(offline(say("the issuer's key at {url}", url=url)))

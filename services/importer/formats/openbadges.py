@@ -4,16 +4,19 @@ Verification, strongest first:
 - OB 3.0 Data Integrity (`eddsa-rdfc-2022`, `eddsa-2022`, `Ed25519Signature2020`) and VC-JWT: the
   signature against the key the proof names (see keys.py for where keys come from);
 - OB 2.0 hosted: the assertion as its issuer serves it at its `id` (network), or our own database;
-- OB 2.0 signed (JWS): the key at `verification.creator` (network).
-Then revocation (status list / revocation list / 410) and expiry.
+- OB 2.0 signed (JWS): the key at `verification.creator`, listed in the issuer profile (network).
+Then, in this order: the validity window (not yet valid = invalid), revocation (status list, revocation
+list, 410 / `revoked`), expiry. A token that is unsigned, or whose algorithm is not a signature we accept,
+is invalid before anything is fetched.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +29,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
 
 from ebackpack.credentials.dataintegrity import hash_data
-from ebackpack.credentials.jsonld import canonize
+from services.importer.canon import canonize  # bounded: a canonicalization bomb is rejected
 from services.importer.domain import (
     Attestation,
     FetchError,
@@ -35,17 +38,45 @@ from services.importer.domain import (
     IssuerRef,
     OwnCredential,
     RecipientMatch,
+    Said,
     SourceFormat,
     Verification,
     VerificationStatus,
     email_matches,
-    not_verifiable_offline,
+    has_expired,
+    joined,
+    not_yet_valid,
+    offline,
+    say,
 )
-from services.importer.formats.keys import KeyUnavailable, ResolvedKey, resolve
+from services.importer.formats.keys import (
+    KeyUnavailable,
+    ResolvedKey,
+    issuer_origin,
+    jwk_thumbprint_uri,
+    resolve,
+    same_origin,
+)
 
 ED25519_SUITES = {"eddsa-rdfc-2022", "eddsa-2022"}
 MAX_STATUS_LIST_BYTES = 2 * 1024 * 1024  # 16 Mi entries: larger lists are refused, not inflated
-JWS_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
+# JWS algorithm -> the key type (and curves) that can make it. Only public-key signatures: an HMAC
+# (HS256...) "verified" with the issuer's public key as the secret is forgeable by anyone (RFC 8725 3.1).
+KEY_FOR_ALGORITHM: dict[str, tuple[str, frozenset[str]]] = {
+    **{f"{family}{size}": ("RSA", frozenset()) for family in ("RS", "PS") for size in (256, 384, 512)},
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES384": ("EC", frozenset({"P-384"})),
+    "ES512": ("EC", frozenset({"P-521"})),
+    "ES256K": ("EC", frozenset({"secp256k1"})),
+    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+    "Ed25519": ("OKP", frozenset({"Ed25519"})),  # RFC 9864's fully specified names
+    "Ed448": ("OKP", frozenset({"Ed448"})),
+}
+JWS_ALGORITHMS = list(KEY_FOR_ALGORITHM)
+# Critical header parameters we implement (RFC 7515 4.1.11). VC-JWT and OB 2.0 define none, so a token
+# that marks any as critical asks for processing we do not do, and is refused.
+UNDERSTOOD_CRIT: frozenset[str] = frozenset()
+_GONE = re.compile(r"answered HTTP 410\b")
 
 
 # ------------------------------------------------------------------------------------------ shared
@@ -53,12 +84,41 @@ JWS_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 
 @dataclass(frozen=True)
 class Check:
-    """The outcome of the signature (or hosted) check, before revocation and expiry."""
+    """The outcome of the signature (or hosted) check, before the validity window, revocation, expiry."""
 
     status: VerificationStatus
     method: str
-    reason: str
+    reason: Said
     own_code: str | None = None  # set when the credential is one of ours
+
+
+@dataclass(frozen=True)
+class Window:
+    """When the credential says it is valid: the latest start and the earliest end it states."""
+
+    start: datetime | None = None
+    start_field: str = ""
+    end: datetime | None = None
+    end_field: str = ""
+
+    @classmethod
+    def of(cls, starts: list[tuple[str, datetime | None]], ends: list[tuple[str, datetime | None]]) -> Window:
+        start = max(((f, d) for f, d in starts if d is not None), key=lambda fd: fd[1], default=("", None))
+        end = min(((f, d) for f, d in ends if d is not None), key=lambda fd: fd[1], default=("", None))
+        return cls(start=start[1], start_field=start[0], end=end[1], end_field=end[0])
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What the revocation check found: a reason it is revoked, a note on what was (not) checked, and
+    whether a check the credential asks for could not be made (then it is not verifiable)."""
+
+    revoked: Said | None = None
+    note: Said | None = None
+    failed: bool = False
+
+
+NOT_CHECKED = Revocation()
 
 
 def parse_datetime(value: Any) -> datetime | None:
@@ -69,6 +129,16 @@ def parse_datetime(value: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_numeric_date(value: Any) -> datetime | None:
+    """A JWT NumericDate (seconds since the epoch), or None when it is absent or out of range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _text(value: Any) -> str | None:
@@ -110,47 +180,146 @@ def jws_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return _b64url_json(parts[0], "JWS header"), _b64url_json(parts[1], "JWS payload")
 
 
+def header_problem(header: dict[str, Any], token: str) -> Said | None:
+    """Why a token is refused from its header alone (before any key is looked up), or None."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or not alg:
+        return say("the token names no signature algorithm (alg), so it is not signed")
+    if alg.lower() == "none":
+        return say('the token is unsigned (alg "none"): anyone could have written it')
+    if alg.upper().startswith("HS"):
+        return say(
+            "the token uses {alg}, a shared-secret code and not a signature: anyone who has the issuer's "
+            "public key could make it",
+            alg=alg,
+        )
+    if alg not in KEY_FOR_ALGORITHM:
+        return say(
+            "the token's algorithm {alg} is not a signature we accept ({accepted})",
+            alg=alg[:40],
+            accepted=", ".join(JWS_ALGORITHMS),
+        )
+    if not token.strip().rsplit(".", 1)[-1]:
+        return say("the token carries no signature")
+    crit = header.get("crit")
+    if crit is None:
+        return None
+    if not isinstance(crit, list) or not crit or not all(isinstance(name, str) for name in crit):
+        return say("the token's 'crit' header is not a list of parameter names")
+    unknown = [name for name in crit if name not in UNDERSTOOD_CRIT]
+    if unknown:
+        return say(
+            "the token marks header parameters we do not implement as critical ({names}), so it must "
+            "be refused (RFC 7515)",
+            names=", ".join(name[:40] for name in unknown[:5]),
+        )
+    return None
+
+
+def _key_kind(jwk: dict[str, Any]) -> str:
+    kty, crv = str(jwk.get("kty", "?"))[:10], jwk.get("crv")
+    return f"{kty} {str(crv)[:10]}" if crv else kty
+
+
+def key_problem(alg: str, jwk: dict[str, Any]) -> Said | None:
+    """The algorithm the token claims must be one its key can make (no RSA token "checked" with an
+    EC key, no ES256 header on an Ed25519 key)."""
+    kty, curves = KEY_FOR_ALGORITHM[alg]
+    if jwk.get("kty") != kty or (curves and jwk.get("crv") not in curves):
+        return say(
+            "the token claims {alg}, which its key ({key}) cannot make: the algorithm does not match the key",
+            alg=alg,
+            key=_key_kind(jwk),
+        )
+    return None
+
+
 def _issuer_id(issuer: Any) -> str | None:
     if isinstance(issuer, dict):
         return str(issuer.get("id") or "") or None
     return str(issuer) if isinstance(issuer, str) else None
 
 
-def _trusted(ctx: ImportContext, issuer_id: str | None, key: ResolvedKey) -> bool:
-    return key.own or (issuer_id in ctx.trusted_issuers and key.speaks_for(issuer_id))
-
-
 def _signature_check(key: ResolvedKey, issuer_id: str | None, ctx: ImportContext, method: str) -> Check:
-    if _trusted(ctx, issuer_id, key):
-        who = "our own credential" if key.own else f"trusted issuer {issuer_id}"
-        return Check(VerificationStatus.VERIFIED, method, f"signature valid ({key.source}); {who}")
-    where = f"published by the issuer ({key.source})" if key.published_by_issuer else key.source
+    """The key's standing: ours, published on the issuer's own origin, trusted by us, or none."""
+    if key.own:
+        return Check(
+            VerificationStatus.VERIFIED,
+            method,
+            say("signature valid ({source}); our own credential", source=key.source),
+        )
+    if key.binds_to(issuer_id):
+        return Check(
+            VerificationStatus.VERIFIED,
+            method,
+            say(
+                "signature valid with a key the issuer {issuer} publishes on its own origin ({source})",
+                issuer=issuer_id,
+                source=key.source,
+            ),
+        )
+    thumbprint = jwk_thumbprint_uri(key.jwk)
+    if (issuer_id in ctx.trusted_issuers and key.speaks_for(issuer_id)) or thumbprint in ctx.trusted_issuers:
+        return Check(
+            VerificationStatus.VERIFIED,
+            method,
+            say(
+                "signature valid ({source}); trusted issuer {issuer}",
+                source=key.source,
+                issuer=issuer_id or thumbprint,
+            ),
+        )
+    where = (
+        say("{source}, which is not on the issuer's own https origin", source=key.source)
+        if key.published_by_issuer
+        else key.source
+    )
     return Check(
         VerificationStatus.ISSUER_UNKNOWN,
         method,
-        f"signature valid with {where}; the issuer {issuer_id or '(unnamed)'} "
-        "is not on our list of trusted issuers",
+        say(
+            "signature valid with {where}; the issuer {issuer} is not on our list of trusted issuers "
+            "(key {key})",
+            where=where,
+            issuer=issuer_id or "(unnamed)",
+            key=thumbprint or "?",
+        ),
     )
 
 
-def finish(
-    check: Check, *, revoked: str | None, revocation_note: str, expires: datetime | None, ctx: ImportContext
-) -> Verification:
-    """Revocation and expiry override a valid or unverifiable signature, never an invalid one."""
+def finish(check: Check, window: Window, revocation: Revocation, ctx: ImportContext) -> Verification:
+    """An invalid signature stays invalid. Then: not yet valid (invalid, whatever the key's standing),
+    revoked, expired, a revocation check that could not be made (not verifiable), else the check."""
     if check.status is VerificationStatus.INVALID:
-        return Verification(status=check.status, method=check.method, reason=check.reason)
-    if revoked is not None:
-        return Verification(
-            status=VerificationStatus.REVOKED, method=check.method, reason=f"revoked by its issuer: {revoked}"
+        return Verification.of(check.status, check.method, check.reason)
+    if not_yet_valid(window.start, ctx.now):
+        return Verification.of(
+            VerificationStatus.INVALID,
+            check.method,
+            say(
+                "not valid yet: it is valid only from {start} ({field})",
+                start=window.start,
+                field=window.start_field,
+            )
+            + check.reason,
         )
-    if expires is not None and expires <= ctx.now:
-        return Verification(
-            status=VerificationStatus.EXPIRED,
-            method=check.method,
-            reason=f"expired on {expires.date().isoformat()} ({check.reason})",
+    if revocation.revoked is not None:
+        return Verification.of(
+            VerificationStatus.REVOKED,
+            check.method,
+            say("revoked by its issuer: {reason}", reason=revocation.revoked),
         )
-    reason = f"{check.reason}; {revocation_note}" if revocation_note else check.reason
-    return Verification(status=check.status, method=check.method, reason=reason)
+    if has_expired(window.end, ctx.now):
+        return Verification.of(
+            VerificationStatus.EXPIRED,
+            check.method,
+            say("expired on {end} ({field})", end=window.end, field=window.end_field) + check.reason,
+        )
+    if revocation.failed and check.status in (VerificationStatus.VERIFIED, VerificationStatus.ISSUER_UNKNOWN):
+        return Verification.of(
+            VerificationStatus.NOT_VERIFIABLE, check.method, joined(revocation.note, check.reason)
+        )
+    return Verification.of(check.status, check.method, joined(check.reason, revocation.note))
 
 
 # ------------------------------------------------------------------------------------ OB 3.0 body
@@ -251,7 +420,7 @@ def _fetch_json(url: str, ctx: ImportContext) -> Any:
     return json.loads(ctx.fetcher.get(url))
 
 
-def _bitstring_revoked(entry: dict[str, Any], ctx: ImportContext) -> tuple[str | None, str]:
+def _bitstring_revoked(entry: dict[str, Any], ctx: ImportContext) -> Revocation:
     url = str(entry.get("statusListCredential", ""))
     index = int(str(entry.get("statusListIndex", "-1")))
     listing = _fetch_json(url, ctx)
@@ -262,40 +431,56 @@ def _bitstring_revoked(entry: dict[str, Any], ctx: ImportContext) -> tuple[str |
     bits = _bounded_gunzip(base64.urlsafe_b64decode(encoded[1:] + "=" * (-len(encoded[1:]) % 4)))
     if not 0 <= index < len(bits) * 8:
         raise ValueError(f"status index {index} is outside the list")
-    revoked = bool(bits[index // 8] >> (7 - index % 8) & 1)
-    return ("the status list marks it revoked" if revoked else None), f"status list {url} checked"
+    if bits[index // 8] >> (7 - index % 8) & 1:
+        return Revocation(revoked=say("the status list marks it revoked"))
+    return Revocation(note=say("status list {url} checked", url=url))
 
 
-def _revocation_list(entry: dict[str, Any], credential_id: str, ctx: ImportContext) -> tuple[str | None, str]:
+def _listed(entries: Any, ids: set[str]) -> tuple[bool, str | None]:
+    """(listed, its reason) in a revocation list's entries: ids, or objects with `id` / `uid`."""
+    for item in entries if isinstance(entries, list) else []:
+        if isinstance(item, str) and item in ids:
+            return True, None
+        if isinstance(item, dict) and ({str(item.get("id", "")), str(item.get("uid", ""))} & ids):
+            reason = item.get("revocationReason")
+            return True, str(reason)[:500] if isinstance(reason, str) and reason.strip() else None
+    return False, None
+
+
+def _revocation_list(entry: dict[str, Any], credential_id: str, ctx: ImportContext) -> Revocation:
     url = str(entry.get("id", ""))
     listing = _fetch_json(url, ctx)
-    for item in listing.get("revokedCredentials", []) if isinstance(listing, dict) else []:
-        if isinstance(item, dict) and item.get("id") == credential_id:
-            return str(item.get("revocationReason") or "listed in the revocation list"), ""
-    return None, f"revocation list {url} checked"
+    entries = listing.get("revokedCredentials") if isinstance(listing, dict) else None
+    listed, reason = _listed(entries, {credential_id} - {""})
+    if listed:
+        return Revocation(
+            revoked=Said(reason, reason) if reason else say("listed in the revocation list {url}", url=url)
+        )
+    return Revocation(note=say("revocation list {url} checked", url=url))
 
 
-def ob3_revocation(
-    credential: dict[str, Any], own: OwnCredential | None, ctx: ImportContext
-) -> tuple[str | None, str]:
-    """(revocation reason or None, a note on what was or could not be checked)."""
+def ob3_revocation(credential: dict[str, Any], own: OwnCredential | None, ctx: ImportContext) -> Revocation:
     if own is not None:
-        return (own.revoked_reason or "revoked") if own.revoked else None, "status checked in our database"
+        revoked = own.revoked_reason or "revoked"
+        return Revocation(
+            revoked=Said(revoked, revoked) if own.revoked else None,
+            note=say("status checked in our database"),
+        )
     entry = credential.get("credentialStatus")
     entry = entry[0] if isinstance(entry, list) and entry else entry
     if not isinstance(entry, dict):
-        return None, ""
-    kind = str(entry.get("type", ""))
+        return NOT_CHECKED
+    kind = str(entry.get("type", ""))[:80]
     if ctx.fetcher is None:
-        return None, not_verifiable_offline(f"revocation ({kind})")
+        return Revocation(note=offline(say("revocation ({kind})", kind=kind)))
     try:
         if kind in ("BitstringStatusListEntry", "StatusList2021Entry"):
             return _bitstring_revoked(entry, ctx)
         if kind == "1EdTechRevocationList":
             return _revocation_list(entry, str(credential.get("id", "")), ctx)
-    except (FetchError, ValueError, KeyError, TypeError) as exc:
-        return None, f"revocation could not be checked: {exc}"
-    return None, f"revocation method {kind} is not supported"
+    except (FetchError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return Revocation(note=say("revocation could not be checked: {error}", error=exc), failed=True)
+    return Revocation(note=say("revocation method {kind} is not supported", kind=kind))
 
 
 def _own(credential_id: str, ctx: ImportContext) -> OwnCredential | None:
@@ -307,7 +492,9 @@ def _own(credential_id: str, ctx: ImportContext) -> OwnCredential | None:
 
 def _ed25519_key(jwk: dict[str, Any]) -> ed25519.Ed25519PublicKey:
     if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
-        raise KeyUnavailable("the proof needs an Ed25519 key, the verification method names another type")
+        raise KeyUnavailable(
+            say("the proof needs an Ed25519 key, the verification method names another type")
+        )
     x = str(jwk["x"])
     return ed25519.Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
 
@@ -326,9 +513,12 @@ def _data_integrity_check(credential: dict[str, Any], ctx: ImportContext) -> Che
     proof = _supported_proof(credential)
     issuer_id = _issuer_id(credential.get("issuer"))
     if proof is None:
-        kinds = credential.get("proof")
-        what = "no proof" if not kinds else "a proof type we cannot check"
-        return Check(VerificationStatus.NOT_VERIFIABLE, "none", f"the credential has {what}")
+        what = (
+            say("the credential has no proof")
+            if not credential.get("proof")
+            else say("the credential has a proof type we cannot check")
+        )
+        return Check(VerificationStatus.NOT_VERIFIABLE, "none", what)
     suite = str(proof.get("cryptosuite") or proof.get("type"))
     method_id = str(proof.get("verificationMethod", ""))
     method = f"Data Integrity {suite}"
@@ -336,14 +526,20 @@ def _data_integrity_check(credential: dict[str, Any], ctx: ImportContext) -> Che
         key = resolve(method_id, ctx)
         public_key = _ed25519_key(key.jwk)
     except KeyUnavailable as exc:
-        return Check(VerificationStatus.NOT_VERIFIABLE, method, str(exc))
+        return Check(VerificationStatus.NOT_VERIFIABLE, method, exc.reason)
+    except (KeyError, ValueError, TypeError):
+        return Check(VerificationStatus.INVALID, method, say("the verification method's key is malformed"))
     unsigned = {k: v for k, v in credential.items() if k != "proof"}
     options = {"@context": credential.get("@context")} | {k: v for k, v in proof.items() if k != "proofValue"}
     try:
         data = hash_data(canonize(options), canonize(unsigned))
+    except ImportRejected:  # over the canonicalization budget: the whole upload is refused with it
+        raise
     except Exception as exc:  # pyld raises its own error types, wrapping ours (unknown context)
         return Check(
-            VerificationStatus.NOT_VERIFIABLE, method, f"the document cannot be canonicalized: {exc}"
+            VerificationStatus.NOT_VERIFIABLE,
+            method,
+            say("the document cannot be canonicalized: {error}", error=str(exc)[:300]),
         )
     value = str(proof.get("proofValue", ""))
     try:
@@ -352,8 +548,10 @@ def _data_integrity_check(credential: dict[str, Any], ctx: ImportContext) -> Che
         return Check(
             VerificationStatus.INVALID,
             method,
-            "the signature does not match the document: it was changed after signing or signed "
-            "with another key",
+            say(
+                "the signature does not match the document: it was changed after signing or signed "
+                "with another key"
+            ),
         )
     return _signature_check(key, issuer_id, ctx, method)
 
@@ -365,40 +563,77 @@ def parse_ob3_json(
     return _ob3_result(credential, _data_integrity_check(credential, ctx), source, ctx, text)
 
 
+def _ob3_window(credential: dict[str, Any], jwt_claims: dict[str, Any] | None) -> Window:
+    """VC 2.0 `validFrom` / `validUntil`, VC 1.1 `issuanceDate` / `expirationDate` (1.1 makes the issuance
+    date the start of validity), and a VC-JWT's `nbf` / `exp`."""
+    claims = jwt_claims or {}
+    return Window.of(
+        starts=[
+            ("validFrom", parse_datetime(credential.get("validFrom"))),
+            ("issuanceDate", parse_datetime(credential.get("issuanceDate"))),
+            ("nbf", parse_numeric_date(claims.get("nbf"))),
+        ],
+        ends=[
+            ("validUntil", parse_datetime(credential.get("validUntil"))),
+            ("expirationDate", parse_datetime(credential.get("expirationDate"))),
+            ("exp", parse_numeric_date(claims.get("exp"))),
+        ],
+    )
+
+
 def _ob3_result(
     credential: dict[str, Any],
     check: Check,
     source: SourceFormat,
     ctx: ImportContext,
     original: str,
-    expires: datetime | None = None,
+    jwt_claims: dict[str, Any] | None = None,
 ) -> Attestation:
-    """The record of a checked OB 3.0 credential, with revocation and expiry applied."""
-    own = _own(str(credential.get("id", "")), ctx) if check.status is VerificationStatus.VERIFIED else None
-    verification = Verification(status=check.status, method=check.method, reason=check.reason)
-    attestation = ob3_attestation(credential, source, verification, ctx, original)
-    expires = attestation.expires_on or expires
-    revoked, note = ob3_revocation(credential, own, ctx)
-    verification = finish(check, revoked=revoked, revocation_note=note, expires=expires, ctx=ctx)
-    return attestation.model_copy(update={"verification": verification, "expires_on": expires})
+    """The record of a checked OB 3.0 credential, with the validity window, revocation and expiry."""
+    window = _ob3_window(credential, jwt_claims)
+    attestation = ob3_attestation(
+        credential, source, Verification.of(check.status, check.method, check.reason), ctx, original
+    )
+    revocation = NOT_CHECKED
+    if check.status is not VerificationStatus.INVALID and not not_yet_valid(window.start, ctx.now):
+        own = (
+            _own(str(credential.get("id", "")), ctx) if check.status is VerificationStatus.VERIFIED else None
+        )
+        revocation = ob3_revocation(credential, own, ctx)
+    verification = finish(check, window, revocation, ctx)
+    return attestation.model_copy(
+        update={"verification": verification, "expires_on": attestation.expires_on or window.end}
+    )
 
 
 def _jws_key(header: dict[str, Any], issuer_id: str | None, ctx: ImportContext) -> ResolvedKey:
     if isinstance(header.get("kid"), str):
         return resolve(str(header["kid"]), ctx)
     if isinstance(header.get("jwk"), dict):
-        return ResolvedKey(dict(header["jwk"]), "the key embedded in the token's own header")
+        return ResolvedKey(dict(header["jwk"]), say("the key embedded in the token's own header"))
     if issuer_id and issuer_id.startswith(("https://", "http://")):
         if ctx.fetcher is None:
-            raise KeyUnavailable(not_verifiable_offline(f"the issuer profile {issuer_id} (its public key)"))
+            raise KeyUnavailable(
+                offline(say("the issuer profile {issuer} (its public key)", issuer=issuer_id))
+            )
         try:
             profile = json.loads(ctx.fetcher.get(issuer_id))
         except (FetchError, ValueError) as exc:
-            raise KeyUnavailable(f"the issuer profile {issuer_id} could not be read: {exc}") from None
+            raise KeyUnavailable(
+                say("the issuer profile {issuer} could not be read: {error}", issuer=issuer_id, error=exc)
+            ) from None
         jwk = profile.get("publicKey") if isinstance(profile, dict) else None
         if isinstance(jwk, dict):
-            return ResolvedKey(jwk, f"issuer profile {issuer_id}", published_by_issuer=True)
-    raise KeyUnavailable("the token names no key (no kid, no jwk) and the issuer publishes none we can read")
+            return ResolvedKey(
+                jwk,
+                say("issuer profile {issuer}", issuer=issuer_id),
+                published_by_issuer=True,
+                method=issuer_id,
+                fetched_from=issuer_id,
+            )
+    raise KeyUnavailable(
+        say("the token names no key (no kid, no jwk) and the issuer publishes none we can read")
+    )
 
 
 class _ImportJWSRegistry(jws.JWSRegistry):
@@ -406,33 +641,50 @@ class _ImportJWSRegistry(jws.JWSRegistry):
     max_payload_length = 4 * 1024 * 1024  # credentials may embed their badge image
 
 
-def verify_jws(token: str, key: ResolvedKey) -> bytes:
-    """The verified payload; raises ValueError when the signature does not match."""
+def verify_jws(token: str, key: ResolvedKey, alg: str) -> bytes:
+    """The verified payload; raises ValueError when the signature does not match. Only `alg` (already
+    checked against the key's type) is allowed."""
     try:
         public = JWKRegistry.import_key(key.jwk)
-        registry = _ImportJWSRegistry(algorithms=JWS_ALGORITHMS, strict_check_header=False)
+        registry = _ImportJWSRegistry(algorithms=[alg], strict_check_header=False)
         return bytes(jws.deserialize_compact(token.strip(), public, registry=registry).payload)
-    except (JoseError, ValueError, TypeError) as exc:
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise ValueError(str(exc) or type(exc).__name__) from None
+
+
+def _signed_token_check(token: str, header: dict[str, Any], key: ResolvedKey) -> Check | None:
+    """INVALID when the key cannot make the token's algorithm or the signature does not match."""
+    alg = str(header["alg"])
+    method = f"VC-JWT {alg}"
+    if problem := key_problem(alg, key.jwk):
+        return Check(VerificationStatus.INVALID, method, problem)
+    try:
+        verify_jws(token, key, alg)
+    except ValueError as exc:
+        return Check(
+            VerificationStatus.INVALID,
+            method,
+            say("the token's signature does not match: {error}", error=str(exc)[:300]),
+        )
+    return None
 
 
 def parse_ob3_jwt(token: str, ctx: ImportContext, source: SourceFormat = SourceFormat.OB3_JWT) -> Attestation:
     header, claims = jws_parts(token)
     vc = claims.get("vc")
     credential: dict[str, Any] = vc if isinstance(vc, dict) else claims
-    issuer_id = _issuer_id(credential.get("issuer")) or claims.get("iss")
-    method = f"VC-JWT {header.get('alg', '?')}"
-    try:
-        key = _jws_key(header, issuer_id, ctx)
-        verify_jws(token, key)
-        check = _signature_check(key, issuer_id, ctx, method)
-    except KeyUnavailable as exc:
-        check = Check(VerificationStatus.NOT_VERIFIABLE, method, str(exc))
-    except ValueError as exc:
-        check = Check(VerificationStatus.INVALID, method, f"the token's signature does not match: {exc}")
-    exp = claims.get("exp")
-    expires = datetime.fromtimestamp(exp, UTC) if isinstance(exp, int) else None
-    return _ob3_result(credential, check, source, ctx, token.strip(), expires)
+    issuer_id = _issuer_id(credential.get("issuer")) or _issuer_id(claims.get("iss"))
+    method = f"VC-JWT {str(header.get('alg', '?'))[:40]}"
+    check: Check
+    if problem := header_problem(header, token):
+        check = Check(VerificationStatus.INVALID, method, problem)
+    else:
+        try:
+            key = _jws_key(header, issuer_id, ctx)
+            check = _signed_token_check(token, header, key) or _signature_check(key, issuer_id, ctx, method)
+        except KeyUnavailable as exc:
+            check = Check(VerificationStatus.NOT_VERIFIABLE, method, exc.reason)
+    return _ob3_result(credential, check, source, ctx, token.strip(), claims)
 
 
 # ---------------------------------------------------------------------------------------- OB 2.0
@@ -464,28 +716,54 @@ def _own_code(assertion_id: str, ctx: ImportContext) -> str | None:
     return None
 
 
-def _badge_object(badge: Any, ctx: ImportContext) -> dict[str, Any]:
-    if isinstance(badge, dict):
-        return badge
-    if isinstance(badge, str) and ctx.fetcher is not None:
+@dataclass
+class _Documents:
+    """The badge classes, issuer profiles and lists one OB 2.0 import fetches, each fetched once.
+    `enabled=False` (offline, or a token already refused) fetches nothing."""
+
+    ctx: ImportContext
+    enabled: bool = True
+    _seen: dict[str, tuple[dict[str, Any] | None, Said | None]] = field(default_factory=dict)
+
+    def get(self, url: str) -> tuple[dict[str, Any] | None, Said | None]:
+        """(the JSON object at `url`, or None and why not)."""
+        if self.ctx.fetcher is None or not self.enabled:
+            return None, offline(say("{url}", url=url))
+        if url not in self._seen:
+            self._seen[url] = self._fetch(url)
+        return self._seen[url]
+
+    def _fetch(self, url: str) -> tuple[dict[str, Any] | None, Said | None]:
+        assert self.ctx.fetcher is not None
         try:
-            fetched = json.loads(ctx.fetcher.get(badge))
-            return fetched if isinstance(fetched, dict) else {}
-        except (FetchError, ValueError):
-            return {}
-    return {}
+            document = json.loads(self.ctx.fetcher.get(url))
+        except FetchError as exc:
+            return None, say("{url} could not be fetched: {error}", url=url, error=exc)
+        except ValueError:
+            return None, say("{url} does not serve JSON", url=url)
+        if not isinstance(document, dict):
+            return None, say("{url} does not serve a JSON object", url=url)
+        return document, None
+
+    def node(self, value: Any) -> dict[str, Any]:
+        """An embedded object as it is, or the object its URL serves ({} when that fails)."""
+        if isinstance(value, dict):
+            return value
+        if isinstance(value, str) and value.startswith(("https://", "http://")):
+            return self.get(value)[0] or {}
+        return {}
 
 
 def ob2_attestation(
     assertion: dict[str, Any],
     source: SourceFormat,
     verification: Verification,
-    ctx: ImportContext,
+    docs: _Documents,
     original: str,
 ) -> Attestation:
-    badge = _badge_object(assertion.get("badge"), ctx)
-    issuer = _badge_object(badge.get("issuer"), ctx) if badge else {}
-    recipient, detail = _ob2_recipient(assertion, ctx)
+    badge = docs.node(assertion.get("badge"))
+    issuer = docs.node(badge.get("issuer")) if badge else {}
+    recipient, detail = _ob2_recipient(assertion, docs.ctx)
     alignment = badge.get("alignment")
     urls = [
         u
@@ -501,7 +779,7 @@ def ob2_attestation(
         issuer=IssuerRef(
             name=_text(issuer.get("name")),
             url=_text(issuer.get("url")),
-            identifier=_text(issuer.get("id")) or _text(badge.get("issuer")),
+            identifier=_text(issuer.get("id")) or _issuer_id(badge.get("issuer")),
         ),
         issued_on=parse_datetime(assertion.get("issuedOn")),
         expires_on=parse_datetime(assertion.get("expires")),
@@ -519,87 +797,184 @@ def ob2_attestation(
     )
 
 
+def _ob2_window(assertion: dict[str, Any]) -> Window:
+    """OB 2.0: an assertion issued in the future is not valid (1EdTech validator's timestamp checks)."""
+    return Window.of(
+        starts=[("issuedOn", parse_datetime(assertion.get("issuedOn")))],
+        ends=[("expires", parse_datetime(assertion.get("expires")))],
+    )
+
+
 def _own_check(code: str, own: OwnCredential | None) -> Check:
     if own is None:
         return Check(
             VerificationStatus.INVALID,
             "our database",
-            f"the assertion claims to be ours, but we never issued code {code}",
+            say("the assertion claims to be ours, but we never issued code {code}", code=code),
         )
     return Check(
-        VerificationStatus.VERIFIED, "our database", "issued by us: found in our database", own_code=code
+        VerificationStatus.VERIFIED, "our database", say("issued by us: found in our database"), own_code=code
     )
 
 
-def _hosted_check(assertion: dict[str, Any], ctx: ImportContext) -> tuple[Check, str | None]:
-    """(check, revocation reason). Compares the upload with the assertion its issuer serves."""
+def _issuer_of(badge_ref: Any, docs: _Documents) -> str | None:
+    return _issuer_id(docs.node(badge_ref).get("issuer"))
+
+
+def _issuer_profile(issuer_id: str | None, docs: _Documents) -> tuple[dict[str, Any] | None, Said | None]:
+    """The issuer profile as the issuer serves it at its own id (the OB 2.0 identity of an issuer)."""
+    if not issuer_id or not issuer_id.startswith(("https://", "http://")):
+        return None, say("the issuer {issuer} has no profile URL", issuer=issuer_id or "(unnamed)")
+    profile, problem = docs.get(issuer_id)
+    if profile is None:
+        return None, problem
+    if profile.get("id") != issuer_id:
+        return None, say(
+            "the profile served at {url} names another id ({other})",
+            url=issuer_id,
+            other=str(profile.get("id"))[:200],
+        )
+    return profile, None
+
+
+def _hosted_in_scope(assertion_id: str, issuer_id: str | None, profile: dict[str, Any] | None) -> bool:
+    """The issuer's origin serves the assertion (OB 2.0 hosted verification): the same https origin as
+    the issuer id, or one its profile's verification policy allows (`allowedOrigins`, `startsWith`)."""
+    policy = profile.get("verification") if profile else None
+    policy = policy if isinstance(policy, dict) else {}
+    starts = policy.get("startsWith")
+    starts = [starts] if isinstance(starts, str) else starts if isinstance(starts, list) else []
+    if starts and not any(isinstance(s, str) and s and assertion_id.startswith(s) for s in starts):
+        return False
+    allowed = policy.get("allowedOrigins")
+    allowed = [allowed] if isinstance(allowed, str) else allowed if isinstance(allowed, list) else []
+    origin = issuer_origin(assertion_id)
+    if allowed and origin is not None:
+        authority = assertion_id.split("//", 1)[1].split("/", 1)[0].lower()
+        return authority in {str(a).lower() for a in allowed}
+    return same_origin(assertion_id, issuer_id)
+
+
+def _served_differs(served: dict[str, Any], uploaded: dict[str, Any]) -> bool:
+    if any(served.get(k) != uploaded.get(k) for k in ("id", "recipient", "badge")):
+        return True
+    return any(
+        parse_datetime(served.get(k)) != parse_datetime(uploaded.get(k)) for k in ("issuedOn", "expires")
+    )
+
+
+def _hosted_check(assertion: dict[str, Any], docs: _Documents) -> tuple[Check, Revocation]:
+    """Revocation first (410 or `revoked`: a revoked stub carries only `id` and `revoked`), then the
+    upload is compared with what the issuer serves, then where it is served."""
+    ctx = docs.ctx
     assertion_id = str(assertion.get("id", ""))
     code = _own_code(assertion_id, ctx)
     if code is not None and ctx.own_credential is not None:
         own = ctx.own_credential(code)
-        return _own_check(code, own), (own.revoked_reason or "revoked") if own and own.revoked else None
+        reason = (own.revoked_reason or "revoked") if own and own.revoked else None
+        return _own_check(code, own), Revocation(revoked=Said(reason, reason) if reason else None)
     method = "OB 2.0 hosted assertion"
     if not assertion_id.startswith(("https://", "http://")):
         return Check(
-            VerificationStatus.NOT_VERIFIABLE, method, "the assertion has no hosted URL to check"
-        ), None
+            VerificationStatus.NOT_VERIFIABLE, method, say("the assertion has no hosted URL to check")
+        ), NOT_CHECKED
     if ctx.fetcher is None:
-        return Check(VerificationStatus.NOT_VERIFIABLE, method, not_verifiable_offline(assertion_id)), None
+        return Check(
+            VerificationStatus.NOT_VERIFIABLE, method, offline(say("{url}", url=assertion_id))
+        ), NOT_CHECKED
+    assert ctx.fetcher is not None
     try:
         served = json.loads(ctx.fetcher.get(assertion_id))
     except FetchError as exc:
-        if "410" in str(exc):
-            return Check(VerificationStatus.NOT_VERIFIABLE, method, "gone"), "the issuer answers 410 Gone"
+        if _GONE.search(str(exc)):
+            return Check(
+                VerificationStatus.NOT_VERIFIABLE, method, say("the issuer no longer serves it")
+            ), Revocation(revoked=say("the issuer answers 410 Gone at {url}", url=assertion_id))
         return Check(
-            VerificationStatus.NOT_VERIFIABLE, method, f"{assertion_id} could not be fetched: {exc}"
-        ), None
+            VerificationStatus.NOT_VERIFIABLE,
+            method,
+            say("{url} could not be fetched: {error}", url=assertion_id, error=exc),
+        ), NOT_CHECKED
     except ValueError:
-        return Check(VerificationStatus.INVALID, method, f"{assertion_id} does not serve JSON"), None
-    if not isinstance(served, dict) or any(
-        served.get(k) != assertion.get(k) for k in ("id", "recipient", "badge")
-    ):
+        return Check(
+            VerificationStatus.INVALID, method, say("{url} does not serve JSON", url=assertion_id)
+        ), NOT_CHECKED
+    if not isinstance(served, dict):
+        return Check(
+            VerificationStatus.INVALID, method, say("{url} does not serve a JSON object", url=assertion_id)
+        ), NOT_CHECKED
+    if served.get("revoked") is True or served.get("revoked") == "true":
+        reason = served.get("revocationReason")
+        text = str(reason)[:500] if isinstance(reason, str) and reason.strip() else None
+        return Check(
+            VerificationStatus.NOT_VERIFIABLE, method, say("the issuer serves it as revoked")
+        ), Revocation(
+            revoked=Said(text, text)
+            if text
+            else say("the issuer serves it as revoked at {url}", url=assertion_id)
+        )
+    if _served_differs(served, assertion):
         return Check(
             VerificationStatus.INVALID,
             method,
-            "the uploaded assertion differs from the one its issuer serves",
-        ), None
-    if served.get("revoked"):
-        return Check(VerificationStatus.ISSUER_UNKNOWN, method, "served"), str(
-            served.get("revocationReason") or "revoked"
-        )
-    issuer_id = _text(_badge_object(served.get("badge"), ctx).get("issuer"))
-    status = (
-        VerificationStatus.VERIFIED if issuer_id in ctx.trusted_issuers else VerificationStatus.ISSUER_UNKNOWN
-    )
-    reason = "the issuer serves this assertion at its URL" + (
-        "" if status is VerificationStatus.VERIFIED else "; the issuer is not on our list of trusted issuers"
-    )
-    return Check(status, method, reason), None
+            say("the uploaded assertion differs from the one its issuer serves"),
+        ), NOT_CHECKED
+    issuer_id = _issuer_of(served.get("badge"), docs)
+    profile = _issuer_profile(issuer_id, docs)[0] if issuer_id else None
+    if _hosted_in_scope(assertion_id, issuer_id, profile):
+        return Check(
+            VerificationStatus.VERIFIED,
+            method,
+            say(
+                "the issuer {issuer} serves this assertion on its own origin at {url}",
+                issuer=issuer_id,
+                url=assertion_id,
+            ),
+        ), NOT_CHECKED
+    if issuer_id in ctx.trusted_issuers:
+        return Check(
+            VerificationStatus.VERIFIED,
+            method,
+            say(
+                "the assertion is served at {url}; trusted issuer {issuer}",
+                url=assertion_id,
+                issuer=issuer_id,
+            ),
+        ), NOT_CHECKED
+    return Check(
+        VerificationStatus.ISSUER_UNKNOWN,
+        method,
+        say(
+            "the assertion is served at {url}, which is not its issuer's own https origin ({issuer}); "
+            "the issuer is not on our list of trusted issuers",
+            url=assertion_id,
+            issuer=issuer_id or "(unnamed)",
+        ),
+    ), NOT_CHECKED
 
 
 def parse_ob2_json(
     text: str, ctx: ImportContext, source: SourceFormat = SourceFormat.OB2_JSON
 ) -> Attestation:
     assertion = load_json_object(text, "Open Badges 2.0 assertion")
-    check, revoked = _hosted_check(assertion, ctx)
-    return _ob2_finish(assertion, check, revoked, source, ctx, text)
+    docs = _Documents(ctx)
+    check, revocation = _hosted_check(assertion, docs)
+    return _ob2_finish(assertion, check, revocation, source, docs, text)
 
 
 def _ob2_finish(
     assertion: dict[str, Any],
     check: Check,
-    revoked: str | None,
+    revocation: Revocation,
     source: SourceFormat,
-    ctx: ImportContext,
+    docs: _Documents,
     original: str,
 ) -> Attestation:
+    ctx = docs.ctx
     attestation = ob2_attestation(
-        assertion,
-        source,
-        Verification(status=check.status, method=check.method, reason=check.reason),
-        ctx,
-        original,
+        assertion, source, Verification.of(check.status, check.method, check.reason), docs, original
     )
+    window = _ob2_window(assertion)
     if check.own_code and ctx.own_credential is not None:
         own = ctx.own_credential(check.own_code)
         if own is not None:  # our database is the source of truth for our own badges
@@ -611,7 +986,8 @@ def _ob2_finish(
                     "expires_on": own.expires_on,
                 }
             )
-    verification = finish(check, revoked=revoked, revocation_note="", expires=attestation.expires_on, ctx=ctx)
+            window = Window(end=own.expires_on, end_field="expires")
+    verification = finish(check, window, revocation, ctx)
     return attestation.model_copy(update={"verification": verification})
 
 
@@ -619,19 +995,22 @@ def parse_ob2_jws(token: str, ctx: ImportContext, source: SourceFormat = SourceF
     header, assertion = jws_parts(token)
     verification = assertion.get("verification")
     creator = str(verification.get("creator", "")) if isinstance(verification, dict) else ""
-    method = f"OB 2.0 signed assertion ({header.get('alg', '?')})"
-    check: Check
-    if not creator:
+    method = f"OB 2.0 signed assertion ({str(header.get('alg', '?'))[:40]})"
+    docs = _Documents(ctx)
+    check, revocation = Check(VerificationStatus.NOT_VERIFIABLE, method, say("not checked")), NOT_CHECKED
+    if problem := header_problem(header, token):
+        check, docs.enabled = Check(VerificationStatus.INVALID, method, problem), False
+    elif not creator:
         check = Check(
-            VerificationStatus.NOT_VERIFIABLE, method, "the assertion names no signing key (creator)"
+            VerificationStatus.NOT_VERIFIABLE, method, say("the assertion names no signing key (creator)")
         )
     elif ctx.fetcher is None:
         check = Check(
-            VerificationStatus.NOT_VERIFIABLE, method, not_verifiable_offline(f"the key at {creator}")
+            VerificationStatus.NOT_VERIFIABLE, method, offline(say("the key at {url}", url=creator))
         )
     else:
-        check = _ob2_signed_check(token, creator, assertion, ctx, method)
-    return _ob2_finish(assertion, check, None, source, ctx, token.strip())
+        check, revocation = _ob2_signed_check(token, header, creator, assertion, docs, method)
+    return _ob2_finish(assertion, check, revocation, source, docs, token.strip())
 
 
 def _pem_jwk(pem: str) -> dict[str, Any]:
@@ -646,32 +1025,157 @@ def _pem_jwk(pem: str) -> dict[str, Any]:
     return dict(JWKRegistry.import_key(pem, kind).as_dict(private=False))
 
 
-def _creator_key(creator: str, ctx: ImportContext) -> ResolvedKey:
+def _creator_key(creator: str, docs: _Documents) -> ResolvedKey:
     """OB 2.0 `verification.creator`: a CryptographicKey document (PEM) or a JWK, at the issuer's URL."""
-    assert ctx.fetcher is not None
+    document, problem = docs.get(creator)
+    if document is None:
+        raise KeyUnavailable(
+            say("the key at {url} could not be read: {error}", url=creator, error=problem or say("not JSON"))
+        )
     try:
-        document = json.loads(ctx.fetcher.get(creator))
-        pem = document.get("publicKeyPem") if isinstance(document, dict) else None
+        pem = document.get("publicKeyPem")
         jwk = _pem_jwk(str(pem)) if pem else document
-    except (FetchError, ValueError, TypeError, JoseError) as exc:
-        raise KeyUnavailable(f"the key at {creator} could not be read: {exc}") from None
-    if not isinstance(jwk, dict):
-        raise KeyUnavailable(f"the key at {creator} is neither a PEM key document nor a JWK")
-    return ResolvedKey(jwk, f"the key published at {creator}", published_by_issuer=True, method=creator)
+    except (ValueError, TypeError, JoseError) as exc:
+        raise KeyUnavailable(
+            say("the key at {url} could not be read: {error}", url=creator, error=exc)
+        ) from None
+    return ResolvedKey(
+        jwk,
+        say("the key published at {url}", url=creator),
+        published_by_issuer=True,
+        method=creator,
+        fetched_from=creator,
+    )
+
+
+def _listed_keys(public_key: Any) -> set[str]:
+    entries = public_key if isinstance(public_key, list) else [public_key]
+    return {str(e.get("id")) if isinstance(e, dict) else str(e) for e in entries if isinstance(e, dict | str)}
 
 
 def _ob2_signed_check(
-    token: str, creator: str, assertion: dict[str, Any], ctx: ImportContext, method: str
-) -> Check:
+    token: str, header: dict[str, Any], creator: str, assertion: dict[str, Any], docs: _Documents, method: str
+) -> tuple[Check, Revocation]:
+    """The 1EdTech validator's steps: the signature with the creator key, the key listed in the issuer
+    profile the issuer serves at its id (`verify_key_ownership`), the assertion not in the issuer's
+    `revocationList` (`verify_signed_assertion_not_revoked`)."""
     try:
-        key = _creator_key(creator, ctx)
-        verify_jws(token, key)
+        key = _creator_key(creator, docs)
     except KeyUnavailable as exc:
-        return Check(VerificationStatus.NOT_VERIFIABLE, method, str(exc))
+        return Check(VerificationStatus.NOT_VERIFIABLE, method, exc.reason), NOT_CHECKED
+    alg = str(header["alg"])
+    if problem := key_problem(alg, key.jwk):
+        return Check(VerificationStatus.INVALID, method, problem), NOT_CHECKED
+    try:
+        verify_jws(token, key, alg)
     except ValueError as exc:
-        return Check(VerificationStatus.INVALID, method, f"the signature does not match: {exc}")
-    issuer = _badge_object(assertion.get("badge"), ctx).get("issuer")
-    return _signature_check(key, issuer if isinstance(issuer, str) else None, ctx, method)
+        return Check(
+            VerificationStatus.INVALID,
+            method,
+            say("the signature does not match: {error}", error=str(exc)[:300]),
+        ), NOT_CHECKED
+    if not_yet_valid(_ob2_window(assertion).start, docs.ctx.now):  # invalid anyway: nothing more to fetch
+        return Check(
+            VerificationStatus.ISSUER_UNKNOWN, method, say("signature valid with {source}", source=key.source)
+        ), NOT_CHECKED
+    badge = docs.node(assertion.get("badge"))
+    issuer_id = _issuer_id(badge.get("issuer"))
+    profile, problem = _issuer_profile(issuer_id, docs)
+    return _key_ownership(key, creator, issuer_id, profile, problem, docs, method), _ob2_revocation(
+        assertion, profile or _embedded_issuer(badge), problem, docs
+    )
+
+
+def _embedded_issuer(badge: dict[str, Any]) -> dict[str, Any] | None:
+    issuer = badge.get("issuer")
+    return issuer if isinstance(issuer, dict) else None
+
+
+def _key_ownership(
+    key: ResolvedKey,
+    creator: str,
+    issuer_id: str | None,
+    profile: dict[str, Any] | None,
+    problem: Said | None,
+    docs: _Documents,
+    method: str,
+) -> Check:
+    why = problem
+    if profile is not None and creator in _listed_keys(profile.get("publicKey")):
+        if issuer_origin(issuer_id) is not None:
+            return Check(
+                VerificationStatus.VERIFIED,
+                method,
+                say(
+                    "signature valid with the key at {key}, which the issuer profile served at {issuer} "
+                    "lists as its own",
+                    key=creator,
+                    issuer=issuer_id,
+                ),
+            )
+        why = say("the issuer profile {issuer} is not served over https", issuer=issuer_id)
+    elif profile is not None:
+        why = say("the issuer profile {issuer} does not list the key (publicKey)", issuer=issuer_id)
+    if issuer_id in docs.ctx.trusted_issuers and key.speaks_for(issuer_id):
+        return Check(
+            VerificationStatus.VERIFIED,
+            method,
+            say("signature valid ({source}); trusted issuer {issuer}", source=key.source, issuer=issuer_id),
+        )
+    return Check(
+        VerificationStatus.ISSUER_UNKNOWN,
+        method,
+        say(
+            "signature valid with the key at {key}, but it is not shown to be the issuer's: {why}; "
+            "the issuer is not on our list of trusted issuers",
+            key=creator,
+            why=why or say("no issuer profile"),
+        ),
+    )
+
+
+def _ob2_revocation(
+    assertion: dict[str, Any], issuer: dict[str, Any] | None, problem: Said | None, docs: _Documents
+) -> Revocation:
+    """The issuer's `revocationList`; a list (or a profile) that cannot be read makes the assertion not
+    verifiable, never silently unchecked."""
+    if issuer is None:
+        return Revocation(
+            note=say(
+                "the issuer's revocation list could not be checked: {why}",
+                why=problem or say("no issuer profile"),
+            ),
+            failed=True,
+        )
+    reference = issuer.get("revocationList")
+    if not reference:
+        return Revocation(note=say("the issuer publishes no revocation list"))
+    url = _issuer_id(reference) or "(embedded)"
+    listing, trouble = (
+        (reference, None)
+        if isinstance(reference, dict) and "revokedAssertions" in reference
+        else docs.get(url)
+        if url.startswith(("https://", "http://"))
+        else (None, say("not a URL"))
+    )
+    if listing is None:
+        return Revocation(
+            note=say(
+                "the issuer's revocation list {url} could not be checked: {why}",
+                url=url,
+                why=trouble or say("not a URL"),
+            ),
+            failed=True,
+        )
+    ids = {
+        str(assertion.get(k)) for k in ("id", "uid") if isinstance(assertion.get(k), str) and assertion.get(k)
+    }
+    listed, reason = _listed(listing.get("revokedAssertions"), ids)
+    if listed:
+        return Revocation(
+            revoked=Said(reason, reason) if reason else say("listed in the revocation list {url}", url=url)
+        )
+    return Revocation(note=say("revocation list {url} checked", url=url))
 
 
 # ------------------------------------------------------------------------------ routing by content

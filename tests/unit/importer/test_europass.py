@@ -428,3 +428,14 @@ def test_odd_structures_degrade_to_empty_fields() -> None:
     assert attestation.issued_on is None and attestation.expires_on is None
     assert attestation.recipient is RecipientMatch.UNKNOWN and attestation.urls == []
     assert attestation.verification.status is VerificationStatus.ISSUER_UNKNOWN
+
+
+def test_a_sealed_credential_valid_only_from_a_future_date_is_invalid_and_says_from_when() -> None:
+    attestation = parse_europass(seal(edc(validFrom="2099-01-01T00:00:00Z"), *seal_key()), context())
+    unsealed = parse_europass(json.dumps(edc(issuanceDate="2099-02-01T00:00:00Z")).encode(), context())
+
+    assert attestation.verification.status is VerificationStatus.INVALID
+    assert "valid only from 2099-01-01 00:00 UTC (validFrom)" in attestation.verification.reason
+    assert "ważne dopiero od 2099-01-01" in (attestation.verification.reason_pl or "")
+    assert "signature matches" in attestation.verification.reason  # the seal itself was checked
+    assert unsealed.verification.status is VerificationStatus.INVALID  # whatever the seal's standing
