@@ -64,9 +64,9 @@ class AwardRepository:
 
     def parked_learners(self, learner_ids: set[int] | None = None, course_id: int | None = None,
                         limit: int = 500) -> list[int]:
-        """Learners with parked messages (all, these, or those waiting on this course), longest waiting
-        first."""
-        query = select(ParkedMessageRow.learner_id)
+        """Learners with parked messages (all, these, or those waiting on this course) whose profile is
+        there now, longest waiting first: without it nothing of theirs can be issued."""
+        query = select(ParkedMessageRow.learner_id).join(Learner, Learner.id == ParkedMessageRow.learner_id)
         if learner_ids is not None:
             query = query.where(ParkedMessageRow.learner_id.in_(learner_ids))
         if course_id is not None:
