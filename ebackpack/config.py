@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:8000", description="Origin of the verification pages.")
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    http_header_timeout: float = Field(10.0, description=(
+        "Web servers (`serve`, `gateway webhook`): seconds a connection may take to send a request's line "
+        "and headers (also each next request on a kept-alive connection); then it is closed."))
+    http_max_connections: int = Field(1000, description=(
+        "Web servers: connections at once; a request beyond gets 503 (uvicorn's limit_concurrency)."))
+    trusted_proxies: str = Field("", description=(
+        "Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For / -Proto the web "
+        "servers believe (the rate limit keys on the client address). Empty: none, the peer is the client."))
 
     rules_file: Path = Field(SAMPLE_DIR / "rules.toml", description="Award rules (TOML).")
     site_id: str = Field("moodle.example.org", description="The Moodle site the events come from.")

@@ -21,6 +21,7 @@ from services.renderer.repository import CertificateRepository
 from .admin import router as admin_router
 from .api import router as api_router
 from .attestations import router as attestations_router
+from .bodies import BodyGuard
 from .deps import DbSession
 from .federated import router as federated_router
 from .openbadges import router as openbadges_router
@@ -72,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_pages(app)
     install_rate_limit(app, settings)
+    # Before any route reads a body: who may upload, and every body counted as it streams.
+    app.add_middleware(BodyGuard, settings=settings)
     install_security_headers(app, settings)
     # Outermost: every middleware and route above sees the session.
     app.add_middleware(

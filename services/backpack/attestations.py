@@ -15,7 +15,6 @@ from .web import attachment
 
 router = APIRouter(prefix="/api/attestations", tags=["external attestations"])
 READ_CHUNK = 256 * 1024
-MULTIPART_OVERHEAD = 64 * 1024  # form boundaries and headers around the file
 
 
 def _refused(exc: UploadRefused) -> HTTPException:
@@ -41,12 +40,9 @@ async def _read_capped(file: UploadFile, limit: int) -> bytes:
 
 @router.post("", status_code=202, summary="Upload a credential file (multipart field `file`)")
 async def upload_file(request: Request, learner: ApiLearner, file: UploadFile) -> JSONResponse:
+    """The body is bounded while it streams, and the sender checked before it is read (bodies.py)."""
     uploads = attestation_uploads(request)
-    limit = uploads.settings.import_max_upload_bytes
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > limit + MULTIPART_OVERHEAD:
-        raise HTTPException(413, f"the upload is {declared:,} bytes; the limit is {limit:,} bytes")
-    data = await _read_capped(file, limit)
+    data = await _read_capped(file, uploads.settings.import_max_upload_bytes)
     try:
         return _accepted(uploads.receive_file(learner, data, file.filename))
     except UploadRefused as exc:

@@ -139,7 +139,7 @@ def api_learner(request: Request) -> int:
             401, "log in first, or send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
         )
     if request.method not in SAFE_METHODS:
-        _check_csrf(request, request.headers.get(CSRF_HEADER))
+        check_csrf(request, request.headers.get(CSRF_HEADER))
     return user.learner_id
 
 
@@ -150,7 +150,7 @@ def csrf_token(request: Request) -> str:
     return str(token)
 
 
-def _check_csrf(request: Request, sent: str | None) -> None:
+def check_csrf(request: Request, sent: str | None) -> None:
     expected = request.session.get("csrf")
     if not expected or not sent or not hmac.compare_digest(str(expected), sent):
         raise HTTPException(
@@ -160,7 +160,7 @@ def _check_csrf(request: Request, sent: str | None) -> None:
 
 def checked_form(request: Request, csrf_token: Annotated[str | None, Form()] = None) -> None:
     """For every state-changing form: the session's token must come back in the hidden field."""
-    _check_csrf(request, csrf_token)
+    check_csrf(request, csrf_token)
 
 
 PageUser = Annotated[User, Depends(page_user)]

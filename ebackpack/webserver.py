@@ -1,0 +1,129 @@
+"""The HTTP server of the web apps (`ebackpack serve`, `ebackpack gateway webhook`): uvicorn with the
+limits it does not set by itself.
+
+- **Header-read timeout** (`EBACKPACK_HTTP_HEADER_TIMEOUT`, 10 s): a connection that has not sent a
+  complete request line and headers in that time is closed, on its first request and on every next one
+  of a kept-alive connection. uvicorn has only a keep-alive timeout, which a client resets with every
+  byte it sends: one byte every few seconds (slowloris) held a connection open for ever.
+- **Connections at once** (`EBACKPACK_HTTP_MAX_CONNECTIONS`, 1000): a request beyond gets 503
+  (uvicorn's `limit_concurrency`).
+- **Forwarded headers** (`EBACKPACK_TRUSTED_PROXIES`, none): `X-Forwarded-For` / `-Proto` are believed
+  only from these addresses or networks. uvicorn believes them from 127.0.0.1 by default, so any client
+  on the same host, or behind a proxy that passes the header on, could pick its own address (and so
+  escape the per-address rate limit).
+- **Metrics outside the embedded stack**: the web apps do not answer `/metrics` there (see
+  `ebackpack.metrics.install_http_metrics`); they serve it on `EBACKPACK_METRICS_PORT` instead (0 = off),
+  on `EBACKPACK_HTTP_HOST`, like the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from typing import TYPE_CHECKING, Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ebackpack.metrics import serve_worker_metrics
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+    from uvicorn.server import ServerState
+
+    from ebackpack.config import Settings
+
+log = logging.getLogger(__name__)
+KEEP_ALIVE_SECONDS = 5
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request line and headers are not complete
+    within `header_timeout` seconds of the connection (or of the previous response)."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.header_timeout: float = getattr(config, "header_timeout", 10.0)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_header_timer()  # the next request on this connection gets its own deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_overdue)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_overdue(self) -> None:
+        self._header_timer = None
+        # IDLE: h11 has not yet seen a whole request line and headers (a request in progress is SEND_BODY
+        # or DONE, and is left alone).
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            log.info("closed a connection without complete request headers after %.0f s", self.header_timeout)
+            self.transport.close()
+
+
+class ServerConfig(uvicorn.Config):
+    """uvicorn's configuration plus the header-read timeout its protocol above reads."""
+
+    def __init__(self, app: ASGIApp, *, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(app, http=HeaderTimeoutProtocol, **kwargs)
+        self.header_timeout = header_timeout
+
+
+def trusted_proxies(settings: Settings) -> list[str]:
+    """The configured proxy addresses and networks, checked (a typo must not trust nobody silently)."""
+    proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"EBACKPACK_TRUSTED_PROXIES: {proxy!r} is not an IP address or network"
+            ) from None
+    return proxies
+
+
+def server_config(app: ASGIApp, settings: Settings, host: str, port: int, **kwargs: Any) -> ServerConfig:
+    proxies = trusted_proxies(settings)
+    return ServerConfig(
+        app,
+        header_timeout=settings.http_header_timeout,
+        host=host,
+        port=port,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies,
+        limit_concurrency=settings.http_max_connections or None,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        server_header=False,
+        **kwargs,
+    )
+
+
+def run(app: ASGIApp, settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Serve `app` until interrupted (the CLI's `serve` and `gateway webhook`)."""
+    if not settings.embedded:
+        serve_worker_metrics(settings)  # /metrics on its own port, not on the public one
+    uvicorn.Server(server_config(app, settings, host or settings.http_host, port or settings.http_port)).run()

@@ -1,0 +1,244 @@
+"""The backpack's web server under hostile clients, with real sockets against the server `ebackpack serve`
+runs (uvicorn configured by `ebackpack.webserver`).
+
+- Uploads: a chunked multipart body of up to 64 MiB to `/api/attestations` and `/attestations` is
+  answered 401 / 303 / 403 before the app reads a byte of it when the sender may not upload, and 413
+  once the body passes the limit when it may; the app never reads (so never spools) more than the
+  limit. Measured: the bytes the app took from the server, and the bytes the client got to send.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ebackpack.config import Settings
+from ebackpack.demo import prepare
+from ebackpack.sample_data import default_dataset
+from ebackpack.webserver import server_config
+from services.backpack.app import create_app
+from services.backpack.auth import issue_token
+from services.backpack.session import SESSION_COOKIE
+from services.gateway.profiles import store_profiles
+from tests.conftest import isolated, reserve_port
+
+pytestmark = pytest.mark.e2e
+
+ALICE = 5722
+LIMIT = 1024 * 1024  # import_max_upload_bytes of these tests
+OVERHEAD = 64 * 1024  # multipart framing allowed around the file (services/backpack/bodies.py)
+OFFERED = 64 * 1024 * 1024  # what a hostile client tries to send (the issue's probe sent 1 GiB)
+CHUNK = 64 * 1024
+BOUNDARY = "probe-boundary"
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class BodyCounter:
+    """Outermost ASGI layer: the request body bytes the app took from the server."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.read = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def counted() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                self.read += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+class Served:
+    """An ASGI app served as `ebackpack serve` serves it, in a thread, on a reserved socket."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, sock: socket.socket) -> None:
+        host, port = sock.getsockname()[:2]
+        self.port = port
+        self.server = uvicorn.Server(server_config(app, settings, host, port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the web server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@dataclass
+class Site:
+    settings: Settings
+    url: str
+    port: int
+    counter: BodyCounter
+    cookies: dict[str, str] = field(default_factory=dict)
+    csrf: str = ""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, stack_settings: Settings) -> Iterator[Site]:
+    web = reserve_port()
+    settings = isolated(stack_settings, tmp_path_factory.mktemp("limits"), web).model_copy(
+        update={"dev_login": True, "import_max_upload_bytes": LIMIT}
+    )
+    sessions = prepare(settings)
+    store_profiles(sessions, default_dataset().profiles)
+    counter = BodyCounter(create_app(settings))
+    try:
+        with Served(counter, settings, web) as served:
+            yield Site(settings, settings.public_url, served.port, counter)
+    finally:
+        web.close()
+
+
+def logged_in(site: Site) -> tuple[str, str]:
+    """A learner's session cookie and its CSRF token, through the development login form."""
+    with httpx.Client(base_url=site.url, follow_redirects=False, timeout=30) as http:
+        token = CSRF_FIELD.search(http.get("/login").text)
+        assert token
+        answer = http.post("/login/dev", data={"csrf_token": token.group(1), "account": str(ALICE)})
+        assert answer.status_code == 303, answer.text
+        page = http.get("/attestations")
+        assert page.status_code == 200
+        csrf = CSRF_FIELD.search(page.text)
+        assert csrf
+        return http.cookies[SESSION_COOKIE], csrf.group(1)
+
+
+@dataclass
+class Probe:
+    status: int
+    headers: str
+    sent: int  # body bytes the client got to send before the answer came
+    read_by_app: int  # body bytes the app took from the server
+    seconds: float
+
+
+def chunked_upload(site: Site, target: str, headers: dict[str, str], offered: int = OFFERED) -> Probe:
+    """A multipart file sent with `Transfer-Encoding: chunked`, 64 KiB a chunk, until an answer comes
+    (checked before every chunk) or `offered` bytes are sent."""
+    before = site.counter.read
+    sock = socket.create_connection(("127.0.0.1", site.port), timeout=30)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CHUNK)
+    started = time.monotonic()
+    head = [f"POST {target} HTTP/1.1", f"Host: 127.0.0.1:{site.port}", "Transfer-Encoding: chunked",
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+    part = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.json"\r\n'
+            "Content-Type: application/json\r\n\r\n").encode()
+    payload, sent, answer = part + b" " * (CHUNK - len(part)), 0, b""
+    try:
+        while sent < offered:
+            readable, writable, _ = select.select([sock], [sock], [], 30)
+            if readable:
+                break
+            assert writable, "the server neither answered nor read for 30 s"
+            sock.sendall(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+            sent += len(payload)
+            payload = b" " * CHUNK
+        else:
+            sock.sendall(f"\r\n--{BOUNDARY}--\r\n0\r\n\r\n".encode())
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server closed the connection after answering: read the answer
+    sock.settimeout(30)
+    try:
+        while b"\r\n\r\n" not in answer and (data := sock.recv(65536)):
+            answer += data
+    finally:
+        sock.close()
+    seconds = time.monotonic() - started
+    status_line, _, rest = answer.decode("latin-1").partition("\r\n")
+    assert status_line.startswith("HTTP/1.1 "), answer[:200]
+    return Probe(int(status_line.split()[1]), rest.split("\r\n\r\n")[0].lower(), sent,
+                 site.counter.read - before, seconds)
+
+
+def test_uploads_are_refused_before_the_body_is_read_when_the_sender_may_not_upload(site: Site) -> None:
+    cookie, csrf = logged_in(site)
+    session = {"Cookie": f"{SESSION_COOKIE}={cookie}"}
+    probes = {
+        "api, no login": chunked_upload(site, "/api/attestations", {}),
+        "api, a bad token": chunked_upload(site, "/api/attestations", {"Authorization": "Bearer nonsense"}),
+        "api, session without CSRF": chunked_upload(site, "/api/attestations", session),
+        "page, no login": chunked_upload(site, "/attestations", {}),
+        "page, session without CSRF": chunked_upload(site, "/attestations", session),
+        "page, session, a wrong CSRF": chunked_upload(site, "/attestations?csrf_token=wrong-token", session),
+    }
+    statuses = {what: probe.status for what, probe in probes.items()}
+    assert statuses == {"api, no login": 401, "api, a bad token": 401, "api, session without CSRF": 403,
+                        "page, no login": 303, "page, session without CSRF": 403,
+                        "page, session, a wrong CSRF": 403}
+    for what, probe in probes.items():
+        assert probe.read_by_app == 0, (what, probe)  # not one byte of the body was read, none spooled
+        assert "connection: close" in probe.headers, what
+        assert probe.sent < OFFERED, what
+    print({what: (p.status, p.sent, p.read_by_app, round(p.seconds, 3)) for what, p in probes.items()})
+
+
+def test_an_allowed_upload_is_cut_at_the_limit_chunked_or_declared(site: Site) -> None:
+    cookie, csrf = logged_in(site)
+    session = {"Cookie": f"{SESSION_COOKIE}={cookie}"}
+    bearer = {"Authorization": f"Bearer {issue_token(site.settings, ALICE)}"}
+    probes = {
+        "api, bearer token": chunked_upload(site, "/api/attestations", bearer),
+        "api, session + X-CSRF-Token": chunked_upload(
+            site, "/api/attestations", session | {"X-CSRF-Token": csrf}
+        ),
+        "page, session + csrf_token in the URL": chunked_upload(
+            site, f"/attestations?csrf_token={csrf}", session
+        ),
+    }
+    for what, probe in probes.items():
+        assert probe.status == 413, (what, probe)
+        assert "connection: close" in probe.headers, what
+        # The app read up to the limit and at most one read of the socket more: nothing beyond touched disk.
+        assert LIMIT < probe.read_by_app <= LIMIT + OVERHEAD + 256 * 1024, (what, probe)
+        assert probe.sent < OFFERED, (what, probe)  # the client was stopped, not drained
+    print({what: (p.status, p.sent, p.read_by_app, round(p.seconds, 3)) for what, p in probes.items()})
+
+    # A declared Content-Length over the limit is refused before anything is read: only headers sent.
+    before = site.counter.read
+    with socket.create_connection(("127.0.0.1", site.port), timeout=30) as sock:
+        sock.sendall((f"POST /api/attestations HTTP/1.1\r\nHost: x\r\nContent-Length: {OFFERED}\r\n"
+                      f"Authorization: {bearer['Authorization']}\r\n"
+                      f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n").encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 413 ")
+    assert site.counter.read == before
+
+
+def test_an_upload_within_the_limit_still_works_through_the_form_and_the_api(site: Site) -> None:
+    cookie, csrf = logged_in(site)
+    example = (Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "external" / "ob3-1edtech"
+               / "simple.json").read_bytes()
+    with httpx.Client(base_url=site.url, follow_redirects=False, timeout=30,
+                      cookies={SESSION_COOKIE: cookie}) as http:
+        form = http.post(f"/attestations?csrf_token={csrf}", data={"csrf_token": csrf},
+                         files={"file": ("simple.json", example, "application/json")})
+        assert form.status_code == 303 and form.headers["location"].startswith("/attestations/"), form.text
+        api = http.post("/api/attestations", headers={"X-CSRF-Token": csrf},
+                        files={"file": ("simple.json", example, "application/json")})
+        assert api.status_code == 202, api.text
+        page = http.get("/attestations")
+        assert f'action="/attestations?csrf_token={csrf}"' in page.text.replace("&amp;", "&")
+        # Other bodies are bounded too: a 2 MiB form to the language switch is cut with 413.
+        big = http.post("/language", data={"csrf_token": csrf, "lang": "en", "pad": "x" * 2 * 1024 * 1024})
+        assert big.status_code == 413
