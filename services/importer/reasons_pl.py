@@ -128,6 +128,7 @@ POLISH: dict[str, str] = {
     "revocation ({kind})": "unieważnienie ({kind})",
     "revocation could not be checked: {error}": "nie udało się sprawdzić unieważnienia: {error}",
     "revocation method {kind} is not supported": "metoda unieważniania {kind} nie jest obsługiwana",
+    "the issuer's revocation list": "lista unieważnień wystawcy",
     "the issuer publishes no revocation list": "wystawca nie publikuje listy unieważnień",
     "the issuer's revocation list could not be checked: {why}":
         "nie udało się sprawdzić listy unieważnień wystawcy: {why}",

@@ -1008,6 +1008,7 @@ def parse_ob2_jws(token: str, ctx: ImportContext, source: SourceFormat = SourceF
         check = Check(
             VerificationStatus.NOT_VERIFIABLE, method, offline(say("the key at {url}", url=creator))
         )
+        revocation = Revocation(note=offline(say("the issuer's revocation list")))
     else:
         check, revocation = _ob2_signed_check(token, header, creator, assertion, docs, method)
     return _ob2_finish(assertion, check, revocation, source, docs, token.strip())
