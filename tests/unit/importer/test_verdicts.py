@@ -298,3 +298,32 @@ def test_every_verdict_reason_has_a_polish_translation_with_the_same_parameters(
     assert not missing, missing
     assert all(_fields(t) == _fields(POLISH[t]) for t in templates)
     assert not set(POLISH) - set(templates), "translations nothing uses"
+
+
+def _attestation_page(record: dict[str, Any], lang: str) -> str:
+    """The learner's attestation page, rendered by the backpack's own template in `lang`."""
+    from services.backpack.i18n import LANGUAGE_NAMES, LANGUAGES, format_date, translate
+    from services.backpack.web import TEMPLATES
+
+    page = {"id": "a1", "state": "imported", "record": record, "filename": "badge.json", "url": None,
+            "media_type": "application/json", "size": 1, "sha256": "0" * 64}
+    return TEMPLATES.env.get_template("attestation.html").render(
+        a=page, lang=lang, t=lambda text, **values: translate(text, lang, **values),
+        date=lambda moment: format_date(moment, lang), user=None, csrf="x", messages=[],
+        languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES], path="/attestations/a1",
+        settings=None, request=None,
+    )
+
+
+def test_the_attestation_page_shows_the_reason_in_the_visitors_language() -> None:
+    data, _ = _did_key_signed(validFrom="2099-01-01T00:00:00Z")
+    record = import_bytes(data, OFFLINE).model_dump(mode="json")
+    stored_before = {k: v for k, v in record["verification"].items() if k != "reason_pl"}
+    old_record = record | {"verification": stored_before}
+
+    polish, english = _attestation_page(record, "pl"), _attestation_page(record, "en")
+
+    assert "jeszcze nieważne: ważne dopiero od 2099-01-01 00:00 UTC (validFrom)" in polish
+    assert "not valid yet: it is valid only from 2099-01-01 00:00 UTC" not in polish
+    assert "not valid yet: it is valid only from 2099-01-01 00:00 UTC (validFrom)" in english
+    assert "not valid yet" in _attestation_page(old_record, "pl")  # records stored before: English
