@@ -51,6 +51,7 @@ from ebackpack.credentials.urls import PublicUrls
 from ebackpack.demo import DemoTimeout, PipelineProbe, SilentProgress, prepare, wait_until_done
 from ebackpack.persistence.tables import AwardRow, CertificateRow
 from ebackpack.sample_data import Dataset, Message, generate
+from ebackpack.secret_policy import throwaway_secrets
 from ebackpack.stack import EmbeddedStack, StackError, free_port
 from ebackpack.streaming.errors import InvalidMessage
 from ebackpack.streaming.topics import MOODLE_EVENTS, TOPICS
@@ -504,7 +505,7 @@ def stack_settings(tmp: Path) -> Settings:
     # A dict: without pydantic's mypy plugin, mypy takes `Field(default, ...)` fields for required ones.
     fields: dict[str, Any] = {"data_dir": tmp / "stack", "embedded": False,
                               "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-                              "s3_endpoint": f"http://127.0.0.1:{free_port()}"}
+                              "s3_endpoint": f"http://127.0.0.1:{free_port()}", **throwaway_secrets()}
     return Settings(**fields)
 
 

@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import statistics
@@ -45,6 +46,7 @@ from common import CLOCK, LOAD_BEFORE, BenchError, exit_on_sigterm, say
 from ebackpack.config import Settings
 from ebackpack.demo import prepare
 from ebackpack.sample_data import generate
+from ebackpack.secret_policy import throwaway_secrets
 from ebackpack.stack import EmbeddedStack, StackError, free_port
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
@@ -53,7 +55,7 @@ from services.gateway.events import USED, moodle_event_id
 from services.gateway.webhook import sign
 
 DATA_SEED = 1
-SECRET = "gateway-benchmark-secret"
+SECRET = secrets.token_urlsafe(48)  # strong: the webhook runs as in production (EMBEDDED=false)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -145,6 +147,8 @@ def webhook_server(settings: Settings, log: Path, timeout: float) -> Iterator[st
     env = {**os.environ, "EBACKPACK_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
            "EBACKPACK_TOPIC_PREFIX": settings.topic_prefix, "EBACKPACK_DATABASE_URL": settings.db_url,
            "EBACKPACK_DATA_DIR": str(settings.data_dir), "EBACKPACK_EMBEDDED": "false",
+           "EBACKPACK_S3_SECRET_KEY": settings.s3_secret_key,
+           "EBACKPACK_CODE_SECRET": settings.code_secret.get_secret_value() if settings.code_secret else "",
            "EBACKPACK_SITE_ID": settings.site_id, "EBACKPACK_GATEWAY_SECRET": SECRET,
            "EBACKPACK_GATEWAY_MAX_PENDING": str(settings.gateway_max_pending)}
     args = [sys.executable, "-m", "uvicorn", "--factory", "services.gateway.webhook:from_environment",
@@ -546,7 +550,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def stack_settings(tmp: Path) -> Settings:
     fields: dict[str, Any] = {"data_dir": tmp / "stack", "embedded": False,
                               "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-                              "s3_endpoint": f"http://127.0.0.1:{free_port()}"}
+                              "s3_endpoint": f"http://127.0.0.1:{free_port()}", **throwaway_secrets()}
     return Settings(**fields)
 
 

@@ -57,6 +57,7 @@ from ebackpack.sample_data import (
     load_profiles,
     synthetic_learner,
 )
+from ebackpack.secret_policy import throwaway_secrets
 from ebackpack.stack import EmbeddedStack, StackError, free_port
 from ebackpack.streaming.errors import InvalidMessage
 from ebackpack.streaming.readback import read_topics
@@ -185,7 +186,7 @@ def stack_settings(tmp: Path) -> Settings:
     # A dict: without pydantic's mypy plugin, mypy takes `Field(default, ...)` fields for required ones.
     fields: dict[str, Any] = {"data_dir": tmp / "stack", "embedded": False,
                               "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-                              "s3_endpoint": f"http://127.0.0.1:{free_port()}"}
+                              "s3_endpoint": f"http://127.0.0.1:{free_port()}", **throwaway_secrets()}
     return Settings(**fields)
 
 

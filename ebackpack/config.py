@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ebackpack.secret_policy import GENERATE_COMMAND, MIN_BYTES, MIN_BYTES_PROVIDER_PASSWORD, weakness
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_DIR = PACKAGE_DIR / "sample"
+
+
+class InsecureSettings(ValueError):
+    """Outside the embedded stack, a secret is missing, a placeholder, short or reused (one line each)."""
 
 
 class Settings(BaseSettings):
@@ -177,6 +184,80 @@ class Settings(BaseSettings):
     def verify_url(self, code: str) -> str:
         return f"{self.public_url.rstrip('/')}/verify/{code}"
 
+    def production_secret_problems(self) -> list[str]:
+        """Outside the embedded stack: one line per secret that must change (empty: all usable)."""
+        if self.embedded:
+            return []
+        problems = []
+        if self.code_secret is None:
+            problems.append(
+                "EBACKPACK_CODE_SECRET is not set: outside the embedded stack it must be set explicitly (it "
+                "keys verification codes, session cookies, API tokens and unsubscribe links). Generate one "
+                f"with `{GENERATE_COMMAND}`; an installation that already issued credentials with a "
+                f"generated secret sets it to the content of {self.key_dir / 'code-secret'}")
+        for secret in self._secrets():
+            reason = weakness(secret.value, secret.minimum)
+            if reason is not None:
+                problems.append(f"{secret.name} {reason}: {secret.remedy}")
+        code = self.code_secret.get_secret_value() if self.code_secret else None
+        problems += [f"EBACKPACK_CODE_SECRET is the same as {s.name}: whoever knows that one could sign "
+                     "sessions and verification codes" for s in self._secrets()
+                     if code and s.name != "EBACKPACK_CODE_SECRET" and s.value == code]
+        return problems
+
+    def _secrets(self) -> list[_Secret]:
+        """Every secret that is set (the S3 one always is: its default is published); ours are checked
+        when empty too (an empty HMAC key is no key)."""
+        ours, issued = f"generate one with `{GENERATE_COMMAND}`", "use the one its issuer generated"
+        secrets = [_Secret("EBACKPACK_S3_SECRET_KEY", self.s3_secret_key, MIN_BYTES, ours)]
+        for name, secret, minimum, remedy in (
+                ("EBACKPACK_CODE_SECRET", self.code_secret, MIN_BYTES, ours),
+                ("EBACKPACK_GATEWAY_SECRET", self.gateway_secret, MIN_BYTES,
+                 f"{ours}, and set the same in the Moodle plugin"),
+                ("EBACKPACK_SMTP_PASSWORD", self.smtp_password, MIN_BYTES_PROVIDER_PASSWORD, issued),
+                ("EBACKPACK_OIDC_CLIENT_SECRET", self.oidc_client_secret, MIN_BYTES, issued),
+                ("EBACKPACK_MOODLE_WS_TOKEN", self.moodle_ws_token, MIN_BYTES, issued)):
+            # Empty counts as unset for the issued ones (.env.example leaves the optional ones empty).
+            if secret is not None and (remedy != issued or secret.get_secret_value()):
+                secrets.append(_Secret(name, secret.get_secret_value(), minimum, remedy))
+        for name, url in (("EBACKPACK_DATABASE_URL", self.database_url),
+                          ("EBACKPACK_MOODLE_DB_URL", self.moodle_db_url)):
+            password = _url_password(url) if url else None
+            if password is not None:
+                secrets.append(_Secret(f"the password in {name}", password, MIN_BYTES,
+                                       f"{ours} (URL-safe) for the database user"))
+        return secrets
+
+    def check_production_secrets(self) -> None:
+        """Raises InsecureSettings naming every variable that must change (nothing in the embedded stack)."""
+        if problems := self.production_secret_problems():
+            raise InsecureSettings("\n".join(f"- {p}" for p in problems))
+
+
+class _Secret(NamedTuple):
+    name: str  # the variable, as the operator sets it
+    value: str
+    minimum: int  # bytes
+    remedy: str
+
+
+def _url_password(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except (ArgumentError, ValueError):
+        return None  # not a URL at all: the database connection says so
+
 
 def get_settings() -> Settings:
-    return Settings()
+    """The settings of a process that is starting (every CLI command, every worker and web app factory):
+    outside the embedded stack it refuses to start with a secret anyone could know."""
+    settings = Settings()
+    try:
+        settings.check_production_secrets()
+    except InsecureSettings as exc:
+        raise SystemExit(f"e-Backpack refuses to start outside the embedded stack (EBACKPACK_EMBEDDED="
+                         f"false) with these secrets:\n{exc}") from None
+    return settings

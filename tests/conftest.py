@@ -25,6 +25,7 @@ import pytest
 import uvicorn
 
 from ebackpack.config import Settings
+from ebackpack.secret_policy import throwaway_secrets
 from ebackpack.stack import EmbeddedStack, free_port
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -92,18 +93,20 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
             kafka = _container_class("kafka", "KafkaContainer")(KAFKA_IMAGE).with_kraft().start(timeout=180)
             started.callback(kafka.stop)
             minio = _container_class("minio", "MinioContainer")(
-                MINIO_IMAGE, access_key="ebackpack", secret_key="ebackpack-secret")
+                MINIO_IMAGE, access_key="ebackpack", secret_key=throwaway_secrets()["s3_secret_key"])
             # Newer MinIO reads the root credentials from these (the class sets the older names).
             minio.with_env("MINIO_ROOT_USER", minio.access_key)
             minio.with_env("MINIO_ROOT_PASSWORD", minio.secret_key)
             started.enter_context(minio)
             yield Settings(data_dir=data_dir, embedded=False, kafka_bootstrap=kafka.get_bootstrap_server(),
                            s3_endpoint=f"http://{minio.get_config()['endpoint']}",
-                           s3_access_key=minio.access_key, s3_secret_key=minio.secret_key)
+                           s3_access_key=minio.access_key, s3_secret_key=minio.secret_key,
+                           code_secret=throwaway_secrets()["code_secret"])
         return
+    # Processes run as in production (EMBEDDED=false), which refuses the published default secrets.
     base = Settings(data_dir=data_dir, embedded=False,
                     kafka_bootstrap=f"127.0.0.1:{free_port()}",
-                    s3_endpoint=f"http://127.0.0.1:{free_port()}")
+                    s3_endpoint=f"http://127.0.0.1:{free_port()}", **throwaway_secrets())
     stack = EmbeddedStack(base)
     stack.start()
     yield base
@@ -160,7 +163,9 @@ def _pg_reachable(admin_url: str) -> bool:
 def pg_admin_url() -> Iterator[str]:
     """A PostgreSQL URL (libpq form) allowed to create databases: the container's, or the machine's."""
     if _stack_kind() == "containers":
-        with _container_class("postgres", "PostgresContainer")(POSTGRES_IMAGE, driver=None) as postgres:
+        # A strong password: processes in production mode refuse a short one in the database URL.
+        with _container_class("postgres", "PostgresContainer")(
+                POSTGRES_IMAGE, driver=None, password=throwaway_secrets()["code_secret"]) as postgres:
             yield postgres.get_connection_url()
     else:
         yield PG_ADMIN_URL

@@ -39,6 +39,7 @@ from ebackpack.config import Settings
 from ebackpack.demo import PipelineProbe, prepare
 from ebackpack.persistence.tables import AwardRow, CertificateRow
 from ebackpack.sample_data import load_profiles, rule_course_ids, synthetic_learner
+from ebackpack.secret_policy import throwaway_secrets
 from ebackpack.stack import EmbeddedStack, _host_port, _wait_for_port, free_port, signal_group, tansu_binary
 from ebackpack.storage import ObjectStore
 from ebackpack.streaming.readback import read_topics
@@ -188,7 +189,7 @@ class FaultStack(EmbeddedStack):
 def own_stack(tmp_path: Path, broker_bucket: str | None = None) -> Iterator[FaultStack]:
     """A stack of this test alone (the session's shared stack must not be stopped), on free ports."""
     base = Settings(data_dir=tmp_path / "stack", embedded=False, kafka_bootstrap=f"127.0.0.1:{free_port()}",
-                    s3_endpoint=f"http://127.0.0.1:{free_port()}")
+                    s3_endpoint=f"http://127.0.0.1:{free_port()}", **throwaway_secrets())
     stack = FaultStack(base, broker_bucket=broker_bucket)
     stack.start()
     try:

@@ -17,6 +17,7 @@ import email
 import email.policy
 import json
 import re
+import secrets
 import threading
 import time
 import urllib.parse
@@ -61,6 +62,8 @@ PYTHON, FIRST_AID, ACCESSIBILITY = 42, 43, 44
 JAN, EMILY = 5722, 5725  # sample learners: Polish, English
 COMPLETED = datetime(2026, 1, 12, 10, 30, tzinfo=UTC)
 REFUSED_BY_MOODLE = 9099  # the stub answers msgid -1 for this user (e.g. they blocked messages)
+# The worker runs as in production (EMBEDDED=false), which refuses short tokens: 32 hex digits, like Moodle's.
+WS_TOKEN = secrets.token_hex(16)
 TUNING = {  # seconds, short for the tests (production defaults: services/notifier/service.py Tuning)
     "EBACKPACK_NOTIFY_MAX_ATTEMPTS": "30",
     "EBACKPACK_NOTIFY_RETRY_FIRST_DELAY": "1",
@@ -142,7 +145,7 @@ class MoodleStub:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 fields = {k: v[0] for k, v in urllib.parse.parse_qs(body).items()}
                 user = int(fields.get("messages[0][touserid]", "0"))
-                if self.path != "/webservice/rest/server.php" or fields.get("wstoken") != "test-token":
+                if self.path != "/webservice/rest/server.php" or fields.get("wstoken") != WS_TOKEN:
                     answer: Any = {"exception": "moodle_exception", "errorcode": "invalidtoken",
                                    "message": "Invalid token"}
                 elif user == REFUSED_BY_MOODLE:
@@ -263,7 +266,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, stack_settings: Settings)
     web = reserve_port()
     settings = isolated(stack_settings, tmp_path_factory.mktemp("notifier"), web).model_copy(update={
         "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "moodle_url": moodle.url,
-        "moodle_ws_token": SecretStr("test-token"), "notify_moodle_messages": True,
+        "moodle_ws_token": SecretStr(WS_TOKEN), "notify_moodle_messages": True,
         "mail_from": "e-Backpack <no-reply@backpack.example.org>", "dev_login": True,
     })
     sessions = prepare(settings)
