@@ -8,13 +8,15 @@ issuers, optional network access, our own credentials) comes in an :class:`Impor
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class VerificationStatus(StrEnum):
@@ -91,6 +93,39 @@ def say(template: str, **params: object) -> Said:
     return Said(template.format(**english), POLISH.get(template, template).format(**polish))
 
 
+_FIELD = re.compile(r"\{(\w+)\}")
+MAX_MATCHED_REASON = 8192  # longer English reasons are not reverse-translated (bounded matching work)
+
+
+@cache
+def _patterns() -> list[tuple[re.Pattern[str], str]]:
+    """The catalogue's templates as patterns, most literal text first; templates that are nothing but
+    parameters ("{url}") would match anything and are left out."""
+    from services.importer.reasons_pl import POLISH
+
+    found = []
+    for english, polish in POLISH.items():
+        literal = _FIELD.sub("", english)
+        if len(literal.strip(" ;:.,()'")) < 3:
+            continue
+        parts = _FIELD.split(english)  # text, name, text, name, ..., text
+        regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts))
+        found.append((len(literal), re.compile(regex, re.DOTALL), polish))
+    return [(pattern, polish) for _, pattern, polish in sorted(found, key=lambda item: -item[0])]
+
+
+def polish_of(english: str, depth: int = 0) -> str | None:
+    """The Polish of an English reason built from catalogue templates (parameters that are themselves
+    catalogue phrases are translated too), or None when it matches none."""
+    if depth > 3 or len(english) > MAX_MATCHED_REASON:
+        return None
+    for pattern, polish in _patterns():
+        if match := pattern.fullmatch(english):
+            values = {name: polish_of(value, depth + 1) or value for name, value in match.groupdict().items()}
+            return polish.format(**values)
+    return None
+
+
 def joined(*parts: Said | None) -> Said:
     """The parts that are there, `; `-separated."""
     present = [part for part in parts if part is not None and part.en]
@@ -105,6 +140,14 @@ class Verification(BaseModel):
     method: str = Field(description="How it was checked, e.g. 'eddsa-rdfc-2022 (did:key)', 'JAdES seal'.")
     reason: str = Field(description="Plain words: why this status, and what could not be checked.")
     reason_pl: str | None = Field(None, description="The same reason in Polish (None: only English known).")
+
+    @model_validator(mode="after")
+    def _polish_from_the_catalogue(self) -> Verification:
+        """A reason made without `say` (or stored before reasons were kept in Polish) gets its Polish by
+        matching the catalogue's English templates."""
+        if self.reason_pl is None:
+            self.reason_pl = polish_of(self.reason)
+        return self
 
     @classmethod
     def of(cls, status: VerificationStatus, method: str, reason: Said) -> Verification:

@@ -7,7 +7,27 @@ the two disagree about their parameters.
 
 from __future__ import annotations
 
-POLISH: dict[str, str] = {
+# Reasons that pipeline.py writes as plain English (links, photos, PDFs, our own codes): translated by
+# matching these templates (`domain.polish_of`), parameters that are phrases here translated too.
+MATCHED: dict[str, str] = {
+    "{base}, and no verification link was found in it": "{base}, i nie znaleziono w nim linku weryfikacyjnego",
+    "{base}; its issuer's verification page can confirm it: {pages}":
+        "{base}; może je potwierdzić strona weryfikacji wystawcy: {pages}",
+    "a photo or scan carries no signature": "zdjęcie lub skan nie zawiera podpisu",
+    "a PDF certificate carries no signature we can check": "zaświadczenie PDF nie zawiera podpisu, który umiemy sprawdzić",
+    "a web page, not a signed credential": "strona internetowa, a nie podpisane poświadczenie",
+    "{what}, but we never issued code {code}": "{what}, ale nigdy nie wydaliśmy kodu {code}",
+    "{what}: issued by us, found in our database": "{what}: wydane przez nas, znalezione w naszej bazie danych",
+    "a photo or scan with our QR code": "zdjęcie lub skan z naszym kodem QR",
+    "a PDF with our verification link": "PDF z naszym linkiem weryfikacyjnym",
+    "a link to our verification page": "link do naszej strony weryfikacji",
+    "a link to our hosted badge": "link do naszej udostępnianej odznaki",
+    "revoked by us: {reason}": "unieważnione przez nas: {reason}",
+    "no reason given": "nie podano powodu",
+    "expired on {date}": "wygasło {date}",
+}
+
+POLISH: dict[str, str] = MATCHED | {
     # the key behind a signature (keys.py)
     "a did:key": "klucz did:key",
     "our own signing key": "nasz własny klucz podpisu",

@@ -21,9 +21,10 @@ from joserfc.jwk import ECKey, OKPKey
 
 from ebackpack.credentials import dataintegrity
 from ebackpack.credentials.keys import SigningKey
+from services.importer import domain
 from services.importer.domain import CLOCK_SKEW, ImportContext, Learner, VerificationStatus
 from services.importer.pipeline import import_bytes
-from services.importer.reasons_pl import POLISH
+from services.importer.reasons_pl import MATCHED, POLISH
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LEARNER = Learner(email="learner@example.org")
@@ -297,7 +298,29 @@ def test_every_verdict_reason_has_a_polish_translation_with_the_same_parameters(
     missing = [t for t in templates if t not in POLISH]
     assert not missing, missing
     assert all(_fields(t) == _fields(POLISH[t]) for t in templates)
-    assert not set(POLISH) - set(templates), "translations nothing uses"
+    assert not set(POLISH) - set(MATCHED) - set(templates), "translations nothing uses"
+    assert all(_fields(t) == _fields(POLISH[t]) for t in MATCHED)
+
+
+def test_reasons_written_in_plain_english_get_their_polish_from_the_catalogue() -> None:
+    """pipeline.py writes its reasons (photos, PDFs, links, our codes) in English; the record still
+    carries them in Polish."""
+    import io
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 48), "lightgray").save(photo, "JPEG")
+
+    scan = import_bytes(photo.getvalue(), OFFLINE).verification
+    link = import_bytes(b"https://kursy.example.pl/mod/customcert/verify_certificate.php?code=AB12cd34",
+                        OFFLINE).verification
+
+    expected = "zdjęcie lub skan nie zawiera podpisu, i nie znaleziono w nim linku weryfikacyjnego"
+    assert scan.reason_pl == expected
+    assert link.reason_pl is not None and "pobieranie z sieci jest wyłączone" in link.reason_pl
+    unknown = domain.Verification(status=VerificationStatus.INVALID, method="x", reason="something new")
+    assert unknown.reason_pl is None  # not in the catalogue: the page shows the English
 
 
 def _attestation_page(record: dict[str, Any], lang: str) -> str:
