@@ -53,8 +53,8 @@ POLISH: dict[str, str] = MATCHED | {
     "the issuer profile {issuer} could not be read: {error}": "nie udało się odczytać profilu wystawcy {issuer}: {error}",
     "the token names no key (no kid, no jwk) and the issuer publishes none we can read":
         "token nie wskazuje klucza (brak kid i jwk), a wystawca nie publikuje klucza, który umiemy odczytać",
-    "the proof needs an Ed25519 key, the verification method names another type":
-        "dowód wymaga klucza Ed25519, a metoda weryfikacji wskazuje klucz innego typu",
+    "the proof ({suite}) needs an Ed25519 key, but its verification method is a {key} key":
+        "dowód ({suite}) wymaga klucza Ed25519, a jego metoda weryfikacji to klucz {key}",
     "the verification method's key is malformed": "klucz metody weryfikacji jest uszkodzony",
     # tokens refused from their header
     "the token names no signature algorithm (alg), so it is not signed":

@@ -194,6 +194,27 @@ def test_an_issuer_profile_that_cannot_be_read_leaves_revocation_unchecked_and_s
     assert "revocation list could not be checked" in verification.reason
 
 
+def test_an_issuer_copy_embedded_in_the_badge_does_not_stand_in_for_its_unreadable_profile(
+    site: Site,
+) -> None:
+    issuer = signed_issuer(site, revocation_list=publish_revocations(site))
+    site.put(
+        "/badges/1",
+        {
+            "id": issuer.badge,
+            "type": "BadgeClass",
+            "name": "Signed Badge",
+            "issuer": {"id": issuer.issuer, "type": "Issuer", "name": "Copy without a list"},
+        },
+    )
+    del site.pages["/issuer"]
+
+    verification = import_bytes(issuer.sign(issuer.assertion(1)), online()).verification
+
+    assert verification.status is VerificationStatus.NOT_VERIFIABLE, verification
+    assert "revocation list could not be checked" in verification.reason
+
+
 def test_offline_the_revocation_check_is_said_to_be_not_made(site: Site) -> None:
     issuer = signed_issuer(site, revocation_list=publish_revocations(site))
 

@@ -491,10 +491,9 @@ def _own(credential_id: str, ctx: ImportContext) -> OwnCredential | None:
 
 
 def _ed25519_key(jwk: dict[str, Any]) -> ed25519.Ed25519PublicKey:
+    """Raises ValueError for a key of another type: an Ed25519 proof cannot come from it."""
     if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
-        raise KeyUnavailable(
-            say("the proof needs an Ed25519 key, the verification method names another type")
-        )
+        raise TypeError("not an Ed25519 key")
     x = str(jwk["x"])
     return ed25519.Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
 
@@ -524,10 +523,21 @@ def _data_integrity_check(credential: dict[str, Any], ctx: ImportContext) -> Che
     method = f"Data Integrity {suite}"
     try:
         key = resolve(method_id, ctx)
-        public_key = _ed25519_key(key.jwk)
     except KeyUnavailable as exc:
         return Check(VerificationStatus.NOT_VERIFIABLE, method, exc.reason)
-    except (KeyError, ValueError, TypeError):
+    try:
+        public_key = _ed25519_key(key.jwk)
+    except TypeError:
+        return Check(
+            VerificationStatus.INVALID,
+            method,
+            say(
+                "the proof ({suite}) needs an Ed25519 key, but its verification method is a {key} key",
+                suite=suite,
+                key=_key_kind(key.jwk),
+            ),
+        )
+    except (KeyError, ValueError):
         return Check(VerificationStatus.INVALID, method, say("the verification method's key is malformed"))
     unsigned = {k: v for k, v in credential.items() if k != "proof"}
     options = {"@context": credential.get("@context")} | {k: v for k, v in proof.items() if k != "proofValue"}
@@ -1088,8 +1098,12 @@ def _ob2_signed_check(
 
 
 def _embedded_issuer(badge: dict[str, Any]) -> dict[str, Any] | None:
+    """An issuer the badge class embeds, for an issuer without a profile URL. An issuer with one is read
+    only from there: an embedded copy without its `revocationList` must not stand in for it."""
     issuer = badge.get("issuer")
-    return issuer if isinstance(issuer, dict) else None
+    if not isinstance(issuer, dict) or str(issuer.get("id", "")).startswith(("https://", "http://")):
+        return None
+    return issuer
 
 
 def _key_ownership(

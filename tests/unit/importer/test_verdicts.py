@@ -350,3 +350,22 @@ def test_the_attestation_page_shows_the_reason_in_the_visitors_language() -> Non
     assert "not valid yet: it is valid only from 2099-01-01 00:00 UTC" not in polish
     assert "not valid yet: it is valid only from 2099-01-01 00:00 UTC (validFrom)" in english
     assert "not valid yet" in _attestation_page(old_record, "pl")  # records stored before: English
+
+
+def test_an_ed25519_proof_whose_method_is_a_p256_key_is_invalid() -> None:
+    import base58
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    p256 = "z" + base58.b58encode(b"\x80\x24" + point).decode()
+    data, did = _did_key_signed()
+    credential = json.loads(data)
+    credential["proof"][0]["verificationMethod"] = f"did:key:{p256}#{p256}"
+
+    status, reason, _ = _status(json.dumps(credential))
+
+    assert status is VerificationStatus.INVALID, reason
+    assert "needs an Ed25519 key, but its verification method is a EC P-256 key" in reason
