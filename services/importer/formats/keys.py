@@ -63,6 +63,9 @@ def _loopback(host: str) -> bool:
 
 
 def same_origin(url: str | None, issuer_id: str | None) -> bool:
+    """`url` is on the issuer's origin; a did:web issuer's origin is the https host its DID names."""
+    if issuer_id and issuer_id.startswith("did:web:"):
+        issuer_id = did_web_url(urldefrag(issuer_id).url)
     origin = issuer_origin(url)
     return origin is not None and origin == issuer_origin(issuer_id)
 

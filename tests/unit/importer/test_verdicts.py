@@ -369,3 +369,25 @@ def test_an_ed25519_proof_whose_method_is_a_p256_key_is_invalid() -> None:
 
     assert status is VerificationStatus.INVALID, reason
     assert "needs an Ed25519 key, but its verification method is a EC P-256 key" in reason
+
+
+@pytest.mark.parametrize(
+    ("key_document", "issuer", "bound"),
+    [
+        ("https://issuer.example/keys/1", "https://issuer.example/profile", True),
+        ("https://issuer.example:443/keys/1", "https://ISSUER.example/profile", True),
+        ("https://keys.issuer.example/1", "https://issuer.example/profile", False),  # another host
+        ("https://issuer.example:8443/keys/1", "https://issuer.example/profile", False),  # another port
+        ("http://issuer.example/keys/1", "http://issuer.example/profile", False),  # plain http binds nothing
+        ("http://127.0.0.1:8080/keys/1", "http://127.0.0.1:8080/issuer", True),  # loopback: tests only
+        ("https://issuer.example/keys/1", "did:web:issuer.example", True),
+        ("https://issuer.example/.well-known/did.json", "did:web:issuer.example", True),
+        ("https://user@issuer.example/keys/1", "https://issuer.example/profile", False),
+    ],
+)
+def test_which_key_documents_are_on_the_issuers_own_origin(
+    key_document: str, issuer: str, bound: bool
+) -> None:
+    from services.importer.formats.keys import same_origin
+
+    assert same_origin(key_document, issuer) is bound
