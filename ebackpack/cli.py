@@ -126,12 +126,11 @@ def _print_summary(summary: object) -> None:
 @app.command()
 def serve(host: str | None = None, port: int | None = None) -> None:
     """Run the web server (public verification pages) on the configured database."""
-    import uvicorn
-
+    from ebackpack.webserver import run
     from services.backpack.app import create_app
 
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=host or settings.http_host, port=port or settings.http_port)
+    run(create_app(settings), settings, host, port)
 
 
 class ServiceName(StrEnum):
@@ -388,12 +387,11 @@ def deadletters_replay(
 @gateway_app.command("webhook")
 def gateway_webhook(host: str | None = None, port: int = 8010) -> None:
     """Serve the webhook for the local_ebackpack Moodle plugin (POST /moodle/events)."""
-    import uvicorn
-
+    from ebackpack.webserver import run
     from services.gateway.webhook import create_app
 
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=host or settings.http_host, port=port)
+    run(create_app(settings), settings, host, port)
 
 
 def _poller(checkpoint: str | None = None) -> LogStorePoller:

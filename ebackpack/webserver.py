@@ -122,8 +122,18 @@ def server_config(app: ASGIApp, settings: Settings, host: str, port: int, **kwar
     )
 
 
+def web_server(
+    app: ASGIApp, settings: Settings, host: str | None = None, port: int | None = None, **kwargs: Any
+) -> uvicorn.Server:
+    """The server of `app`; outside the embedded stack also /metrics on `metrics_port` (0 = off), as the
+    apps do not answer /metrics on their public port there."""
+    if not settings.embedded:
+        serve_worker_metrics(settings)
+    return uvicorn.Server(
+        server_config(app, settings, host or settings.http_host, port or settings.http_port, **kwargs)
+    )
+
+
 def run(app: ASGIApp, settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Serve `app` until interrupted (the CLI's `serve` and `gateway webhook`)."""
-    if not settings.embedded:
-        serve_worker_metrics(settings)  # /metrics on its own port, not on the public one
-    uvicorn.Server(server_config(app, settings, host or settings.http_host, port or settings.http_port)).run()
+    web_server(app, settings, host, port).run()

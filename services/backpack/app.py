@@ -4,7 +4,8 @@ links), administration, the public verification pages, the Open Badges endpoints
 from __future__ import annotations
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -26,7 +27,7 @@ from .deps import DbSession
 from .federated import router as federated_router
 from .openbadges import router as openbadges_router
 from .pages import router as pages_router
-from .session import SESSION_COOKIE, SESSION_SECONDS, session_secret
+from .session import SESSION_COOKIE, SESSION_SECONDS, AdminUser, session_secret
 from .uploads import Announcer, AttestationUploads
 from .verification import verify
 from .web import (
@@ -41,9 +42,14 @@ from .web import (
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     rules = load_rules(settings.rules_file)
+    # Outside the embedded stack the API description is for administrators only (see _admin_docs).
+    public_docs = settings.embedded
     app = FastAPI(
         title="e-Backpack",
         version="0.1.0",
+        docs_url="/docs" if public_docs else None,
+        redoc_url="/redoc" if public_docs else None,
+        openapi_url="/openapi.json" if public_docs else None,
         description=(
             "The learner's e-Backpack: credentials issued from Moodle, external attestations, public "
             "verification. The JSON API takes a session cookie (with the `X-CSRF-Token` header for changes) "
@@ -70,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _public_routes(app, settings)
+    if not public_docs:
+        _admin_docs(app)
 
     install_error_pages(app)
     install_rate_limit(app, settings)
@@ -85,9 +93,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         same_site="lax",
         https_only=settings.public_url.startswith("https://"),
     )
-    # Outside even the session: counts every answer (429s, error pages too) and serves GET /metrics.
-    install_http_metrics(app, "backpack")
+    # Outside even the session: counts every answer (429s, error pages too). GET /metrics on this port
+    # only in the embedded stack; elsewhere on EBACKPACK_METRICS_PORT (ebackpack.webserver).
+    install_http_metrics(app, "backpack", public=settings.embedded)
     return app
+
+
+def _admin_docs(app: FastAPI) -> None:
+    """`/docs` and `/openapi.json` for a signed-in administrator (others: the login, or 403)."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_admin: AdminUser) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(_admin: AdminUser) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} API")
 
 
 def _public_routes(app: FastAPI, settings: Settings) -> None:

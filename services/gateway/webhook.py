@@ -440,7 +440,8 @@ def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT,
             claims.release(mine)
         return {"accepted": len(todo.ids), "duplicates": todo.duplicates, "ignored": todo.ignored}
 
-    install_http_metrics(app, "gateway")  # GET /metrics and the request counter
+    # The request counter; GET /metrics here only in the embedded stack, else on EBACKPACK_METRICS_PORT.
+    install_http_metrics(app, "gateway", public=settings.embedded)
     return app
 
 

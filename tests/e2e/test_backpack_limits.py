@@ -5,6 +5,8 @@ runs (uvicorn configured by `ebackpack.webserver`).
   answered 401 / 303 / 403 before the app reads a byte of it when the sender may not upload, and 413
   once the body passes the limit when it may; the app never reads (so never spools) more than the
   limit. Measured: the bytes the app took from the server, and the bytes the client got to send.
+- Outside the embedded stack `/metrics` is not on the public port and `/docs`, `/openapi.json` are for
+  administrators.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ebackpack.config import Settings
 from ebackpack.demo import prepare
 from ebackpack.sample_data import default_dataset
-from ebackpack.webserver import server_config
+from ebackpack.webserver import server_config, web_server
 from services.backpack.app import create_app
 from services.backpack.auth import issue_token
 from services.backpack.session import SESSION_COOKIE
@@ -242,3 +244,31 @@ def test_an_upload_within_the_limit_still_works_through_the_form_and_the_api(sit
         # Other bodies are bounded too: a 2 MiB form to the language switch is cut with 413.
         big = http.post("/language", data={"csrf_token": csrf, "lang": "en", "pad": "x" * 2 * 1024 * 1024})
         assert big.status_code == 413
+
+
+def test_outside_the_embedded_stack_metrics_and_the_api_description_are_not_public(site: Site) -> None:
+    assert not site.settings.embedded
+    with httpx.Client(base_url=site.url, follow_redirects=False, timeout=30) as stranger:
+        assert stranger.get("/metrics").status_code == 404
+        assert stranger.get("/redoc").status_code == 404
+        for path in ("/docs", "/openapi.json"):
+            answer = stranger.get(path)
+            assert answer.status_code == 303 and answer.headers["location"].startswith("/login"), path
+    cookie, _csrf = logged_in(site)
+    with httpx.Client(base_url=site.url, timeout=30, cookies={SESSION_COOKIE: cookie}) as learner:
+        assert learner.get("/openapi.json").status_code == 403
+    with httpx.Client(base_url=site.url, follow_redirects=False, timeout=30) as admin:
+        token = CSRF_FIELD.search(admin.get("/login").text)
+        assert token
+        signed = admin.post("/login/dev", data={"csrf_token": token.group(1), "account": "admin"})
+        assert signed.status_code == 303
+        assert "/api/attestations" in admin.get("/openapi.json").json()["paths"]
+        assert admin.get("/docs").status_code == 200
+
+    # The metrics are on their own port (EBACKPACK_METRICS_PORT), which the runner opens.
+    metrics_port = reserve_port()
+    port = metrics_port.getsockname()[1]
+    metrics_port.close()
+    web_server(site.counter, site.settings.model_copy(update={"metrics_port": port}))  # not run: opens it
+    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'ebackpack_http_requests_total{app="backpack"' in scraped
