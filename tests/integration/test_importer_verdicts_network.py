@@ -485,3 +485,26 @@ def test_vc_jwt_levels_kid_on_the_issuer_origin_is_verified_an_embedded_jwk_is_n
     assert (
         import_bytes(embedded.encode(), trusting_the_key).verification.status is VerificationStatus.VERIFIED
     )
+
+
+def test_a_vc_jwt_whose_relative_kid_its_issuer_profile_lists_is_verified(site: Site) -> None:
+    key = ECKey.generate_key("P-256")
+    claims = _vc_claims(site)
+    issuer = claims["iss"]
+    site.put(
+        "/issuers/1",
+        {
+            "id": issuer,
+            "verificationMethod": [
+                {"id": f"{issuer}#key-es", "type": "JsonWebKey", "publicKeyJwk": key.as_dict(private=False)}
+            ],
+        },
+    )
+
+    relative = jws.serialize_compact({"alg": "ES256", "kid": "key-es"}, json.dumps(claims), key)
+    unknown = jws.serialize_compact({"alg": "ES256", "kid": "key-other"}, json.dumps(claims), key)
+
+    verified = import_bytes(relative.encode(), online()).verification
+    assert verified.status is VerificationStatus.VERIFIED, verified
+    assert f"issuer profile {issuer}" in verified.reason
+    assert import_bytes(unknown.encode(), online()).verification.status is VerificationStatus.NOT_VERIFIABLE

@@ -164,7 +164,7 @@ def _key_of(entry: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _find_in_document(document: Any, method: str) -> dict[str, Any] | None:
+def find_in_document(document: Any, method: str) -> dict[str, Any] | None:
     """The key `method` names inside a fetched DID document, key document or issuer profile."""
     if not isinstance(document, dict):
         return None
@@ -206,7 +206,7 @@ def _resolve(method: str, ctx: ImportContext) -> ResolvedKey:
     if method.startswith("did:web:"):
         base = urldefrag(method).url
         url = did_web_url(base)
-        key = _find_in_document(_fetch_document(url, ctx), method)
+        key = find_in_document(_fetch_document(url, ctx), method)
         if key is None:
             raise KeyUnavailable(
                 say("the DID document of {did} does not list {method}", did=base, method=method)
@@ -222,7 +222,7 @@ def _resolve(method: str, ctx: ImportContext) -> ResolvedKey:
 def _resolve_url(method: str, ctx: ImportContext) -> ResolvedKey:
     url, fragment = urldefrag(method)
     if ctx.fetcher is not None:
-        key = _find_in_document(_fetch_document(url, ctx), method)
+        key = find_in_document(_fetch_document(url, ctx), method)
         if key is None:
             raise KeyUnavailable(
                 say("the key document at {url} does not list {method}", url=url, method=method)

@@ -52,6 +52,7 @@ from services.importer.domain import (
 from services.importer.formats.keys import (
     KeyUnavailable,
     ResolvedKey,
+    find_in_document,
     issuer_origin,
     jwk_thumbprint_uri,
     resolve,
@@ -617,23 +618,16 @@ def _ob3_result(
 
 
 def _jws_key(header: dict[str, Any], issuer_id: str | None, ctx: ImportContext) -> ResolvedKey:
-    if isinstance(header.get("kid"), str):
-        return resolve(str(header["kid"]), ctx)
+    """An absolute `kid` (DID, URL) first, then an embedded `jwk`, then the issuer profile: the key a
+    relative `kid` names in it, or its `publicKey`."""
+    kid = header.get("kid") if isinstance(header.get("kid"), str) else None
+    if kid and kid.startswith(("did:", "https://", "http://")):
+        return resolve(kid, ctx)
     if isinstance(header.get("jwk"), dict):
         return ResolvedKey(dict(header["jwk"]), say("the key embedded in the token's own header"))
     if issuer_id and issuer_id.startswith(("https://", "http://")):
-        if ctx.fetcher is None:
-            raise KeyUnavailable(
-                offline(say("the issuer profile {issuer} (its public key)", issuer=issuer_id))
-            )
-        try:
-            profile = json.loads(ctx.fetcher.get(issuer_id))
-        except (FetchError, ValueError) as exc:
-            raise KeyUnavailable(
-                say("the issuer profile {issuer} could not be read: {error}", issuer=issuer_id, error=exc)
-            ) from None
-        jwk = profile.get("publicKey") if isinstance(profile, dict) else None
-        if isinstance(jwk, dict):
+        jwk = _profile_key(issuer_id, kid, ctx)
+        if jwk is not None:
             return ResolvedKey(
                 jwk,
                 say("issuer profile {issuer}", issuer=issuer_id),
@@ -644,6 +638,24 @@ def _jws_key(header: dict[str, Any], issuer_id: str | None, ctx: ImportContext) 
     raise KeyUnavailable(
         say("the token names no key (no kid, no jwk) and the issuer publishes none we can read")
     )
+
+
+def _profile_key(issuer_id: str, kid: str | None, ctx: ImportContext) -> dict[str, Any] | None:
+    if ctx.fetcher is None:
+        raise KeyUnavailable(offline(say("the issuer profile {issuer} (its public key)", issuer=issuer_id)))
+    try:
+        profile = json.loads(ctx.fetcher.get(issuer_id))
+    except (FetchError, ValueError) as exc:
+        raise KeyUnavailable(
+            say("the issuer profile {issuer} could not be read: {error}", issuer=issuer_id, error=exc)
+        ) from None
+    if not isinstance(profile, dict) or profile.get("id") not in (None, issuer_id):
+        return None
+    if kid:
+        absolute = issuer_id + (kid if kid.startswith("#") else "#" + kid)
+        return find_in_document(profile, absolute) or find_in_document(profile, kid)
+    jwk = profile.get("publicKey")
+    return jwk if isinstance(jwk, dict) else None
 
 
 class _ImportJWSRegistry(jws.JWSRegistry):
