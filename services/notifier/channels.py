@@ -25,6 +25,8 @@ import httpx
 
 from ebackpack.config import Settings
 
+from .domain import one_line
+
 Accepted = Callable[[], None]
 # Long header values (the unsubscribe URL) are never folded inside a word; 998 is RFC 5322's hard limit.
 POLICY = SMTP_POLICY.clone(max_line_length=998)
@@ -50,8 +52,10 @@ def build_email(mail: Email, mail_from: str, now: datetime | None = None) -> Ema
     """multipart/alternative: the plain text first, the HTML last (the part clients prefer)."""
     message = EmailMessage(policy=POLICY)
     message["From"] = mail_from
-    message["To"] = formataddr((mail.to_name, mail.to_address))
-    message["Subject"] = mail.subject
+    # Names and subjects come from Moodle data: never a line break in a header. The address is checked
+    # before (recipient_address): an invalid one is a dead letter, and the policy refuses CR/LF anyway.
+    message["To"] = formataddr((one_line(mail.to_name), mail.to_address))
+    message["Subject"] = one_line(mail.subject)
     message["Date"] = format_datetime(now or datetime.now(UTC))
     message["Message-ID"] = mail.message_id
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies to this

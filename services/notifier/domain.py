@@ -14,9 +14,12 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import textwrap
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.errors import MessageError
+from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
@@ -100,6 +103,46 @@ def message_id(event_id: str, channel: str, mail_from: str) -> str:
     servers that de-duplicate on it show it once."""
     domain = parseaddr(mail_from)[1].rpartition("@")[2] or "ebackpack.invalid"
     return f"<{deterministic_id('notification', event_id, channel)}@{domain}>"
+
+
+# ---------------------------------------------------------------------------------- e-mail addresses
+
+MAX_ADDRESS = 254  # RFC 5321: the longest path a server must accept (local part at most 64)
+
+
+class InvalidRecipient(ValueError):
+    """The learner's e-mail address (from Moodle) cannot be sent to: no retry can help."""
+
+
+def recipient_address(address: str) -> str:
+    """The address as it goes into `To:` (domain in ASCII, IDNA); InvalidRecipient, with the reason,
+    for one that is no single valid address: CR/LF or other control characters (header injection), a
+    display name or a second address, a non-ASCII local part (SMTPUTF8 is not used), over-long parts."""
+    if any(ch in address for ch in "\r\n"):
+        raise InvalidRecipient("the e-mail address contains a line break (CR or LF)")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in address):
+        raise InvalidRecipient("the e-mail address contains control characters")
+    if len(address) > MAX_ADDRESS:
+        raise InvalidRecipient(f"the e-mail address is longer than {MAX_ADDRESS} characters")
+    try:
+        parsed = Address(addr_spec=address.strip())
+        domain = parsed.domain.encode("idna").decode("ascii")
+        normalized = Address(username=parsed.username, domain=domain).addr_spec
+    except (ValueError, MessageError, UnicodeError, IndexError):  # (the parser's text quotes the address)
+        raise InvalidRecipient("the e-mail address is not one valid address (RFC 5322 addr-spec)") from None
+    if not parsed.username or not domain or len(parsed.username) > 64 or not normalized.isascii():
+        raise InvalidRecipient("the e-mail address is not valid: a local part of at most 64 ASCII "
+                               "characters and a domain are needed")
+    return normalized
+
+
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # C0, DEL, C1 (NEL) and Unicode line breaks
+
+
+def one_line(text: str) -> str:
+    """Header text (a name, a subject) from data that may hold line breaks: each run of control
+    characters becomes one space, so nothing can start a header of its own."""
+    return _CONTROLS.sub(" ", text).strip()
 
 
 # ----------------------------------------------------------------------------------- unsubscribe links

@@ -8,6 +8,7 @@ One `notifications` row per (event id, channel) is the idempotency record and th
               sending --the channel accepted--> sent     committed right after the acceptance
               sending --error--> failed (next_attempt_at = now + backoff) ... --> gave-up --> dead
               anything the learner is not to get --> skipped (turned off, no address, revoked meanwhile)
+              what no retry can send (an invalid address) --> gave-up at once, before any attempt
 
 The claim is a compare-and-set (UPDATE ... WHERE state = <what was read> AND attempts = <what was read>),
 so two workers (or the consumer and the retry timer) never send the same row at once. A row left in
@@ -62,6 +63,7 @@ from .domain import (
     CHANNELS,
     KINDS,
     Content,
+    InvalidRecipient,
     Notice,
     Recipient,
     Site,
@@ -71,6 +73,7 @@ from .domain import (
     message_id,
     moodle_html,
     notice_from_event,
+    recipient_address,
     reminder_id,
     unsubscribe_token,
 )
@@ -153,6 +156,11 @@ class Outcome:
 @dataclass(frozen=True)
 class _Skip:
     reason: str
+
+
+@dataclass(frozen=True)
+class _GiveUp:
+    reason: str  # "<channel>: <error type>: <what>", as `_failed` writes it
 
 
 @dataclass(frozen=True)
@@ -310,6 +318,10 @@ class NotifierService:
             if isinstance(plan, _Skip):
                 self._finish(row, SKIPPED, now, plan.reason)
                 return Outcome(key, "skipped")
+            if isinstance(plan, _GiveUp):  # invalid input: a dead letter now, not after hours of retries
+                self._finish(row, GAVE_UP, now, plan.reason)
+                log.warning("notification %s/%s: %s", key[0], key[1], plan.reason)
+                return Outcome(key, "gave-up", self.dead_letter(row))
             if isinstance(plan, _Wait):
                 row.next_attempt_at, row.updated_at = plan.until, now
                 return Outcome(key, "waiting")
@@ -331,7 +343,7 @@ class NotifierService:
         return Outcome(key, "sent")
 
     def _plan(self, session: Session, row: NotificationRow, notice: Notice,
-              now: datetime) -> _Skip | _Wait | _Send:
+              now: datetime) -> _Skip | _GiveUp | _Wait | _Send:
         learner = session.get(Learner, notice.learner_id)
         if learner is None:
             return _Skip("no learner profile (erased)")
@@ -346,10 +358,16 @@ class NotifierService:
             return _Skip(f"no reminder: the credential is {award.status}")
         if row.channel == "email" and not learner.email:
             return _Skip("no e-mail address")
+        address = learner.email
+        if row.channel == "email":
+            try:
+                address = recipient_address(learner.email)
+            except InvalidRecipient as exc:
+                return _GiveUp(f"email: InvalidRecipient: {exc}")
         if notice.kind == "issued" and notice.certificate and self._waits_for_pdf(session, row, notice, now):
             return _Wait(now + timedelta(seconds=self.tuning.pdf_poll))
         course = session.get(Course, award.course_id)
-        recipient = Recipient(learner.id, learner.firstname, learner.lastname, learner.email, learner.lang)
+        recipient = Recipient(learner.id, learner.firstname, learner.lastname, address, learner.lang)
         unsubscribe = None
         if row.channel == "email":
             token = unsubscribe_token(self.code_secret, learner.id, notice.kind)
@@ -381,7 +399,11 @@ class NotifierService:
     def _send(self, key: Key, plan: _Send, accepted: Callable[[], None]) -> None:
         if plan.email is not None:
             assert self.email is not None
-            self.email.send(build_email(plan.email, self.settings.mail_from, self.clock()), accepted)
+            try:
+                message = build_email(plan.email, self.settings.mail_from, self.clock())
+            except ValueError as exc:  # the same input fails the same way on every attempt
+                raise PermanentFailure(f"the e-mail cannot be built: {exc}") from exc
+            self.email.send(message, accepted)
         else:
             assert plan.moodle is not None and self.moodle is not None
             user_id, html = plan.moodle

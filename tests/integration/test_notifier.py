@@ -91,10 +91,12 @@ class Inbox:
         self.rcpts = 0
         self.hold_at: int | None = None
         self.holding = threading.Event()
+        self.recipients: list[str] = []  # every RCPT TO the server was asked for
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         envelope.rcpt_tos.append(address)
+        self.recipients.append(address)
         self.rcpts += 1
         if self.hold:
             if self.hold_at is not None and self.rcpts >= self.hold_at:
@@ -524,4 +526,42 @@ def test_a_learner_who_turned_off_issued_e_mails_gets_none(pipeline: Pipeline) -
     (row,) = [r for r in pipe.rows(learner) if r.event_id == second.event_id and r.channel == "email"]
     assert row.state == "skipped" and "turned off by the learner" in (row.last_error or "")
     assert len(pipe.inbox.to(address)) == 1
+    assert_each_once(pipe)
+
+
+def test_an_address_with_a_line_break_is_a_dead_letter_at_once_and_injects_nothing(
+        pipeline: Pipeline) -> None:
+    """Moodle sent an e-mail address with CRLF (and a header after it): invalid input, never retried.
+    A name with CRLF is only text: the e-mail goes out with the name on one line, and no extra header."""
+    pipe = pipeline
+    attacker = "attacker@evil.example"
+    bad, named = 9050, 9051
+    store_profiles(pipe.sessions, Profiles(users=[
+        LearnerProfile(id=bad, firstname="Ewa", lastname="Nowak", lang="pl",
+                       email=f"learner{bad}@example.org\r\nBcc: {attacker}"),
+        LearnerProfile(id=named, firstname=f"Eve\r\nBcc: {attacker}\r\n", lastname="Test", lang="en",
+                       email=f"learner{named}@example.org"),
+    ], courses=[]))
+    published = time.monotonic()
+    pipe.publish(pipe.award(bad, ACCESSIBILITY) + pipe.award(named, ACCESSIBILITY))
+
+    (row,) = pipe.wait(lambda: [r for r in pipe.rows(bad) if r.channel == "email" and r.state == "dead"],
+                       "the e-mail given up", seconds=30)
+    seconds = time.monotonic() - published
+    assert row.attempts == 0, "no send was attempted"
+    letters = [DeadLetterMessage.model_validate_json(r.value)
+               for r in read_topics(pipe.settings, [pipe.settings.topic(DEAD_LETTERS)])]
+    (letter,) = [x for x in letters if x.subject == f"notification/{row.event_id}/email"]
+    assert letter.data.error_type == "InvalidRecipient"
+    assert "line break (CR or LF)" in letter.data.reason and attacker not in letter.data.reason
+    assert json.loads(base64.b64decode(letter.data.value_b64))["learner_id"] == bad
+    print(f"dead letter {seconds:.1f} s after the event was published")
+
+    address = f"learner{named}@example.org"
+    pipe.wait(lambda: pipe.inbox.to(address), "the e-mail to the learner with CRLF in the name")
+    (sent,) = pipe.inbox.to(address)
+    assert str(sent["To"]) == f'"Eve Bcc: {attacker} Test" <{address}>'
+    assert sent["Bcc"] is None
+    pipe.wait(lambda: len(pipe.moodle.to(bad)) == 1, "the Moodle message of the learner with the bad address")
+    assert attacker not in pipe.inbox.recipients  # the envelope: no one but the learners got anything
     assert_each_once(pipe)
