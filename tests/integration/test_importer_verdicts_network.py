@@ -25,7 +25,7 @@ from ebackpack.credentials import dataintegrity
 from ebackpack.credentials.keys import SigningKey
 from services.importer.domain import ImportContext, VerificationStatus
 from services.importer.formats.keys import jwk_thumbprint_uri
-from services.importer.pipeline import import_bytes
+from services.importer.pipeline import import_bytes, import_url
 from tests.integration.test_importer_network import LEARNER, Site, issue, online
 
 pytestmark = pytest.mark.integration
@@ -508,3 +508,17 @@ def test_a_vc_jwt_whose_relative_kid_its_issuer_profile_lists_is_verified(site: 
     assert verified.status is VerificationStatus.VERIFIED, verified
     assert f"issuer profile {issuer}" in verified.reason
     assert import_bytes(unknown.encode(), online()).verification.status is VerificationStatus.NOT_VERIFIABLE
+
+
+def test_a_submitted_link_to_a_withdrawn_assertion_is_revoked_not_rejected(site: Site) -> None:
+    assertion = hosted(site)
+    gone = site.put("/assertions/gone", {"revoked": True}, status=410)
+    site.put("/assertions/1", {"id": assertion["id"], "revoked": True, "revocationReason": "Withdrawn"})
+
+    answered_gone = import_url(gone, online())
+    served_as_revoked = import_url(assertion["id"], online())
+
+    assert answered_gone.verification.status is VerificationStatus.REVOKED, answered_gone.verification
+    assert "410 Gone" in answered_gone.verification.reason and answered_gone.urls == [gone]
+    assert served_as_revoked.verification.status is VerificationStatus.REVOKED
+    assert served_as_revoked.verification.reason == "revoked by its issuer: Withdrawn"

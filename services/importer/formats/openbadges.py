@@ -1218,7 +1218,25 @@ def is_ob3(document: dict[str, Any]) -> bool:
 
 
 def is_ob2(document: dict[str, Any]) -> bool:
+    """An assertion, or the stub an issuer serves for one it revoked (`id` and `revoked: true`)."""
+    if document.get("revoked") is True and isinstance(document.get("id"), str):
+        return True
     return document.get("type") == "Assertion" or "recipient" in document and "badge" in document
+
+
+def withdrawn_link(url: str, error: FetchError) -> Attestation | None:
+    """A submitted link its server answers with 410 Gone: in Open Badges 2.0, a revoked assertion."""
+    if not _GONE.search(str(error)):
+        return None
+    reason = say(
+        "revoked by its issuer: {reason}", reason=say("the issuer answers 410 Gone at {url}", url=url)
+    )
+    return Attestation(
+        source_format=SourceFormat.OB2_HOSTED,
+        title="Open Badge (withdrawn by its issuer)",
+        verification=Verification.of(VerificationStatus.REVOKED, "OB 2.0 hosted assertion", reason),
+        urls=[url],
+    )
 
 
 def parse_payload(payload: str, ctx: ImportContext, *, baked: str | None = None) -> Attestation:
