@@ -25,7 +25,8 @@ from .session import LoginRequired, csrf_token, login_url, signed_in
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 STATIC_DIR = Path(__file__).parent / "static"
-RATE_LIMITED_PREFIXES = ("/verify/", "/s/")
+# Every public lookup by a code or link token (guessing them is what the limit slows down).
+RATE_LIMITED_PREFIXES = ("/verify/", "/s/", "/ob2/assertions/")
 
 
 def http_url(value: object) -> bool:
@@ -125,8 +126,10 @@ def install_security_headers(app: FastAPI, settings: Settings) -> None:
 
 
 def install_rate_limit(app: FastAPI, settings: Settings) -> None:
-    """The public verification and share pages per client address (a moving window, in this process:
-    several web processes each keep their own count)."""
+    """The public lookups by code or token per client address (a moving window, in this process:
+    several web processes each keep their own count). The address is the peer's own unless the peer
+    is one of EBACKPACK_TRUSTED_PROXIES (ebackpack/webserver.py): a forwarded header from anyone else
+    is ignored, so a client cannot pick a fresh address per request."""
     limiter = MovingWindowRateLimiter(MemoryStorage())
     limit: RateLimitItem = parse(settings.verify_rate_limit)
 

@@ -272,3 +272,33 @@ def test_outside_the_embedded_stack_metrics_and_the_api_description_are_not_publ
     web_server(site.counter, site.settings.model_copy(update={"metrics_port": port}))  # not run: opens it
     scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     assert 'ebackpack_http_requests_total{app="backpack"' in scraped
+
+
+def hammer(port: int, path: str, count: int, forwarded: list[str] | None) -> list[int]:
+    """`count` GETs of `path`, each with the next X-Forwarded-For of `forwarded` (when given)."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        return [
+            http.get(path, headers={"X-Forwarded-For": forwarded[n % len(forwarded)]} if forwarded else {},
+                     params={"format": "json"}).status_code
+            for n in range(count)
+        ]
+
+
+@pytest.mark.parametrize("path", ["/verify/AAAA-BBBB-CCCC", "/ob2/assertions/AAAA-BBBB-CCCC", "/s/nothing"])
+def test_the_rate_limit_keys_on_the_peer_unless_it_is_a_trusted_proxy(site: Site, path: str) -> None:
+    rotating = [f"203.0.113.{n}" for n in range(1, 200)]
+    limited = site.settings.model_copy(update={"verify_rate_limit": "10/minute"})
+    for proxies, expected in (("", "limited"), ("127.0.0.1", "per forwarded client")):
+        behind = limited.model_copy(update={"trusted_proxies": proxies})
+        sock = reserve_port()
+        try:
+            with Served(create_app(behind), behind, sock) as served:
+                statuses = hammer(served.port, path, 30, rotating)
+                if expected == "limited":  # rotating the header changes nothing: the peer is the client
+                    assert statuses[:10] == [404] * 10 and set(statuses[10:]) == {429}, statuses
+                else:  # a trusted proxy's header names the client: each has its own budget
+                    assert 429 not in statuses, statuses
+                    one = hammer(served.port, path, 11, ["198.51.100.7"])
+                    assert one[-1] == 429 and 429 not in one[:10], one
+        finally:
+            sock.close()
