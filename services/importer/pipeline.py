@@ -27,7 +27,7 @@ from services.importer.domain import (
 )
 from services.importer.formats.europass import looks_like_europass, parse_europass
 from services.importer.formats.image import extract_image
-from services.importer.formats.openbadges import load_json_object, parse_payload
+from services.importer.formats.openbadges import load_json_object, parse_payload, withdrawn_link
 from services.importer.formats.pdf import PdfEvidence, extract_pdf
 from services.importer.sniff import Kind, sniff
 from services.importer.verification_urls import RecognizedUrl, UrlKind, recognize
@@ -214,6 +214,8 @@ def import_url(url: str, ctx: ImportContext) -> Attestation:
     try:
         body = ctx.fetcher.get(url, accept="application/ld+json, application/json, text/html")
     except FetchError as exc:
+        if (withdrawn := withdrawn_link(url, exc)) is not None:  # 410 Gone: OB 2.0's "revoked"
+            return withdrawn
         raise ImportRejected(f"the link could not be fetched: {exc}") from None
     if body.lstrip()[:1] == b"{":
         attestation = parse_payload(utf8_text(body), ctx)
