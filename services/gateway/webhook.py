@@ -17,8 +17,14 @@ Answers:
   than 500 events; 422 not JSON, wrong shape or an event Moodle's shape does not fit (index + field);
   nothing of a refused request is published.
 - 503 + Retry-After: no secret configured, more than `gateway_max_pending` requests at once
-  (backpressure), or the broker did not acknowledge in time. Nothing is recorded then: the plugin sends
-  the same request again and loses nothing.
+  (backpressure), Moodle did not give the profiles in time, the broker did not acknowledge in time, or
+  the request was not done within `REQUEST_DEADLINE` seconds (the text names the step). Nothing is
+  recorded then: the plugin sends the same request again and loses nothing.
+
+Every request is answered within `REQUEST_DEADLINE` seconds of its arrival, well inside the plugin's 30 s
+request timeout, so the plugin always sees the Retry-After: each step (reading profiles from Moodle,
+publishing them, the ledger, publishing the events) gets what is left of that deadline, every producer
+is bounded the same way (`publisher.bounded_producer`), and the request as a whole is cut at the deadline.
 
 Run it: `uvicorn --factory services.gateway.webhook:from_environment` (settings from `EBACKPACK_*`).
 """
@@ -31,7 +37,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -40,8 +45,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -53,7 +57,8 @@ from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from schemas.moodle import MoodleEvent
 from services.gateway.events import USED, Message, PublishedEvents, moodle_message, plan
-from services.gateway.profiles import ProfileSync
+from services.gateway.profiles import ProfilesUnavailable, ProfileSync
+from services.gateway.publisher import BrokerUnavailable, ProducerSlot, send_all
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +69,10 @@ SIGNATURE_HEADER = "X-Ebackpack-Signature"
 SIGNATURE_PREFIX = "sha256="
 MAX_BODY = 1_048_576  # bytes
 MAX_EVENTS = 500  # per request
-ACK_TIMEOUT = 10.0  # seconds the broker has to acknowledge a request's events
-RETRY_AFTER_BROKER = 10  # seconds, Retry-After when the broker failed
+REQUEST_DEADLINE = 5.0  # seconds from a request's arrival to its answer, whatever fails (plugin: 30 s)
+ACK_TIMEOUT = 4.0  # seconds the broker has to acknowledge (each producer wait is bounded by this too)
+RETRY_AFTER_BROKER = 10  # seconds, Retry-After when the broker, Moodle or the database failed
 RETRY_AFTER_BUSY = 1  # seconds, Retry-After when too many requests are pending
-LINGER_MS = 5
-CLAIM_GRACE = 5.0  # seconds past ack_timeout a request waits for another one publishing the same events
 SOURCE = "webhook"  # in the ledger
 
 
@@ -225,84 +229,46 @@ class Claims:
 
 # --- Kafka -------------------------------------------------------------------------------------------
 
-class BrokerUnavailable(RuntimeError):  # noqa: N818
-    pass
-
-
 class AckedPublisher:
-    """One kafka-python producer for the app, shared by the request threads (it is thread-safe).
+    """The webhook's `moodle.events` producer (bounded, built on first use), shared by the requests.
 
     `publish` returns once the broker acknowledged every message (acks=all) or raises
-    `BrokerUnavailable` within about `timeout` seconds. Only `send()` (which may block on metadata or a
-    full buffer) runs in a thread; the acks are awaited on the event loop, so no thread waits on them.
+    `BrokerUnavailable` by the request's deadline. Only `send()` (which may block on metadata or a full
+    buffer) runs in a thread; the acks are awaited on the event loop, so no thread waits on them.
     """
 
     def __init__(self, settings: Settings, timeout: float = ACK_TIMEOUT) -> None:
-        self.bootstrap = settings.kafka_bootstrap.split(",")
         self.topic = settings.topic(MOODLE_EVENTS)
         self.timeout = timeout
-        self._producer: KafkaProducer | None = None
-        self._lock = threading.Lock()
+        self._slot = ProducerSlot(settings, "ebackpack-gateway-webhook", timeout)
 
-    def _get(self, deadline: float) -> KafkaProducer:
-        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
-            raise KafkaTimeoutError("another request is still connecting to the broker")
-        try:
-            if self._producer is None:
-                ms = int(self.timeout * 1000)
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self.bootstrap, client_id="ebackpack-gateway-webhook", acks="all",
-                    linger_ms=LINGER_MS, max_in_flight_requests_per_connection=1,  # order per learner
-                    bootstrap_timeout_ms=max(int((deadline - time.monotonic()) * 1000), 100),
-                    max_block_ms=ms, delivery_timeout_ms=ms, request_timeout_ms=max(ms - LINGER_MS, 100))
-            return self._producer
-        finally:
-            self._lock.release()
-
-    def _send_all(self, messages: list[Message], deadline: float) -> list[FutureRecordMetadata]:
-        producer = self._get(deadline)
-        futures: list[FutureRecordMetadata] = []
-        for key, value in messages:
-            if time.monotonic() > deadline:
-                raise KafkaTimeoutError(f"sent {len(futures)} of {len(messages)} messages in time")
-            futures.append(producer.send(self.topic, key=key, value=value))
-        return futures
-
-    async def publish(self, messages: list[Message]) -> None:
+    async def publish(self, messages: list[Message], deadline: float) -> None:
+        """By `deadline` (`time.monotonic()`) or `timeout` seconds from now, whichever comes first."""
         if not messages:
             return
         loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + self.timeout
+        deadline = min(deadline, time.monotonic() + self.timeout)
+        records = [(self.topic, key, value) for key, value in messages]
         try:
-            futures = await asyncio.to_thread(self._send_all, messages, deadline)
+            futures = await asyncio.to_thread(send_all, self._slot, records, deadline)
             acks = [_awaitable(loop, future) for future in futures]
-            # A little past the producer's own delivery timeout, so its verdict usually comes first.
             done = await asyncio.wait_for(asyncio.gather(*acks, return_exceptions=True),
-                                          max(deadline - time.monotonic(), 0.0) + 1.0)
+                                          max(deadline - time.monotonic(), 0.0))
         except TimeoutError as exc:
-            self._reset()
-            raise BrokerUnavailable(f"no acknowledgement from the broker within {self.timeout:g} s") from exc
+            self._slot.reset()
+            raise BrokerUnavailable(f"no acknowledgement from the broker within "
+                                    f"{self.timeout:g} s") from exc
         except Exception as exc:  # KafkaError, or a producer another request's failure just closed
-            self._reset()
-            raise BrokerUnavailable(f"the broker could not be reached: {exc}") from exc
+            self._slot.reset()
+            raise BrokerUnavailable(f"the broker could not be reached: {type(exc).__name__}: {exc}") from exc
         failures = [result for result in done if isinstance(result, BaseException)]
         if failures:
-            self._reset()
-            raise BrokerUnavailable(f"{len(failures)} of {len(messages)} messages not acknowledged: "
-                                    f"{failures[0]}")
-
-    def _reset(self) -> None:
-        """After a failure start afresh: a producer can be left in a state it does not leave."""
-        with self._lock:
-            producer, self._producer = self._producer, None
-        if producer is not None:
-            threading.Thread(target=producer.close, kwargs={"timeout": 0}, daemon=True).start()
+            self._slot.reset()
+            raise BrokerUnavailable(f"{len(failures)} of {len(messages)} messages not acknowledged by the "
+                                    f"broker: {failures[0]}")
 
     def close(self) -> None:
-        with self._lock:
-            producer, self._producer = self._producer, None
-        if producer is not None:
-            producer.close(timeout=self.timeout)
+        self._slot.close()
 
 
 def _awaitable(loop: asyncio.AbstractEventLoop, future: FutureRecordMetadata) -> asyncio.Future[Any]:
@@ -349,9 +315,23 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT,
+@dataclass
+class Step:
+    """What a request is doing now, for the 503 of a request cut at its deadline."""
+
+    doing: str = "reading the request"
+
+    def tell(self, doing: str) -> None:
+        self.doing = doing
+
+
+def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT, deadline: float = REQUEST_DEADLINE,
                sessions: sessionmaker[Session] | None = None) -> FastAPI:
-    """The webhook app. The database must be migrated and the topics created (`demo.prepare`)."""
+    """The webhook app. The database must be migrated and the topics created (`demo.prepare`).
+
+    `deadline`: seconds from a request's arrival to its answer; `ack_timeout`: the most the broker may
+    take to acknowledge (and each producer wait), within that deadline.
+    """
     ledger = PublishedEvents(sessions or session_factory(make_engine(settings.db_url)))
     publisher = AckedPublisher(settings, ack_timeout)
     pending = Pending(max(settings.gateway_max_pending, 1))
@@ -381,8 +361,14 @@ def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT,
                                   "of this request was received, send it again",
                                   retry_after=RETRY_AFTER_BUSY).response()
         pending.now += 1
+        step = Step()
         try:
-            answer = await handle(request)
+            try:
+                answer = await asyncio.wait_for(handle(request, step, time.monotonic() + deadline), deadline)
+            except TimeoutError as exc:
+                raise WebhookRefused(503, f"not done within {deadline:g} s while {step.doing}; nothing of "
+                                     "this request counts as received, send it again",
+                                     retry_after=RETRY_AFTER_BROKER) from exc
             return JSONResponse(answer, status_code=202)
         except WebhookRefused as refused:
             if refused.status >= 500:
@@ -393,7 +379,8 @@ def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT,
         finally:
             pending.now -= 1
 
-    async def handle(request: Request) -> dict[str, int]:
+    async def handle(request: Request, step: Step, until: float) -> dict[str, int]:
+        """The request's answer by `until` (`time.monotonic()`); the caller cuts it there too."""
         headers = request.headers
         if not secret:  # before reading anything
             verify_signature(secret, None, b"", None, time.time(), settings.gateway_replay_seconds)
@@ -409,28 +396,42 @@ def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT,
         events = parse_events(body, site)
         if profiles is not None:  # profiles first, completion dates filled in (see gateway/profiles.py)
             try:
-                events = await asyncio.to_thread(profiles.prepare, events)
-            except Exception as exc:
-                log.exception("webhook: profiles not ready")
+                events = await asyncio.to_thread(profiles.prepare, events, until, step.tell)
+            except ProfilesUnavailable as exc:
+                log.warning("webhook: profiles not read from Moodle: %s", exc)
                 raise WebhookRefused(503, f"the learners' profiles could not be read from Moodle ({exc}); "
                                      "nothing of this request was received, send it again",
                                      retry_after=RETRY_AFTER_BROKER) from exc
+            except BrokerUnavailable as exc:
+                log.warning("webhook: profiles not published: %s", exc)
+                raise WebhookRefused(503, f"the broker is unavailable: {exc}. Nothing was lost: none of "
+                                     "these events counts as received, send the same request again",
+                                     retry_after=RETRY_AFTER_BROKER) from exc
+            except Exception as exc:  # unforeseen: still an answer the plugin retries; the log has the cause
+                log.exception("webhook: profiles not prepared")
+                raise WebhookRefused(503, "the learners' profiles could not be prepared "
+                                     f"({type(exc).__name__}); nothing of this request was received, send it "
+                                     "again",
+                                     retry_after=RETRY_AFTER_BROKER) from exc
         used, ignored = used_events(site, events)
+        step.doing = "looking up the events in the gateway's ledger"
         try:
             mine = await claims.claim(list(dict.fromkeys(event_id for event_id, _ in used)),
-                                      ack_timeout + CLAIM_GRACE)
+                                      until - time.monotonic())
         except SQLAlchemyError as exc:
             log.exception("webhook: ledger not readable")
             raise WebhookRefused(503, "the gateway's database is not reachable; nothing of this request "
                                  "was received, send it again", retry_after=RETRY_AFTER_BROKER) from exc
         try:  # others waiting for these ids look into the ledger again once they are released
             todo = plan(used, ignored, mine)
+            step.doing = "waiting for the broker to acknowledge the events"
             try:
-                await publisher.publish(todo.messages)
+                await publisher.publish(todo.messages, until)
             except BrokerUnavailable as exc:
                 raise WebhookRefused(
-                    503, f"{exc}. Nothing was lost: none of these events counts as received, send the "
-                         "same request again", retry_after=RETRY_AFTER_BROKER) from exc
+                    503, f"the broker is unavailable: {exc}. Nothing was lost: none of these events counts "
+                         "as received, send the same request again", retry_after=RETRY_AFTER_BROKER) from exc
+            step.doing = "recording the published events in the gateway's ledger"
             if todo.ids:
                 try:
                     await asyncio.to_thread(ledger.record, site, SOURCE, todo.ids)
