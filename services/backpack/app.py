@@ -27,6 +27,7 @@ from .deps import DbSession
 from .federated import router as federated_router
 from .openbadges import router as openbadges_router
 from .pages import router as pages_router
+from .preferences import router as preferences_router
 from .session import SESSION_COOKIE, SESSION_SECONDS, AdminUser, session_secret
 from .uploads import Announcer, AttestationUploads
 from .verification import verify
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         attestations_router,
         api_router,
         pages_router,
+        preferences_router,
         admin_router,
         federated_router,
     ):
