@@ -28,6 +28,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel
 
+from ebackpack.plurals import DAYS, quantity
 from ebackpack.streaming.errors import InvalidMessage, parse_message
 from schemas import CredentialIssuedMessage, CredentialRevokedMessage, deterministic_id
 
@@ -255,9 +256,8 @@ def format_date(moment: datetime, lang: str) -> str:
 
 
 def days_phrase(days: int, lang: str) -> str:
-    if lang == "pl":
-        return "1 dzień" if days == 1 else f"{days} dni"
-    return "1 day" if days == 1 else f"{days} days"
+    """`1 dzień`, `5 dni`, `1 day`, `5 days` (ebackpack/plurals.py)."""
+    return quantity(days, DAYS, language(lang))
 
 
 # -------------------------------------------------------------------------------------------- content

@@ -30,6 +30,7 @@ from weasyprint import CSS, HTML, Attachment
 from weasyprint.document import Document, DocumentMetadata
 from weasyprint.text.fonts import FontConfiguration
 
+from ebackpack.plurals import ECTS_CREDITS, HOURS, quantity
 from schemas.certificates import CertificateRenderRequest
 
 from .fonts import SharedFonts, deflate, install
@@ -66,8 +67,6 @@ LABELS: dict[str, dict[str, str]] = {
         "qr_alt": "QR code linking to the verification page",
         "outcomes": "Learning outcomes",
         "workload": "Workload",
-        "ects": "{} ECTS credits",
-        "hours": "{} hours",
         "eqf": "EQF level {}",
     },
     "pl": {
@@ -83,8 +82,6 @@ LABELS: dict[str, dict[str, str]] = {
         "qr_alt": "Kod QR prowadzący do strony weryfikacji",
         "outcomes": "Efekty uczenia się",
         "workload": "Nakład pracy",
-        "ects": "{} pkt ECTS",
-        "hours": "{} godz.",
         "eqf": "poziom {} ERK",
     },
 }
@@ -231,10 +228,13 @@ def credential_attachments(request: CertificateRenderRequest) -> list[Attachment
 
 
 def workload_line(request: CertificateRenderRequest) -> str:
-    """`2 ECTS credits · 50 hours · EQF level 4` (the parts the rule states), or empty."""
-    labels = LABELS[request.language]
-    parts = [labels[key].format(f"{value:g}") for key, value in
-             (("ects", request.ects), ("hours", request.hours), ("eqf", request.eqf_level)) if value]
+    """`2 ECTS credits · 1 hour · EQF level 4`, `2,5 pkt ECTS · 22 godziny` (the parts the rule states,
+    nouns in the plural form the number needs), or empty."""
+    lang = request.language
+    parts = [quantity(value, forms, lang) for value, forms in
+             ((request.ects, ECTS_CREDITS), (request.hours, HOURS)) if value]
+    if request.eqf_level:
+        parts.append(LABELS[lang]["eqf"].format(request.eqf_level))
     return " · ".join(parts)
 
 

@@ -237,10 +237,39 @@ def test_learning_outcomes_and_workload_in_the_learners_language(polish_pdf: byt
                                                                 tmp_path: Path) -> None:
     polish = pdf_text(polish_pdf, tmp_path)
     assert "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED." in polish
-    assert "Nakład pracy: 2 pkt ECTS · 16 godz. · poziom 4 ERK" in polish
+    assert "Nakład pracy: 2 pkt ECTS · 16 godzin · poziom 4 ERK" in polish
     english = pdf_text(english_pdf, tmp_path)
     assert "Learning outcomes" in english and "Writes small Python programs" in english
     assert "Workload: 2.5 ECTS credits · 50 hours" in english and "EQF" not in english
+
+
+# (language, ECTS, hours, the workload line as printed): Polish has one/few/many forms for whole numbers
+# (1 godzina, 2-4 and 22-24 godziny, 5-21 and 25 godzin, 12-14 always godzin) and one more for fractions.
+WORKLOADS = [
+    ("pl", 1, 1, "Nakład pracy: 1 pkt ECTS · 1 godzina"),
+    ("pl", 2, 2, "Nakład pracy: 2 pkt ECTS · 2 godziny"),
+    ("pl", 3, 5, "Nakład pracy: 3 pkt ECTS · 5 godzin"),
+    ("pl", 0.5, 12, "Nakład pracy: 0,5 pkt ECTS · 12 godzin"),
+    ("pl", 4, 22, "Nakład pracy: 4 pkt ECTS · 22 godziny"),
+    ("pl", 5, 25, "Nakład pracy: 5 pkt ECTS · 25 godzin"),
+    ("pl", 2.5, 1.5, "Nakład pracy: 2,5 pkt ECTS · 1,5 godziny"),
+    ("pl", None, 114, "Nakład pracy: 114 godzin"),
+    ("en", 1, 1, "Workload: 1 ECTS credit · 1 hour"),
+    ("en", 2, 2, "Workload: 2 ECTS credits · 2 hours"),
+    ("en", 1.5, 0.5, "Workload: 1.5 ECTS credits · 0.5 hours"),
+]
+
+
+def test_workload_nouns_agree_with_their_numbers(renderer: CertificateRenderer, tmp_path: Path) -> None:
+    requests = [make_request(**({"language": "pl"} if lang == "pl" else ENGLISH)
+                             | {"ects": ects, "hours": hours, "eqf_level": None, "template": template})
+                for n, (lang, ects, hours, _line) in enumerate(WORKLOADS)
+                for template in (("default", "formal") if n == 0 else ("default",))]
+    texts = [pdf_text(pdf, tmp_path) for pdf in renderer.render_batch(requests)]
+
+    lines = [line for _lang, _ects, _hours, line in WORKLOADS]
+    assert [line in text for line, text in zip([lines[0], *lines], texts, strict=True)] == [True] * len(texts)
+    assert not any("1 hours" in text or "1 godzin " in text for text in texts)
 
 
 def test_a_batch_gives_each_certificate_the_bytes_it_gets_alone(renderer: CertificateRenderer,
