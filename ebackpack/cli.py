@@ -343,6 +343,11 @@ def status(sample: float = typer.Option(5.0, help="Seconds between the two sampl
     # Paused and parked first: they show while the broker is down, when the tables below cannot.
     Console().print(consumer_health(get_settings().data_dir, get_settings().db_url))  # paused, parked
     Console().print(render_status(broker_status(get_settings(), sample_seconds=sample)))
+    from ebackpack.offset_guard import render_resets
+
+    resets = render_resets(get_settings().data_dir)  # partitions read again after the broker lost data
+    if resets is not None:
+        Console().print(resets)
 
 
 @deadletters_app.command("list")

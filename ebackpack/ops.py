@@ -5,10 +5,10 @@ Read from the broker alone (kafka-python, blocking): works against a running sys
 database, from any machine that reaches the broker.
 
 Broker quirks handled here (both found on the embedded broker, Tansu):
-- The end offset it reports is the base offset of the partition's last record batch + 1, not the last
-  offset + 1 (a batch of 3 records at offsets 4..6 reports 5). `Broker.exact_ends` reads each
-  partition's tail from there and takes the last offset it finds; on Apache Kafka that read returns
-  the one last record and changes nothing.
+- The end offset it reports (ListOffsets) is wrong: the base offset of the partition's last record
+  batch + 1 with `memory://` storage, and 1 whatever the log holds with `s3://` storage. The high
+  watermark in its fetch responses is right. `Broker.exact_ends` fetches from the reported end - 1 and
+  takes the high watermark of the answer; on Apache Kafka both agree and the read changes nothing.
 - `offsets_for_times` works, but answers with batch base offsets (a "last minute" count can include
   the rest of a batch that began earlier), and with offset 0 / timestamp -1 instead of "none" when no
   record is that recent. A broker that refuses the request gets two end-offset samples
@@ -64,6 +64,7 @@ REPLAY_GROUP = "dlq-replay"
 REPLAY_HEADER = "ebackpack-replay-of"  # on a replayed message: "<dlq topic>/<partition>/<offset>"
 DLQ_SUFFIX = ".dlq"
 READ_TIMEOUT = 10.0  # seconds a read of known offsets may take before it gives up on the rest
+FETCH_WAIT_MS = 100  # a fetch at a partition's end answers (empty, with the high watermark) after this
 
 
 def replay_group(settings: Settings) -> str:
@@ -109,7 +110,7 @@ class Broker:
                 time.sleep(0.5)
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="ebackpack-ops",
                                       enable_auto_commit=False, request_timeout_ms=15_000,
-                                      max_poll_records=2000)
+                                      max_poll_records=2000, fetch_max_wait_ms=FETCH_WAIT_MS)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -137,26 +138,36 @@ class Broker:
             ends = self.exact_ends(ends)
         return starts, ends
 
-    def exact_ends(self, ends: dict[TopicPartition, int], timeout: float = 3.0) -> dict[TopicPartition, int]:
-        """End offsets corrected by reading each partition's tail from the reported end - 1 (see above)."""
-        todo = {tp: end for tp, end in ends.items() if end > 0}
-        if not todo:
-            return dict(ends)
+    def exact_ends(self, ends: dict[TopicPartition, int], timeout: float = 5.0) -> dict[TopicPartition, int]:
+        """End offsets from the high watermark of a fetch at each reported end - 1 (see above). A partition
+        whose fetch does not answer in time keeps its reported end.
+
+        A consumer of its own each time: a reused one may answer with the high watermark of a fetch it
+        sent ahead before the last messages came (same offset, so the client takes it as current)."""
+        if not ends:
+            return {}
         exact = dict(ends)
-        self.consumer.assign(list(todo))
-        for tp, end in todo.items():
-            self.consumer.seek(tp, end - 1)
-        waiting = set(todo)
-        deadline = time.monotonic() + timeout
-        while waiting and time.monotonic() < deadline:
-            for tp, records in self.consumer.poll(timeout_ms=200).items():
-                if records:
-                    exact[tp] = max(exact[tp], records[-1].offset + 1)
-                    waiting.discard(tp)
-            for tp in list(waiting):  # nothing more to read (compacted away, a transaction marker)
-                if self._caught_up(tp):
-                    waiting.discard(tp)
-        self.consumer.unsubscribe()
+        reader = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+                               client_id="ebackpack-ops", enable_auto_commit=False,
+                               request_timeout_ms=15_000, fetch_max_wait_ms=FETCH_WAIT_MS)
+        try:
+            reader.assign(list(ends))
+            for tp, end in ends.items():
+                reader.seek(tp, max(0, end - 1))
+            waiting = set(ends)
+            deadline = time.monotonic() + timeout
+            while waiting and time.monotonic() < deadline:
+                reader.poll(timeout_ms=200, max_records=1)
+                for tp in list(waiting):
+                    highwater = reader.highwater(tp)
+                    if highwater is not None:
+                        exact[tp] = highwater
+                        waiting.discard(tp)
+        finally:
+            reader.close(autocommit=False)
+        if waiting:
+            log.warning("no high watermark of %s within %.0f s: reported end offsets kept",
+                        sorted(map(str, waiting)), timeout)
         return exact
 
     def _caught_up(self, tp: TopicPartition) -> bool:
@@ -214,6 +225,38 @@ class Broker:
         return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
 
 
+@dataclass(frozen=True)
+class BeyondEnd:
+    """A partition on which a consumer group's committed offset is beyond the log's end: the broker lost
+    messages the group had read (a broker restarted on memory storage, its data deleted, an unclean
+    leader election). Its consumers would wait for offsets that come only after as many new messages,
+    and skip those. The repair reads the partition again from `start` (effects are idempotent)."""
+
+    group: str
+    topic: str
+    partition: int
+    committed: int
+    start: int
+    end: int
+
+    @property
+    def lost(self) -> int:
+        """Offsets the group had committed that the log no longer has."""
+        return self.committed - self.end
+
+
+def beyond_end(broker: Broker, group: str, topics: Collection[str] | None = None) -> list[BeyondEnd]:
+    """The partitions (of `topics`, default all) where `group` committed beyond the log end. Committed
+    offsets are read before the end offsets: a commit racing the check cannot look beyond an end."""
+    committed = {tp: offset for tp, offset in broker.committed(group).items()
+                 if topics is None or tp.topic in topics}
+    if not committed:
+        return []
+    starts, ends = broker.offsets(list(committed))
+    return [BeyondEnd(group, tp.topic, tp.partition, offset, starts[tp], ends[tp])
+            for tp, offset in sorted(committed.items()) if offset > ends[tp]]
+
+
 def group_lag(broker: Broker, group: str, topics: Iterable[str],
               exact: bool = True) -> dict[tuple[str, int], int]:
     """(topic, partition) -> messages `group` has not committed yet. A partition the group never
@@ -268,6 +311,11 @@ class PartitionLag:
     end: int
     lag: int
 
+    @property
+    def beyond_end(self) -> bool:
+        """Committed beyond the log end: the broker lost messages (see `BeyondEnd`)."""
+        return self.committed is not None and self.committed > self.end
+
 
 @dataclass(frozen=True)
 class GroupTopicLag:
@@ -287,6 +335,10 @@ class GroupTopicLag:
     def end(self) -> int:
         return sum(p.end for p in self.partitions)
 
+    @property
+    def beyond_end(self) -> list[PartitionLag]:
+        return [p for p in self.partitions if p.beyond_end]
+
 
 @dataclass(frozen=True)
 class GroupStatus:
@@ -302,6 +354,11 @@ class GroupStatus:
     def lag_of(self, name: str) -> int | None:
         """Lag on the topic called `name` in TOPICS, None if this group does not read it."""
         return next((t.lag for t in self.topics if t.name == name), None)
+
+    @property
+    def beyond_end(self) -> list[tuple[str, PartitionLag]]:
+        """(topic, partition) where this group committed beyond the log end."""
+        return [(t.topic, p) for t in self.topics for p in t.beyond_end]
 
 
 @dataclass(frozen=True)
@@ -394,6 +451,12 @@ def _status(broker: Broker, settings: Settings, exact: bool, sample_seconds: flo
                              max(0, ends[tp] - committed.get(tp, starts[tp]))) for tp in tps]))
         groups.append(GroupStatus(group, role, lags, started=bool(committed)))
 
+    for g in groups:
+        for topic, p in g.beyond_end:
+            notes.append(f"[red]Broker lost data:[/red] {g.group} ({g.role}) committed offset {p.committed} "
+                         f"on {topic}/{p.partition}, but the log ends at {p.end}. Its running workers read "
+                         "the partition again from its start within seconds (effects are idempotent); "
+                         "the issuer sends again render requests whose PDF was never stored.")
     replay = next(g for g in groups if g.group == replay_group(settings))
     dead = [DeadLetterCount(t.topic, t.name, t.messages, replay.lag_of(t.name) or 0)
             for t in topics if t.is_dead_letter_topic]
@@ -426,6 +489,9 @@ def render_status(state: Status) -> Group:
         for i, t in enumerate(g.topics):
             committed = str(t.committed) if any(p.committed is not None for p in t.partitions) else "-"
             lag = f"[yellow]{t.lag}[/yellow]" if t.lag else "0"
+            if t.beyond_end:
+                lag = "[red]beyond end: " + ", ".join(f"{p.partition}:{p.committed}>{p.end}"
+                                                      for p in t.beyond_end) + "[/red]"
             groups.add_row(g.group if i == 0 else "", g.role if i == 0 else "", t.topic, committed,
                            str(t.end), lag)
 
@@ -680,7 +746,8 @@ def _commit(settings: Settings, group: str, positions: dict[TopicPartition, int]
 
 
 __all__ = [
-    "Broker", "DeadLetterCount", "DeadLetterView", "GroupStatus", "Inspection", "Status", "TopicStatus",
-    "dead_letters", "group_lag", "inspect", "known_groups", "render_dead_letters", "render_inspection",
-    "render_status", "replay", "replay_group", "resolve_dlq", "status",
+    "BeyondEnd", "Broker", "DeadLetterCount", "DeadLetterView", "GroupStatus", "Inspection", "Status",
+    "TopicStatus", "beyond_end", "dead_letters", "group_lag", "inspect", "known_groups",
+    "render_dead_letters", "render_inspection", "render_status", "replay", "replay_group", "resolve_dlq",
+    "status",
 ]

@@ -53,6 +53,9 @@ def make_app(name: str, settings: Settings) -> faust.App:
     )
     health.configure(settings.data_dir)
     app.sensors.add(SentMessages())
+    from ebackpack.offset_guard import guard_offsets  # imports ebackpack.ops, which imports this package
+
+    guard_offsets(app, settings)  # committed offsets beyond the log end: the broker lost data
     if settings.metrics_port:
         _serve_metrics(app, settings)
     return app

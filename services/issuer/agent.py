@@ -27,6 +27,7 @@ from ebackpack.streaming.topics import (
     dlq,
 )
 
+from .repair import install_repair
 from .rules import load_rules
 from .service import IssuerService
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     service = IssuerService(
         session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file), settings
     )
+    install_repair(app, service.sessions, settings)  # render requests a broker lost are sent again
     events = raw_topic(app, settings.topic(MOODLE_EVENTS))
     dead_letters = raw_topic(app, settings.topic(dlq(MOODLE_EVENTS)))
 
