@@ -131,6 +131,13 @@ class Settings(BaseSettings):
         "Importer: allow fetches to loopback and private addresses (tests; never in production)."))
     import_fetch_timeout: float = Field(5.0, description="Importer: seconds a network fetch may take.")
     import_fetch_max_bytes: int = Field(1_048_576, description="Importer: largest response body fetched.")
+    import_workers: int = Field(0, description=(
+        "Importer: child processes that import uploads side by side (0: one per CPU, at least 2). Each "
+        "learner has at most one file in work at a time; learners take turns."))
+    import_file_seconds: float = Field(8.0, description=(
+        "Importer: time budget of one file (wall clock and CPU); its process is killed at the deadline "
+        "and the upload is rejected with that reason."))
+    import_file_memory_mb: int = Field(1024, description="Importer: memory budget of one import process.")
     import_max_upload_bytes: int = Field(10_485_760, description="Largest attestation upload accepted.")
     import_trusted_issuers: str = Field("", description=(
         "Importer: comma-separated issuer ids (URLs, DIDs, seal certificate subjects) whose valid "

@@ -28,7 +28,7 @@ from services.importer.domain import (
 from services.importer.formats.europass import looks_like_europass, parse_europass
 from services.importer.formats.image import extract_image
 from services.importer.formats.openbadges import load_json_object, parse_payload, withdrawn_link
-from services.importer.formats.pdf import PdfEvidence, extract_pdf
+from services.importer.formats.pdf import PdfEvidence, read_pages, read_structure
 from services.importer.sniff import Kind, sniff
 from services.importer.verification_urls import RecognizedUrl, UrlKind, recognize
 
@@ -43,7 +43,7 @@ def import_bytes(data: bytes, ctx: ImportContext) -> Attestation:
     if kind is Kind.JPEG:
         return _photo(data, ctx)
     if kind is Kind.PDF:
-        return _pdf(extract_pdf(data), ctx)
+        return _pdf(data, ctx)
     text = utf8_text(data)
     if kind is Kind.SVG:
         return _svg(text, ctx)
@@ -152,16 +152,25 @@ def _own_link(link: RecognizedUrl, ctx: ImportContext, source: SourceFormat, wha
     )
 
 
-def _pdf(evidence: PdfEvidence, ctx: ImportContext) -> Attestation:
-    urls = list(dict.fromkeys([*evidence.qr_texts, *evidence.links]))
-    embedded = _embedded_credential(evidence, ctx)
-    if embedded is not None:
+def _pdf(data: bytes, ctx: ImportContext) -> Attestation:
+    structure = read_structure(data)
+    embedded = _embedded_credential(structure.attachments, ctx)
+    if embedded is not None:  # the attached credential decides: no page is rendered or read
         verification = embedded.verification.model_copy(
             update={"method": f"credential attached to the PDF: {embedded.verification.method}"}
         )
         return embedded.model_copy(
-            update={"source_format": SourceFormat.PDF, "urls": urls, "verification": verification}
+            update={"source_format": SourceFormat.PDF, "urls": list(structure.links),
+                    "verification": verification}
         )
+    text, qr_texts = read_pages(data, structure.page_count)
+    return _pdf_pages(PdfEvidence(structure.page_count, structure.metadata, text, structure.links,
+                                  structure.attachments, qr_texts), ctx)
+
+
+def _pdf_pages(evidence: PdfEvidence, ctx: ImportContext) -> Attestation:
+    """A PDF without an attached credential: what its pages say (our QR code or link, else its text)."""
+    urls = list(dict.fromkeys([*evidence.qr_texts, *evidence.links]))
     links = _recognized(urls, ctx)
     for link in links:
         if link.kind is UrlKind.OWN:
@@ -179,9 +188,9 @@ def _pdf(evidence: PdfEvidence, ctx: ImportContext) -> Attestation:
     )
 
 
-def _embedded_credential(evidence: PdfEvidence, ctx: ImportContext) -> Attestation | None:
+def _embedded_credential(attachments: dict[str, bytes], ctx: ImportContext) -> Attestation | None:
     """A PDF with an attached Open Badges credential (ours attach `credential.json`) verifies by it."""
-    for name, content in evidence.attachments.items():
+    for name, content in attachments.items():
         if not name.lower().endswith((".json", ".jwt")):
             continue
         try:

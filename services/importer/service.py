@@ -22,6 +22,7 @@ from ebackpack import metrics
 from ebackpack.config import Settings
 from ebackpack.credentials.keys import KeyRing, keyring_for
 from ebackpack.credentials.store import CredentialStore
+from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.persistence.tables import AttestationRow, Learner
 from ebackpack.storage import ObjectStore
 from ebackpack.streaming.errors import InvalidMessage, parse_message
@@ -39,7 +40,7 @@ from services.importer.domain import Attestation, Fetcher, ImportContext, Import
 from services.importer.domain import Learner as ImportLearner
 from services.importer.fetch import PolicyFetcher
 from services.importer.pipeline import import_bytes, import_url
-from services.issuer.rules import RuleBook
+from services.issuer.rules import RuleBook, load_rules
 
 log = logging.getLogger(__name__)
 SOURCE = "urn:ebackpack:importer"
@@ -51,6 +52,16 @@ class Outgoing:
     topic: str
     key: str
     value: bytes
+
+
+@dataclass(frozen=True)
+class Job:
+    """One stored upload to (re-)import. Re-verification announces only a status that changed."""
+
+    attestation_id: str
+    learner_id: int
+    announce_only_changes: bool = False
+    status_before: str | None = None
 
 
 class OwnRecords:
@@ -101,10 +112,20 @@ class ImporterService:
         self.fetcher = fetcher if fetcher is not None else PolicyFetcher.for_settings(settings)
         self.topic = settings.topic(ATTESTATIONS)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImporterService:
+        return cls(session_factory(make_engine(settings.db_url)), ObjectStore(settings),
+                   load_rules(settings.rules_file), settings)
+
     # ------------------------------------------------------------------------------ use cases
 
     def handle(self, raw: bytes) -> Outgoing:
         """One upload event: import it (or re-send the stored result of an earlier delivery)."""
+        work = self.accept(raw)
+        return work if isinstance(work, Outgoing) else self.check(work.attestation_id)
+
+    def accept(self, raw: bytes) -> Outgoing | Job:
+        """One upload event: the stored result of an earlier delivery to send again, or the work to do."""
         upload = parse_message(AttestationUploadedMessage, raw).data
         with self.sessions() as session:
             row = session.get(AttestationRow, upload.attestation_id)
@@ -114,13 +135,19 @@ class ImporterService:
                 )
             if row.state != "received" and row.event_id and not upload.recheck:
                 return self._event_of(row)
-        return self.check(upload.attestation_id)
+            return Job(row.id, row.learner_id)
 
     def check(self, attestation_id: str) -> Outgoing:
-        """(Re-)import one stored upload from its original bytes or URL; stores and returns the result."""
+        """(Re-)import one stored upload from its original bytes or URL; stores and returns the result.
+        In this process, without a budget: the worker runs `compute` in a sandbox instead."""
         return self._check(attestation_id)[0]
 
     def _check(self, attestation_id: str) -> tuple[Outgoing, str | None]:
+        return self.save(attestation_id, self.compute(attestation_id))
+
+    def compute(self, attestation_id: str) -> Attestation | str:
+        """The record of one stored upload, or its rejection reason; stores nothing. Raises when our
+        side fails (database, S3): transient, the upload stays `received`."""
         with self.sessions() as session:
             row = session.get(AttestationRow, attestation_id)
             if row is None:
@@ -128,7 +155,10 @@ class ImporterService:
             object_key, url, learner_id = row.object_key, row.submitted_url, row.learner_id
             ctx = self.context_for(session, learner_id)
             data = self.objects.get(object_key) if object_key else None  # S3 errors: transient, retried
-            result = self._import(data, url, ctx)
+            return self._import(data, url, ctx)
+
+    def save(self, attestation_id: str, result: Attestation | str) -> tuple[Outgoing, str | None]:
+        """Stores a verdict; the result event to announce and the status (None: rejected)."""
         status = None if isinstance(result, str) else result.verification.status.value
         saved = self._save(attestation_id, result)
         metrics.imported("rejected" if status is None else "imported", status)
@@ -137,36 +167,42 @@ class ImporterService:
     def reverify_due(self, now: datetime | None = None) -> list[Outgoing]:
         """Imported attestations last checked longer ago than the interval: checked again, so one that
         was revoked at its source shows as revoked here. Only changed statuses are announced."""
+        changed = []
+        for job in self.due_for_reverification(now):
+            event, status = self._check(job.attestation_id)
+            if status != job.status_before:
+                changed.append(event)
+        return changed
+
+    def due_for_reverification(self, now: datetime | None = None) -> list[Job]:
         cutoff = (now or datetime.now(UTC)) - timedelta(seconds=self.settings.import_reverify_interval)
         with self.sessions() as session:
-            due = {
-                row.id: row.verification_status
+            return [
+                Job(row.id, row.learner_id, announce_only_changes=True, status_before=row.verification_status)
                 for row in session.scalars(
                     select(AttestationRow)
                     .where(AttestationRow.state == "imported", AttestationRow.checked_at < cutoff)
                     .order_by(AttestationRow.checked_at)
                     .limit(REVERIFY_BATCH)
                 )
-            }
-        changed = []
-        for attestation_id, before in due.items():
-            event, status = self._check(attestation_id)
-            if status != before:
-                changed.append(event)
-        return changed
+            ]
 
     def stuck_uploads(self, older_than_seconds: float) -> list[str]:
         """Uploads stored but never imported (their event was lost, or the importer was down)."""
+        return [job.attestation_id for job in self.stuck_jobs(older_than_seconds)]
+
+    def stuck_jobs(self, older_than_seconds: float) -> list[Job]:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
         with self.sessions() as session:
-            return list(
-                session.scalars(
-                    select(AttestationRow.id)
+            return [
+                Job(attestation_id, learner_id)
+                for attestation_id, learner_id in session.execute(
+                    select(AttestationRow.id, AttestationRow.learner_id)
                     .where(AttestationRow.state == "received", AttestationRow.received_at < cutoff)
                     .order_by(AttestationRow.received_at)
                     .limit(REVERIFY_BATCH)
                 )
-            )
+            ]
 
     # ------------------------------------------------------------------------------- helpers
 
@@ -197,6 +233,8 @@ class ImporterService:
             return "the upload has neither a file nor a URL"
         except ImportRejected as exc:
             return str(exc)
+        except MemoryError:  # over the process's memory budget (see sandbox.py): its own reason there
+            raise
         except Exception:
             log.exception("importer failed on an upload")
             return "the file could not be read (an error on our side, logged; it will be checked again)"

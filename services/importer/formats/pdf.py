@@ -8,6 +8,7 @@ process under a time, memory and output limit (`prlimit`). Nothing is ever infla
 from __future__ import annotations
 
 import io
+import resource
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ MAX_ATTACHMENT_BYTES = 5 * MiB
 MAX_ATTACHMENTS_BYTES = 10 * MiB
 MAX_LINKS = 100
 MAX_FIELD_CHARS = 1000  # metadata values and links
-POPPLER_SECONDS = 20
+POPPLER_SECONDS = 6  # within the importer's per-file budget (EBACKPACK_IMPORT_FILE_SECONDS)
 POPPLER_MEMORY = 1024 * MiB
 POPPLER_OUTPUT = 64 * MiB  # any file poppler writes: the text, one page image, its error log
 
@@ -84,7 +85,24 @@ def _cap_qpdf_decoding() -> None:
 _cap_qpdf_decoding()
 
 
+@dataclass(frozen=True)
+class PdfStructure:
+    """What pikepdf reads without rendering anything: enough when an attached credential decides."""
+
+    page_count: int
+    metadata: PdfMetadata
+    links: tuple[str, ...]
+    attachments: dict[str, bytes]
+
+
 def extract_pdf(data: bytes) -> PdfEvidence:
+    structure = read_structure(data)
+    text, qr_texts = read_pages(data, structure.page_count)
+    return PdfEvidence(structure.page_count, structure.metadata, text, structure.links,
+                       structure.attachments, qr_texts)
+
+
+def read_structure(data: bytes) -> PdfStructure:
     if len(data) > MAX_PDF_BYTES:
         raise ImportRejected(f"PDF too large: {len(data):,} bytes, limit {MAX_PDF_BYTES:,}")
     try:
@@ -93,15 +111,17 @@ def extract_pdf(data: bytes) -> PdfEvidence:
             if page_count > MAX_PAGES:
                 raise ImportRejected(f"PDF has {page_count} pages, limit {MAX_PAGES}")
             _check_streams(pdf)
-            metadata, links, attachments = _metadata(pdf), _links(pdf), _attachments(pdf)
+            return PdfStructure(page_count, _metadata(pdf), _links(pdf), _attachments(pdf))
     except pikepdf.PikepdfError as error:
         raise ImportRejected(f"damaged PDF: {error}") from error
+
+
+def read_pages(data: bytes, page_count: int) -> tuple[str, tuple[str, ...]]:
+    """The text of the first pages and the QR codes on the first pages (poppler, limited processes)."""
     with tempfile.TemporaryDirectory(prefix="ebackpack-pdf-") as scratch:
         path = Path(scratch) / "upload.pdf"
         path.write_bytes(data)
-        text = _text(path, min(page_count, TEXT_PAGES))
-        qr_texts = _qr_texts(path, min(page_count, QR_PAGES))
-    return PdfEvidence(page_count, metadata, text, links, attachments, qr_texts)
+        return _text(path, min(page_count, TEXT_PAGES)), _qr_texts(path, min(page_count, QR_PAGES))
 
 
 class _Upload(io.BytesIO):
@@ -271,7 +291,7 @@ def _poppler(args: list[str]) -> None:
     """
     tool = args[0]
     log = Path(args[-1]).with_name(f"{tool}.log")
-    limits = [f"--as={POPPLER_MEMORY}", f"--cpu={POPPLER_SECONDS}", f"--fsize={POPPLER_OUTPUT}"]
+    limits = [f"--as={_poppler_memory()}", f"--cpu={POPPLER_SECONDS}", f"--fsize={POPPLER_OUTPUT}"]
     try:
         with log.open("wb") as stderr:
             done = subprocess.run(["prlimit", *limits, "--", *args], stdin=subprocess.DEVNULL,
@@ -283,6 +303,13 @@ def _poppler(args: list[str]) -> None:
                              "it ran into its memory, time or output limit")
     if done.returncode != 0:
         raise ImportRejected(f"{tool} could not read this PDF: {_last_line(log)}")
+
+
+def _poppler_memory() -> int:
+    """POPPLER_MEMORY, or less when this process runs under a lower memory limit (the importer's
+    sandbox): a child cannot be given more than its parent's hard limit."""
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    return POPPLER_MEMORY if hard == resource.RLIM_INFINITY else min(POPPLER_MEMORY, hard)
 
 
 def _last_line(log: Path) -> str:
