@@ -22,9 +22,11 @@ class CertificateInfo(BaseModel):
 
 
 class Verification(BaseModel):
+    """What anyone holding the code (the QR code) sees. No credential or learner id: they are UUIDv5 of
+    the site, the Moodle user id and the rule, from which the user id falls out by trying them all."""
+
     code: str
     status: str  # "valid" | "revoked" | "expired" | "unknown"
-    credential_id: str | None = None
     learner_name: str | None = None
     achievement: str | None = None
     course: str | None = None
@@ -46,7 +48,6 @@ def verify(session: Session, code: str, now: datetime | None = None) -> Verifica
     return Verification(
         code=award.verification_code,
         status=status_of(award, now or datetime.now(UTC)),
-        credential_id=award.credential_id,
         learner_name=f"{learner.firstname} {learner.lastname}" if learner else None,
         achievement=award.achievement_name,
         course=course.fullname if course else None,

@@ -27,10 +27,12 @@ from sqlalchemy import select
 
 from ebackpack.config import Settings
 from ebackpack.credentials.exports import FORMATS
+from ebackpack.credentials.facts import learner_subject_id
 from ebackpack.demo import prepare
 from ebackpack.persistence.tables import AwardRow
 from ebackpack.sample_data import default_dataset
 from ebackpack.storage import ObjectStore
+from schemas import deterministic_id
 from services.backpack.app import create_app
 from services.backpack.session import SESSION_COOKIE
 from services.backpack.shares import Shares
@@ -548,3 +550,40 @@ def test_only_http_links_of_an_uploaded_credential_become_links(world: World, al
                 assert "Example Corp" in page.text
         finally:
             world.uploads.delete(ALICE, attestation)
+
+
+# ------------------------------------------------------------------------- public pages and identifiers
+
+
+def test_public_pages_show_no_identifier_a_learner_id_can_be_found_from(world: World) -> None:
+    """Credential and learner subject ids are UUIDv5 of (site, Moodle user id, rule): anyone with the
+    QR code could try every user id until one matches. Public answers carry none of them."""
+    with world.service.sessions() as s:
+        award = s.scalars(select(AwardRow).where(AwardRow.learner_id == ALICE)).one()
+        credential_id, rule_id = award.credential_id, award.rule_id
+    site = world.settings.site_id
+    invertible = {
+        "credential id": credential_id,
+        "learner subject id": learner_subject_id(site, ALICE).removeprefix("urn:uuid:"),
+        "credential id, another form": uuid.UUID(deterministic_id("credential", site, ALICE, rule_id)).hex,
+    }
+    code, share = world.items[ALICE].code, world.items[ALICE].share
+    with httpx.Client(base_url=world.url, timeout=30) as visitor:
+        answers = {
+            "verification JSON": visitor.get(f"/verify/{code}", params={"format": "json"}),
+            "verification page": visitor.get(f"/verify/{code}", headers={"Accept": "text/html"}),
+            "OB 2.0 assertion": visitor.get(f"/ob2/assertions/{code}"),
+            "baked SVG": visitor.get(f"/ob2/assertions/{code}/badge.svg"),
+            "baked PNG": visitor.get(f"/ob2/assertions/{code}/badge.png"),
+            "share page": visitor.get(f"/s/{share}"),
+            "status list": visitor.get("/status/0"),
+            "issuer": visitor.get("/ob2/issuer"),
+        }
+    assert answers["verification JSON"].json()["status"] == "valid"
+    for what, answer in answers.items():
+        if what != "status list":
+            assert answer.status_code == 200, what
+        body = answer.content.decode("latin-1").lower()
+        for name, value in invertible.items():
+            assert value.lower() not in body, f"{what} shows the {name}"
+    assert "credential_id" not in answers["verification JSON"].json()
