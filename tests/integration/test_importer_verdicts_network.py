@@ -522,3 +522,105 @@ def test_a_submitted_link_to_a_withdrawn_assertion_is_revoked_not_rejected(site:
     assert "410 Gone" in answered_gone.verification.reason and answered_gone.urls == [gone]
     assert served_as_revoked.verification.status is VerificationStatus.REVOKED
     assert served_as_revoked.verification.reason == "revoked by its issuer: Withdrawn"
+
+
+def _status_signer(site: Site) -> Any:
+    """Signs OB 3.0 credentials of the site's issuer (one key, on its origin) with a credentialStatus."""
+    key = SigningKey("ed25519-1", "Ed25519", ed25519.Ed25519PrivateKey.generate())
+    credential = issue(site)
+    credential.pop("proof")
+    issuer = credential["issuer"]["id"]
+    site.put(
+        "/issuers/1",
+        {
+            "id": issuer,
+            "verificationMethod": [
+                {"id": f"{issuer}#key-1", "type": "Multikey", "publicKeyMultibase": key.public_multibase()}
+            ],
+        },
+    )
+
+    def sign(status: dict[str, Any]) -> bytes:
+        signed = dataintegrity.sign(
+            credential | {"credentialStatus": status}, key, f"{issuer}#key-1", "2026-01-01T00:00:00Z"
+        )
+        return json.dumps(signed).encode()
+
+    return sign
+
+
+def test_ob3_status_lists_in_their_other_forms_are_read(site: Site) -> None:
+    from ebackpack.credentials import statuslist
+
+    sign = _status_signer(site)
+    plain = statuslist.encode([3]).removeprefix("u")  # StatusList2021: base64url without multibase
+    site.put(
+        "/sl2021",
+        {
+            "id": f"{site.url}/sl2021",
+            "type": ["VerifiableCredential", "StatusList2021Credential"],
+            "credentialSubject": {"type": "StatusList2021", "encodedList": plain},
+        },
+    )
+    as_jwt = {
+        "vc": {
+            "type": ["VerifiableCredential", "BitstringStatusListCredential"],
+            "credentialSubject": {"type": "BitstringStatusList", "encodedList": statuslist.encode([5])},
+        }
+    }
+    site.pages["/bitstring.jwt"] = (200, _token({"alg": "ES256"}, as_jwt, b"not checked"))
+    site.put(
+        "/vcrl",
+        {
+            "id": f"{site.url}/vcrl",
+            "revokedCredentials": [
+                {"id": "urn:uuid:9b3a7d1e-0000-4000-8000-000000000001", "revocationReason": "Exam retaken"}
+            ],
+        },
+    )
+
+    sl2021 = sign(
+        {
+            "type": "StatusList2021Entry",
+            "statusPurpose": "revocation",
+            "statusListIndex": "3",
+            "statusListCredential": f"{site.url}/sl2021",
+        },
+    )
+    jwt_list = sign(
+        {
+            "type": "BitstringStatusListEntry",
+            "statusPurpose": "revocation",
+            "statusListIndex": "5",
+            "statusListCredential": f"{site.url}/bitstring.jwt",
+        },
+    )
+    not_set = sign(
+        {
+            "type": "BitstringStatusListEntry",
+            "statusPurpose": "revocation",
+            "statusListIndex": "6",
+            "statusListCredential": f"{site.url}/bitstring.jwt",
+        },
+    )
+    vcrl = sign({"id": f"{site.url}/vcrl", "type": "1EdTechRevocationList"})
+    unreachable = sign(
+        {
+            "type": "BitstringStatusListEntry",
+            "statusPurpose": "revocation",
+            "statusListIndex": "5",
+            "statusListCredential": f"{site.url}/gone",
+        },
+    )
+
+    assert import_bytes(sl2021, online()).verification.status is VerificationStatus.REVOKED
+    assert import_bytes(jwt_list, online()).verification.status is VerificationStatus.REVOKED
+    assert import_bytes(not_set, online()).verification.status is VerificationStatus.VERIFIED
+    listed = import_bytes(vcrl, online()).verification
+    assert (listed.status, listed.reason) == (
+        VerificationStatus.REVOKED,
+        "revoked by its issuer: Exam retaken",
+    )
+    unchecked = import_bytes(unreachable, online()).verification
+    assert unchecked.status is VerificationStatus.NOT_VERIFIABLE, unchecked
+    assert "revocation could not be checked" in unchecked.reason

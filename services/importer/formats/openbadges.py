@@ -416,20 +416,37 @@ def _bounded_gunzip(data: bytes) -> bytes:
     return bits
 
 
-def _fetch_json(url: str, ctx: ImportContext) -> Any:
+def _fetch_json(url: str, ctx: ImportContext) -> dict[str, Any]:
+    """A status or revocation list: JSON, or a VC-JWT whose payload is (or has `vc`) the credential.
+    Its own signature is not checked (the list only ever takes validity away)."""
     assert ctx.fetcher is not None
-    return json.loads(ctx.fetcher.get(url))
+    body = ctx.fetcher.get(url, accept="application/vc+ld+json, application/vc+jwt, application/json").strip()
+    if body[:1] != b"{" and body.count(b".") == 2:
+        try:
+            _header, claims = jws_parts(body.decode("ascii"))
+        except (ImportRejected, UnicodeDecodeError) as exc:
+            raise ValueError(f"{url} serves neither JSON nor a readable JWT: {exc}") from None
+        vc = claims.get("vc")
+        return vc if isinstance(vc, dict) else claims
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise ValueError(f"{url} does not serve a JSON object")
+    return document
 
 
 def _bitstring_revoked(entry: dict[str, Any], ctx: ImportContext) -> Revocation:
     url = str(entry.get("statusListCredential", ""))
     index = int(str(entry.get("statusListIndex", "-1")))
     listing = _fetch_json(url, ctx)
-    subject = listing.get("credentialSubject", {}) if isinstance(listing, dict) else {}
-    encoded = str(subject.get("encodedList", ""))
-    if not encoded.startswith("u"):
-        raise ValueError("encodedList is not multibase base64url")
-    bits = _bounded_gunzip(base64.urlsafe_b64decode(encoded[1:] + "=" * (-len(encoded[1:]) % 4)))
+    subject = listing.get("credentialSubject", {})
+    subject = subject[0] if isinstance(subject, list) and subject else subject
+    encoded = str(subject.get("encodedList", "")) if isinstance(subject, dict) else ""
+    # Bitstring Status List: multibase base64url ("u…"); StatusList2021: plain base64url. GZIP always
+    # encodes to "H4sI…", so a leading "u" is the multibase prefix.
+    body = encoded[1:] if encoded.startswith("u") else encoded
+    if not body:
+        raise ValueError("the status list has no encodedList")
+    bits = _bounded_gunzip(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     if not 0 <= index < len(bits) * 8:
         raise ValueError(f"status index {index} is outside the list")
     if bits[index // 8] >> (7 - index % 8) & 1:
@@ -451,7 +468,10 @@ def _listed(entries: Any, ids: set[str]) -> tuple[bool, str | None]:
 def _revocation_list(entry: dict[str, Any], credential_id: str, ctx: ImportContext) -> Revocation:
     url = str(entry.get("id", ""))
     listing = _fetch_json(url, ctx)
-    entries = listing.get("revokedCredentials") if isinstance(listing, dict) else None
+    subject = listing.get("credentialSubject")
+    entries = listing.get("revokedCredentials") or (
+        subject.get("revokedCredentials") if isinstance(subject, dict) else None
+    )
     listed, reason = _listed(entries, {credential_id} - {""})
     if listed:
         return Revocation(
