@@ -6,6 +6,7 @@ and in production (Apache Kafka, any S3, PostgreSQL).
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field("", description=(
         "Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For / -Proto the web "
         "servers believe (the rate limit keys on the client address). Empty: none, the peer is the client."))
+    api_tokens_not_before: datetime | None = Field(None, description=(
+        "Learner API tokens (`ebackpack learner-token`) issued before this time (ISO 8601, e.g. "
+        "2026-12-07T10:00:00Z) are refused: how tokens are revoked (they are not stored anywhere)."))
 
     rules_file: Path = Field(SAMPLE_DIR / "rules.toml", description="Award rules (TOML).")
     site_id: str = Field("moodle.example.org", description="The Moodle site the events come from.")

@@ -201,6 +201,18 @@ class NotificationPreferenceRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class WebSessionRow(Base):
+    """A signed-in backpack session. The cookie holds a random id; only its SHA-256 is stored, so the
+    table cannot be turned back into cookies. Deleted at logout; expired ones are deleted at sign-ins."""
+
+    __tablename__ = "web_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    learner_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class ParkedMessageRow(Base):
     """A Moodle event the issuer cannot act on yet: the learner's (or course's) profile has not arrived.
 

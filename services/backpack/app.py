@@ -28,7 +28,7 @@ from .federated import router as federated_router
 from .openbadges import router as openbadges_router
 from .pages import router as pages_router
 from .preferences import router as preferences_router
-from .session import SESSION_COOKIE, SESSION_SECONDS, AdminUser, session_secret
+from .session import SESSION_COOKIE, SESSION_SECONDS, AdminUser, SessionCheck, session_secret
 from .uploads import Announcer, AttestationUploads
 from .verification import verify
 from .web import (
@@ -86,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Before any route reads a body: who may upload, and every body counted as it streams.
     app.add_middleware(BodyGuard, settings=settings)
     install_security_headers(app, settings)
+    # Just inside the session cookie: a sign-in the server no longer holds (logout, expiry) is dropped.
+    app.add_middleware(SessionCheck, sessions=app.state.sessions)
     # Outermost: every middleware and route above sees the session.
     app.add_middleware(
         SessionMiddleware,

@@ -1,9 +1,11 @@
 """Who is signed in to the web pages, what they may do, and CSRF protection of their forms.
 
 The session is Starlette's signed cookie (itsdangerous): `HttpOnly`, `SameSite=Lax`, `Secure` when the
-public URL is https. Every way of logging in (development login, OpenID Connect, LTI 1.3 launch) ends
-in `sign_in()`; pages ask for `PageUser` / `AdminUser`, the JSON API for `ApiLearner` (a session or a
-bearer token from `ebackpack learner-token`).
+public URL is https. A signed cookie alone cannot be taken back, so a signed-in session also carries a
+random id whose hash is stored (`WebSessions`): `SessionCheck` drops the sign-in of a cookie whose id is
+no longer stored (logged out, expired), on every request. Every way of logging in (development login,
+OpenID Connect, LTI 1.3 launch) ends in `sign_in()`; pages ask for `PageUser` / `AdminUser`, the JSON API
+for `ApiLearner` (a session or a bearer token from `ebackpack learner-token`).
 """
 
 from __future__ import annotations
@@ -12,13 +14,19 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+import anyio
 from fastapi import Depends, Form, HTTPException, Request
+from sqlalchemy import delete
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ebackpack.config import Settings
 from ebackpack.credentials.keys import code_secret_for
+from ebackpack.persistence.tables import WebSessionRow
 
 from .auth import learner_of
 
@@ -49,12 +57,54 @@ def session_secret(settings: Settings) -> str:
     return hmac.new(code_secret_for(settings), b"web sessions", hashlib.sha256).hexdigest()
 
 
+def _id_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+class WebSessions:
+    """The signed-in sessions the server still honours (table `web_sessions`)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def open(self, user: User, now: datetime | None = None) -> str:
+        """A new session id (random, 256 bits); expired rows are cleaned up on the way."""
+        now = now or datetime.now(UTC)
+        session_id = secrets.token_urlsafe(32)
+        with self.sessions.begin() as db:
+            db.execute(delete(WebSessionRow).where(WebSessionRow.expires_at < now))
+            db.add(WebSessionRow(id_hash=_id_hash(session_id), learner_id=user.learner_id, role=user.role,
+                                 created_at=now, expires_at=now + timedelta(seconds=SESSION_SECONDS)))
+        return session_id
+
+    def alive(self, session_id: str, now: datetime | None = None) -> bool:
+        with self.sessions() as db:
+            row = db.get(WebSessionRow, _id_hash(session_id))
+            if row is None:
+                return False
+            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+            return expires > (now or datetime.now(UTC))
+
+    def close(self, session_id: str) -> None:
+        with self.sessions.begin() as db:
+            db.execute(delete(WebSessionRow).where(WebSessionRow.id_hash == _id_hash(session_id)))
+
+
+def _web_sessions(request: Request) -> WebSessions:
+    return WebSessions(request.app.state.sessions)
+
+
 def sign_in(request: Request, user: User) -> None:
-    """Starts a fresh session (no fixation: whatever the session held before is dropped)."""
+    """Starts a fresh session (no fixation: whatever the session held before is dropped, and its id is
+    no longer honoured)."""
     language = request.session.get("lang")
+    store = _web_sessions(request)
+    if isinstance(previous := request.session.get("sid"), str):
+        store.close(previous)
     request.session.clear()
     request.session.update(
         {
+            "sid": store.open(user),
             "learner": user.learner_id,
             "role": user.role,
             "name": user.name,
@@ -67,10 +117,37 @@ def sign_in(request: Request, user: User) -> None:
 
 
 def sign_out(request: Request) -> None:
-    language = request.session.get("lang")
-    request.session.clear()
+    """Ends the session on the server too: a copy of the cookie taken before is worth nothing."""
+    if isinstance(session_id := request.session.get("sid"), str):
+        _web_sessions(request).close(session_id)
+    _forget(request.session)
+
+
+def _forget(session: dict[str, Any]) -> None:
+    language = session.get("lang")
+    session.clear()
     if language:
-        request.session["lang"] = language
+        session["lang"] = language
+
+
+class SessionCheck:
+    """Pure ASGI, just inside Starlette's SessionMiddleware: a cookie that names a signed-in user but
+    whose session id the server no longer holds (logged out, expired, or from before server-side
+    sessions) is treated as signed out."""
+
+    def __init__(self, app: ASGIApp, sessions: sessionmaker[Session]) -> None:
+        self.app = app
+        self.store = WebSessions(sessions)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session = scope.get("session") if scope["type"] in ("http", "websocket") else None
+        if session and session.get("role"):
+            session_id = session.get("sid")
+            if not isinstance(session_id, str) or not await anyio.to_thread.run_sync(
+                self.store.alive, session_id
+            ):
+                _forget(session)
+        await self.app(scope, receive, send)
 
 
 def signed_in(request: Request) -> User | None:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -302,3 +303,26 @@ def test_the_rate_limit_keys_on_the_peer_unless_it_is_a_trusted_proxy(site: Site
                     assert one[-1] == 429 and 429 not in one[:10], one
         finally:
             sock.close()
+
+
+def test_api_tokens_issued_before_the_revocation_time_are_refused(site: Site) -> None:
+    """Learner API tokens are stored nowhere: EBACKPACK_API_TOKENS_NOT_BEFORE revokes every earlier one."""
+    old = issue_token(site.settings, ALICE)
+    issued = int(time.time())
+    while int(time.time()) == issued:  # tokens carry whole seconds: the next one is issued a second later
+        time.sleep(0.05)
+    cut = datetime.now(UTC).replace(microsecond=0)  # in the new second, as tokens count time
+    new = issue_token(site.settings, ALICE)
+    revoking = site.settings.model_copy(update={"api_tokens_not_before": cut})
+    sock = reserve_port()
+    try:
+        with Served(create_app(revoking), revoking, sock) as served, httpx.Client(timeout=30) as http:
+            url = f"http://127.0.0.1:{served.port}/api/credentials"
+            refused = http.get(url, headers={"Authorization": f"Bearer {old}"})
+            assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+            assert http.get(url, headers={"Authorization": f"Bearer {new}"}).status_code == 200
+    finally:
+        sock.close()
+    with httpx.Client(timeout=30) as http:  # without the setting the old one still works
+        still = http.get(f"{site.url}/api/credentials", headers={"Authorization": f"Bearer {old}"})
+        assert still.status_code == 200

@@ -16,20 +16,20 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ebackpack.config import Settings
 from ebackpack.credentials.exports import FORMATS
 from ebackpack.credentials.facts import learner_subject_id
 from ebackpack.demo import prepare
-from ebackpack.persistence.tables import AwardRow
+from ebackpack.persistence.tables import AwardRow, WebSessionRow
 from ebackpack.sample_data import default_dataset
 from ebackpack.storage import ObjectStore
 from schemas import deterministic_id
@@ -587,3 +587,44 @@ def test_public_pages_show_no_identifier_a_learner_id_can_be_found_from(world: W
         for name, value in invertible.items():
             assert value.lower() not in body, f"{what} shows the {name}"
     assert "credential_id" not in answers["verification JSON"].json()
+
+
+# ------------------------------------------------------------------------------------ ending sessions
+
+
+def web_sessions(world: World) -> list[WebSessionRow]:
+    with world.service.sessions() as s:
+        return list(s.scalars(select(WebSessionRow)))
+
+
+def test_logout_ends_the_session_on_the_server(world: World) -> None:
+    for account, page in ((ALICE, "/api/credentials"), ("admin", "/admin")):
+        visitor = Visitor(world.url).log_in(account)
+        captured = visitor.http.cookies[SESSION_COOKIE]  # e.g. copied from a shared computer
+        assert visitor.http.get(page).status_code == 200
+        assert visitor.form("/logout").status_code == 303
+        visitor.http.close()
+        with httpx.Client(base_url=world.url, cookies={SESSION_COOKIE: captured}, timeout=30) as thief:
+            answer = thief.get(page)
+            assert answer.status_code in (401, 303), (account, answer.status_code)
+            if answer.status_code == 303:
+                assert answer.headers["location"].startswith("/login")
+            assert thief.get("/certificates").status_code == 303
+
+
+def test_an_expired_session_ends_and_is_cleaned_up(world: World) -> None:
+    alice = Visitor(world.url).log_in(ALICE)
+    assert alice.http.get("/api/credentials").status_code == 200
+    mine = {row.id_hash for row in web_sessions(world)}
+    with world.service.sessions.begin() as s:  # eight hours later
+        s.execute(update(WebSessionRow).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    assert alice.http.get("/api/credentials").status_code == 401
+    alice.http.close()
+    fresh = Visitor(world.url).log_in(BOB)  # a sign-in deletes the expired rows
+    try:
+        assert not mine & {row.id_hash for row in web_sessions(world)}
+        assert fresh.http.get("/api/credentials").status_code == 200
+        # The cookie holds a random id; the table only its SHA-256.
+        assert all(len(row.id_hash) == 64 for row in web_sessions(world))
+    finally:
+        fresh.http.close()
