@@ -216,7 +216,8 @@ class ImporterService:
                 name=f"{learner.firstname} {learner.lastname}" if learner else None,
             ),
             trusted_issuers=self.settings.trusted_issuers,
-            fetcher=self.fetcher,
+            # Each file's fetches share one time allowance (a part of the file's budget).
+            fetcher=self.fetcher.for_one_file() if isinstance(self.fetcher, PolicyFetcher) else self.fetcher,
             own_credential=own.credential,
             own_key=own.key,
             own_public_url=self.settings.public_url,

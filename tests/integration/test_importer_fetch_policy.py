@@ -1,0 +1,127 @@
+"""The importer's fetch policy against a real HTTP server on 127.0.0.1: a name that resolves inside is
+refused before any request, the connection goes to the address that was checked (a second DNS answer
+cannot switch it), and each redirect hop is checked again."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from services.importer.domain import FetchError, ImportContext, ImportRejected, Learner
+from services.importer.fetch import PolicyFetcher
+from services.importer.pipeline import import_url
+
+pytestmark = pytest.mark.integration
+
+
+class Site:
+    """Records every request (path, Host header); /redirect sends the client to `redirect_to`."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.redirect_to = ""
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                site.requests.append((self.path, self.headers.get("Host", "")))
+                if self.path == "/redirect":
+                    self.send_response(302)
+                    self.send_header("Location", site.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = b'{"id": "https://issuer.test/badge"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    server = Site()
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def answers(*rounds: list[str]) -> tuple[Callable[[str, int], list[str]], list[str]]:
+    """A resolver that gives each round's addresses in turn (the last one again after), and the log."""
+    asked: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return rounds[min(len(asked), len(rounds)) - 1]
+
+    return resolve, asked
+
+
+def test_a_name_that_resolves_to_loopback_is_refused_before_any_request(site: Site) -> None:
+    strict = PolicyFetcher(timeout=2.0, max_bytes=1024, allow_private=False)
+    ctx = ImportContext(learner=Learner(email="learner@example.org"), fetcher=strict)
+
+    with pytest.raises(ImportRejected, match="localhost resolves to the non-public address"):
+        import_url(f"http://localhost:{site.port}/badge", ctx)
+    with pytest.raises(FetchError, match="carries the IPv4 address 127.0.0.1"):
+        strict.get(f"http://[::ffff:127.0.0.1]:{site.port}/badge")
+    assert site.requests == []
+
+
+def test_the_connection_goes_to_the_checked_address_with_the_name_in_the_host_header(site: Site) -> None:
+    resolve, asked = answers(["127.0.0.1"])  # issuer.test exists in no DNS: only the checked answer
+    fetcher = PolicyFetcher(timeout=2.0, max_bytes=1024, allow_private=True, resolve=resolve)
+
+    body = fetcher.get(f"http://issuer.test:{site.port}/badge")
+
+    assert b"issuer.test" in body
+    assert site.requests == [("/badge", f"issuer.test:{site.port}")]
+    assert asked == ["issuer.test"]  # resolved once: httpx did not look the name up again
+
+
+def test_a_second_dns_answer_cannot_switch_the_address(site: Site) -> None:
+    """Rebinding: a public answer for the check, then loopback. Only the checked answer is used, so
+    the local server is never reached (the public one is not reachable from here: the fetch fails)."""
+    resolve, asked = answers(["93.184.216.34"], ["127.0.0.1"])
+    fetcher = PolicyFetcher(timeout=1.0, max_bytes=1024, allow_private=False, resolve=resolve)
+
+    with pytest.raises(FetchError):
+        fetcher.get(f"http://rebind.test:{site.port}/badge")
+
+    assert site.requests == [] and asked == ["rebind.test"]
+
+
+def test_every_redirect_hop_is_resolved_and_checked_again(site: Site) -> None:
+    resolve, asked = answers(["127.0.0.1"])
+    fetcher = PolicyFetcher(timeout=2.0, max_bytes=1024, allow_private=True, resolve=resolve)
+    site.redirect_to = f"http://second.test:{site.port}/badge"
+
+    fetcher.get(f"http://first.test:{site.port}/redirect")
+
+    assert asked == ["first.test", "second.test"]
+    assert site.requests == [("/redirect", f"first.test:{site.port}"), ("/badge", f"second.test:{site.port}")]
+
+    site.redirect_to = "file:///etc/passwd"
+    with pytest.raises(FetchError, match="only http"):
+        fetcher.get(f"http://first.test:{site.port}/redirect")
+
+
+def test_the_next_checked_address_is_tried_when_one_refuses_the_connection(site: Site) -> None:
+    resolve, _ = answers(["::1", "127.0.0.1"])  # the site listens on IPv4 only
+    fetcher = PolicyFetcher(timeout=2.0, max_bytes=1024, allow_private=True, resolve=resolve)
+
+    assert b"issuer.test" in fetcher.get(f"http://dual.test:{site.port}/badge")
+    assert site.requests == [("/badge", f"dual.test:{site.port}")]
