@@ -110,7 +110,14 @@ POLISH: dict[str, str] = MATCHED | {
     "issued by us: found in our database": "wydane przez nas: znalezione w naszej bazie danych",
     "the assertion claims to be ours, but we never issued code {code}":
         "asercja podaje się za naszą, ale nigdy nie wydaliśmy kodu {code}",
-    "the assertion names no signing key (creator)": "asercja nie wskazuje klucza podpisu (creator)",
+    "the issuer profile's keys": "klucze z profilu wystawcy",
+    "the assertion names no signing key (creator), and the issuer profile could not be read: {why}":
+        "asercja nie wskazuje klucza podpisu (creator), a profilu wystawcy nie udało się odczytać: {why}",
+    "the signature matches none of the {count} keys the issuer profile {issuer} declares":
+        "podpis nie pasuje do żadnego z kluczy ({count}) deklarowanych w profilu wystawcy {issuer}",
+    "the assertion names no signing key (creator), and the issuer profile {issuer} declares none we can read":
+        "asercja nie wskazuje klucza podpisu (creator), a profil wystawcy {issuer} nie deklaruje klucza, "
+        "który umiemy odczytać",
     "the key at {url}": "klucz pod adresem {url}",
     "the key at {url} could not be read: {error}": "nie udało się odczytać klucza spod adresu {url}: {error}",
     "not checked": "nie sprawdzono",

@@ -255,6 +255,34 @@ def test_a_signed_ob2_assertion_issued_in_the_future_is_invalid_without_further_
     assert "/revocations" not in site.requests
 
 
+def test_a_signed_ob2_assertion_without_a_creator_is_checked_with_the_keys_its_issuer_declares(
+    site: Site,
+) -> None:
+    issuer = signed_issuer(site, revocation_list=publish_revocations(site))
+    site.put(
+        "/issuer",
+        {
+            "id": issuer.issuer,
+            "type": "Issuer",
+            "name": "Declaring Issuer",
+            "publicKey": [f"{site.url}/keys/missing", issuer.creator],
+            "revocationList": f"{site.url}/revocations",
+        },
+    )
+    without_creator = issuer.assertion(1, verification={"type": "SignedBadge"})
+    stranger = RSAKey.generate_key(2048)
+
+    by_declared_key = import_bytes(issuer.sign(without_creator), online()).verification
+    by_stranger = import_bytes(
+        jws.serialize_compact({"alg": "RS256"}, json.dumps(without_creator), stranger).encode(), online()
+    ).verification
+
+    assert by_declared_key.status is VerificationStatus.VERIFIED, by_declared_key
+    assert f"revocation list {site.url}/revocations checked" in by_declared_key.reason
+    assert by_stranger.status is VerificationStatus.INVALID, by_stranger
+    assert "matches none of the 1 keys the issuer profile" in by_stranger.reason
+
+
 # ------------------------------------------------------------------------------ OB 2.0 hosted
 
 

@@ -787,6 +787,10 @@ class _Documents:
             return None, say("{url} does not serve a JSON object", url=url)
         return document, None
 
+    def remember(self, url: str, document: dict[str, Any]) -> None:
+        """A document the import already holds (a key embedded in a profile) under its id."""
+        self._seen.setdefault(url, (document, None))
+
     def node(self, value: Any) -> dict[str, Any]:
         """An embedded object as it is, or the object its URL serves ({} when that fails)."""
         if isinstance(value, dict):
@@ -1042,17 +1046,16 @@ def parse_ob2_jws(token: str, ctx: ImportContext, source: SourceFormat = SourceF
     check, revocation = Check(VerificationStatus.NOT_VERIFIABLE, method, say("not checked")), NOT_CHECKED
     if problem := header_problem(header, token):
         check, docs.enabled = Check(VerificationStatus.INVALID, method, problem), False
-    elif not creator:
-        check = Check(
-            VerificationStatus.NOT_VERIFIABLE, method, say("the assertion names no signing key (creator)")
-        )
     elif ctx.fetcher is None:
-        check = Check(
-            VerificationStatus.NOT_VERIFIABLE, method, offline(say("the key at {url}", url=creator))
-        )
+        where = say("the key at {url}", url=creator) if creator else say("the issuer profile's keys")
+        check = Check(VerificationStatus.NOT_VERIFIABLE, method, offline(where))
         revocation = Revocation(note=offline(say("the issuer's revocation list")))
     else:
-        check, revocation = _ob2_signed_check(token, header, creator, assertion, docs, method)
+        found = creator or _signing_key_in_profile(token, header, assertion, docs, method)
+        if isinstance(found, Check):
+            check = found
+        else:
+            check, revocation = _ob2_signed_check(token, header, found, assertion, docs, method)
     return _ob2_finish(assertion, check, revocation, source, docs, token.strip())
 
 
@@ -1126,6 +1129,67 @@ def _ob2_signed_check(
     profile, problem = _issuer_profile(issuer_id, docs)
     return _key_ownership(key, creator, issuer_id, profile, problem, docs, method), _ob2_revocation(
         assertion, profile or _embedded_issuer(badge), problem, docs
+    )
+
+
+MAX_PROFILE_KEYS = 5  # keys of an issuer profile tried for an assertion that names none
+
+
+def _signing_key_in_profile(
+    token: str, header: dict[str, Any], assertion: dict[str, Any], docs: _Documents, method: str
+) -> str | Check:
+    """OB 2.0: without `verification.creator`, the verifier tries the keys the issuer profile declares
+    (`publicKey`). The id of the one that made the signature, or the check that none did."""
+    issuer_id = _issuer_id(docs.node(assertion.get("badge")).get("issuer"))
+    profile, problem = _issuer_profile(issuer_id, docs)
+    if profile is None:
+        return Check(
+            VerificationStatus.NOT_VERIFIABLE,
+            method,
+            say(
+                "the assertion names no signing key (creator), and the issuer profile could not be read: "
+                "{why}",
+                why=problem or say("no issuer profile"),
+            ),
+        )
+    declared = profile.get("publicKey")
+    entries = (declared if isinstance(declared, list) else [declared])[:MAX_PROFILE_KEYS]
+    alg, tried = str(header["alg"]), 0
+    for entry in entries:
+        key_id = str(entry.get("id", "")) if isinstance(entry, dict) else str(entry or "")
+        if not key_id:
+            continue
+        if isinstance(entry, dict) and entry.get("publicKeyPem"):
+            docs.remember(key_id, entry)  # embedded in the profile: no fetch
+        try:
+            key = _creator_key(key_id, docs)
+        except KeyUnavailable:
+            continue
+        tried += 1
+        if key_problem(alg, key.jwk) is None:
+            try:
+                verify_jws(token, key, alg)
+                return key_id
+            except ValueError:
+                continue
+    if tried:
+        return Check(
+            VerificationStatus.INVALID,
+            method,
+            say(
+                "the signature matches none of the {count} keys the issuer profile {issuer} declares",
+                count=tried,
+                issuer=issuer_id,
+            ),
+        )
+    return Check(
+        VerificationStatus.NOT_VERIFIABLE,
+        method,
+        say(
+            "the assertion names no signing key (creator), and the issuer profile {issuer} declares none "
+            "we can read",
+            issuer=issuer_id,
+        ),
     )
 
 
