@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +24,36 @@ Message = tuple[bytes, bytes]  # (key, value) as the publisher sends them
 # The events e-Backpack acts on: completions award, a deleted user is erased, an updated user's profile
 # is read again. Everything else Moodle logs is left where it is.
 USED = ("\\core\\event\\course_completed", "\\core\\event\\user_deleted", "\\core\\event\\user_updated")
+
+
+# Moodle keeps ids in BIGINT columns and times in BIGINT(10) ones (ten digits: up to the year 2286).
+SMALLEST, LARGEST = -(2**63), 2**63 - 1
+LATEST_TIME = 9_999_999_999
+TIMES = ("timecreated", "timecompleted")
+
+
+def out_of_range(event: MoodleEvent) -> list[dict[str, Any]]:
+    """The numbers of `event` no Moodle database could hold (field and message), before they reach a
+    query, a date conversion or another service's BIGINT column."""
+    problems = []
+    for name, value in event:
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        if name in TIMES and not 0 <= value <= LATEST_TIME:
+            problems.append({"field": name, "message": f"{value} is not a Moodle time (unix seconds, "
+                                                       f"0 to {LATEST_TIME})"})
+        elif not SMALLEST <= value <= LARGEST:
+            problems.append({"field": name, "message": f"{value} does not fit a Moodle id (64-bit integer)"})
+    return problems
+
+
+def unpublishable(site: str, event: MoodleEvent) -> str | None:
+    """Why `event` cannot become a `moodle.events` message (e.g. a lone surrogate in a string), or None."""
+    try:
+        moodle_message(site, event)
+    except (ValueError, OverflowError, UnicodeError) as exc:  # PydanticSerializationError is a ValueError
+        return f"cannot be published: {type(exc).__name__}: {str(exc)[:200]}"
+    return None
 
 
 def moodle_event_id(site: str, event: MoodleEvent) -> str:

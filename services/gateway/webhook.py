@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -56,7 +57,15 @@ from ebackpack.metrics import install_http_metrics
 from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from schemas.moodle import MoodleEvent
-from services.gateway.events import USED, Message, PublishedEvents, moodle_message, plan
+from services.gateway.events import (
+    USED,
+    Message,
+    PublishedEvents,
+    moodle_message,
+    out_of_range,
+    plan,
+    unpublishable,
+)
 from services.gateway.profiles import ProfilesUnavailable, ProfileSync
 from services.gateway.publisher import BrokerUnavailable, ProducerSlot, send_all
 
@@ -69,6 +78,7 @@ SIGNATURE_HEADER = "X-Ebackpack-Signature"
 SIGNATURE_PREFIX = "sha256="
 MAX_BODY = 1_048_576  # bytes
 MAX_EVENTS = 500  # per request
+MAX_DEPTH = 32  # JSON nesting; a batch, its events and their `other` need about five levels
 REQUEST_DEADLINE = 5.0  # seconds from a request's arrival to its answer, whatever fails (plugin: 30 s)
 ACK_TIMEOUT = 4.0  # seconds the broker has to acknowledge (each producer wait is bounded by this too)
 RETRY_AFTER_BROKER = 10  # seconds, Retry-After when the broker, Moodle or the database failed
@@ -89,7 +99,16 @@ class WebhookRefused(Exception):  # noqa: N818 - the contract's name
 
     def response(self) -> JSONResponse:
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
-        return JSONResponse({"detail": self.reason, **self.extra}, status_code=self.status, headers=headers)
+        return AsciiJSONResponse({"detail": self.reason, **self.extra}, status_code=self.status,
+                                 headers=headers)
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: a reason that quotes the request (a lone surrogate in a site id, say)
+    always renders, where UTF-8 encoding would fail with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 # --- signature (shared with the PHP plugin: hash_hmac('sha256', "$timestamp.$body", $secret)) -----------
@@ -141,11 +160,36 @@ def verify_signature(secret: str | bytes | None, timestamp: str | None, body: by
 
 # --- body -> events ----------------------------------------------------------------------------------
 
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(body: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest, read without parsing it (brackets inside
+    strings do not count; a broken text may count deeper, which only refuses it sooner)."""
+    depth = deepest = 0
+    for byte in _STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_events(body: bytes, site: str) -> list[MoodleEvent]:
-    """Every event of the body, validated, or `WebhookRefused` (413/422/403) naming the first bad one."""
+    """Every event of the body, validated and publishable, or `WebhookRefused` (413/422/403) naming the
+    first bad one. Nothing a body holds makes this raise anything else: nesting is bounded before the
+    parser sees it, numbers are range-checked and each event is tried as the message it becomes."""
+    if json_depth(body) > MAX_DEPTH:
+        raise WebhookRefused(422, f"body is not JSON an event can be: nested deeper than {MAX_DEPTH} levels")
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = json.loads(body, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise WebhookRefused(422, f"body is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise WebhookRefused(422, 'body must be a JSON object: one event, or {"site": ..., "events": [...]}')
@@ -168,11 +212,17 @@ def parse_events(body: bytes, site: str) -> list[MoodleEvent]:
     problems: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            events.append(MoodleEvent.model_validate(item))
+            event = MoodleEvent.model_validate(item)
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 where = ".".join(str(part) for part in error["loc"]) or "(the event itself)"
                 problems.append({"index": index, "field": where, "message": error["msg"]})
+            continue
+        wrong = out_of_range(event)
+        if not wrong and (why := unpublishable(site, event)) is not None:
+            wrong = [{"field": "(the event itself)", "message": why}]
+        problems += [{"index": index, **problem} for problem in wrong]
+        events.append(event)
     if problems:
         first = problems[0]
         count = len({p["index"] for p in problems})

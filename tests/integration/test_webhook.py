@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import uvicorn
 from kafka.consumer.fetcher import ConsumerRecord
@@ -22,12 +23,14 @@ from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.persistence.tables import GatewayEventRow
 from ebackpack.stack import free_port
 from ebackpack.streaming.readback import read_topics
-from ebackpack.streaming.topics import MOODLE_EVENTS
+from ebackpack.streaming.topics import MOODLE_COURSES, MOODLE_EVENTS, MOODLE_USERS
 from schemas import MoodleEventMessage
-from schemas.moodle import MoodleEvent
+from schemas.moodle import MoodleCourseMessage, MoodleEvent, MoodleUserMessage
 from services.gateway.events import USED, PublishedEvents, moodle_message
-from services.gateway.webhook import MAX_BODY, MAX_EVENTS, create_app, sign
+from services.gateway.webhook import MAX_BODY, MAX_DEPTH, MAX_EVENTS, create_app, sign
 from tests.conftest import MOODLE_FIXTURES, reserve_port
+from tests.integration.moodle_stand_in import Site, moodle_database
+from tests.unit.test_webhook_bounds import bodies
 
 pytestmark = pytest.mark.integration
 
@@ -321,3 +324,95 @@ def test_backpressure_refuses_at_once_beyond_max_pending(gateway: Settings) -> N
     assert took < 1.0
     assert first and first[0].status_code == 503 and "Nothing was lost" in first[0].json()["detail"]
     assert ledger_rows(gateway) == []
+
+
+# --- signed bodies that cannot become events: 4xx with a reason, never 5xx (the plugin retries 5xx) ------
+
+def test_deep_nesting_and_impossible_times_get_422_with_a_reason(webhook: Webhook, gateway: Settings) -> None:
+    event = observed("course_completed.moodle51")
+    deep = {"site": gateway.site_id, "events": [{**event, "other": "@"}]}
+    cases: list[tuple[str, bytes, str]] = [
+        (f"nested {depth} deep", json.dumps(deep).replace('"@"', "[" * depth + "]" * depth).encode(),
+         f"deeper than {MAX_DEPTH}") for depth in (1_000, 100_000)]
+    cases += [(f"{field} {value}", json.dumps({**event, field: value}).encode(), field)
+              for field in ("timecreated", "timecompleted") for value in (10**12, 10**30)]
+    cases.append(("an id beyond a BIGINT", json.dumps({**event, "relateduserid": 2**64}).encode(),
+                  "relateduserid"))
+    cases.append(("NaN", json.dumps({**event, "anonymous": float("nan")}).encode(), "not JSON"))
+    cases.append(("a lone surrogate", json.dumps({**event, "other": {"note": "\ud800"}}).encode(),
+                  "cannot be published"))
+    for what, raw, reason in cases:
+        answer = webhook.post(raw, headers(raw, site=gateway.site_id))
+        assert answer.status_code == 422, f"{what}: {answer.status_code} {answer.text[:300]}"
+        assert reason in answer.text, f"{what}: {answer.text[:300]}"
+    assert published(gateway) == []
+    assert ledger_rows(gateway) == []
+
+
+@hypothesis.settings(max_examples=150, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture,
+                                            hypothesis.HealthCheck.too_slow])
+@hypothesis.given(body=bodies())
+def test_no_signed_body_gets_a_5xx(webhook: Webhook, gateway: Settings, body: bytes) -> None:
+    """Hypothesis mutates real Moodle 4.4 payloads (fields replaced by any JSON, dropped, nested 3,000 deep,
+    bytes flipped), signs them and posts them over HTTP to the webhook on the real broker."""
+    raw = body.replace(b"moodle.example.org", gateway.site_id.encode())
+    answer = webhook.post(raw, headers(raw, site=gateway.site_id))
+    assert answer.status_code < 500, f"{answer.status_code} {answer.text[:300]} for {raw[:300]!r}"
+    assert answer.status_code == 202 or answer.json()["detail"]
+
+
+# --- the payloads a real Moodle 4.4.2 site sent (shared/fixtures/moodle/real-4.4) -------------------------
+
+REAL_44 = MOODLE_FIXTURES / "real-4.4"
+REAL_SITE = Site(users=[(5, "Anna", "Nowak", "anna@example.org", "pl"),
+                        (6, "Ben", "Smith", "ben@example.org", "en")],
+                 courses=[(4, "Pierwsza pomoc", "PP"), (5, "Python", "PY")],
+                 completions=[(3, 5, 4, 1796607424), (4, 6, 5, 1796607429)])
+
+
+def real_events() -> list[dict[str, Any]]:
+    """Every captured event, in the order the site triggered them."""
+    events = [json.loads(path.read_text(encoding="utf-8")) for path in REAL_44.glob("observer-*.json")]
+    return sorted(events, key=lambda event: event["timecreated"])
+
+
+def test_the_real_moodle_44_payloads_give_awards_profiles_and_the_erasure(gateway: Settings,
+                                                                         postgres_url: str) -> None:
+    moodle = moodle_database(postgres_url, REAL_SITE)
+    with_moodle = gateway.model_copy(update={"moodle_db_url": postgres_url})
+    events = real_events()
+    assert len(events) == 5
+    try:
+        with Webhook(with_moodle) as server:
+            answers = [server.post({"site": gateway.site_id, "events": [event]}) for event in events]
+            assert [(a.status_code, a.json()) for a in answers] == \
+                [(202, {"accepted": 1, "duplicates": 0, "ignored": 0})] * 5, [a.text for a in answers]
+            again = [server.post({"site": gateway.site_id, "events": [event]}).json() for event in events]
+            assert again == [{"accepted": 0, "duplicates": 1, "ignored": 0}] * 5  # the plugin's retries
+    finally:
+        moodle.dispose()
+
+    messages = [(r.key, MoodleEventMessage.model_validate_json(r.value)) for r in published(gateway)]
+    assert len(messages) == 5
+    by_name: dict[str, list[tuple[bytes, MoodleEventMessage]]] = {}
+    for key, message in messages:
+        by_name.setdefault(message.data.eventname.rsplit("\\", 1)[-1], []).append((key, message))
+    completions = sorted(by_name["course_completed"], key=lambda kv: kv[0])
+    assert [(k, m.data.courseid, m.data.objectid, m.data.completed_at) for k, m in completions] == [
+        (b"5", 4, 3, 1796607424), (b"6", 5, 4, 1796607429)]  # keyed by relateduserid, not the admin
+    assert [(k, m.data.relateduserid) for k, m in by_name["user_updated"]] == [(b"6", 6), (b"6", 6)]
+    [(key, erasure)] = by_name["user_deleted"]
+    assert (key, erasure.data.relateduserid, erasure.data.other) == (b"5", 5, None)  # no username, e-mail
+    assert b"e2e-a1796607404" not in b"".join(r.value for r in published(gateway))
+
+    users = read_topics(gateway, [gateway.topic(MOODLE_USERS)])
+    latest = {r.key: r.value for r in users}  # what compaction keeps
+    assert latest[b"5"] is None  # the deleted learner's tombstone
+    assert MoodleUserMessage.model_validate_json(latest[b"6"]).data.firstname == "Ben"
+    # For the completion and each user_updated, and again for the retries (profiles are read and published
+    # before the ledger is asked; the topic is compacted, so the latest wins).
+    assert sum(r.key == b"6" for r in users) == 2 * 3
+    courses = {r.key: MoodleCourseMessage.model_validate_json(r.value).data.fullname
+               for r in read_topics(gateway, [gateway.topic(MOODLE_COURSES)])}
+    assert courses == {b"4": "Pierwsza pomoc", b"5": "Python"}
