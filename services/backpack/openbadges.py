@@ -20,6 +20,7 @@ from ebackpack.persistence.tables import AwardRow
 from services.issuer.rules import AwardRule
 
 from .deps import Store
+from .web import attachment
 
 LD_JSON = "application/ld+json"
 router = APIRouter()
@@ -108,7 +109,7 @@ def ob2_baked(code: str, kind: str, store: Store) -> Response:
     except ExportError as exc:
         raise HTTPException(404, str(exc)) from None
     return Response(baked.content, media_type=baked.media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{baked.filename}"'})
+                    headers={"Content-Disposition": attachment(baked.filename)})
 
 
 @router.get("/ob3/achievements/{rule_id}")

@@ -25,7 +25,7 @@ from .session import CsrfChecked, PageLearner, User, local_path, sign_in, sign_o
 from .shares import DURATIONS_DAYS, Shares
 from .uploads import UploadRefused
 from .views import CredentialView
-from .web import flash, render
+from .web import attachment, flash, render
 
 router = APIRouter(include_in_schema=False)
 YEAR = 365 * 24 * 3600
@@ -211,7 +211,7 @@ def badge_download(request: Request, session: DbSession, user: PageLearner, code
     return Response(
         result.content,
         media_type=result.media_type,
-        headers={"Content-Disposition": f'attachment; filename="{result.filename}"'},
+        headers={"Content-Disposition": attachment(result.filename)},
     )
 
 

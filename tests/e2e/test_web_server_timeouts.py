@@ -180,3 +180,25 @@ def test_connections_beyond_the_limit_get_503(settings: Settings) -> None:
             sock.close()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_outside_the_embedded_stack_the_webhook_does_not_answer_metrics(settings: Settings) -> None:
+    from services.gateway.webhook import create_app
+
+    prepare(settings)
+    assert not settings.embedded
+    port = free_port()
+    server = web_server(create_app(settings), settings, "127.0.0.1", port, log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            assert http.get("/healthz").status_code == 200
+            assert http.get("/metrics").status_code == 404
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
