@@ -137,7 +137,8 @@ def recipient_address(address: str) -> str:
     return normalized
 
 
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # C0, DEL, C1 (NEL) and Unicode line breaks
+# C0, DEL, C1 (NEL) and Unicode line breaks, with the spaces around them
+_CONTROLS = re.compile(r"[ \t]*[\x00-\x1f\x7f-\x9f\u2028\u2029]+[ \t]*")
 
 
 def one_line(text: str) -> str:
