@@ -14,9 +14,9 @@ MIN_BYTES = 32
 # A secret issued by a mail provider, not chosen by the operator: app passwords of the big providers
 # have 16 characters.
 MIN_BYTES_PROVIDER_PASSWORD = 16
-# Fewer distinct characters than this is a pattern (`aaaa…`, `0123…0123`), not a random string: a
-# 32-character hex token has 8 or fewer distinct characters with a probability below 1e-7.
-MIN_DISTINCT_CHARACTERS = 9
+# Fewer distinct characters than this is a pattern (`aaaa…`, `abab…`), not a random string: a random
+# 32-character hex token (Moodle's web-services tokens) has 7 or fewer with a probability below 1e-7.
+MIN_DISTINCT_CHARACTERS = 8
 # Words of placeholders and defaults, compared after lower-casing and dropping everything but letters and
 # digits (`Change_Me`, `change-me-db-password` and `changeme` are alike). At least five characters each:
 # a random 48-byte token contains one by chance with a probability below 1e-7.
