@@ -19,7 +19,7 @@ MIN_BYTES_PROVIDER_PASSWORD = 16
 MIN_DISTINCT_CHARACTERS = 8
 # Words of placeholders and defaults, compared after lower-casing and dropping everything but letters and
 # digits (`Change_Me`, `change-me-db-password` and `changeme` are alike). At least five characters each:
-# a random 48-byte token contains one by chance with a probability below 1e-7.
+# a token_urlsafe(48) contains one by chance with a probability of about 2e-6 (then generate another).
 PLACEHOLDER_WORDS = (
     "changeme", "changethis", "replaceme", "placeholder", "example", "secret", "password", "passwd",
     "ebackpack", "default", "insecure", "dummy", "sample", "letmein", "qwerty", "123456",
