@@ -140,13 +140,22 @@ class Broker:
 
     def exact_ends(self, ends: dict[TopicPartition, int], timeout: float = 5.0) -> dict[TopicPartition, int]:
         """End offsets from the high watermark of a fetch at each reported end - 1 (see above). A partition
-        whose fetch does not answer in time keeps its reported end.
+        whose fetch does not answer in time keeps its reported end."""
+        found = self.high_watermarks(ends, timeout)
+        if len(found) < len(ends):
+            log.warning("no high watermark of %s within %.0f s: reported end offsets kept",
+                        sorted(str(tp) for tp in ends if tp not in found), timeout)
+        return {**ends, **found}
+
+    def high_watermarks(self, ends: dict[TopicPartition, int],
+                        timeout: float = 5.0) -> dict[TopicPartition, int]:
+        """The high watermark of each partition that answered a fetch (at its reported end - 1) in time.
 
         A consumer of its own each time: a reused one may answer with the high watermark of a fetch it
         sent ahead before the last messages came (same offset, so the client takes it as current)."""
         if not ends:
             return {}
-        exact = dict(ends)
+        found: dict[TopicPartition, int] = {}
         reader = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap.split(","),
                                client_id="ebackpack-ops", enable_auto_commit=False,
                                request_timeout_ms=15_000, fetch_max_wait_ms=FETCH_WAIT_MS)
@@ -154,21 +163,16 @@ class Broker:
             reader.assign(list(ends))
             for tp, end in ends.items():
                 reader.seek(tp, max(0, end - 1))
-            waiting = set(ends)
             deadline = time.monotonic() + timeout
-            while waiting and time.monotonic() < deadline:
+            while len(found) < len(ends) and time.monotonic() < deadline:
                 reader.poll(timeout_ms=200, max_records=1)
-                for tp in list(waiting):
+                for tp in ends:
                     highwater = reader.highwater(tp)
                     if highwater is not None:
-                        exact[tp] = highwater
-                        waiting.discard(tp)
+                        found.setdefault(tp, highwater)
         finally:
             reader.close(autocommit=False)
-        if waiting:
-            log.warning("no high watermark of %s within %.0f s: reported end offsets kept",
-                        sorted(map(str, waiting)), timeout)
-        return exact
+        return found
 
     def _caught_up(self, tp: TopicPartition) -> bool:
         highwater = self.consumer.highwater(tp)
@@ -252,9 +256,10 @@ def beyond_end(broker: Broker, group: str, topics: Collection[str] | None = None
                  if topics is None or tp.topic in topics}
     if not committed:
         return []
-    starts, ends = broker.offsets(list(committed))
+    starts, reported = broker.offsets(list(committed), exact=False)
+    ends = broker.high_watermarks(reported)  # only answers count: a reported end may be too low
     return [BeyondEnd(group, tp.topic, tp.partition, offset, starts[tp], ends[tp])
-            for tp, offset in sorted(committed.items()) if offset > ends[tp]]
+            for tp, offset in sorted(committed.items()) if tp in ends and offset > ends[tp]]
 
 
 def group_lag(broker: Broker, group: str, topics: Iterable[str],

@@ -48,8 +48,9 @@ def renderers_caught_up(settings: Settings) -> bool:
         committed = broker.committed(renderer_group(settings))
         if not tps:
             return False
-        starts, ends = broker.offsets(tps)
-    return all(committed.get(tp, starts[tp]) >= ends[tp] for tp in tps)
+        starts, reported = broker.offsets(tps, exact=False)
+        ends = broker.high_watermarks(reported)  # a partition that did not answer: not known, not caught up
+    return len(ends) == len(tps) and all(committed.get(tp, starts[tp]) >= ends[tp] for tp in tps)
 
 
 def unrendered(session: Session, topic: str, sent_before: datetime, limit: int) -> dict[str, str]:

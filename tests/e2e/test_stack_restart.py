@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -157,6 +158,15 @@ def pipeline(settings: Settings, tmp_path: Path, profiles: Profiles) -> Pipeline
 
 # --- 1: stack down / stack up during 250 webhook completions ---------------------------------------------
 
+def listening(address: str) -> bool:
+    host, _, port = address.removeprefix("http://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ebackpack.cli", *args], env=env, capture_output=True,
                           text=True, timeout=180)
@@ -280,6 +290,8 @@ def test_stack_down_and_up_during_250_webhook_completions_loses_nothing(
             down_seconds = time.monotonic() - clock
             assert down.returncode == 0 and "tansu" in down.stderr and "seaweedfs" in down.stderr, down.stderr
             accepted_while_up = len(sender.accepted)
+            wait_until("the stack's ports to close", lambda: not any(
+                listening(address) for address in (settings.kafka_bootstrap, settings.s3_endpoint)), 60)
             clock = time.monotonic()
             up = cli(env, "stack", "up")
             up_seconds = time.monotonic() - clock

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from kafka import TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import UnsupportedVersionError
+from kafka.structs import OffsetAndMetadata
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
@@ -19,7 +20,7 @@ from ebackpack.config import Settings
 from ebackpack.demo import prepare
 from ebackpack.sample_data import default_dataset
 from ebackpack.stack import free_port
-from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, dlq
+from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, RENDER_REQUESTS, create_topics, dlq
 from ebackpack.workers import Worker
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
@@ -184,3 +185,31 @@ def test_the_replay_position_moves_over_the_run_of_replayed_offsets_only() -> No
     assert ops._advance({tp: 2}, records(5), everything=False) == {tp: 2}
     assert ops._advance({tp: 2}, records(2, 3, 5), everything=True) == {tp: 6}  # 4 is gone from the topic
     assert ops._advance({tp: 2}, [], everything=True) == {tp: 2}
+
+
+def test_a_group_committed_beyond_the_log_end_is_shown_not_hidden_as_lag_0(settings: Settings) -> None:
+    """The broker lost messages a group had read: `status` says so instead of a lag of 0, and the end
+    offsets are the broker's high watermarks (the embedded broker's ListOffsets says 1 on s3://)."""
+    create_topics(settings)
+    topic, group = settings.topic(RENDER_REQUESTS), settings.topic("renderer")
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    for i in range(5):
+        producer.send(topic, key=b"k", value=b"%d" % i, partition=0).get(timeout=30)  # one batch each
+    producer.close()
+    committer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=group,
+                              enable_auto_commit=False)
+    committer.assign([TopicPartition(topic, 0)])
+    committer.commit({TopicPartition(topic, 0): OffsetAndMetadata(50, "", -1)})
+    committer.close(autocommit=False)
+
+    with ops.Broker(settings) as broker:
+        assert broker.offsets([TopicPartition(topic, 0)])[1] == {TopicPartition(topic, 0): 5}
+        assert ops.beyond_end(broker, group) == [ops.BeyondEnd(group, topic, 0, 50, 0, 5)]
+    state = ops.status(settings, sample_seconds=0)
+    renderer = state.group("renderer")
+    assert [(t, p.partition, p.committed, p.end) for t, p in renderer.beyond_end] == [(topic, 0, 50, 5)]
+    console = Console(record=True, width=250)
+    console.print(ops.render_status(state))
+    shown = console.export_text()
+    assert "beyond end: 0:50>5" in shown
+    assert f"Broker lost data: {group} (renderer) committed offset 50 on {topic}/0" in shown
