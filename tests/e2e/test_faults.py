@@ -3,7 +3,10 @@
 1. the broker (Tansu on `s3://` storage, so its log survives) is stopped with SIGTERM and started again;
 2. the S3 server (SeaweedFS) is down for 30 s while renders are due;
 3. PostgreSQL (a throwaway instance of this test, not the machine's) is down for 30 s while awards are due;
-4. of two issuer processes, one is killed with SIGKILL during their consumer-group rebalance.
+4. of two issuer processes, one is killed with SIGKILL during their consumer-group rebalance;
+5. the S3 server down for 5 minutes and, side by side on a separate stack and database, PostgreSQL down
+   for 5 minutes: far beyond any retry limit, so the consumers must pause (and say so) instead of
+   dead-lettering, and catch up within a minute of the recovery.
 
 Afterwards every completion has exactly one award, one credential-issued event id, one certificate row and
 one PDF in S3; the dead-letter topics are empty (only valid completions are published: any dead letter is
@@ -14,6 +17,7 @@ scenario stops, and a dead worker fails the test at once.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import math
 import os
@@ -40,8 +44,17 @@ from ebackpack.demo import PipelineProbe, prepare
 from ebackpack.persistence.tables import AwardRow, CertificateRow
 from ebackpack.sample_data import load_profiles, rule_course_ids, synthetic_learner
 from ebackpack.secret_policy import throwaway_secrets
-from ebackpack.stack import EmbeddedStack, _host_port, _wait_for_port, free_port, signal_group, tansu_binary
+from ebackpack.stack import (
+    MEMORY_STORAGE,
+    EmbeddedStack,
+    _host_port,
+    _wait_for_port,
+    free_port,
+    signal_group,
+    tansu_binary,
+)
 from ebackpack.storage import ObjectStore
+from ebackpack.streaming.health import paused_streams
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, RENDER_REQUESTS, dlq
 from ebackpack.workers import Worker
@@ -59,6 +72,9 @@ STREAM_SECONDS = 15.0  # the completions are published over this long (at least)
 OUTAGE = 30.0  # S3 and PostgreSQL
 BROKER_DOWN = 5.0
 DONE_WITHIN = 150.0  # after the fault: every wait is bounded
+LONG_OUTAGE = 300.0  # S3 and PostgreSQL, side by side: far beyond the ~56 s the consumers used to retry
+LONG_COMPLETIONS = 60  # per long-outage scenario: the module's wall time stays ~8 min longer, not 20
+RECOVERED_WITHIN = 60.0  # after a long outage ends: every credential and PDF stored
 STALLED = 20.0  # no progress for this long and dead letters exist: fail at once
 WHEN = datetime(2026, 1, 12, tzinfo=UTC)
 
@@ -186,11 +202,16 @@ class FaultStack(EmbeddedStack):
 
 
 @contextlib.contextmanager
-def own_stack(tmp_path: Path, broker_bucket: str | None = None) -> Iterator[FaultStack]:
-    """A stack of this test alone (the session's shared stack must not be stopped), on free ports."""
+def own_stack(tmp_path: Path, broker_bucket: str | None = None,
+              broker_storage: str | None = None) -> Iterator[FaultStack]:
+    """A stack of this test alone (the session's shared stack must not be stopped), on free ports.
+    `broker_storage=MEMORY_STORAGE`: the broker keeps its log apart from the S3 server, as a production
+    Kafka does, so stopping S3 stops only the object store the workers use."""
     base = Settings(data_dir=tmp_path / "stack", embedded=False, kafka_bootstrap=f"127.0.0.1:{free_port()}",
                     s3_endpoint=f"http://127.0.0.1:{free_port()}", **throwaway_secrets())
     stack = FaultStack(base, broker_bucket=broker_bucket)
+    if broker_storage is not None:
+        stack.broker_storage = broker_storage
     stack.start()
     try:
         yield stack
@@ -400,10 +421,27 @@ class Run:
                         f"{self.diagnosis()}")
         return False
 
-    def wait_until_done(self, seconds: float = DONE_WITHIN) -> None:
+    def wait_until_done(self, seconds: float = DONE_WITHIN) -> float:
         started = time.monotonic()
         self.wait_until("every completion issued and rendered", self.done, seconds)
-        self.note(f"pipeline done {time.monotonic() - started:.1f} s after the fault")
+        took = time.monotonic() - started
+        self.note(f"pipeline done {took:.1f} s after the fault")
+        return took
+
+    def hold_outage(self, seconds: float, pausing: str) -> None:
+        """The dependency stays down `seconds`: meanwhile no worker dies and nothing is dead-lettered, and
+        the `pausing` consumer reports its pause where `ebackpack status` reads it."""
+        until = time.monotonic() + seconds
+        seen: set[str] = set()
+        while time.monotonic() < until:
+            dead = self.dead_workers()
+            if dead:
+                pytest.fail(f"worker(s) {', '.join(dead)} died during the outage\n{self.diagnosis()}")
+            seen |= {p.consumer for p in paused_streams(self.settings.data_dir)}
+            time.sleep(min(5.0, max(until - time.monotonic(), 0.0)))
+        self.assert_no_dead_letters()
+        assert pausing in seen, f"{pausing} never reported a pause during the outage (seen: {seen})"
+        self.note(f"paused during the outage, as `ebackpack status` shows: {sorted(seen)}")
 
     # --- the checks
 
@@ -542,7 +580,8 @@ def test_broker_restart_mid_stream(tmp_path: Path) -> None:
 def test_s3_outage_of_30_seconds_while_renders_are_due(tmp_path: Path) -> None:
     """SeaweedFS stopped for 30 s while render requests keep coming, started again on the same ports and
     data: the renders are retried, no PDF lost, none twice."""
-    with own_stack(tmp_path) as stack, running(Run.prepare(on_stack(stack, tmp_path), tmp_path)) as run:
+    with own_stack(tmp_path, broker_storage=MEMORY_STORAGE) as stack, \
+            running(Run.prepare(on_stack(stack, tmp_path), tmp_path)) as run:
         run.start("issuer", "renderer")
         run.wait_ready()
         stream = run.publish()
@@ -623,3 +662,66 @@ def test_kill_9_during_an_issuer_rebalance(settings: Settings, postgres_url: str
         run.wait_until("a stable group of issuers B and C",
                        lambda: group_state(settings, group) == ("Stable", 2), 30)
 
+
+
+def s3_down_for_5_minutes(tmp_path: Path) -> float:
+    """SeaweedFS stopped for 5 minutes while renders are due: the renderer pauses on its batch. Returns
+    the seconds from S3's restart until every credential and PDF is stored."""
+    with own_stack(tmp_path, broker_storage=MEMORY_STORAGE) as stack, \
+            running(Run.prepare(on_stack(stack, tmp_path), tmp_path, LONG_COMPLETIONS)) as run:
+        run.start("issuer", "renderer")
+        run.wait_ready()
+        stream = run.publish()
+        run.wait_until("the first PDFs", lambda: run.certificates_at_least(LONG_COMPLETIONS // 10), 90)
+        assert not stream.done, "the stream ended before the fault: make it longer"
+        stack.stop_component("seaweedfs")
+        run.note(f"S3 down for {LONG_OUTAGE:.0f} s: {stream.sent} published, {run.probe.counts()[2]} PDFs")
+        run.hold_outage(LONG_OUTAGE, "renderer")
+        _awards, wanted, stored, _pending = run.probe.counts()
+        assert wanted > stored, "no render was due during the outage"
+        stack.start_component("seaweedfs")
+        took = run.wait_until_done(RECOVERED_WITHIN)
+        run.assert_exactly_once()
+        run.assert_no_dead_letters()
+        assert run.dead_workers() == []
+        return took
+
+
+def database_down_for_5_minutes(settings: Settings, pg: ThrowawayPostgres, tmp_path: Path) -> float:
+    """The workers' PostgreSQL stopped for 5 minutes while completions keep coming: issuer and renderer
+    pause. Returns the seconds from the restart until every credential and PDF is stored."""
+    settings = settings.model_copy(update={"database_url": pg.url, "data_dir": tmp_path / "data"})
+    with running(Run.prepare(settings, tmp_path, LONG_COMPLETIONS)) as run:
+        run.start("issuer", "renderer")
+        run.wait_ready()
+        stream = run.publish()
+        run.wait_until("the first awards", lambda: run.awards_at_least(LONG_COMPLETIONS // 5), 90)
+        assert not stream.done, "the stream ended before the fault: make it longer"
+        assert run.probe.counts()[0] < len(run.expected), "every award was made before the outage"
+        pg.stop()
+        run.note(f"PostgreSQL down for {LONG_OUTAGE:.0f} s: {stream.sent} published")
+        try:
+            run.hold_outage(LONG_OUTAGE, "issuer")
+        finally:
+            pg.start()
+            run.notes.append(f"--- PostgreSQL log:\n{pg.log_tail()}")
+        took = run.wait_until_done(RECOVERED_WITHIN)
+        run.assert_exactly_once()
+        run.assert_no_dead_letters()
+        assert run.dead_workers() == []
+        return took
+
+
+def test_s3_and_database_outages_of_5_minutes_pause_instead_of_dead_lettering(
+        settings: Settings, throwaway_postgres: ThrowawayPostgres, tmp_path: Path) -> None:
+    """Both outages at once, on stacks and databases that share nothing (the S3 scenario has its own
+    stack and SQLite, the database scenario the session's stack and its own PostgreSQL): 0 dead letters,
+    0 lost, 0 duplicated, everything stored within a minute of the recovery."""
+    (tmp_path / "s3").mkdir()
+    (tmp_path / "db").mkdir()
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="outage") as pool:
+        s3 = pool.submit(s3_down_for_5_minutes, tmp_path / "s3")
+        database = pool.submit(database_down_for_5_minutes, settings, throwaway_postgres, tmp_path / "db")
+        took = {"S3": s3.result(), "PostgreSQL": database.result()}
+    print("; ".join(f"{what} down {LONG_OUTAGE:.0f} s: everything stored {seconds:.1f} s after it was back"
+                    for what, seconds in took.items()))

@@ -121,7 +121,6 @@ def test_erasure_drops_the_learners_parked_messages(service: IssuerService) -> N
 
 @pytest.fixture
 def issuer(settings: Settings) -> Iterator[tuple[Settings, sessionmaker[Session], Worker]]:
-    settings = settings.model_copy(update={"embedded": True})  # the test stack's own secrets
     sessions = prepare(settings)
     store_profiles(sessions, Profiles(users=[], courses=load_profiles().courses))
     worker = Worker("issuer", settings)
