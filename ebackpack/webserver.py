@@ -5,6 +5,10 @@ limits it does not set by itself.
   complete request line and headers in that time is closed, on its first request and on every next one
   of a kept-alive connection. uvicorn has only a keep-alive timeout, which a client resets with every
   byte it sends: one byte every few seconds (slowloris) held a connection open for ever.
+- **Slow bodies**: once the headers are in, a request body must keep coming at 500 bytes a second on
+  average after a first `EBACKPACK_HTTP_HEADER_TIMEOUT` of grace (Apache's `mod_reqtimeout`
+  `body=…,MinRate=500`): a body that stalls or drips is cut by closing the connection. Time while the
+  server itself has stopped reading (the app is not taking the body yet) does not count.
 - **Connections at once** (`EBACKPACK_HTTP_MAX_CONNECTIONS`, 1000): a request beyond gets 503
   (uvicorn's `limit_concurrency`).
 - **Forwarded headers** (`EBACKPACK_TRUSTED_PROXIES`, none): `X-Forwarded-For` / `-Proto` are believed
@@ -37,11 +41,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 KEEP_ALIVE_SECONDS = 5
+BODY_MIN_RATE = 500  # bytes a second a request body must average (after the grace period)
 
 
 class HeaderTimeoutProtocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection whose request line and headers are not complete
-    within `header_timeout` seconds of the connection (or of the previous response)."""
+    within `header_timeout` seconds of the connection (or of the previous response), or whose body
+    comes slower than `BODY_MIN_RATE` bytes a second after that much grace."""
 
     def __init__(
         self,
@@ -53,6 +59,9 @@ class HeaderTimeoutProtocol(H11Protocol):
         super().__init__(config, server_state, app_state, _loop)
         self.header_timeout: float = getattr(config, "header_timeout", 10.0)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_since = 0.0  # when the current body window started (loop time)
+        self._body_bytes = 0  # bytes received in it
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -63,9 +72,43 @@ class HeaderTimeoutProtocol(H11Protocol):
         if not self.transport.is_closing():
             self._arm_header_timer()  # the next request on this connection gets its own deadline
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.SEND_BODY:
+            self._cancel_body_timer()
+        elif self._body_timer is None:
+            self._start_body_window()
+        else:
+            self._body_bytes += len(data)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
+
+    def _start_body_window(self) -> None:
+        self._body_since, self._body_bytes = self.loop.time(), 0
+        self._body_timer = self.loop.call_later(self.header_timeout, self._body_check)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_check(self) -> None:
+        self._body_timer = None
+        if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # we stopped reading, not the client: a fresh window once we read on
+            self._start_body_window()
+            return
+        deadline = self._body_since + self.header_timeout + self._body_bytes / BODY_MIN_RATE
+        now = self.loop.time()
+        if now < deadline:
+            self._body_timer = self.loop.call_later(deadline - now, self._body_check)
+            return
+        log.info("closed a connection whose request body came slower than %d bytes/s", BODY_MIN_RATE)
+        self.transport.close()
 
     def _arm_header_timer(self) -> None:
         self._cancel_header_timer()

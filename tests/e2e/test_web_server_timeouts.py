@@ -2,12 +2,15 @@
 sockets that send a request line and then one header byte every half second. Each is closed once the
 header-read timeout (`EBACKPACK_HTTP_HEADER_TIMEOUT`, 2 s here) has passed, on a first request and on
 the next request of a kept-alive connection; a whole request sent slowly but in time is answered.
+A request body that stalls or drips is cut too; a steady one is not. A connection beyond
+`EBACKPACK_HTTP_MAX_CONNECTIONS` gets 503.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import selectors
 import socket
 import subprocess
@@ -199,6 +202,73 @@ def test_outside_the_embedded_stack_the_webhook_does_not_answer_metrics(settings
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             assert http.get("/healthz").status_code == 200
             assert http.get("/metrics").status_code == 404
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+async def echo_size(scope: Scope, receive: Receive, send: Send) -> None:
+    """Reads the whole body, answers its size."""
+    size, more = 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = str(size).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def closed_after(sock: socket.socket, drip: bytes, every: float) -> float:
+    """Sends `drip` every `every` s (nothing when empty) until the server closes: the seconds it took."""
+    started = time.monotonic()
+    sock.setblocking(False)
+    while time.monotonic() - started < GIVE_UP:
+        ready, _, _ = select.select([sock], [], [], every)
+        if ready:
+            try:
+                if sock.recv(4096) == b"":
+                    return time.monotonic() - started
+            except ConnectionResetError:
+                return time.monotonic() - started
+        if drip:
+            with contextlib.suppress(BlockingIOError, BrokenPipeError, ConnectionResetError):
+                sock.send(drip)
+    return GIVE_UP
+
+
+def test_a_body_that_stalls_or_drips_is_cut_and_a_steady_one_is_not(settings: Settings) -> None:
+    port = free_port()
+    server = web_server(echo_size, settings.model_copy(update={"http_header_timeout": HEADER_TIMEOUT}),
+                        "127.0.0.1", port, log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    head = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n"
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled:
+            stalled.sendall(head + b"x" * 100)
+            stall = closed_after(stalled, b"", 0.1)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as dripping:
+            dripping.sendall(head)
+            drip = closed_after(dripping, b"x", 0.2)  # 5 bytes a second
+        assert HEADER_TIMEOUT - 0.1 <= stall < HEADER_TIMEOUT + 3, stall
+        assert HEADER_TIMEOUT - 0.1 <= drip < HEADER_TIMEOUT + 3, drip
+        print(f"a stalled body cut after {stall:.2f} s, a dripping one after {drip:.2f} s")
+
+        # 100 kB at 20 kB a second, over five times the timeout: answered.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as steady:
+            steady.sendall(head)
+            for _ in range(50):
+                steady.sendall(b"x" * 2000)
+                time.sleep(0.1)  # the client's pace, not an assertion
+            assert read_response(steady).endswith(b"\r\n\r\n100000")
     finally:
         server.should_exit = True
         thread.join(timeout=10)
