@@ -1,6 +1,7 @@
 """Imports per second per format: the importer's pure pipeline, one row per kind of upload.
 
     .venv/bin/python bench/import_benchmark.py [--count N] [--slow-count M] [--formats a,b] [--json]
+                                               [--worst-jsonld]
 
 What is timed: `services.importer.pipeline.import_bytes(data, ctx)`, the whole of what the importer worker
 does with one upload's bytes (sniff -> parse -> verify -> normalize into an `Attestation`), N times in a
@@ -35,6 +36,12 @@ has `own_key` returning the test Ed25519 key's JWK for the credential's verifica
 verifies as one of our own certificates ("verified"), which is what the importer says of ours. That
 lookup costs no more than decoding the did:key, so pdf vs ob3-json is the cost of the PDF around it.
 
+`--worst-jsonld` adds a second table: JSON-LD credentials made to be as costly as we could construct
+within the upload size cap (canonicalization bombs of the shapes in tests/hostile_jsonld.py, and the
+costliest inputs that pass the importer's canonicalization bounds). Each is imported once in a fresh
+process under the importer's sandbox memory limit, as the worker does; the table shows its time to
+verdict, the process's peak resident memory (and its resident memory before the import), and the verdict.
+
 pdf and image are slow (child processes, decoding and scanning pixels): they run `--slow-count` times
 (default 20, at most `--count`). Progress goes to stderr; the table goes to stdout, or to stderr when
 `--json` puts one JSON object on stdout. See bench/README.md.
@@ -53,11 +60,13 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import base58
@@ -89,6 +98,7 @@ SALT = "c0ffee5a1t"
 SLOW = ("pdf", "image")
 FORMATS = ("ob3-json", "ob3-jwt", "ob3-png", "ob3-svg", "ob2-json", "europass-edc", "pdf", "image")
 TITLE = "Pierwsza pomoc przedmedyczna"
+WORST_MEMORY_MIB = 1024  # EBACKPACK_IMPORT_FILE_MEMORY_MB's default
 MOODLE_URL = "https://kursy.example.pl/admin/tool/certificate/index.php?code=4821973650AB"
 P256_MULTICODEC = b"\x80\x24"
 
@@ -394,6 +404,106 @@ def run_format(sample: Sample, count: int) -> Row:
                set(sources) == {sample.expected_source})
 
 
+# --- the worst JSON-LD inputs ----------------------------------------------------------------------------
+
+
+def worst_jsonld_inputs() -> dict[str, bytes]:
+    """Costly JSON-LD credentials within the 10 MiB upload cap: bombs, and inputs just inside the bounds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
+    from tests.hostile_jsonld import KNOWS, NOTE, SHAPES, chain, clique, components, poisoned_credential
+
+    def look_alike(count: int, size: int, predicate: str) -> list[dict[str, Any]]:
+        nodes: list[dict[str, Any]] = []
+        for c in range(count):
+            ids = [f"_:c{c}n{i}" for i in range(size)]
+            nodes += [{"@id": a, predicate: [{"@id": b} for b in ids if b != a]} for a in ids]
+        return nodes
+
+    inside = {
+        # accepted: the most canonicalization work that passes the bounds, with 8 KB predicate IRIs
+        "60 4-cliques, 8 KB IRIs": look_alike(60, 4, "https://example.org/" + "p" * 8000),
+        # the largest document canonicalized: 9.5 MB of text on 8 blank nodes
+        "9.5 MB of text": [{"@id": f"_:s{i}", NOTE: "y" * 1_187_500} for i in range(8)],
+        # converting to RDF is quadratic in one node's values: refused after conversion (degree)
+        "1,200 values x 7 KB, one node": [{"@id": "_:x", NOTE: "v" * 7000 + str(i)} for i in range(1200)],
+        # at the step bound
+        "12 5-cliques (steps)": components(12, 5),
+        "ring of 60 (steps)": chain(60),
+        "clique of 8 (steps)": clique(8),
+        "4,900-term inline context": [{"@context": {f"t{i}": f"https://example.org/t/{i}"
+                                                    for i in range(4900)},
+                                       "@id": "_:ctx", KNOWS: {"@id": "_:ctx"}}],
+    }
+    shapes = {f"bomb {name}": make() for name, make in SHAPES.items()}
+    return {name: poisoned_credential(nodes) for name, nodes in {**inside, **shapes}.items()}
+
+
+@dataclass
+class WorstRow:
+    input: str
+    input_bytes: int
+    seconds: float  # to the verdict, in the import process
+    peak_mib: float  # the import process's peak resident memory
+    before_mib: float  # its resident memory before the import (Python and the importer's libraries)
+    verdict: str
+
+
+def worst_jsonld(memory_mib: int) -> list[WorstRow]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ebackpack-worst-") as scratch:
+        for name, data in worst_jsonld_inputs().items():
+            path = Path(scratch) / "upload.json"
+            path.write_bytes(data)
+            log(f"worst JSON-LD: {name} ({len(data):,} bytes) in a fresh process")
+            done = subprocess.run([sys.executable, "-c", ONE_UPLOAD, str(path), str(memory_mib)],
+                                  capture_output=True, text=True, check=False, timeout=600)
+            if done.returncode != 0:
+                raise BenchError(f"{name}: the import process failed: {done.stderr.strip()[-500:]}")
+            rows.append(WorstRow(name, len(data), **json.loads(done.stdout)))
+    return rows
+
+
+# The child: only what the importer's sandbox process loads, the memory limit, one import; then time,
+# memory and verdict as JSON. argv: the upload's path, the memory limit in MiB.
+ONE_UPLOAD = """
+import json, resource, sys, time
+from datetime import UTC, datetime
+from services.importer.domain import ImportContext, ImportRejected, Learner
+from services.importer.pipeline import import_bytes
+from services.importer.service import ImporterService
+memory = int(sys.argv[2]) * 1024 * 1024
+resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+started = time.perf_counter()
+try:
+    attestation = import_bytes(data, ImportContext(learner=Learner(email="a@example.pl")))
+    verdict = f"{attestation.verification.status}: {attestation.verification.reason}"
+except ImportRejected as exc:
+    verdict = f"rejected: {exc}"
+except MemoryError:
+    verdict = "rejected: over the memory budget"
+seconds = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": round(seconds, 3), "peak_mib": round(peak, 1), "before_mib": round(before, 1),
+                  "verdict": verdict[:160]}))
+"""
+
+
+def worst_table(rows: Sequence[dict[str, Any]], memory_mib: int) -> str:
+    lines = ["", f"worst-case JSON-LD, each once in a fresh process limited to {memory_mib} MiB "
+                 "(the importer's sandbox):",
+             f"{'input':34}{'MB':>6}{'seconds':>9}{'peak MiB':>10}{'before':>8}  verdict"]
+    for row in rows:
+        lines.append(f"{row['input']:34}{row['input_bytes'] / 1e6:>6.2f}{row['seconds']:>9.2f}"
+                     f"{row['peak_mib']:>10.0f}{row['before_mib']:>8.0f}  {row['verdict'][:70]}")
+    slowest = max(rows, key=lambda row: row["seconds"])
+    heaviest = max(rows, key=lambda row: row["peak_mib"])
+    lines.append(f"slowest: {slowest['input']} ({slowest['seconds']:.2f} s); "
+                 f"most memory: {heaviest['input']} ({heaviest['peak_mib']:.0f} MiB)")
+    return "\n".join(lines)
+
+
 # --- report -------------------------------------------------------------------------------------------
 
 
@@ -451,17 +561,22 @@ def table(report: dict[str, Any]) -> str:
 # --- main ---------------------------------------------------------------------------------------------
 
 
-def run(names: Sequence[str], count: int, slow_count: int) -> dict[str, Any]:
+def run(names: Sequence[str], count: int, slow_count: int, worst: bool = False) -> dict[str, Any]:
     started = time.monotonic()
     samples = make_samples(names)
     inputs_seconds = time.monotonic() - started
     rows = [run_format(sample, slow_count if sample.name in SLOW else count) for sample in samples]
-    return {
+    report = {
         "machine": machine(), "count": count, "slow_count": slow_count,
         "rows": [row.as_json() for row in rows], "ratios": ratios(rows),
         "ok": all(row.same_status and row.expected_source for row in rows),
-        "inputs_seconds": round(inputs_seconds, 1), "run_seconds": round(time.monotonic() - started, 1),
+        "inputs_seconds": round(inputs_seconds, 1),
     }
+    if worst:
+        report["worst_memory_mib"] = WORST_MEMORY_MIB
+        report["worst_jsonld"] = [asdict(row) for row in worst_jsonld(WORST_MEMORY_MIB)]
+    report["run_seconds"] = round(time.monotonic() - started, 1)
+    return report
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -472,6 +587,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--formats", default=",".join(FORMATS),
                         help=f"comma-separated subset of {','.join(FORMATS)} (default all)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout, the table on stderr")
+    parser.add_argument("--worst-jsonld", action="store_true",
+                        help="also the worst-case JSON-LD inputs, each in a fresh limited process")
     args = parser.parse_args(argv)
     if args.count < 1 or args.slow_count < 1:
         parser.error("--count and --slow-count must be at least 1")
@@ -486,11 +603,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        report = run([name for name in FORMATS if name in args.formats], args.count, args.slow_count)
+        report = run([name for name in FORMATS if name in args.formats], args.count, args.slow_count,
+                     args.worst_jsonld)
     except BenchError as error:
         log(f"error: {error}")
         return 2
-    print(table(report), file=sys.stderr if args.json else sys.stdout, flush=True)
+    text = table(report)
+    if "worst_jsonld" in report:
+        text += "\n" + worst_table(report["worst_jsonld"], report["worst_memory_mib"])
+    print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     if not report["ok"]:

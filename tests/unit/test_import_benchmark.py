@@ -58,3 +58,16 @@ def test_a_subset_of_formats_and_the_slow_count(
     assert "relative to ob3-json" not in out  # no base row, no ratios
     with pytest.raises(SystemExit):
         bench.parse_args(["--formats", "docx"])
+
+
+def test_the_worst_case_json_ld_section(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--count", "1", "--formats", "ob2-json", "--worst-jsonld", "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    rows = {row["input"]: row for row in report["worst_jsonld"]}
+    assert len(rows) >= 10 and all(row["input_bytes"] <= 10 * 1024 * 1024 for row in rows.values())
+    for name, row in rows.items():
+        assert row["seconds"] > 0 and row["peak_mib"] >= row["before_mib"] > 0, name
+        if name.startswith("bomb "):
+            assert row["verdict"].startswith("rejected: "), row
+    assert "worst-case JSON-LD" in captured.err and "slowest:" in captured.err
