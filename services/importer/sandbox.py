@@ -116,19 +116,30 @@ class Sandbox:
             assert child is not None and child.stdin is not None and child.stdout is not None
             try:
                 _write(child.stdin, attestation_id)
-            except OSError:  # it died while idle: a new one, and the file is tried again later
+            except OSError:  # it died while idle: the file goes to a fresh one
+                log.warning("an import process had ended while idle (exit status %s)", child.poll())
                 self._replace()
-                return Outcome(transient="the import process had ended; a new one was started")
+                child = self._child
+                assert child is not None and child.stdin is not None and child.stdout is not None
+                _write(child.stdin, attestation_id)
+            stdout = child.stdout
+            assert stdout is not None
             if not self._answered(child, START_SECONDS):  # a fresh child imports our libraries first
                 self._replace()
                 return Outcome(transient="the import process did not start in time")
             try:
-                if _read(child.stdout) != "started":
-                    raise EOFError
+                started = _read(stdout)
+            except (EOFError, pickle.UnpicklingError):
+                started = None
+            if started != "started":  # it died while starting (our side): the file is tried again later
+                log.error("an import process ended before it took a file (exit status %s)", child.poll())
+                self._replace()
+                return Outcome(transient="the import process could not start")
+            try:
                 if not self._answered(child, self.budget.seconds):
                     self._replace()
                     return Outcome(reason=self.budget.over_time())
-                kind, value, retire = _read(child.stdout)
+                kind, value, retire = _read(stdout)
             except (EOFError, pickle.UnpicklingError):
                 return self._ended(child)
             if retire:  # it ran out of memory: libraries may be left in a bad state

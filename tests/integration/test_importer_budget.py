@@ -219,3 +219,34 @@ def test_files_queued_when_the_worker_is_killed_are_judged_after_it_restarts(bac
 
     states = [u.verdict["state"] for u in queued if u.verdict]
     assert states == ["rejected", "rejected", "rejected", "imported"]
+
+
+def test_an_import_process_that_dies_while_idle_is_replaced_and_the_file_still_judged(
+    settings: Settings,
+) -> None:
+    from datetime import UTC, datetime
+
+    from ebackpack.persistence.tables import AttestationRow
+    from ebackpack.storage import ObjectStore
+    from services.importer.sandbox import Budget, Sandbox
+
+    sessions = prepare(settings)
+    data = plain_certificate_pdf()
+    ObjectStore(settings).put("attestations/1/a.pdf", data, "application/pdf")
+    with sessions.begin() as session:
+        session.add(AttestationRow(id="a", learner_id=1, object_key="attestations/1/a.pdf", size=len(data),
+                                   received_at=datetime.now(UTC)))
+    sandbox = Sandbox(settings, Budget(seconds=8, memory_bytes=1024 * 1024 * 1024))
+    try:
+        assert sandbox.run("a").result is not None
+        child = sandbox._child
+        assert child is not None
+        child.kill()
+        child.wait()
+
+        outcome = sandbox.run("a")  # written to a dead pipe: a fresh process takes the file
+
+        assert outcome.result is not None and "not verifiable" in outcome.result
+        assert sandbox._child is not child
+    finally:
+        sandbox.close()
