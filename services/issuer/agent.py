@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         if result.parked:
             log.info("%d completion(s) parked until their learner's or course's profile arrives",
                      len(result.parked))
+            await resume()  # those parked only behind a learner's earlier ones may go now
         return BatchOutcome(poison=list(result.invalid))
 
     async def resume(learner_ids: set[int] | None = None, course_id: int | None = None) -> None:

@@ -13,6 +13,7 @@ every later completion parked behind them, so one learner's order is kept.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from ebackpack.persistence.tables import (
     SignedCredentialRow,
 )
 from ebackpack.storage import ObjectStore
-from ebackpack.streaming.errors import InvalidMessage, TransientError, parse_message
+from ebackpack.streaming.errors import InvalidMessage, TransientError, is_transient, parse_message
 from ebackpack.streaming.topics import CREDENTIALS, RENDER_REQUESTS
 from schemas import (
     Achievement,
@@ -64,6 +65,7 @@ from .repository import AwardRepository
 from .rules import RuleBook
 
 SOURCE = "ebackpack/issuer"
+log = logging.getLogger(__name__)
 Announcement = (CredentialIssuedMessage | CertificateRenderRequestMessage | CredentialRevokedMessage
                 | CredentialExpiredMessage)
 
@@ -195,10 +197,20 @@ class IssuerService:
                       course_id: int | None = None) -> list[OutboxRow]:
         """Issues what the learners' parked messages earn, in order, as far as their profiles allow (all
         waiting learners, these learners, or those waiting on this course). One transaction per learner, so
-        one learner's trouble holds no one else up. Returns the events to announce."""
+        one learner's trouble holds no one else up: an outage is raised (the caller pauses), anything else
+        is logged and the learner's messages stay parked, counted and visible. Returns the events to
+        announce."""
         with self.sessions() as session:
             learners = AwardRepository(session).parked_learners(learner_ids, course_id)
-        return [event for learner_id in learners for event in self._resume_learner(learner_id)]
+        events: list[OutboxRow] = []
+        for learner_id in learners:
+            try:
+                events += self._resume_learner(learner_id)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.exception("parked messages of learner %d cannot be issued; they stay parked", learner_id)
+        return events
 
     def _resume_learner(self, learner_id: int) -> list[OutboxRow]:
         try:
