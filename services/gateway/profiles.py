@@ -262,6 +262,9 @@ class ProfileSync:
             return None
         return cls(source, ProfilePublisher(settings))
 
+    def close(self) -> None:
+        self.publisher.close()
+
     def prepare(self, events: Sequence[MoodleEvent], deadline: float | None = None,
                 doing: Callable[[str], None] = lambda _step: None) -> list[MoodleEvent]:
         """The events with completion dates, after their profiles were acknowledged by the broker; by

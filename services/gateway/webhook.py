@@ -394,6 +394,8 @@ def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT, deadline
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await asyncio.to_thread(publisher.close)
+        if profiles is not None:
+            await asyncio.to_thread(profiles.close)
 
     app = FastAPI(title="e-Backpack gateway webhook", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)

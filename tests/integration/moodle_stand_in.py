@@ -153,7 +153,11 @@ class Broker:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGSTOP)
 
+    def thaw(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
+            self.thaw()
         self.kill()

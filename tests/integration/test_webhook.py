@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -29,7 +30,7 @@ from schemas.moodle import MoodleCourseMessage, MoodleEvent, MoodleUserMessage
 from services.gateway.events import USED, PublishedEvents, moodle_message
 from services.gateway.webhook import MAX_BODY, MAX_DEPTH, MAX_EVENTS, create_app, sign
 from tests.conftest import MOODLE_FIXTURES, reserve_port
-from tests.integration.moodle_stand_in import Site, moodle_database
+from tests.integration.moodle_stand_in import Site, WebServices, moodle_database, serving
 from tests.unit.test_webhook_bounds import bodies
 
 pytestmark = pytest.mark.integration
@@ -377,21 +378,34 @@ def real_events() -> list[dict[str, Any]]:
     return sorted(events, key=lambda event: event["timecreated"])
 
 
-def test_the_real_moodle_44_payloads_give_awards_profiles_and_the_erasure(gateway: Settings,
-                                                                         postgres_url: str) -> None:
-    moodle = moodle_database(postgres_url, REAL_SITE)
-    with_moodle = gateway.model_copy(update={"moodle_db_url": postgres_url})
+@contextmanager
+def reading_profiles(source: str, settings: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """`settings` reading the real site's profiles from Moodle's database or its web services."""
+    if source == "database":
+        url = str(request.getfixturevalue("postgres_url"))
+        moodle = moodle_database(url, REAL_SITE)
+        try:
+            yield settings.model_copy(update={"moodle_db_url": url})
+        finally:
+            moodle.dispose()
+    else:
+        services = WebServices(REAL_SITE)
+        with serving(services) as moodle_url:
+            yield settings.model_copy(update={"moodle_url": moodle_url,
+                                              "moodle_ws_token": SecretStr(services.token)})
+
+
+@pytest.mark.parametrize("source", ["database", "webservices"])
+def test_the_real_moodle_44_payloads_give_awards_profiles_and_the_erasure(
+        source: str, gateway: Settings, request: pytest.FixtureRequest) -> None:
     events = real_events()
     assert len(events) == 5
-    try:
-        with Webhook(with_moodle) as server:
-            answers = [server.post({"site": gateway.site_id, "events": [event]}) for event in events]
-            assert [(a.status_code, a.json()) for a in answers] == \
-                [(202, {"accepted": 1, "duplicates": 0, "ignored": 0})] * 5, [a.text for a in answers]
-            again = [server.post({"site": gateway.site_id, "events": [event]}).json() for event in events]
-            assert again == [{"accepted": 0, "duplicates": 1, "ignored": 0}] * 5  # the plugin's retries
-    finally:
-        moodle.dispose()
+    with reading_profiles(source, gateway, request) as with_moodle, Webhook(with_moodle) as server:
+        answers = [server.post({"site": gateway.site_id, "events": [event]}) for event in events]
+        assert [(a.status_code, a.json()) for a in answers] == \
+            [(202, {"accepted": 1, "duplicates": 0, "ignored": 0})] * 5, [a.text for a in answers]
+        again = [server.post({"site": gateway.site_id, "events": [event]}).json() for event in events]
+        assert again == [{"accepted": 0, "duplicates": 1, "ignored": 0}] * 5  # the plugin's retries
 
     messages = [(r.key, MoodleEventMessage.model_validate_json(r.value)) for r in published(gateway)]
     assert len(messages) == 5

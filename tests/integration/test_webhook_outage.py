@@ -98,6 +98,12 @@ def test_a_broker_that_goes_away_gets_503_within_seconds(variant: str, outage: s
         assert "read from Moodle" not in answer.json()["detail"]
         again, took_again = timed_post(server, real("course_completed-2"))  # the plugin's retry
         assert_prompt_503(again, took_again, "broker")
+        if outage == "frozen":  # the broker comes back: the next retry is accepted
+            broker.thaw()
+            deadline = time.monotonic() + 60
+            while (retry := server.post(real("course_completed-2"))).status_code == 503:
+                assert time.monotonic() < deadline, f"still refused after the broker came back: {retry.text}"
+            assert (retry.status_code, retry.json()["accepted"]) == (202, 1), retry.text
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
