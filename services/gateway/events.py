@@ -56,6 +56,14 @@ def unpublishable(site: str, event: MoodleEvent) -> str | None:
     return None
 
 
+def problems(site: str, event: MoodleEvent) -> list[dict[str, Any]]:
+    """Why a validated event still cannot be published (field and message each), or [] when it can."""
+    wrong = out_of_range(event)
+    if not wrong and (why := unpublishable(site, event)) is not None:
+        wrong = [{"field": "(the event itself)", "message": why}]
+    return wrong
+
+
 def moodle_event_id(site: str, event: MoodleEvent) -> str:
     """The same Moodle event always gets the same id (the id scheme of the sample data sets)."""
     return deterministic_id(site, event.eventname, event.objectid, event.relateduserid, event.timecreated)

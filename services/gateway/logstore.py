@@ -63,7 +63,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ebackpack.config import Settings
 from ebackpack.persistence.tables import GatewayCheckpointRow
 from schemas.moodle import MoodleEvent, MoodleLogRow
-from services.gateway.events import USED, Message, PublishedEvents, moodle_message, plan
+from services.gateway.events import USED, Message, PublishedEvents, moodle_message, plan, problems
 
 log = logging.getLogger(__name__)
 
@@ -363,12 +363,15 @@ class LogStorePoller:
                 result.ignored += 1
                 continue
             try:
-                events.append(MoodleLogRow.model_validate(row))
+                event = MoodleLogRow.model_validate(row)
             except (ValidationError, ValueError, TypeError) as exc:
-                letter = DeadLetter(_reason(exc), row.get("id"), line)
-                where = f"line {line}" if line is not None else f"id {row.get('id')}"
-                log.warning("log-store row %s is malformed, not published: %s", where, letter.reason)
-                result.dead_letters.append(letter)
+                self._dead_letter(result, _reason(exc), row, line)
+                continue
+            wrong = problems(self.site, event)  # numbers no Moodle holds, text no message can carry
+            if wrong:
+                self._dead_letter(result, f"{wrong[0]['field']}: {wrong[0]['message']}", row, line)
+                continue
+            events.append(event)
         if not events:
             return
         if self.preparer is not None:
@@ -380,6 +383,13 @@ class LogStorePoller:
             self.publisher.publish(todo.messages)  # waits for the acks; raises if the broker did not ack
             self.ledger.record(self.site, source, todo.ids)
             result.published += len(todo.messages)
+
+    @staticmethod
+    def _dead_letter(result: PollResult, reason: str, row: Row, line: int | None) -> None:
+        letter = DeadLetter(reason, row.get("id"), line)
+        where = f"line {line}" if line is not None else f"id {row.get('id')}"
+        log.warning("log-store row %s is malformed, not published: %s", where, letter.reason)
+        result.dead_letters.append(letter)
 
     # -- the poll --
 
