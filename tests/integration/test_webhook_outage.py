@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,25 @@ def test_moodle_web_services_that_hang_get_503_naming_moodle(settings: Settings,
     print(f"web services hanging: {answer.status_code} after {took:.2f} s")
     assert_prompt_503(answer, took, "Moodle")
     assert "broker" not in answer.json()["detail"]
+
+
+def test_many_requests_at_once_while_the_broker_is_frozen_all_get_503_within_seconds(
+        settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Several cron runners posting at once: threads blocked on the broker must not hold the others up."""
+    with ExitStack() as stack:
+        broker = stack.enter_context(Broker(tmp_path / "broker"))
+        configured = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap,
+                                                 "gateway_secret": SecretStr(SECRET)})
+        configured = stack.enter_context(profile_source("database", configured, request))
+        prepare(configured)
+        server = stack.enter_context(Webhook(configured))
+        assert server.post(real("course_completed-1")).status_code == 202
+        broker.freeze()
+        events = [{**real("course_completed-2"), "objectid": str(100 + n)} for n in range(16)]
+        with ThreadPoolExecutor(max_workers=len(events)) as senders:
+            answers = list(senders.map(lambda event: timed_post(server, event), events))
+    slowest = max(took for _answer, took in answers)
+    print(f"16 requests at once, broker frozen: {sorted({a.status_code for a, _t in answers})}, "
+          f"slowest after {slowest:.2f} s")
+    for answer, took in answers:
+        assert_prompt_503(answer, took, "")
