@@ -371,6 +371,16 @@ def test_php_posts_a_completion_that_arrives_on_moodle_events(php: str, gateway:
     assert again["status"] == 202 and json.loads(again["body"])["duplicates"] == 1
 
 
+def test_the_real_moodle_44_payloads_sent_by_the_plugins_code_are_accepted(
+        php: str, gateway: tuple[Settings, str]) -> None:
+    settings, origin = gateway
+    fixtures = sorted(REAL_44.glob("observer-*.json"))
+    answers = [post_fixture(php, origin, path) for path in fixtures]
+    assert [(a["status"], json.loads(a["body"])["accepted"]) for a in answers] == [(202, 1)] * len(fixtures)
+    keys = sorted(key for key, _message in moodle_records(settings))
+    assert keys == [b"5", b"5", b"6", b"6", b"6"]  # relateduserid, never the acting admin (userid 2)
+
+
 def test_a_wrong_secret_or_a_malformed_event_is_refused(php: str, gateway: tuple[Settings, str],
                                                         tmp_path: Path) -> None:
     settings, origin = gateway
