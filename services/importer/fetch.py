@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
@@ -120,12 +121,14 @@ class PolicyFetcher:
     """
 
     def __init__(self, *, timeout: float, max_bytes: int, allow_private: bool,
-                 file_seconds: float | None = None, resolve: Resolver = system_resolver) -> None:
+                 file_seconds: float | None = None, resolve: Resolver = system_resolver,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.allow_private = allow_private
         self.file_seconds = file_seconds
         self.resolve = resolve
+        self.tls = tls  # None: the system's trusted certificates (tests pass their own authority)
         self._deadline: float | None = None
 
     @classmethod
@@ -139,7 +142,7 @@ class PolicyFetcher:
     def for_one_file(self) -> PolicyFetcher:
         fetcher = PolicyFetcher(timeout=self.timeout, max_bytes=self.max_bytes,
                                 allow_private=self.allow_private, file_seconds=self.file_seconds,
-                                resolve=self.resolve)
+                                resolve=self.resolve, tls=self.tls)
         if self.file_seconds is not None:
             fetcher._deadline = time.monotonic() + self.file_seconds
         return fetcher
@@ -151,8 +154,11 @@ class PolicyFetcher:
             raise FetchError(f"{url}: {type(exc).__name__} {exc}".strip()) from None
 
     def _get(self, url: str, accept: str) -> bytes:
-        with httpx.Client(follow_redirects=False, trust_env=False) as client:
-            for _ in range(MAX_REDIRECTS + 1):
+        for _ in range(MAX_REDIRECTS + 1):
+            # A client per hop: a connection (and the name its TLS was checked for) is never reused
+            # for another host that resolves to the same address.
+            with httpx.Client(follow_redirects=False, trust_env=False,
+                              verify=self.tls if self.tls is not None else True) as client:
                 response = self._send_pinned(client, url, accept)
                 try:
                     if response.is_redirect and "location" in response.headers:

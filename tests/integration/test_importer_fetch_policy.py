@@ -4,12 +4,19 @@ cannot switch it), and each redirect hop is checked again."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from services.importer.domain import FetchError, ImportContext, ImportRejected, Learner
 from services.importer.fetch import PolicyFetcher
@@ -125,3 +132,50 @@ def test_the_next_checked_address_is_tried_when_one_refuses_the_connection(site:
 
     assert b"issuer.test" in fetcher.get(f"http://dual.test:{site.port}/badge")
     assert site.requests == [("/badge", f"dual.test:{site.port}")]
+
+
+def certificate_authority(tmp: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(a client context trusting a fresh CA, a server context with that CA's certificate for `name`)."""
+    now = datetime.now(UTC)
+
+    def cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: Any, ca: bool) -> Any:
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                                                         subject)]))
+                   .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            names = x509.SubjectAlternativeName([x509.DNSName(subject)])
+            builder = builder.add_extension(names, critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
+    ca_cert = cert("Test CA", ca_key, ca_name, ca_key, ca=True)
+    leaf = cert(name, leaf_key, ca_name, ca_key, ca=False)
+    (tmp / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (tmp / "leaf.key").write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    client = ssl.create_default_context(cafile=str(tmp / "ca.pem"))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp / "leaf.pem", tmp / "leaf.key")
+    return client, server
+
+
+def test_https_to_the_checked_address_still_checks_the_certificate_for_the_name(
+    site: Site, tmp_path: Path
+) -> None:
+    client_tls, server_tls = certificate_authority(tmp_path, "issuer.test")
+    site.server.socket = server_tls.wrap_socket(site.server.socket, server_side=True)
+    resolve, _ = answers(["127.0.0.1"])
+
+    def fetcher() -> PolicyFetcher:
+        return PolicyFetcher(timeout=2.0, max_bytes=1024, allow_private=True, resolve=resolve, tls=client_tls)
+
+    # SNI and the certificate check use the name, while the connection goes to the checked address
+    assert b"issuer.test" in fetcher().get(f"https://issuer.test:{site.port}/badge")
+    with pytest.raises(FetchError, match="certificate|hostname"):
+        fetcher().get(f"https://other.test:{site.port}/badge")  # same address, a name the certificate lacks
+    assert site.requests == [("/badge", f"issuer.test:{site.port}")]
