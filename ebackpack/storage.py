@@ -10,6 +10,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ebackpack.config import Settings
+from ebackpack.files import private_dir, write_private
 
 
 class ObjectStore:
@@ -65,6 +66,6 @@ class ObjectStore:
                 yield item["Key"]
 
     def download(self, key: str, target: Path) -> Path:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(self.get(key))
-        return target
+        """The object as a private file (a certificate names its learner): 0600 in a 0700 folder."""
+        private_dir(target.parent)
+        return write_private(target, self.get(key))

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from ebackpack.config import Settings
+from ebackpack.files import private_dir, private_file
 from ebackpack.stack import signal_group
 
 SERVICES = {"issuer": "services.issuer", "renderer": "services.renderer", "importer": "services.importer",
@@ -43,8 +44,8 @@ class Worker:
         return self.settings.data_dir / "logs" / f"{self.name}.log"
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        private_dir(self.log_path.parent)  # logs may name learners: 0700 / 0600
+        with private_file(self.log_path).open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", SERVICES[self.name.split("-")[0]]],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -19,6 +19,7 @@ from faust.types.tuples import RecordMetadata
 
 from ebackpack import metrics
 from ebackpack.config import Settings
+from ebackpack.files import private_dir
 
 from . import health
 from .policy import PauseReport, RetryPolicy, SourceMessage, dead_letter, with_retries
@@ -32,7 +33,7 @@ PAUSE_TOLERATED = 7 * 24 * 3600.0
 
 def make_app(name: str, settings: Settings) -> faust.App:
     datadir = (settings.data_dir / "faust" / name).resolve()
-    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+    private_dir(datadir.parent)  # faust creates only the last level; the data dir is private (0700)
     app = faust.App(
         settings.topic(name),
         broker=settings.kafka_url,

@@ -17,8 +17,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from ebackpack.config import Settings
 from ebackpack.persistence.engine import make_engine, migrate
 from ebackpack.stack import free_port
+from ebackpack.storage import ObjectStore
+from ebackpack.streaming.app import make_app
+from ebackpack.workers import Worker
 
 pytestmark = pytest.mark.integration
 
@@ -142,3 +146,25 @@ def test_the_data_directory_is_private(stack_env: tuple[dict[str, str], Path, in
     assert {str(f): oct(mode(f)) for f in folders} == {str(f): "0o700" for f in folders}
     shared = [str(p) for p in (data / "s3").rglob("*") if p.is_dir() and mode(p) & 0o077]
     assert shared == [], "S3 data folders readable by others"
+
+
+def test_worker_logs_faust_state_and_downloaded_certificates_are_private(settings: Settings,
+                                                                        tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        local = settings.model_copy(update={"data_dir": tmp_path / "fresh" / "data"})
+        worker = Worker("issuer", local)  # its log is written from the first line on
+        worker.start()
+        worker.stop()
+        make_app("probe", local)  # faust's state folder
+        store = ObjectStore(settings)
+        store.ensure_bucket()
+        store.put("certificates/x/y.pdf", b"%PDF-1.7 Anna Nowak", "application/pdf")
+        target = store.download("certificates/x/y.pdf", tmp_path / "out" / "certificate-X.pdf")
+    finally:
+        os.umask(previous)
+    data = local.data_dir
+    folders = [data, data / "logs", data / "faust", tmp_path / "out"]
+    assert {str(f): oct(mode(f)) for f in folders} == {str(f): "0o700" for f in folders}
+    files = [data / "logs" / "issuer.log", target]
+    assert {str(f): oct(mode(f)) for f in files} == {str(f): "0o600" for f in files}
