@@ -109,8 +109,10 @@ def _refusal(request: Request, kind: str) -> Response | None:
             return JSONResponse({"detail": exc.detail}, exc.status_code, headers=headers)
         return None
     user = signed_in(request)
-    if user is None or user.learner_id is None:
+    if user is None:
         return RedirectResponse(login_url("/attestations"), status_code=303, headers=CLOSE)
+    if user.learner_id is None:  # an administrator: no backpack of their own
+        return PlainTextResponse("this account has no backpack of its own", 403, headers=CLOSE)
     try:
         check_csrf(request, request.headers.get(CSRF_HEADER) or request.query_params.get(CSRF_FIELD))
     except HTTPException as exc:

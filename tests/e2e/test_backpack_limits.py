@@ -112,14 +112,14 @@ def site(tmp_path_factory: pytest.TempPathFactory, stack_settings: Settings) -> 
         web.close()
 
 
-def logged_in(site: Site) -> tuple[str, str]:
-    """A learner's session cookie and its CSRF token, through the development login form."""
+def logged_in(site: Site, account: int | str = ALICE) -> tuple[str, str]:
+    """A session cookie and its CSRF token, through the development login form."""
     with httpx.Client(base_url=site.url, follow_redirects=False, timeout=30) as http:
         token = CSRF_FIELD.search(http.get("/login").text)
         assert token
-        answer = http.post("/login/dev", data={"csrf_token": token.group(1), "account": str(ALICE)})
+        answer = http.post("/login/dev", data={"csrf_token": token.group(1), "account": str(account)})
         assert answer.status_code == 303, answer.text
-        page = http.get("/attestations")
+        page = http.get("/login")
         assert page.status_code == 200
         csrf = CSRF_FIELD.search(page.text)
         assert csrf
@@ -178,6 +178,8 @@ def chunked_upload(site: Site, target: str, headers: dict[str, str], offered: in
 def test_uploads_are_refused_before_the_body_is_read_when_the_sender_may_not_upload(site: Site) -> None:
     cookie, csrf = logged_in(site)
     session = {"Cookie": f"{SESSION_COOKIE}={cookie}"}
+    admin_cookie, admin_csrf = logged_in(site, "admin")
+    admin = {"Cookie": f"{SESSION_COOKIE}={admin_cookie}"}
     probes = {
         "api, no login": chunked_upload(site, "/api/attestations", {}),
         "api, a bad token": chunked_upload(site, "/api/attestations", {"Authorization": "Bearer nonsense"}),
@@ -185,11 +187,12 @@ def test_uploads_are_refused_before_the_body_is_read_when_the_sender_may_not_upl
         "page, no login": chunked_upload(site, "/attestations", {}),
         "page, session without CSRF": chunked_upload(site, "/attestations", session),
         "page, session, a wrong CSRF": chunked_upload(site, "/attestations?csrf_token=wrong-token", session),
+        "page, an administrator": chunked_upload(site, f"/attestations?csrf_token={admin_csrf}", admin),
     }
     statuses = {what: probe.status for what, probe in probes.items()}
     assert statuses == {"api, no login": 401, "api, a bad token": 401, "api, session without CSRF": 403,
                         "page, no login": 303, "page, session without CSRF": 403,
-                        "page, session, a wrong CSRF": 403}
+                        "page, session, a wrong CSRF": 403, "page, an administrator": 403}
     for what, probe in probes.items():
         assert probe.read_by_app == 0, (what, probe)  # not one byte of the body was read, none spooled
         assert "connection: close" in probe.headers, what
