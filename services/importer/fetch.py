@@ -20,7 +20,6 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -174,21 +173,23 @@ class PolicyFetcher:
     def _send_pinned(self, client: httpx.Client, url: str, accept: str) -> httpx.Response:
         """GET to a checked address of `url`'s host (the next one when one refuses the connection),
         with the name in `Host` and in TLS (SNI and the certificate check)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise FetchError(f"{url[:100]}: only http(s) URLs are fetched")
-        host = parts.hostname
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise FetchError(f"{url[:100]}: the port is not a number from 0 to 65535") from None
+            parts = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            raise FetchError(f"{url[:100]}: not a valid URL (its host or port)") from None
+        if parts.scheme not in ("https", "http") or not parts.raw_host:
+            raise FetchError(f"{url[:100]}: only http(s) URLs are fetched")
+        host = parts.raw_host.decode("ascii")  # an international name in its IDNA (punycode) form
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if not 0 < port < 65536:
+            raise FetchError(f"{url[:100]}: the port is not a number from 1 to 65535")
         addresses = checked_addresses(host, port, self.allow_private, self.resolve)
         for address in addresses:
             literal = f"[{address}]" if address.version == 6 else str(address)
-            pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
+            pinned = f"{parts.scheme}://{literal}:{port}{parts.raw_path.decode('ascii')}"
             request = client.build_request(
                 "GET", pinned, timeout=self._timeout(),
-                headers={"Accept": accept, "Host": parts.netloc.rsplit("@", 1)[-1]},
+                headers={"Accept": accept, "Host": parts.netloc.decode("ascii")},  # no user:password
                 extensions={"sni_hostname": host} if parts.scheme == "https" else {})
             try:
                 return client.send(request, stream=True)

@@ -88,3 +88,16 @@ def test_one_files_fetches_share_a_time_allowance() -> None:
     fetcher = PolicyFetcher(timeout=5.0, max_bytes=1024, allow_private=True, file_seconds=0.0).for_one_file()
     with pytest.raises(FetchError, match="one file's network fetches may take together ran out"):
         fetcher.get("http://127.0.0.1:9/")
+
+
+def test_an_international_name_is_resolved_in_its_idna_form() -> None:
+    asked: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["10.0.0.1"]
+
+    fetcher = PolicyFetcher(timeout=1.0, max_bytes=1024, allow_private=False, resolve=resolve)
+    with pytest.raises(FetchError, match="non-public address 10.0.0.1"):
+        fetcher.get("https://user:secret@Bücher.Example/badge")
+    assert asked == ["xn--bcher-kva.example"]
