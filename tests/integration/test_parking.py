@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 from kafka.admin import KafkaAdminClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import SAMPLE_DIR, Settings
 from ebackpack.demo import prepare
 from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AwardRow, Learner
+from ebackpack.persistence.tables import AwardRow, Learner, ParkedMessageRow
 from ebackpack.sample_data import load_profiles, synthetic_learner
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, MOODLE_USERS, dlq
@@ -215,7 +215,20 @@ def test_parked_learners_do_not_delay_an_unrelated_learner_on_the_same_partition
              "the early learner's two credentials announced in order", [worker])
     assert issued_courses(settings, late.id) == [first]
     assert [c for c, _ in awards_of(sessions, early.id)] == [first, second]
-    assert dead_letters(settings) == []
+
+    # A profile that comes by another route (written to the database, no profile message): the timer.
+    other_route = synthetic_learner(9104)
+    produce(settings, [(MOODLE_EVENTS, PARTITION, str(other_route.id).encode(),
+                        completion(other_route.id, first, WHEN))])
+    wait_for(lambda: service_parked(sessions) == 1, 30, "the completion parked", [worker])
+    store_profiles(sessions, Profiles(users=[other_route], courses=[]))
+    wait_for(lambda: awards_of(sessions, other_route.id), 60, "the timer to resume it", [worker])
+    assert service_parked(sessions) == 0 and dead_letters(settings) == []
+
+
+def service_parked(sessions: sessionmaker[Session]) -> int:
+    with sessions() as s:
+        return s.scalar(select(func.count()).select_from(ParkedMessageRow)) or 0
 
 
 def test_a_deleted_moodle_user_is_erased_without_a_dead_letter(
