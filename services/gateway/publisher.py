@@ -32,14 +32,16 @@ class BrokerUnavailable(RuntimeError):  # noqa: N818 - names the condition, as t
 
 
 def bounded_producer(settings: Settings, *, client_id: str, timeout: float,
-                     linger_ms: int = LINGER_MS) -> KafkaProducer:
-    """A producer (acks=all, one request in flight per connection: the order per learner) whose first
-    connection, metadata and buffer waits, requests and deliveries each give up after `timeout` seconds."""
+                     connect_timeout: float | None = None, linger_ms: int = LINGER_MS) -> KafkaProducer:
+    """A producer (acks=all, one request in flight per connection: the order per learner) whose metadata
+    and buffer waits, requests and deliveries each give up after `timeout` seconds, and its first
+    connection (made here) after `connect_timeout` (default: `timeout`)."""
     ms = max(int(timeout * 1000), 200)
+    connect_ms = ms if connect_timeout is None else max(int(connect_timeout * 1000), 100)
     return KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap.split(","), client_id=client_id, acks="all",
         linger_ms=linger_ms, max_in_flight_requests_per_connection=1,
-        bootstrap_timeout_ms=ms, max_block_ms=ms, request_timeout_ms=max(ms - linger_ms, 100),
+        bootstrap_timeout_ms=connect_ms, max_block_ms=ms, request_timeout_ms=max(ms - linger_ms, 100),
         delivery_timeout_ms=ms)
 
 
@@ -65,8 +67,10 @@ class ProducerSlot:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise KafkaTimeoutError("no time left to connect to the broker")
+                # Only the first connection is cut to the caller's deadline: the producer outlives it.
                 self._producer = bounded_producer(self.settings, client_id=self.client_id,
-                                                  timeout=min(self.timeout, left))
+                                                  timeout=self.timeout,
+                                                  connect_timeout=min(self.timeout, left))
             return self._producer
         finally:
             self._lock.release()

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from ebackpack.config import Settings
 from ebackpack.demo import prepare
 from ebackpack.stack import free_port
+from services.gateway.publisher import ProducerSlot
 from tests.conftest import MOODLE_FIXTURES
 from tests.integration.moodle_stand_in import Broker, Site, WebServices, moodle_database, serving
 from tests.integration.test_webhook import SECRET, Webhook
@@ -157,3 +158,15 @@ def test_many_requests_at_once_while_the_broker_is_frozen_all_get_503_within_sec
           f"slowest after {slowest:.2f} s")
     for answer, took in answers:
         assert_prompt_503(answer, took, "")
+
+
+def test_a_producer_first_built_late_in_a_request_keeps_its_full_timeouts(settings: Settings) -> None:
+    """Only its first connection is cut to the request's remaining time; later requests get the full bound."""
+    slot = ProducerSlot(settings, "ebackpack-test", timeout=4.0)
+    try:
+        producer = slot.get(time.monotonic() + 0.8)
+        assert (producer.config["delivery_timeout_ms"], producer.config["max_block_ms"]) == (4000, 4000)
+        assert producer.config["request_timeout_ms"] >= 3900
+        assert producer.config["bootstrap_timeout_ms"] <= 800
+    finally:
+        slot.close()
