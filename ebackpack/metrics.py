@@ -8,6 +8,8 @@ What is counted where (labels in braces):
 - `ebackpack_batch_seconds{consumer}` (histogram): streaming/app.py `consume_batches`, per batch
 - `ebackpack_dead_letters_total{consumer,reason}` (reason = error type): streaming/app.py `_dead_letter`
 - `ebackpack_consumer_paused{consumer}`: streaming/health.py, streams paused on a dependency that is down
+- `ebackpack_offset_resets_total{group,topic}`: ebackpack/offset_guard.py, partitions read again because
+  the group had committed beyond the log end (the broker lost data)
 - `ebackpack_parked_messages{consumer}`: services/issuer/agent.py, messages waiting for a profile
 - `ebackpack_consumer_lag{group,topic,partition}`: each worker, every `LAG_INTERVAL` s, for its group
 - `ebackpack_renders_total{outcome}`: services/renderer/service.py
