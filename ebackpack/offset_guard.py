@@ -74,19 +74,26 @@ def guard_offsets(app: faust.App, settings: Settings) -> None:
             return
         for lost in found:
             tp = TP(lost.topic, lost.partition)
-            if tp in app.consumer.assignment():  # another worker of the group repairs its own
-                await reset_to_start(app.consumer, tp, lost)
+            if tp not in app.consumer.assignment():  # another worker of the group repairs its own
+                continue
+            try:
+                committed = await reset_to_start(app.consumer, tp, lost)
+            except Exception as exc:  # a rebalance under way: the next tick finds it again
+                log.warning("offset of %s/%d not reset yet: %s", lost.topic, lost.partition, exc)
+                continue
+            if committed:
                 report(settings.data_dir, lost)
 
 
-async def reset_to_start(consumer: Any, tp: TP, lost: BeyondEnd) -> None:
+async def reset_to_start(consumer: Any, tp: TP, lost: BeyondEnd) -> bool:
     """Seeks `tp` to the log's start, forgets the committed offset faust keeps (it would skip every
-    offset below it), and commits the start so that the broker and `ebackpack status` agree."""
+    offset below it), and commits the start so that the broker and `ebackpack status` agree. False when
+    the commit was refused (a rebalance): the next check finds the partition again."""
     await consumer.seek(tp, lost.start)
     # faust has no public call for this: its consumer skips and never commits offsets below the
     # committed offset it remembers.
     consumer._committed_offset[tp] = lost.start or None
-    await consumer._commit({tp: lost.start})
+    return bool(await consumer._commit({tp: lost.start}))  # False: rebalanced meanwhile, found again
 
 
 def report(data_dir: Path, lost: BeyondEnd) -> None:
