@@ -43,7 +43,7 @@ def test_every_canonicalization_bomb_is_rejected_with_the_reason(shape: str) -> 
     reason = str(refused.value)
     assert reason.endswith("rejected")
     assert any(word in reason for word in ("canonicalization bomb", "blank nodes", "statements",
-                                           "JSON objects")), reason
+                                           "JSON values")), reason
 
 
 @pytest.mark.timeout(60)
@@ -52,7 +52,9 @@ def test_every_canonicalization_bomb_is_rejected_with_the_reason(shape: str) -> 
     (chain(400), "steps|recursion"),
     (components(30, 5), "steps"),
     ([{"@id": "_:long", NOTE: [f"item {i}" for i in range(600)]}], "array of 600 items"),
-    (wide(1200), "more than 2,000 JSON objects"),
+    (wide(1300), "more than 5,000 JSON values"),
+    ([{"@context": {f"t{i}": f"https://example.org/t{i}" for i in range(6000)}, "@id": "_:c"}],
+     "more than 5,000 JSON values"),
     ([{RELATED: {"@list": [f"item {i}" for i in range(400)]}} for _ in range(3)], "1,2.. blank nodes"),
 ])
 def test_shapes_under_the_size_bounds_are_stopped_by_the_work_bound(nodes: list[Any], bound: str) -> None:
@@ -61,7 +63,7 @@ def test_shapes_under_the_size_bounds_are_stopped_by_the_work_bound(nodes: list[
 
 
 def test_a_deep_chain_is_refused_before_python_runs_out_of_recursion() -> None:
-    bounds = CanonBounds(max_work=10**12, max_degree=10**6, max_blank_nodes=10**6, max_objects=10**6)
+    bounds = CanonBounds(max_work=10**12, max_degree=10**6, max_blank_nodes=10**6, max_values=10**6)
     with pytest.raises(CanonicalizationRefused, match="recursion deeper than"):
         canonize_untrusted(without_proof(poisoned_credential(chain(300))), bounds)
 
