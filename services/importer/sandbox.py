@@ -137,12 +137,16 @@ class Sandbox:
                 return Outcome(transient="the import process could not start")
             try:
                 if not self._answered(child, self.budget.seconds):
+                    log.warning("upload %s ran over its %g s budget: its import process was killed",
+                                attestation_id, self.budget.seconds)
                     self._replace()
                     return Outcome(reason=self.budget.over_time())
                 kind, value, retire = _read(stdout)
             except (EOFError, pickle.UnpicklingError):
                 return self._ended(child)
             if retire:  # it ran out of memory: libraries may be left in a bad state
+                log.warning("upload %s ran over its memory budget: a fresh import process replaces the old",
+                            attestation_id)
                 self._replace()
             return Outcome(**{kind: value})
 
