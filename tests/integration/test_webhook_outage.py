@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import create_engine, text
 
 from ebackpack.config import Settings
 from ebackpack.demo import prepare
@@ -170,3 +171,26 @@ def test_a_producer_first_built_late_in_a_request_keeps_its_full_timeouts(settin
         assert producer.config["bootstrap_timeout_ms"] <= 800
     finally:
         slot.close()
+
+
+def test_a_moodle_database_that_hangs_gets_503_naming_moodle_and_recovers(
+        settings: Settings, request: pytest.FixtureRequest) -> None:
+    configured = settings.model_copy(update={"gateway_secret": SecretStr(SECRET)})
+    prepare(configured)
+    with profile_source("database", configured, request) as with_moodle, Webhook(with_moodle) as server:
+        assert with_moodle.moodle_db_url is not None
+        locker = create_engine(with_moodle.moodle_db_url)
+        try:
+            with locker.connect() as connection:  # a long transaction holds the user table
+                connection.execute(text("LOCK TABLE mdl_user IN ACCESS EXCLUSIVE MODE"))
+                answer, took = timed_post(server, real("course_completed-1"))
+                connection.rollback()
+        finally:
+            locker.dispose()
+        print(f"Moodle database hanging: {answer.status_code} after {took:.2f} s: {answer.json()['detail']}")
+        assert_prompt_503(answer, took, "Moodle")
+        assert "broker" not in answer.json()["detail"]
+        deadline = time.monotonic() + 60
+        while (retry := server.post(real("course_completed-1"))).status_code == 503:
+            assert time.monotonic() < deadline, retry.text
+        assert retry.status_code == 202, retry.text
