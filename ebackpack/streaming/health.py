@@ -67,8 +67,12 @@ class StreamHealth:
                     "consumer": self.consumer, "topic": self.topic, "host": socket.gethostname(),
                     "pid": os.getpid(), "since": datetime.now(UTC).isoformat(), "reason": reason}))
 
-    def resumed(self, seconds: float) -> None:
-        log.warning("resumed %s on %s after %.1f s paused", self.consumer, self.topic, seconds)
+    def resumed(self, seconds: float, stopped: bool = False) -> None:
+        if stopped:
+            log.warning("stopping %s on %s after %.1f s paused: the message is taken again on the next "
+                        "start", self.consumer, self.topic, seconds)
+        else:
+            log.warning("resumed %s on %s after %.1f s paused", self.consumer, self.topic, seconds)
         with _lock:
             _paused[self.consumer] -= 1
             metrics.consumer_paused(self.consumer, _paused[self.consumer])

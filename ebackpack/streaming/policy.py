@@ -74,7 +74,7 @@ class PauseReport(Protocol):
 
     def paused(self, cause: BaseException) -> None: ...
 
-    def resumed(self, seconds: float) -> None: ...
+    def resumed(self, seconds: float, stopped: bool = False) -> None: ...  # stopped: the worker stops
 
 
 class GaveUp(Exception):
@@ -87,7 +87,7 @@ async def with_retries(step: Callable[[], Awaitable[T]], policy: RetryPolicy,
                        report: PauseReport | None = None) -> T:
     """`step()` until it returns; a transient failure is tried again with backoff (until
     `policy.max_attempts`, if any); anything else is raised at once."""
-    attempt, since, reported = 1, time.monotonic(), False
+    attempt, since, reported, stopped = 1, time.monotonic(), False, False
     try:
         while True:
             try:
@@ -105,9 +105,12 @@ async def with_retries(step: Callable[[], Awaitable[T]], policy: RetryPolicy,
                         attempt, policy.delay(attempt), describe(exc))
                 await asyncio.sleep(policy.delay(attempt))
                 attempt += 1
+    except asyncio.CancelledError:  # the worker is stopping while paused: nothing was committed
+        stopped = True
+        raise
     finally:
         if reported and report is not None:
-            report.resumed(time.monotonic() - since)
+            report.resumed(time.monotonic() - since, stopped)
 
 
 def dead_letter(source: SourceMessage, exc: BaseException, consumer: str, producer: str) -> DeadLetterMessage:

@@ -289,3 +289,22 @@ def test_status_lists_a_paused_stream_while_it_is_paused(tmp_path: Path) -> None
         stream.resumed(1.0)
         health._state_dir.clear()
     assert health.paused_streams(tmp_path) == []
+
+
+def test_a_worker_stopping_while_paused_says_so_and_clears_the_pause(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def down() -> None:
+        raise ConnectionRefusedError(111, "refused")
+
+    async def stop_while_paused() -> None:
+        task = asyncio.create_task(with_retries(down, PAUSING, health.StreamHealth("stop-test", "t")))
+        while paused_gauge("stop-test") != 1.0:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(stop_while_paused())
+    assert paused_gauge("stop-test") == 0.0
+    assert "stopping stop-test on t after" in caplog.text and "resumed stop-test" not in caplog.text
