@@ -42,7 +42,7 @@ def test_impossible_rows_are_dead_letters_and_the_rest_is_published(settings: Se
     finally:
         publisher.close()
     assert (result.read, result.published) == (4, 1)
-    reasons = {letter.line: letter.reason for letter in result.dead_letters}
+    reasons = {letter.line or 0: letter.reason for letter in result.dead_letters}
     assert sorted(reasons) == [2, 3, 4], reasons
     assert "timecreated" in reasons[2] and "relateduserid" in reasons[3]
     assert "cannot be published" in reasons[4]
