@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -180,6 +181,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is too large for a number")
+    return value
+
+
 def parse_events(body: bytes, site: str) -> list[MoodleEvent]:
     """Every event of the body, validated and publishable, or `WebhookRefused` (413/422/403) naming the
     first bad one. Nothing a body holds makes this raise anything else: nesting is bounded before the
@@ -187,7 +195,7 @@ def parse_events(body: bytes, site: str) -> list[MoodleEvent]:
     if json_depth(body) > MAX_DEPTH:
         raise WebhookRefused(422, f"body is not JSON an event can be: nested deeper than {MAX_DEPTH} levels")
     try:
-        data = json.loads(body, parse_constant=_no_constant)
+        data = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise WebhookRefused(422, f"body is not JSON: {exc}") from exc
     if not isinstance(data, dict):

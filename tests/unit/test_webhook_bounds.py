@@ -71,7 +71,8 @@ def test_ids_beyond_a_bigint_are_refused(field: str) -> None:
     assert len(parse_events(batch({**real(), field: 2**63 - 1}), SITE)) == 1
 
 
-@pytest.mark.parametrize("raw", [b'{"eventname": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}'])
+@pytest.mark.parametrize("raw", [b'{"eventname": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}',
+                                 b'{"other": {"a": 1e999}}', b'{"other": [-1E400]}'])
 def test_non_finite_numbers_are_not_json(raw: bytes) -> None:
     problem = refusal(raw)
     assert problem.status == 422 and "not JSON" in problem.reason
