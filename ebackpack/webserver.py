@@ -9,6 +9,10 @@ limits it does not set by itself.
   average after a first `EBACKPACK_HTTP_HEADER_TIMEOUT` of grace (Apache's `mod_reqtimeout`
   `body=…,MinRate=500`): a body that stalls or drips is cut by closing the connection. Time while the
   server itself has stopped reading (the app is not taking the body yet) does not count.
+- **Lingering close**: when the answer comes before the whole request body was read (401, 413, ...)
+  and the connection is to be closed, the server first ends its side (FIN after the answer) and reads
+  and drops what the client still sends for up to `LINGER_SECONDS`, as Apache does: a client that
+  sends its whole body before reading (most do) then gets the answer instead of a connection reset.
 - **Connections at once** (`EBACKPACK_HTTP_MAX_CONNECTIONS`, 1000): a request beyond gets 503
   (uvicorn's `limit_concurrency`).
 - **Forwarded headers** (`EBACKPACK_TRUSTED_PROXIES`, none): `X-Forwarded-For` / `-Proto` are believed
@@ -25,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import h11
 import uvicorn
@@ -42,6 +46,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 KEEP_ALIVE_SECONDS = 5
 BODY_MIN_RATE = 500  # bytes a second a request body must average (after the grace period)
+LINGER_SECONDS = 2.0  # reading and dropping the rest of an unread body before closing
+
+
+class _LingeringTransport:
+    """The transport as uvicorn's protocol sees it: `close()` goes through the protocol, which may
+    linger; everything else is the real transport's."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: HeaderTimeoutProtocol) -> None:
+        self._transport, self._protocol = transport, protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        self._protocol.close_lingering()
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
 
 
 class HeaderTimeoutProtocol(H11Protocol):
@@ -62,10 +84,33 @@ class HeaderTimeoutProtocol(H11Protocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_since = 0.0  # when the current body window started (loop time)
         self._body_bytes = 0  # bytes received in it
+        self.lingering = False
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._real = transport
+        super().connection_made(cast(asyncio.Transport, _LingeringTransport(transport, self)))
         self._arm_header_timer()
+
+    def close_lingering(self) -> None:
+        """Close; but with a request body still coming, end our side first and drop the rest a while."""
+        real = self._real
+        if self.lingering or real.is_closing():
+            return
+        if self.conn.their_state is not h11.SEND_BODY or not real.can_write_eof():
+            real.close()
+            return
+        self.lingering = True
+        self._cancel_header_timer()
+        self._cancel_body_timer()
+        real.write_eof()  # after the answer still buffered: the client reads it, then EOF
+        if self.flow.read_paused:
+            self.flow.resume_reading()
+        self._linger_timer = self.loop.call_later(LINGER_SECONDS, real.close)
+
+    def eof_received(self) -> None:
+        if self.lingering:  # the client has sent all it will
+            self._real.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -73,6 +118,8 @@ class HeaderTimeoutProtocol(H11Protocol):
             self._arm_header_timer()  # the next request on this connection gets its own deadline
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # the rest of a body nobody reads: dropped
         super().data_received(data)
         if self.conn.their_state is not h11.SEND_BODY:
             self._cancel_body_timer()
@@ -84,6 +131,8 @@ class HeaderTimeoutProtocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
         self._cancel_body_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
 
     def _start_body_window(self) -> None:
@@ -108,7 +157,7 @@ class HeaderTimeoutProtocol(H11Protocol):
             self._body_timer = self.loop.call_later(deadline - now, self._body_check)
             return
         log.info("closed a connection whose request body came slower than %d bytes/s", BODY_MIN_RATE)
-        self.transport.close()
+        self._real.close()  # no lingering: this client is not sending
 
     def _arm_header_timer(self) -> None:
         self._cancel_header_timer()
@@ -125,7 +174,7 @@ class HeaderTimeoutProtocol(H11Protocol):
         # or DONE, and is left alone).
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             log.info("closed a connection without complete request headers after %.0f s", self.header_timeout)
-            self.transport.close()
+            self._real.close()
 
 
 class ServerConfig(uvicorn.Config):

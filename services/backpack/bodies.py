@@ -8,6 +8,8 @@ before the routes:
 - an upload (`POST /api/attestations`, `POST /attestations`) first needs a learner (session or bearer
   token) and, with a session, the CSRF token in the `X-CSRF-Token` header or the `csrf_token` query
   parameter (the upload form puts it in its action URL): 401 / 303 to the login / 403 otherwise;
+- an answer given before the whole body was read closes the connection (uvicorn would otherwise read
+  and drop the rest of the body to keep the connection alive, however long it is);
 - every body is counted as it arrives: past the limit (`import_max_upload_bytes` plus room for the
   multipart framing on upload routes, `BODY_LIMIT` elsewhere) the request is answered 413 and the
   connection closed; the bytes beyond the limit are never read, so never reach the disk. A declared
@@ -44,6 +46,7 @@ class _Counted:
     read: int = 0
     over: bool = False
     started: bool = False
+    body_done: bool = False  # the whole request body has been read (or there is none)
 
 
 class BodyGuard:
@@ -66,7 +69,9 @@ class BodyGuard:
         if declared.isdigit() and int(declared) > limit:
             await _too_large(kind, int(declared), shown)(scope, receive, send)
             return
-        await self._counting(scope, receive, send, kind, _Counted(limit, shown))
+        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+        body_done = not chunked and declared in ("", "0")  # no body at all
+        await self._counting(scope, receive, send, kind, _Counted(limit, shown, body_done=body_done))
 
     async def _counting(self, scope: Scope, receive: Receive, send: Send, kind: str | None,
                         state: _Counted) -> None:
@@ -76,6 +81,7 @@ class BodyGuard:
             message = await receive()
             if message["type"] == "http.request":
                 state.read += len(message.get("body", b""))
+                state.body_done = not message.get("more_body", False)
                 if state.read > state.limit:
                     state.over = True
                     raise BodyTooLarge
@@ -89,6 +95,8 @@ class BodyGuard:
                 return
             if message["type"] == "http.response.start":
                 state.started = True
+                if not state.body_done:  # answered without the whole body: close, do not drain the rest
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
         try:

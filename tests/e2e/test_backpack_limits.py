@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ebackpack.config import Settings
 from ebackpack.demo import prepare
 from ebackpack.sample_data import default_dataset
-from ebackpack.webserver import server_config, web_server
+from ebackpack.webserver import LINGER_SECONDS, server_config, web_server
 from services.backpack.app import create_app
 from services.backpack.auth import issue_token
 from services.backpack.session import SESSION_COOKIE
@@ -230,6 +230,12 @@ def test_an_allowed_upload_is_cut_at_the_limit_chunked_or_declared(site: Site) -
         assert sock.recv(65536).startswith(b"HTTP/1.1 413 ")
     assert site.counter.read == before
 
+    # A client that sends its whole body before reading (httpx, like most) gets the 413, not a reset.
+    with httpx.Client(timeout=30) as http:
+        big = http.post(f"{site.url}/api/attestations", headers=bearer,
+                        files={"file": ("big.json", b" " * (8 * LIMIT), "application/json")})
+    assert big.status_code == 413 and "limit is 1,048,576 bytes" in big.json()["detail"]
+
 
 def test_an_upload_within_the_limit_still_works_through_the_form_and_the_api(site: Site) -> None:
     cookie, csrf = logged_in(site)
@@ -329,3 +335,29 @@ def test_api_tokens_issued_before_the_revocation_time_are_refused(site: Site) ->
     with httpx.Client(timeout=30) as http:  # without the setting the old one still works
         still = http.get(f"{site.url}/api/credentials", headers={"Authorization": f"Bearer {old}"})
         assert still.status_code == 200
+
+
+def test_an_answer_given_before_the_body_is_read_closes_the_connection(site: Site) -> None:
+    """`POST /healthz` is answered 405 without reading the body. The server then closes: it drops what
+    the client goes on sending for LINGER_SECONDS at most (so that the client reads the answer), instead
+    of reading and dropping a body of any length to keep the connection (uvicorn's own way)."""
+    sock = socket.create_connection(("127.0.0.1", site.port), timeout=30)
+    sock.sendall(f"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nTransfer-Encoding: chunked\r\n"
+                 "Content-Type: application/octet-stream\r\n\r\n".encode())
+    chunk = f"{CHUNK:x}\r\n".encode() + b" " * CHUNK + b"\r\n"
+    sock.sendall(chunk)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 405 ") and b"connection: close" in answer.lower()
+    answered, closed = time.monotonic(), None
+    try:
+        while time.monotonic() - answered < 15:  # goes on sending, as a client that ignores the answer
+            sock.sendall(chunk)
+            time.sleep(0.01)  # the client's pace (about 6 MB/s), not an assertion
+    except (BrokenPipeError, ConnectionResetError):
+        closed = time.monotonic() - answered
+    finally:
+        sock.close()
+    assert closed is not None and closed < LINGER_SECONDS + 3, closed
+    print(f"closed {closed:.2f} s after answering, while the client kept sending")
