@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
 from sqlalchemy import text
 
 from ebackpack.config import Settings
@@ -98,6 +99,8 @@ def test_stack_up_starts_only_what_is_missing_and_down_stops_what_it_started(
     assert after["tansu"] == pids["tansu"] and alive(pids["tansu"]), "the running broker was replaced"
     assert after["seaweedfs"] != pids["seaweedfs"] and alive(after["seaweedfs"])
     assert listening(s3) and listening(kafka)
+    sent = KafkaProducer(bootstrap_servers=f"127.0.0.1:{kafka}").send("moodle.events", b"after").get(30)
+    assert sent.offset >= 0  # the broker kept working, now with the new S3 server's process
 
     down = cli(env, "stack", "down")
     assert down.returncode == 0, down.stderr
