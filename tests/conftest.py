@@ -199,9 +199,12 @@ class WebServer:
     """The backpack web app served by uvicorn in a thread, on the socket reserved for it."""
 
     def __init__(self, settings: Settings, sock: socket.socket):
+        from ebackpack.webserver import server_config
         from services.backpack.app import create_app
 
-        config = uvicorn.Config(create_app(settings), log_level="warning")
+        # As `ebackpack serve` runs it: header timeout, connection limit, no forwarded headers trusted.
+        host, port = sock.getsockname()[:2]
+        config = server_config(create_app(settings), settings, host, port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.url = settings.public_url
