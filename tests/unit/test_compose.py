@@ -233,7 +233,7 @@ def test_monitoring_configuration_matches_the_stack() -> None:
     if not prometheus.is_file() or not provisioning.is_dir():
         pytest.xfail("monitoring configuration not written yet (another change)")
     scrape = prometheus.read_text()
-    for target in (*WORKERS, "9100", "backpack", "8000", "webhook", "8010"):
+    for target in (*WORKERS, "9100", "backpack:9100", "webhook:9100"):
         assert target in scrape, f"prometheus.yml does not scrape {target}"
     grafana = "\n".join(p.read_text() for p in provisioning.rglob("*") if p.is_file())
     assert "prometheus:9090" in grafana, "the Grafana data source is not the stack's Prometheus"
