@@ -53,7 +53,7 @@ class _LingeringTransport:
     """The transport as uvicorn's protocol sees it: `close()` goes through the protocol, which may
     linger; everything else is the real transport's."""
 
-    def __init__(self, transport: asyncio.Transport, protocol: HeaderTimeoutProtocol) -> None:
+    def __init__(self, transport: asyncio.Transport, protocol: BoundedH11Protocol) -> None:
         self._transport, self._protocol = transport, protocol
 
     def __getattr__(self, name: str) -> Any:
@@ -66,10 +66,11 @@ class _LingeringTransport:
         return self._protocol.lingering or self._transport.is_closing()
 
 
-class HeaderTimeoutProtocol(H11Protocol):
+class BoundedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection whose request line and headers are not complete
     within `header_timeout` seconds of the connection (or of the previous response), or whose body
-    comes slower than `BODY_MIN_RATE` bytes a second after that much grace."""
+    comes slower than `BODY_MIN_RATE` bytes a second after that much grace; a close while the request
+    body is still coming lingers (`close_lingering`)."""
 
     def __init__(
         self,
@@ -181,7 +182,7 @@ class ServerConfig(uvicorn.Config):
     """uvicorn's configuration plus the header-read timeout its protocol above reads."""
 
     def __init__(self, app: ASGIApp, *, header_timeout: float, **kwargs: Any) -> None:
-        super().__init__(app, http=HeaderTimeoutProtocol, **kwargs)
+        super().__init__(app, http=BoundedH11Protocol, **kwargs)
         self.header_timeout = header_timeout
 
 
