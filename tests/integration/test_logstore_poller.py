@@ -364,7 +364,7 @@ def issue_all(gw: Gateway, profiles: Profiles) -> tuple[list[tuple[int, int]], l
     values = [r.value for r in records]
     for start in range(0, len(values), 500):
         result = service.handle_batch(values[start:start + 500])
-        assert not result.invalid and not result.deferred, (result.invalid[:3], result.deferred[:3])
+        assert not result.invalid and not result.parked, (result.invalid[:3], result.parked[:3])
     with gw.sessions() as session:
         awards = [(a.learner_id, a.course_id) for a in session.scalars(select(AwardRow))]
     return awards, [json.loads(v)["id"] for v in values]
