@@ -92,8 +92,9 @@ def test_prometheus_scrapes_every_service_and_grafana_provisioning_points_at_it(
     for worker in ("issuer", "renderer", "importer", "notifier"):
         assert jobs[worker]["dns_sd_configs"][0] == {"names": [worker], "type": "A", "port": 9100,
                                                      "refresh_interval": "30s"}
-    assert jobs["backpack"]["static_configs"][0]["targets"] == ["backpack:8000"]
-    assert jobs["webhook"]["static_configs"][0]["targets"] == ["webhook:8010"]
+    # The web apps' metrics port (compose: EBACKPACK_METRICS_PORT), not their public 8000 / 8010.
+    assert jobs["backpack"]["static_configs"][0]["targets"] == ["backpack:9100"]
+    assert jobs["webhook"]["static_configs"][0]["targets"] == ["webhook:9100"]
     datasource = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())
     uids = {d["uid"] for d in datasource["datasources"]}
     dashboard = json.loads(DASHBOARD.read_text())
