@@ -229,4 +229,23 @@ def web_server(
 
 def run(app: ASGIApp, settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Serve `app` until interrupted (the CLI's `serve` and `gateway webhook`)."""
+    check_bind_address(settings, host or settings.http_host)
     web_server(app, settings, host, port).run()
+
+
+def check_bind_address(settings: Settings, host: str) -> None:
+    """The embedded stack (the default) checks no secrets and may offer the development login, which signs
+    anyone in as any learner or admin: it serves this machine only, never a network."""
+    if not settings.embedded and not settings.dev_login_enabled:
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        what = "the development login is on (EBACKPACK_DEV_LOGIN)" if settings.dev_login_enabled else (
+            "secrets are not checked")
+        raise SystemExit(
+            f"e-Backpack refuses to listen on {host}: in the embedded stack (EBACKPACK_EMBEDDED=true, the "
+            f"default) {what}. Listen on 127.0.0.1, or run in production mode (EBACKPACK_EMBEDDED=false, "
+            "EBACKPACK_DEV_LOGIN=false, real secrets: see .env.example)")
