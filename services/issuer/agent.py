@@ -94,15 +94,22 @@ def create_app(settings: Settings | None = None) -> faust.App:
             except GaveUp as exc:  # still unsent in the outbox: the relay announces them again
                 log.warning("%d acknowledged events not marked sent: %s", len(acked), exc)
 
+    async def issue(step: Callable[..., T], events: Callable[[T], list[OutboxRow]], *args: object) -> T:
+        """Saves and hands the events to the producer under one lock: what the consumer issues and what
+        resuming parked completions issues are announced in the order they were saved, so a learner's
+        credentials keep their order on the topic."""
+        async with writing:
+            result = await asyncio.to_thread(step, *args)
+            await announce(events(result))
+            return result
+
     async def handle(message: SourceMessage) -> int:
-        rows = await write(service.handle, message.body)
-        await announce(rows)
+        rows = await issue(service.handle, list, message.body)
         return len(rows)
 
     async def handle_batch(messages: list[SourceMessage]) -> BatchOutcome:
-        result = await write(service.handle_batch, [m.value or b"" for m in messages],
+        result = await issue(service.handle_batch, lambda r: r.events, [m.value or b"" for m in messages],
                              [f"{m.topic}/{m.partition}/{m.offset}" for m in messages])
-        await announce(result.events)
         if result.parked:
             log.info("%d completion(s) parked until their learner's or course's profile arrives",
                      len(result.parked))
@@ -110,10 +117,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         return BatchOutcome(poison=list(result.invalid))
 
     async def resume(learner_ids: set[int] | None = None, course_id: int | None = None) -> None:
-        rows = await write(service.resume_parked, learner_ids, course_id)
+        rows = await issue(service.resume_parked, list, learner_ids, course_id)
         if rows:
-            log.info("parked completions resumed: %d event(s) to announce", len(rows))
-            await announce(rows)
+            log.info("parked completions resumed: %d event(s) announced", len(rows))
 
     @app.agent(events, name=f"{CONSUMER}.awards")
     async def award(stream: faust.StreamT) -> None:
