@@ -7,6 +7,7 @@ from typing import TypeVar
 import aiokafka.errors
 import botocore.exceptions
 import kafka.errors
+import psycopg
 import sqlalchemy.exc
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ValidationError
@@ -26,6 +27,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     TransientError,
     ConnectionError, TimeoutError,  # OSError kinds: refused, reset, aborted, timed out
     sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,  # server gone, connection lost
+    psycopg.OperationalError, psycopg.InterfaceError,  # the same, from psycopg used without SQLAlchemy
     botocore.exceptions.ConnectionError,  # endpoint unreachable, connect timeout, connection closed
     botocore.exceptions.HTTPClientError,  # read timeout, connection dropped mid-answer
     aiokafka.errors.KafkaError, kafka.errors.KafkaError,  # broker away, send not acknowledged in time

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
@@ -157,6 +158,7 @@ def test_poison_is_not_retried() -> None:
     s3_error(500, "InternalError"), s3_error(503, "SlowDown"),
     KafkaConnectionError("broker away"), KafkaTimeoutError(), ConnectionRefusedError(111, "refused"),
     TimeoutError(), TransientError("SMTP server unreachable"),
+    psycopg.OperationalError("connection failed: Connection refused"),
 ], ids=lambda e: type(e).__name__)
 def test_an_unavailable_dependency_is_transient(error: Exception) -> None:
     assert is_transient(error)
