@@ -3,16 +3,17 @@ notifier, batched or not) goes through `streaming/app.py`, which applies this fi
 
 1. `InvalidMessage` (bad bytes, a tombstone where a value is needed, schema violation)
        -> dead-letter topic at once; the stream goes on.
-2. Transient: a dependency is down (`errors.is_transient`: database, S3, broker, SMTP connection...)
+2. Transient: a dependency is down (`errors.is_transient`: database, S3, broker connection errors)
        -> the consumer PAUSES on this message: it takes nothing later and commits nothing beyond the last
           message it finished; the same message (or batch) is tried again with backoff (0.25 s doubling
           up to `max_delay`) for as long as the dependency is down, then the stream flows on by itself.
           An outage never becomes dead letters, and the per-key order is kept.
           Seen as: the gauge `ebackpack_consumer_paused{consumer}` > 0, the log lines "paused ..." and
           "resumed ... after N s", and the "Paused consumers" table of `ebackpack status` (health.py).
+          A worker stopped while paused commits nothing of it: the next start takes the message again.
 3. Must wait for data that will come (the issuer: a learner or course profile not arrived yet)
        -> not a failure here: the service parks the message in SQL per learner and the stream goes on
-          (services/issuer/parking.py).
+          (`IssuerService.handle_batch` / `resume_parked`, table `parked_messages`).
 4. Anything else (a bug) -> dead-letter topic with the exception; the stream goes on.
 The dead letter keeps the original key and value bytes and the source topic, partition and offset,
 so nothing is lost: fix the cause and replay the dead letters.
