@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -91,6 +92,22 @@ def known_groups(settings: Settings) -> dict[str, tuple[str, tuple[str, ...]]]:
 
 # --- the broker --------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Probe:
+    """What a fetch at a position found: the high watermark and the first record there, if any."""
+
+    highwater: int
+    offset: int | None = None
+    fingerprint: str | None = None
+
+
+def fingerprint(record: ConsumerRecord) -> str:
+    """Tells a record apart from another one written later at the same offset (a replaced log)."""
+    digest = hashlib.sha256(record.key or b"")
+    digest.update(b"\0" + (record.value or b""))
+    return f"{record.timestamp}:{digest.hexdigest()[:32]}"
+
+
 class Broker:
     """An admin client and a group-less consumer, for reading offsets and records (not thread-safe)."""
 
@@ -149,27 +166,38 @@ class Broker:
 
     def high_watermarks(self, ends: dict[TopicPartition, int],
                         timeout: float = 5.0) -> dict[TopicPartition, int]:
-        """The high watermark of each partition that answered a fetch (at its reported end - 1) in time.
+        """The high watermark of each partition that answered a fetch (at its reported end - 1) in time."""
+        probed = self.probe({tp: max(0, end - 1) for tp, end in ends.items()}, timeout)
+        return {tp: found.highwater for tp, found in probed.items()}
+
+    def probe(self, positions: dict[TopicPartition, int],
+              timeout: float = 5.0) -> dict[TopicPartition, Probe]:
+        """For each partition that answered in time: its high watermark and the first record at or after
+        the position (offset and fingerprint), if the log has one there.
 
         A consumer of its own each time: a reused one may answer with the high watermark of a fetch it
         sent ahead before the last messages came (same offset, so the client takes it as current)."""
-        if not ends:
+        if not positions:
             return {}
-        found: dict[TopicPartition, int] = {}
+        found: dict[TopicPartition, Probe] = {}
+        first: dict[TopicPartition, tuple[int, str]] = {}
         reader = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap.split(","),
                                client_id="ebackpack-ops", enable_auto_commit=False,
                                request_timeout_ms=15_000, fetch_max_wait_ms=FETCH_WAIT_MS)
         try:
-            reader.assign(list(ends))
-            for tp, end in ends.items():
-                reader.seek(tp, max(0, end - 1))
+            reader.assign(list(positions))
+            for tp, offset in positions.items():
+                reader.seek(tp, offset)
             deadline = time.monotonic() + timeout
-            while len(found) < len(ends) and time.monotonic() < deadline:
-                reader.poll(timeout_ms=200, max_records=1)
-                for tp in ends:
+            while len(found) < len(positions) and time.monotonic() < deadline:
+                for tp, records in reader.poll(timeout_ms=200, max_records=500).items():
+                    if records and tp not in first:
+                        first[tp] = (records[0].offset, fingerprint(records[0]))
+                        reader.pause(tp)
+                for tp, offset in positions.items():
                     highwater = reader.highwater(tp)
-                    if highwater is not None:
-                        found.setdefault(tp, highwater)
+                    if tp not in found and highwater is not None and (tp in first or highwater <= offset):
+                        found[tp] = Probe(highwater, *first.get(tp, (None, None)))
         finally:
             reader.close(autocommit=False)
         return found

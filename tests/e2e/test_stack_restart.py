@@ -39,6 +39,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.config import Settings
 from ebackpack.demo import prepare
+from ebackpack.offset_guard import Marks
+from ebackpack.ops import Broker
 from ebackpack.persistence.tables import AwardRow, CertificateRow, OutboxRow
 from ebackpack.sample_data import load_profiles, rule_course_ids, synthetic_learner
 from ebackpack.secret_policy import throwaway_secrets
@@ -408,3 +410,55 @@ def test_a_broker_that_lost_its_data_is_detected_reported_and_repaired(tmp_path:
             render_topic = run.settings.topic(RENDER_REQUESTS)
             assert s.scalar(select(func.count()).select_from(OutboxRow).where(
                 OutboxRow.topic == render_topic)) == 40
+
+
+def marked(settings: Settings) -> bool:
+    """Every partition of the issuer's and the renderer's input that holds records has its marks."""
+    groups = {settings.topic(settings.issuer_group): MOODLE_EVENTS,
+              settings.topic("renderer"): RENDER_REQUESTS}
+    with Broker(settings) as broker:
+        for group, name in groups.items():
+            committed = broker.committed(group)
+            marks = Marks.of(settings.data_dir, group)
+            tps = broker.partitions(settings.topic(name))
+            for tp in tps:
+                anchor, last = marks.get(tp)
+                has_records = broker.offsets([tp])[1][tp] > 0
+                if has_records and (anchor is None or (committed.get(tp) and last is None)):
+                    return False
+    return True
+
+
+def test_a_running_issuer_repairs_its_offsets_when_the_broker_loses_data_under_it(tmp_path: Path) -> None:
+    """The same loss while the issuer runs through it: it rejoins its group at the committed offsets
+    (beyond the new end), finds them within seconds and reads on from the start; completions sent after
+    the loss are issued without a restart of the worker."""
+    base = Settings.model_validate({
+        "data_dir": tmp_path / "stack", "embedded": False, "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+        "s3_endpoint": f"http://127.0.0.1:{free_port()}", **throwaway_secrets()})
+    profiles, pairs = learners_and_pairs(30)
+    before, after = pairs[:20], pairs[20:]
+    with contextlib.ExitStack() as cleanup:
+        stack = cleanup.enter_context(EmbeddedStack(base))
+        settings = base.model_copy(update={"data_dir": tmp_path / "data", "s3_bucket": "live",
+                                           "topic_prefix": "live.",
+                                           "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}"})
+        run = pipeline(settings, tmp_path, profiles)
+        cleanup.callback(run.stop)
+        run.start("issuer", "renderer")
+        publish(run.settings, before)
+        wait_until("the first 20 PDFs", lambda: run.done(set(before)), 120, run.workers)
+        # A worker tells a rewritten log from its own by the records it marked: one check (<= 5 s) after
+        # a partition's first records. The loss comes after that, as in a pipeline running for a while.
+        wait_until("the issuer's and the renderer's marks", lambda: marked(run.settings), 60, run.workers)
+
+        assert lose_broker_data(stack, base) > 0  # the workers run on
+        publish(run.settings, after)
+        took = wait_until("the completions sent after the loss issued and rendered",
+                          lambda: run.done(set(pairs)), 120, run.workers)
+        print(f"\nrunning workers repaired: 10 completions sent after the loss done in {took:.1f} s")
+        run.assert_exactly_once(set(pairs))
+        assert run.dead_letters() == 0
+        shown = status_text(run.settings)
+        assert "beyond end" not in shown
+        assert run.settings.topic(run.settings.issuer_group) in shown.split("Offsets reset")[1]
