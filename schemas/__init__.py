@@ -24,7 +24,7 @@ from .credentials import (
     CredentialRevokedMessage,
 )
 from .deadletter import DeadLetter, DeadLetterMessage
-from .envelope import CloudEvent, deterministic_id
+from .envelope import CloudEvent, deterministic_id, keyed_id
 from .moodle import MoodleCourseMessage, MoodleEvent, MoodleEventMessage, MoodleLogRow, MoodleUserMessage
 
 # Every published message type, by the name of its exported JSON Schema file.
@@ -50,5 +50,5 @@ __all__ = [
     "CertificateRenderRequest", "CertificateRenderRequestMessage", "CloudEvent", "CredentialIssued",
     "CredentialIssuedMessage", "CredentialExpired", "CredentialExpiredMessage", "CredentialRevoked",
     "CredentialRevokedMessage", "DeadLetter", "DeadLetterMessage", "MoodleCourseMessage", "MoodleEvent",
-    "MoodleEventMessage", "MoodleLogRow", "MoodleUserMessage", "deterministic_id",
+    "MoodleEventMessage", "MoodleLogRow", "MoodleUserMessage", "deterministic_id", "keyed_id",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
@@ -14,6 +16,14 @@ EBACKPACK_NAMESPACE = uuid.UUID("6f1d3c1e-6a55-4c1b-9a57-2f0b8d0e5b11")
 
 def deterministic_id(*parts: object) -> str:
     return str(uuid.uuid5(EBACKPACK_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def keyed_id(secret: bytes, *parts: object) -> str:
+    """Like `deterministic_id`, but only the holder of `secret` can compute it: for ids derived from a
+    small space (Moodle user ids) that reach the public, which anyone could otherwise find by trying them
+    all against the formula."""
+    digest = hmac.new(secret, "|".join(str(p) for p in parts).encode(), hashlib.sha256).hexdigest()
+    return deterministic_id("keyed", digest)
 
 
 class CloudEvent(BaseModel):

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from schemas import deterministic_id
+from schemas import keyed_id
 from services.issuer.rules import AwardRule, IssuerProfile
 
 from .urls import PublicUrls
@@ -22,9 +22,10 @@ def recipient_hash(email: str, salt: str) -> str:
     return "sha256$" + hashlib.sha256((email.strip().lower() + salt).encode()).hexdigest()
 
 
-def learner_subject_id(site: str, learner_id: int) -> str:
-    """Pseudonymous, stable id of a learner at a site: no e-mail or Moodle id in the credential."""
-    return "urn:uuid:" + deterministic_id("learner", site, learner_id)
+def learner_subject_id(site: str, learner_id: int, secret: bytes) -> str:
+    """Pseudonymous, stable id of a learner at a site: no e-mail or Moodle id in the credential, and keyed
+    with the installation's secret, so no one can find the Moodle user id by trying them all."""
+    return "urn:uuid:" + keyed_id(secret, "learner", site, learner_id)
 
 
 def as_utc(moment: datetime) -> datetime:

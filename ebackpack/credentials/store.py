@@ -18,6 +18,7 @@ from services.issuer.rules import RuleBook
 
 from . import statuslist
 from .facts import CredentialFacts, as_utc, learner_subject_id
+from .keys import code_secret_for
 from .ob2 import Revoked
 from .urls import PublicUrls
 
@@ -46,14 +47,16 @@ def status_of(award: AwardRow, now: datetime) -> Status:
 
 
 class CredentialStore:
-    def __init__(self, session: Session, rules: RuleBook, site: str, urls: PublicUrls,
+    def __init__(self, session: Session, rules: RuleBook, site: str, urls: PublicUrls, secret: bytes,
                  moodle_url: str = ""):
         self.session, self.rules, self.site, self.urls = session, rules, site, urls
+        self.secret = secret  # keys the learner's subject id
         self.moodle_url = (moodle_url or f"https://{site}").rstrip("/")
 
     @classmethod
     def for_settings(cls, session: Session, rules: RuleBook, settings: Settings) -> CredentialStore:
-        return cls(session, rules, settings.site_id, PublicUrls(settings.public_url), settings.moodle_url)
+        return cls(session, rules, settings.site_id, PublicUrls(settings.public_url),
+                   code_secret_for(settings), settings.moodle_url)
 
     def award(self, credential_id: str) -> AwardRow | None:
         return self.session.get(AwardRow, credential_id)
@@ -91,7 +94,8 @@ class CredentialStore:
             return None
         return CredentialFacts(
             credential_id=award.credential_id, verification_code=award.verification_code, rule=rule,
-            issuer=self.rules.issuer, learner_subject_id=learner_subject_id(self.site, award.learner_id),
+            issuer=self.rules.issuer,
+            learner_subject_id=learner_subject_id(self.site, award.learner_id, self.secret),
             learner_name=f"{learner.firstname} {learner.lastname}", recipient_salt=award.recipient_salt,
             recipient_hash=award.recipient_hash, issued_on=as_utc(award.issued_on),
             valid_until=as_utc(award.valid_until) if award.valid_until else None,

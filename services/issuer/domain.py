@@ -9,7 +9,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from schemas import deterministic_id
+from schemas import keyed_id
 from schemas.moodle import COURSE_COMPLETED, MoodleEvent
 
 from .rules import AwardRule, RuleBook
@@ -43,9 +43,12 @@ def learner_completion(event: MoodleEvent) -> tuple[int, int]:
     return event.relateduserid, event.courseid
 
 
-def credential_id(site: str, learner_id: int, rule_id: str) -> str:
-    """Same site + learner + rule = same credential, however often the completion arrives."""
-    return deterministic_id("credential", site, learner_id, rule_id)
+def credential_id(site: str, learner_id: int, rule_id: str, secret: bytes) -> str:
+    """Same site + learner + rule = same credential, however often the completion arrives. Keyed with the
+    installation's secret: the id is inside every signed credential and PDF, and a plain hash of a Moodle
+    user id would give the user id back to anyone who tries them all. (Awards saved before ids were keyed
+    keep their ids: the issuer finds them by learner and rule too.)"""
+    return keyed_id(secret, "credential", site, learner_id, rule_id)
 
 
 def verification_code(credential: str, secret: bytes) -> str:
@@ -68,7 +71,7 @@ def decide_award(event: MoodleEvent, event_id: str, rules: RuleBook, site: str, 
     rule = rules.for_course(course)
     if rule is None:
         raise NotALearnerCompletion(f"no award rule for course {course}")
-    cid = credential_id(site, learner, rule.id)
+    cid = credential_id(site, learner, rule.id, code_secret)
     return Award(
         credential_id=cid,
         verification_code=verification_code(cid, code_secret),

@@ -5,19 +5,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ebackpack.persistence.tables import AwardRow, Course, Learner, OutboxRow, ParkedMessageRow
+
+from .domain import Award
 
 
 class AwardRepository:
     def __init__(self, session: Session):
         self.session = session
 
-    def existing(self, credential_ids: Sequence[str]) -> set[str]:
-        query = select(AwardRow.credential_id).where(AwardRow.credential_id.in_(credential_ids))
-        return set(self.session.scalars(query))
+    def existing(self, awards: Sequence[Award]) -> dict[str, str]:
+        """The awards saved already: their id -> the id they were saved under. By id, and by learner and
+        rule, which finds awards saved under an earlier way of deriving ids (same learner, same rule)."""
+        if not awards:
+            return {}
+        ids = [a.credential_id for a in awards]
+        pairs = {(a.learner_id, a.rule.id): a.credential_id for a in awards}
+        query = select(AwardRow.credential_id, AwardRow.learner_id, AwardRow.rule_id).where(or_(
+            AwardRow.credential_id.in_(ids), tuple_(AwardRow.learner_id, AwardRow.rule_id).in_(list(pairs))))
+        found: dict[str, str] = {}
+        for stored, learner_id, rule_id in self.session.execute(query):
+            found[stored if stored in ids else pairs[(learner_id, rule_id)]] = stored
+        return found
 
     def learners(self, ids: set[int]) -> dict[int, Learner]:
         return {row.id: row for row in self.session.scalars(select(Learner).where(Learner.id.in_(ids)))}

@@ -163,7 +163,7 @@ class IssuerService:
 
     def _save_batch(self, session: Session, awards: list[Incoming], result: BatchResult) -> list[OutboxRow]:
         repo = AwardRepository(session)
-        existing = repo.existing([a.award.credential_id for a in awards])
+        existing = repo.existing([a.award for a in awards])
         learner_ids = {a.award.learner_id for a in awards}
         learners = repo.learners(learner_ids)
         courses = repo.courses({a.award.course_id for a in awards})  # also for the render requests
@@ -181,7 +181,8 @@ class IssuerService:
                 result.parked.append(incoming.index)
                 continue
             new.append((award, learners[award.learner_id]))
-        return self._issue(session, new) + (repo.pending_events_of(list(existing)) if existing else [])
+        saved = list(existing.values())
+        return self._issue(session, new) + (repo.pending_events_of(saved) if saved else [])
 
     def _issue(self, session: Session, new: list[tuple[Award, Learner]]) -> list[OutboxRow]:
         """New awards with their signed credentials and outbox events, added to the caller's transaction."""
@@ -241,8 +242,8 @@ class IssuerService:
             if award.credential_id in {a.credential_id for a, _l in ready}:
                 session.delete(row)
                 continue
-            if repo.existing([award.credential_id]):
-                existing.append(award.credential_id)
+            if saved := repo.existing([award]):
+                existing += saved.values()
                 session.delete(row)
                 continue
             learners, courses = repo.learners({award.learner_id}), repo.courses({award.course_id})

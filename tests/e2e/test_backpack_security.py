@@ -11,6 +11,7 @@ public verification pages.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -28,8 +29,9 @@ from sqlalchemy import select, update
 from ebackpack.config import Settings
 from ebackpack.credentials.exports import FORMATS
 from ebackpack.credentials.facts import learner_subject_id
+from ebackpack.credentials.keys import code_secret_for
 from ebackpack.demo import prepare
-from ebackpack.persistence.tables import AwardRow, WebSessionRow
+from ebackpack.persistence.tables import AwardRow, SignedCredentialRow, WebSessionRow
 from ebackpack.sample_data import default_dataset
 from ebackpack.storage import ObjectStore
 from schemas import deterministic_id
@@ -555,18 +557,37 @@ def test_only_http_links_of_an_uploaded_credential_become_links(world: World, al
 # ------------------------------------------------------------------------- public pages and identifiers
 
 
+def readable(document: str) -> str:
+    """A signed credential as text: JSON as it is, a VC-JWT's payload decoded."""
+    if document.lstrip().startswith("{"):
+        return document
+    payload = document.split(".")[1]
+    return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+
+
 def test_public_pages_show_no_identifier_a_learner_id_can_be_found_from(world: World) -> None:
-    """Credential and learner subject ids are UUIDv5 of (site, Moodle user id, rule): anyone with the
-    QR code could try every user id until one matches. Public answers carry none of them."""
+    """A UUIDv5 of (site, Moodle user id, rule) would let anyone with the QR code try every user id until
+    one matches. Public answers carry no id of that form, nor the credential id; the signed credentials
+    (attached to the public PDF) carry only keyed ids."""
     with world.service.sessions() as s:
         award = s.scalars(select(AwardRow).where(AwardRow.learner_id == ALICE)).one()
         credential_id, rule_id = award.credential_id, award.rule_id
+        signed = [readable(row.document) for row in s.scalars(
+            select(SignedCredentialRow).where(SignedCredentialRow.credential_id == credential_id))]
     site = world.settings.site_id
-    invertible = {
-        "credential id": credential_id,
-        "learner subject id": learner_subject_id(site, ALICE).removeprefix("urn:uuid:"),
-        "credential id, another form": uuid.UUID(deterministic_id("credential", site, ALICE, rule_id)).hex,
+    public_formula = {
+        "learner subject id by a public formula": deterministic_id("learner", site, ALICE),
+        "credential id by a public formula": deterministic_id("credential", site, ALICE, rule_id),
     }
+    invertible = {
+        **public_formula, "credential id": credential_id,
+        **{f"{name}, another form": uuid.UUID(value).hex for name, value in public_formula.items()},
+    }
+    assert signed, "the award has signed credentials"
+    for document in signed:
+        for name, value in public_formula.items():
+            assert value not in document and uuid.UUID(value).hex not in document, name
+        assert learner_subject_id(site, ALICE, code_secret_for(world.settings)) in document
     code, share = world.items[ALICE].code, world.items[ALICE].share
     with httpx.Client(base_url=world.url, timeout=30) as visitor:
         answers = {

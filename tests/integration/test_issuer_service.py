@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
 from ebackpack.config import SAMPLE_DIR, Settings
 from ebackpack.persistence.engine import make_engine, migrate, session_factory
@@ -107,3 +108,19 @@ def test_a_batch_saves_what_it_can_and_reports_poison_and_missing_profiles(servi
     again = service.handle_batch(batch)
     assert len(awards(service)) == 3
     assert sorted(e.event_id for e in again.events) == sorted(e.event_id for e in result.events)
+
+
+def test_an_award_saved_under_an_earlier_id_is_found_by_learner_and_rule(service: IssuerService,
+                                                                         tmp_path) -> None:
+    """Awards saved before credential ids were keyed keep their ids: a redelivered completion, whose id
+    is now derived otherwise, finds the award by learner and rule and issues nothing twice."""
+    raw = completions()[0]
+    first = service.handle(raw)
+    secret = SecretStr("another way of deriving ids " * 2)
+    settings = service.settings.model_copy(update={"code_secret": secret, "data_dir": tmp_path / "later"})
+    later = IssuerService(service.sessions, service.rules, settings)
+    again = later.handle(raw)
+    assert len(awards(service)) == 1
+    assert sorted(e.event_id for e in again) == sorted(e.event_id for e in first)  # still unsent ones
+    assert later.handle_batch([raw, completions()[1]]).events  # the other one is new
+    assert len(awards(service)) == 2

@@ -68,7 +68,8 @@ def make_facts(rule: AwardRule, name: str = "Anna Nowak", n: int = 0, **changes:
     salt = f"{n:016x}"
     facts = CredentialFacts(
         credential_id=f"0192a3b4-c5d6-4e7f-8a9b-{n:012x}", verification_code="ABCD-EFGH-JKMN", rule=rule,
-        issuer=RULES.issuer, learner_subject_id=learner_subject_id("moodle.example.org", 5700 + n),
+        issuer=RULES.issuer,
+        learner_subject_id=learner_subject_id("moodle.example.org", 5700 + n, b"code secret"),
         learner_name=name, recipient_salt=salt, recipient_hash=recipient_hash(f"l{n}@example.org", salt),
         issued_on=issued,
         valid_until=issued + timedelta(days=rule.valid_for_days) if rule.valid_for_days else None,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ebackpack.config import SAMPLE_DIR
-from schemas import MoodleEvent
+from schemas import MoodleEvent, deterministic_id
 from services.issuer.domain import (
     CODE_ALPHABET,
     NotALearnerCompletion,
@@ -56,12 +56,26 @@ def test_same_learner_and_rule_give_the_same_credential_id_and_code() -> None:
                          RULES, "site", SECRET)
     assert first.credential_id == again.credential_id
     assert first.verification_code == again.verification_code
-    assert credential_id("site", 5721, "python-basics") != credential_id("site", 5722, "python-basics")
-    assert credential_id("site", 5721, "python-basics") != credential_id("other", 5721, "python-basics")
+    alice = credential_id("site", 5721, "python-basics", SECRET)
+    assert alice != credential_id("site", 5722, "python-basics", SECRET)
+    assert alice != credential_id("other", 5721, "python-basics", SECRET)
+
+
+def test_a_credential_id_does_not_give_the_moodle_user_id_back() -> None:
+    """The id is in every signed credential and PDF: trying every user id against a public formula (the
+    UUIDv5 of site, learner and rule it once was) finds nothing; only the installation's secret does."""
+    event = fixture("observer-course_completed.moodle45.json")
+    award = decide_award(event, "event-1", RULES, "site", SECRET)
+    guesses = {deterministic_id(kind, "site", learner, award.rule.id)
+               for kind in ("credential", "learner") for learner in range(20_000)}
+    assert award.credential_id not in guesses
+    assert award.learner_id < 20_000
+    assert credential_id("site", award.learner_id, award.rule.id, b"another deployment's secret") \
+        != award.credential_id
 
 
 def test_verification_codes_avoid_look_alike_characters() -> None:
-    codes = {verification_code(credential_id("s", n, "r"), SECRET) for n in range(2000)}
+    codes = {verification_code(credential_id("s", n, "r", SECRET), SECRET) for n in range(2000)}
     assert len(codes) == 2000
     for code in codes:
         groups = code.split("-")
@@ -71,7 +85,7 @@ def test_verification_codes_avoid_look_alike_characters() -> None:
 
 
 def test_a_verification_code_needs_the_secret_not_just_the_credential_id() -> None:
-    cid = credential_id("moodle.example.org", 5721, "python-basics")
+    cid = credential_id("moodle.example.org", 5721, "python-basics", SECRET)
     assert verification_code(cid, SECRET) == verification_code(cid, SECRET)
     assert verification_code(cid, SECRET) != verification_code(cid, b"another deployment's secret")
 
