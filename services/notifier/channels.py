@@ -36,6 +36,22 @@ class PermanentFailure(Exception):
     """The channel refused this message for good: retrying cannot help."""
 
 
+def channel_unreachable(exc: BaseException) -> bool:
+    """The channel is down for everyone (not reachable, not answering, out of service), as opposed to a
+    failure of this one message: an outage, which no number of attempts may turn into a dead letter."""
+    if isinstance(exc, smtplib.SMTPConnectError | smtplib.SMTPServerDisconnected):
+        return True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code == 421  # "service not available, closing transmission channel"
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(code == 421 for code, _msg in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPException):  # smtplib's errors are OSErrors too: refusals, not outages
+        return False
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code >= 500 or exc.response.status_code == 429
+    return isinstance(exc, OSError | httpx.TransportError)  # refused, reset, timed out, name not resolved
+
+
 @dataclass(frozen=True)
 class Email:
     to_name: str

@@ -58,6 +58,7 @@ from .channels import (
     PermanentFailure,
     SmtpChannel,
     build_email,
+    channel_unreachable,
 )
 from .domain import (
     CHANNELS,
@@ -431,11 +432,15 @@ class NotifierService:
         now = self.clock()
         reason = f"{key[1]}: {type(exc).__name__}: {describe(exc)}"
         permanent = isinstance(exc, PermanentFailure)
+        # While the channel is down for everyone, attempts go on (at the longest delay) for as long as it
+        # is down: an outage is never turned into dead letters. Attempts still count, so a message that
+        # then fails by itself gives up sooner.
+        outage = not permanent and channel_unreachable(exc)
         with self.sessions.begin() as session:
             row = session.get(NotificationRow, key)
             if row is None or row.state != SENDING or row.attempts != attempt:
                 return Outcome(key, "busy")  # sent meanwhile, or taken over by another worker
-            if permanent or attempt >= self.tuning.max_attempts:
+            if permanent or (attempt >= self.tuning.max_attempts and not outage):
                 row.state, row.next_attempt_at, row.updated_at = GAVE_UP, None, now
                 row.last_error = reason if permanent else f"gave up after {attempt} attempts: {reason}"
                 log.warning("notification %s/%s: %s", key[0], key[1], row.last_error)
@@ -443,8 +448,8 @@ class NotifierService:
             delay = self.tuning.delay(attempt)
             row.state, row.last_error, row.updated_at = FAILED, reason, now
             row.next_attempt_at = now + timedelta(seconds=delay)
-            log.warning("notification %s/%s failed (attempt %d, next in %.0f s): %s", key[0], key[1], attempt,
-                        delay, reason)
+            log.warning("notification %s/%s failed (attempt %d, next in %.0f s%s): %s", key[0], key[1],
+                        attempt, delay, ", retried while the channel is down" if outage else "", reason)
             return Outcome(key, "failed")
 
     @staticmethod
