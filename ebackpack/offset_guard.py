@@ -151,7 +151,8 @@ def find_lost(broker: Broker, group: str, owned: Collection[TopicPartition], mar
                 last = (offset - 1, latest.fingerprint)
             elif offset and (last is None or last[0] != offset - 1):
                 refresh[tp] = offset - 1
-            marks.put(tp, anchor, last)
+            if (anchor, last) != known[tp]:
+                marks.put(tp, anchor, last)
             continue
         lost.append(LostLog(group, tp.topic, tp.partition, offset or 0, starts[tp], end, reason))
     for tp, found in broker.probe(refresh).items():
