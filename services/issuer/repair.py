@@ -16,6 +16,8 @@ watermarks, as Apache Kafka gives them too.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -24,9 +26,10 @@ from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from ebackpack.config import Settings
-from ebackpack.ops import Broker, dead_letters, known_groups
+from ebackpack.ops import Broker, known_groups
 from ebackpack.persistence.tables import AwardRow, CertificateRow, OutboxRow
-from ebackpack.streaming.topics import RENDER_REQUESTS
+from ebackpack.streaming.topics import RENDER_REQUESTS, dlq
+from schemas import DeadLetterMessage
 
 log = logging.getLogger(__name__)
 REPAIR_INTERVAL = 30.0  # seconds between two checks
@@ -68,9 +71,31 @@ def unrendered(session: Session, topic: str, sent_before: datetime, limit: int) 
     return {credential_id: event_id for credential_id, event_id in session.execute(query)}
 
 
+class NotKnown(RuntimeError):
+    """The broker did not say enough in time: this check concludes nothing."""
+
+
 def dead_lettered(settings: Settings) -> set[str]:
-    """Credential ids (the key of a render request) in the render requests' dead-letter topic."""
-    return {view.key for view in dead_letters(settings, RENDER_REQUESTS) if view.key}
+    """Credential ids (the key of a render request) in the render requests' dead-letter topic, read to
+    its end; raises NotKnown when it could not be read whole (a request sent again would only be
+    dead-lettered again)."""
+    topic = settings.topic(dlq(RENDER_REQUESTS))
+    with Broker(settings, timeout=5.0) as broker:
+        tps = broker.partitions(topic)
+        starts, reported = broker.offsets(tps, exact=False)
+        ends = broker.high_watermarks(reported)
+        if not tps or len(ends) < len(tps):
+            raise NotKnown(f"the end of {topic} is not known")
+        records = broker.read({tp: (starts[tp], ends[tp]) for tp in tps})
+    if len(records) < sum(ends[tp] - starts[tp] for tp in tps):
+        raise NotKnown(f"{topic} was not read to its end")
+    keys = set()
+    for record in records:
+        with contextlib.suppress(ValueError):
+            letter = DeadLetterMessage.model_validate_json(record.value or b"").data
+            if letter.key_b64 is not None:
+                keys.add(base64.b64decode(letter.key_b64).decode("utf-8", "replace"))
+    return keys
 
 
 def resend_lost_render_requests(sessions: sessionmaker[Session], settings: Settings) -> int:
@@ -85,7 +110,11 @@ def resend_lost_render_requests(sessions: sessionmaker[Session], settings: Setti
         return 0  # the renderers still have requests to read: theirs to render
     with sessions() as session:
         candidates = unrendered(session, topic, checked_at, MAX_RESENT)
-    gave_up = dead_lettered(settings) if candidates else set()
+    try:
+        gave_up = dead_lettered(settings) if candidates else set()
+    except NotKnown as exc:
+        log.info("lost render requests not checked this time: %s", exc)
+        return 0
     lost = {cid: event for cid, event in candidates.items() if cid not in gave_up}
     if not lost:
         return 0

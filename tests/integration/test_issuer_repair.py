@@ -22,8 +22,8 @@ from services.issuer.repair import resend_lost_render_requests, unrendered
 from tests.builders import wait_for
 
 pytestmark = pytest.mark.integration
-NOW = datetime.now(UTC)
-LONG_AGO = NOW - timedelta(minutes=10)
+LONG_AGO = datetime.now(UTC) - timedelta(days=1)
+LATER = datetime.now(UTC) + timedelta(days=1)  # acknowledged after any check these tests make
 
 
 def award(credential_id: str, status: str = "issued") -> AwardRow:
@@ -55,8 +55,8 @@ def seed(settings: Settings) -> None:
             request(settings, "rendered", "c-2", sent_at=LONG_AGO), certificate("c-2"),
             request(settings, "revoked", "c-9", sent_at=LONG_AGO),  # revoked: no PDF wanted
             request(settings, "older", "c-3", sent_at=LONG_AGO),  # a second one is still unsent
-            request(settings, "unsent", "c-3", sent_at=None, created_at=NOW),
-            request(settings, "just-sent", "c-4", sent_at=NOW + timedelta(minutes=1)),  # after the check
+            request(settings, "unsent", "c-3", sent_at=None, created_at=LONG_AGO),
+            request(settings, "just-sent", "c-4", sent_at=LATER),  # after the check
             request(settings, "first", "c-5", sent_at=LONG_AGO, created_at=LONG_AGO),
             request(settings, "rerender", "c-5", sent_at=LONG_AGO,
                     created_at=LONG_AGO + timedelta(minutes=1)),
@@ -75,7 +75,7 @@ def test_which_render_requests_count_as_lost(database_url: str, settings: Settin
     migrate(local.db_url)
     seed(local)
     with session_factory(make_engine(local.db_url))() as s:
-        found = unrendered(s, local.topic(RENDER_REQUESTS), NOW, 100)
+        found = unrendered(s, local.topic(RENDER_REQUESTS), datetime.now(UTC), 100)
     assert found == {"c-1": "lost", "c-5": "rerender", "c-7": "dead"}
 
 
