@@ -103,7 +103,6 @@ POLISH: dict[str, str] = MATCHED | {
     "the signature does not match the document: it was changed after signing or signed with another key":
         "podpis nie pasuje do dokumentu: zmieniono go po podpisaniu albo podpisano innym kluczem",
     "the token's signature does not match: {error}": "podpis tokenu się nie zgadza: {error}",
-    "the signature does not match: {error}": "podpis się nie zgadza: {error}",
     "the credential has no proof": "poświadczenie nie ma dowodu (proof)",
     "the credential has a proof type we cannot check": "poświadczenie ma dowód typu, którego nie umiemy sprawdzić",
     "the document cannot be canonicalized: {error}": "dokumentu nie da się skanonizować: {error}",

@@ -694,10 +694,11 @@ def verify_jws(token: str, key: ResolvedKey, alg: str) -> bytes:
         raise ValueError(str(exc) or type(exc).__name__) from None
 
 
-def _signed_token_check(token: str, header: dict[str, Any], key: ResolvedKey) -> Check | None:
+def _signed_token_check(token: str, header: dict[str, Any], key: ResolvedKey,
+                        method: str | None = None) -> Check | None:
     """INVALID when the key cannot make the token's algorithm or the signature does not match."""
     alg = str(header["alg"])
-    method = f"VC-JWT {alg}"
+    method = method or f"VC-JWT {alg}"
     if problem := key_problem(alg, key.jwk):
         return Check(VerificationStatus.INVALID, method, problem)
     try:
@@ -1109,17 +1110,8 @@ def _ob2_signed_check(
         key = _creator_key(creator, docs)
     except KeyUnavailable as exc:
         return Check(VerificationStatus.NOT_VERIFIABLE, method, exc.reason), NOT_CHECKED
-    alg = str(header["alg"])
-    if problem := key_problem(alg, key.jwk):
-        return Check(VerificationStatus.INVALID, method, problem), NOT_CHECKED
-    try:
-        verify_jws(token, key, alg)
-    except ValueError as exc:
-        return Check(
-            VerificationStatus.INVALID,
-            method,
-            say("the signature does not match: {error}", error=str(exc)[:300]),
-        ), NOT_CHECKED
+    if failed := _signed_token_check(token, header, key, method):
+        return failed, NOT_CHECKED
     if not_yet_valid(_ob2_window(assertion).start, docs.ctx.now):  # invalid anyway: nothing more to fetch
         return Check(
             VerificationStatus.ISSUER_UNKNOWN, method, say("signature valid with {source}", source=key.source)
