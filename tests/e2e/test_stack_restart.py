@@ -337,6 +337,24 @@ def lose_broker_data(stack: EmbeddedStack, settings: Settings) -> int:
     return deleted
 
 
+def stack_and_pipeline(cleanup: contextlib.ExitStack, tmp_path: Path, name: str,
+                       profiles: Profiles) -> tuple[EmbeddedStack, Settings, Pipeline]:
+    """A stack of the test's own (so it can lose its broker's data) and a pipeline on it, its bucket and
+    topic prefix named `name`, issuer and renderer started; both end with `cleanup`. Returns (the stack,
+    the stack's settings, the pipeline)."""
+    base = Settings.model_validate({
+        "data_dir": tmp_path / "stack", "embedded": False, "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+        "s3_endpoint": f"http://127.0.0.1:{free_port()}", **throwaway_secrets()})
+    stack = cleanup.enter_context(EmbeddedStack(base))
+    settings = base.model_copy(update={"data_dir": tmp_path / "data", "s3_bucket": name,
+                                       "topic_prefix": f"{name}.",
+                                       "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}"})
+    run = pipeline(settings, tmp_path, profiles)
+    cleanup.callback(run.stop)
+    run.start("issuer", "renderer")
+    return stack, base, run
+
+
 def status_text(settings: Settings) -> str:
     done = subprocess.run([sys.executable, "-m", "ebackpack.cli", "status", "--sample", "0"],
                           env=os.environ | settings_env(settings) | {"COLUMNS": "250"},
@@ -360,19 +378,10 @@ def scrape(port: int, name: str) -> float:
 
 
 def test_a_broker_that_lost_its_data_is_detected_reported_and_repaired(tmp_path: Path) -> None:
-    base = Settings.model_validate({
-        "data_dir": tmp_path / "stack", "embedded": False, "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-        "s3_endpoint": f"http://127.0.0.1:{free_port()}", **throwaway_secrets()})
     profiles, pairs = learners_and_pairs(40)
     before, unrendered, after = pairs[:20], pairs[20:30], pairs[30:]
     with contextlib.ExitStack() as cleanup:
-        stack = cleanup.enter_context(EmbeddedStack(base))
-        settings = base.model_copy(update={"data_dir": tmp_path / "data", "s3_bucket": "lost",
-                                           "topic_prefix": "lost.",
-                                           "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}"})
-        run = pipeline(settings, tmp_path, profiles)
-        cleanup.callback(run.stop)
-        run.start("issuer", "renderer")
+        stack, base, run = stack_and_pipeline(cleanup, tmp_path, "lost", profiles)
         publish(run.settings, before)
         wait_until("the first 20 PDFs", lambda: run.done(set(before)), 120, run.workers)
         run.stop("renderer")  # these 10 are issued and their render requests acknowledged, not rendered
@@ -433,19 +442,10 @@ def test_a_running_issuer_repairs_its_offsets_when_the_broker_loses_data_under_i
     """The same loss while the issuer runs through it: it rejoins its group at the committed offsets
     (beyond the new end), finds them within seconds and reads on from the start; completions sent after
     the loss are issued without a restart of the worker."""
-    base = Settings.model_validate({
-        "data_dir": tmp_path / "stack", "embedded": False, "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-        "s3_endpoint": f"http://127.0.0.1:{free_port()}", **throwaway_secrets()})
     profiles, pairs = learners_and_pairs(30)
     before, after = pairs[:20], pairs[20:]
     with contextlib.ExitStack() as cleanup:
-        stack = cleanup.enter_context(EmbeddedStack(base))
-        settings = base.model_copy(update={"data_dir": tmp_path / "data", "s3_bucket": "live",
-                                           "topic_prefix": "live.",
-                                           "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}"})
-        run = pipeline(settings, tmp_path, profiles)
-        cleanup.callback(run.stop)
-        run.start("issuer", "renderer")
+        stack, base, run = stack_and_pipeline(cleanup, tmp_path, "live", profiles)
         publish(run.settings, before)
         wait_until("the first 20 PDFs", lambda: run.done(set(before)), 120, run.workers)
         # A worker tells a rewritten log from its own by the records it marked: one check (<= 5 s) after

@@ -9,12 +9,10 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,6 +20,7 @@ from urllib.parse import parse_qs
 from sqlalchemy import Engine, create_engine, text
 
 from ebackpack.stack import free_port, tansu_binary
+from tests.http_stub import LoopbackServer, QuietHandler, respond
 
 MOODLE_TABLES = """
 CREATE TABLE mdl_user (id BIGINT PRIMARY KEY, deleted SMALLINT NOT NULL DEFAULT 0, username VARCHAR(100),
@@ -90,29 +89,15 @@ class WebServices:
 def serving(services: WebServices) -> Iterator[str]:
     """Serves `services` on 127.0.0.1; yields the Moodle base URL."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode())
             if services.delay:
                 time.sleep(services.delay)
-            body = json.dumps(services.answer(form)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            respond(self, 200, json.dumps(services.answer(form)).encode())
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LoopbackServer(Handler, daemon_threads=True) as server:
+        yield server.url
 
 
 class Broker:

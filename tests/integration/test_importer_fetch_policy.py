@@ -5,10 +5,8 @@ cannot switch it), and each redirect hop is checked again."""
 from __future__ import annotations
 
 import ssl
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from cryptography.x509.oid import NameOID
 from services.importer.domain import FetchError, ImportContext, ImportRejected, Learner
 from services.importer.fetch import PolicyFetcher
 from services.importer.pipeline import import_url
+from tests.http_stub import LoopbackServer, QuietHandler, respond
 
 pytestmark = pytest.mark.integration
 
@@ -33,37 +32,23 @@ class Site:
         self.redirect_to = ""
         site = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 site.requests.append((self.path, self.headers.get("Host", "")))
                 if self.path == "/redirect":
-                    self.send_response(302)
-                    self.send_header("Location", site.redirect_to)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    respond(self, 302, content_type=None, headers={"Location": site.redirect_to})
                     return
-                body = b'{"id": "https://issuer.test/badge"}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, 200, b'{"id": "https://issuer.test/badge"}')
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
+        self.server = LoopbackServer(Handler)
+        self.port = self.server.port
 
 
 @pytest.fixture
 def site() -> Iterator[Site]:
     server = Site()
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with server.server:
+        yield server
 
 
 def answers(*rounds: list[str]) -> tuple[Callable[[str, int], list[str]], list[str]]:
@@ -168,7 +153,8 @@ def test_https_to_the_checked_address_still_checks_the_certificate_for_the_name(
     site: Site, tmp_path: Path
 ) -> None:
     client_tls, server_tls = certificate_authority(tmp_path, "issuer.test")
-    site.server.socket = server_tls.wrap_socket(site.server.socket, server_side=True)
+    http = site.server.server
+    http.socket = server_tls.wrap_socket(http.socket, server_side=True)
     resolve, _ = answers(["127.0.0.1"])
 
     def fetcher() -> PolicyFetcher:

@@ -5,11 +5,9 @@ size limits), and re-verification that turns a badge revoked at its source into 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -27,6 +25,7 @@ from services.importer.fetch import PolicyFetcher
 from services.importer.pipeline import import_bytes, import_url
 from services.importer.service import ImporterService
 from services.issuer.rules import load_rules
+from tests.http_stub import LoopbackServer, QuietHandler, respond
 
 pytestmark = pytest.mark.integration
 LEARNER = Learner(email="learner@example.org")
@@ -42,37 +41,45 @@ class Site:
         self.requests: list[str] = []
         site = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 site.requests.append(self.path)
                 if self.path in site.slow:
                     time.sleep(2)
                 status, body = site.pages.get(self.path, (404, b"not found"))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, status, body)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = LoopbackServer(Handler)
+        self.url = self.server.url
 
     def put(self, path: str, document: Any, status: int = 200) -> str:
         self.pages[path] = (status, json.dumps(document).encode())
         return self.url + path
 
 
+def served_site() -> Iterator[Site]:
+    """A Site that serves until the generator is closed (a fixture's teardown)."""
+    site = Site()
+    with site.server:
+        yield site
+
+
 @pytest.fixture
 def site() -> Iterator[Site]:
-    server = Site()
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    yield from served_site()
+
+
+def ob2_assertion(assertion_id: str, badge: str, verification: dict[str, str]) -> dict[str, Any]:
+    """An OB 2.0 assertion of a badge for LEARNER (e-mail in the clear), issued on 2026-02-01."""
+    return {
+        "@context": "https://w3id.org/openbadges/v2",
+        "type": "Assertion",
+        "id": assertion_id,
+        "recipient": {"type": "email", "hashed": False, "identity": LEARNER.email},
+        "badge": badge,
+        "verification": verification,
+        "issuedOn": "2026-02-01T00:00:00Z",
+    }
 
 
 def online(**trust: Any) -> ImportContext:
@@ -203,15 +210,7 @@ def test_a_hosted_ob2_assertion_is_compared_with_what_its_issuer_serves(site: Si
         },
     )
     site.put("/issuer", {"id": f"{site.url}/issuer", "type": "Issuer", "name": "Hosted Issuer"})
-    assertion = {
-        "@context": "https://w3id.org/openbadges/v2",
-        "type": "Assertion",
-        "id": f"{site.url}/a/1",
-        "recipient": {"type": "email", "hashed": False, "identity": LEARNER.email},
-        "badge": badge,
-        "verification": {"type": "hosted"},
-        "issuedOn": "2026-02-01T00:00:00Z",
-    }
+    assertion = ob2_assertion(f"{site.url}/a/1", badge, {"type": "hosted"})
     site.put("/a/1", assertion)
 
     genuine = import_bytes(json.dumps(assertion).encode(), online())

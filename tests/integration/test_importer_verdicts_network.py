@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,29 +25,20 @@ from ebackpack.credentials.keys import SigningKey
 from services.importer.domain import ImportContext, VerificationStatus
 from services.importer.formats.keys import jwk_thumbprint_uri
 from services.importer.pipeline import import_bytes, import_url
-from tests.integration.test_importer_network import LEARNER, Site, issue, online
+from tests.integration.test_importer_network import LEARNER, Site, issue, ob2_assertion, online, served_site
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def site() -> Iterator[Site]:
-    yield from _serve()
+    yield from served_site()
 
 
 @pytest.fixture
 def elsewhere() -> Iterator[Site]:
     """A second origin (another port): someone who is not the issuer."""
-    yield from _serve()
-
-
-def _serve() -> Iterator[Site]:
-    server = Site()
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    yield from served_site()
 
 
 def _closed_port_url() -> str:
@@ -74,16 +64,8 @@ class SignedIssuer:
     badge: str
 
     def assertion(self, number: int, **fields: Any) -> dict[str, Any]:
-        return {
-            "@context": "https://w3id.org/openbadges/v2",
-            "type": "Assertion",
-            "id": f"urn:uuid:7d1f0c36-0000-4000-8000-{number:012d}",
-            "recipient": {"type": "email", "hashed": False, "identity": LEARNER.email},
-            "badge": self.badge,
-            "verification": {"type": "SignedBadge", "creator": self.creator},
-            "issuedOn": "2026-02-01T00:00:00Z",
-            **fields,
-        }
+        return ob2_assertion(f"urn:uuid:7d1f0c36-0000-4000-8000-{number:012d}", self.badge,
+                             {"type": "SignedBadge", "creator": self.creator}) | fields
 
     def sign(self, assertion: dict[str, Any], header: dict[str, Any] | None = None) -> bytes:
         protected = {"alg": "RS256"} | (header or {})
@@ -295,15 +277,7 @@ def hosted(site: Site, *, issuer_site: Site | None = None) -> dict[str, Any]:
         "/badges/1",
         {"id": f"{site.url}/badges/1", "type": "BadgeClass", "name": "Hosted Badge", "issuer": issuer},
     )
-    assertion = {
-        "@context": "https://w3id.org/openbadges/v2",
-        "type": "Assertion",
-        "id": f"{site.url}/assertions/1",
-        "recipient": {"type": "email", "hashed": False, "identity": LEARNER.email},
-        "badge": badge,
-        "verification": {"type": "HostedBadge"},
-        "issuedOn": "2026-02-01T00:00:00Z",
-    }
+    assertion = ob2_assertion(f"{site.url}/assertions/1", badge, {"type": "HostedBadge"})
     site.put("/assertions/1", assertion)
     return assertion
 
@@ -481,19 +455,19 @@ def test_a_key_document_on_another_origin_does_not_make_it_verified(site: Site, 
     assert "not on the issuer's own https origin" in verification.reason
 
 
-def test_vc_jwt_levels_kid_on_the_issuer_origin_is_verified_an_embedded_jwk_is_not(site: Site) -> None:
+def _es256_issuer(site: Site) -> tuple[ECKey, dict[str, Any]]:
+    """A P-256 key its issuer profile on `site` lists as `#key-es`, and VC-JWT claims of that issuer."""
     key = ECKey.generate_key("P-256")
     claims = _vc_claims(site)
     issuer = claims["iss"]
-    site.put(
-        "/issuers/1",
-        {
-            "id": issuer,
-            "verificationMethod": [
-                {"id": f"{issuer}#key-es", "type": "JsonWebKey", "publicKeyJwk": key.as_dict(private=False)}
-            ],
-        },
-    )
+    method = {"id": f"{issuer}#key-es", "type": "JsonWebKey", "publicKeyJwk": key.as_dict(private=False)}
+    site.put("/issuers/1", {"id": issuer, "verificationMethod": [method]})
+    return key, claims
+
+
+def test_vc_jwt_levels_kid_on_the_issuer_origin_is_verified_an_embedded_jwk_is_not(site: Site) -> None:
+    key, claims = _es256_issuer(site)
+    issuer = claims["iss"]
     by_kid = jws.serialize_compact({"alg": "ES256", "kid": f"{issuer}#key-es"}, json.dumps(claims), key)
     embedded = jws.serialize_compact(
         {"alg": "ES256", "jwk": key.as_dict(private=False)}, json.dumps(claims), key
@@ -516,18 +490,8 @@ def test_vc_jwt_levels_kid_on_the_issuer_origin_is_verified_an_embedded_jwk_is_n
 
 
 def test_a_vc_jwt_whose_relative_kid_its_issuer_profile_lists_is_verified(site: Site) -> None:
-    key = ECKey.generate_key("P-256")
-    claims = _vc_claims(site)
+    key, claims = _es256_issuer(site)
     issuer = claims["iss"]
-    site.put(
-        "/issuers/1",
-        {
-            "id": issuer,
-            "verificationMethod": [
-                {"id": f"{issuer}#key-es", "type": "JsonWebKey", "publicKeyJwk": key.as_dict(private=False)}
-            ],
-        },
-    )
 
     relative = jws.serialize_compact({"alg": "ES256", "kid": "key-es"}, json.dumps(claims), key)
     unknown = jws.serialize_compact({"alg": "ES256", "kid": "key-other"}, json.dumps(claims), key)

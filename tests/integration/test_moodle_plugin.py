@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from services.gateway.webhook import create_app, sign
 from tests.conftest import MOODLE_FIXTURES, require_tool, reserve_port
+from tests.http_stub import LoopbackServer, QuietHandler, respond
 
 pytestmark = pytest.mark.integration
 
@@ -153,30 +153,14 @@ def answering(status: int, headers: dict[str, str]) -> Iterator[tuple[str, list[
     """A stand-in gateway that answers every POST with `status` and `headers`; yields (origin, requests)."""
     seen: list[dict[str, str]] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
             seen.append(dict(self.headers))
-            body = json.dumps({"detail": "busy"}).encode()
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            respond(self, status, json.dumps({"detail": "busy"}).encode(), headers=headers)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LoopbackServer(Handler) as server:
+        yield server.url, seen
 
 
 def closed_port_url() -> str:

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -54,6 +53,7 @@ from services.notifier.agent import DEAD_LETTERS
 from services.notifier.service import NotifierService, Tuning
 from tests.builders import completion, wait_for
 from tests.conftest import isolated, reserve_port
+from tests.http_stub import LoopbackServer, QuietHandler, respond
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +142,7 @@ class MoodleStub:
         self.calls: list[dict[str, str]] = []
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 fields = {k: v[0] for k, v in urllib.parse.parse_qs(body).items()}
@@ -157,20 +157,10 @@ class MoodleStub:
                     stub.calls.append(fields)
                     answer = [{"msgid": len(stub.calls),
                                "clientmsgid": fields.get("messages[0][clientmsgid]")}]
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                respond(self, 200, json.dumps(answer).encode())
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = LoopbackServer(Handler).start()
+        self.url = self.server.url
 
     def to(self, user: int) -> list[dict[str, str]]:
         return [c for c in list(self.calls) if c["messages[0][touserid]"] == str(user)]
@@ -179,8 +169,7 @@ class MoodleStub:
         return Counter(c["messages[0][clientmsgid]"] for c in list(self.calls))
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 # ------------------------------------------------------------------------------------------- pipeline

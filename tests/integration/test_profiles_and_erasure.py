@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
 from ebackpack.config import SAMPLE_DIR, Settings
 from ebackpack.demo import prepare
@@ -33,6 +33,7 @@ from services.gateway.events import moodle_message
 from services.gateway.profiles import MoodleDatabase, ProfilePublisher, ProfileSync
 from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
+from tests.integration.moodle_stand_in import Site, WebServices, moodle_database, serving
 
 pytestmark = pytest.mark.integration
 RULES = load_rules(SAMPLE_DIR / "rules.toml")
@@ -41,36 +42,14 @@ LEARNER = 8101
 COMPLETED = int(datetime(2026, 5, 4, 10, 30, tzinfo=UTC).timestamp())  # timecompleted
 LOGGED = COMPLETED + 3 * 86400  # the cron run that logged the event, days later
 
-MOODLE_TABLES = """
-CREATE TABLE mdl_user (id BIGINT PRIMARY KEY, deleted SMALLINT NOT NULL DEFAULT 0, username VARCHAR(100),
-  firstname VARCHAR(100), lastname VARCHAR(100), email VARCHAR(100), lang VARCHAR(30), timemodified BIGINT);
-CREATE TABLE mdl_course (id BIGINT PRIMARY KEY, fullname VARCHAR(254), shortname VARCHAR(255));
-CREATE TABLE mdl_course_completions (id BIGINT PRIMARY KEY, userid BIGINT, course BIGINT,
-  timecompleted BIGINT);
-"""
-
 
 @pytest.fixture
 def moodle(postgres_url: str) -> Any:
-    engine = create_engine(postgres_url)
-    with engine.begin() as connection:
-        for statement in MOODLE_TABLES.strip().split(";"):
-            if statement.strip():
-                connection.execute(text(statement))
-        connection.execute(
-            text(
-                "INSERT INTO mdl_user VALUES (:id, 0, 'zosia', 'Zofia', 'Wiśniewska', "
-                "'zofia@example.org', 'pl', 0)"
-            ),
-            {"id": LEARNER},
-        )
-        connection.execute(
-            text("INSERT INTO mdl_course VALUES (:id, 'Pierwsza pomoc przedmedyczna', 'PP')"), {"id": COURSE}
-        )
-        connection.execute(
-            text("INSERT INTO mdl_course_completions VALUES (9901, :u, :c, :t)"),
-            {"u": LEARNER, "c": COURSE, "t": COMPLETED},
-        )
+    engine = moodle_database(postgres_url, Site(
+        users=[(LEARNER, "Zofia", "Wiśniewska", "zofia@example.org", "pl")],
+        courses=[(COURSE, "Pierwsza pomoc przedmedyczna", "PP")],
+        completions=[(9901, LEARNER, COURSE, COMPLETED)],
+    ))
     yield engine
     engine.dispose()
 
@@ -213,55 +192,15 @@ def test_profiles_completion_date_and_erasure(settings: Settings, moodle: Any) -
 
 def test_profiles_through_moodle_web_services() -> None:
     """Moodle's REST protocol, served by a recording stand-in on 127.0.0.1."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Thread
-    from urllib.parse import parse_qs
-
-    calls: list[dict[str, list[str]]] = []
-
-    class Moodle(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
-            calls.append(form)
-            if form["wstoken"] != ["secret-token"]:
-                body: Any = {
-                    "exception": "moodle_exception",
-                    "errorcode": "invalidtoken",
-                    "message": "Invalid token",
-                }
-            elif form["wsfunction"] == ["core_user_get_users_by_field"]:
-                body = [
-                    {
-                        "id": 7,
-                        "firstname": "Jan",
-                        "lastname": "Kowalski",
-                        "email": "jan@example.org",
-                        "lang": "pl",
-                    }
-                ]
-            else:
-                body = {"courses": [{"id": 42, "fullname": "Python", "shortname": "PY"}], "warnings": []}
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
     from services.gateway.profiles import MoodleWebServices
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Moodle)
-    Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    moodle = WebServices(Site(users=[(7, "Jan", "Kowalski", "jan@example.org", "pl")],
+                              courses=[(42, "Python", "PY")]), token="secret-token")
+    with serving(moodle) as url:
         services = MoodleWebServices(url, "secret-token", httpx.Client(timeout=5))
         (user,) = services.users([7])
         (course,) = services.courses([42])
         assert (user.firstname, user.lang, course.fullname) == ("Jan", "pl", "Python")
-        assert calls[0]["values[0]"] == ["7"] and calls[1]["value"] == ["42"]
+        assert moodle.calls[0]["values[0]"] == ["7"] and moodle.calls[1]["value"] == ["42"]
         with pytest.raises(RuntimeError, match="invalidtoken"):
             MoodleWebServices(url, "wrong", httpx.Client(timeout=5)).users([7])
-    finally:
-        server.shutdown()

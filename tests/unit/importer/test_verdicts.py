@@ -148,15 +148,20 @@ def test_a_jwt_whose_exp_has_passed_is_expired_and_a_current_one_is_not() -> Non
     assert _status(current)[0] is VerificationStatus.ISSUER_UNKNOWN
 
 
-def test_an_ob2_assertion_issued_in_the_future_is_invalid_and_one_past_expires_is_expired() -> None:
-    assertion = {
+def _ob2_assertion(assertion_id: str, verification: dict[str, str]) -> dict[str, Any]:
+    """An OB 2.0 assertion of issuer.example's badge 1 for LEARNER, with no issue date yet."""
+    return {
         "@context": "https://w3id.org/openbadges/v2",
         "type": "Assertion",
-        "id": "https://issuer.example/assertions/1",
+        "id": assertion_id,
         "recipient": {"type": "email", "hashed": False, "identity": LEARNER.email},
         "badge": "https://issuer.example/badges/1",
-        "verification": {"type": "hosted"},
+        "verification": verification,
     }
+
+
+def test_an_ob2_assertion_issued_in_the_future_is_invalid_and_one_past_expires_is_expired() -> None:
+    assertion = _ob2_assertion("https://issuer.example/assertions/1", {"type": "hosted"})
     future = assertion | {"issuedOn": "2099-03-01T00:00:00Z"}
     old = assertion | {"issuedOn": "2020-01-01T00:00:00Z", "expires": "2021-01-01T00:00:00Z"}
 
@@ -243,15 +248,10 @@ def test_the_same_token_without_the_problem_is_accepted() -> None:
 
 @pytest.mark.parametrize("alg", ["none", "HS256"])
 def test_an_ob2_signed_assertion_with_no_real_signature_is_invalid(alg: str) -> None:
-    assertion = {
-        "@context": "https://w3id.org/openbadges/v2",
-        "type": "Assertion",
-        "id": "urn:uuid:0c9c5f62-2222-4c55-9d3a-000000000001",
-        "recipient": {"type": "email", "hashed": False, "identity": LEARNER.email},
-        "badge": "https://issuer.example/badges/1",
-        "verification": {"type": "signed", "creator": "https://issuer.example/keys/1"},
-        "issuedOn": "2026-02-01T00:00:00Z",
-    }
+    assertion = _ob2_assertion(
+        "urn:uuid:0c9c5f62-2222-4c55-9d3a-000000000001",
+        {"type": "signed", "creator": "https://issuer.example/keys/1"},
+    ) | {"issuedOn": "2026-02-01T00:00:00Z"}
     token = _unsigned({"alg": alg}, assertion, "" if alg == "none" else "c2ln")
 
     status, reason, _ = _status(token)
