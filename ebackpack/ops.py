@@ -257,39 +257,6 @@ class Broker:
         return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
 
 
-@dataclass(frozen=True)
-class BeyondEnd:
-    """A partition on which a consumer group's committed offset is beyond the log's end: the broker lost
-    messages the group had read (a broker restarted on memory storage, its data deleted, an unclean
-    leader election). Its consumers would wait for offsets that come only after as many new messages,
-    and skip those. The repair reads the partition again from `start` (effects are idempotent)."""
-
-    group: str
-    topic: str
-    partition: int
-    committed: int
-    start: int
-    end: int
-
-    @property
-    def lost(self) -> int:
-        """Offsets the group had committed that the log no longer has."""
-        return self.committed - self.end
-
-
-def beyond_end(broker: Broker, group: str, topics: Collection[str] | None = None) -> list[BeyondEnd]:
-    """The partitions (of `topics`, default all) where `group` committed beyond the log end. Committed
-    offsets are read before the end offsets: a commit racing the check cannot look beyond an end."""
-    committed = {tp: offset for tp, offset in broker.committed(group).items()
-                 if topics is None or tp.topic in topics}
-    if not committed:
-        return []
-    starts, reported = broker.offsets(list(committed), exact=False)
-    ends = broker.high_watermarks(reported)  # only answers count: a reported end may be too low
-    return [BeyondEnd(group, tp.topic, tp.partition, offset, starts[tp], ends[tp])
-            for tp, offset in sorted(committed.items()) if tp in ends and offset > ends[tp]]
-
-
 def group_lag(broker: Broker, group: str, topics: Iterable[str],
               exact: bool = True) -> dict[tuple[str, int], int]:
     """(topic, partition) -> messages `group` has not committed yet. A partition the group never
@@ -346,7 +313,7 @@ class PartitionLag:
 
     @property
     def beyond_end(self) -> bool:
-        """Committed beyond the log end: the broker lost messages (see `BeyondEnd`)."""
+        """Committed beyond the log end: the broker lost messages (`offset_guard` reads it again)."""
         return self.committed is not None and self.committed > self.end
 
 
@@ -779,8 +746,8 @@ def _commit(settings: Settings, group: str, positions: dict[TopicPartition, int]
 
 
 __all__ = [
-    "BeyondEnd", "Broker", "DeadLetterCount", "DeadLetterView", "GroupStatus", "Inspection", "Status",
-    "TopicStatus", "beyond_end", "dead_letters", "group_lag", "inspect", "known_groups",
+    "Broker", "DeadLetterCount", "DeadLetterView", "GroupStatus", "Inspection", "Status",
+    "TopicStatus", "dead_letters", "group_lag", "inspect", "known_groups",
     "render_dead_letters", "render_inspection", "render_status", "replay", "replay_group", "resolve_dlq",
     "status",
 ]

@@ -18,6 +18,7 @@ from rich.console import Console
 from ebackpack import ops
 from ebackpack.config import Settings
 from ebackpack.demo import prepare
+from ebackpack.offset_guard import Marks, find_lost
 from ebackpack.sample_data import default_dataset
 from ebackpack.stack import free_port
 from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, RENDER_REQUESTS, create_topics, dlq
@@ -204,7 +205,8 @@ def test_a_group_committed_beyond_the_log_end_is_shown_not_hidden_as_lag_0(setti
 
     with ops.Broker(settings) as broker:
         assert broker.offsets([TopicPartition(topic, 0)])[1] == {TopicPartition(topic, 0): 5}
-        assert ops.beyond_end(broker, group) == [ops.BeyondEnd(group, topic, 0, 50, 0, 5)]
+        [lost] = find_lost(broker, group, {TopicPartition(topic, 0)}, Marks.of(settings.data_dir, group))
+        assert (lost.topic, lost.partition, lost.committed, lost.start, lost.end) == (topic, 0, 50, 0, 5)
     state = ops.status(settings, sample_seconds=0)
     renderer = state.group("renderer")
     assert [(t, p.partition, p.committed, p.end) for t, p in renderer.beyond_end] == [(topic, 0, 50, 5)]
