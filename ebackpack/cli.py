@@ -336,18 +336,18 @@ def certificates_zip(
 def status(sample: float = typer.Option(5.0, help="Seconds between the two samples of end offsets when "
                                         "the broker cannot give last-minute counts by time.")) -> None:
     """Topics, partitions, end offsets, each consumer group's lag, dead letters, last-minute rates."""
+    from ebackpack.offset_guard import render_resets
     from ebackpack.ops import render_status
     from ebackpack.ops import status as broker_status
     from ebackpack.streaming.health import consumer_health
 
+    settings, console = get_settings(), Console()
     # Paused and parked first: they show while the broker is down, when the tables below cannot.
-    Console().print(consumer_health(get_settings().data_dir, get_settings().db_url))  # paused, parked
-    Console().print(render_status(broker_status(get_settings(), sample_seconds=sample)))
-    from ebackpack.offset_guard import render_resets
-
-    resets = render_resets(get_settings().data_dir)  # partitions read again after the broker lost data
+    console.print(consumer_health(settings.data_dir, settings.db_url))
+    console.print(render_status(broker_status(settings, sample_seconds=sample)))
+    resets = render_resets(settings.data_dir)  # partitions read again after the broker lost data
     if resets is not None:
-        Console().print(resets)
+        console.print(resets)
 
 
 @deadletters_app.command("list")
