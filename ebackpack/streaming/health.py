@@ -45,6 +45,12 @@ class StreamHealth:
     consumer: str
     topic: str
 
+    def __post_init__(self) -> None:
+        # The gauge exists from the stream's start (0 = flowing), not only after a first pause: a healthy
+        # consumer shows 0 on the dashboard, not "no data".
+        with _lock:
+            metrics.consumer_paused(self.consumer, _paused[self.consumer])
+
     @property
     def _file(self) -> Path | None:
         if not _state_dir:
