@@ -42,25 +42,25 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.keystore import ensure_key_dir
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.credentials import dataintegrity, ob3
-from ebackpack.credentials.facts import CredentialFacts, recipient_hash
-from ebackpack.credentials.keys import ensure_key_dir
-from ebackpack.credentials.signer import DATA_INTEGRITY, FORMATS, JWT, CredentialSigner
-from ebackpack.credentials.urls import PublicUrls
-from ebackpack.demo import DemoTimeout, PipelineProbe, SilentProgress, prepare, wait_until_done
-from ebackpack.persistence.tables import AwardRow, CertificateRow
-from ebackpack.sample_data import Dataset, Message, generate
+from ebackpack.dev.demo import DemoTimeout, PipelineProbe, SilentProgress, prepare, wait_until_done
+from ebackpack.dev.sample_data import Dataset, Message, generate
+from ebackpack.dev.stack import EmbeddedStack, StackError, free_port
+from ebackpack.dev.workers import Worker
+from ebackpack.domain.credentials import dataintegrity, ob3
+from ebackpack.domain.credentials.facts import CredentialFacts, recipient_hash
+from ebackpack.domain.credentials.signer import DATA_INTEGRITY, FORMATS, JWT, CredentialSigner
+from ebackpack.domain.credentials.urls import PublicUrls
+from ebackpack.domain.rules import RuleBook, load_rules
 from ebackpack.secret_policy import throwaway_secrets
-from ebackpack.stack import EmbeddedStack, StackError, free_port
 from ebackpack.streaming.errors import InvalidMessage
 from ebackpack.streaming.topics import MOODLE_EVENTS, TOPICS
-from ebackpack.workers import Worker
 from schemas.moodle import Profiles
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
 from services.issuer.domain import NotALearnerCompletion, learner_completion
-from services.issuer.rules import RuleBook, load_rules
 from services.issuer.service import parse_moodle_message
 
 SAMPLE_RULES = SAMPLE_DIR / "rules.toml"

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import say  # noqa: E402
 
 from ebackpack.config import Settings  # noqa: E402
-from ebackpack.stack import MEMORY_STORAGE, S3_STORAGE, EmbeddedStack, free_port  # noqa: E402
+from ebackpack.dev.stack import MEMORY_STORAGE, S3_STORAGE, EmbeddedStack, free_port  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

@@ -10,7 +10,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ebackpack.workers import Worker
+    from ebackpack.dev.workers import Worker
 
 CLOCK = time.monotonic()
 LOAD_BEFORE = os.getloadavg()[0]

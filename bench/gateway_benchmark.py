@@ -44,10 +44,10 @@ import httpx
 from common import CLOCK, LOAD_BEFORE, BenchError, exit_on_sigterm, say
 
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.sample_data import generate
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import generate
+from ebackpack.dev.stack import EmbeddedStack, StackError, free_port
 from ebackpack.secret_policy import throwaway_secrets
-from ebackpack.stack import EmbeddedStack, StackError, free_port
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from schemas.moodle import MoodleEvent

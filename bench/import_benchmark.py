@@ -81,11 +81,11 @@ from cryptography.x509.oid import NameOID
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from qrcode.constants import ERROR_CORRECT_M
 
-from ebackpack.credentials import dataintegrity, vcjwt
-from ebackpack.credentials.baking import badge_png, badge_svg, bake_png, bake_svg
-from ebackpack.credentials.jsonld import CREDENTIALS_V2, OB3_CONTEXT
-from ebackpack.credentials.keys import SigningKey
-from ebackpack.credentials.ob3 import EU_TERMS
+from ebackpack.domain.credentials import dataintegrity, vcjwt
+from ebackpack.domain.credentials.baking import badge_png, badge_svg, bake_png, bake_svg
+from ebackpack.domain.credentials.jsonld import CREDENTIALS_V2, OB3_CONTEXT
+from ebackpack.domain.credentials.keys import SigningKey
+from ebackpack.domain.credentials.ob3 import EU_TERMS
 from schemas.certificates import CertificateRenderRequest
 from services.importer.domain import ImportContext, Learner, SourceFormat
 from services.importer.pipeline import import_bytes
@@ -125,7 +125,7 @@ def email_hash(email: str) -> str:
 
 
 def ob3_credential(issuer_did: str) -> dict[str, Any]:
-    """An unsigned OB 3.0 credential shaped like our issuer's (see ebackpack/credentials/ob3.py)."""
+    """An unsigned OB 3.0 credential shaped like our issuer's (see ebackpack/domain/credentials/ob3.py)."""
     return {
         "@context": [CREDENTIALS_V2, OB3_CONTEXT, EU_TERMS],
         "id": "https://ebackpack.example.pl/ob3/credentials/0b6a3f0e-6a4e-5c1d-9a57-3c1e4d2f8a11",

@@ -46,10 +46,10 @@ from common import CLOCK, LOAD_BEFORE, BenchError, exit_on_sigterm, log_tail, sa
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, Learner, OutboxRow
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.demo import prepare
-from ebackpack.persistence.tables import AwardRow, CertificateRow, Learner, OutboxRow
-from ebackpack.sample_data import (
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import (
     DEFAULT_SITE,
     SYNTHETIC_FIRST_ID,
     Message,
@@ -57,19 +57,19 @@ from ebackpack.sample_data import (
     load_profiles,
     synthetic_learner,
 )
+from ebackpack.dev.stack import EmbeddedStack, StackError, free_port
+from ebackpack.dev.workers import Worker
+from ebackpack.domain.rules import load_rules
 from ebackpack.secret_policy import throwaway_secrets
-from ebackpack.stack import EmbeddedStack, StackError, free_port
 from ebackpack.streaming.errors import InvalidMessage
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, RENDER_REQUESTS, RENDERED, dlq
-from ebackpack.workers import Worker
 from schemas import CredentialIssuedMessage
 from schemas.envelope import deterministic_id
 from schemas.moodle import COURSE_COMPLETED, Profiles
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
 from services.issuer.domain import NotALearnerCompletion, learner_completion
-from services.issuer.rules import load_rules
 from services.issuer.service import parse_moodle_message
 
 SAMPLE_RULES = SAMPLE_DIR / "rules.toml"

@@ -75,13 +75,13 @@ from common import say as log
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow
 from ebackpack.config import Settings
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AwardRow, CertificateRow
-from ebackpack.sample_data import default_dataset
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.errors import InvalidMessage
 from services.gateway.profiles import store_profiles
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 
 PROJECT = Path(__file__).resolve().parents[1]

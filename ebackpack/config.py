@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ebackpack.secret_policy import GENERATE_COMMAND, MIN_BYTES, MIN_BYTES_PROVIDER_PASSWORD, weakness
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SAMPLE_DIR = PACKAGE_DIR / "sample"
+SAMPLE_DIR = PACKAGE_DIR / "dev" / "sample"  # the embedded default; production sets its own rules file
 
 
 class InsecureSettings(ValueError):
@@ -272,3 +272,17 @@ def get_settings() -> Settings:
         raise SystemExit(f"e-Backpack refuses to start outside the embedded stack (EBACKPACK_EMBEDDED="
                          f"false) with these secrets:\n{exc}") from None
     return settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The same configuration, handed to a child process as `EBACKPACK_*` variables."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = value.resolve()
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()  # the child needs the keys themselves, not their mask
+        env[f"EBACKPACK_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from ebackpack.sample_data import default_dataset
-from ebackpack.workers import Worker
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.dev.workers import Worker
 from schemas import MoodleEventMessage
 
 T = TypeVar("T")

@@ -25,8 +25,8 @@ import pytest
 import uvicorn
 
 from ebackpack.config import Settings
+from ebackpack.dev.stack import EmbeddedStack, free_port
 from ebackpack.secret_policy import throwaway_secrets
-from ebackpack.stack import EmbeddedStack, free_port
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 # Hand-checked Moodle examples beside the project (read by tests only, never by the product).
@@ -199,7 +199,7 @@ class WebServer:
     """The backpack web app served by uvicorn in a thread, on the socket reserved for it."""
 
     def __init__(self, settings: Settings, sock: socket.socket):
-        from ebackpack.webserver import server_config
+        from ebackpack.adapters.webserver import server_config
         from services.backpack.app import create_app
 
         # As `ebackpack serve` runs it: header timeout, connection limit, no forwarded headers trusted.

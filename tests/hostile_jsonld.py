@@ -13,8 +13,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ebackpack.credentials.jsonld import CREDENTIALS_V2, OB3_CONTEXT
-from ebackpack.credentials.keys import SigningKey
+from ebackpack.domain.credentials.jsonld import CREDENTIALS_V2, OB3_CONTEXT
+from ebackpack.domain.credentials.keys import SigningKey
 
 Nodes = list[dict[str, Any]]
 # Full IRIs: the OB 3.0 context is protected and drops terms it does not define.

@@ -17,9 +17,9 @@ from faust.types import TopicT
 from faust.types.transports import ProducerT
 from faust.types.tuples import RecordMetadata
 
-from ebackpack import metrics
+from ebackpack.adapters import metrics
+from ebackpack.adapters.files import private_dir
 from ebackpack.config import Settings
-from ebackpack.files import private_dir
 
 from . import health
 from .policy import PauseReport, RetryPolicy, SourceMessage, dead_letter, with_retries
@@ -54,7 +54,9 @@ def make_app(name: str, settings: Settings) -> faust.App:
     )
     health.configure(settings.data_dir)
     app.sensors.add(SentMessages())
-    from ebackpack.offset_guard import guard_offsets  # imports ebackpack.ops, which imports this package
+    from ebackpack.streaming.offset_guard import (
+        guard_offsets,  # imports ebackpack.ops, which imports this package
+    )
 
     guard_offsets(app, settings)  # committed offsets beyond the log end: the broker lost data
     if settings.metrics_port:
@@ -77,7 +79,7 @@ def _serve_metrics(app: faust.App, settings: Settings) -> None:
     probe: dict[str, Any] = {}
 
     def sample(topics: list[str]) -> dict[tuple[str, int], int]:
-        from ebackpack.ops import Broker, group_lag
+        from ebackpack.adapters.broker import Broker, group_lag
 
         if "broker" not in probe:
             probe["broker"] = Broker(settings, timeout=5.0)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ebackpack import metrics
+from ebackpack.adapters import metrics
 
 from .errors import describe
 
@@ -147,8 +147,8 @@ def parked_counts(db_url: str) -> dict[str, int] | None:
     """Messages parked in SQL, per consumer (the issuer's only, so far); None if the database is away."""
     from sqlalchemy import func, select
 
-    from ebackpack.persistence.engine import make_engine
-    from ebackpack.persistence.tables import ParkedMessageRow
+    from ebackpack.adapters.persistence.engine import make_engine
+    from ebackpack.adapters.persistence.tables import ParkedMessageRow
 
     engine = make_engine(db_url)
     try:

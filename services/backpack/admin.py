@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from ebackpack.storage import ObjectStore
+from ebackpack.adapters.storage import ObjectStore
 from services.issuer.service import IssuerService
 from services.renderer.bulk import course_entries, write_zip
 

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from ebackpack.credentials.exports import FORMATS
-from ebackpack.credentials.urls import PublicUrls
+from ebackpack.adapters.credential_exports import FORMATS
+from ebackpack.domain.credentials.urls import PublicUrls
 
 from .deps import DbSession, backpack_views
 from .session import ApiLearner

@@ -9,13 +9,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
+from ebackpack.adapters.credential_store import award_by_code
+from ebackpack.adapters.keystore import keyring_for
+from ebackpack.adapters.metrics import install_http_metrics
+from ebackpack.adapters.persistence.engine import make_engine, session_factory
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings, get_settings
-from ebackpack.credentials.keys import keyring_for
-from ebackpack.credentials.store import award_by_code
-from ebackpack.metrics import install_http_metrics
-from ebackpack.persistence.engine import make_engine, session_factory
-from ebackpack.storage import ObjectStore
-from services.issuer.rules import load_rules
+from ebackpack.domain.rules import load_rules
 from services.issuer.service import IssuerService
 from services.renderer.repository import CertificateRepository
 
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         https_only=settings.public_url.startswith("https://"),
     )
     # Outside even the session: counts every answer (429s, error pages too). GET /metrics on this port
-    # only in the embedded stack; elsewhere on EBACKPACK_METRICS_PORT (ebackpack.webserver).
+    # only in the embedded stack; elsewhere on EBACKPACK_METRICS_PORT (ebackpack.adapters.webserver).
     install_http_metrics(app, "backpack", public=settings.embedded)
     return app
 

@@ -15,8 +15,8 @@ from datetime import UTC
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from ebackpack.adapters.keystore import code_secret_for
 from ebackpack.config import Settings
-from ebackpack.credentials.keys import code_secret_for
 
 TOKEN_SALT = "ebackpack.learner-token"
 DEFAULT_TOKEN_SECONDS = 8 * 3600

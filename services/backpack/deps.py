@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.credential_store import CredentialStore
 from ebackpack.config import Settings
-from ebackpack.credentials.store import CredentialStore
-from ebackpack.credentials.urls import PublicUrls
-from services.issuer.rules import RuleBook
+from ebackpack.domain.credentials.urls import PublicUrls
+from ebackpack.domain.rules import RuleBook
 
 from .uploads import AttestationUploads
 from .views import BackpackViews

@@ -46,9 +46,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from ebackpack.adapters.keystore import code_secret_for
+from ebackpack.adapters.persistence.tables import Learner
 from ebackpack.config import Settings
-from ebackpack.credentials.keys import code_secret_for
-from ebackpack.persistence.tables import Learner
 
 from .session import Role, User, local_path, sign_in
 

@@ -11,13 +11,14 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from ebackpack.credentials import dataintegrity, ob2, ob3, statuslist
-from ebackpack.credentials.exports import ExportError, assertion_json, badge_png, badge_svg, export
-from ebackpack.credentials.facts import iso
-from ebackpack.credentials.keys import KeyRing, did_document, keyring_for
-from ebackpack.credentials.store import CredentialStore
-from ebackpack.persistence.tables import AwardRow
-from services.issuer.rules import AwardRule
+from ebackpack.adapters.credential_exports import ExportError, assertion_json, badge_png, badge_svg, export
+from ebackpack.adapters.credential_store import CredentialStore
+from ebackpack.adapters.keystore import keyring_for
+from ebackpack.adapters.persistence.tables import AwardRow
+from ebackpack.domain.credentials import dataintegrity, ob2, ob3, statuslist
+from ebackpack.domain.credentials.facts import iso
+from ebackpack.domain.credentials.keys import KeyRing, did_document
+from ebackpack.domain.rules import AwardRule
 
 from .deps import Store
 from .web import attachment

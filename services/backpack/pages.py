@@ -15,9 +15,9 @@ from fastapi import APIRouter, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from ebackpack.credentials.exports import FORMATS, ExportError, export
-from ebackpack.credentials.store import CredentialStore
-from ebackpack.credentials.urls import PublicUrls
+from ebackpack.adapters.credential_exports import FORMATS, ExportError, export
+from ebackpack.adapters.credential_store import CredentialStore
+from ebackpack.domain.credentials.urls import PublicUrls
 
 from .deps import DbSession, attestation_uploads, backpack_views
 from .i18n import LANG_COOKIE, LANGUAGES

@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
-from ebackpack.credentials.keys import code_secret_for
+from ebackpack.adapters.keystore import code_secret_for
 from services.notifier.domain import CHANNELS, KINDS, read_unsubscribe_token
 from services.notifier.service import PreferenceStore, active_channels
 

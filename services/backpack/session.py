@@ -24,9 +24,9 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ebackpack.adapters.keystore import code_secret_for
+from ebackpack.adapters.persistence.tables import WebSessionRow
 from ebackpack.config import Settings
-from ebackpack.credentials.keys import code_secret_for
-from ebackpack.persistence.tables import WebSessionRow
 
 from .auth import learner_of
 

@@ -13,8 +13,8 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ebackpack.credentials.facts import as_utc
-from ebackpack.persistence.tables import ShareRow
+from ebackpack.adapters.persistence.tables import ShareRow
+from ebackpack.domain.credentials.facts import as_utc
 
 DURATIONS_DAYS = (7, 30, 365)
 ShareState = Literal["active", "withdrawn", "expired"]

@@ -21,9 +21,9 @@ from kafka.errors import KafkaError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.persistence.tables import AttestationRow
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.persistence.tables import AttestationRow
-from ebackpack.storage import ObjectStore
 from ebackpack.streaming.topics import ATTESTATION_UPLOADS
 from schemas import AttestationUploaded, AttestationUploadedMessage, deterministic_id
 from services.importer.domain import Attestation, ImportRejected

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from ebackpack.credentials.facts import as_utc
-from ebackpack.credentials.store import award_by_code, status_of
-from ebackpack.persistence.tables import CertificateRow, Course, Learner
+from ebackpack.adapters.credential_store import award_by_code, status_of
+from ebackpack.adapters.persistence.tables import CertificateRow, Course, Learner
+from ebackpack.domain.credentials.facts import as_utc
 from services.renderer.repository import CertificateRepository
 
 

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ebackpack.credentials.facts import as_utc
-from ebackpack.credentials.store import normalize_code, status_of
-from ebackpack.credentials.urls import PublicUrls
-from ebackpack.persistence.tables import AwardRow, CertificateRow, Course, Learner
-from services.issuer.rules import AwardRule, RuleBook
+from ebackpack.adapters.credential_store import normalize_code, status_of
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, Course, Learner
+from ebackpack.domain.credentials.facts import as_utc
+from ebackpack.domain.credentials.urls import PublicUrls
+from ebackpack.domain.rules import AwardRule, RuleBook
 from services.renderer.repository import CertificateRepository
 
 

@@ -128,7 +128,7 @@ def install_security_headers(app: FastAPI, settings: Settings) -> None:
 def install_rate_limit(app: FastAPI, settings: Settings) -> None:
     """The public lookups by code or token per client address (a moving window, in this process:
     several web processes each keep their own count). The address is the peer's own unless the peer
-    is one of EBACKPACK_TRUSTED_PROXIES (ebackpack/webserver.py): a forwarded header from anyone else
+    is one of EBACKPACK_TRUSTED_PROXIES (ebackpack/adapters/webserver.py): a forwarded header from anyone else
     is ignored, so a client cannot pick a fresh address per request."""
     limiter = MovingWindowRateLimiter(MemoryStorage())
     limit: RateLimitItem = parse(settings.verify_rate_limit)

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack.persistence.tables import GatewayEventRow
+from ebackpack.adapters.persistence.tables import GatewayEventRow
 from schemas import MoodleEventMessage, deterministic_id
 from schemas.moodle import USER_DELETED, MoodleEvent
 

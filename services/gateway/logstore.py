@@ -60,8 +60,8 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, bindparam, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.persistence.tables import GatewayCheckpointRow
 from ebackpack.config import Settings
-from ebackpack.persistence.tables import GatewayCheckpointRow
 from schemas.moodle import MoodleEvent, MoodleLogRow
 from services.gateway.events import USED, Message, PublishedEvents, moodle_message, plan, problems
 

@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, bindparam, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from ebackpack.adapters.persistence.profiles import store_profiles
 from ebackpack.config import Settings
-from ebackpack.persistence.profiles import store_profiles
 from ebackpack.streaming.topics import MOODLE_COURSES, MOODLE_USERS
 from schemas import deterministic_id
 from schemas.moodle import (

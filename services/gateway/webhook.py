@@ -5,7 +5,7 @@
         X-Ebackpack-Timestamp: <unix seconds>       within +-`gateway_replay_seconds` of now
         X-Ebackpack-Signature: sha256=<hex>         HMAC-SHA256(gateway_secret, "<timestamp>.<raw body>")
     GET /healthz
-    GET /metrics         Prometheus metrics (ebackpack/metrics.py)
+    GET /metrics         Prometheus metrics (ebackpack/adapters/metrics.py)
 
 Answers:
 
@@ -53,9 +53,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.metrics import install_http_metrics
+from ebackpack.adapters.persistence.engine import make_engine, session_factory
 from ebackpack.config import Settings, get_settings
-from ebackpack.metrics import install_http_metrics
-from ebackpack.persistence.engine import make_engine, session_factory
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from schemas.moodle import MoodleEvent
 from services.gateway.events import (

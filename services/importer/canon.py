@@ -2,7 +2,7 @@
 
 A credential crafted so that canonicalization explodes (a "poison graph": a clique, a long ring or many
 look-alike components of blank nodes) is refused with the reason, instead of holding a worker. The
-bounds (see `ebackpack.credentials.jsonld.CanonBounds`) are on the document's shape first and then on
+bounds (see `ebackpack.domain.credentials.jsonld.CanonBounds`) are on the document's shape first and then on
 the algorithm's steps; the per-file time budget of the worker pool (`sandbox.py`) is the backstop.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ebackpack.credentials.jsonld import CanonicalizationRefused, canonize_untrusted
+from ebackpack.domain.credentials.jsonld import CanonicalizationRefused, canonize_untrusted
 from services.importer.domain import ImportRejected
 
 

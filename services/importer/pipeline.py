@@ -11,7 +11,7 @@ from xml.parsers.expat import ExpatError
 import defusedxml.minidom
 from defusedxml import DefusedXmlException
 
-from ebackpack.credentials.baking import unbake_png, unbake_svg
+from ebackpack.domain.credentials.baking import unbake_png, unbake_svg
 from services.importer.domain import (
     Attestation,
     FetchError,

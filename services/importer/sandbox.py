@@ -32,8 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ebackpack.config import Settings, get_settings
-from ebackpack.workers import settings_env
+from ebackpack.config import Settings, get_settings, settings_env
 
 log = logging.getLogger(__name__)
 MiB = 1024 * 1024

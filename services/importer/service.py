@@ -18,13 +18,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack import metrics
+from ebackpack.adapters import metrics
+from ebackpack.adapters.credential_store import CredentialStore
+from ebackpack.adapters.keystore import keyring_for
+from ebackpack.adapters.persistence.engine import make_engine, session_factory
+from ebackpack.adapters.persistence.tables import AttestationRow, Learner
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.credentials.keys import KeyRing, keyring_for
-from ebackpack.credentials.store import CredentialStore
-from ebackpack.persistence.engine import make_engine, session_factory
-from ebackpack.persistence.tables import AttestationRow, Learner
-from ebackpack.storage import ObjectStore
+from ebackpack.domain.credentials.keys import KeyRing
+from ebackpack.domain.rules import RuleBook, load_rules
 from ebackpack.streaming.errors import InvalidMessage, parse_message
 from ebackpack.streaming.topics import ATTESTATIONS
 from schemas import (
@@ -40,7 +42,6 @@ from services.importer.domain import Attestation, Fetcher, ImportContext, Import
 from services.importer.domain import Learner as ImportLearner
 from services.importer.fetch import PolicyFetcher
 from services.importer.pipeline import import_bytes, import_url
-from services.issuer.rules import RuleBook, load_rules
 
 log = logging.getLogger(__name__)
 SOURCE = "urn:ebackpack:importer"

@@ -12,10 +12,11 @@ from typing import TypeVar
 
 import faust
 
-from ebackpack import metrics
+from ebackpack.adapters import metrics
+from ebackpack.adapters.persistence.engine import make_engine, session_factory
+from ebackpack.adapters.persistence.tables import OutboxRow
 from ebackpack.config import Settings, get_settings
-from ebackpack.persistence.engine import make_engine, session_factory
-from ebackpack.persistence.tables import OutboxRow
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.app import BatchOutcome, consume, consume_batches, make_app, raw_topic
 from ebackpack.streaming.policy import GaveUp, RetryPolicy, SourceMessage, survives_outages, with_retries
 from ebackpack.streaming.topics import (
@@ -28,7 +29,6 @@ from ebackpack.streaming.topics import (
 )
 
 from .repair import install_repair
-from .rules import load_rules
 from .service import IssuerService
 
 log = logging.getLogger(__name__)

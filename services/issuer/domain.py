@@ -9,10 +9,9 @@ import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ebackpack.domain.rules import AwardRule, RuleBook
 from schemas import keyed_id
 from schemas.moodle import COURSE_COMPLETED, MoodleEvent
-
-from .rules import AwardRule, RuleBook
 
 # Crockford-like alphabet without look-alikes (no 0/O, 1/I/L, U, 5/S, 2/Z, 8/B).
 CODE_ALPHABET = "34679ACDEFGHJKMNPQRTVWXY"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ebackpack.persistence.tables import (
+from ebackpack.adapters.persistence.tables import (
     AttestationRow,
     AwardRow,
     CertificateRow,

@@ -3,7 +3,7 @@
 The outbox knows which certificate render requests the broker acknowledged (`sent_at`), and the
 certificates table which PDFs were stored. A request acknowledged but never rendered is either still in
 the log ahead of the renderers, dead-lettered, or lost with the broker's data. Once the renderers'
-consumer group has committed everything the log holds (or beyond: see `ebackpack/offset_guard.py`), a
+consumer group has committed everything the log holds (or beyond: see `streaming/offset_guard.py`), a
 request sent before that moment and still without a PDF is not ahead of them: unless it is in the
 dead-letter topic (left to the operator, `ebackpack deadletters`), the broker lost it, and its outbox
 row is marked unsent so the relay announces it again. The renderer skips PDFs that are stored already:
@@ -25,9 +25,10 @@ import faust
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from ebackpack.adapters.broker import Broker
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, OutboxRow
 from ebackpack.config import Settings
-from ebackpack.ops import Broker, known_groups
-from ebackpack.persistence.tables import AwardRow, CertificateRow, OutboxRow
+from ebackpack.ops.groups import known_groups
 from ebackpack.streaming.topics import RENDER_REQUESTS, dlq
 from schemas import DeadLetterMessage
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from ebackpack.persistence.tables import AwardRow, Course, Learner, OutboxRow, ParkedMessageRow
+from ebackpack.adapters.persistence.tables import AwardRow, Course, Learner, OutboxRow, ParkedMessageRow
 
 from .domain import Award
 

@@ -24,14 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack.config import Settings
-from ebackpack.credentials.facts import as_utc, new_salt, recipient_hash
-from ebackpack.credentials.keys import code_secret_for, keyring_for
-from ebackpack.credentials.signer import DATA_INTEGRITY, CredentialSigner, Signed
-from ebackpack.credentials.store import CredentialStore
-from ebackpack.credentials.urls import PublicUrls
-from ebackpack.persistence.profiles import store_profiles
-from ebackpack.persistence.tables import (
+from ebackpack.adapters.credential_store import CredentialStore
+from ebackpack.adapters.keystore import code_secret_for, keyring_for
+from ebackpack.adapters.persistence.profiles import store_profiles
+from ebackpack.adapters.persistence.tables import (
     AwardRow,
     Course,
     Learner,
@@ -39,7 +35,12 @@ from ebackpack.persistence.tables import (
     ParkedMessageRow,
     SignedCredentialRow,
 )
-from ebackpack.storage import ObjectStore
+from ebackpack.adapters.storage import ObjectStore
+from ebackpack.config import Settings
+from ebackpack.domain.credentials.facts import as_utc, new_salt, recipient_hash
+from ebackpack.domain.credentials.signer import DATA_INTEGRITY, CredentialSigner, Signed
+from ebackpack.domain.credentials.urls import PublicUrls
+from ebackpack.domain.rules import RuleBook
 from ebackpack.streaming.errors import InvalidMessage, TransientError, is_transient, parse_message
 from ebackpack.streaming.topics import CREDENTIALS, RENDER_REQUESTS
 from schemas import (
@@ -62,7 +63,6 @@ from schemas.moodle import USER_DELETED, Profiles
 from .domain import Award, NotALearnerCompletion, decide_award
 from .privacy import erase_rows, plan_erasure
 from .repository import AwardRepository
-from .rules import RuleBook
 
 SOURCE = "ebackpack/issuer"
 log = logging.getLogger(__name__)

@@ -16,12 +16,12 @@ import faust
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from ebackpack.adapters.persistence.engine import make_engine, session_factory
 from ebackpack.config import Settings, get_settings
-from ebackpack.persistence.engine import make_engine, session_factory
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.app import consume, make_app, raw_topic, send_and_wait
 from ebackpack.streaming.policy import RetryPolicy, SourceMessage, with_retries
 from ebackpack.streaming.topics import CREDENTIALS
-from services.issuer.rules import load_rules
 
 from .service import Key, NotifierService, Tuning
 

@@ -35,9 +35,8 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack.config import Settings
-from ebackpack.credentials.keys import code_secret_for
-from ebackpack.persistence.tables import (
+from ebackpack.adapters.keystore import code_secret_for
+from ebackpack.adapters.persistence.tables import (
     AwardRow,
     CertificateRow,
     Course,
@@ -45,10 +44,11 @@ from ebackpack.persistence.tables import (
     NotificationPreferenceRow,
     NotificationRow,
 )
+from ebackpack.config import Settings
+from ebackpack.domain.rules import RuleBook
 from ebackpack.streaming.errors import TransientError, describe
 from ebackpack.streaming.topics import CREDENTIALS
 from schemas import DeadLetter, DeadLetterMessage, deterministic_id
-from services.issuer.rules import RuleBook
 
 from .channels import (
     Email,

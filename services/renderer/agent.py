@@ -6,9 +6,9 @@ import asyncio
 
 import faust
 
+from ebackpack.adapters.persistence.engine import make_engine, session_factory
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings, get_settings
-from ebackpack.persistence.engine import make_engine, session_factory
-from ebackpack.storage import ObjectStore
 from ebackpack.streaming.app import BatchOutcome, consume_batches, make_app, raw_topic, send_and_wait
 from ebackpack.streaming.policy import SourceMessage
 from ebackpack.streaming.topics import RENDER_REQUESTS, RENDERED, dlq

@@ -14,8 +14,8 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ebackpack.persistence.tables import AwardRow, Learner
-from ebackpack.storage import ObjectStore
+from ebackpack.adapters.persistence.tables import AwardRow, Learner
+from ebackpack.adapters.storage import ObjectStore
 
 from .repository import CertificateRepository
 

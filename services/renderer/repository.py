@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ebackpack.persistence.tables import CertificateRow
+from ebackpack.adapters.persistence.tables import CertificateRow
 
 
 class CertificateRepository:

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack import metrics
+from ebackpack.adapters import metrics
+from ebackpack.adapters.persistence.tables import CertificateRow
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.persistence.tables import CertificateRow
-from ebackpack.storage import ObjectStore
 from ebackpack.streaming.errors import InvalidMessage, parse_message
 from schemas import (
     CertificateRendered,

@@ -10,12 +10,12 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.storage import ObjectStore
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.workers import Worker
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import ATTESTATION_UPLOADS, ATTESTATIONS, dlq
-from ebackpack.workers import Worker
 from schemas import AttestationImportedMessage, AttestationRejectedMessage, DeadLetterMessage
 from services.backpack.auth import issue_token
 from tests.builders import wait_for

@@ -20,18 +20,18 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from sqlalchemy import select
 
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.persistence.tables import AwardRow, CertificateRow
-from ebackpack.sample_data import default_dataset
-from ebackpack.storage import ObjectStore
-from ebackpack.workers import Worker
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.dev.workers import Worker
+from ebackpack.domain.rules import load_rules
 from services.backpack.i18n import format_date, translate
 from services.backpack.shares import Shares
 from services.backpack.uploads import Announcer, AttestationUploads
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
-from services.issuer.rules import load_rules
 from tests.browser.harness import axe_context, axe_violations, describe_violations, launch
 from tests.builders import completion, wait_for
 from tests.conftest import WebServer, isolated, reserve_port
@@ -39,7 +39,7 @@ from tests.conftest import WebServer, isolated, reserve_port
 pytestmark = pytest.mark.e2e
 
 LEARNER, LEARNER_NAME = 5722, "Jan Kowalski"
-CERTIFICATE_AND_BADGE, BADGE_ONLY, TO_REVOKE = 42, 44, 43  # courses of ebackpack/sample/rules.toml
+CERTIFICATE_AND_BADGE, BADGE_ONLY, TO_REVOKE = 42, 44, 43  # courses of ebackpack/dev/sample/rules.toml
 COMPLETED = datetime(2026, 1, 12, 10, 30, tzinfo=UTC)  # fixed: the screenshots do not change every run
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

@@ -1,5 +1,5 @@
 """The backpack's web server under hostile clients, with real sockets against the server `ebackpack serve`
-runs (uvicorn configured by `ebackpack.webserver`).
+runs (uvicorn configured by `ebackpack.adapters.webserver`).
 
 - Uploads: a chunked multipart body of up to 64 MiB to `/api/attestations` and `/attestations` is
   answered 401 / 303 / 403 before the app reads a byte of it when the sender may not upload, and 413
@@ -26,10 +26,10 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ebackpack.adapters.webserver import LINGER_SECONDS, server_config, web_server
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.sample_data import default_dataset
-from ebackpack.webserver import LINGER_SECONDS, server_config, web_server
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import default_dataset
 from services.backpack.app import create_app
 from services.backpack.auth import issue_token
 from services.backpack.session import SESSION_COOKIE

@@ -26,14 +26,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from ebackpack.adapters.credential_exports import FORMATS
+from ebackpack.adapters.keystore import code_secret_for
+from ebackpack.adapters.persistence.tables import AwardRow, SignedCredentialRow, WebSessionRow
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.credentials.exports import FORMATS
-from ebackpack.credentials.facts import learner_subject_id
-from ebackpack.credentials.keys import code_secret_for
-from ebackpack.demo import prepare
-from ebackpack.persistence.tables import AwardRow, SignedCredentialRow, WebSessionRow
-from ebackpack.sample_data import default_dataset
-from ebackpack.storage import ObjectStore
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.domain.credentials.facts import learner_subject_id
+from ebackpack.domain.rules import load_rules
 from schemas import deterministic_id
 from services.backpack.app import create_app
 from services.backpack.session import SESSION_COOKIE
@@ -41,7 +42,6 @@ from services.backpack.shares import Shares
 from services.backpack.uploads import Announcer, AttestationUploads
 from services.gateway.profiles import store_profiles
 from services.importer.service import ImporterService
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from tests.builders import completion
 from tests.conftest import WebServer, isolated, reserve_port

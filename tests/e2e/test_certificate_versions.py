@@ -16,14 +16,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, Learner
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.demo import prepare, running_pipeline
-from ebackpack.persistence.tables import AwardRow, CertificateRow, Learner
-from ebackpack.sample_data import default_dataset
-from ebackpack.storage import ObjectStore
+from ebackpack.dev.demo import prepare, running_pipeline
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.domain.rules import load_rules
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from services.renderer.bulk import MANIFEST, course_entries, write_zip
 from tests.builders import completion, wait_for

@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.demo import PipelineProbe, SilentProgress, prepare, wait_until_done
-from ebackpack.persistence.tables import AwardRow, CertificateRow
-from ebackpack.sample_data import generate, kind_counts
-from ebackpack.storage import ObjectStore
+from ebackpack.dev.demo import PipelineProbe, SilentProgress, prepare, wait_until_done
+from ebackpack.dev.sample_data import generate, kind_counts
+from ebackpack.dev.workers import Worker
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import CREDENTIALS
-from ebackpack.workers import Worker
 from schemas import CredentialIssuedMessage
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
-from services.issuer.rules import load_rules
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -12,16 +12,16 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from ebackpack.adapters.persistence.engine import make_engine, session_factory
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, Learner
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.demo import DemoSummary, run_demo
-from ebackpack.persistence.engine import make_engine, session_factory
-from ebackpack.persistence.tables import AwardRow, CertificateRow, Learner
-from ebackpack.sample_data import Dataset, default_dataset
-from ebackpack.storage import ObjectStore
+from ebackpack.dev.demo import DemoSummary, run_demo
+from ebackpack.dev.sample_data import Dataset, default_dataset
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS, dlq
 from schemas import DeadLetterMessage
-from services.issuer.rules import load_rules
 from tests.conftest import WebServer, isolated, require_tool, reserve_port
 
 pytestmark = pytest.mark.e2e

@@ -39,12 +39,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.demo import PipelineProbe, prepare
-from ebackpack.persistence.tables import AwardRow, CertificateRow
-from ebackpack.sample_data import load_profiles, rule_course_ids, synthetic_learner
-from ebackpack.secret_policy import throwaway_secrets
-from ebackpack.stack import (
+from ebackpack.dev.demo import PipelineProbe, prepare
+from ebackpack.dev.sample_data import load_profiles, rule_course_ids, synthetic_learner
+from ebackpack.dev.stack import (
     MEMORY_STORAGE,
     EmbeddedStack,
     _host_port,
@@ -53,16 +53,16 @@ from ebackpack.stack import (
     signal_group,
     tansu_binary,
 )
-from ebackpack.storage import ObjectStore
+from ebackpack.dev.workers import Worker
+from ebackpack.domain.rules import load_rules
+from ebackpack.secret_policy import throwaway_secrets
 from ebackpack.streaming.health import paused_streams
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, RENDER_REQUESTS, dlq
-from ebackpack.workers import Worker
 from schemas import CredentialIssuedMessage, DeadLetterMessage
 from schemas.moodle import Profiles
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
-from services.issuer.rules import load_rules
 from tests.builders import completion
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
+from ebackpack.dev.demo import prepare
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from schemas import MoodleEventMessage

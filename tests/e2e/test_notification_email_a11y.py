@@ -25,10 +25,10 @@ import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pydantic import SecretStr
 
+from ebackpack.adapters.keystore import code_secret_for
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.config import Settings
-from ebackpack.credentials.keys import code_secret_for
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.sample_data import default_dataset
+from ebackpack.dev.sample_data import default_dataset
 from services.backpack.i18n import translate as page_text
 from services.gateway.profiles import store_profiles
 from services.notifier import domain

@@ -15,14 +15,14 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.persistence.tables import CertificateRow
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.persistence.tables import CertificateRow
-from ebackpack.sample_data import default_dataset
-from ebackpack.stack import free_port
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.dev.stack import free_port
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.topics import CREDENTIALS
 from services.gateway.profiles import store_profiles
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from services.notifier.service import NotifierService, PreferenceStore
 from tests.builders import completion

@@ -20,9 +20,8 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from ebackpack.config import Settings
-from ebackpack.stack import free_port
-from ebackpack.workers import settings_env
+from ebackpack.config import Settings, settings_env
+from ebackpack.dev.stack import free_port
 
 pytestmark = pytest.mark.e2e
 START_DEADLINE = 120.0  # seconds; two cores shared with other test runs

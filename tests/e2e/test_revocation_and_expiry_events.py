@@ -17,19 +17,19 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from ebackpack.adapters.keystore import ensure_key_dir
+from ebackpack.adapters.persistence.tables import AwardRow, SignedCredentialRow
 from ebackpack.config import Settings
-from ebackpack.credentials import dataintegrity
-from ebackpack.credentials.keys import ensure_key_dir
-from ebackpack.demo import prepare
-from ebackpack.persistence.tables import AwardRow, SignedCredentialRow
-from ebackpack.sample_data import default_dataset
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.dev.workers import Worker
+from ebackpack.domain.credentials import dataintegrity
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import CREDENTIALS
-from ebackpack.workers import Worker
 from schemas import CredentialExpiredMessage, CredentialRevokedMessage
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from tests.builders import completion, wait_for
 

@@ -37,18 +37,18 @@ import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.offset_guard import Marks
-from ebackpack.ops import Broker
-from ebackpack.persistence.tables import AwardRow, CertificateRow, OutboxRow
-from ebackpack.sample_data import load_profiles, rule_course_ids, synthetic_learner
+from ebackpack.adapters.broker import Broker
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, OutboxRow
+from ebackpack.adapters.storage import ObjectStore
+from ebackpack.config import Settings, settings_env
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import load_profiles, rule_course_ids, synthetic_learner
+from ebackpack.dev.stack import EmbeddedStack, free_port, signal_group
+from ebackpack.dev.workers import Worker
 from ebackpack.secret_policy import throwaway_secrets
-from ebackpack.stack import EmbeddedStack, free_port, signal_group
-from ebackpack.storage import ObjectStore
+from ebackpack.streaming.offset_guard import Marks
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS, RENDER_REQUESTS, TOPICS
-from ebackpack.workers import Worker, settings_env
 from schemas import MoodleEventMessage
 from schemas.moodle import Profiles
 from services.gateway.profiles import store_profiles

@@ -24,9 +24,9 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
+from ebackpack.adapters.webserver import web_server
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.webserver import web_server
+from ebackpack.dev.demo import prepare
 
 pytestmark = pytest.mark.e2e
 

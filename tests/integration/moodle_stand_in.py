@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 from sqlalchemy import Engine, create_engine, text
 
-from ebackpack.stack import free_port, tansu_binary
+from ebackpack.dev.stack import free_port, tansu_binary
 from tests.http_stub import LoopbackServer, QuietHandler, respond
 
 MOODLE_TABLES = """

@@ -14,11 +14,11 @@ import pytest
 from kafka import KafkaProducer
 
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.demo import prepare
-from ebackpack.sample_data import default_dataset
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.topics import CREDENTIALS
 from services.gateway.profiles import store_profiles
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from tests.builders import completion
 
@@ -44,7 +44,7 @@ def test_the_documented_consumer_follows_issued_and_revoked_credentials(settings
     issued = [r for r in rows if r.topic == settings.topic(CREDENTIALS)]
     revoked = issuer.revoke(issued[0].credential_id, "issued in error")
     with sessions() as session:
-        from ebackpack.persistence.tables import OutboxRow
+        from ebackpack.adapters.persistence.tables import OutboxRow
 
         revocation = (
             session.query(OutboxRow)

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.persistence.tables import Learner
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.persistence.tables import Learner
-from ebackpack.sample_data import synthetic_learner
-from ebackpack.stack import free_port
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import synthetic_learner
+from ebackpack.dev.stack import free_port
+from ebackpack.dev.workers import Worker
 from ebackpack.streaming.health import paused_streams
 from ebackpack.streaming.topics import MOODLE_USERS
-from ebackpack.workers import Worker
 from tests.builders import wait_for
 from tests.integration.test_parking import produce, user_profile
 

@@ -22,17 +22,17 @@ from typing import Any
 import httpx
 import pytest
 
+from ebackpack.adapters.credential_exports import export
+from ebackpack.adapters.credential_store import CredentialStore
+from ebackpack.adapters.keystore import rotate_key_dir
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import AwardRow, Learner
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.credentials.exports import export
-from ebackpack.credentials.keys import rotate_key_dir
-from ebackpack.credentials.store import CredentialStore
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AwardRow, Learner
-from ebackpack.sample_data import default_dataset
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.errors import InvalidMessage
 from schemas import CertificateRenderRequestMessage
 from services.gateway.profiles import store_profiles
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from services.renderer.certificate import CertificateRenderer
 from tests.builders import completion

@@ -30,9 +30,9 @@ from pydantic import SecretStr
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import NoMatchFound
 
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import Learner
 from ebackpack.config import Settings
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import Learner
 from services.backpack import federated
 from services.backpack.app import create_app
 from services.backpack.session import SESSION_COOKIE, session_secret, signed_in

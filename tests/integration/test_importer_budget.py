@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.workers import Worker
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.workers import Worker
 from services.backpack.auth import issue_token
 from tests.builders import wait_for
 from tests.conftest import WebServer
@@ -226,8 +226,8 @@ def test_an_import_process_that_dies_while_idle_is_replaced_and_the_file_still_j
 ) -> None:
     from datetime import UTC, datetime
 
-    from ebackpack.persistence.tables import AttestationRow
-    from ebackpack.storage import ObjectStore
+    from ebackpack.adapters.persistence.tables import AttestationRow
+    from ebackpack.adapters.storage import ObjectStore
     from services.importer.sandbox import Budget, Sandbox
 
     sessions = prepare(settings)

@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import AttestationRow
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.credentials import dataintegrity, statuslist
-from ebackpack.credentials.keys import SigningKey
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AttestationRow
-from ebackpack.storage import ObjectStore
+from ebackpack.domain.credentials import dataintegrity, statuslist
+from ebackpack.domain.credentials.keys import SigningKey
+from ebackpack.domain.rules import load_rules
 from schemas import AttestationImportedMessage
 from services.importer.domain import FetchError, ImportContext, Learner, VerificationStatus
 from services.importer.fetch import PolicyFetcher
 from services.importer.pipeline import import_bytes, import_url
 from services.importer.service import ImporterService
-from services.issuer.rules import load_rules
 from tests.http_stub import LoopbackServer, QuietHandler, respond
 
 pytestmark = pytest.mark.integration

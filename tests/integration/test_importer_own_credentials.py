@@ -13,20 +13,20 @@ from dataclasses import dataclass
 
 import pytest
 
+from ebackpack.adapters.credential_exports import FORMATS, export
+from ebackpack.adapters.credential_store import CredentialStore
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import AwardRow
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.credentials.exports import FORMATS, export
-from ebackpack.credentials.store import CredentialStore
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AwardRow
-from ebackpack.sample_data import default_dataset
-from ebackpack.storage import ObjectStore
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.errors import InvalidMessage
 from schemas import CertificateRenderRequestMessage
 from services.gateway.profiles import store_profiles
 from services.importer.domain import Attestation, RecipientMatch, SourceFormat, VerificationStatus
 from services.importer.pipeline import import_bytes, import_url
 from services.importer.service import ImporterService
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from services.renderer.certificate import CertificateRenderer
 

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from joserfc import jws
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from ebackpack.credentials import dataintegrity
-from ebackpack.credentials.keys import SigningKey
+from ebackpack.domain.credentials import dataintegrity
+from ebackpack.domain.credentials.keys import SigningKey
 from services.importer.domain import ImportContext, VerificationStatus
 from services.importer.formats.keys import jwk_thumbprint_uri
 from services.importer.pipeline import import_bytes, import_url
@@ -542,7 +542,7 @@ def _status_signer(site: Site) -> Any:
 
 
 def test_ob3_status_lists_in_their_other_forms_are_read(site: Site) -> None:
-    from ebackpack.credentials import statuslist
+    from ebackpack.domain.credentials import statuslist
 
     sign = _status_signer(site)
     plain = statuslist.encode([3]).removeprefix("u")  # StatusList2021: base64url without multibase

@@ -12,10 +12,10 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import select
 
+from ebackpack.adapters.broker import Broker
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, OutboxRow
 from ebackpack.config import Settings
-from ebackpack.ops import Broker
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AwardRow, CertificateRow, OutboxRow
 from ebackpack.streaming.topics import CREDENTIALS, RENDER_REQUESTS, create_topics, dlq
 from schemas import DeadLetter, DeadLetterMessage
 from services.issuer.repair import resend_lost_render_requests, unrendered

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import AwardRow
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AwardRow
-from ebackpack.sample_data import default_dataset
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.errors import InvalidMessage
 from schemas import CertificateRenderRequestMessage, CredentialIssuedMessage, MoodleEventMessage
 from services.gateway.profiles import store_profiles
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 
 pytestmark = pytest.mark.integration

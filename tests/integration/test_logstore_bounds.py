@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
+from ebackpack.dev.demo import prepare
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from services.gateway.logstore import LogStorePoller

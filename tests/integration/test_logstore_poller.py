@@ -19,11 +19,12 @@ import phpserialize
 import pytest
 from sqlalchemy import select
 
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import AwardRow, GatewayEventRow
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AwardRow, GatewayEventRow
-from ebackpack.sample_data import load_profiles, rule_course_ids, synthetic_learner
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import load_profiles, rule_course_ids, synthetic_learner
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from schemas.moodle import (
@@ -38,7 +39,6 @@ from services.gateway.events import USED, Message
 from services.gateway.logstore import COLUMNS, LogStorePoller, PollResult, WindowState
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 
 pytestmark = pytest.mark.integration

@@ -27,7 +27,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
+from ebackpack.dev.demo import prepare
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from services.gateway.webhook import create_app, sign

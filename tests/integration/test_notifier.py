@@ -36,18 +36,18 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, NotificationRow, OutboxRow
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.persistence.tables import AwardRow, CertificateRow, NotificationRow, OutboxRow
-from ebackpack.sample_data import default_dataset
-from ebackpack.stack import free_port
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.dev.stack import free_port
+from ebackpack.dev.workers import Worker
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import CREDENTIALS
-from ebackpack.workers import Worker
 from schemas import DeadLetterMessage
 from schemas.moodle import LearnerProfile, Profiles
 from services.gateway.profiles import store_profiles
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from services.notifier.agent import DEAD_LETTERS
 from services.notifier.service import NotifierService, Tuning
@@ -57,7 +57,7 @@ from tests.http_stub import LoopbackServer, QuietHandler, respond
 
 pytestmark = pytest.mark.integration
 
-# Courses of ebackpack/sample/rules.toml: certificate and badge; valid 730 days; badge only.
+# Courses of ebackpack/dev/sample/rules.toml: certificate and badge; valid 730 days; badge only.
 PYTHON, FIRST_AID, ACCESSIBILITY = 42, 43, 44
 JAN, EMILY = 5722, 5725  # sample learners: Polish, English
 COMPLETED = datetime(2026, 1, 12, 10, 30, tzinfo=UTC)

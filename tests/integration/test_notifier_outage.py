@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.config import Settings
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.sample_data import default_dataset
-from ebackpack.stack import free_port
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.dev.stack import free_port
+from ebackpack.domain.rules import load_rules
 from services.gateway.profiles import store_profiles
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from services.notifier.service import NotifierService, Tuning
 from tests.builders import completion

@@ -1,4 +1,4 @@
-"""The workers' check for a broker that lost data (ebackpack/offset_guard.py `find_lost`), on the real
+"""The workers' check for a broker that lost data (streaming/offset_guard.py `find_lost`), on the real
 broker: quiet on a healthy log while its marks follow the group, a committed offset beyond the log end,
 and a record at a marked offset that is not the one marked there."""
 
@@ -11,9 +11,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.structs import OffsetAndMetadata
 
+from ebackpack.adapters.broker import Broker
 from ebackpack.config import Settings
-from ebackpack.offset_guard import Marks, find_lost
-from ebackpack.ops import Broker
+from ebackpack.streaming.offset_guard import Marks, find_lost
 
 pytestmark = pytest.mark.integration
 

@@ -15,14 +15,16 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
-from ebackpack import ops
+from ebackpack.adapters.broker import Broker
+from ebackpack.cli import render
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.offset_guard import Marks, find_lost
-from ebackpack.sample_data import default_dataset
-from ebackpack.stack import free_port
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.dev.stack import free_port
+from ebackpack.dev.workers import Worker
+from ebackpack.ops import deadletters, status
+from ebackpack.streaming.offset_guard import Marks, find_lost
 from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, RENDER_REQUESTS, create_topics, dlq
-from ebackpack.workers import Worker
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
 from tests.builders import completion, wait_for
@@ -60,8 +62,8 @@ def test_status_metrics_and_dead_letter_replay_on_a_running_issuer(settings: Set
                                   (b"5723", completion(5723, 42, WHEN)), (b"5722", POISON)])
         publisher.close()
 
-        def settled() -> ops.Status | None:
-            state = ops.status(settings)
+        def settled() -> status.Status | None:
+            state = status.status(settings)
             issuer = state.group("issuer")
             done = issuer.lag_of(MOODLE_EVENTS) == 0 and state.dead_letter_count(DLQ).total == 1
             return state if done else None
@@ -80,7 +82,7 @@ def test_status_metrics_and_dead_letter_replay_on_a_running_issuer(settings: Set
         assert state.group("dead-letter replay").lag_of(DLQ) == 1
         assert state.topic(CREDENTIALS).end >= 2
         console = Console(record=True, width=200)
-        console.print(ops.render_status(state))
+        console.print(render.render_status(state))
         text = console.export_text()
         assert events in text and dead in text and "Consumer groups" in text
 
@@ -101,35 +103,36 @@ def test_status_metrics_and_dead_letter_replay_on_a_running_issuer(settings: Set
         assert sample(scraped, "ebackpack_processing_seconds_count", consumer="issuer") == 4
 
         # The dead-letter tool.
-        [letter] = ops.dead_letters(settings)
+        [letter] = deadletters.dead_letters(settings)
         assert (letter.dlq_topic, letter.consumer, letter.error_type) == (dead, "issuer", "InvalidMessage")
         assert letter.reason.startswith("invalid MoodleEventMessage")
         assert (letter.source_topic, letter.key, letter.replayed) == (events, "5722", False)
         assert letter.source_offset == ends[letter.source_partition] - 1
-        seen = ops.inspect(settings, DLQ, letter.offset)
+        seen = deadletters.inspect(settings, DLQ, letter.offset)
         assert seen.value == POISON and seen.key == b"5722" and seen.decoded == POISON.decode()
         assert seen.dead_letter.reason == letter.reason
         console = Console(record=True, width=200)
-        console.print(ops.render_dead_letters([letter]))
-        console.print(ops.render_inspection(seen))
+        console.print(render.render_dead_letters([letter]))
+        console.print(render.render_inspection(seen))
         text = console.export_text()
         assert "InvalidMessage" in text and POISON.decode() in text and f"{events}/" in text
 
-        assert ops.replay(settings, DLQ, dry_run=True) == 1
-        assert ops.replay(settings, MOODLE_EVENTS) == 1  # the source topic's name finds its DLQ too
+        assert deadletters.replay(settings, DLQ, dry_run=True) == 1
+        assert deadletters.replay(settings, MOODLE_EVENTS) == 1  # the source topic's name finds its DLQ too
 
         # Still malformed: the issuer dead-letters the replayed copy again.
-        def back_again() -> list[ops.DeadLetterView] | None:
-            letters = ops.dead_letters(settings, DLQ)
+        def back_again() -> list[deadletters.DeadLetterView] | None:
+            letters = deadletters.dead_letters(settings, DLQ)
             return letters if len(letters) == 2 else None
 
         first, second = wait_for(back_again, 60, "the replayed poison to be dead-lettered again", [worker])
         assert first.replayed and not second.replayed
         assert second.source_topic == events and second.key == "5722"
         assert second.source_offset == ends[second.source_partition]  # appended after the originals
-        assert ops.replay(settings, DLQ, [first.offset]) == 0  # replayed once, never twice
-        assert ops.replay(settings, DLQ, dry_run=True) == 1  # only the new dead letter is pending
-        state = wait_for(lambda: (s := ops.status(settings)).group("issuer").lag_of(MOODLE_EVENTS) == 0 and s,
+        assert deadletters.replay(settings, DLQ, [first.offset]) == 0  # replayed once, never twice
+        assert deadletters.replay(settings, DLQ, dry_run=True) == 1  # only the new dead letter is pending
+        state = wait_for(lambda: (s := status.status(settings)).group("issuer").lag_of(MOODLE_EVENTS) == 0
+                         and s,
                          60, "the issuer to commit the replayed message", [worker])
         counts = state.dead_letter_count(DLQ)
         assert (counts.total, counts.not_replayed) == (2, 1)
@@ -167,7 +170,7 @@ class RefusingBroker:
 
 def test_without_offsets_for_times_the_rate_comes_from_two_samples() -> None:
     settings = Settings()
-    state = ops._status(RefusingBroker(), settings, True, 0.01)  # type: ignore[arg-type]
+    state = status._status(RefusingBroker(), settings, True, 0.01)  # type: ignore[arg-type]
     assert state.rate_method.startswith("two end-offset samples")
     assert state.topic(MOODLE_EVENTS).last_minute == 10 * 60 / 0.01
     assert any("offsets_for_times" in note for note in state.notes)
@@ -182,10 +185,10 @@ def test_the_replay_position_moves_over_the_run_of_replayed_offsets_only() -> No
         return [ConsumerRecord(tp.topic, tp.partition, -1, o, 0, 0, None, b"", [], None, 0, 1, -1)
                 for o in offsets]
 
-    assert ops._advance({tp: 2}, records(2, 3, 5), everything=False) == {tp: 4}  # 5 is beyond a gap
-    assert ops._advance({tp: 2}, records(5), everything=False) == {tp: 2}
-    assert ops._advance({tp: 2}, records(2, 3, 5), everything=True) == {tp: 6}  # 4 is gone from the topic
-    assert ops._advance({tp: 2}, [], everything=True) == {tp: 2}
+    assert deadletters._advance({tp: 2}, records(2, 3, 5), everything=False) == {tp: 4}  # 5 is beyond a gap
+    assert deadletters._advance({tp: 2}, records(5), everything=False) == {tp: 2}
+    assert deadletters._advance({tp: 2}, records(2, 3, 5), everything=True) == {tp: 6}  # 4 is gone
+    assert deadletters._advance({tp: 2}, [], everything=True) == {tp: 2}
 
 
 def test_a_group_committed_beyond_the_log_end_is_shown_not_hidden_as_lag_0(settings: Settings) -> None:
@@ -203,15 +206,15 @@ def test_a_group_committed_beyond_the_log_end_is_shown_not_hidden_as_lag_0(setti
     committer.commit({TopicPartition(topic, 0): OffsetAndMetadata(50, "", -1)})
     committer.close(autocommit=False)
 
-    with ops.Broker(settings) as broker:
+    with Broker(settings) as broker:
         assert broker.offsets([TopicPartition(topic, 0)])[1] == {TopicPartition(topic, 0): 5}
         [lost] = find_lost(broker, group, {TopicPartition(topic, 0)}, Marks.of(settings.data_dir, group))
         assert (lost.topic, lost.partition, lost.committed, lost.start, lost.end) == (topic, 0, 50, 0, 5)
-    state = ops.status(settings, sample_seconds=0)
+    state = status.status(settings, sample_seconds=0)
     renderer = state.group("renderer")
     assert [(t, p.partition, p.committed, p.end) for t, p in renderer.beyond_end] == [(topic, 0, 50, 5)]
     console = Console(record=True, width=250)
-    console.print(ops.render_status(state))
+    console.print(render.render_status(state))
     shown = console.export_text()
     assert "beyond end: 0:50>5" in shown
     assert f"Broker lost data: {group} (renderer) committed offset 50 on {topic}/0" in shown

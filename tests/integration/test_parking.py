@@ -20,19 +20,19 @@ from kafka.admin import KafkaAdminClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import AwardRow, Learner, ParkedMessageRow
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.demo import prepare
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AwardRow, Learner, ParkedMessageRow
-from ebackpack.sample_data import load_profiles, synthetic_learner
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.sample_data import load_profiles, synthetic_learner
+from ebackpack.dev.workers import Worker
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, MOODLE_USERS, dlq
-from ebackpack.workers import Worker
 from schemas import CredentialIssuedMessage, DeadLetterMessage, MoodleUserMessage, deterministic_id
 from schemas.moodle import USER_DELETED, LearnerProfile, MoodleEvent, Profiles
 from services.gateway.events import moodle_message
 from services.gateway.profiles import store_profiles
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from tests.builders import completion, wait_for
 from tests.conftest import MOODLE_FIXTURES

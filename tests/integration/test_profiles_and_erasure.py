@@ -15,23 +15,23 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.demo import prepare
-from ebackpack.persistence.tables import (
+from ebackpack.adapters.persistence.tables import (
     AttestationRow,
     AwardRow,
     CertificateRow,
     Learner,
     SignedCredentialRow,
 )
-from ebackpack.storage import ObjectStore
+from ebackpack.adapters.storage import ObjectStore
+from ebackpack.config import SAMPLE_DIR, Settings
+from ebackpack.dev.demo import prepare
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_COURSES, MOODLE_USERS
 from schemas.moodle import COURSE_COMPLETED, USER_DELETED, MoodleEvent
 from services.backpack.verification import verify
 from services.gateway.events import moodle_message
 from services.gateway.profiles import MoodleDatabase, ProfilePublisher, ProfileSync
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from tests.integration.moodle_stand_in import Site, WebServices, moodle_database, serving
 

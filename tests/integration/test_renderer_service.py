@@ -8,14 +8,14 @@ from dataclasses import dataclass
 import pikepdf
 import pytest
 
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.sample_data import default_dataset
-from ebackpack.storage import ObjectStore
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.errors import InvalidMessage
 from schemas import CertificateRenderRequestMessage
 from services.gateway.profiles import store_profiles
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from services.renderer.certificate import CertificateRenderer
 from services.renderer.service import RendererService

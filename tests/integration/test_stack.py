@@ -18,12 +18,12 @@ import pytest
 from kafka import KafkaProducer
 from sqlalchemy import text
 
+from ebackpack.adapters.persistence.engine import make_engine, migrate
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.persistence.engine import make_engine, migrate
-from ebackpack.stack import free_port
-from ebackpack.storage import ObjectStore
+from ebackpack.dev.stack import free_port
+from ebackpack.dev.workers import Worker
 from ebackpack.streaming.app import make_app
-from ebackpack.workers import Worker
 
 pytestmark = pytest.mark.integration
 

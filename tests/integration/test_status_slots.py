@@ -6,12 +6,12 @@ import uuid
 
 import pytest
 
+from ebackpack.adapters.credential_store import PROBE, CredentialStore
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.config import SAMPLE_DIR
-from ebackpack.credentials import statuslist
-from ebackpack.credentials.store import PROBE, CredentialStore
-from ebackpack.credentials.urls import PublicUrls
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from services.issuer.rules import load_rules
+from ebackpack.domain.credentials import statuslist
+from ebackpack.domain.credentials.urls import PublicUrls
+from ebackpack.domain.rules import load_rules
 
 pytestmark = pytest.mark.integration
 SPAN = statuslist.LIST_SIZE - PROBE

@@ -18,11 +18,11 @@ from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from ebackpack.adapters.persistence.engine import make_engine, session_factory
+from ebackpack.adapters.persistence.tables import GatewayEventRow
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.persistence.engine import make_engine, session_factory
-from ebackpack.persistence.tables import GatewayEventRow
-from ebackpack.stack import free_port
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.stack import free_port
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_COURSES, MOODLE_EVENTS, MOODLE_USERS
 from schemas import MoodleEventMessage

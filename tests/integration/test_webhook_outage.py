@@ -22,8 +22,8 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
 from ebackpack.config import Settings
-from ebackpack.demo import prepare
-from ebackpack.stack import free_port
+from ebackpack.dev.demo import prepare
+from ebackpack.dev.stack import free_port
 from services.gateway.publisher import ProducerSlot
 from tests.conftest import MOODLE_FIXTURES
 from tests.integration.moodle_stand_in import Broker, Site, WebServices, moodle_database, serving

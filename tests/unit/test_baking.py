@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from ebackpack.credentials.baking import (
+from ebackpack.domain.credentials.baking import (
     OB2_PNG_KEYWORD,
     OB2_SVG_NAMESPACE,
     OB3_PNG_KEYWORD,

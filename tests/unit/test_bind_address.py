@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ebackpack.adapters.webserver import check_bind_address
 from ebackpack.config import Settings
-from ebackpack.webserver import check_bind_address
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "backpack.example.org"])

@@ -19,18 +19,18 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
+from ebackpack.adapters.credential_store import status_of
+from ebackpack.adapters.keystore import load_key_dir
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import AwardRow
 from ebackpack.cli import app
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.credentials import dataintegrity, vcjwt
-from ebackpack.credentials.baking import unbake_png
-from ebackpack.credentials.keys import load_key_dir
-from ebackpack.credentials.store import status_of
-from ebackpack.credentials.urls import PublicUrls
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AwardRow
-from ebackpack.sample_data import default_dataset
+from ebackpack.dev.sample_data import default_dataset
+from ebackpack.domain.credentials import dataintegrity, vcjwt
+from ebackpack.domain.credentials.baking import unbake_png
+from ebackpack.domain.credentials.urls import PublicUrls
+from ebackpack.domain.rules import load_rules
 from services.gateway.profiles import store_profiles
-from services.issuer.rules import load_rules
 from services.issuer.service import IssuerService
 from tests.builders import completion
 

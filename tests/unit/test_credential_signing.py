@@ -26,12 +26,12 @@ from joserfc.jwk import ECKey
 from pydantic import ValidationError
 
 from ebackpack.config import SAMPLE_DIR
-from ebackpack.credentials import dataintegrity, fastcanon, jsonld, ob3, statuslist, vcjwt
-from ebackpack.credentials.dataintegrity import ProofError
-from ebackpack.credentials.facts import CredentialFacts, iso, learner_subject_id, recipient_hash
-from ebackpack.credentials.fastcanon import ShapeCanonizer
-from ebackpack.credentials.jsonld import Dataset
-from ebackpack.credentials.keys import (
+from ebackpack.domain.credentials import dataintegrity, fastcanon, jsonld, ob3, statuslist, vcjwt
+from ebackpack.domain.credentials.dataintegrity import ProofError
+from ebackpack.domain.credentials.facts import CredentialFacts, iso, learner_subject_id, recipient_hash
+from ebackpack.domain.credentials.fastcanon import ShapeCanonizer
+from ebackpack.domain.credentials.jsonld import Dataset
+from ebackpack.domain.credentials.keys import (
     KeyRing,
     SigningKey,
     SigningKeyError,
@@ -42,10 +42,10 @@ from ebackpack.credentials.keys import (
     load_key_dir,
     rotate_key_dir,
 )
-from ebackpack.credentials.signer import DATA_INTEGRITY, JWT, CredentialSigner
-from ebackpack.credentials.urls import PublicUrls
-from ebackpack.credentials.vcjwt import JwtError
-from services.issuer.rules import AwardRule, RuleBook, load_rules
+from ebackpack.domain.credentials.signer import DATA_INTEGRITY, JWT, CredentialSigner
+from ebackpack.domain.credentials.urls import PublicUrls
+from ebackpack.domain.credentials.vcjwt import JwtError
+from ebackpack.domain.rules import AwardRule, RuleBook, load_rules
 
 RULES = load_rules(SAMPLE_DIR / "rules.toml")
 RULE = {rule.id: rule for rule in RULES.rules}

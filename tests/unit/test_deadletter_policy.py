@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSize
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from ebackpack import metrics
+from ebackpack.adapters import metrics
 from ebackpack.streaming import health
 from ebackpack.streaming.app import BatchOutcome, consume, consume_batches
 from ebackpack.streaming.errors import InvalidMessage, TransientError, is_transient, parse_message

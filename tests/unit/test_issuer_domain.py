@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ebackpack.config import SAMPLE_DIR
+from ebackpack.domain.rules import load_rules
 from schemas import MoodleEvent, deterministic_id
 from services.issuer.domain import (
     CODE_ALPHABET,
@@ -17,7 +18,6 @@ from services.issuer.domain import (
     learner_completion,
     verification_code,
 )
-from services.issuer.rules import load_rules
 from tests.conftest import MOODLE_FIXTURES
 
 FIXTURES = MOODLE_FIXTURES

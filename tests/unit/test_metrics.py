@@ -1,4 +1,4 @@
-"""Metrics: the dashboard and Prometheus config use what ebackpack/metrics.py defines, and the counters
+"""Metrics: the dashboard and Prometheus config use what adapters/metrics.py defines, and the counters
 move where the work happens (the consume loops, the renderer, the web apps)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 
-from ebackpack import metrics
+from ebackpack.adapters import metrics
 from ebackpack.config import Settings
 from ebackpack.streaming.app import BatchOutcome, SentMessages, consume, consume_batches
 from ebackpack.streaming.errors import InvalidMessage

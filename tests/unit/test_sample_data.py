@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ebackpack import sample_data
-from ebackpack.sample_data import KINDS, Dataset, default_dataset, generate, load_profiles
+from ebackpack.dev import sample_data
+from ebackpack.dev.sample_data import KINDS, Dataset, default_dataset, generate, load_profiles
 from schemas import MoodleEventMessage, deterministic_id
 from schemas.moodle import COURSE_COMPLETED, COURSE_COMPLETION_UPDATED, MODULE_COMPLETION_UPDATED, USER_GRADED
 

@@ -107,7 +107,8 @@ def validate_ob2(target: str | Path, recipient: str | None = None, *, contexts_d
 
     Returns {"valid": bool, "errors": [...], "warnings": [...], "report": <openbadges.verify result>,
     "http": {"fetches": [{url, status, content_type}], "served_locally": [...], "refused": [...]},
-    "stderr": <validator log>}. Contexts default to ebackpack/credentials/contexts (+ its manifest.json).
+    "stderr": <validator log>}. Contexts default to
+    ebackpack/domain/credentials/contexts (+ its manifest.json).
     """
     done = _run(_command(str(target), recipient, contexts_dir, manifest), timeout)
     result: dict[str, Any] = json.loads(done.stdout)

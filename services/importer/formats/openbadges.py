@@ -28,7 +28,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
 
-from ebackpack.credentials.dataintegrity import hash_data
+from ebackpack.domain.credentials.dataintegrity import hash_data
 from services.importer.canon import canonize  # bounded: a canonicalization bomb is rejected
 from services.importer.domain import (
     Attestation,

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from ebackpack.credentials import dataintegrity
-from ebackpack.credentials.jsonld import (
+from ebackpack.domain.credentials import dataintegrity
+from ebackpack.domain.credentials.jsonld import (
     CanonBounds,
     CanonicalizationRefused,
     canonize,
     canonize_untrusted,
 )
-from ebackpack.credentials.keys import SigningKey
+from ebackpack.domain.credentials.keys import SigningKey
 from services.importer.domain import ImportContext, ImportRejected, Learner
 from services.importer.pipeline import import_bytes
 from tests.hostile_jsonld import NOTE, RELATED, SHAPES, chain, clique, components, poisoned_credential, wide

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ebackpack.credentials import dataintegrity
-from ebackpack.credentials.baking import bake_png, bake_svg
-from ebackpack.credentials.keys import SigningKey
+from ebackpack.domain.credentials import dataintegrity
+from ebackpack.domain.credentials.baking import bake_png, bake_svg
+from ebackpack.domain.credentials.keys import SigningKey
 from services.importer.domain import (
     Attestation,
     ImportContext,

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from joserfc import jws
 from joserfc.jwk import ECKey, OKPKey
 
-from ebackpack.credentials import dataintegrity
-from ebackpack.credentials.keys import SigningKey
+from ebackpack.domain.credentials import dataintegrity
+from ebackpack.domain.credentials.keys import SigningKey
 from services.importer import domain
 from services.importer.domain import CLOCK_SKEW, ImportContext, Learner, VerificationStatus
 from services.importer.pipeline import import_bytes

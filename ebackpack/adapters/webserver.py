@@ -20,7 +20,7 @@ limits it does not set by itself.
   on the same host, or behind a proxy that passes the header on, could pick its own address (and so
   escape the per-address rate limit).
 - **Metrics outside the embedded stack**: the web apps do not answer `/metrics` there (see
-  `ebackpack.metrics.install_http_metrics`); they serve it on `EBACKPACK_METRICS_PORT` instead (0 = off),
+  `adapters.metrics.install_http_metrics`); they serve it on `EBACKPACK_METRICS_PORT` instead (0 = off),
   on `EBACKPACK_HTTP_HOST`, like the workers.
 """
 
@@ -35,7 +35,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ebackpack.metrics import serve_worker_metrics
+from ebackpack.adapters.metrics import serve_worker_metrics
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp

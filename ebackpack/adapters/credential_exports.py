@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ebackpack.persistence.tables import AwardRow
-
-from . import baking, ob2
-from .signer import DATA_INTEGRITY, JWT
-from .store import CredentialStore
+from ebackpack.adapters.credential_store import CredentialStore
+from ebackpack.adapters.persistence.tables import AwardRow
+from ebackpack.domain.credentials import baking, ob2
+from ebackpack.domain.credentials.signer import DATA_INTEGRITY, JWT
 
 FORMATS = ("ob2", "ob2-png", "ob2-svg", "ob3", "ob3-jwt", "ob3-png")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack.persistence.tables import Course, Learner
+from ebackpack.adapters.persistence.tables import Course, Learner
 from schemas.moodle import Profiles
 
 

@@ -12,15 +12,14 @@ from typing import Literal, overload
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from ebackpack.adapters.keystore import code_secret_for
+from ebackpack.adapters.persistence.tables import AwardRow, Course, Learner, SignedCredentialRow
 from ebackpack.config import Settings
-from ebackpack.persistence.tables import AwardRow, Course, Learner, SignedCredentialRow
-from services.issuer.rules import RuleBook
-
-from . import statuslist
-from .facts import CredentialFacts, as_utc, learner_subject_id
-from .keys import code_secret_for
-from .ob2 import Revoked
-from .urls import PublicUrls
+from ebackpack.domain.credentials import statuslist
+from ebackpack.domain.credentials.facts import CredentialFacts, as_utc, learner_subject_id
+from ebackpack.domain.credentials.ob2 import Revoked
+from ebackpack.domain.credentials.urls import PublicUrls
+from ebackpack.domain.rules import RuleBook
 
 Status = Literal["valid", "revoked", "expired"]
 PROBE = 64  # status indexes tried around a credential's preferred slot before moving to the next list

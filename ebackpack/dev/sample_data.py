@@ -84,7 +84,7 @@ class Dataset:
 
 
 def _sample_text(name: str) -> str:
-    return resources.files("ebackpack").joinpath("sample", name).read_text(encoding="utf-8")
+    return resources.files("ebackpack.dev").joinpath("sample", name).read_text(encoding="utf-8")
 
 
 def load_profiles() -> Profiles:

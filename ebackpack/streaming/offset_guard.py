@@ -39,11 +39,10 @@ import faust
 from faust.types import TP
 from kafka import TopicPartition
 from prometheus_client import Counter
-from rich.table import Table
 
+from ebackpack.adapters.broker import Broker, Probe
+from ebackpack.adapters.files import private_dir, write_private
 from ebackpack.config import Settings
-from ebackpack.files import private_dir, write_private
-from ebackpack.ops import Broker, Probe
 
 log = logging.getLogger(__name__)
 GUARD_INTERVAL = 5.0
@@ -70,7 +69,7 @@ class LostLog:
     reason: str
 
 
-Mark = tuple[int, str]  # (offset, ops.fingerprint of the record there)
+Mark = tuple[int, str]  # (offset, adapters.broker.fingerprint of the record there)
 
 
 @dataclass(frozen=True)
@@ -234,19 +233,3 @@ def recent_resets(data_dir: Path, limit: int = MAX_REPORTED) -> list[dict[str, A
         with contextlib.suppress(ValueError):
             found.append(json.loads(line))
     return found
-
-
-def render_resets(data_dir: Path) -> Table | None:
-    """`ebackpack status`: the partitions workers of this host read again because the broker lost data."""
-    resets = recent_resets(data_dir)
-    if not resets:
-        return None
-    table = Table(title="Offsets reset: the broker had lost data (newest last)", title_justify="left")
-    for column in ("at (UTC)", "group", "partition", "committed", "log end", "read again from", "why"):
-        table.add_column(column)
-    for r in resets:
-        table.add_row(str(r.get("at", "?"))[:19].replace("T", " "), str(r.get("group")),
-                      f"{r.get('topic')}/{r.get('partition')}", str(r.get("committed")), str(r.get("end")),
-                      str(r.get("start")), str(r.get("reason", "")))
-    table.caption = "what the lost messages caused is re-derived from SQL (render requests sent again)"
-    return table

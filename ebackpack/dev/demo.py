@@ -19,22 +19,22 @@ from kafka.admin import KafkaAdminClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, OutboxRow, SignedCredentialRow
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.credentials.signer import DATA_INTEGRITY
-from ebackpack.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.persistence.tables import AwardRow, CertificateRow, OutboxRow, SignedCredentialRow
-from ebackpack.sample_data import Dataset
-from ebackpack.stack import EmbeddedStack
-from ebackpack.storage import ObjectStore
+from ebackpack.dev.sample_data import Dataset
+from ebackpack.dev.stack import EmbeddedStack
+from ebackpack.dev.workers import Worker
+from ebackpack.domain.credentials.signer import DATA_INTEGRITY
+from ebackpack.domain.rules import RuleBook, load_rules
 from ebackpack.streaming.errors import InvalidMessage
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS, RENDER_REQUESTS, create_topics, dlq
-from ebackpack.workers import Worker
 from schemas import DeadLetterMessage
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
 from services.issuer.domain import NotALearnerCompletion, learner_completion
-from services.issuer.rules import RuleBook, load_rules
 from services.issuer.service import parse_moodle_message
 
 
@@ -209,8 +209,8 @@ def import_back(settings: Settings, sessions: sessionmaker[Session], links: list
                 workers: list[Worker], timeout: float = 120.0) -> list[ImportLine]:
     """The external-attestation path on our own output: the first learner's baked badge and PDF,
     uploaded as the backpack API would, until the importer has recorded them."""
-    from ebackpack.credentials.exports import export
-    from ebackpack.credentials.store import CredentialStore
+    from ebackpack.adapters.credential_exports import export
+    from ebackpack.adapters.credential_store import CredentialStore
     from services.backpack.uploads import Announcer, AttestationUploads
 
     if not links:

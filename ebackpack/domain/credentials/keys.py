@@ -1,8 +1,7 @@
 """Signing keys: Ed25519 for Data Integrity proofs, P-256 (ES256) for VC-JWT.
 
-Keys live as PKCS#8 PEM files (mode 0600, folder 0700) named `<algorithm>-<n>.pem`, generated on first
-start, or come from the environment (`EBACKPACK_SIGNING_KEYS`, a JSON object kid -> PEM) in
-production. Rotation adds key n+1; older keys stay published so credentials they signed still verify.
+Key ids are `<algorithm>-<n>`: rotation adds key n+1; older keys stay published so credentials they
+signed still verify. Where keys are kept (files, the environment): ebackpack/adapters/keystore.py.
 Private material never appears in a repr, a log line or an exception message.
 """
 
@@ -10,19 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import secrets
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import base58
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
-from ebackpack.config import Settings
 
 Algorithm = Literal["Ed25519", "ES256"]
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -84,12 +77,12 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _generate(algorithm: Algorithm) -> PrivateKey:
+def generate_key(algorithm: Algorithm) -> PrivateKey:
     return ed25519.Ed25519PrivateKey.generate() if algorithm == "Ed25519" else ec.generate_private_key(
         ec.SECP256R1())
 
 
-def _parse(kid: str, pem: bytes) -> SigningKey:
+def parse_key(kid: str, pem: bytes) -> SigningKey:
     if not KID.match(kid):
         raise SigningKeyError(f"key id {kid!r} is not <ed25519|p256>-<number>")
     try:
@@ -112,77 +105,10 @@ def keyring_from_json(text: str) -> KeyRing:
         raise problem from None
     if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
         raise problem
-    keys = tuple(_parse(kid, pem.encode()) for kid, pem in entries.items())
+    keys = tuple(parse_key(kid, pem.encode()) for kid, pem in entries.items())
     for algorithm in PREFIX:
         KeyRing(keys).current(algorithm)  # both kinds must be present
     return KeyRing(keys)
-
-
-def load_key_dir(folder: Path) -> KeyRing:
-    keys = tuple(_parse(path.stem, path.read_bytes()) for path in sorted(folder.glob("*.pem")))
-    return KeyRing(keys)
-
-
-def _create_once(path: Path, content: bytes) -> bool:
-    """Atomically creates `path` (0600) with its whole content; False if another process was first."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".new-", suffix=".tmp")
-    try:
-        os.write(fd, content)
-        os.fsync(fd)
-        os.close(fd)
-        os.link(tmp, path)  # fails if it exists: first writer wins
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
-
-
-def _write_new(folder: Path, kid: str, key: PrivateKey) -> bool:
-    pem = SigningKey(kid, "Ed25519" if kid.startswith("ed25519") else "ES256", key).private_pem()
-    return _create_once(folder / f"{kid}.pem", pem)
-
-
-def ensure_key_dir(folder: Path) -> KeyRing:
-    """Loads the keys, generating the first key of each kind on first start."""
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)
-    ring = load_key_dir(folder)
-    for algorithm, prefix in PREFIX.items():
-        if not any(k.algorithm == algorithm for k in ring.keys):
-            _write_new(folder, f"{prefix}-1", _generate(algorithm))
-    return load_key_dir(folder)
-
-
-def rotate_key_dir(folder: Path) -> KeyRing:
-    """Adds key n+1 of each kind; new credentials use it, the older keys stay published."""
-    ring = ensure_key_dir(folder)
-    for algorithm, prefix in PREFIX.items():
-        _write_new(folder, f"{prefix}-{ring.current(algorithm).number + 1}", _generate(algorithm))
-    return load_key_dir(folder)
-
-
-def keyring_for(settings: Settings) -> KeyRing:
-    """Keys from `EBACKPACK_SIGNING_KEYS` when set, else from (or generated into) the key folder."""
-    if settings.signing_keys is not None:
-        return keyring_from_json(settings.signing_keys.get_secret_value())
-    return ensure_key_dir(settings.key_dir)
-
-
-CODE_SECRET_FILE = "code-secret"
-
-
-def code_secret_for(settings: Settings) -> bytes:
-    """The secret behind verification codes: from the environment, or a 0600 file made once."""
-    if settings.code_secret is not None:
-        return settings.code_secret.get_secret_value().encode()
-    folder = settings.key_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)
-    path = folder / CODE_SECRET_FILE
-    if not path.exists():
-        _create_once(path, secrets.token_hex(32).encode())
-    return path.read_bytes().strip()
 
 
 def did_web(public_url: str) -> str:

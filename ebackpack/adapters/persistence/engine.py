@@ -10,7 +10,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack.files import private_dir, private_file, tighten
+from ebackpack.adapters.files import private_dir, private_file, tighten
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

@@ -9,28 +9,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import SecretStr
-
-from ebackpack.config import Settings
-from ebackpack.files import private_dir, private_file
-from ebackpack.stack import signal_group
+from ebackpack.adapters.files import private_dir, private_file
+from ebackpack.config import Settings, settings_env
+from ebackpack.dev.stack import signal_group
 
 SERVICES = {"issuer": "services.issuer", "renderer": "services.renderer", "importer": "services.importer",
             "notifier": "services.notifier"}
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The same configuration, handed to a child process as `EBACKPACK_*` variables."""
-    env = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, Path):
-            value = value.resolve()
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()  # the child needs the keys themselves, not their mask
-        env[f"EBACKPACK_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
 
 
 @dataclass

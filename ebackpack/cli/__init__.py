@@ -20,7 +20,7 @@ from ebackpack.config import get_settings
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ebackpack.credentials.store import CredentialStore
+    from ebackpack.adapters.credential_store import CredentialStore
     from services.gateway.logstore import LogStorePoller
 
 app = typer.Typer(help="e-Backpack: issue, store and verify micro-credentials from Moodle.",
@@ -73,8 +73,8 @@ def demo(
     timeout: float = typer.Option(600.0, help="Give up waiting for the pipeline after this many seconds."),
 ) -> None:
     """Run the whole pipeline on sample Moodle events and summarize what it issued."""
-    from ebackpack.demo import DemoTimeout, run_demo
-    from ebackpack.sample_data import default_dataset, generate
+    from ebackpack.dev.demo import DemoTimeout, run_demo
+    from ebackpack.dev.sample_data import default_dataset, generate
 
     settings = get_settings()
     dataset = generate(events, seed=seed, site=settings.site_id) if events else default_dataset()
@@ -92,7 +92,7 @@ def demo(
 
 
 def _print_summary(summary: object) -> None:
-    from ebackpack.demo import DemoSummary
+    from ebackpack.dev.demo import DemoSummary
 
     assert isinstance(summary, DemoSummary)
     console = Console()
@@ -126,7 +126,7 @@ def _print_summary(summary: object) -> None:
 @app.command()
 def serve(host: str | None = None, port: int | None = None) -> None:
     """Run the web server (public verification pages) on the configured database."""
-    from ebackpack.webserver import run
+    from ebackpack.adapters.webserver import run
     from services.backpack.app import create_app
 
     settings = get_settings()
@@ -160,7 +160,7 @@ def worker(service: ServiceName) -> None:
 @app.command()
 def prepare() -> None:
     """Create the database schema, the bucket and every topic (idempotent)."""
-    from ebackpack.demo import prepare as prepare_all
+    from ebackpack.dev.demo import prepare as prepare_all
 
     prepare_all(get_settings())
     err.print("database, bucket and topics are ready")
@@ -169,7 +169,7 @@ def prepare() -> None:
 @stack_app.command("up")
 def stack_up() -> None:
     """Start what is not running of the embedded stack (in the background) and create the topics."""
-    from ebackpack.stack import EmbeddedStack, StackError
+    from ebackpack.dev.stack import EmbeddedStack, StackError
     from ebackpack.streaming.topics import create_topics
 
     settings = get_settings()
@@ -191,7 +191,7 @@ def stack_up() -> None:
 @stack_app.command("down")
 def stack_down() -> None:
     """Stop the components of the embedded stack that `stack up` started."""
-    from ebackpack.stack import EmbeddedStack
+    from ebackpack.dev.stack import EmbeddedStack
 
     stopped = EmbeddedStack(get_settings()).down()
     err.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -213,7 +213,7 @@ def credential_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default: stdout).")] = None,
 ) -> None:
     """Write one credential as OB 2.0 JSON / baked PNG / SVG, or OB 3.0 JSON / JWT / baked PNG."""
-    from ebackpack.credentials.exports import ExportError, export
+    from ebackpack.adapters.credential_exports import ExportError, export
 
     with _credential_store() as store:
         award = store.find(code)
@@ -239,8 +239,8 @@ def credential_revoke(
 ) -> None:
     """Revoke a credential: status list, OB 2.0 JSON and verification page change at once; the issuer
     announces the credential-revoked event within seconds."""
-    from ebackpack.persistence.engine import make_engine, migrate, session_factory
-    from services.issuer.rules import load_rules
+    from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+    from ebackpack.domain.rules import load_rules
     from services.issuer.service import CredentialNotFound, IssuerService
 
     settings = get_settings()
@@ -260,7 +260,7 @@ def credential_revoke(
 def keys_rotate() -> None:
     """Add a new signing key of each kind; older keys stay published so what they signed still verifies.
     Restart the issuer workers to sign with the new keys."""
-    from ebackpack.credentials.keys import rotate_key_dir
+    from ebackpack.adapters.keystore import rotate_key_dir
 
     settings = get_settings()
     if settings.signing_keys is not None:
@@ -274,7 +274,8 @@ def keys_rotate() -> None:
 @keys_app.command("show")
 def keys_show() -> None:
     """Print the issuer's DID document (public keys only)."""
-    from ebackpack.credentials.keys import did_document, did_web, keyring_for
+    from ebackpack.adapters.keystore import keyring_for
+    from ebackpack.domain.credentials.keys import did_document, did_web
 
     settings = get_settings()
     print(json.dumps(did_document(did_web(settings.public_url), keyring_for(settings)), indent=2))
@@ -287,8 +288,8 @@ def certificates_rerender(
 ) -> None:
     """Re-render every certificate of a course or rule (after a template change). A PDF that comes out
     different becomes a new version; earlier versions stay retrievable and verifiable."""
-    from ebackpack.persistence.engine import make_engine, migrate, session_factory
-    from services.issuer.rules import load_rules
+    from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+    from ebackpack.domain.rules import load_rules
     from services.issuer.service import IssuerService
 
     settings = get_settings()
@@ -311,8 +312,8 @@ def certificates_zip(
 ) -> None:
     """Write the current certificate of every learner of a course into one ZIP (with a manifest),
     streaming from object storage."""
-    from ebackpack.persistence.engine import make_engine, migrate, session_factory
-    from ebackpack.storage import ObjectStore
+    from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+    from ebackpack.adapters.storage import ObjectStore
     from services.renderer.bulk import course_entries, write_zip
 
     settings = get_settings()
@@ -336,9 +337,8 @@ def certificates_zip(
 def status(sample: float = typer.Option(5.0, help="Seconds between the two samples of end offsets when "
                                         "the broker cannot give last-minute counts by time.")) -> None:
     """Topics, partitions, end offsets, each consumer group's lag, dead letters, last-minute rates."""
-    from ebackpack.offset_guard import render_resets
-    from ebackpack.ops import render_status
-    from ebackpack.ops import status as broker_status
+    from ebackpack.cli.render import render_resets, render_status
+    from ebackpack.ops.status import status as broker_status
     from ebackpack.streaming.health import consumer_health
 
     settings, console = get_settings(), Console()
@@ -356,7 +356,8 @@ def deadletters_list(
     = None,
 ) -> None:
     """Every dead letter: where it came from, when, which consumer gave up and why."""
-    from ebackpack.ops import dead_letters, render_dead_letters
+    from ebackpack.cli.render import render_dead_letters
+    from ebackpack.ops.deadletters import dead_letters
 
     Console().print(render_dead_letters(dead_letters(get_settings(), topic)))
 
@@ -364,7 +365,8 @@ def deadletters_list(
 @deadletters_app.command("inspect")
 def deadletters_inspect(topic: str, offset: int, partition: int = 0) -> None:
     """One dead letter with its original message decoded."""
-    from ebackpack.ops import inspect, render_inspection
+    from ebackpack.cli.render import render_inspection
+    from ebackpack.ops.deadletters import inspect
 
     try:
         Console().print(render_inspection(inspect(get_settings(), topic, offset, partition)))
@@ -383,7 +385,7 @@ def deadletters_replay(
     partition: int = 0,
 ) -> None:
     """Send dead letters back to their source topic after a fix (each once, unless --force)."""
-    from ebackpack.ops import replay
+    from ebackpack.ops.deadletters import replay
 
     count = replay(get_settings(), topic, offsets or None, dry_run=dry_run, force=force, partition=partition)
     err.print(f"{'would replay' if dry_run else 'replayed'} {count} dead letters")
@@ -392,7 +394,7 @@ def deadletters_replay(
 @gateway_app.command("webhook")
 def gateway_webhook(host: str | None = None, port: int = 8010) -> None:
     """Serve the webhook for the local_ebackpack Moodle plugin (POST /moodle/events)."""
-    from ebackpack.webserver import run
+    from ebackpack.adapters.webserver import run
     from services.gateway.webhook import create_app
 
     settings = get_settings()
@@ -400,7 +402,7 @@ def gateway_webhook(host: str | None = None, port: int = 8010) -> None:
 
 
 def _poller(checkpoint: str | None = None) -> LogStorePoller:
-    from ebackpack.persistence.engine import make_engine, migrate, session_factory
+    from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
     from services.gateway.logstore import CHECKPOINT, LogStorePoller
     from services.gateway.profiles import ProfileSync
     from services.gateway.publisher import MoodleEventPublisher
@@ -464,9 +466,9 @@ def gateway_import(
 
 @contextmanager
 def _credential_store() -> Iterator[CredentialStore]:
-    from ebackpack.credentials.store import CredentialStore
-    from ebackpack.persistence.engine import make_engine, migrate, session_factory
-    from services.issuer.rules import load_rules
+    from ebackpack.adapters.credential_store import CredentialStore
+    from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+    from ebackpack.domain.rules import load_rules
 
     settings = get_settings()
     migrate(settings.db_url)
@@ -493,6 +495,3 @@ def export_schemas(out: Path | None = None) -> None:
     paths = export_json_schemas(out or DEFAULT_DIR)
     err.print(f"wrote {len(paths)} schemas")
 
-
-if __name__ == "__main__":
-    app()

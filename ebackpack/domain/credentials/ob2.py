@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from services.issuer.rules import AwardRule, IssuerProfile
+from ebackpack.domain.rules import AwardRule, IssuerProfile
 
 from .facts import CredentialFacts, iso
 from .jsonld import OB2_CONTEXT

@@ -7,8 +7,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ebackpack.domain.rules import AwardRule, IssuerProfile
 from schemas import keyed_id
-from services.issuer.rules import AwardRule, IssuerProfile
 
 from .urls import PublicUrls
 

@@ -8,7 +8,7 @@ What is counted where (labels in braces):
 - `ebackpack_batch_seconds{consumer}` (histogram): streaming/app.py `consume_batches`, per batch
 - `ebackpack_dead_letters_total{consumer,reason}` (reason = error type): streaming/app.py `_dead_letter`
 - `ebackpack_consumer_paused{consumer}`: streaming/health.py, streams paused on a dependency that is down
-- `ebackpack_offset_resets_total{group,topic}`: ebackpack/offset_guard.py, partitions read again because
+- `ebackpack_offset_resets_total{group,topic}`: streaming/offset_guard.py, partitions read again because
   the group had committed beyond the log end (the broker lost data)
 - `ebackpack_parked_messages{consumer}`: services/issuer/agent.py, messages waiting for a profile
 - `ebackpack_consumer_lag{group,topic,partition}`: each worker, every `LAG_INTERVAL` s, for its group
@@ -256,7 +256,7 @@ class HttpMetricsMiddleware:
 def install_http_metrics(app: FastAPI, app_name: str, path: str = "/metrics", public: bool = True) -> None:
     """The request counter on a FastAPI app and, when `public`, `GET /metrics` (Prometheus text format)
     on the app's own port. Outside the embedded stack the web apps pass `public=False`: the metrics are
-    then served on `metrics_port` only (`ebackpack.webserver.run`), not to everyone who reaches the site.
+    then served on `metrics_port` only (`adapters.webserver.run`), not to everyone who reaches the site.
 
     Add it last (outermost) so that it sees the answers of every other middleware too.
     """

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.issuer.rules import AwardRule, IssuerProfile
+from ebackpack.domain.rules import AwardRule, IssuerProfile
 
 from . import statuslist
 from .facts import CredentialFacts, iso

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import urlparse
 
+from ebackpack.adapters.files import PRIVATE_UMASK, private_dir, private_file, write_private
+from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
-from ebackpack.files import PRIVATE_UMASK, private_dir, private_file, write_private
-from ebackpack.storage import ObjectStore
 
 S3_STORAGE = "s3://tansu/"  # bucket `tansu` on the embedded S3 server
 MEMORY_STORAGE = "memory://tansu/"

@@ -9,8 +9,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from ebackpack.adapters.files import private_dir, write_private
 from ebackpack.config import Settings
-from ebackpack.files import private_dir, write_private
 
 
 class ObjectStore:

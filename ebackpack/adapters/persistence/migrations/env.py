@@ -1,7 +1,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from ebackpack.persistence.tables import Base
+from ebackpack.adapters.persistence.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
