@@ -73,6 +73,7 @@ POLL = 0.2  # seconds between probes of the database while a renderer works
 
 # --- progress on stderr ------------------------------------------------------------------------------
 
+
 class Ticker:
     """Says a progress line at most every `every` seconds: waits poll far more often than that."""
 
@@ -98,6 +99,7 @@ class IssuerProgress(SilentProgress):
 
 # --- results -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Result:
     phase: str
@@ -119,12 +121,20 @@ class Result:
 
 # --- shared helpers ----------------------------------------------------------------------------------
 
+
 def phase_settings(stack: Settings, tmp: Path, name: str, rules_file: Path) -> Settings:
     """Own topics, bucket, database and worker logs on the shared stack. Built anew, not model_copy'd,
     so no cached `db_url` can leak from one phase into the next."""
-    return Settings(**{**stack.model_dump(), "data_dir": tmp / name, "topic_prefix": f"bench.{name}.",
-                       "s3_bucket": f"bench-{name}", "rules_file": rules_file,
-                       "database_url": f"sqlite:///{tmp / name / 'ebackpack.db'}"})
+    return Settings(
+        **{
+            **stack.model_dump(),
+            "data_dir": tmp / name,
+            "topic_prefix": f"bench.{name}.",
+            "s3_bucket": f"bench-{name}",
+            "rules_file": rules_file,
+            "database_url": f"sqlite:///{tmp / name / 'ebackpack.db'}",
+        }
+    )
 
 
 @contextmanager
@@ -156,6 +166,7 @@ def since(start_wall: float, moment: datetime) -> float:
 
 
 # --- 1. broker passthrough ---------------------------------------------------------------------------
+
 
 def create_topics(settings: Settings, names: list[str]) -> None:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="bench")
@@ -191,17 +202,21 @@ class Assigned(ConsumerRebalanceListener):
 def group_consumer(settings: Settings, topic: str, listener: Assigned) -> AIOKafkaConsumer:
     """Joins a group and commits by hand, as a service would; the broker timings are the workers'."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id="bench.passthrough",
-        enable_auto_commit=False, auto_offset_reset="earliest",
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id="bench.passthrough",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
         session_timeout_ms=int(settings.broker_session_timeout * 1000),
         heartbeat_interval_ms=int(settings.broker_heartbeat_interval * 1000),
-        rebalance_timeout_ms=int(settings.broker_rebalance_timeout * 1000))
+        rebalance_timeout_ms=int(settings.broker_rebalance_timeout * 1000),
+    )
     consumer.subscribe([topic], listener=listener)
     return consumer
 
 
-async def relay(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, sink: str, total: int,
-                deadline: float) -> None:
+async def relay(
+    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, sink: str, total: int, deadline: float
+) -> None:
     """Consume a batch -> produce each record -> await every ack -> commit, until `total` went through."""
     done, tick = 0, Ticker()
     while done < total:
@@ -216,8 +231,9 @@ async def relay(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, sink: st
         tick(f"  passed through {done}/{total} messages")
 
 
-async def pass_through(settings: Settings, source: str, sink: str, total: int,
-                       timeout: float) -> tuple[float, float]:
+async def pass_through(
+    settings: Settings, source: str, sink: str, total: int, timeout: float
+) -> tuple[float, float]:
     """Returns (connect + group join, assignment to last commit) in seconds."""
     listener = Assigned()
     consumer = group_consumer(settings, source, listener)
@@ -242,18 +258,25 @@ def bench_passthrough(stack: Settings, messages: list[Message], timeout: float) 
     produced = time.monotonic() - produce_start
     say("passthrough: consume -> produce with one aiokafka consumer in a group")
     join, steady = asyncio.run(pass_through(stack, source, sink, len(messages), timeout))
-    return Result("broker passthrough", len(messages), "msgs", steady,
-                  f"connect + group join {join:.1f} s not counted; input produced in {produced:.1f} s "
-                  f"({len(messages) / produced:.0f} msgs/s)",
-                  {"join_seconds": round(join, 3), "produce_seconds": round(produced, 3)})
+    return Result(
+        "broker passthrough",
+        len(messages),
+        "msgs",
+        steady,
+        f"connect + group join {join:.1f} s not counted; input produced in {produced:.1f} s "
+        f"({len(messages) / produced:.0f} msgs/s)",
+        {"join_seconds": round(join, 3), "produce_seconds": round(produced, 3)},
+    )
 
 
 # --- 2. issuer, rendering off ------------------------------------------------------------------------
 
+
 def no_certificate_rules(tmp: Path) -> Path:
     path = tmp / "rules-no-certificates.toml"
-    path.write_text(SAMPLE_RULES.read_text(encoding="utf-8").replace("certificate = true",
-                                                                      "certificate = false"))
+    path.write_text(
+        SAMPLE_RULES.read_text(encoding="utf-8").replace("certificate = true", "certificate = false")
+    )
     if any(rule.certificate for rule in load_rules(path).rules):
         raise BenchError(f"{path} still asks for certificates: has rules.toml changed its layout?")
     return path
@@ -267,8 +290,13 @@ def last_award_at(sessions: sessionmaker[Session]) -> datetime:
     return moment
 
 
-def warm_up_issuer(probe: PipelineProbe, publisher: MoodleEventPublisher, workers: list[Worker],
-                   warm: Dataset, timeout: float) -> None:
+def warm_up_issuer(
+    probe: PipelineProbe,
+    publisher: MoodleEventPublisher,
+    workers: list[Worker],
+    warm: Dataset,
+    timeout: float,
+) -> None:
     """One completion through the issuer: afterwards its worker has started and joined its group."""
     say("issuer: started; waiting for the warm-up award (worker start + group join)")
     publisher.publish(warm.messages)
@@ -278,13 +306,13 @@ def warm_up_issuer(probe: PipelineProbe, publisher: MoodleEventPublisher, worker
 def bench_issuer(stack: Settings, tmp: Path, dataset: Dataset, timeout: float, signing: bool) -> Result:
     name = "issuer" if signing else "issuer-unsigned"
     settings = phase_settings(stack, tmp, name, no_certificate_rules(tmp)).model_copy(
-        update={"credential_formats": ",".join(FORMATS) if signing else ""})
+        update={"credential_formats": ",".join(FORMATS) if signing else ""}
+    )
     sessions = prepare(settings)
     store_profiles(sessions, dataset.profiles)
     probe = PipelineProbe(settings, sessions, load_rules(settings.rules_file))
     warm = generate(1, seed=WARMUP_SEED)  # one completion; may share a credential with the data set
-    with running(Worker("issuer", settings)) as workers, \
-            closing(MoodleEventPublisher(settings)) as publisher:
+    with running(Worker("issuer", settings)) as workers, closing(MoodleEventPublisher(settings)) as publisher:
         warm_up_issuer(probe, publisher, workers, warm, timeout)
         before = probe.counts()[0]
         say(f"issuer: publishing {len(dataset.messages)} events and waiting for awards + commits")
@@ -299,14 +327,24 @@ def bench_issuer(stack: Settings, tmp: Path, dataset: Dataset, timeout: float, s
         say(f"WARNING: issuer stored {awards} new awards, the data set earns {expected}")
     last = since(start_wall, last_award_at(sessions))
     phase = "issuer, all formats" if signing else "issuer, signing off"
-    return Result(phase, len(dataset.messages), "events", seconds,
-                  f"{awards} awards = {awards / seconds:.1f} awards/s; published in {published:.1f} s; "
-                  f"last award stored after {last:.1f} s",
-                  {"awards": awards, "awards_per_second": round(awards / seconds, 2),
-                   "publish_seconds": round(published, 3), "last_award_seconds": round(last, 3)})
+    return Result(
+        phase,
+        len(dataset.messages),
+        "events",
+        seconds,
+        f"{awards} awards = {awards / seconds:.1f} awards/s; published in {published:.1f} s; "
+        f"last award stored after {last:.1f} s",
+        {
+            "awards": awards,
+            "awards_per_second": round(awards / seconds, 2),
+            "publish_seconds": round(published, 3),
+            "last_award_seconds": round(last, 3),
+        },
+    )
 
 
 # --- 3. renderer -------------------------------------------------------------------------------------
+
 
 def first_certificate_completions(messages: list[Message], rules: RuleBook, limit: int) -> list[Message]:
     """Distinct learner completions of courses whose rule issues a PDF, in publishing order."""
@@ -335,8 +373,9 @@ def certificate_data(pdfs: int, rules: RuleBook) -> tuple[Profiles, list[Message
         events *= 2
 
 
-def fill_render_topic(settings: Settings, probe: PipelineProbe, messages: list[Message],
-                      timeout: float) -> None:
+def fill_render_topic(
+    settings: Settings, probe: PipelineProbe, messages: list[Message], timeout: float
+) -> None:
     """The issuer turns the completions into render requests, then stops, leaving the CPUs to renderers."""
     tick = Ticker()
 
@@ -345,21 +384,22 @@ def fill_render_topic(settings: Settings, probe: PipelineProbe, messages: list[M
         tick(f"  issuer: {wanted}/{len(messages)} certificate awards, {pending} unannounced")
         return wanted >= len(messages) and pending == 0
 
-    with running(Worker("issuer", settings)) as workers, \
-            closing(MoodleEventPublisher(settings)) as publisher:
+    with running(Worker("issuer", settings)) as workers, closing(MoodleEventPublisher(settings)) as publisher:
         publisher.publish(messages)
         wait_for(issued, workers, timeout, f"{len(messages)} render requests")
 
 
 def pdf_times(sessions: sessionmaker[Session]) -> tuple[datetime, datetime]:
     with sessions() as s:
-        first, last = s.execute(select(func.min(CertificateRow.rendered_at),
-                                       func.max(CertificateRow.rendered_at))).one()
+        first, last = s.execute(
+            select(func.min(CertificateRow.rendered_at), func.max(CertificateRow.rendered_at))
+        ).one()
     return first, last
 
 
-def time_renderers(settings: Settings, probe: PipelineProbe, pdfs: int, workers: int,
-                   timeout: float) -> tuple[float, float]:
+def time_renderers(
+    settings: Settings, probe: PipelineProbe, pdfs: int, workers: int, timeout: float
+) -> tuple[float, float]:
     """Start the renderers cold; returns (wall clock start, seconds until every PDF is stored)."""
     tick = Ticker()
 
@@ -376,8 +416,9 @@ def time_renderers(settings: Settings, probe: PipelineProbe, pdfs: int, workers:
     return start_wall, seconds
 
 
-def bench_renderer(stack: Settings, tmp: Path, workers: int, data: tuple[Profiles, list[Message]],
-                   timeout: float) -> Result:
+def bench_renderer(
+    stack: Settings, tmp: Path, workers: int, data: tuple[Profiles, list[Message]], timeout: float
+) -> Result:
     profiles, messages = data
     settings = phase_settings(stack, tmp, f"render-{workers}", SAMPLE_RULES)
     sessions = prepare(settings)
@@ -389,28 +430,51 @@ def bench_renderer(stack: Settings, tmp: Path, workers: int, data: tuple[Profile
     start_wall, seconds = time_renderers(settings, probe, len(messages), workers, timeout)
     first, last = (since(start_wall, t) for t in pdf_times(sessions))
     steady = (len(messages) - 1) / (last - first) if last > first else 0.0
-    return Result(f"renderer, {workers} worker{'s' if workers > 1 else ''}", len(messages), "PDFs",
-                  seconds, f"first PDF after {first:.1f} s (start + join + 1st render); then "
-                  f"{steady:.2f} PDFs/s up to the last at {last:.1f} s",
-                  {"workers": workers, "first_pdf_seconds": round(first, 3),
-                   "last_pdf_seconds": round(last, 3), "steady_per_second": round(steady, 2)})
+    return Result(
+        f"renderer, {workers} worker{'s' if workers > 1 else ''}",
+        len(messages),
+        "PDFs",
+        seconds,
+        f"first PDF after {first:.1f} s (start + join + 1st render); then "
+        f"{steady:.2f} PDFs/s up to the last at {last:.1f} s",
+        {
+            "workers": workers,
+            "first_pdf_seconds": round(first, 3),
+            "last_pdf_seconds": round(last, 3),
+            "steady_per_second": round(steady, 2),
+        },
+    )
 
 
 # --- 4. signing alone --------------------------------------------------------------------------------
 
+
 def signing_facts(count: int, rules: RuleBook, urls: PublicUrls) -> list[CredentialFacts]:
     rule = rules.rules[0]
     issued = datetime(2026, 1, 12, tzinfo=UTC)
-    return [CredentialFacts(
-        credential_id=str(uuid.UUID(int=n)), verification_code=f"BENCH-{n:08d}", rule=rule,
-        issuer=rules.issuer,
-        learner_subject_id=f"urn:uuid:{uuid.UUID(int=n + 1)}", learner_name=f"Zofia Źdźbło-{n}",
-        recipient_salt=f"{n:016x}", recipient_hash=recipient_hash(f"learner{n}@example.org", f"{n:016x}"),
-        issued_on=issued, valid_until=None, status_list=1, status_index=n, urls=urls) for n in range(count)]
+    return [
+        CredentialFacts(
+            credential_id=str(uuid.UUID(int=n)),
+            verification_code=f"BENCH-{n:08d}",
+            rule=rule,
+            issuer=rules.issuer,
+            learner_subject_id=f"urn:uuid:{uuid.UUID(int=n + 1)}",
+            learner_name=f"Zofia Źdźbło-{n}",
+            recipient_salt=f"{n:016x}",
+            recipient_hash=recipient_hash(f"learner{n}@example.org", f"{n:016x}"),
+            issued_on=issued,
+            valid_until=None,
+            status_list=1,
+            status_index=n,
+            urls=urls,
+        )
+        for n in range(count)
+    ]
 
 
-def time_signing(name: str, facts: list[CredentialFacts], sign: Callable[[CredentialFacts], object],
-                 note: str) -> Result:
+def time_signing(
+    name: str, facts: list[CredentialFacts], sign: Callable[[CredentialFacts], object], note: str
+) -> Result:
     sign(facts[0])  # contexts loaded, shape expanded: steady state only
     start = time.monotonic()
     for item in facts:
@@ -429,42 +493,60 @@ def bench_signing(tmp: Path, count: int) -> list[Result]:
         return dataintegrity.sign(ob3.credential(item), key, method, "2026-01-12T00:00:00Z")
 
     say(f"signing: {count} credentials per proof format, in this process")
-    return [time_signing("sign ob3-di, plain pyld", facts, plain, "full JSON-LD -> RDFC-1.0 per credential"),
-            time_signing("sign ob3-di", facts, CredentialSigner(ring, [DATA_INTEGRITY]).sign,
-                         "as shipped: JSON-LD expanded once per rule, RDFC-1.0 per credential"),
-            time_signing("sign ob3-jwt", facts, CredentialSigner(ring, [JWT]).sign, "ES256 VC-JWT"),
-            time_signing("sign both", facts, CredentialSigner(ring, FORMATS).sign, "what the issuer does")]
+    return [
+        time_signing("sign ob3-di, plain pyld", facts, plain, "full JSON-LD -> RDFC-1.0 per credential"),
+        time_signing(
+            "sign ob3-di",
+            facts,
+            CredentialSigner(ring, [DATA_INTEGRITY]).sign,
+            "as shipped: JSON-LD expanded once per rule, RDFC-1.0 per credential",
+        ),
+        time_signing("sign ob3-jwt", facts, CredentialSigner(ring, [JWT]).sign, "ES256 VC-JWT"),
+        time_signing("sign both", facts, CredentialSigner(ring, FORMATS).sign, "what the issuer does"),
+    ]
 
 
 # --- report ------------------------------------------------------------------------------------------
+
 
 def ratios(results: list[Result]) -> dict[str, float]:
     """Per-second throughput relative to one renderer's steady state: the smaller, the costlier."""
     passthrough, issuer, render = results[0].rate, results[1].rate, results[2].details["steady_per_second"]
     if not render:
         return {}
-    return {"passthrough": round(passthrough / render, 1), "issuer": round(issuer / render, 1),
-            "renderer": 1.0}
+    return {
+        "passthrough": round(passthrough / render, 1),
+        "issuer": round(issuer / render, 1),
+        "renderer": 1.0,
+    }
 
 
 def table(results: list[Result], total: float) -> str:
-    lines = [f"e-Backpack benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-             f"SQLite {sqlite3.sqlite_version}, Tansu + SeaweedFS",
-             f"run took {total:.0f} s; load average before it {LOAD_BEFORE:.2f} (other load skews all)", "",
-             f"{'phase':<24}{'items':>15}{'seconds':>10}{'per second':>13}{'ms each':>10}"]
+    lines = [
+        f"e-Backpack benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, Tansu + SeaweedFS",
+        f"run took {total:.0f} s; load average before it {LOAD_BEFORE:.2f} (other load skews all)",
+        "",
+        f"{'phase':<24}{'items':>15}{'seconds':>10}{'per second':>13}{'ms each':>10}",
+    ]
     for r in results:
         ms = 1000 / r.rate if r.rate else 0.0
         lines.append(f"{r.phase:<24}{r.items:>8} {r.unit:<6}{r.seconds:>10.2f}{r.rate:>13.1f}{ms:>10.2f}")
         lines.append(f"  {r.note}")
     ratio = ratios(results)
     if ratio:
-        lines += ["", "ratios, per second (passthrough msgs : issuer events : 1 renderer steady PDFs) = "
-                      f"{ratio['passthrough']:g} : {ratio['issuer']:g} : 1"]
+        lines += [
+            "",
+            "ratios, per second (passthrough msgs : issuer events : 1 renderer steady PDFs) = "
+            f"{ratio['passthrough']:g} : {ratio['issuer']:g} : 1",
+        ]
     if len(results) > 3 and results[2].rate:
         one, two = results[2], results[3]
-        lines.append(f"2 renderers vs 1: x{two.rate / one.rate:.2f} wall, "
-                     f"x{two.details['steady_per_second'] / max(one.details['steady_per_second'], 1e-9):.2f}"
-                     " steady")
+        lines.append(
+            f"2 renderers vs 1: x{two.rate / one.rate:.2f} wall, "
+            f"x{two.details['steady_per_second'] / max(one.details['steady_per_second'], 1e-9):.2f}"
+            " steady"
+        )
     phases = {r.phase: r for r in results}
     signed, unsigned = phases.get("issuer, all formats"), phases.get("issuer, signing off")
     if signed and unsigned and unsigned.details["awards_per_second"]:
@@ -477,15 +559,27 @@ def table(results: list[Result], total: float) -> str:
 
 
 def report_json(results: list[Result], args: argparse.Namespace, total: float) -> str:
-    return json.dumps({
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "sqlite": sqlite3.sqlite_version, "platform": platform.platform(),
-                    "load_average_before": round(LOAD_BEFORE, 2)},
-        "events": args.events, "pdfs": args.pdfs, "run_seconds": round(total, 1),
-        "phases": [r.as_json() for r in results], "ratios": ratios(results)}, ensure_ascii=False)
+    return json.dumps(
+        {
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "sqlite": sqlite3.sqlite_version,
+                "platform": platform.platform(),
+                "load_average_before": round(LOAD_BEFORE, 2),
+            },
+            "events": args.events,
+            "pdfs": args.pdfs,
+            "run_seconds": round(total, 1),
+            "phases": [r.as_json() for r in results],
+            "ratios": ratios(results),
+        },
+        ensure_ascii=False,
+    )
 
 
 # --- main --------------------------------------------------------------------------------------------
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -503,16 +597,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def stack_settings(tmp: Path) -> Settings:
     # A dict: without pydantic's mypy plugin, mypy takes `Field(default, ...)` fields for required ones.
-    fields: dict[str, Any] = {"data_dir": tmp / "stack", "embedded": False,
-                              "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-                              "s3_endpoint": f"http://127.0.0.1:{free_port()}", **throwaway_secrets()}
+    fields: dict[str, Any] = {
+        "data_dir": tmp / "stack",
+        "embedded": False,
+        "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+        "s3_endpoint": f"http://127.0.0.1:{free_port()}",
+        **throwaway_secrets(),
+    }
     return Settings(**fields)
 
 
 def run_phases(stack: Settings, tmp: Path, args: argparse.Namespace) -> list[Result]:
     dataset = generate(args.events, seed=DATA_SEED)
-    results = [bench_passthrough(stack, dataset.messages, args.timeout),
-               bench_issuer(stack, tmp, dataset, args.timeout, signing=True)]
+    results = [
+        bench_passthrough(stack, dataset.messages, args.timeout),
+        bench_issuer(stack, tmp, dataset, args.timeout, signing=True),
+    ]
     say(f"passthrough {results[0].rate:.0f} msgs/s, issuer {results[1].rate:.1f} events/s")
     data = certificate_data(args.pdfs, load_rules(SAMPLE_RULES))
     for workers in (1, 2):

@@ -44,9 +44,15 @@ async def measure(bootstrap: str, messages: int, bulk: int) -> dict[str, float]:
     admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     await producer.start()
-    consumer = AIOKafkaConsumer("bench.0", bootstrap_servers=bootstrap, group_id="bench",
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                session_timeout_ms=6000, heartbeat_interval_ms=500)
+    consumer = AIOKafkaConsumer(
+        "bench.0",
+        bootstrap_servers=bootstrap,
+        group_id="bench",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+    )
     clock = time.monotonic()
     await consumer.start()
     while not consumer.assignment():
@@ -68,12 +74,14 @@ async def measure(bootstrap: str, messages: int, bulk: int) -> dict[str, float]:
         result[f"{name} p50, ms"] = statistics.median(values)
         result[f"{name} p95, ms"] = pct(values, 0.95)
     clock = time.monotonic()
-    futures = [await producer.send("bench.1", key=str(i % 50).encode(), value=b"x" * 600)
-               for i in range(bulk)]
+    futures = [
+        await producer.send("bench.1", key=str(i % 50).encode(), value=b"x" * 600) for i in range(bulk)
+    ]
     await asyncio.gather(*futures)
     result["bulk send, msgs/s"] = bulk / (time.monotonic() - clock)
-    reader = AIOKafkaConsumer("bench.1", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                              enable_auto_commit=False)
+    reader = AIOKafkaConsumer(
+        "bench.1", bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await reader.start()
     clock, read = time.monotonic(), 0
     while read < bulk:
@@ -88,8 +96,12 @@ async def measure(bootstrap: str, messages: int, bulk: int) -> dict[str, float]:
 
 def run(storage: str, messages: int, bulk: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="broker-bench-") as tmp:
-        settings = Settings(data_dir=Path(tmp), embedded=False, kafka_bootstrap=f"127.0.0.1:{free_port()}",
-                            s3_endpoint=f"http://127.0.0.1:{free_port()}")
+        settings = Settings(
+            data_dir=Path(tmp),
+            embedded=False,
+            kafka_bootstrap=f"127.0.0.1:{free_port()}",
+            s3_endpoint=f"http://127.0.0.1:{free_port()}",
+        )
         clock = time.monotonic()
         with EmbeddedStack(settings, broker_storage=storage):
             started = time.monotonic() - clock
@@ -110,8 +122,10 @@ def main() -> None:
     names = list(results[MEMORY_STORAGE])
     print(f"{'':28} {'memory://':>12} {'s3://':>12}", file=sys.stderr)
     for name in names:
-        print(f"{name:28} {results[MEMORY_STORAGE][name]:12.1f} {results[S3_STORAGE][name]:12.1f}",
-              file=sys.stderr)
+        print(
+            f"{name:28} {results[MEMORY_STORAGE][name]:12.1f} {results[S3_STORAGE][name]:12.1f}",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # --- results -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Result:
     phase: str
@@ -88,10 +89,14 @@ class Result:
         data = asdict(self)
         data.pop("latencies_ms")
         data.pop("note")
-        return {**data, "seconds": round(self.seconds, 3),
-                "events_per_second": round(self.events_per_second, 1),
-                "requests_per_second": round(self.requests_per_second, 1),
-                "p50_ms": round(self.percentile(50), 1), "p99_ms": round(self.percentile(99), 1)}
+        return {
+            **data,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.events_per_second, 1),
+            "requests_per_second": round(self.requests_per_second, 1),
+            "p50_ms": round(self.percentile(50), 1),
+            "p99_ms": round(self.percentile(99), 1),
+        }
 
 
 @dataclass
@@ -106,12 +111,20 @@ class Context:
 
 def section_settings(ctx: Context, name: str, **update: Any) -> Settings:
     """Own topics and SQLite database on the shared stack; built anew (no cached `db_url` leaks)."""
-    return Settings(**{**ctx.stack.model_dump(), "data_dir": ctx.tmp / name, "topic_prefix": f"bench.{name}.",
-                       "s3_bucket": f"bench-{name}",
-                       "database_url": f"sqlite:///{ctx.tmp / name / 'ebackpack.db'}", **update})
+    return Settings(
+        **{
+            **ctx.stack.model_dump(),
+            "data_dir": ctx.tmp / name,
+            "topic_prefix": f"bench.{name}.",
+            "s3_bucket": f"bench-{name}",
+            "database_url": f"sqlite:///{ctx.tmp / name / 'ebackpack.db'}",
+            **update,
+        }
+    )
 
 
 # --- section: webhook --------------------------------------------------------------------------------
+
 
 def observer_payloads(count: int) -> list[dict[str, Any]]:
     """`count` observer payloads in the realistic mix of `generate()` (completions, redeliveries,
@@ -144,18 +157,43 @@ def used_ids(site: str, payloads: list[dict[str, Any]]) -> set[str]:
 def webhook_server(settings: Settings, log: Path, timeout: float) -> Iterator[str]:
     """`uvicorn --factory services.gateway.webhook:from_environment` in a child process."""
     port = free_port()
-    env = {**os.environ, "EBACKPACK_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "EBACKPACK_TOPIC_PREFIX": settings.topic_prefix, "EBACKPACK_DATABASE_URL": settings.db_url,
-           "EBACKPACK_DATA_DIR": str(settings.data_dir), "EBACKPACK_EMBEDDED": "false",
-           "EBACKPACK_S3_SECRET_KEY": settings.s3_secret_key,
-           "EBACKPACK_CODE_SECRET": settings.code_secret.get_secret_value() if settings.code_secret else "",
-           "EBACKPACK_SITE_ID": settings.site_id, "EBACKPACK_GATEWAY_SECRET": SECRET,
-           "EBACKPACK_GATEWAY_MAX_PENDING": str(settings.gateway_max_pending)}
-    args = [sys.executable, "-m", "uvicorn", "--factory", "services.gateway.webhook:from_environment",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    env = {
+        **os.environ,
+        "EBACKPACK_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "EBACKPACK_TOPIC_PREFIX": settings.topic_prefix,
+        "EBACKPACK_DATABASE_URL": settings.db_url,
+        "EBACKPACK_DATA_DIR": str(settings.data_dir),
+        "EBACKPACK_EMBEDDED": "false",
+        "EBACKPACK_S3_SECRET_KEY": settings.s3_secret_key,
+        "EBACKPACK_CODE_SECRET": settings.code_secret.get_secret_value() if settings.code_secret else "",
+        "EBACKPACK_SITE_ID": settings.site_id,
+        "EBACKPACK_GATEWAY_SECRET": SECRET,
+        "EBACKPACK_GATEWAY_MAX_PENDING": str(settings.gateway_max_pending),
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "services.gateway.webhook:from_environment",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     with open(log, "ab") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=ROOT, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -182,12 +220,17 @@ def webhook_server(settings: Settings, log: Path, timeout: float) -> Iterator[st
 
 def signed_headers(site: str, body: bytes) -> dict[str, str]:
     stamp = int(time.time())
-    return {"Content-Type": "application/json", "X-Ebackpack-Site": site,
-            "X-Ebackpack-Timestamp": str(stamp), "X-Ebackpack-Signature": sign(SECRET, stamp, body)}
+    return {
+        "Content-Type": "application/json",
+        "X-Ebackpack-Site": site,
+        "X-Ebackpack-Timestamp": str(stamp),
+        "X-Ebackpack-Signature": sign(SECRET, stamp, body),
+    }
 
 
-async def post_all(url: str, site: str, bodies: list[bytes], clients: int,
-                   timeout: float) -> tuple[float, list[float], dict[str, int]]:
+async def post_all(
+    url: str, site: str, bodies: list[bytes], clients: int, timeout: float
+) -> tuple[float, list[float], dict[str, int]]:
     """`clients` concurrent senders, each one request at a time. Returns (seconds, latencies in ms,
     summed answers). Any answer but 202 stops the run."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -201,8 +244,9 @@ async def post_all(url: str, site: str, bodies: list[bytes], clients: int,
         while not queue.empty():
             body = queue.get_nowait()
             started = time.perf_counter()
-            answer = await client.post(f"{url}/moodle/events", content=body,
-                                       headers=signed_headers(site, body))
+            answer = await client.post(
+                f"{url}/moodle/events", content=body, headers=signed_headers(site, body)
+            )
             latencies.append((time.perf_counter() - started) * 1000)
             if answer.status_code != 202:
                 raise BenchError(f"webhook answered {answer.status_code}: {answer.text[:300]}")
@@ -223,37 +267,53 @@ def bench_webhook(ctx: Context) -> list[Result]:
     site = settings.site_id
     payloads = observer_payloads(args.requests * args.batch + 1)
     warm, payloads = payloads[0], payloads[1:]
-    bodies = [json.dumps({"site": site, "events": payloads[i:i + args.batch]}).encode()
-              for i in range(0, len(payloads), args.batch)]
+    bodies = [
+        json.dumps({"site": site, "events": payloads[i : i + args.batch]}).encode()
+        for i in range(0, len(payloads), args.batch)
+    ]
     new = len(used_ids(site, payloads) - used_ids(site, [warm]))
-    say(f"webhook: {len(bodies)} requests x {args.batch} events "
+    say(
+        f"webhook: {len(bodies)} requests x {args.batch} events "
         f"({sum(len(b) for b in bodies) / len(bodies) / 1024:.0f} KiB each), {args.clients} clients; "
-        f"{new} distinct used events among them")
+        f"{new} distinct used events among them"
+    )
     results = []
     with webhook_server(settings, ctx.tmp / "webhook.log", args.timeout) as url:
         # Warm-up, not counted: the server's producer connects to the broker on its first request.
         warm_totals = asyncio.run(post_all(url, site, [json.dumps(warm).encode()], 1, args.timeout))[2]
-        for phase, note in (("webhook, new events", "each 202 after the broker acked every event"),
-                            ("webhook, replayed", "same batches again: all duplicates, ledger only")):
+        for phase, note in (
+            ("webhook, new events", "each 202 after the broker acked every event"),
+            ("webhook, replayed", "same batches again: all duplicates, ledger only"),
+        ):
             say(f"{phase}: posting")
-            seconds, latencies, totals = asyncio.run(
-                post_all(url, site, bodies, args.clients, args.timeout))
-            result = Result(phase, len(bodies), len(payloads), seconds, latencies,
-                            f"{note}; answers: {totals['accepted']} accepted "
-                            f"({totals['accepted'] / seconds:.0f}/s), {totals['duplicates']} duplicates, "
-                            f"{totals['ignored']} ignored",
-                            {k: float(v) for k, v in totals.items()})
-            say(f"{phase}: {result.events_per_second:.0f} events/s, {result.requests_per_second:.1f} "
-                f"requests/s, p50 {result.percentile(50):.0f} ms, p99 {result.percentile(99):.0f} ms")
+            seconds, latencies, totals = asyncio.run(post_all(url, site, bodies, args.clients, args.timeout))
+            result = Result(
+                phase,
+                len(bodies),
+                len(payloads),
+                seconds,
+                latencies,
+                f"{note}; answers: {totals['accepted']} accepted "
+                f"({totals['accepted'] / seconds:.0f}/s), {totals['duplicates']} duplicates, "
+                f"{totals['ignored']} ignored",
+                {k: float(v) for k, v in totals.items()},
+            )
+            say(
+                f"{phase}: {result.events_per_second:.0f} events/s, {result.requests_per_second:.1f} "
+                f"requests/s, p50 {result.percentile(50):.0f} ms, p99 {result.percentile(99):.0f} ms"
+            )
             results.append(result)
     accepted = int(results[0].details["accepted"])
     if accepted != new or results[1].details["accepted"] != 0:
-        raise BenchError(f"accepted {accepted} then {results[1].details['accepted']:.0f} events; "
-                         f"expected {new} then 0")
+        raise BenchError(
+            f"accepted {accepted} then {results[1].details['accepted']:.0f} events; expected {new} then 0"
+        )
     on_topic = len(read_topics(settings, [settings.topic(MOODLE_EVENTS)]))
     if on_topic != accepted + warm_totals["accepted"]:
-        raise BenchError(f"{on_topic} messages on {MOODLE_EVENTS}, expected {accepted} + "
-                         f"{warm_totals['accepted']} of the warm-up")
+        raise BenchError(
+            f"{on_topic} messages on {MOODLE_EVENTS}, expected {accepted} + "
+            f"{warm_totals['accepted']} of the warm-up"
+        )
     say(f"webhook: {on_topic} messages on {settings.topic(MOODLE_EVENTS)}, as answered")
     return results
 
@@ -282,20 +342,49 @@ def log_rows(count: int, used_share: float, seed: int, first_id: int = 1) -> lis
     for n in range(count):
         learner, course = 100_000 + rng.randrange(5000), rng.choice((42, 43, 44, 99))
         row: dict[str, Any] = {
-            "id": first_id + n, "component": "core", "objecttable": None, "objectid": None, "crud": "r",
-            "edulevel": 2, "contextid": course + 1145, "contextlevel": 50, "contextinstanceid": course,
-            "userid": learner, "courseid": course, "relateduserid": None, "anonymous": 0, "other": "N;",
-            "timecreated": LOG_START + first_id + n, "origin": "web", "ip": "10.20.0.15", "realuserid": None}
+            "id": first_id + n,
+            "component": "core",
+            "objecttable": None,
+            "objectid": None,
+            "crud": "r",
+            "edulevel": 2,
+            "contextid": course + 1145,
+            "contextlevel": 50,
+            "contextinstanceid": course,
+            "userid": learner,
+            "courseid": course,
+            "relateduserid": None,
+            "anonymous": 0,
+            "other": "N;",
+            "timecreated": LOG_START + first_id + n,
+            "origin": "web",
+            "ip": "10.20.0.15",
+            "realuserid": None,
+        }
         if rng.random() < used_share:
             other = {"relateduserid": learner}
-            row |= {"eventname": "\\core\\event\\course_completed", "action": "completed", "target": "course",
-                    "objecttable": "course_completions", "objectid": first_id + n, "crud": "u", "userid": 2,
-                    "relateduserid": learner, "origin": "cli",
-                    "other": phpserialize.dumps(other).decode() if n % 2 else json.dumps(other)}
+            row |= {
+                "eventname": "\\core\\event\\course_completed",
+                "action": "completed",
+                "target": "course",
+                "objecttable": "course_completions",
+                "objectid": first_id + n,
+                "crud": "u",
+                "userid": 2,
+                "relateduserid": learner,
+                "origin": "cli",
+                "other": phpserialize.dumps(other).decode() if n % 2 else json.dumps(other),
+            }
         else:
-            row |= {"eventname": "\\mod_page\\event\\course_module_viewed", "component": "mod_page",
-                    "action": "viewed", "target": "course_module", "objecttable": "page",
-                    "objectid": rng.randint(1, 900), "contextlevel": 70}
+            row |= {
+                "eventname": "\\mod_page\\event\\course_module_viewed",
+                "component": "mod_page",
+                "action": "viewed",
+                "target": "course_module",
+                "objecttable": "page",
+                "objectid": rng.randint(1, 900),
+                "contextlevel": 70,
+            }
         rows.append(row)
     return rows
 
@@ -341,8 +430,10 @@ def moodle_table(ctx: Context, kind: str) -> MoodleTable | None:
             conn.execute(PG_DDL.read_text(encoding="utf-8"))
 
         def insert_pg(rows: list[dict[str, Any]]) -> None:
-            with psycopg.connect(dsn) as conn, conn.cursor().copy(
-                    f"COPY mdl_logstore_standard_log ({cols}) FROM STDIN") as copy:
+            with (
+                psycopg.connect(dsn) as conn,
+                conn.cursor().copy(f"COPY mdl_logstore_standard_log ({cols}) FROM STDIN") as copy,
+            ):
                 for row in rows:
                     copy.write_row([row[c] for c in COLUMNS])
 
@@ -365,8 +456,11 @@ def moodle_table(ctx: Context, kind: str) -> MoodleTable | None:
 
     ctx.cleanup.callback(drop_mariadb)
     connect = {**MARIADB_ADMIN, "database": name, "charset": "utf8mb4"}
-    ddl = "\n".join(line for line in MYSQL_DDL.read_text(encoding="utf-8").splitlines()
-                    if not line.lstrip().startswith("--"))
+    ddl = "\n".join(
+        line
+        for line in MYSQL_DDL.read_text(encoding="utf-8").splitlines()
+        if not line.lstrip().startswith("--")
+    )
     with pymysql.connect(**connect) as conn, conn.cursor() as cursor:
         for statement in ddl.split(";"):
             if statement.strip():
@@ -423,8 +517,10 @@ def bench_poller(ctx: Context) -> list[Result]:
         table_.insert(warm)
         if poller.poll_once().published != len(warm):  # warm-up, not counted: connections, metadata
             raise BenchError("poller: the warm-up rows were not all published")
-        for label, rows, expected in ((f"poll {short}, mixed", mixed, n_mixed_used),
-                                      (f"poll {short}, used", used, len(used))):
+        for label, rows, expected in (
+            (f"poll {short}, mixed", mixed, n_mixed_used),
+            (f"poll {short}, used", used, len(used)),
+        ):
             say(f"{label}: inserting {len(rows)} rows ({expected} used events)")
             table_.insert(rows)
             publisher.latencies_ms = []
@@ -432,18 +528,33 @@ def bench_poller(ctx: Context) -> list[Result]:
             result = poller.poll_once()
             seconds = time.perf_counter() - started
             if result.published != expected or result.dead_letters:
-                raise BenchError(f"{label}: published {result.published} of {expected} events, "
-                                 f"{result.malformed} malformed")
-            results.append(Result(
-                label, len(publisher.latencies_ms), len(rows), seconds, publisher.latencies_ms,
-                f"one poll_once over a backlog of {len(rows)} log rows: {result.published} events published "
-                f"({result.published / seconds:.0f}/s); req = publish batches, p50/p99 = their acks",
-                {"published": float(result.published), "published_per_second": result.published / seconds}))
+                raise BenchError(
+                    f"{label}: published {result.published} of {expected} events, "
+                    f"{result.malformed} malformed"
+                )
+            results.append(
+                Result(
+                    label,
+                    len(publisher.latencies_ms),
+                    len(rows),
+                    seconds,
+                    publisher.latencies_ms,
+                    f"one poll_once over a backlog of {len(rows)} log rows: "
+                    f"{result.published} events published ({result.published / seconds:.0f}/s); "
+                    "req = publish batches, p50/p99 = their acks",
+                    {
+                        "published": float(result.published),
+                        "published_per_second": result.published / seconds,
+                    },
+                )
+            )
             say(f"{label}: {len(rows) / seconds:.0f} log rows/s, {result.published / seconds:.0f} events/s")
         on_topic = len(read_topics(settings, [settings.topic(MOODLE_EVENTS)]))
         if on_topic != len(warm) + n_mixed_used + len(used):
-            raise BenchError(f"poller {kind}: {on_topic} messages on the topic, expected "
-                             f"{len(warm) + n_mixed_used + len(used)}")
+            raise BenchError(
+                f"poller {kind}: {on_topic} messages on the topic, expected "
+                f"{len(warm) + n_mixed_used + len(used)}"
+            )
 
     # The history import: the same rows as a PostgreSQL `COPY ... CSV HEADER` export and as JSONL.
     import csv
@@ -472,13 +583,22 @@ def bench_poller(ctx: Context) -> list[Result]:
         result = importer.import_file(ctx.tmp / file_name)
         seconds = time.perf_counter() - started
         if result.published != expected or result.read != len(rows):
-            raise BenchError(f"{label}: read {result.read} of {len(rows)} rows, published "
-                             f"{result.published} of {expected} events")
-        results.append(Result(
-            label, len(publisher.latencies_ms), len(rows), seconds, publisher.latencies_ms,
-            f"{(ctx.tmp / file_name).stat().st_size / 1e6:.1f} MB; {result.published} events published "
-            f"({result.published / seconds:.0f}/s); req = publish batches, p50/p99 = their acks",
-            {"published": float(result.published), "published_per_second": result.published / seconds}))
+            raise BenchError(
+                f"{label}: read {result.read} of {len(rows)} rows, published "
+                f"{result.published} of {expected} events"
+            )
+        results.append(
+            Result(
+                label,
+                len(publisher.latencies_ms),
+                len(rows),
+                seconds,
+                publisher.latencies_ms,
+                f"{(ctx.tmp / file_name).stat().st_size / 1e6:.1f} MB; {result.published} events published "
+                f"({result.published / seconds:.0f}/s); req = publish batches, p50/p99 = their acks",
+                {"published": float(result.published), "published_per_second": result.published / seconds},
+            )
+        )
         say(f"{label}: {len(rows) / seconds:.0f} rows/s, {result.published / seconds:.0f} events/s")
     return results
 
@@ -499,43 +619,79 @@ SECTIONS: dict[str, Section] = {
 
 # --- report ------------------------------------------------------------------------------------------
 
+
 def table(results: list[Result], total: float) -> str:
-    lines = [f"e-Backpack gateway benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-             "Tansu + SQLite, client + server + broker on one machine",
-             f"run took {total:.0f} s; load average before it {LOAD_BEFORE:.2f} (other load skews all)", "",
-             f"{'phase':<22}{'requests':>9}{'events':>8}{'seconds':>9}{'events/s':>10}{'req/s':>8}"
-             f"{'p50 ms':>8}{'p99 ms':>8}"]
+    lines = [
+        f"e-Backpack gateway benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        "Tansu + SQLite, client + server + broker on one machine",
+        f"run took {total:.0f} s; load average before it {LOAD_BEFORE:.2f} (other load skews all)",
+        "",
+        f"{'phase':<22}{'requests':>9}{'events':>8}{'seconds':>9}{'events/s':>10}{'req/s':>8}"
+        f"{'p50 ms':>8}{'p99 ms':>8}",
+    ]
     for r in results:
-        lines.append(f"{r.phase:<22}{r.requests:>9}{r.events:>8}{r.seconds:>9.2f}{r.events_per_second:>10.0f}"
-                     f"{r.requests_per_second:>8.1f}{r.percentile(50):>8.1f}{r.percentile(99):>8.1f}")
+        lines.append(
+            f"{r.phase:<22}{r.requests:>9}{r.events:>8}{r.seconds:>9.2f}{r.events_per_second:>10.0f}"
+            f"{r.requests_per_second:>8.1f}{r.percentile(50):>8.1f}{r.percentile(99):>8.1f}"
+        )
         if r.note:
             lines.append(f"  {r.note}")
     return "\n".join(lines)
 
 
 def report_json(results: list[Result], args: argparse.Namespace, total: float) -> str:
-    return json.dumps({
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(), "load_average_before": round(LOAD_BEFORE, 2)},
-        "sections": args.section, "requests": args.requests, "batch": args.batch, "clients": args.clients,
-        "run_seconds": round(total, 1), "phases": [r.as_json() for r in results]}, ensure_ascii=False)
+    return json.dumps(
+        {
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "load_average_before": round(LOAD_BEFORE, 2),
+            },
+            "sections": args.section,
+            "requests": args.requests,
+            "batch": args.batch,
+            "clients": args.clients,
+            "run_seconds": round(total, 1),
+            "phases": [r.as_json() for r in results],
+        },
+        ensure_ascii=False,
+    )
 
 
 # --- main --------------------------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--section", action="append", choices=list(SECTIONS),
-                        help="run only this section (repeatable); default: all")
+    parser.add_argument(
+        "--section",
+        action="append",
+        choices=list(SECTIONS),
+        help="run only this section (repeatable); default: all",
+    )
     parser.add_argument("--requests", type=int, default=200, help="webhook: requests per pass")
     parser.add_argument("--batch", type=int, default=50, help="webhook: events per request (<= 500)")
     parser.add_argument("--clients", type=int, default=4, help="webhook: concurrent senders")
-    parser.add_argument("--log-rows", type=int, default=100_000,
-                        help="poller: rows of the mixed log backlog (3 %% of them used events)")
-    parser.add_argument("--used-rows", type=int, default=20_000,
-                        help="poller: rows of the backlog of used events only (course completions)")
-    parser.add_argument("--database", dest="databases", action="append", choices=["postgresql", "mariadb"],
-                        help="poller: the Moodle database server(s) to read (repeatable); default: both")
+    parser.add_argument(
+        "--log-rows",
+        type=int,
+        default=100_000,
+        help="poller: rows of the mixed log backlog (3 %% of them used events)",
+    )
+    parser.add_argument(
+        "--used-rows",
+        type=int,
+        default=20_000,
+        help="poller: rows of the backlog of used events only (course completions)",
+    )
+    parser.add_argument(
+        "--database",
+        dest="databases",
+        action="append",
+        choices=["postgresql", "mariadb"],
+        help="poller: the Moodle database server(s) to read (repeatable); default: both",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout (table to stderr)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds any one wait may take")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, DBs) afterwards")
@@ -548,9 +704,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def stack_settings(tmp: Path) -> Settings:
-    fields: dict[str, Any] = {"data_dir": tmp / "stack", "embedded": False,
-                              "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-                              "s3_endpoint": f"http://127.0.0.1:{free_port()}", **throwaway_secrets()}
+    fields: dict[str, Any] = {
+        "data_dir": tmp / "stack",
+        "embedded": False,
+        "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+        "s3_endpoint": f"http://127.0.0.1:{free_port()}",
+        **throwaway_secrets(),
+    }
     return Settings(**fields)
 
 

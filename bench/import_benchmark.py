@@ -131,19 +131,33 @@ def ob3_credential(issuer_did: str) -> dict[str, Any]:
         "id": "https://ebackpack.example.pl/ob3/credentials/0b6a3f0e-6a4e-5c1d-9a57-3c1e4d2f8a11",
         "type": ["VerifiableCredential", "OpenBadgeCredential"],
         "name": TITLE,
-        "issuer": {"id": issuer_did, "type": ["Profile"], "name": "Stowarzyszenie Edukacji Dorosłych",
-                   "url": "https://sed.example.pl", "email": "biuro@sed.example.pl",
-                   "address": {"type": ["Address"], "addressCountryCode": "PL"}},
+        "issuer": {
+            "id": issuer_did,
+            "type": ["Profile"],
+            "name": "Stowarzyszenie Edukacji Dorosłych",
+            "url": "https://sed.example.pl",
+            "email": "biuro@sed.example.pl",
+            "address": {"type": ["Address"], "addressCountryCode": "PL"},
+        },
         "validFrom": f"{ISSUED:%Y-%m-%dT%H:%M:%SZ}",
         "awardedDate": f"{ISSUED:%Y-%m-%dT%H:%M:%SZ}",
         "credentialSubject": {
             "id": "urn:uuid:5f2d4c1a-8b7e-4f3a-9c6d-2e1b0a9f8e7d",
             "type": ["AchievementSubject"],
             "identifier": [
-                {"type": "IdentityObject", "identityType": "emailAddress", "hashed": True,
-                 "identityHash": email_hash(LEARNER.email), "salt": SALT},
-                {"type": "IdentityObject", "identityType": "name", "hashed": False,
-                 "identityHash": "Zofia Wiśniewska"},
+                {
+                    "type": "IdentityObject",
+                    "identityType": "emailAddress",
+                    "hashed": True,
+                    "identityHash": email_hash(LEARNER.email),
+                    "salt": SALT,
+                },
+                {
+                    "type": "IdentityObject",
+                    "identityType": "name",
+                    "hashed": False,
+                    "identityHash": "Zofia Wiśniewska",
+                },
             ],
             "achievement": {
                 "id": "https://ebackpack.example.pl/ob3/achievements/first-aid",
@@ -154,24 +168,35 @@ def ob3_credential(issuer_did: str) -> dict[str, Any]:
                 "criteria": {"narrative": "Zaliczenie testu końcowego i ćwiczeń praktycznych."},
                 "image": {"id": "https://ebackpack.example.pl/badges/first-aid.png", "type": "Image"},
                 "inLanguage": "pl",
-                "learningOutcome": ["Ocenia bezpieczeństwo miejsca zdarzenia i wzywa pomoc.",
-                                    "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED."],
+                "learningOutcome": [
+                    "Ocenia bezpieczeństwo miejsca zdarzenia i wzywa pomoc.",
+                    "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED.",
+                ],
                 "assessmentType": "test online i ćwiczenia praktyczne",
                 "modeOfParticipation": "online",
                 "qualityAssurance": "Wewnętrzny system zapewniania jakości",
                 "creditsAvailable": 2,
                 "volumeOfLearning": "PT16H",
-                "alignment": [{"type": ["Alignment"], "targetType": "ext:EQFLevel", "targetCode": "4",
-                               "targetName": "EQF level 4",
-                               "targetUrl": "http://data.europa.eu/snb/eqf/4",
-                               "targetFramework": "European Qualifications Framework"}],
+                "alignment": [
+                    {
+                        "type": ["Alignment"],
+                        "targetType": "ext:EQFLevel",
+                        "targetCode": "4",
+                        "targetName": "EQF level 4",
+                        "targetUrl": "http://data.europa.eu/snb/eqf/4",
+                        "targetFramework": "European Qualifications Framework",
+                    }
+                ],
             },
             "creditsEarned": 2,
         },
         "credentialStatus": {
-            "id": "https://ebackpack.example.pl/status/1#4711", "type": "BitstringStatusListEntry",
-            "statusPurpose": "revocation", "statusListIndex": "4711",
-            "statusListCredential": "https://ebackpack.example.pl/status/1"},
+            "id": "https://ebackpack.example.pl/status/1#4711",
+            "type": "BitstringStatusListEntry",
+            "statusPurpose": "revocation",
+            "statusListIndex": "4711",
+            "statusListCredential": "https://ebackpack.example.pl/status/1",
+        },
     }
 
 
@@ -185,8 +210,9 @@ def ob3_signed(key: SigningKey) -> tuple[str, str]:
 
 def p256_multikey(key: SigningKey) -> str:
     """`zDn...`: multicodec p256-pub (0x1200 as varint 0x80 0x24) + compressed point, base58btc."""
-    point = key.private_key.public_key().public_bytes(serialization.Encoding.X962,
-                                                      serialization.PublicFormat.CompressedPoint)
+    point = key.private_key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
     return "z" + base58.b58encode(P256_MULTICODEC + point).decode()
 
 
@@ -197,91 +223,161 @@ def ob3_jwt(key: SigningKey) -> str:
 
 
 def ob2_assertion() -> bytes:
-    return json.dumps({
-        "@context": "https://w3id.org/openbadges/v2",
-        "type": "Assertion",
-        "id": "https://badges.example.org/public/assertions/9f3c2a1b7d",
-        "recipient": {"type": "email", "hashed": True, "salt": SALT, "identity": email_hash(LEARNER.email)},
-        "badge": {
-            "type": "BadgeClass", "id": "https://badges.example.org/public/badges/excel-advanced",
-            "name": "Excel – poziom zaawansowany",
-            "description": "Tabele przestawne, formuły tablicowe i makra.",
-            "image": "https://badges.example.org/public/badges/excel-advanced/image",
-            "criteria": {"narrative": "Zaliczenie projektu końcowego."},
-            "issuer": {"type": "Issuer", "id": "https://badges.example.org/public/issuers/cku",
-                       "name": "Centrum Kształcenia Ustawicznego", "url": "https://cku.example.org",
-                       "email": "badges@cku.example.org"},
-            "alignment": [{"targetName": "Analizuje dane w arkuszu kalkulacyjnym",
-                           "targetUrl": "https://cku.example.org/outcomes/1"}],
+    return json.dumps(
+        {
+            "@context": "https://w3id.org/openbadges/v2",
+            "type": "Assertion",
+            "id": "https://badges.example.org/public/assertions/9f3c2a1b7d",
+            "recipient": {
+                "type": "email",
+                "hashed": True,
+                "salt": SALT,
+                "identity": email_hash(LEARNER.email),
+            },
+            "badge": {
+                "type": "BadgeClass",
+                "id": "https://badges.example.org/public/badges/excel-advanced",
+                "name": "Excel – poziom zaawansowany",
+                "description": "Tabele przestawne, formuły tablicowe i makra.",
+                "image": "https://badges.example.org/public/badges/excel-advanced/image",
+                "criteria": {"narrative": "Zaliczenie projektu końcowego."},
+                "issuer": {
+                    "type": "Issuer",
+                    "id": "https://badges.example.org/public/issuers/cku",
+                    "name": "Centrum Kształcenia Ustawicznego",
+                    "url": "https://cku.example.org",
+                    "email": "badges@cku.example.org",
+                },
+                "alignment": [
+                    {
+                        "targetName": "Analizuje dane w arkuszu kalkulacyjnym",
+                        "targetUrl": "https://cku.example.org/outcomes/1",
+                    }
+                ],
+            },
+            "verification": {"type": "hosted"},
+            "issuedOn": "2026-04-02T10:00:00Z",
         },
-        "verification": {"type": "hosted"},
-        "issuedOn": "2026-04-02T10:00:00Z",
-    }, ensure_ascii=False).encode()
+        ensure_ascii=False,
+    ).encode()
 
 
 def edc() -> dict[str, Any]:
     """An EDC 3 shaped credential, as the EU's issuer writes them (language maps, hasClaim)."""
     return {
-        "@context": ["https://www.w3.org/2018/credentials/v1", "http://data.europa.eu/snb/model/context/edc-ap"],
+        "@context": [
+            "https://www.w3.org/2018/credentials/v1",
+            "http://data.europa.eu/snb/model/context/edc-ap",
+        ],
         "type": ["VerifiableCredential", "EuropeanDigitalCredential"],
         "id": "urn:credential:0b1f6a3c",
-        "issuer": {"id": "urn:epass:org:test-school", "type": "Organisation",
-                   "legalName": {"pl": "Szkoła Testowa", "en": "Test School"},
-                   "homepage": [{"type": "WebResource", "contentURL": "https://school.example"}]},
+        "issuer": {
+            "id": "urn:epass:org:test-school",
+            "type": "Organisation",
+            "legalName": {"pl": "Szkoła Testowa", "en": "Test School"},
+            "homepage": [{"type": "WebResource", "contentURL": "https://school.example"}],
+        },
         "issuanceDate": "2026-06-01T10:00:00Z",
         "credentialSubject": {
-            "id": "did:example:zofia", "type": "Person", "fullName": {"pl": "Zofia Wiśniewska"},
-            "contactPoint": [{"type": "ContactPoint",
-                              "emailAddress": [{"id": f"mailto:{LEARNER.email}", "type": "Mailbox"}]}],
-            "hasClaim": [{"id": "urn:epass:learningAchievement:1", "type": "LearningAchievement",
-                          "title": {"pl": "Bazy danych", "en": "Databases"},
-                          "description": {"pl": "Kurs baz danych", "en": "A databases course"},
-                          "specifiedBy": {"type": "Qualification", "creditPoint": {
-                              "type": "CreditPoint", "point": 3,
-                              "framework": {"type": "Concept", "prefLabel": {"en": "ECTS"}}}}}],
+            "id": "did:example:zofia",
+            "type": "Person",
+            "fullName": {"pl": "Zofia Wiśniewska"},
+            "contactPoint": [
+                {
+                    "type": "ContactPoint",
+                    "emailAddress": [{"id": f"mailto:{LEARNER.email}", "type": "Mailbox"}],
+                }
+            ],
+            "hasClaim": [
+                {
+                    "id": "urn:epass:learningAchievement:1",
+                    "type": "LearningAchievement",
+                    "title": {"pl": "Bazy danych", "en": "Databases"},
+                    "description": {"pl": "Kurs baz danych", "en": "A databases course"},
+                    "specifiedBy": {
+                        "type": "Qualification",
+                        "creditPoint": {
+                            "type": "CreditPoint",
+                            "point": 3,
+                            "framework": {"type": "Concept", "prefLabel": {"en": "ECTS"}},
+                        },
+                    },
+                }
+            ],
         },
-        "evidence": [{"type": "Evidence", "supportingDocument": {"type": "WebResource",
-                                                                 "contentURL": "https://school.example/check"}}],
+        "evidence": [
+            {
+                "type": "Evidence",
+                "supportingDocument": {"type": "WebResource", "contentURL": "https://school.example/check"},
+            }
+        ],
         "displayParameter": {"type": "DisplayParameter", "title": {"en": "Microcredential"}},
     }
 
 
 def seal_certificate(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Seal"),
-                         x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, "ID-Test Seal"),
-                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test School")])
-    return (x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(datetime(2025, 1, 1, tzinfo=UTC))
-            .not_valid_after(datetime(2028, 1, 1, tzinfo=UTC))
-            .sign(key, hashes.SHA256()))
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "Test Seal"),
+            x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, "ID-Test Seal"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test School"),
+        ]
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime(2025, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2028, 1, 1, tzinfo=UTC))
+        .sign(key, hashes.SHA256())
+    )
 
 
 def europass_sealed() -> bytes:
     """A JAdES-like ES256 seal in JWS JSON serialization with an unencoded payload (b64=false)."""
     key = ec.generate_private_key(ec.SECP256R1())
     x5c = [base64.b64encode(seal_certificate(key).public_bytes(serialization.Encoding.DER)).decode()]
-    header = {"alg": "ES256", "typ": "jose+json", "b64": False, "crit": ["b64", "sigT"],
-              "sigT": "2026-06-01T10:00:05Z", "x5c": x5c}
+    header = {
+        "alg": "ES256",
+        "typ": "jose+json",
+        "b64": False,
+        "crit": ["b64", "sigT"],
+        "sigT": "2026-06-01T10:00:05Z",
+        "x5c": x5c,
+    }
     protected = b64url(json.dumps(header).encode())
     payload = json.dumps(edc(), ensure_ascii=False)
     r, s = decode_dss_signature(key.sign(f"{protected}.{payload}".encode(), ec.ECDSA(hashes.SHA256())))
     signature = b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
-    return json.dumps({"payload": payload, "signatures": [{"protected": protected, "signature": signature}]},
-                      ensure_ascii=False).encode()
+    return json.dumps(
+        {"payload": payload, "signatures": [{"protected": protected, "signature": signature}]},
+        ensure_ascii=False,
+    ).encode()
 
 
 def certificate_pdf(credential_json: str) -> bytes:
     request = CertificateRenderRequest(
-        credential_id="0b6a3f0e-6a4e-5c1d-9a57-3c1e4d2f8a11", verification_code="7KQM-C4XA-P9RT",
-        verify_url="https://ebackpack.example.pl/verify/7KQM-C4XA-P9RT", learner_name="Zofia Wiśniewska",
-        course_name="Pierwsza pomoc przedmedyczna dla dorosłych", achievement_name=TITLE,
+        credential_id="0b6a3f0e-6a4e-5c1d-9a57-3c1e4d2f8a11",
+        verification_code="7KQM-C4XA-P9RT",
+        verify_url="https://ebackpack.example.pl/verify/7KQM-C4XA-P9RT",
+        learner_name="Zofia Wiśniewska",
+        course_name="Pierwsza pomoc przedmedyczna dla dorosłych",
+        achievement_name=TITLE,
         achievement_description="Udziela pierwszej pomocy zgodnie z aktualnymi wytycznymi.",
-        issued_on=ISSUED, awarding_body="Stowarzyszenie Edukacji Dorosłych", language="pl",
-        learning_outcomes=["Ocenia bezpieczeństwo miejsca zdarzenia i wzywa pomoc.",
-                           "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED."],
-        ects=2, hours=16, eqf_level=4, credential_json=credential_json)
+        issued_on=ISSUED,
+        awarding_body="Stowarzyszenie Edukacji Dorosłych",
+        language="pl",
+        learning_outcomes=[
+            "Ocenia bezpieczeństwo miejsca zdarzenia i wzywa pomoc.",
+            "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED.",
+        ],
+        ects=2,
+        hours=16,
+        eqf_level=4,
+        credential_json=credential_json,
+    )
     return CertificateRenderer().render(request)
 
 
@@ -340,15 +436,22 @@ def make_samples(names: Sequence[str]) -> list[Sample]:
     def own_key(verification_method: str) -> dict[str, Any] | None:
         return dict(own_jwk) if verification_method == method else None
 
-    ours = ImportContext(learner=LEARNER, now=NOW, own_key=own_key,
-                         own_public_url="https://ebackpack.example.pl")
+    ours = ImportContext(
+        learner=LEARNER, now=NOW, own_key=own_key, own_public_url="https://ebackpack.example.pl"
+    )
     makers: dict[str, Callable[[], tuple[bytes, ImportContext, SourceFormat]]] = {
         "ob3-json": lambda: (ob3_json.encode(), offline, SourceFormat.OB3_JSON),
         "ob3-jwt": lambda: (ob3_jwt(p256_key).encode(), offline, SourceFormat.OB3_JWT),
-        "ob3-png": lambda: (bake_png(badge_png(TITLE, "SED"), "openbadgecredential", ob3_json), offline,
-                            SourceFormat.OB3_PNG),
-        "ob3-svg": lambda: (bake_svg(badge_svg(TITLE, "SED"), ob3=True, payload=ob3_json).encode(), offline,
-                            SourceFormat.OB3_SVG),
+        "ob3-png": lambda: (
+            bake_png(badge_png(TITLE, "SED"), "openbadgecredential", ob3_json),
+            offline,
+            SourceFormat.OB3_PNG,
+        ),
+        "ob3-svg": lambda: (
+            bake_svg(badge_svg(TITLE, "SED"), ob3=True, payload=ob3_json).encode(),
+            offline,
+            SourceFormat.OB3_SVG,
+        ),
         "ob2-json": lambda: (ob2_assertion(), offline, SourceFormat.OB2_JSON),
         "europass-edc": lambda: (europass_sealed(), offline, SourceFormat.EUROPASS_EDC),
         "pdf": lambda: (certificate_pdf(ob3_json), ours, SourceFormat.PDF),
@@ -382,9 +485,14 @@ class Row:
         return 1000 * self.seconds / self.imports if self.imports else 0.0
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "seconds": round(self.seconds, 4), "per_second": round(self.per_second, 2),
-                "ms_each": round(self.ms_each, 3), "fastest_ms": round(self.fastest_ms, 3),
-                "slowest_ms": round(self.slowest_ms, 3)}
+        return {
+            **asdict(self),
+            "seconds": round(self.seconds, 4),
+            "per_second": round(self.per_second, 2),
+            "ms_each": round(self.ms_each, 3),
+            "fastest_ms": round(self.fastest_ms, 3),
+            "slowest_ms": round(self.slowest_ms, 3),
+        }
 
 
 def run_format(sample: Sample, count: int) -> Row:
@@ -399,9 +507,18 @@ def run_format(sample: Sample, count: int) -> Row:
         statuses.append(attestation.verification.status)
         sources.append(attestation.source_format)
     seconds = time.perf_counter() - started
-    return Row(sample.name, count, seconds, str(statuses[0]), str(sources[0]), len(sample.data),
-               1000 * min(each), 1000 * max(each), len(set(statuses)) == 1,
-               set(sources) == {sample.expected_source})
+    return Row(
+        sample.name,
+        count,
+        seconds,
+        str(statuses[0]),
+        str(sources[0]),
+        len(sample.data),
+        1000 * min(each),
+        1000 * max(each),
+        len(set(statuses)) == 1,
+        set(sources) == {sample.expected_source},
+    )
 
 
 # --- the worst JSON-LD inputs ----------------------------------------------------------------------------
@@ -430,9 +547,13 @@ def worst_jsonld_inputs() -> dict[str, bytes]:
         "12 5-cliques (steps)": components(12, 5),
         "ring of 60 (steps)": chain(60),
         "clique of 8 (steps)": clique(8),
-        "4,900-term inline context": [{"@context": {f"t{i}": f"https://example.org/t/{i}"
-                                                    for i in range(4900)},
-                                       "@id": "_:ctx", KNOWS: {"@id": "_:ctx"}}],
+        "4,900-term inline context": [
+            {
+                "@context": {f"t{i}": f"https://example.org/t/{i}" for i in range(4900)},
+                "@id": "_:ctx",
+                KNOWS: {"@id": "_:ctx"},
+            }
+        ],
     }
     shapes = {f"bomb {name}": make() for name, make in SHAPES.items()}
     return {name: poisoned_credential(nodes) for name, nodes in {**inside, **shapes}.items()}
@@ -455,8 +576,13 @@ def worst_jsonld(memory_mib: int) -> list[WorstRow]:
             path = Path(scratch) / "upload.json"
             path.write_bytes(data)
             log(f"worst JSON-LD: {name} ({len(data):,} bytes) in a fresh process")
-            done = subprocess.run([sys.executable, "-c", ONE_UPLOAD, str(path), str(memory_mib)],
-                                  capture_output=True, text=True, check=False, timeout=600)
+            done = subprocess.run(
+                [sys.executable, "-c", ONE_UPLOAD, str(path), str(memory_mib)],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=600,
+            )
             if done.returncode != 0:
                 raise BenchError(f"{name}: the import process failed: {done.stderr.strip()[-500:]}")
             rows.append(WorstRow(name, len(data), **json.loads(done.stdout)))
@@ -491,16 +617,23 @@ print(json.dumps({"seconds": round(seconds, 3), "peak_mib": round(peak, 1), "bef
 
 
 def worst_table(rows: Sequence[dict[str, Any]], memory_mib: int) -> str:
-    lines = ["", f"worst-case JSON-LD, each once in a fresh process limited to {memory_mib} MiB "
-                 "(the importer's sandbox):",
-             f"{'input':34}{'MB':>6}{'seconds':>9}{'peak MiB':>10}{'before':>8}  verdict"]
+    lines = [
+        "",
+        f"worst-case JSON-LD, each once in a fresh process limited to {memory_mib} MiB "
+        "(the importer's sandbox):",
+        f"{'input':34}{'MB':>6}{'seconds':>9}{'peak MiB':>10}{'before':>8}  verdict",
+    ]
     for row in rows:
-        lines.append(f"{row['input']:34}{row['input_bytes'] / 1e6:>6.2f}{row['seconds']:>9.2f}"
-                     f"{row['peak_mib']:>10.0f}{row['before_mib']:>8.0f}  {row['verdict'][:70]}")
+        lines.append(
+            f"{row['input']:34}{row['input_bytes'] / 1e6:>6.2f}{row['seconds']:>9.2f}"
+            f"{row['peak_mib']:>10.0f}{row['before_mib']:>8.0f}  {row['verdict'][:70]}"
+        )
     slowest = max(rows, key=lambda row: row["seconds"])
     heaviest = max(rows, key=lambda row: row["peak_mib"])
-    lines.append(f"slowest: {slowest['input']} ({slowest['seconds']:.2f} s); "
-                 f"most memory: {heaviest['input']} ({heaviest['peak_mib']:.0f} MiB)")
+    lines.append(
+        f"slowest: {slowest['input']} ({slowest['seconds']:.2f} s); "
+        f"most memory: {heaviest['input']} ({heaviest['peak_mib']:.0f} MiB)"
+    )
     return "\n".join(lines)
 
 
@@ -538,23 +671,31 @@ def ratios(rows: Sequence[Row]) -> dict[str, float | None]:
 
 def table(report: dict[str, Any]) -> str:
     m = report["machine"]
-    lines = [f"import benchmark: {m['cpus']} CPUs, Python {m['python']}, PyLD {m['pyld']}, "
-             f"pikepdf {m['pikepdf']}, Pillow {m['pillow']}, poppler {m['poppler']}",
-             f"run took {report['run_seconds']:.0f} s (inputs made in {report['inputs_seconds']:.1f} s); "
-             f"load average before it {m['load_average_before']}",
-             "",
-             f"{'format':14}{'imports':>8}{'seconds':>9}{'imports/s':>11}{'ms each':>9}  status of the first"]
+    lines = [
+        f"import benchmark: {m['cpus']} CPUs, Python {m['python']}, PyLD {m['pyld']}, "
+        f"pikepdf {m['pikepdf']}, Pillow {m['pillow']}, poppler {m['poppler']}",
+        f"run took {report['run_seconds']:.0f} s (inputs made in {report['inputs_seconds']:.1f} s); "
+        f"load average before it {m['load_average_before']}",
+        "",
+        f"{'format':14}{'imports':>8}{'seconds':>9}{'imports/s':>11}{'ms each':>9}  status of the first",
+    ]
     for row in report["rows"]:
-        lines.append(f"{row['format']:14}{row['imports']:>8}{row['seconds']:>9.3f}{row['per_second']:>11.1f}"
-                     f"{row['ms_each']:>9.2f}  {row['status']}")
+        lines.append(
+            f"{row['format']:14}{row['imports']:>8}{row['seconds']:>9.3f}{row['per_second']:>11.1f}"
+            f"{row['ms_each']:>9.2f}  {row['status']}"
+        )
         flags = "" if row["same_status"] else "; STATUS VARIED"
         flags += "" if row["expected_source"] else f"; read as {row['source_format']}"
-        lines.append(f"{'':14}{row['input_bytes'] / 1024:,.1f} KB; fastest {row['fastest_ms']:.2f} ms, "
-                     f"slowest {row['slowest_ms']:.2f} ms{flags}")
+        lines.append(
+            f"{'':14}{row['input_bytes'] / 1024:,.1f} KB; fastest {row['fastest_ms']:.2f} ms, "
+            f"slowest {row['slowest_ms']:.2f} ms{flags}"
+        )
     if report["ratios"]:
         lines += ["", "imports per second relative to ob3-json:"]
-        lines += [f"  {name:14} x{value:.2f}" if value >= 0.1 else f"  {name:14} x{value:.3f}"
-                  for name, value in report["ratios"].items()]
+        lines += [
+            f"  {name:14} x{value:.2f}" if value >= 0.1 else f"  {name:14} x{value:.3f}"
+            for name, value in report["ratios"].items()
+        ]
     return "\n".join(lines)
 
 
@@ -567,8 +708,11 @@ def run(names: Sequence[str], count: int, slow_count: int, worst: bool = False) 
     inputs_seconds = time.monotonic() - started
     rows = [run_format(sample, slow_count if sample.name in SLOW else count) for sample in samples]
     report = {
-        "machine": machine(), "count": count, "slow_count": slow_count,
-        "rows": [row.as_json() for row in rows], "ratios": ratios(rows),
+        "machine": machine(),
+        "count": count,
+        "slow_count": slow_count,
+        "rows": [row.as_json() for row in rows],
+        "ratios": ratios(rows),
         "ok": all(row.same_status and row.expected_source for row in rows),
         "inputs_seconds": round(inputs_seconds, 1),
     }
@@ -582,13 +726,20 @@ def run(names: Sequence[str], count: int, slow_count: int, worst: bool = False) 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=50, help="imports per format (default 50)")
-    parser.add_argument("--slow-count", type=int, default=20,
-                        help="imports for pdf and image (default 20, at most --count)")
-    parser.add_argument("--formats", default=",".join(FORMATS),
-                        help=f"comma-separated subset of {','.join(FORMATS)} (default all)")
+    parser.add_argument(
+        "--slow-count", type=int, default=20, help="imports for pdf and image (default 20, at most --count)"
+    )
+    parser.add_argument(
+        "--formats",
+        default=",".join(FORMATS),
+        help=f"comma-separated subset of {','.join(FORMATS)} (default all)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout, the table on stderr")
-    parser.add_argument("--worst-jsonld", action="store_true",
-                        help="also the worst-case JSON-LD inputs, each in a fresh limited process")
+    parser.add_argument(
+        "--worst-jsonld",
+        action="store_true",
+        help="also the worst-case JSON-LD inputs, each in a fresh limited process",
+    )
     args = parser.parse_args(argv)
     if args.count < 1 or args.slow_count < 1:
         parser.error("--count and --slow-count must be at least 1")
@@ -603,8 +754,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        report = run([name for name in FORMATS if name in args.formats], args.count, args.slow_count,
-                     args.worst_jsonld)
+        report = run(
+            [name for name in FORMATS if name in args.formats], args.count, args.slow_count, args.worst_jsonld
+        )
     except BenchError as error:
         log(f"error: {error}")
         return 2

@@ -89,6 +89,7 @@ MB = 1024 * 1024
 
 # --- the plan: which completions, at which rate ------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Plan:
     rate: float
@@ -134,12 +135,24 @@ class Completions:
     def message(self, learner: int, course: int) -> Message:
         self.serial += 1
         now = int(time.time())
-        data = {**self.template["data"], "objectid": 10_000_000 + self.serial, "contextid": course + 1145,
-                "contextinstanceid": course, "userid": learner, "courseid": course,
-                "relateduserid": learner, "other": None, "timecreated": now}
-        envelope = {**self.template, "data": data, "subject": str(learner),
-                    "id": deterministic_id(self.site, COURSE_COMPLETED, data["objectid"], learner, now),
-                    "time": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")}
+        data = {
+            **self.template["data"],
+            "objectid": 10_000_000 + self.serial,
+            "contextid": course + 1145,
+            "contextinstanceid": course,
+            "userid": learner,
+            "courseid": course,
+            "relateduserid": learner,
+            "other": None,
+            "timecreated": now,
+        }
+        envelope = {
+            **self.template,
+            "data": data,
+            "subject": str(learner),
+            "id": deterministic_id(self.site, COURSE_COMPLETED, data["objectid"], learner, now),
+            "time": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
+        }
         return str(learner).encode("ascii"), json.dumps(envelope, separators=(",", ":")).encode()
 
     def check(self, learner: int, course: int) -> None:
@@ -162,8 +175,9 @@ def rules_and_courses(tmp: Path, certificates: bool) -> tuple[Path, tuple[int, .
             raise BenchError(f"no rule of {SAMPLE_RULES} issues a certificate")
         return SAMPLE_RULES, courses, frozenset(courses)
     path = tmp / "rules-no-certificates.toml"
-    path.write_text(SAMPLE_RULES.read_text(encoding="utf-8").replace("certificate = true",
-                                                                      "certificate = false"))
+    path.write_text(
+        SAMPLE_RULES.read_text(encoding="utf-8").replace("certificate = true", "certificate = false")
+    )
     rules = load_rules(path)
     if any(rule.certificate for rule in rules.rules):
         raise BenchError(f"{path} still asks for certificates: has rules.toml changed its layout?")
@@ -175,25 +189,48 @@ def store_learners(sessions: sessionmaker[Session], plan: Plan) -> None:
     One bulk insert into the fresh database; the courses through the gateway's own `store_profiles`."""
     learners = [synthetic_learner(i) for i in range(plan.learners + WARMUP)]
     with sessions.begin() as session:
-        session.execute(insert(Learner), [{"id": u.id, "firstname": u.firstname, "lastname": u.lastname,
-                                           "email": u.email, "lang": u.lang} for u in learners])
+        session.execute(
+            insert(Learner),
+            [
+                {
+                    "id": u.id,
+                    "firstname": u.firstname,
+                    "lastname": u.lastname,
+                    "email": u.email,
+                    "lang": u.lang,
+                }
+                for u in learners
+            ],
+        )
     store_profiles(sessions, Profiles(users=[], courses=load_profiles().courses))
 
 
 # --- workers and the stack ---------------------------------------------------------------------------
 
+
 def stack_settings(tmp: Path) -> Settings:
     # A dict: without pydantic's mypy plugin, mypy takes `Field(default, ...)` fields for required ones.
-    fields: dict[str, Any] = {"data_dir": tmp / "stack", "embedded": False,
-                              "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-                              "s3_endpoint": f"http://127.0.0.1:{free_port()}", **throwaway_secrets()}
+    fields: dict[str, Any] = {
+        "data_dir": tmp / "stack",
+        "embedded": False,
+        "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+        "s3_endpoint": f"http://127.0.0.1:{free_port()}",
+        **throwaway_secrets(),
+    }
     return Settings(**fields)
 
 
 def run_settings(stack: Settings, tmp: Path, rules_file: Path) -> Settings:
-    return Settings(**{**stack.model_dump(), "data_dir": tmp / "load", "topic_prefix": "load.",
-                       "s3_bucket": "bench-load", "rules_file": rules_file,
-                       "database_url": f"sqlite:///{tmp / 'load' / 'ebackpack.db'}"})
+    return Settings(
+        **{
+            **stack.model_dump(),
+            "data_dir": tmp / "load",
+            "topic_prefix": "load.",
+            "s3_bucket": "bench-load",
+            "rules_file": rules_file,
+            "database_url": f"sqlite:///{tmp / 'load' / 'ebackpack.db'}",
+        }
+    )
 
 
 @contextmanager
@@ -238,6 +275,7 @@ def group_state(settings: Settings, group: str) -> tuple[str, int]:
 
 # --- database counts ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Counts:
     awards: int = 0
@@ -251,8 +289,14 @@ class Counts:
 def count_rows(sessions: sessionmaker[Session], credentials_topic: str) -> Counts:
     with sessions() as s:
         awards = s.scalar(select(func.count()).select_from(AwardRow)) or 0
-        sent = s.scalar(select(func.count()).select_from(OutboxRow).where(
-            OutboxRow.topic == credentials_topic, OutboxRow.sent_at.is_not(None))) or 0
+        sent = (
+            s.scalar(
+                select(func.count())
+                .select_from(OutboxRow)
+                .where(OutboxRow.topic == credentials_topic, OutboxRow.sent_at.is_not(None))
+            )
+            or 0
+        )
         pdfs = s.scalar(select(func.count(func.distinct(CertificateRow.credential_id)))) or 0
     return Counts(awards, sent, pdfs)
 
@@ -263,6 +307,7 @@ def epoch(moment: datetime) -> float:
 
 
 # --- memory and CPU of every process, sampled in a thread --------------------------------------------
+
 
 @dataclass
 class ProcessStats:
@@ -280,11 +325,17 @@ class ProcessStats:
         cpu = max(0.0, self.cpu_end - self.cpu_start)
         step = max(1, math.ceil(len(self.series) / SERIES_POINTS))
         start = self.series[0][0] if self.series else 0.0
-        return {"name": self.name, "pid": self.pid, "rss_start_mb": round(self.rss_start / MB, 1),
-                "rss_peak_mb": round(self.rss_peak / MB, 1), "rss_end_mb": round(self.rss_end / MB, 1),
-                "cpu_seconds": round(cpu, 1),
-                "cpu_percent": round(100 * cpu / seconds, 1) if seconds else 0.0, "exited": self.gone,
-                "rss_series_mb": [[round(t - start), round(rss / MB, 1)] for t, rss in self.series[::step]]}
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "rss_start_mb": round(self.rss_start / MB, 1),
+            "rss_peak_mb": round(self.rss_peak / MB, 1),
+            "rss_end_mb": round(self.rss_end / MB, 1),
+            "cpu_seconds": round(cpu, 1),
+            "cpu_percent": round(100 * cpu / seconds, 1) if seconds else 0.0,
+            "exited": self.gone,
+            "rss_series_mb": [[round(t - start), round(rss / MB, 1)] for t, rss in self.series[::step]],
+        }
 
 
 def tree_usage(proc: psutil.Process, children: bool = True) -> tuple[int, float]:
@@ -306,8 +357,9 @@ class Monitor(threading.Thread):
     """Every second: RSS and CPU time of each process, the machine's CPU use; every two: the database
     counts (progress, the end of the drain); every five: a progress line."""
 
-    def __init__(self, pids: dict[str, int], counter: Callable[[], Counts],
-                 progress: Callable[[str, Counts], str]) -> None:
+    def __init__(
+        self, pids: dict[str, int], counter: Callable[[], Counts], progress: Callable[[str, Counts], str]
+    ) -> None:
         super().__init__(name="load-monitor", daemon=True)
         self.stats = [ProcessStats(name, pid) for name, pid in pids.items()]
         self.procs = {s.name: psutil.Process(s.pid) for s in self.stats}
@@ -384,6 +436,7 @@ class Monitor(threading.Thread):
 
 # --- publishing at a rate ----------------------------------------------------------------------------
 
+
 @dataclass
 class Publishing:
     sent: list[float] = field(default_factory=list)  # wall clock per completion: handed to the producer
@@ -400,8 +453,14 @@ class Publishing:
         return self.ended - self.started
 
 
-def publish_at_rate(plan: Plan, publisher: MoodleEventPublisher, completions: Completions,
-                    monitor: Monitor, workers: list[Worker], result: Publishing) -> None:
+def publish_at_rate(
+    plan: Plan,
+    publisher: MoodleEventPublisher,
+    completions: Completions,
+    monitor: Monitor,
+    workers: list[Worker],
+    result: Publishing,
+) -> None:
     """A token bucket: `rate` tokens a second, at most BURST_SECONDS' worth saved up. Each round sends
     the whole tokens and waits for the broker's acks (the gateway's publisher). A producer that falls
     behind loses the tokens beyond the bucket, so the achieved rate shows it. Stops after `seconds`.
@@ -436,9 +495,17 @@ def publish_at_rate(plan: Plan, publisher: MoodleEventPublisher, completions: Co
 
 # --- startup and drain -------------------------------------------------------------------------------
 
-def warm_up(settings: Settings, plan: Plan, completions: Completions, publisher: MoodleEventPublisher,
-            sessions: sessionmaker[Session], workers: list[Worker], groups: dict[str, int],
-            timeout: float) -> Counts:
+
+def warm_up(
+    settings: Settings,
+    plan: Plan,
+    completions: Completions,
+    publisher: MoodleEventPublisher,
+    sessions: sessionmaker[Session],
+    workers: list[Worker],
+    groups: dict[str, int],
+    timeout: float,
+) -> Counts:
     """WARMUP completions through the whole pipeline, then every worker in its group (no rebalance
     while measuring). Returns the counts afterwards: the baseline of the measured ones."""
     pairs = [plan.warmup_pair(i) for i in range(WARMUP)]
@@ -451,23 +518,31 @@ def warm_up(settings: Settings, plan: Plan, completions: Completions, publisher:
         counts = count_rows(sessions, credentials_topic)
         states = {group: group_state(settings, group) for group in groups}
         joined = all(states[g] == ("Stable", n) for g, n in groups.items())
-        if counts.awards >= wanted.awards and counts.sent >= wanted.sent and counts.pdfs >= wanted.pdfs \
-                and joined:
+        if (
+            counts.awards >= wanted.awards
+            and counts.sent >= wanted.sent
+            and counts.pdfs >= wanted.pdfs
+            and joined
+        ):
             return counts
         check_alive(workers, "during the warm-up")
         if time.monotonic() > deadline:
-            raise BenchError(f"warm-up not done after {timeout:.0f} s: {counts}, groups {states}"
-                             + log_tail(workers[0]))
+            raise BenchError(
+                f"warm-up not done after {timeout:.0f} s: {counts}, groups {states}" + log_tail(workers[0])
+            )
         if time.monotonic() - last_say > SAY_EVERY:
             last_say = time.monotonic()
-            say(f"  warm-up: {counts.awards}/{wanted.awards} awards, {counts.pdfs}/{wanted.pdfs} PDFs; "
-                + ", ".join(f"{g.removeprefix(settings.topic_prefix)} {s} with {m}/{groups[g]}"
-                            for g, (s, m) in states.items()))
+            say(
+                f"  warm-up: {counts.awards}/{wanted.awards} awards, {counts.pdfs}/{wanted.pdfs} PDFs; "
+                + ", ".join(
+                    f"{g.removeprefix(settings.topic_prefix)} {s} with {m}/{groups[g]}"
+                    for g, (s, m) in states.items()
+                )
+            )
         time.sleep(0.5)
 
 
-def drain(monitor: Monitor, wanted: Counts, baseline: Counts, workers: list[Worker],
-          timeout: float) -> bool:
+def drain(monitor: Monitor, wanted: Counts, baseline: Counts, workers: list[Worker], timeout: float) -> bool:
     """Waits until the database holds every award, announced credential and PDF; False on timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -484,6 +559,7 @@ def drain(monitor: Monitor, wanted: Counts, baseline: Counts, workers: list[Work
 
 
 # --- collecting the end times ------------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -503,15 +579,29 @@ def collect(settings: Settings, sessions: sessionmaker[Session], plan: Plan) -> 
     first, last = SYNTHETIC_FIRST_ID, SYNTHETIC_FIRST_ID + plan.learners  # warm-up learners excluded
     credentials_topic = settings.topic(CREDENTIALS)
     with sessions() as s:
-        awards = {(learner, course): (cid, epoch(created)) for cid, learner, course, created in s.execute(
-            select(AwardRow.credential_id, AwardRow.learner_id, AwardRow.course_id, AwardRow.created_at)
-            .where(AwardRow.learner_id >= first, AwardRow.learner_id < last))}
-        pdfs = {cid: epoch(at) for cid, at in s.execute(
-            select(CertificateRow.credential_id, func.min(CertificateRow.rendered_at))
-            .group_by(CertificateRow.credential_id))}
-        marked = {cid: epoch(at) for cid, at in s.execute(
-            select(OutboxRow.credential_id, OutboxRow.sent_at)
-            .where(OutboxRow.topic == credentials_topic)) if at is not None}
+        awards = {
+            (learner, course): (cid, epoch(created))
+            for cid, learner, course, created in s.execute(
+                select(
+                    AwardRow.credential_id, AwardRow.learner_id, AwardRow.course_id, AwardRow.created_at
+                ).where(AwardRow.learner_id >= first, AwardRow.learner_id < last)
+            )
+        }
+        pdfs = {
+            cid: epoch(at)
+            for cid, at in s.execute(
+                select(CertificateRow.credential_id, func.min(CertificateRow.rendered_at)).group_by(
+                    CertificateRow.credential_id
+                )
+            )
+        }
+        marked = {
+            cid: epoch(at)
+            for cid, at in s.execute(
+                select(OutboxRow.credential_id, OutboxRow.sent_at).where(OutboxRow.topic == credentials_topic)
+            )
+            if at is not None
+        }
     ours = {cid for cid, _at in awards.values()}
     say(f"reading {credentials_topic} and {settings.topic(RENDERED)} back for the message timestamps")
     issued: dict[str, float] = {}
@@ -525,16 +615,28 @@ def collect(settings: Settings, sessions: sessionmaker[Session], plan: Plan) -> 
             events += 1
             types.add(record.timestamp_type)
             issued[cid] = min(issued.get(cid, math.inf), record.timestamp / 1000)
-    rendered = {record.key.decode() for record in read_topics(settings, [settings.topic(RENDERED)])
-                if record.key}
-    letters = len(read_topics(settings, [settings.topic(dlq(MOODLE_EVENTS)),
-                                         settings.topic(dlq(RENDER_REQUESTS))], idle_ms=500))
-    return Outcome(awards, {c: t for c, t in pdfs.items() if c in ours},
-                   {c: t for c, t in marked.items() if c in ours}, issued, events, rendered & ours, types,
-                   letters)
+    rendered = {
+        record.key.decode() for record in read_topics(settings, [settings.topic(RENDERED)]) if record.key
+    }
+    letters = len(
+        read_topics(
+            settings, [settings.topic(dlq(MOODLE_EVENTS)), settings.topic(dlq(RENDER_REQUESTS))], idle_ms=500
+        )
+    )
+    return Outcome(
+        awards,
+        {c: t for c, t in pdfs.items() if c in ours},
+        {c: t for c, t in marked.items() if c in ours},
+        issued,
+        events,
+        rendered & ours,
+        types,
+        letters,
+    )
 
 
 # --- figures -----------------------------------------------------------------------------------------
+
 
 def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest rank of sorted values."""
@@ -545,9 +647,13 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 def spread(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    return {"count": len(ordered), "p50": round(percentile(ordered, 50), 3),
-            "p90": round(percentile(ordered, 90), 3), "p99": round(percentile(ordered, 99), 3),
-            "max": round(ordered[-1], 3) if ordered else 0.0}
+    return {
+        "count": len(ordered),
+        "p50": round(percentile(ordered, 50), 3),
+        "p90": round(percentile(ordered, 90), 3),
+        "p99": round(percentile(ordered, 99), 3),
+        "max": round(ordered[-1], 3) if ordered else 0.0,
+    }
 
 
 def rate_in(times: Sequence[float], start: float, end: float) -> float:
@@ -576,8 +682,9 @@ def accounting(plan: Plan, pub: Publishing, outcome: Outcome, done: list[float |
         "marked_sent": sum(1 for c in cids if c in outcome.marked_at),
         "need_pdf": sum(need),
         "pdfs_stored": sum(1 for c, n in zip(cids, need, strict=True) if n and c in outcome.pdf_at),
-        "rendered_events": sum(1 for c, n in zip(cids, need, strict=True)
-                               if n and c in outcome.rendered_events),
+        "rendered_events": sum(
+            1 for c, n in zip(cids, need, strict=True) if n and c in outcome.rendered_events
+        ),
         "completed": completed,
         "incomplete": pub.count - completed,
         "dead_letters": outcome.dead_letters,
@@ -618,14 +725,29 @@ def windows(pub: Publishing, done: list[float | None]) -> list[dict[str, Any]]:
         last = pub.count if w == count - 1 else bisect.bisect_left(pub.sent, hi)
         picked = range(bisect.bisect_left(pub.sent, lo), last)
         latencies = sorted(d - pub.sent[i] for i in picked if (d := done[i]) is not None)
-        rows.append({"from_second": round(w * width, 1), "to_second": round((w + 1) * width, 1),
-                     "published": len(picked), "completed": len(latencies),
-                     "p50": round(percentile(latencies, 50), 3), "p99": round(percentile(latencies, 99), 3)})
+        rows.append(
+            {
+                "from_second": round(w * width, 1),
+                "to_second": round((w + 1) * width, 1),
+                "published": len(picked),
+                "completed": len(latencies),
+                "p50": round(percentile(latencies, 50), 3),
+                "p99": round(percentile(latencies, 99), 3),
+            }
+        )
     return rows
 
 
-def figures(args: argparse.Namespace, plan: Plan, pub: Publishing, outcome: Outcome, drained: bool,
-            drain_end: float, monitor: Monitor, run_seconds: float) -> Figures:
+def figures(
+    args: argparse.Namespace,
+    plan: Plan,
+    pub: Publishing,
+    outcome: Outcome,
+    drained: bool,
+    drain_end: float,
+    monitor: Monitor,
+    run_seconds: float,
+) -> Figures:
     done = done_times(plan, pub, outcome)
     counts = accounting(plan, pub, outcome, done)
     latency = [d - pub.sent[i] for i, d in enumerate(done) if d is not None]
@@ -661,16 +783,19 @@ def figures(args: argparse.Namespace, plan: Plan, pub: Publishing, outcome: Outc
     awards_sorted = sorted(t for _c, t in outcome.award_at.values())
     issued_sorted = sorted(outcome.issued_at.values())
     pdf_sorted = sorted(outcome.pdf_at.values())
-    pub_rates = {"awards_per_second": round(rate_in(awards_sorted, half, end_pub), 1),
-                 "credential_events_per_second": round(rate_in(issued_sorted, half, end_pub), 1),
-                 "pdfs_per_second": round(rate_in(pdf_sorted, half, end_pub), 1),
-                 "completions_per_second": round(done_rate_pub, 1)}
+    pub_rates = {
+        "awards_per_second": round(rate_in(awards_sorted, half, end_pub), 1),
+        "credential_events_per_second": round(rate_in(issued_sorted, half, end_pub), 1),
+        "pdfs_per_second": round(rate_in(pdf_sorted, half, end_pub), 1),
+        "completions_per_second": round(done_rate_pub, 1),
+    }
     stages: dict[str, dict[str, float | None]] = {
         "second_half_of_publishing": {**pub_rates},
         "drain": {
             "awards_per_second": round(rate_in(awards_sorted, end_pub, last_done), 1) if drain_rate else None,
             "pdfs_per_second": round(rate_in(pdf_sorted, end_pub, last_done), 1) if drain_rate else None,
-            "completions_per_second": round(drain_rate, 1) if drain_rate else None},
+            "completions_per_second": round(drain_rate, 1) if drain_rate else None,
+        },
     }
     bottleneck = bottleneck_of(pub_rates, achieved, plan, sustained)
     measured = max(drain_end - pub.started, 1e-9)
@@ -679,40 +804,74 @@ def figures(args: argparse.Namespace, plan: Plan, pub: Publishing, outcome: Outc
     every = [x for v in monitor.machine.values() for x in v]
     machine["whole_run"] = round(sum(every) / len(every), 1) if every else 0.0
     # What this run's processes used of all cores: the rest of `whole_run` was other work on the machine.
-    machine["this_run"] = round(sum(p["cpu_seconds"] for p in processes)
-                                / (measured * (os.cpu_count() or 1)) * 100, 1)
+    machine["this_run"] = round(
+        sum(p["cpu_seconds"] for p in processes) / (measured * (os.cpu_count() or 1)) * 100, 1
+    )
     report: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "sqlite": sqlite3.sqlite_version, "platform": platform.platform(),
-                    "load_average_before": round(LOAD_BEFORE, 2)},
-        "config": {"rate": args.rate, "seconds": args.seconds, "issuers": args.issuers,
-                   "renderers": args.renderers, "certificates": args.certificates,
-                   "completions_planned": plan.total, "courses": list(plan.courses),
-                   "need_pdf": counts["need_pdf"], "warmup": WARMUP},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version,
+            "platform": platform.platform(),
+            "load_average_before": round(LOAD_BEFORE, 2),
+        },
+        "config": {
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "issuers": args.issuers,
+            "renderers": args.renderers,
+            "certificates": args.certificates,
+            "completions_planned": plan.total,
+            "courses": list(plan.courses),
+            "need_pdf": counts["need_pdf"],
+            "warmup": WARMUP,
+        },
         "run_seconds": round(run_seconds, 1),
-        "publish": {"published": pub.count, "seconds": round(pub.seconds, 2),
-                    "achieved_rate": round(achieved, 2), "target_rate": args.rate,
-                    "batches": len(pub.batch_acks), "ack_ms": spread([1000 * a for a in pub.batch_acks])},
+        "publish": {
+            "published": pub.count,
+            "seconds": round(pub.seconds, 2),
+            "achieved_rate": round(achieved, 2),
+            "target_rate": args.rate,
+            "batches": len(pub.batch_acks),
+            "ack_ms": spread([1000 * a for a in pub.batch_acks]),
+        },
         "accounting": counts,
-        "latency_seconds": {"end_to_end": spread(latency), "credential_event": spread(issued_lat),
-                            "pdf_stored": spread(pdf_lat), "award_stored": spread(award_lat)},
-        "end_times": {"credential_event": "timestamp of the credential.issued message on `credentials` "
-                      + ("(LogAppendTime)" if outcome.timestamp_types == {1} else
-                         "(CreateTime: the issuer's producer at send)"),
-                      "pdf_stored": "certificates.rendered_at (set when S3 acknowledged the PUT)",
-                      "outbox_marked_after_message_ms": spread([1000 * x for x in mark_lag])},
-        "throughput": {"achieved_publish_rate": round(achieved, 2),
-                       "completions_per_second_publishing": round(done_rate_pub, 2),
-                       "completions_per_second_drain": round(drain_rate, 2) if drain_rate else None,
-                       "completions_per_second_overall": round(
-                           len(done_sorted) / max(last_done - pub.started, 1e-9), 2)},
-        "backlog": {"at_end_of_publishing": backlog_end,
-                    "peak": max((backlog_at(t) for t in pub.sent), default=0),
-                    "growth_per_second_second_half": round(growth, 2),
-                    "drained": drained, "drain_seconds": round(drain_seconds, 1) if drain_seconds is not None
-                    else None, "series": [[round(t, 1), b] for t, b in series]},
-        "sustained": sustained, "sustainable_rate": sustainable, "bottleneck": bottleneck,
-        "stages": stages, "windows": windows(pub, done), "processes": processes,
+        "latency_seconds": {
+            "end_to_end": spread(latency),
+            "credential_event": spread(issued_lat),
+            "pdf_stored": spread(pdf_lat),
+            "award_stored": spread(award_lat),
+        },
+        "end_times": {
+            "credential_event": "timestamp of the credential.issued message on `credentials` "
+            + (
+                "(LogAppendTime)"
+                if outcome.timestamp_types == {1}
+                else "(CreateTime: the issuer's producer at send)"
+            ),
+            "pdf_stored": "certificates.rendered_at (set when S3 acknowledged the PUT)",
+            "outbox_marked_after_message_ms": spread([1000 * x for x in mark_lag]),
+        },
+        "throughput": {
+            "achieved_publish_rate": round(achieved, 2),
+            "completions_per_second_publishing": round(done_rate_pub, 2),
+            "completions_per_second_drain": round(drain_rate, 2) if drain_rate else None,
+            "completions_per_second_overall": round(len(done_sorted) / max(last_done - pub.started, 1e-9), 2),
+        },
+        "backlog": {
+            "at_end_of_publishing": backlog_end,
+            "peak": max((backlog_at(t) for t in pub.sent), default=0),
+            "growth_per_second_second_half": round(growth, 2),
+            "drained": drained,
+            "drain_seconds": round(drain_seconds, 1) if drain_seconds is not None else None,
+            "series": [[round(t, 1), b] for t, b in series],
+        },
+        "sustained": sustained,
+        "sustainable_rate": sustainable,
+        "bottleneck": bottleneck,
+        "stages": stages,
+        "windows": windows(pub, done),
+        "processes": processes,
         "machine_cpu_busy_percent": machine,
     }
     return Figures(report, text_report(report))
@@ -730,25 +889,35 @@ def bottleneck_of(rates: dict[str, float], offered: float, plan: Plan, sustained
 
 # --- report ------------------------------------------------------------------------------------------
 
+
 def text_report(r: dict[str, Any]) -> str:
     cfg, pub, acc, bl, thr = r["config"], r["publish"], r["accounting"], r["backlog"], r["throughput"]
     machine = r["machine"]
-    lines = [f"e-Backpack load benchmark: {machine['cpus']} CPUs, Python {machine['python']}, "
-             f"SQLite {machine['sqlite']}, Tansu + SeaweedFS",
-             f"run took {r['run_seconds']:.0f} s; load average before it "
-             f"{machine['load_average_before']:.2f} (other load skews all)",
-             f"offered {cfg['rate']:g}/s for {cfg['seconds']:g} s: {cfg['completions_planned']} completions "
-             f"of distinct learners in courses {', '.join(map(str, cfg['courses']))}, one credential each; "
-             f"{cfg['need_pdf']} of the published need a PDF",
-             f"workers: {cfg['issuers']} issuer(s), {cfg['renderers']} renderer(s); "
-             f"{cfg['warmup']} warm-up completions before the clock", ""]
-    verdict = (f"SUSTAINED {cfg['rate']:g}/s (backlog when publishing ended: "
-               f"{bl['at_end_of_publishing'] / cfg['rate']:.1f} s of input)" if r["sustained"] else
-               f"NOT SUSTAINED at {cfg['rate']:g}/s: the backlog grew by "
-               f"{bl['growth_per_second_second_half']:.1f}/s; the pipeline completed "
-               f"~{r['sustainable_rate']:g}/s (the sustainable rate here)")
-    drain = (f"{bl['drain_seconds']:.1f} s after publishing ended" if bl["drained"] else
-             "NOT drained within --drain-timeout")
+    lines = [
+        f"e-Backpack load benchmark: {machine['cpus']} CPUs, Python {machine['python']}, "
+        f"SQLite {machine['sqlite']}, Tansu + SeaweedFS",
+        f"run took {r['run_seconds']:.0f} s; load average before it "
+        f"{machine['load_average_before']:.2f} (other load skews all)",
+        f"offered {cfg['rate']:g}/s for {cfg['seconds']:g} s: {cfg['completions_planned']} completions "
+        f"of distinct learners in courses {', '.join(map(str, cfg['courses']))}, one credential each; "
+        f"{cfg['need_pdf']} of the published need a PDF",
+        f"workers: {cfg['issuers']} issuer(s), {cfg['renderers']} renderer(s); "
+        f"{cfg['warmup']} warm-up completions before the clock",
+        "",
+    ]
+    verdict = (
+        f"SUSTAINED {cfg['rate']:g}/s (backlog when publishing ended: "
+        f"{bl['at_end_of_publishing'] / cfg['rate']:.1f} s of input)"
+        if r["sustained"]
+        else f"NOT SUSTAINED at {cfg['rate']:g}/s: the backlog grew by "
+        f"{bl['growth_per_second_second_half']:.1f}/s; the pipeline completed "
+        f"~{r['sustainable_rate']:g}/s (the sustainable rate here)"
+    )
+    drain = (
+        f"{bl['drain_seconds']:.1f} s after publishing ended"
+        if bl["drained"]
+        else "NOT drained within --drain-timeout"
+    )
     lines += [
         f"verdict        {verdict}",
         f"bottleneck     {r['bottleneck']}",
@@ -759,45 +928,72 @@ def text_report(r: dict[str, Any]) -> str:
         f"awarded {acc['awarded']}, credential events {acc['credential_events']}, PDFs {acc['pdfs_stored']}/"
         f"{acc['need_pdf']}, dead letters {acc['dead_letters']}",
         f"throughput     completions {thr['completions_per_second_publishing']:.1f}/s in the 2nd half of "
-        f"publishing, " + (f"{thr['completions_per_second_drain']:.1f}/s while draining, "
-                          if thr["completions_per_second_drain"] else "")
+        f"publishing, "
+        + (
+            f"{thr['completions_per_second_drain']:.1f}/s while draining, "
+            if thr["completions_per_second_drain"]
+            else ""
+        )
         + f"{thr['completions_per_second_overall']:.1f}/s overall",
         f"backlog        {bl['at_end_of_publishing']} when publishing ended (peak {bl['peak']}); "
         f"grew {bl['growth_per_second_second_half']:+.1f}/s in the 2nd half of publishing",
-        f"drain          {drain}", "",
-        f"{'latency (s)':<20}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}{'count':>8}"]
-    names = {"end_to_end": "end to end", "credential_event": "credential event",
-             "pdf_stored": "PDF stored", "award_stored": "award stored"}
+        f"drain          {drain}",
+        "",
+        f"{'latency (s)':<20}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}{'count':>8}",
+    ]
+    names = {
+        "end_to_end": "end to end",
+        "credential_event": "credential event",
+        "pdf_stored": "PDF stored",
+        "award_stored": "award stored",
+    }
     for key, name in names.items():
         s = r["latency_seconds"][key]
-        lines.append(f"{name:<20}{s['p50']:>9.2f}{s['p90']:>9.2f}{s['p99']:>9.2f}{s['max']:>9.2f}{s['count']:>8}")
+        lines.append(
+            f"{name:<20}{s['p50']:>9.2f}{s['p90']:>9.2f}{s['p99']:>9.2f}{s['max']:>9.2f}{s['count']:>8}"
+        )
     lag = r["end_times"]["outbox_marked_after_message_ms"]
-    lines += [f"  from publish to: the credential.issued message's timestamp, rendered_at, awards.created_at;"
-              f" outbox sent_at came {lag['p50']:.0f} ms (p99 {lag['p99']:.0f} ms) after the message", "",
-              f"{'by publish time':<20}{'published':>10}{'completed':>10}{'p50 s':>8}{'p99 s':>8}"]
+    lines += [
+        f"  from publish to: the credential.issued message's timestamp, rendered_at, awards.created_at;"
+        f" outbox sent_at came {lag['p50']:.0f} ms (p99 {lag['p99']:.0f} ms) after the message",
+        "",
+        f"{'by publish time':<20}{'published':>10}{'completed':>10}{'p50 s':>8}{'p99 s':>8}",
+    ]
     for w in r["windows"]:
         span = f"{w['from_second']:g}-{w['to_second']:g} s"
         lines.append(f"  {span:<18}{w['published']:>10}{w['completed']:>10}{w['p50']:>8.2f}{w['p99']:>8.2f}")
     pub_rates, drain_rates = r["stages"]["second_half_of_publishing"], r["stages"]["drain"]
-    lines += ["", "stages, per second (2nd half of publishing): "
-              f"awards {pub_rates['awards_per_second']:.1f}, "
-              f"credential events {pub_rates['credential_events_per_second']:.1f}, "
-              f"PDFs {pub_rates['pdfs_per_second']:.1f}"
-              + (f"; while draining: PDFs {drain_rates['pdfs_per_second']:.1f}"
-                 if drain_rates["pdfs_per_second"] is not None else ""),
-              "", f"{'process':<14}{'RSS start':>10}{'peak':>8}{'end MB':>8}{'CPU s':>9}{'% of a core':>13}"]
+    lines += [
+        "",
+        "stages, per second (2nd half of publishing): "
+        f"awards {pub_rates['awards_per_second']:.1f}, "
+        f"credential events {pub_rates['credential_events_per_second']:.1f}, "
+        f"PDFs {pub_rates['pdfs_per_second']:.1f}"
+        + (
+            f"; while draining: PDFs {drain_rates['pdfs_per_second']:.1f}"
+            if drain_rates["pdfs_per_second"] is not None
+            else ""
+        ),
+        "",
+        f"{'process':<14}{'RSS start':>10}{'peak':>8}{'end MB':>8}{'CPU s':>9}{'% of a core':>13}",
+    ]
     for p in r["processes"]:
-        lines.append(f"{p['name']:<14}{p['rss_start_mb']:>10.1f}{p['rss_peak_mb']:>8.1f}"
-                     f"{p['rss_end_mb']:>8.1f}{p['cpu_seconds']:>9.1f}{p['cpu_percent']:>13.1f}"
-                     + ("  (exited)" if p["exited"] else ""))
+        lines.append(
+            f"{p['name']:<14}{p['rss_start_mb']:>10.1f}{p['rss_peak_mb']:>8.1f}"
+            f"{p['rss_end_mb']:>8.1f}{p['cpu_seconds']:>9.1f}{p['cpu_percent']:>13.1f}"
+            + ("  (exited)" if p["exited"] else "")
+        )
     busy = r["machine_cpu_busy_percent"]
-    lines.append(f"machine CPU busy (all cores = 100 %): publishing {busy.get('publishing', 0):.0f} %, "
-                 f"draining {busy.get('draining', 0):.0f} %; over the run {busy['whole_run']:.0f} %, "
-                 f"of which this run's processes {busy['this_run']:.0f} %")
+    lines.append(
+        f"machine CPU busy (all cores = 100 %): publishing {busy.get('publishing', 0):.0f} %, "
+        f"draining {busy.get('draining', 0):.0f} %; over the run {busy['whole_run']:.0f} %, "
+        f"of which this run's processes {busy['this_run']:.0f} %"
+    )
     return "\n".join(lines)
 
 
 # --- main --------------------------------------------------------------------------------------------
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
@@ -805,12 +1001,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=300.0, help="how long to publish")
     parser.add_argument("--issuers", type=int, default=1, help="issuer worker processes")
     parser.add_argument("--renderers", type=int, default=2, help="renderer worker processes")
-    parser.add_argument("--certificates", action=argparse.BooleanOptionalAction, default=True,
-                        help="completions of courses whose rule issues a PDF (default), or, with "
-                             "--no-certificates, every rule course with PDFs switched off")
+    parser.add_argument(
+        "--certificates",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="completions of courses whose rule issues a PDF (default), or, with "
+        "--no-certificates, every rule course with PDFs switched off",
+    )
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds start-up and warm-up may take")
-    parser.add_argument("--drain-timeout", type=float, default=1800.0,
-                        help="seconds to wait for the backlog after publishing")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=1800.0, help="seconds to wait for the backlog after publishing"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout (report to stderr)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, DB) afterwards")
     args = parser.parse_args(argv)
@@ -829,8 +1030,11 @@ def progress_line(plan: Plan, pub: Publishing, baseline: Counts) -> Callable[[st
     def line(phase: str, counts: Counts) -> str:
         c = counts - baseline
         done = min(c.sent, c.pdfs) if plan.pdf_courses else c.sent
-        return (f"  {phase}: published {pub.count}/{plan.total}, awards {c.awards}, "
-                f"credential events {c.sent}, PDFs {c.pdfs}; backlog ~{pub.count - done}")
+        return (
+            f"  {phase}: published {pub.count}/{plan.total}, awards {c.awards}, "
+            f"credential events {c.sent}, PDFs {c.pdfs}; backlog ~{pub.count - done}"
+        )
+
     return line
 
 
@@ -857,8 +1061,10 @@ def benchmark(args: argparse.Namespace) -> Figures:
         groups = {settings.topic(settings.issuer_group): args.issuers}
         if args.renderers:
             groups[settings.topic(RENDERER_GROUP)] = args.renderers
-        say(f"starting {args.issuers} issuer(s) and {args.renderers} renderer(s); warming up with "
-            f"{WARMUP} completions")
+        say(
+            f"starting {args.issuers} issuer(s) and {args.renderers} renderer(s); warming up with "
+            f"{WARMUP} completions"
+        )
         cleanup.enter_context(running(workers))
         publisher = cleanup.enter_context(closing(MoodleEventPublisher(settings)))
         baseline = warm_up(settings, plan, completions, publisher, sessions, workers, groups, args.timeout)
@@ -867,16 +1073,19 @@ def benchmark(args: argparse.Namespace) -> Figures:
         pids["benchmark"] = os.getpid()
         pub = Publishing()
         credentials_topic = settings.topic(CREDENTIALS)
-        monitor = Monitor(pids, lambda: count_rows(sessions, credentials_topic),
-                          progress_line(plan, pub, baseline))
+        monitor = Monitor(
+            pids, lambda: count_rows(sessions, credentials_topic), progress_line(plan, pub, baseline)
+        )
         monitor.start()
         cleanup.callback(monitor.stop)
         monitor.start_measuring()
         say(f"publishing {plan.total} completions at {args.rate:g}/s for {args.seconds:g} s")
         publish_at_rate(plan, publisher, completions, monitor, workers, pub)
         monitor.phase = "draining"
-        say(f"published {pub.count} in {pub.seconds:.1f} s ({pub.count / max(pub.seconds, 1e-9):.1f}/s); "
-            "waiting for every award, credential event and PDF")
+        say(
+            f"published {pub.count} in {pub.seconds:.1f} s ({pub.count / max(pub.seconds, 1e-9):.1f}/s); "
+            "waiting for every award, credential event and PDF"
+        )
         need_pdf = sum(1 for i in range(pub.count) if plan.needs_pdf(i))
         wanted = Counts(pub.count, pub.count, need_pdf)
         drained = drain(monitor, wanted, baseline, workers, args.drain_timeout)

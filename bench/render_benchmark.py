@@ -76,31 +76,75 @@ TOLERANCE = {"channel_threshold": 16, "max_share": 0.001}
 NAIVE_PDF_OPTIONS: dict[str, Any] = {"pdf_variant": "pdf/a-3b", "pdf_tags": True}
 WORKER_TIMEOUT = 600.0  # seconds a worker may take to start, or to render its share
 
-FIRST_NAMES = ("Zofia", "Łukasz", "Małgorzata", "Jędrzej", "Żaneta", "Bożena", "Ścibor", "Grzegorz",
-               "Agnieszka", "Wojciech", "Józef", "Urszula")
-LAST_NAMES = ("Wiśniewska", "Brzęczyszczykiewicz", "Kołodziej", "Żółkiewska", "Gąsiorowski", "Świątek",
-              "Dąbrowska", "Łęcki", "Szczęsny", "Wróblewska")
-LONG_NAMES = ("Zażółć Gęślą-Jaźń Wielkopolska-Świętokrzyska",
-              "Małgorzata Aleksandra Brzęczyszczykiewicz-Żółtowska-Ślęzak",
-              "Jędrzej Świętosław Gąsiorowski-Łękawski")
-COURSES = (  # course, achievement, description, learning outcomes, (ECTS, hours, EQF level)
-    ("Pierwsza pomoc przedmedyczna dla dorosłych", "Pierwsza pomoc przedmedyczna",
-     "Udziela pierwszej pomocy zgodnie z aktualnymi wytycznymi.",
-     ("Ocenia bezpieczeństwo miejsca zdarzenia i wzywa pomoc.",
-      "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED."), (1, 16, 4)),
-    ("Podstawy programowania w języku Python", "Programista Pythona – poziom podstawowy",
-     "Pisze, testuje i dokumentuje małe programy w języku Python.",
-     ("Pisze programy z funkcjami i modułami.", "Testuje kod za pomocą pytest."), (2.5, 50, 5)),
-    ("Bezpieczeństwo i higiena pracy w biurze", "Szkolenie okresowe BHP",
-     "Zna zasady bezpiecznej pracy przy komputerze i udziela pomocy w razie wypadku.",
-     ("Organizuje stanowisko pracy zgodnie z przepisami.", "Rozpoznaje zagrożenia w biurze."),
-     (None, 8, None)),
-    ("Rachunkowość małych przedsiębiorstw – księga przychodów i rozchodów", "Księgowość uproszczona",
-     "Prowadzi księgę przychodów i rozchodów oraz rozlicza podatek dochodowy małej firmy.",
-     ("Prowadzi księgę przychodów i rozchodów.", "Rozlicza podatek dochodowy małej firmy."), (3, 75, 5)),
+FIRST_NAMES = (
+    "Zofia",
+    "Łukasz",
+    "Małgorzata",
+    "Jędrzej",
+    "Żaneta",
+    "Bożena",
+    "Ścibor",
+    "Grzegorz",
+    "Agnieszka",
+    "Wojciech",
+    "Józef",
+    "Urszula",
 )
-AWARDING_BODIES = ("Stowarzyszenie Edukacji Dorosłych", "Centrum Kształcenia Ustawicznego w Łodzi",
-                   "Uniwersytet Ludowy Ziemi Świętokrzyskiej")
+LAST_NAMES = (
+    "Wiśniewska",
+    "Brzęczyszczykiewicz",
+    "Kołodziej",
+    "Żółkiewska",
+    "Gąsiorowski",
+    "Świątek",
+    "Dąbrowska",
+    "Łęcki",
+    "Szczęsny",
+    "Wróblewska",
+)
+LONG_NAMES = (
+    "Zażółć Gęślą-Jaźń Wielkopolska-Świętokrzyska",
+    "Małgorzata Aleksandra Brzęczyszczykiewicz-Żółtowska-Ślęzak",
+    "Jędrzej Świętosław Gąsiorowski-Łękawski",
+)
+COURSES = (  # course, achievement, description, learning outcomes, (ECTS, hours, EQF level)
+    (
+        "Pierwsza pomoc przedmedyczna dla dorosłych",
+        "Pierwsza pomoc przedmedyczna",
+        "Udziela pierwszej pomocy zgodnie z aktualnymi wytycznymi.",
+        (
+            "Ocenia bezpieczeństwo miejsca zdarzenia i wzywa pomoc.",
+            "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED.",
+        ),
+        (1, 16, 4),
+    ),
+    (
+        "Podstawy programowania w języku Python",
+        "Programista Pythona – poziom podstawowy",
+        "Pisze, testuje i dokumentuje małe programy w języku Python.",
+        ("Pisze programy z funkcjami i modułami.", "Testuje kod za pomocą pytest."),
+        (2.5, 50, 5),
+    ),
+    (
+        "Bezpieczeństwo i higiena pracy w biurze",
+        "Szkolenie okresowe BHP",
+        "Zna zasady bezpiecznej pracy przy komputerze i udziela pomocy w razie wypadku.",
+        ("Organizuje stanowisko pracy zgodnie z przepisami.", "Rozpoznaje zagrożenia w biurze."),
+        (None, 8, None),
+    ),
+    (
+        "Rachunkowość małych przedsiębiorstw – księga przychodów i rozchodów",
+        "Księgowość uproszczona",
+        "Prowadzi księgę przychodów i rozchodów oraz rozlicza podatek dochodowy małej firmy.",
+        ("Prowadzi księgę przychodów i rozchodów.", "Rozlicza podatek dochodowy małej firmy."),
+        (3, 75, 5),
+    ),
+)
+AWARDING_BODIES = (
+    "Stowarzyszenie Edukacji Dorosłych",
+    "Centrum Kształcenia Ustawicznego w Łodzi",
+    "Uniwersytet Ludowy Ziemi Świętokrzyskiej",
+)
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -122,39 +166,61 @@ def make_records(count: int, seed: int = 7) -> list[CertificateRenderRequest]:
         course, achievement, description, outcomes, (ects, hours, eqf) = COURSES[index % len(COURSES)]
         code = "-".join("".join(rng.choice(CODE_ALPHABET) for _ in range(4)) for _ in range(3))
         credential_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        records.append(CertificateRenderRequest(
-            credential_id=credential_id,
-            verification_code=code,
-            verify_url=f"https://ebackpack.example.pl/verify/{code}",
-            learner_name=learner_name(index, rng),
-            course_name=course,
-            achievement_name=achievement,
-            achievement_description=description,
-            issued_on=datetime(2026, 1, 5, 9, 0, tzinfo=UTC) + timedelta(days=index % 300, minutes=index),
-            awarding_body=AWARDING_BODIES[index % len(AWARDING_BODIES)],
-            language="pl",
-            learning_outcomes=list(outcomes), ects=ects, hours=hours, eqf_level=eqf,
-            credential_json=credential_json(credential_id, achievement, description, rng),
-        ))
+        records.append(
+            CertificateRenderRequest(
+                credential_id=credential_id,
+                verification_code=code,
+                verify_url=f"https://ebackpack.example.pl/verify/{code}",
+                learner_name=learner_name(index, rng),
+                course_name=course,
+                achievement_name=achievement,
+                achievement_description=description,
+                issued_on=datetime(2026, 1, 5, 9, 0, tzinfo=UTC) + timedelta(days=index % 300, minutes=index),
+                awarding_body=AWARDING_BODIES[index % len(AWARDING_BODIES)],
+                language="pl",
+                learning_outcomes=list(outcomes),
+                ects=ects,
+                hours=hours,
+                eqf_level=eqf,
+                credential_json=credential_json(credential_id, achievement, description, rng),
+            )
+        )
     return records
 
 
 def credential_json(credential_id: str, achievement: str, description: str, rng: random.Random) -> str:
     """A stand-in for the signed OB 3.0 credential every pipeline certificate carries (~3 KB, like
     the issuer's): the PDF attaches it as is, so only its size matters here."""
-    signature = "z" + "".join(rng.choice("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
-                              for _ in range(87))
-    return json.dumps({
-        "@context": ["https://www.w3.org/ns/credentials/v2",
-                     "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"],
-        "id": f"urn:uuid:{credential_id}", "type": ["VerifiableCredential", "OpenBadgeCredential"],
-        "credentialSubject": {"type": ["AchievementSubject"], "achievement": {
-            "type": ["Achievement"], "name": achievement, "description": description,
-            "criteria": {"narrative": description * 12}}},
-        "evidence": [{"type": ["Evidence"], "narrative": description * 12}],
-        "proof": {"type": "DataIntegrityProof", "cryptosuite": "eddsa-rdfc-2022",
-                  "proofPurpose": "assertionMethod", "proofValue": signature},
-    }, ensure_ascii=False)
+    signature = "z" + "".join(
+        rng.choice("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz") for _ in range(87)
+    )
+    return json.dumps(
+        {
+            "@context": [
+                "https://www.w3.org/ns/credentials/v2",
+                "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json",
+            ],
+            "id": f"urn:uuid:{credential_id}",
+            "type": ["VerifiableCredential", "OpenBadgeCredential"],
+            "credentialSubject": {
+                "type": ["AchievementSubject"],
+                "achievement": {
+                    "type": ["Achievement"],
+                    "name": achievement,
+                    "description": description,
+                    "criteria": {"narrative": description * 12},
+                },
+            },
+            "evidence": [{"type": ["Evidence"], "narrative": description * 12}],
+            "proof": {
+                "type": "DataIntegrityProof",
+                "cryptosuite": "eddsa-rdfc-2022",
+                "proofPurpose": "assertionMethod",
+                "proofValue": signature,
+            },
+        },
+        ensure_ascii=False,
+    )
 
 
 def tcpdf_record(request: CertificateRenderRequest) -> dict[str, str]:
@@ -193,8 +259,12 @@ class Row:
         return 1000 * self.seconds / self.certificates if self.certificates else 0.0
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "seconds": round(self.seconds, 4), "per_second": round(self.per_second, 3),
-                "ms_each": round(self.ms_each, 3)}
+        return {
+            **asdict(self),
+            "seconds": round(self.seconds, 4),
+            "per_second": round(self.per_second, 3),
+            "ms_each": round(self.ms_each, 3),
+        }
 
 
 @dataclass
@@ -208,8 +278,7 @@ class Sameness:
     ok: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.ok = (self.pages == (1, 1)
-                   and self.over_threshold_share < float(TOLERANCE["max_share"]))
+        self.ok = self.pages == (1, 1) and self.over_threshold_share < float(TOLERANCE["max_share"])
 
 
 def pdf_path(out_dir: Path, index: int) -> Path:
@@ -239,8 +308,12 @@ def naive_render(request: CertificateRenderRequest, templates_dir: Path = TEMPLA
     fonts = FontConfiguration()
     stylesheet = CSS(filename=str(base / "certificate.css"), font_config=fonts)
     document = HTML(string=html, base_url=f"{base}/")
-    pdf: bytes = document.write_pdf(stylesheets=[stylesheet], font_config=fonts,
-                                    attachments=credential_attachments(request), **NAIVE_PDF_OPTIONS)
+    pdf: bytes = document.write_pdf(
+        stylesheets=[stylesheet],
+        font_config=fonts,
+        attachments=credential_attachments(request),
+        **NAIVE_PDF_OPTIONS,
+    )
     return pdf
 
 
@@ -251,19 +324,26 @@ def one_by_one(render: Callable[[CertificateRenderRequest], bytes]) -> RenderMan
     return lambda requests: [render(request) for request in requests]
 
 
-def render_all(render: RenderMany, items: Sequence[tuple[int, CertificateRenderRequest]], out_dir: Path,
-               batch: int) -> float:
+def render_all(
+    render: RenderMany, items: Sequence[tuple[int, CertificateRenderRequest]], out_dir: Path, batch: int
+) -> float:
     """Render `batch` certificates per call and write each to its own file; seconds taken."""
     started = time.perf_counter()
     for start in range(0, len(items), batch):
-        chunk = items[start:start + batch]
+        chunk = items[start : start + batch]
         for (index, _), pdf in zip(chunk, render([request for _, request in chunk]), strict=True):
             pdf_path(out_dir, index).write_bytes(pdf)
     return time.perf_counter() - started
 
 
-def run_in_process(key: str, engine: str, render: RenderMany, batch: int,
-                   records: Sequence[CertificateRenderRequest], out_dir: Path) -> Row:
+def run_in_process(
+    key: str,
+    engine: str,
+    render: RenderMany,
+    batch: int,
+    records: Sequence[CertificateRenderRequest],
+    out_dir: Path,
+) -> Row:
     log(f"{key}: {engine}, {len(records)} certificates")
     out_dir.mkdir(parents=True, exist_ok=True)
     render(records[:1])  # warm-up, not counted
@@ -276,15 +356,20 @@ def run_naive(records: Sequence[CertificateRenderRequest], out_dir: Path) -> Row
 
 
 def run_renderer(records: Sequence[CertificateRenderRequest], out_dir: Path) -> Row:
-    return run_in_process("b", "renderer, 1 process", CertificateRenderer().render_batch, BATCH_SIZE,
-                          records, out_dir)
+    return run_in_process(
+        "b", "renderer, 1 process", CertificateRenderer().render_batch, BATCH_SIZE, records, out_dir
+    )
 
 
 # --- (b2) the renderer in W processes -----------------------------------------------------------------
 
 
-def _worker(items: list[tuple[int, CertificateRenderRequest]], out_dir: str, barrier: Barrier,
-            results: Queue[tuple[str, float | str]]) -> None:
+def _worker(
+    items: list[tuple[int, CertificateRenderRequest]],
+    out_dir: str,
+    barrier: Barrier,
+    results: Queue[tuple[str, float | str]],
+) -> None:
     """One renderer process: start, warm up, wait for the others, render its share, report seconds."""
     try:
         renderer = CertificateRenderer()
@@ -301,7 +386,7 @@ def split(records: Sequence[CertificateRenderRequest], parts: int) -> list[list[
     items = list(enumerate(records))
     size, extra = divmod(len(items), parts)
     bounds = [i * size + min(i, extra) for i in range(parts + 1)]
-    return [items[bounds[i]:bounds[i + 1]] for i in range(parts)]
+    return [items[bounds[i] : bounds[i + 1]] for i in range(parts)]
 
 
 def collect(results: Queue[tuple[str, float | str]], workers: int) -> list[float]:
@@ -319,8 +404,10 @@ def run_parallel(records: Sequence[CertificateRenderRequest], out_dir: Path, wor
     out_dir.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(workers + 1), context.Queue()
-    processes = [context.Process(target=_worker, args=(share, str(out_dir), barrier, results), daemon=True)
-                 for share in split(records, min(workers, len(records)))]
+    processes = [
+        context.Process(target=_worker, args=(share, str(out_dir), barrier, results), daemon=True)
+        for share in split(records, min(workers, len(records)))
+    ]
     spawned = time.perf_counter()
     for process in processes:
         process.start()
@@ -330,8 +417,11 @@ def run_parallel(records: Sequence[CertificateRenderRequest], out_dir: Path, wor
         seconds = time.perf_counter() - started
     finally:
         stop(processes)
-    note = (f"start + warm-up {started - spawned:.1f} s not counted; worker loops "
-            + ", ".join(f"{s:.2f}" for s in loops) + f" s; {check_outputs(out_dir, len(records))}")
+    note = (
+        f"start + warm-up {started - spawned:.1f} s not counted; worker loops "
+        + ", ".join(f"{s:.2f}" for s in loops)
+        + f" s; {check_outputs(out_dir, len(records))}"
+    )
     return Row("b2", f"renderer, {len(processes)} processes", len(records), seconds, note)
 
 
@@ -392,16 +482,19 @@ def run_tcpdf(records: Sequence[CertificateRenderRequest], out_dir: Path) -> tup
     size = check_outputs(out_dir, len(records))
     note = f"PHP {timing['php_version']}, TCPDF {timing['tcpdf_version']}; {size}"
     start_note = f"php start + require tcpdf.php {timing['startup_s']:.2f} s not counted"
-    return [Row("c", "TCPDF, php incl. start", len(records), seconds, note),
-            Row("c'", "TCPDF, render loop only", len(records), float(timing["loop_s"]), start_note)], timing
+    return [
+        Row("c", "TCPDF, php incl. start", len(records), seconds, note),
+        Row("c'", "TCPDF, render loop only", len(records), float(timing["loop_s"]), start_note),
+    ], timing
 
 
 # --- visual sameness of (a) and (b) -------------------------------------------------------------------
 
 
 def rasterize(pdf: Path, prefix: Path) -> list[Path]:
-    subprocess.run(["pdftoppm", "-r", str(DPI), "-png", str(pdf), str(prefix)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["pdftoppm", "-r", str(DPI), "-png", str(pdf), str(prefix)], check=True, capture_output=True
+    )
     return sorted(prefix.parent.glob(f"{prefix.name}-*.png"))
 
 
@@ -414,7 +507,7 @@ def pixel_difference(first: Path, second: Path) -> tuple[float, float, int]:
     per_pixel = reduce(ImageChops.lighter, difference.split())  # max over the channels
     histogram = per_pixel.histogram()
     total = sum(histogram)
-    over = sum(histogram[int(TOLERANCE["channel_threshold"]) + 1:])
+    over = sum(histogram[int(TOLERANCE["channel_threshold"]) + 1 :])
     largest = max((value for value, n in enumerate(histogram) if n), default=0)
     return (total - histogram[0]) / total, over / total, largest
 
@@ -426,8 +519,14 @@ def compare_pages(index: int, name: str, naive_pdf: Path, renderer_pdf: Path, wo
     if not naive_pages or pages[0] != pages[1]:
         return Sameness(index, name, pages, 1.0, 1.0, 255)
     differences = [pixel_difference(a, b) for a, b in zip(naive_pages, renderer_pages, strict=True)]
-    return Sameness(index, name, pages, max(d[0] for d in differences), max(d[1] for d in differences),
-                    max(d[2] for d in differences))
+    return Sameness(
+        index,
+        name,
+        pages,
+        max(d[0] for d in differences),
+        max(d[1] for d in differences),
+        max(d[2] for d in differences),
+    )
 
 
 def sample_indices(count: int) -> list[int]:
@@ -436,14 +535,17 @@ def sample_indices(count: int) -> list[int]:
     return chosen[:3]
 
 
-def check_sameness(records: Sequence[CertificateRenderRequest], naive_dir: Path, renderer_dir: Path,
-                   work: Path) -> list[Sameness]:
+def check_sameness(
+    records: Sequence[CertificateRenderRequest], naive_dir: Path, renderer_dir: Path, work: Path
+) -> list[Sameness]:
     if shutil.which("pdftoppm") is None:
         raise BenchError("pdftoppm not found (Debian: apt-get install poppler-utils)")
     log(f"comparing pages of (a) and (b) at {DPI} dpi")
     work.mkdir(parents=True, exist_ok=True)
-    return [compare_pages(i, records[i].learner_name, pdf_path(naive_dir, i), pdf_path(renderer_dir, i), work)
-            for i in sample_indices(len(records))]
+    return [
+        compare_pages(i, records[i].learner_name, pdf_path(naive_dir, i), pdf_path(renderer_dir, i), work)
+        for i in sample_indices(len(records))
+    ]
 
 
 def byte_identical(first: Path, second: Path, count: int) -> bool:
@@ -481,13 +583,18 @@ def machine(tcpdf: dict[str, Any] | None) -> dict[str, Any]:
 def table(report: dict[str, Any]) -> str:
     m = report["machine"]
     php = f"PHP {m['php']}, TCPDF {m['tcpdf']}" if m["php"] else f"TCPDF skipped: {report['tcpdf_skipped']}"
-    lines = [f"certificate render benchmark: {m['cpus']} CPUs, Python {m['python']}, "
-             f"WeasyPrint {m['weasyprint']}, {php}",
-             f"run took {report['run_seconds']:.0f} s; load average before it {m['load_average_before']}",
-             "", f"{'':6}{'engine':28}{'certificates':>13}{'seconds':>10}{'per second':>12}{'ms each':>10}"]
+    lines = [
+        f"certificate render benchmark: {m['cpus']} CPUs, Python {m['python']}, "
+        f"WeasyPrint {m['weasyprint']}, {php}",
+        f"run took {report['run_seconds']:.0f} s; load average before it {m['load_average_before']}",
+        "",
+        f"{'':6}{'engine':28}{'certificates':>13}{'seconds':>10}{'per second':>12}{'ms each':>10}",
+    ]
     for row in report["rows"]:
-        lines.append(f"{'(' + row['key'] + ')':6}{row['engine']:28}{row['certificates']:>13}"
-                     f"{row['seconds']:>10.2f}{row['per_second']:>12.1f}{row['ms_each']:>10.1f}")
+        lines.append(
+            f"{'(' + row['key'] + ')':6}{row['engine']:28}{row['certificates']:>13}"
+            f"{row['seconds']:>10.2f}{row['per_second']:>12.1f}{row['ms_each']:>10.1f}"
+        )
         if row["note"]:
             lines.append(f"{'':6}{row['note']}")
     lines += ["", "ratios of certificates per second:"]
@@ -497,13 +604,18 @@ def table(report: dict[str, Any]) -> str:
 
 def sameness_lines(report: dict[str, Any]) -> list[str]:
     tolerance = report["tolerance"]
-    lines = ["", f"(a) vs (b) pages at {DPI} dpi (tolerance: < {tolerance['max_share']:.1%} of pixels "
-             f"differ by more than {tolerance['channel_threshold']}/255):"]
+    lines = [
+        "",
+        f"(a) vs (b) pages at {DPI} dpi (tolerance: < {tolerance['max_share']:.1%} of pixels "
+        f"differ by more than {tolerance['channel_threshold']}/255):",
+    ]
     for s in report["sameness"]:
-        lines.append(f"  #{s['index']:<4} {s['learner_name'][:44]:44} pages {s['pages'][0]}/{s['pages'][1]}  "
-                     f"differing {s['differing_share']:.4%}  >{tolerance['channel_threshold']}: "
-                     f"{s['over_threshold_share']:.4%}  max {s['max_channel_difference']}  "
-                     f"{'ok' if s['ok'] else 'FAIL'}")
+        lines.append(
+            f"  #{s['index']:<4} {s['learner_name'][:44]:44} pages {s['pages'][0]}/{s['pages'][1]}  "
+            f"differing {s['differing_share']:.4%}  >{tolerance['channel_threshold']}: "
+            f"{s['over_threshold_share']:.4%}  max {s['max_channel_difference']}  "
+            f"{'ok' if s['ok'] else 'FAIL'}"
+        )
     lines.append(f"  (b2) PDFs byte-identical to (b): {'yes' if report['b2_identical_to_b'] else 'no'}")
     return lines
 
@@ -539,12 +651,18 @@ def run(count: int, workers: int, work: Path, rounds: int = 1) -> dict[str, Any]
     sameness = check_sameness(records, work / "a", work / "b", work / "png")
     by_key = {row.key: row for row in rows}
     return {
-        "machine": machine(timing), "count": count, "workers": workers, "rounds": rounds,
+        "machine": machine(timing),
+        "count": count,
+        "workers": workers,
+        "rounds": rounds,
         "tcpdf_skipped": skipped,
-        "rows": [row.as_json() for row in rows], "ratios": ratios(by_key, workers),
-        "tolerance": TOLERANCE, "sameness": [asdict(s) for s in sameness],
+        "rows": [row.as_json() for row in rows],
+        "ratios": ratios(by_key, workers),
+        "tolerance": TOLERANCE,
+        "sameness": [asdict(s) for s in sameness],
         "b2_identical_to_b": byte_identical(work / "b", work / "b2", count),
-        "ok": all(s.ok for s in sameness), "run_seconds": round(time.monotonic() - started, 1),
+        "ok": all(s.ok for s in sameness),
+        "run_seconds": round(time.monotonic() - started, 1),
     }
 
 
@@ -553,8 +671,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     # A slow moment of one vCPU can move a (b2) run of a few seconds by 30 %: several interleaved rounds,
     # long enough each, and the median.
     parser.add_argument("--count", type=int, default=200, help="certificates per engine (default 200)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of (a), (b), (b2); the median round is shown (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of (a), (b), (b2); the median round is shown (default 3)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="processes for (b2) (default 2)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout, the table on stderr")
     parser.add_argument("--keep", action="store_true", help="keep the PDFs and page images, print where")

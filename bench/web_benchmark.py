@@ -101,8 +101,14 @@ TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_
 
 def settings_for(work: Path, port: int) -> Settings:
     """The same as the server's environment gives it (no .env file read)."""
-    return Settings(_env_file=None, data_dir=work / "data", database_url=f"sqlite:///{work / 'ebackpack.db'}",
-                    http_port=port, public_url=f"http://127.0.0.1:{port}", verify_rate_limit=RATE_LIMIT)
+    return Settings(
+        _env_file=None,
+        data_dir=work / "data",
+        database_url=f"sqlite:///{work / 'ebackpack.db'}",
+        http_port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        verify_rate_limit=RATE_LIMIT,
+    )
 
 
 def issue_sample(settings: Settings) -> tuple[int, int]:
@@ -123,10 +129,17 @@ def issue_sample(settings: Settings) -> tuple[int, int]:
         for credential_id in sorted(certified):
             pdf = f"certificate of {credential_id}".encode()  # stands in for the PDF: only its hash shows
             digest = hashlib.sha256(pdf).hexdigest()
-            session.add(CertificateRow(credential_id=credential_id, bucket=settings.s3_bucket,
-                                       object_key=f"certificates/{credential_id}/{digest}.pdf",
-                                       sha256=digest, size=len(pdf), template="default",
-                                       rendered_at=datetime.now(UTC)))
+            session.add(
+                CertificateRow(
+                    credential_id=credential_id,
+                    bucket=settings.s3_bucket,
+                    object_key=f"certificates/{credential_id}/{digest}.pdf",
+                    sha256=digest,
+                    size=len(pdf),
+                    template="default",
+                    rendered_at=datetime.now(UTC),
+                )
+            )
         awards = session.query(AwardRow).count()
     return awards, len(certified)
 
@@ -136,8 +149,13 @@ def pick_code(settings: Settings) -> str:
     sessions = session_factory(make_engine(settings.db_url))
     with sessions() as session:
         with_certificate = CertificateRow.credential_id == AwardRow.credential_id
-        award = (session.query(AwardRow).join(CertificateRow, with_certificate)
-                 .filter(AwardRow.status == "issued").order_by(AwardRow.credential_id).first())
+        award = (
+            session.query(AwardRow)
+            .join(CertificateRow, with_certificate)
+            .filter(AwardRow.status == "issued")
+            .order_by(AwardRow.credential_id)
+            .first()
+        )
         if award is None:
             award = session.query(AwardRow).order_by(AwardRow.credential_id).first()
         if award is None:
@@ -157,23 +175,35 @@ def free_port() -> int:
 
 def server_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBACKPACK_")}
-    env.update({
-        "EBACKPACK_DATA_DIR": str(settings.data_dir),
-        "EBACKPACK_DATABASE_URL": settings.db_url,
-        "EBACKPACK_HTTP_PORT": str(settings.http_port),
-        "EBACKPACK_PUBLIC_URL": settings.public_url,
-        "EBACKPACK_VERIFY_RATE_LIMIT": RATE_LIMIT,
-        "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT), os.environ.get("PYTHONPATH")) if p),
-    })
+    env.update(
+        {
+            "EBACKPACK_DATA_DIR": str(settings.data_dir),
+            "EBACKPACK_DATABASE_URL": settings.db_url,
+            "EBACKPACK_HTTP_PORT": str(settings.http_port),
+            "EBACKPACK_PUBLIC_URL": settings.public_url,
+            "EBACKPACK_VERIFY_RATE_LIMIT": RATE_LIMIT,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT), os.environ.get("PYTHONPATH")) if p),
+        }
+    )
     return env
 
 
 @contextmanager
-def web_server(settings: Settings, work: Path, access_log: bool,
-               workers: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+def web_server(
+    settings: Settings, work: Path, access_log: bool, workers: int = 1
+) -> Iterator[subprocess.Popen[bytes]]:
     """uvicorn in its own process (and session: only we stop it), until the block ends."""
-    command = [sys.executable, "-m", "uvicorn", "--factory", "services.backpack.app:create_app",
-               "--host", "127.0.0.1", "--port", str(settings.http_port)]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "services.backpack.app:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.http_port),
+    ]
     if not access_log:
         command.append("--no-access-log")
     if workers > 1:  # a supervisor and that many worker processes, each with its own rate-limit count
@@ -181,8 +211,15 @@ def web_server(settings: Settings, work: Path, access_log: bool,
     log_path = work / "uvicorn.log"
     with log_path.open("wb") as log_file:
         # cwd: the work folder, so no .env of the project's checkout is read.
-        server = subprocess.Popen(command, cwd=work, env=server_env(settings), stdin=subprocess.DEVNULL,
-                                  stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            command,
+            cwd=work,
+            env=server_env(settings),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_until_up(server, settings.public_url, log_path)
         yield server
@@ -294,6 +331,7 @@ def to_ms(value: str, unit: str) -> float:
 
 def parse_wrk(output: str) -> dict[str, Any]:
     """The figures of `wrk --latency`'s report."""
+
     def need(pattern: str) -> re.Match[str]:
         match = re.search(pattern, output, re.MULTILINE)
         if match is None:
@@ -316,9 +354,11 @@ def parse_wrk(output: str) -> dict[str, Any]:
         "requests_per_second": float(need(r"^Requests/sec:\s+([\d.]+)")[1]),
         "latency_ms": {k: round(v, 3) for k, v in latency.items()},
         "non_2xx_3xx": int(non_ok[1]) if non_ok else 0,
-        "socket_errors": dict(zip(("connect", "read", "write", "timeout"),
-                                  (int(n) for n in errors.groups()), strict=True)) if errors else
-                         {"connect": 0, "read": 0, "write": 0, "timeout": 0},
+        "socket_errors": dict(
+            zip(("connect", "read", "write", "timeout"), (int(n) for n in errors.groups()), strict=True)
+        )
+        if errors
+        else {"connect": 0, "read": 0, "write": 0, "timeout": 0},
         "transfer_per_second": need(r"^Transfer/sec:\s+(\S+)")[1],
     }
 
@@ -347,11 +387,19 @@ def load(server: subprocess.Popen[bytes], base: str, target: Target, args: argpa
     busy = machine_busy_seconds() - busy_before
     server_seconds, wrk_seconds = cpu_seconds(server.pid) - server_before, children_cpu_seconds() - wrk_before
     figures = parse_wrk(output)
-    row = Row(key=target.key, path=target.path, what=target.what, status=status, content_type=content_type,
-              body_bytes=size, **figures, server_cpu=round(server_seconds / wall, 2),
-              server_cpu_ms_per_request=round(1000 * server_seconds / max(figures["requests"], 1), 3),
-              wrk_cpu=round(wrk_seconds / wall, 2),
-              other_cpu=round(max(busy - server_seconds - wrk_seconds, 0.0) / wall, 2))
+    row = Row(
+        key=target.key,
+        path=target.path,
+        what=target.what,
+        status=status,
+        content_type=content_type,
+        body_bytes=size,
+        **figures,
+        server_cpu=round(server_seconds / wall, 2),
+        server_cpu_ms_per_request=round(1000 * server_seconds / max(figures["requests"], 1), 3),
+        wrk_cpu=round(wrk_seconds / wall, 2),
+        other_cpu=round(max(busy - server_seconds - wrk_seconds, 0.0) / wall, 2),
+    )
     log(f"{target.key}: {row.requests_per_second:.0f} requests/s, p99 {row.latency_ms['p99']:.1f} ms")
     return row
 
@@ -408,12 +456,24 @@ def request_parts(settings: Settings, code: str, targets: Sequence[Target], coun
 
     def page() -> bytes:
         """The endpoint's `render()` of verify.html, for a visitor without cookies, as wrk is."""
-        scope = {"type": "http", "method": "GET", "path": page_path, "raw_path": page_path.encode(),
-                 "query_string": b"", "headers": [], "scheme": "http", "root_path": "", "session": {},
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", settings.http_port), "app": app,
-                 "router": app.router}
-        return bytes(render(Request(scope), "verify.html", 200, v=result, issuer=app.state.rules.issuer.name)
-                     .body)
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": page_path,
+            "raw_path": page_path.encode(),
+            "query_string": b"",
+            "headers": [],
+            "scheme": "http",
+            "root_path": "",
+            "session": {},
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", settings.http_port),
+            "app": app,
+            "router": app.router,
+        }
+        return bytes(
+            render(Request(scope), "verify.html", 200, v=result, issuer=app.state.rules.issuer.name).body
+        )
 
     parts = {
         "asgi_ms": asyncio.run(over_asgi(app, with_baseline(targets), count)),
@@ -453,8 +513,10 @@ async def over_asgi(app: Any, targets: Sequence[Target], count: int) -> dict[str
         started, cpu = time.perf_counter(), time.process_time()
         for _ in range(count):
             await call()
-        times[target.key] = {"wall": round(1000 * (time.perf_counter() - started) / count, 4),
-                             "cpu": round(1000 * (time.process_time() - cpu) / count, 4)}
+        times[target.key] = {
+            "wall": round(1000 * (time.perf_counter() - started) / count, 4),
+            "cpu": round(1000 * (time.process_time() - cpu) / count, 4),
+        }
     return times
 
 
@@ -482,40 +544,54 @@ def server_processes(workers: int) -> str:
 
 def table(report: dict[str, Any]) -> str:
     m, o = report["machine"], report["options"]
-    lines = [f"verification page benchmark: {m['cpus']} CPUs, Python {m['python']}, uvicorn {m['uvicorn']} "
-             f"({m['http_parser']}, {m['event_loop']}), FastAPI {m['fastapi']}, SQLite {m['sqlite']}, "
-             f"wrk {m['wrk']}",
-             f"run took {report['run_seconds']:.0f} s; load average before it {m['load_average_before']}; "
-             f"{report['awards']} awards, {report['certificates']} with a certificate row; "
-             f"code {report['code']}",
-             f"wrk: {o['threads']} threads, {o['connections']} connections, {o['duration']} s per URL after "
-             f"{o['warmup']} s warm-up; {server_processes(o['workers'])}, access log "
-             f"{'on' if o['access_log'] else 'off'}",
-             "", f"{'':13}{'requests/s':>11}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'non-2xx':>8}"
-             f"{'server CPU':>11}{'ms/req':>8}{'wrk CPU':>8}{'other':>6}{'vs static':>10}"]
+    lines = [
+        f"verification page benchmark: {m['cpus']} CPUs, Python {m['python']}, uvicorn {m['uvicorn']} "
+        f"({m['http_parser']}, {m['event_loop']}), FastAPI {m['fastapi']}, SQLite {m['sqlite']}, "
+        f"wrk {m['wrk']}",
+        f"run took {report['run_seconds']:.0f} s; load average before it {m['load_average_before']}; "
+        f"{report['awards']} awards, {report['certificates']} with a certificate row; "
+        f"code {report['code']}",
+        f"wrk: {o['threads']} threads, {o['connections']} connections, {o['duration']} s per URL after "
+        f"{o['warmup']} s warm-up; {server_processes(o['workers'])}, access log "
+        f"{'on' if o['access_log'] else 'off'}",
+        "",
+        f"{'':13}{'requests/s':>11}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'non-2xx':>8}"
+        f"{'server CPU':>11}{'ms/req':>8}{'wrk CPU':>8}{'other':>6}{'vs static':>10}",
+    ]
     for row in report["rows"]:
         lat = row["latency_ms"]
         ratio = f"x{row['ratio_to_static']:.2f}" if row["ratio_to_static"] is not None else "-"
-        lines.append(f"{row['key']:13}{row['requests_per_second']:>11.1f}{lat['p50']:>8.2f}{lat['p90']:>8.2f}"
-                     f"{lat['p99']:>8.2f}{row['non_2xx_3xx']:>8}{row['server_cpu']:>11.2f}"
-                     f"{row['server_cpu_ms_per_request']:>8.3f}{row['wrk_cpu']:>8.2f}{row['other_cpu']:>6.2f}"
-                     f"{ratio:>10}")
+        lines.append(
+            f"{row['key']:13}{row['requests_per_second']:>11.1f}{lat['p50']:>8.2f}{lat['p90']:>8.2f}"
+            f"{lat['p99']:>8.2f}{row['non_2xx_3xx']:>8}{row['server_cpu']:>11.2f}"
+            f"{row['server_cpu_ms_per_request']:>8.3f}{row['wrk_cpu']:>8.2f}{row['other_cpu']:>6.2f}"
+            f"{ratio:>10}"
+        )
         errors = sum(row["socket_errors"].values())
         kind = row["content_type"].split(";")[0]
-        lines.append(f"{'':13}GET {row['path'][:48]} ({kind}, {row['body_bytes']} bytes); "
-                     f"{row['requests']} requests"
-                     + (f"; socket errors {row['socket_errors']}" if errors else ""))
+        lines.append(
+            f"{'':13}GET {row['path'][:48]} ({kind}, {row['body_bytes']} bytes); "
+            f"{row['requests']} requests" + (f"; socket errors {row['socket_errors']}" if errors else "")
+        )
     if report["static_note"]:
         lines += ["", report["static_note"]]
-    lines += ["", "server CPU, wrk CPU, other: CPU seconds per wall second of the timed run (1.00 = one "
-              "core), other = the rest", "of the machine (this script, other work); ms/req: the server's "
-              "CPU milliseconds per request;", "non-2xx: wrk's count of responses neither 2xx nor 3xx"]
+    lines += [
+        "",
+        "server CPU, wrk CPU, other: CPU seconds per wall second of the timed run (1.00 = one "
+        "core), other = the rest",
+        "of the machine (this script, other work); ms/req: the server's CPU milliseconds per request;",
+        "non-2xx: wrk's count of responses neither 2xx nor 3xx",
+    ]
     p = report["parts"]
     lines += ["", f"one request in this process, without HTTP (mean of {p['calls']} calls, one at a time):"]
-    lines += [f"  {key:11} through ASGI: {ms['wall']:>6.3f} ms, CPU {ms['cpu']:.3f} ms"
-              for key, ms in p["asgi_ms"].items()]
-    lines += [f"  verify(), {p['sql_statements_per_verify']} SQL statements: {p['verify_ms']:>6.3f} ms",
-              f"  render() of verify.html:   {p['render_html_ms']:>6.3f} ms"]
+    lines += [
+        f"  {key:11} through ASGI: {ms['wall']:>6.3f} ms, CPU {ms['cpu']:.3f} ms"
+        for key, ms in p["asgi_ms"].items()
+    ]
+    lines += [
+        f"  verify(), {p['sql_statements_per_verify']} SQL statements: {p['verify_ms']:>6.3f} ms",
+        f"  render() of verify.html:   {p['render_html_ms']:>6.3f} ms",
+    ]
     return "\n".join(lines)
 
 
@@ -534,8 +610,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         base = settings.public_url
         log(f"uvicorn (pid {server.pid}) answers on {base}")
         static, static_note = static_target(base)
-        targets = [Target("verify-html", f"/verify/{code}", "verification page (HTML)"),
-                   Target("verify-json", f"/verify/{code}?format=json", "verification (JSON)"), static]
+        targets = [
+            Target("verify-html", f"/verify/{code}", "verification page (HTML)"),
+            Target("verify-json", f"/verify/{code}?format=json", "verification (JSON)"),
+            static,
+        ]
         for target in targets:
             rows.append(load(server, base, target, args))
     static_rps = rows[-1].requests_per_second
@@ -544,11 +623,22 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     log("timing one request's parts in this process")
     parts = request_parts(settings, code, targets, args.calls)
     return {
-        "machine": machine(), "code": code, "awards": awards, "certificates": certificates,
-        "options": {"duration": args.duration, "warmup": args.warmup, "threads": args.threads,
-                    "connections": args.connections, "access_log": args.access_log, "workers": args.workers,
-                    "rate_limit": RATE_LIMIT},
-        "static_note": static_note, "rows": [row.as_json() for row in rows], "parts": parts,
+        "machine": machine(),
+        "code": code,
+        "awards": awards,
+        "certificates": certificates,
+        "options": {
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "threads": args.threads,
+            "connections": args.connections,
+            "access_log": args.access_log,
+            "workers": args.workers,
+            "rate_limit": RATE_LIMIT,
+        },
+        "static_note": static_note,
+        "rows": [row.as_json() for row in rows],
+        "parts": parts,
         "run_seconds": round(time.monotonic() - started, 1),
     }
 
@@ -556,16 +646,26 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per URL (default 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per URL, not counted "
-                        "(default 3; 0: none)")
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="seconds of warm-up per URL, not counted (default 3; 0: none)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1, as "
-                        "`ebackpack serve`)")
-    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
-                        help="run uvicorn without its access log (on by default, as `ebackpack serve`)")
-    parser.add_argument("--calls", type=int, default=2000, help="calls per part of a request timed in "
-                        "this process (default 2000)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (default 1, as `ebackpack serve`)"
+    )
+    parser.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="run uvicorn without its access log (on by default, as `ebackpack serve`)",
+    )
+    parser.add_argument(
+        "--calls",
+        type=int,
+        default=2000,
+        help="calls per part of a request timed in this process (default 2000)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout, the table on stderr")
     parser.add_argument("--keep", action="store_true", help="keep the database and the server's log")
     args = parser.parse_args(argv)

@@ -21,8 +21,22 @@ MIN_DISTINCT_CHARACTERS = 8
 # digits (`Change_Me`, `change-me-db-password` and `changeme` are alike). At least five characters each:
 # a token_urlsafe(48) contains one by chance with a probability of about 2e-6 (then generate another).
 PLACEHOLDER_WORDS = (
-    "changeme", "changethis", "replaceme", "placeholder", "example", "secret", "password", "passwd",
-    "ebackpack", "default", "insecure", "dummy", "sample", "letmein", "qwerty", "123456",
+    "changeme",
+    "changethis",
+    "replaceme",
+    "placeholder",
+    "example",
+    "secret",
+    "password",
+    "passwd",
+    "ebackpack",
+    "default",
+    "insecure",
+    "dummy",
+    "sample",
+    "letmein",
+    "qwerty",
+    "123456",
 )
 GENERATE_COMMAND = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 

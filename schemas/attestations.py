@@ -40,8 +40,10 @@ class AttestationImported(BaseModel):
     issued_on: datetime | None = None
     expires_on: datetime | None = None
     recipient_match: str = Field(description="match | mismatch | unknown")
-    verification_status: str = Field(description="verified | signature valid but issuer not known | "
-                                                  "not verifiable | invalid | revoked | expired")
+    verification_status: str = Field(
+        description="verified | signature valid but issuer not known | "
+        "not verifiable | invalid | revoked | expired"
+    )
     verification_method: str
     verification_reason: str
     checked_at: datetime

@@ -26,11 +26,19 @@ class CertificateRenderRequest(BaseModel):
     ects: float | None = Field(None, description="Notional workload in ECTS credits.")
     hours: float | None = Field(None, description="Notional workload in hours.")
     eqf_level: int | None = Field(None, description="European Qualifications Framework level.")
-    rerender: bool = Field(False, description=(
-        "Render even if a version is stored (after a template change): a new version when the bytes "
-        "differ; every earlier version stays retrievable."))
-    credential_json: str | None = Field(None, description=(
-        "The signed Open Badges 3.0 credential (Data Integrity proof), attached inside the PDF."))
+    rerender: bool = Field(
+        False,
+        description=(
+            "Render even if a version is stored (after a template change): a new version when the bytes "
+            "differ; every earlier version stays retrievable."
+        ),
+    )
+    credential_json: str | None = Field(
+        None,
+        description=(
+            "The signed Open Badges 3.0 credential (Data Integrity proof), attached inside the PDF."
+        ),
+    )
 
 
 class CertificateRenderRequestMessage(CloudEvent):

@@ -219,8 +219,11 @@ def _merged_object(branches: list[Schema]) -> dict[str, Any] | None:
         properties.update(branch.get("properties", {}))
     required = set.intersection(*(set(b.get("required", [])) for b in objects))
     additional = [b.get("additionalProperties", True) for b in objects]
-    return {"properties": properties, "required": required,
-            "additional": additional[0] if len(additional) == 1 else True}
+    return {
+        "properties": properties,
+        "required": required,
+        "additional": additional[0] if len(additional) == 1 else True,
+    }
 
 
 def _show(types: set[str]) -> str:

@@ -44,10 +44,12 @@ class CloudEvent(BaseModel):
     data: Any
 
     @classmethod
-    def build(cls, *, id: str, source: str, subject: str | None, data: Any,
-              time: datetime | None = None) -> Self:
-        return cls(id=id, source=source, type=cls.TYPE, subject=subject, data=data,
-                   time=time or datetime.now(UTC))
+    def build(
+        cls, *, id: str, source: str, subject: str | None, data: Any, time: datetime | None = None
+    ) -> Self:
+        return cls(
+            id=id, source=source, type=cls.TYPE, subject=subject, data=data, time=time or datetime.now(UTC)
+        )
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()

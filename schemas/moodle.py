@@ -45,9 +45,14 @@ class MoodleEvent(BaseModel):
     anonymous: int = 0
     other: dict[str, Any] | list[Any] | None = None
     timecreated: int = Field(ge=0, description="Unix time the event was triggered.")
-    timecompleted: int | None = Field(None, ge=0, description=(
-        "course_completed only, added by the gateway (not part of Moodle's event data): "
-        "`course_completions.timecompleted`, the completion date certificates print."))
+    timecompleted: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "course_completed only, added by the gateway (not part of Moodle's event data): "
+            "`course_completions.timecompleted`, the completion date certificates print."
+        ),
+    )
 
     @property
     def learner_id(self) -> int | None:

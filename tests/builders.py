@@ -22,10 +22,14 @@ def completion(learner: int, course: int, when: datetime) -> bytes:
         except ValueError:
             continue
         if message.data.eventname.endswith("course_completed"):
-            data = message.data.model_copy(update={"relateduserid": learner, "courseid": course,
-                                                   "timecreated": int(when.timestamp())})
-            return message.model_copy(update={"id": f"{message.id}-{learner}-{course}", "data": data}) \
-                .model_dump_json().encode()
+            data = message.data.model_copy(
+                update={"relateduserid": learner, "courseid": course, "timecreated": int(when.timestamp())}
+            )
+            return (
+                message.model_copy(update={"id": f"{message.id}-{learner}-{course}", "data": data})
+                .model_dump_json()
+                .encode()
+            )
     raise AssertionError("the sample has no course completion")
 
 
@@ -37,7 +41,8 @@ def wait_for(check: Callable[[], T | None], seconds: float, what: str, workers: 
         if result:
             return result
         for worker in workers:
-            assert worker.process is not None and worker.process.poll() is None, \
+            assert worker.process is not None and worker.process.poll() is None, (
                 f"{worker.name} died while waiting for {what}"
+            )
         time.sleep(0.3)
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")

@@ -61,8 +61,9 @@ def docker_reachable() -> bool:
         return False
 
 
-def choose_test_stack(docker_probe: Callable[[], bool],
-                      environ: Mapping[str, str] = os.environ) -> Literal["containers", "embedded"]:
+def choose_test_stack(
+    docker_probe: Callable[[], bool], environ: Mapping[str, str] = os.environ
+) -> Literal["containers", "embedded"]:
     """Containers when asked for (EBACKPACK_TEST_CONTAINERS=1) and Docker answers; else the embedded stack."""
     if environ.get(CONTAINERS_VARIABLE) == "1" and docker_probe():
         return "containers"
@@ -93,20 +94,30 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
             kafka = _container_class("kafka", "KafkaContainer")(KAFKA_IMAGE).with_kraft().start(timeout=180)
             started.callback(kafka.stop)
             minio = _container_class("minio", "MinioContainer")(
-                MINIO_IMAGE, access_key="ebackpack", secret_key=throwaway_secrets()["s3_secret_key"])
+                MINIO_IMAGE, access_key="ebackpack", secret_key=throwaway_secrets()["s3_secret_key"]
+            )
             # Newer MinIO reads the root credentials from these (the class sets the older names).
             minio.with_env("MINIO_ROOT_USER", minio.access_key)
             minio.with_env("MINIO_ROOT_PASSWORD", minio.secret_key)
             started.enter_context(minio)
-            yield Settings(data_dir=data_dir, embedded=False, kafka_bootstrap=kafka.get_bootstrap_server(),
-                           s3_endpoint=f"http://{minio.get_config()['endpoint']}",
-                           s3_access_key=minio.access_key, s3_secret_key=minio.secret_key,
-                           code_secret=throwaway_secrets()["code_secret"])
+            yield Settings(
+                data_dir=data_dir,
+                embedded=False,
+                kafka_bootstrap=kafka.get_bootstrap_server(),
+                s3_endpoint=f"http://{minio.get_config()['endpoint']}",
+                s3_access_key=minio.access_key,
+                s3_secret_key=minio.secret_key,
+                code_secret=throwaway_secrets()["code_secret"],
+            )
         return
     # Processes run as in production (EMBEDDED=false), which refuses the published default secrets.
-    base = Settings(data_dir=data_dir, embedded=False,
-                    kafka_bootstrap=f"127.0.0.1:{free_port()}",
-                    s3_endpoint=f"http://127.0.0.1:{free_port()}", **throwaway_secrets())
+    base = Settings(
+        data_dir=data_dir,
+        embedded=False,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        s3_endpoint=f"http://127.0.0.1:{free_port()}",
+        **throwaway_secrets(),
+    )
     stack = EmbeddedStack(base)
     stack.start()
     yield base
@@ -130,11 +141,16 @@ def isolated(base: Settings, tmp_path: Path, web: socket.socket) -> Settings:
     """Settings of one test: its own topics, bucket, database and data folder on the shared stack."""
     run = uuid.uuid4().hex[:8]
     port = web.getsockname()[1]
-    return base.model_copy(update={
-        "data_dir": tmp_path / "data", "topic_prefix": f"t{run}.", "s3_bucket": f"test-{run}",
-        "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}",
-        "http_port": port, "public_url": f"http://127.0.0.1:{port}",
-    })
+    return base.model_copy(
+        update={
+            "data_dir": tmp_path / "data",
+            "topic_prefix": f"t{run}.",
+            "s3_bucket": f"test-{run}",
+            "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}",
+            "http_port": port,
+            "public_url": f"http://127.0.0.1:{port}",
+        }
+    )
 
 
 @pytest.fixture
@@ -165,7 +181,8 @@ def pg_admin_url() -> Iterator[str]:
     if _stack_kind() == "containers":
         # A strong password: processes in production mode refuse a short one in the database URL.
         with _container_class("postgres", "PostgresContainer")(
-                POSTGRES_IMAGE, driver=None, password=throwaway_secrets()["code_secret"]) as postgres:
+            POSTGRES_IMAGE, driver=None, password=throwaway_secrets()["code_secret"]
+        ) as postgres:
             yield postgres.get_connection_url()
     else:
         yield PG_ADMIN_URL
@@ -182,8 +199,11 @@ def postgres_url(pg_admin_url: str) -> Iterator[str]:
     name = f"ebackpack_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_url(pg_admin_url).set(drivername="postgresql+psycopg", database=name) \
+    yield (
+        make_url(pg_admin_url)
+        .set(drivername="postgresql+psycopg", database=name)
         .render_as_string(hide_password=False)
+    )
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -25,8 +25,9 @@ RELATED = "https://schema.org/isRelatedTo"
 def clique(size: int) -> Nodes:
     """Every blank node points at every other with the same predicate: all look alike, and telling
     them apart tries permutations of the others (factorial work)."""
-    return [{"@id": f"_:n{i}", KNOWS: [{"@id": f"_:n{j}"} for j in range(size) if j != i]}
-            for i in range(size)]
+    return [
+        {"@id": f"_:n{i}", KNOWS: [{"@id": f"_:n{j}"} for j in range(size) if j != i]} for i in range(size)
+    ]
 
 
 def chain(length: int) -> Nodes:
@@ -63,7 +64,7 @@ def _nested(nodes: Nodes, per_array: int = 400) -> Nodes:
     arrays are refused would send them."""
     if len(nodes) <= per_array:
         return nodes
-    return [{RELATED: nodes[i:i + per_array]} for i in range(0, len(nodes), per_array)]
+    return [{RELATED: nodes[i : i + per_array]} for i in range(0, len(nodes), per_array)]
 
 
 def poisoned_credential(nodes: Nodes, key: SigningKey | None = None) -> bytes:
@@ -80,13 +81,19 @@ def poisoned_credential(nodes: Nodes, key: SigningKey | None = None) -> bytes:
         "validFrom": "2026-01-01T00:00:00Z",
         "credentialSubject": {
             "type": ["AchievementSubject"],
-            "achievement": {"id": "urn:uuid:5d0b9c57-2f5a-4a34-8d2c-0f6f0e9d7a21", "type": ["Achievement"],
-                            "name": "Poison", "criteria": {"narrative": "none"}},
+            "achievement": {
+                "id": "urn:uuid:5d0b9c57-2f5a-4a34-8d2c-0f6f0e9d7a21",
+                "type": ["Achievement"],
+                "name": "Poison",
+                "criteria": {"narrative": "none"},
+            },
             RELATED: _nested(nodes),
         },
         "proof": {
-            "type": "DataIntegrityProof", "cryptosuite": "eddsa-rdfc-2022",
-            "created": "2026-01-01T00:00:00Z", "proofPurpose": "assertionMethod",
+            "type": "DataIntegrityProof",
+            "cryptosuite": "eddsa-rdfc-2022",
+            "created": "2026-01-01T00:00:00Z",
+            "proofPurpose": "assertionMethod",
             "verificationMethod": f"{did}#{key.public_multibase()}",
             "proofValue": "z" + "1" * 86,
         },

@@ -16,8 +16,14 @@ class QuietHandler(BaseHTTPRequestHandler):
         pass
 
 
-def respond(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", *,
-            content_type: str | None = "application/json", headers: Mapping[str, str] | None = None) -> None:
+def respond(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes = b"",
+    *,
+    content_type: str | None = "application/json",
+    headers: Mapping[str, str] | None = None,
+) -> None:
     """Answers the handler's request with `status`, `headers`, the content type (none if None) and `body`."""
     handler.send_response(status)
     for name, value in (headers or {}).items():

@@ -52,11 +52,17 @@ def npm_install(harness: Path, files: Sequence[str], cache_root: Path, name: str
         try:
             for file in files:
                 shutil.copy2(harness / file, build / file)
-            proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=build,
-                                  capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=build,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             if proc.returncode != 0:
-                raise RuntimeError(f"`npm ci` for {what} failed (exit {proc.returncode}):\n"
-                                   f"{proc.stdout}\n{proc.stderr}")
+                raise RuntimeError(
+                    f"`npm ci` for {what} failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+                )
             (build / ".installed").write_text(digest)
             old = None
             if target.exists():

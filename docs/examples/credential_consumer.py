@@ -65,13 +65,24 @@ def load_validators() -> dict[str, Callable[[Any], None]]:
     return validators
 
 
-def consume(bootstrap: str, group: str, topic: str = "credentials", idle_ms: int = 5000,
-            view: LearnerCredentials | None = None, join_seconds: float = 30.0) -> LearnerCredentials:
+def consume(
+    bootstrap: str,
+    group: str,
+    topic: str = "credentials",
+    idle_ms: int = 5000,
+    view: LearnerCredentials | None = None,
+    join_seconds: float = 30.0,
+) -> LearnerCredentials:
     """Reads until the topic has been quiet for `idle_ms` (after the group's partitions are assigned)."""
     view = view or LearnerCredentials()
     validators = load_validators()
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), group_id=group,
-                             auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap.split(","),
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     started = quiet_since = time.monotonic()
     try:
         while True:

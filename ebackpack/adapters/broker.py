@@ -38,7 +38,6 @@ READ_TIMEOUT = 10.0  # seconds a read of known offsets may take before it gives 
 FETCH_WAIT_MS = 100  # a fetch at a partition's end answers (empty, with the high watermark) after this
 
 
-
 @dataclass(frozen=True)
 class Probe:
     """What a fetch at a position found: the high watermark and the first record there, if any."""
@@ -64,17 +63,24 @@ class Broker:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ebackpack-ops",
-                                              request_timeout_ms=10_000)
+                self.admin = KafkaAdminClient(
+                    bootstrap_servers=bootstrap, client_id="ebackpack-ops", request_timeout_ms=10_000
+                )
                 break
             except KafkaError as exc:
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"Kafka at {settings.kafka_bootstrap} is not reachable: {exc}") from exc
+                        f"Kafka at {settings.kafka_bootstrap} is not reachable: {exc}"
+                    ) from exc
                 time.sleep(0.5)
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="ebackpack-ops",
-                                      enable_auto_commit=False, request_timeout_ms=15_000,
-                                      max_poll_records=2000, fetch_max_wait_ms=FETCH_WAIT_MS)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id="ebackpack-ops",
+            enable_auto_commit=False,
+            request_timeout_ms=15_000,
+            max_poll_records=2000,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
+        )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -91,8 +97,11 @@ class Broker:
     def partitions(self, topic: str) -> list[TopicPartition]:
         return [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic) or ())]
 
-    def offsets(self, tps: Collection[TopicPartition], exact: bool = True,
-                ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    def offsets(
+        self,
+        tps: Collection[TopicPartition],
+        exact: bool = True,
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
         """(first offset, end offset) of each partition."""
         if not tps:
             return {}, {}
@@ -107,18 +116,23 @@ class Broker:
         whose fetch does not answer in time keeps its reported end."""
         found = self.high_watermarks(ends, timeout)
         if len(found) < len(ends):
-            log.warning("no high watermark of %s within %.0f s: reported end offsets kept",
-                        sorted(str(tp) for tp in ends if tp not in found), timeout)
+            log.warning(
+                "no high watermark of %s within %.0f s: reported end offsets kept",
+                sorted(str(tp) for tp in ends if tp not in found),
+                timeout,
+            )
         return {**ends, **found}
 
-    def high_watermarks(self, ends: dict[TopicPartition, int],
-                        timeout: float = 5.0) -> dict[TopicPartition, int]:
+    def high_watermarks(
+        self, ends: dict[TopicPartition, int], timeout: float = 5.0
+    ) -> dict[TopicPartition, int]:
         """The high watermark of each partition that answered a fetch (at its reported end - 1) in time."""
         probed = self.probe({tp: max(0, end - 1) for tp, end in ends.items()}, timeout)
         return {tp: found.highwater for tp, found in probed.items()}
 
-    def probe(self, positions: dict[TopicPartition, int],
-              timeout: float = 5.0) -> dict[TopicPartition, Probe]:
+    def probe(
+        self, positions: dict[TopicPartition, int], timeout: float = 5.0
+    ) -> dict[TopicPartition, Probe]:
         """For each partition that answered in time: its high watermark and the first record at or after
         the position (offset and fingerprint), if the log has one there.
 
@@ -128,9 +142,13 @@ class Broker:
             return {}
         found: dict[TopicPartition, Probe] = {}
         first: dict[TopicPartition, tuple[int, str]] = {}
-        reader = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap.split(","),
-                               client_id="ebackpack-ops", enable_auto_commit=False,
-                               request_timeout_ms=15_000, fetch_max_wait_ms=FETCH_WAIT_MS)
+        reader = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+            client_id="ebackpack-ops",
+            enable_auto_commit=False,
+            request_timeout_ms=15_000,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
+        )
         try:
             reader.assign(list(positions))
             for tp, offset in positions.items():
@@ -153,8 +171,9 @@ class Broker:
         highwater = self.consumer.highwater(tp)
         return highwater is not None and self.consumer.position(tp) >= highwater
 
-    def offsets_since(self, tps: Collection[TopicPartition],
-                      since_ms: int) -> dict[TopicPartition, int | None]:
+    def offsets_since(
+        self, tps: Collection[TopicPartition], since_ms: int
+    ) -> dict[TopicPartition, int | None]:
         """The first offset at or after `since_ms` (unix ms) per partition; None = no record that recent."""
         if not tps:
             return {}
@@ -177,8 +196,9 @@ class Broker:
             log.warning("consumer groups not listed: %s", exc)
             return []
 
-    def read(self, ranges: dict[TopicPartition, tuple[int, int]],
-             timeout: float = READ_TIMEOUT) -> list[ConsumerRecord]:
+    def read(
+        self, ranges: dict[TopicPartition, tuple[int, int]], timeout: float = READ_TIMEOUT
+    ) -> list[ConsumerRecord]:
         """The records of each partition in [start, end), in order."""
         todo = {tp: (start, end) for tp, (start, end) in ranges.items() if end > start}
         if not todo:
@@ -204,8 +224,9 @@ class Broker:
         return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
 
 
-def group_lag(broker: Broker, group: str, topics: Iterable[str],
-              exact: bool = True) -> dict[tuple[str, int], int]:
+def group_lag(
+    broker: Broker, group: str, topics: Iterable[str], exact: bool = True
+) -> dict[tuple[str, int], int]:
     """(topic, partition) -> messages `group` has not committed yet. A partition the group never
     committed on counts from its first offset (the workers start at the earliest offset)."""
     tps = [tp for topic in dict.fromkeys(topics) for tp in broker.partitions(topic)]

@@ -53,8 +53,10 @@ def export(store: CredentialStore, award: AwardRow, fmt: str) -> Export:
         return _ob2(store, award, fmt, stem)
     signed = store.signed(award.credential_id, JWT if fmt == "ob3-jwt" else DATA_INTEGRITY)
     if signed is None:
-        raise ExportError(f"credential {award.verification_code} has no stored {fmt} form "
-                          "(that proof format was off when it was issued)")
+        raise ExportError(
+            f"credential {award.verification_code} has no stored {fmt} form "
+            "(that proof format was off when it was issued)"
+        )
     if fmt == "ob3":
         return Export(signed.document.encode(), "application/vc+ld+json", f"{stem}.json")
     if fmt == "ob3-jwt":
@@ -72,6 +74,7 @@ def _ob2(store: CredentialStore, award: AwardRow, fmt: str, stem: str) -> Export
     if fmt == "ob2-png":
         baked = baking.bake_png(badge_png(award.achievement_name, issuer), "openbadges", text)
         return Export(baked, "image/png", f"{stem}.ob2.png")
-    svg = baking.bake_svg(badge_svg(award.achievement_name, issuer), ob3=False, payload=text,
-                          verify_url=assertion["id"])
+    svg = baking.bake_svg(
+        badge_svg(award.achievement_name, issuer), ob3=False, payload=text, verify_url=assertion["id"]
+    )
     return Export(svg.encode(), "image/svg+xml", f"{stem}.ob2.svg")

@@ -28,7 +28,7 @@ PROBE = 64  # status indexes tried around a credential's preferred slot before m
 def normalize_code(code: str) -> str:
     """`abcd efgh-ijkl` -> `ABCD-EFGH-IJKL`: people type codes with spaces and in lower case."""
     wanted = "".join(ch for ch in code.upper() if ch.isalnum())
-    return "-".join(wanted[i:i + 4] for i in range(0, len(wanted), 4))
+    return "-".join(wanted[i : i + 4] for i in range(0, len(wanted), 4))
 
 
 def award_by_code(session: Session, code: str) -> AwardRow | None:
@@ -46,16 +46,29 @@ def status_of(award: AwardRow, now: datetime) -> Status:
 
 
 class CredentialStore:
-    def __init__(self, session: Session, rules: RuleBook, site: str, urls: PublicUrls, secret: bytes,
-                 moodle_url: str = ""):
+    def __init__(
+        self,
+        session: Session,
+        rules: RuleBook,
+        site: str,
+        urls: PublicUrls,
+        secret: bytes,
+        moodle_url: str = "",
+    ):
         self.session, self.rules, self.site, self.urls = session, rules, site, urls
         self.secret = secret  # keys the learner's subject id
         self.moodle_url = (moodle_url or f"https://{site}").rstrip("/")
 
     @classmethod
     def for_settings(cls, session: Session, rules: RuleBook, settings: Settings) -> CredentialStore:
-        return cls(session, rules, settings.site_id, PublicUrls(settings.public_url),
-                   code_secret_for(settings), settings.moodle_url)
+        return cls(
+            session,
+            rules,
+            settings.site_id,
+            PublicUrls(settings.public_url),
+            code_secret_for(settings),
+            settings.moodle_url,
+        )
 
     def award(self, credential_id: str) -> AwardRow | None:
         return self.session.get(AwardRow, credential_id)
@@ -88,21 +101,35 @@ class CredentialStore:
         """None for awards saved before credentials were signed (no salt, no status entry)."""
         rule = next((r for r in self.rules.rules if r.id == award.rule_id), None)
         learner = learner or self.learner(award.learner_id)
-        if rule is None or learner is None or award.recipient_salt is None or award.recipient_hash is None \
-                or award.status_list is None or award.status_index is None:
+        if (
+            rule is None
+            or learner is None
+            or award.recipient_salt is None
+            or award.recipient_hash is None
+            or award.status_list is None
+            or award.status_index is None
+        ):
             return None
         return CredentialFacts(
-            credential_id=award.credential_id, verification_code=award.verification_code, rule=rule,
+            credential_id=award.credential_id,
+            verification_code=award.verification_code,
+            rule=rule,
             issuer=self.rules.issuer,
             learner_subject_id=learner_subject_id(self.site, award.learner_id, self.secret),
-            learner_name=f"{learner.firstname} {learner.lastname}", recipient_salt=award.recipient_salt,
-            recipient_hash=award.recipient_hash, issued_on=as_utc(award.issued_on),
+            learner_name=f"{learner.firstname} {learner.lastname}",
+            recipient_salt=award.recipient_salt,
+            recipient_hash=award.recipient_hash,
+            issued_on=as_utc(award.issued_on),
             valid_until=as_utc(award.valid_until) if award.valid_until else None,
-            status_list=award.status_list, status_index=award.status_index, urls=self.urls)
+            status_list=award.status_list,
+            status_index=award.status_index,
+            urls=self.urls,
+        )
 
     def revoked_indexes(self, status_list: int) -> list[int]:
-        query = select(AwardRow.status_index).where(AwardRow.status_list == status_list,
-                                                    AwardRow.status == "revoked")
+        query = select(AwardRow.status_index).where(
+            AwardRow.status_list == status_list, AwardRow.status == "revoked"
+        )
         return [i for i in self.session.scalars(query) if i is not None]
 
     def revoked(self) -> list[Revoked]:
@@ -132,8 +159,9 @@ class CredentialStore:
         return chosen
 
     def _used(self, status_list: int, indexes: set[int]) -> set[int]:
-        query = select(AwardRow.status_index).where(AwardRow.status_list == status_list,
-                                                    AwardRow.status_index.in_(indexes))
+        query = select(AwardRow.status_index).where(
+            AwardRow.status_list == status_list, AwardRow.status_index.in_(indexes)
+        )
         return {i for i in self.session.scalars(query) if i is not None}
 
     def _probe(self, preferred: int, taken: set[tuple[int, int]]) -> tuple[int, int]:

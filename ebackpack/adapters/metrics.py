@@ -49,56 +49,105 @@ LAG_INTERVAL = 10.0  # seconds between two lag samples of a worker
 MAX_LABEL = 80  # characters of a free-form label value (error type)
 
 MESSAGES_IN = Counter(
-    "ebackpack_messages_in", "Messages a consumer took from a topic, whatever became of them "
-    "(handled, dead-lettered); a redelivered message counts again.", ["topic", "consumer"])
+    "ebackpack_messages_in",
+    "Messages a consumer took from a topic, whatever became of them "
+    "(handled, dead-lettered); a redelivered message counts again.",
+    ["topic", "consumer"],
+)
 MESSAGES_OUT = Counter(
-    "ebackpack_messages_out", "Messages a worker sent and the broker acknowledged, per topic "
-    "(dead letters included).", ["topic"])
+    "ebackpack_messages_out",
+    "Messages a worker sent and the broker acknowledged, per topic (dead letters included).",
+    ["topic"],
+)
 PROCESSING_SECONDS = Histogram(
-    "ebackpack_processing_seconds", "Time to handle one message, retries included. Batched consumers "
-    "(the issuer) record their batch's time divided by its size for each message.", ["consumer"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0))
+    "ebackpack_processing_seconds",
+    "Time to handle one message, retries included. Batched consumers "
+    "(the issuer) record their batch's time divided by its size for each message.",
+    ["consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+)
 BATCH_SECONDS = Histogram(
-    "ebackpack_batch_seconds", "Time to handle one batch of messages (batched consumers only).",
-    ["consumer"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
+    "ebackpack_batch_seconds",
+    "Time to handle one batch of messages (batched consumers only).",
+    ["consumer"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
 DEAD_LETTERS = Counter(
-    "ebackpack_dead_letters", "Messages a consumer gave up on and wrote to its dead-letter topic; "
-    "reason = the error type (InvalidMessage, GaveUp, a bug's exception class).", ["consumer", "reason"])
+    "ebackpack_dead_letters",
+    "Messages a consumer gave up on and wrote to its dead-letter topic; "
+    "reason = the error type (InvalidMessage, GaveUp, a bug's exception class).",
+    ["consumer", "reason"],
+)
 CONSUMER_LAG = Gauge(
-    "ebackpack_consumer_lag", "Messages of a topic partition the consumer group has not committed yet "
-    "(end offset - committed offset), sampled by the group's own workers.", ["group", "topic", "partition"])
+    "ebackpack_consumer_lag",
+    "Messages of a topic partition the consumer group has not committed yet "
+    "(end offset - committed offset), sampled by the group's own workers.",
+    ["group", "topic", "partition"],
+)
 CONSUMER_LAG_SAMPLED = Gauge(
-    "ebackpack_consumer_lag_sampled_timestamp_seconds", "When this worker last read its group's lag from "
-    "the broker (unix time); stale = the broker did not answer.", ["group"])
+    "ebackpack_consumer_lag_sampled_timestamp_seconds",
+    "When this worker last read its group's lag from "
+    "the broker (unix time); stale = the broker did not answer.",
+    ["group"],
+)
 RENDERS = Counter(
-    "ebackpack_renders", "Certificate render requests by outcome: stored (a PDF rendered and stored), "
+    "ebackpack_renders",
+    "Certificate render requests by outcome: stored (a PDF rendered and stored), "
     "already_stored (announced again, nothing rendered), failed (an attempt raised; retries count "
-    "again).", ["outcome"])
+    "again).",
+    ["outcome"],
+)
 IMPORTS = Counter(
-    "ebackpack_imports", "Attestation checks (first imports and re-verifications) by outcome "
+    "ebackpack_imports",
+    "Attestation checks (first imports and re-verifications) by outcome "
     "(imported, rejected) and verification status (verified, unverified, ...; empty when rejected).",
-    ["outcome", "status"])
+    ["outcome", "status"],
+)
 CONSUMER_PAUSED = Gauge(
-    "ebackpack_consumer_paused", "Streams of a consumer paused on a dependency that is down (database, S3, "
+    "ebackpack_consumer_paused",
+    "Streams of a consumer paused on a dependency that is down (database, S3, "
     "broker): the same message is tried again with backoff, nothing later is taken. 0 = flowing.",
-    ["consumer"])
+    ["consumer"],
+)
 PARKED_MESSAGES = Gauge(
-    "ebackpack_parked_messages", "Messages parked until the data they wait for arrives (the issuer: "
-    "completions whose learner or course profile has not arrived), sampled by the consumer.", ["consumer"])
+    "ebackpack_parked_messages",
+    "Messages parked until the data they wait for arrives (the issuer: "
+    "completions whose learner or course profile has not arrived), sampled by the consumer.",
+    ["consumer"],
+)
 HTTP_REQUESTS = Counter(
-    "ebackpack_http_requests", "HTTP requests answered by a web app, by route template and status.",
-    ["app", "route", "method", "status"])
+    "ebackpack_http_requests",
+    "HTTP requests answered by a web app, by route template and status.",
+    ["app", "route", "method", "status"],
+)
 HTTP_SECONDS = Histogram(
-    "ebackpack_http_request_seconds", "Time to answer an HTTP request, by route template.", ["app", "route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
-
-ALL: tuple[MetricWrapperBase, ...] = (
-    MESSAGES_IN, MESSAGES_OUT, PROCESSING_SECONDS, BATCH_SECONDS, DEAD_LETTERS, CONSUMER_LAG,
-    CONSUMER_LAG_SAMPLED, RENDERS, IMPORTS, HTTP_REQUESTS, HTTP_SECONDS, CONSUMER_PAUSED, PARKED_MESSAGES,
+    "ebackpack_http_request_seconds",
+    "Time to answer an HTTP request, by route template.",
+    ["app", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 
-_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
-             "gauge": ("",)}
+ALL: tuple[MetricWrapperBase, ...] = (
+    MESSAGES_IN,
+    MESSAGES_OUT,
+    PROCESSING_SECONDS,
+    BATCH_SECONDS,
+    DEAD_LETTERS,
+    CONSUMER_LAG,
+    CONSUMER_LAG_SAMPLED,
+    RENDERS,
+    IMPORTS,
+    HTTP_REQUESTS,
+    HTTP_SECONDS,
+    CONSUMER_PAUSED,
+    PARKED_MESSAGES,
+)
+
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gauge": ("",),
+}
 
 
 def exposed_names() -> set[str]:
@@ -111,6 +160,7 @@ def exposed_names() -> set[str]:
 
 
 # --- updates -------------------------------------------------------------------------------------------
+
 
 def message_in(topic: str, consumer: str, count: int = 1) -> None:
     MESSAGES_IN.labels(topic, consumer).inc(count)
@@ -219,7 +269,7 @@ def _route_of(scope: Scope, root_path: str) -> str:
     # FastAPI's router does not record a mount in the scope, but the mount extends its root path.
     mounted = scope.get("root_path", "")
     if isinstance(mounted, str) and len(mounted) > len(root_path) and mounted.startswith(root_path):
-        return mounted[len(root_path):] + "/{path}"
+        return mounted[len(root_path) :] + "/{path}"
     return "(unmatched)"
 
 
@@ -270,4 +320,3 @@ def install_http_metrics(app: FastAPI, app_name: str, path: str = "/metrics", pu
     if public:
         app.add_route(path, metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.add_middleware(HttpMetricsMiddleware, app_name=app_name)
-

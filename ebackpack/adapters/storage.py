@@ -24,9 +24,13 @@ class ObjectStore:
             aws_access_key_id=settings.s3_access_key,
             aws_secret_access_key=settings.s3_secret_key,
             region_name=settings.s3_region,
-            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
-                          retries={"max_attempts": 3, "mode": "standard"},
-                          connect_timeout=5, read_timeout=30),
+            config=Config(
+                s3={"addressing_style": "path"},
+                signature_version="s3v4",
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=30,
+            ),
         )
 
     def ensure_bucket(self) -> None:
@@ -36,8 +40,9 @@ class ObjectStore:
             self._s3.create_bucket(Bucket=self.bucket)
 
     def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> None:
-        self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
-                            Metadata=metadata or {})
+        self._s3.put_object(
+            Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}
+        )
 
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=key)

@@ -243,9 +243,13 @@ def check_bind_address(settings: Settings, host: str) -> None:
     except ValueError:
         loopback = host == "localhost"
     if not loopback:
-        what = "the development login is on (EBACKPACK_DEV_LOGIN)" if settings.dev_login_enabled else (
-            "secrets are not checked")
+        what = (
+            "the development login is on (EBACKPACK_DEV_LOGIN)"
+            if settings.dev_login_enabled
+            else ("secrets are not checked")
+        )
         raise SystemExit(
             f"e-Backpack refuses to listen on {host}: in the embedded stack (EBACKPACK_EMBEDDED=true, the "
             f"default) {what}. Listen on 127.0.0.1, or run in production mode (EBACKPACK_EMBEDDED=false, "
-            "EBACKPACK_DEV_LOGIN=false, real secrets: see .env.example)")
+            "EBACKPACK_DEV_LOGIN=false, real secrets: see .env.example)"
+        )

@@ -23,8 +23,11 @@ if TYPE_CHECKING:
     from ebackpack.adapters.credential_store import CredentialStore
     from services.gateway.logstore import LogStorePoller
 
-app = typer.Typer(help="e-Backpack: issue, store and verify micro-credentials from Moodle.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="e-Backpack: issue, store and verify micro-credentials from Moodle.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 stack_app = typer.Typer(help="The embedded broker (Tansu) and S3 server (SeaweedFS).", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 credential_app = typer.Typer(help="Export or revoke one credential.", no_args_is_help=True)
@@ -35,8 +38,9 @@ certificates_app = typer.Typer(help="Certificate PDFs: re-render, bulk download.
 app.add_typer(certificates_app, name="certificates")
 deadletters_app = typer.Typer(help="Dead letters: list, inspect, replay after a fix.", no_args_is_help=True)
 app.add_typer(deadletters_app, name="deadletters")
-gateway_app = typer.Typer(help="Moodle in: webhook, log-store poller, history backfill and import.",
-                          no_args_is_help=True)
+gateway_app = typer.Typer(
+    help="Moodle in: webhook, log-store poller, history backfill and import.", no_args_is_help=True
+)
 app.add_typer(gateway_app, name="gateway")
 err = Console(stderr=True)
 
@@ -45,8 +49,14 @@ class RichProgress:
     """Draws the demo's progress on stderr, so `--json` output stays clean on stdout."""
 
     def __init__(self) -> None:
-        self.bar = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err, transient=False)
+        self.bar = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        )
         self.tasks: dict[str, TaskID] = {}
 
     def stage(self, text: str) -> None:
@@ -99,12 +109,15 @@ def _print_summary(summary: object) -> None:
     table = Table(title=f"e-Backpack demo ({summary.seconds} s)", show_header=True)
     table.add_column("what")
     table.add_column("count", justify="right")
-    for label, value in [("Moodle events read", summary.events), ("learner completions", summary.completions),
-                         ("credentials issued (badges), total", summary.issued),
-                         ("  of them new in this run", summary.new_issued),
-                         ("signed Open Badges 3.0 credentials", summary.signed),
-                         ("certificate PDFs stored", summary.rendered),
-                         ("messages dead-lettered", summary.dead_lettered)]:
+    for label, value in [
+        ("Moodle events read", summary.events),
+        ("learner completions", summary.completions),
+        ("credentials issued (badges), total", summary.issued),
+        ("  of them new in this run", summary.new_issued),
+        ("signed Open Badges 3.0 credentials", summary.signed),
+        ("certificate PDFs stored", summary.rendered),
+        ("messages dead-lettered", summary.dead_lettered),
+    ]:
         table.add_row(label, str(value))
     console.print(table)
     if summary.new_issued == 0:
@@ -115,12 +128,16 @@ def _print_summary(summary: object) -> None:
         console.print(f"  … and {len(summary.certificates) - 5} more")
     console.print(f"PDFs: {summary.out_dir}")
     for line in summary.imports:
-        console.print(f"Imported back as an external attestation: {line.what} ({line.source_format}): "
-                      f"[bold]{line.status}[/bold] ({line.reason})")
+        console.print(
+            f"Imported back as an external attestation: {line.what} ({line.source_format}): "
+            f"[bold]{line.status}[/bold] ({line.reason})"
+        )
     if summary.certificates:
         code = summary.certificates[0].code
-        console.print(f"One credential in all its forms: ebackpack credential export {code} --format "
-                      "ob3|ob3-jwt|ob2|ob2-png|ob2-svg|ob3-png")
+        console.print(
+            f"One credential in all its forms: ebackpack credential export {code} --format "
+            "ob3|ob3-jwt|ob2|ob2-png|ob2-svg|ob3-png"
+        )
 
 
 @app.command()
@@ -184,8 +201,10 @@ def stack_up() -> None:
         err.print(f"started: {', '.join(report.started)}")
     if report.already_running:
         err.print(f"already running (left alone): {', '.join(report.already_running)}")
-    err.print(f"Kafka (Tansu, log kept in S3) at {settings.kafka_bootstrap}, S3 (SeaweedFS) at "
-              f"{settings.s3_endpoint}; logs in {stack.log_dir}. Stop with `ebackpack stack down`.")
+    err.print(
+        f"Kafka (Tansu, log kept in S3) at {settings.kafka_bootstrap}, S3 (SeaweedFS) at "
+        f"{settings.s3_endpoint}; logs in {stack.log_dir}. Stop with `ebackpack stack down`."
+    )
 
 
 @stack_app.command("down")
@@ -245,15 +264,18 @@ def credential_revoke(
 
     settings = get_settings()
     migrate(settings.db_url)
-    service = IssuerService(session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file),
-                            settings)
+    service = IssuerService(
+        session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file), settings
+    )
     try:
         award = service.revoke(code, reason)
     except (CredentialNotFound, ValueError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    err.print(f"{award.verification_code} is revoked (since {award.revoked_at:%Y-%m-%d %H:%M} UTC): "
-              f"{award.revocation_reason}")
+    err.print(
+        f"{award.verification_code} is revoked (since {award.revoked_at:%Y-%m-%d %H:%M} UTC): "
+        f"{award.revocation_reason}"
+    )
 
 
 @keys_app.command("rotate")
@@ -267,8 +289,11 @@ def keys_rotate() -> None:
         err.print("[red]keys come from EBACKPACK_SIGNING_KEYS: rotate them where they are kept[/red]")
         raise typer.Exit(1)
     ring = rotate_key_dir(settings.key_dir)
-    err.print("signing with " + ", ".join(ring.current(a).kid for a in ("Ed25519", "ES256"))
-              + f"; published: {', '.join(k.kid for k in ring.keys)}")
+    err.print(
+        "signing with "
+        + ", ".join(ring.current(a).kid for a in ("Ed25519", "ES256"))
+        + f"; published: {', '.join(k.kid for k in ring.keys)}"
+    )
 
 
 @keys_app.command("show")
@@ -294,15 +319,18 @@ def certificates_rerender(
 
     settings = get_settings()
     migrate(settings.db_url)
-    service = IssuerService(session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file),
-                            settings)
+    service = IssuerService(
+        session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file), settings
+    )
     try:
         queued = service.rerender(course_id=course, rule_id=rule)
     except ValueError as exc:
         err.print(f"[red]{exc}: give --course or --rule[/red]")
         raise typer.Exit(1) from None
-    err.print(f"{queued} render requests queued; the issuer announces them within seconds and the "
-              "renderers store the new versions")
+    err.print(
+        f"{queued} render requests queued; the issuer announces them within seconds and the "
+        "renderers store the new versions"
+    )
 
 
 @certificates_app.command("zip")
@@ -323,8 +351,9 @@ def certificates_zip(
     if not entries:
         err.print(f"[red]course {course} has no stored certificates[/red]")
         raise typer.Exit(1)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err) as bar:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    ) as bar:
         task = bar.add_task("certificates", total=len(entries))
         tmp = output.with_name(f".{output.name}.partial")
         with tmp.open("wb") as target:
@@ -334,8 +363,13 @@ def certificates_zip(
 
 
 @app.command()
-def status(sample: float = typer.Option(5.0, help="Seconds between the two samples of end offsets when "
-                                        "the broker cannot give last-minute counts by time.")) -> None:
+def status(
+    sample: float = typer.Option(
+        5.0,
+        help="Seconds between the two samples of end offsets when "
+        "the broker cannot give last-minute counts by time.",
+    ),
+) -> None:
     """Topics, partitions, end offsets, each consumer group's lag, dead letters, last-minute rates."""
     from ebackpack.cli.render import render_resets, render_status
     from ebackpack.ops.status import status as broker_status
@@ -352,8 +386,9 @@ def status(sample: float = typer.Option(5.0, help="Seconds between the two sampl
 
 @deadletters_app.command("list")
 def deadletters_list(
-    topic: Annotated[str | None, typer.Argument(help="A dead-letter topic or its source; default: all.")]
-    = None,
+    topic: Annotated[
+        str | None, typer.Argument(help="A dead-letter topic or its source; default: all.")
+    ] = None,
 ) -> None:
     """Every dead letter: where it came from, when, which consumer gave up and why."""
     from ebackpack.cli.render import render_dead_letters
@@ -378,8 +413,9 @@ def deadletters_inspect(topic: str, offset: int, partition: int = 0) -> None:
 @deadletters_app.command("replay")
 def deadletters_replay(
     topic: str,
-    offsets: Annotated[list[int] | None, typer.Argument(help="Offsets to replay; default: all not replayed.")]
-    = None,
+    offsets: Annotated[
+        list[int] | None, typer.Argument(help="Offsets to replay; default: all not replayed.")
+    ] = None,
     dry_run: bool = typer.Option(False, help="Say what would be replayed, send nothing."),
     force: bool = typer.Option(False, help="Replay offsets that were replayed before."),
     partition: int = 0,
@@ -409,14 +445,19 @@ def _poller(checkpoint: str | None = None) -> LogStorePoller:
 
     settings = get_settings()
     migrate(settings.db_url)
-    return LogStorePoller(settings, session_factory(make_engine(settings.db_url)),
-                          MoodleEventPublisher(settings), preparer=ProfileSync.for_settings(settings),
-                          checkpoint=checkpoint or CHECKPOINT)
+    return LogStorePoller(
+        settings,
+        session_factory(make_engine(settings.db_url)),
+        MoodleEventPublisher(settings),
+        preparer=ProfileSync.for_settings(settings),
+        checkpoint=checkpoint or CHECKPOINT,
+    )
 
 
 def _bar(description: str) -> tuple[Progress, Callable[[int, int], None]]:
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err)
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
     task = bar.add_task(description, total=None)
     return bar, lambda done, total: bar.update(task, completed=done, total=total)
 
@@ -434,8 +475,9 @@ def gateway_poll(once: bool = typer.Option(False, help="One poll, then exit.")) 
 @gateway_app.command("backfill")
 def gateway_backfill(
     since: Annotated[str, typer.Option(help="ISO date, e.g. 2024-09-01: events triggered since then.")],
-    rate: Annotated[float, typer.Option(help="Log rows per second at most (spares the Moodle database).")]
-    = 2000.0,
+    rate: Annotated[
+        float, typer.Option(help="Log rows per second at most (spares the Moodle database).")
+    ] = 2000.0,
 ) -> None:
     """Publish the history of the log store since a date; resumable (run it again after an interruption)."""
     from datetime import UTC, datetime
@@ -460,8 +502,10 @@ def gateway_import(
         result = poller.import_file(path, "csv" if format == "csv" else "jsonl" if format else None, progress)
     err.print(str(result))
     if result.dead_letters:
-        err.print(f"[yellow]{len(result.dead_letters)} lines could not be read[/yellow] "
-                  f"(first: {result.dead_letters[0]})")
+        err.print(
+            f"[yellow]{len(result.dead_letters)} lines could not be read[/yellow] "
+            f"(first: {result.dead_letters[0]})"
+        )
 
 
 @contextmanager
@@ -494,4 +538,3 @@ def export_schemas(out: Path | None = None) -> None:
 
     paths = export_json_schemas(out or DEFAULT_DIR)
     err.print(f"wrote {len(paths)} schemas")
-

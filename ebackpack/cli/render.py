@@ -17,23 +17,40 @@ from ebackpack.streaming.offset_guard import recent_resets
 
 def render_status(state: Status) -> Group:
     """The status as rich tables (topics, consumer groups, dead letters) and notes."""
-    topics = Table(title=f"Topics on {state.bootstrap} at {state.taken_at:%Y-%m-%d %H:%M:%S} UTC",
-                   title_justify="left")
-    for column, justify in (("topic", "left"), ("partitions", "right"), ("messages", "right"),
-                            ("end offsets", "left"), ("last minute", "right")):
+    topics = Table(
+        title=f"Topics on {state.bootstrap} at {state.taken_at:%Y-%m-%d %H:%M:%S} UTC", title_justify="left"
+    )
+    for column, justify in (
+        ("topic", "left"),
+        ("partitions", "right"),
+        ("messages", "right"),
+        ("end offsets", "left"),
+        ("last minute", "right"),
+    ):
         topics.add_column(column, justify=justify)  # type: ignore[arg-type]
     for ts in state.topics:
         if not ts.exists:
             topics.add_row(ts.topic, "-", "-", "[red]missing[/red]", "-")
             continue
         last = "?" if ts.last_minute is None else str(ts.last_minute)
-        topics.add_row(ts.topic, str(len(ts.partitions)), str(ts.messages),
-                       " ".join(f"{p.partition}:{p.end}" for p in ts.partitions), last)
+        topics.add_row(
+            ts.topic,
+            str(len(ts.partitions)),
+            str(ts.messages),
+            " ".join(f"{p.partition}:{p.end}" for p in ts.partitions),
+            last,
+        )
     topics.caption = f"last minute: {state.rate_method}"
 
     groups = Table(title="Consumer groups", title_justify="left")
-    for column, justify in (("group", "left"), ("role", "left"), ("topic", "left"),
-                            ("committed", "right"), ("end", "right"), ("lag", "right")):
+    for column, justify in (
+        ("group", "left"),
+        ("role", "left"),
+        ("topic", "left"),
+        ("committed", "right"),
+        ("end", "right"),
+        ("lag", "right"),
+    ):
         groups.add_column(column, justify=justify)  # type: ignore[arg-type]
     for g in state.groups:
         if not g.topics:
@@ -42,10 +59,14 @@ def render_status(state: Status) -> Group:
             committed = str(t.committed) if any(p.committed is not None for p in t.partitions) else "-"
             lag = f"[yellow]{t.lag}[/yellow]" if t.lag else "0"
             if t.beyond_end:
-                lag = "[red]beyond end: " + ", ".join(f"{p.partition}:{p.committed}>{p.end}"
-                                                      for p in t.beyond_end) + "[/red]"
-            groups.add_row(g.group if i == 0 else "", g.role if i == 0 else "", t.topic, committed,
-                           str(t.end), lag)
+                lag = (
+                    "[red]beyond end: "
+                    + ", ".join(f"{p.partition}:{p.committed}>{p.end}" for p in t.beyond_end)
+                    + "[/red]"
+                )
+            groups.add_row(
+                g.group if i == 0 else "", g.role if i == 0 else "", t.topic, committed, str(t.end), lag
+            )
 
     dead = Table(title="Dead letters", title_justify="left")
     for column, justify in (("topic", "left"), ("dead letters", "right"), ("not replayed", "right")):
@@ -57,18 +78,33 @@ def render_status(state: Status) -> Group:
     return Group(topics, groups, dead, *state.notes)
 
 
-
 def render_dead_letters(views: list[DeadLetterView]) -> Table:
     """`dead_letters()` as a rich table, one row per dead letter."""
     table = Table(title=f"{len(views)} dead letters", title_justify="left")
-    for column in ("topic", "offset", "time (UTC)", "consumer", "error", "reason", "source", "key",
-                   "replayed"):
+    for column in (
+        "topic",
+        "offset",
+        "time (UTC)",
+        "consumer",
+        "error",
+        "reason",
+        "source",
+        "key",
+        "replayed",
+    ):
         table.add_column(column, overflow="fold")
     for v in views:
-        table.add_row(v.dlq_topic, f"{v.partition}/{v.offset}" if v.partition else str(v.offset),
-                      f"{v.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}", v.consumer, v.error_type, v.reason,
-                      f"{v.source_topic}/{v.source_partition}/{v.source_offset}", v.key or "-",
-                      "yes" if v.replayed else "[yellow]no[/yellow]")
+        table.add_row(
+            v.dlq_topic,
+            f"{v.partition}/{v.offset}" if v.partition else str(v.offset),
+            f"{v.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+            v.consumer,
+            v.error_type,
+            v.reason,
+            f"{v.source_topic}/{v.source_partition}/{v.source_offset}",
+            v.key or "-",
+            "yes" if v.replayed else "[yellow]no[/yellow]",
+        )
     return table
 
 
@@ -110,8 +146,14 @@ def render_resets(data_dir: Path) -> Table | None:
     for column in ("at (UTC)", "group", "partition", "committed", "log end", "read again from", "why"):
         table.add_column(column)
     for r in resets:
-        table.add_row(str(r.get("at", "?"))[:19].replace("T", " "), str(r.get("group")),
-                      f"{r.get('topic')}/{r.get('partition')}", str(r.get("committed")), str(r.get("end")),
-                      str(r.get("start")), str(r.get("reason", "")))
+        table.add_row(
+            str(r.get("at", "?"))[:19].replace("T", " "),
+            str(r.get("group")),
+            f"{r.get('topic')}/{r.get('partition')}",
+            str(r.get("committed")),
+            str(r.get("end")),
+            str(r.get("start")),
+            str(r.get("reason", "")),
+        )
     table.caption = "what the lost messages caused is re-derived from SQL (render requests sent again)"
     return table

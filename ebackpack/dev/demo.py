@@ -135,17 +135,25 @@ class PipelineProbe:
         with_certificate = [r.id for r in self.rules.rules if r.certificate]
         with self.sessions() as s:
             awards = s.scalar(select(func.count()).select_from(AwardRow)) or 0
-            wanted = s.scalar(select(func.count()).select_from(AwardRow)
-                              .where(AwardRow.rule_id.in_(with_certificate))) or 0
+            wanted = (
+                s.scalar(
+                    select(func.count()).select_from(AwardRow).where(AwardRow.rule_id.in_(with_certificate))
+                )
+                or 0
+            )
             stored = s.scalar(select(func.count(func.distinct(CertificateRow.credential_id)))) or 0
-            pending = s.scalar(select(func.count()).select_from(OutboxRow)
-                               .where(OutboxRow.sent_at.is_(None))) or 0
+            pending = (
+                s.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))) or 0
+            )
         return awards, wanted, stored, pending
 
     def dead_letters(self, since: datetime) -> int:
         topics = [self.settings.topic(dlq(t)) for t in (MOODLE_EVENTS, RENDER_REQUESTS)]
-        return sum(1 for record in read_topics(self.settings, topics)
-                   if DeadLetterMessage.model_validate_json(record.value).time >= since)
+        return sum(
+            1
+            for record in read_topics(self.settings, topics)
+            if DeadLetterMessage.model_validate_json(record.value).time >= since
+        )
 
 
 @contextmanager
@@ -168,8 +176,9 @@ def prepare(settings: Settings) -> sessionmaker[Session]:
     return session_factory(make_engine(settings.db_url))
 
 
-def wait_until_done(probe: PipelineProbe, ends: dict[int, int], workers: list[Worker], progress: Progress,
-                    timeout: float) -> None:
+def wait_until_done(
+    probe: PipelineProbe, ends: dict[int, int], workers: list[Worker], progress: Progress, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     total = sum(ends.values())
     while True:
@@ -183,30 +192,41 @@ def wait_until_done(probe: PipelineProbe, ends: dict[int, int], workers: list[Wo
         if dead:
             raise DemoTimeout(f"worker(s) {', '.join(dead)} stopped; see {workers[0].log_path.parent}")
         if time.monotonic() > deadline:
-            raise DemoTimeout(f"pipeline not done after {timeout:.0f} s: {consumed}/{total} events, "
-                              f"{stored}/{wanted} PDFs; logs in {workers[0].log_path.parent}")
+            raise DemoTimeout(
+                f"pipeline not done after {timeout:.0f} s: {consumed}/{total} events, "
+                f"{stored}/{wanted} PDFs; logs in {workers[0].log_path.parent}"
+            )
         time.sleep(0.5)
 
 
-def export_certificates(settings: Settings, sessions: sessionmaker[Session],
-                        out_dir: Path) -> list[CertificateLink]:
+def export_certificates(
+    settings: Settings, sessions: sessionmaker[Session], out_dir: Path
+) -> list[CertificateLink]:
     """Copy every stored PDF out of object storage, named by verification code."""
     store = ObjectStore(settings)
     links = []
     with sessions() as s:
-        rows = s.execute(select(AwardRow.verification_code, CertificateRow.object_key)
-                         .join(CertificateRow, CertificateRow.credential_id == AwardRow.credential_id)
-                         .order_by(AwardRow.verification_code, CertificateRow.rendered_at)).all()
+        rows = s.execute(
+            select(AwardRow.verification_code, CertificateRow.object_key)
+            .join(CertificateRow, CertificateRow.credential_id == AwardRow.credential_id)
+            .order_by(AwardRow.verification_code, CertificateRow.rendered_at)
+        ).all()
     latest = {code: key for code, key in rows}
     for code, key in latest.items():
         target = store.download(key, out_dir / f"certificate-{code}.pdf")
-        links.append(CertificateLink(code=code, verify_url=settings.verify_url(code),
-                                     pdf=str(target.resolve())))
+        links.append(
+            CertificateLink(code=code, verify_url=settings.verify_url(code), pdf=str(target.resolve()))
+        )
     return links
 
 
-def import_back(settings: Settings, sessions: sessionmaker[Session], links: list[CertificateLink],
-                workers: list[Worker], timeout: float = 120.0) -> list[ImportLine]:
+def import_back(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    links: list[CertificateLink],
+    workers: list[Worker],
+    timeout: float = 120.0,
+) -> list[ImportLine]:
     """The external-attestation path on our own output: the first learner's baked badge and PDF,
     uploaded as the backpack API would, until the importer has recorded them."""
     from ebackpack.adapters.credential_exports import export
@@ -217,14 +237,18 @@ def import_back(settings: Settings, sessions: sessionmaker[Session], links: list
         return []
     with sessions() as session:
         award = session.scalars(select(AwardRow).where(AwardRow.verification_code == links[0].code)).one()
-        badge = export(CredentialStore.for_settings(session, load_rules(settings.rules_file), settings),
-                       award, "ob2-png").content
+        badge = export(
+            CredentialStore.for_settings(session, load_rules(settings.rules_file), settings), award, "ob2-png"
+        ).content
     announcer = Announcer(settings)
     uploads = AttestationUploads(sessions, ObjectStore(settings), settings, announcer)
     try:
-        sent = {"baked Open Badges 2.0 PNG": uploads.receive_file(award.learner_id, badge, "badge.png"),
-                "certificate PDF": uploads.receive_file(award.learner_id, Path(links[0].pdf).read_bytes(),
-                                                        "certificate.pdf")}
+        sent = {
+            "baked Open Badges 2.0 PNG": uploads.receive_file(award.learner_id, badge, "badge.png"),
+            "certificate PDF": uploads.receive_file(
+                award.learner_id, Path(links[0].pdf).read_bytes(), "certificate.pdf"
+            ),
+        }
     finally:
         announcer.close()
     deadline = time.monotonic() + timeout
@@ -232,27 +256,37 @@ def import_back(settings: Settings, sessions: sessionmaker[Session], links: list
     for what, received in sent.items():
         while (row := uploads.get(award.learner_id, received.row["id"]))["state"] == "received":
             if time.monotonic() > deadline or not all(w.running for w in workers):
-                raise DemoTimeout(f"the importer did not record the {what}; "
-                                  f"logs in {workers[0].log_path.parent}")
+                raise DemoTimeout(
+                    f"the importer did not record the {what}; logs in {workers[0].log_path.parent}"
+                )
             time.sleep(0.3)
         record = row["record"] or {}
         verification = record.get("verification", {})
-        lines.append(ImportLine(what, record.get("source_format", "-"),
-                                verification.get("status", row["state"]),
-                                verification.get("reason", row["rejection_reason"] or "")))
+        lines.append(
+            ImportLine(
+                what,
+                record.get("source_format", "-"),
+                verification.get("status", row["state"]),
+                verification.get("reason", row["rejection_reason"] or ""),
+            )
+        )
     return lines
 
 
 def count_signed(sessions: sessionmaker[Session]) -> int:
     """Awards with a stored, signed Open Badges 3.0 credential (Data Integrity proof)."""
     with sessions() as session:
-        query = select(func.count()).select_from(SignedCredentialRow).where(
-            SignedCredentialRow.format == DATA_INTEGRITY)
+        query = (
+            select(func.count())
+            .select_from(SignedCredentialRow)
+            .where(SignedCredentialRow.format == DATA_INTEGRITY)
+        )
         return int(session.scalar(query) or 0)
 
 
-def run_demo(settings: Settings, dataset: Dataset, progress: Progress | None = None,
-             timeout: float = 600.0) -> DemoSummary:
+def run_demo(
+    settings: Settings, dataset: Dataset, progress: Progress | None = None, timeout: float = 600.0
+) -> DemoSummary:
     progress = progress or SilentProgress()
     started, clock = datetime.now(UTC), time.monotonic()
     with ExitStack() as stack:
@@ -281,7 +315,16 @@ def run_demo(settings: Settings, dataset: Dataset, progress: Progress | None = N
         progress.stage("uploading a badge and a PDF back as external attestations")
         imports = import_back(settings, sessions, links, workers)
         progress.stage("stopping")
-    return DemoSummary(events=len(dataset.messages), completions=count_completions(dataset), issued=issued,
-                       new_issued=issued - issued_before, rendered=stored, dead_lettered=dead,
-                       signed=signed, certificates=links, imports=imports, out_dir=str(out_dir.resolve()),
-                       seconds=round(time.monotonic() - clock, 1))
+    return DemoSummary(
+        events=len(dataset.messages),
+        completions=count_completions(dataset),
+        issued=issued,
+        new_issued=issued - issued_before,
+        rendered=stored,
+        dead_lettered=dead,
+        signed=signed,
+        certificates=links,
+        imports=imports,
+        out_dir=str(out_dir.resolve()),
+        seconds=round(time.monotonic() - clock, 1),
+    )

@@ -54,21 +54,60 @@ START_TIME = 1768201200  # 2026-01-12 07:00 UTC
 _STRINGLY = ("objectid", "contextid", "contextinstanceid", "userid", "courseid", "relateduserid")
 
 # `\\core\\event\\base::get_data()` order, as in the fixtures.
-_FIELD_ORDER = ("eventname", "component", "action", "target", "objecttable", "objectid", "crud", "edulevel",
-                "contextid", "contextlevel", "contextinstanceid", "userid", "courseid", "relateduserid",
-                "anonymous", "other", "timecreated")
+_FIELD_ORDER = (
+    "eventname",
+    "component",
+    "action",
+    "target",
+    "objecttable",
+    "objectid",
+    "crud",
+    "edulevel",
+    "contextid",
+    "contextlevel",
+    "contextinstanceid",
+    "userid",
+    "courseid",
+    "relateduserid",
+    "anonymous",
+    "other",
+    "timecreated",
+)
 
 # Fields fixed by the event class (`lib/classes/event/*.php`).
 _TEMPLATES: dict[str, dict[str, Any]] = {
-    COURSE_COMPLETED: {"action": "completed", "target": "course", "objecttable": "course_completions",
-                       "crud": "u", "edulevel": 2, "contextlevel": 50},
-    COURSE_COMPLETION_UPDATED: {"action": "updated", "target": "course_completion", "objecttable": None,
-                                "crud": "u", "edulevel": 1, "contextlevel": 50},
-    MODULE_COMPLETION_UPDATED: {"action": "updated", "target": "course_module_completion",
-                                "objecttable": "course_modules_completion", "crud": "u", "edulevel": 2,
-                                "contextlevel": 70},
-    USER_GRADED: {"action": "graded", "target": "user", "objecttable": "grade_grades", "crud": "u",
-                  "edulevel": 2, "contextlevel": 50},
+    COURSE_COMPLETED: {
+        "action": "completed",
+        "target": "course",
+        "objecttable": "course_completions",
+        "crud": "u",
+        "edulevel": 2,
+        "contextlevel": 50,
+    },
+    COURSE_COMPLETION_UPDATED: {
+        "action": "updated",
+        "target": "course_completion",
+        "objecttable": None,
+        "crud": "u",
+        "edulevel": 1,
+        "contextlevel": 50,
+    },
+    MODULE_COMPLETION_UPDATED: {
+        "action": "updated",
+        "target": "course_module_completion",
+        "objecttable": "course_modules_completion",
+        "crud": "u",
+        "edulevel": 2,
+        "contextlevel": 70,
+    },
+    USER_GRADED: {
+        "action": "graded",
+        "target": "user",
+        "objecttable": "grade_grades",
+        "crud": "u",
+        "edulevel": 2,
+        "contextlevel": 50,
+    },
 }
 
 
@@ -130,8 +169,9 @@ def generate(events: int, seed: int = 0, *, site: str = DEFAULT_SITE) -> Dataset
     return Dataset(Profiles(users=learners, courses=bundled.courses), messages, awards, counts)
 
 
-def _learner_pool(bundled: list[LearnerProfile], counts: dict[str, int], n_rule: int,
-                  n_other: int) -> list[LearnerProfile]:
+def _learner_pool(
+    bundled: list[LearnerProfile], counts: dict[str, int], n_rule: int, n_other: int
+) -> list[LearnerProfile]:
     # Moodle fires course_completed once per learner and course: enough learners for distinct pairs,
     # with some slack so not every learner completes every course.
     needed = math.ceil(1.25 * counts["completion"] / n_rule)
@@ -143,28 +183,39 @@ def _learner_pool(bundled: list[LearnerProfile], counts: dict[str, int], n_rule:
     return list(bundled) + [synthetic_learner(i) for i in range(extra)]
 
 
-def _distinct_pairs(rng: random.Random, learners: list[int], courses: list[int],
-                    k: int) -> list[tuple[int, int]]:
+def _distinct_pairs(
+    rng: random.Random, learners: list[int], courses: list[int], k: int
+) -> list[tuple[int, int]]:
     picks = rng.sample(range(len(learners) * len(courses)), k)
     return [(learners[p // len(courses)], courses[p % len(courses)]) for p in picks]
 
 
-def _base_slots(rng: random.Random, counts: dict[str, int], learners: list[int], rule_courses: list[int],
-                other_courses: list[int]) -> list[tuple[str, int, int]]:
+def _base_slots(
+    rng: random.Random,
+    counts: dict[str, int],
+    learners: list[int],
+    rule_courses: list[int],
+    other_courses: list[int],
+) -> list[tuple[str, int, int]]:
     """(kind, learner, course) of every message except redeliveries, in publishing order."""
     every_course = rule_courses + other_courses
-    slots = [("completion", lc[0], lc[1])
-             for lc in _distinct_pairs(rng, learners, rule_courses, counts["completion"])]
-    slots += [("completion_no_rule", lc[0], lc[1])
-              for lc in _distinct_pairs(rng, learners, other_courses, counts["completion_no_rule"])]
+    slots = [
+        ("completion", lc[0], lc[1])
+        for lc in _distinct_pairs(rng, learners, rule_courses, counts["completion"])
+    ]
+    slots += [
+        ("completion_no_rule", lc[0], lc[1])
+        for lc in _distinct_pairs(rng, learners, other_courses, counts["completion_no_rule"])
+    ]
     for kind in ("completion_updated", "module_completion", "user_graded", "malformed"):
         slots += [(kind, rng.choice(learners), rng.choice(every_course)) for _ in range(counts[kind])]
     rng.shuffle(slots)
     return slots
 
 
-def _with_redeliveries(rng: random.Random, rendered: list[Message], slots: list[tuple[str, int, int]],
-                       duplicates: int) -> list[Message]:
+def _with_redeliveries(
+    rng: random.Random, rendered: list[Message], slots: list[tuple[str, int, int]], duplicates: int
+) -> list[Message]:
     """Re-send some completions byte for byte (same envelope id), each some time after its original."""
     originals = [i for i, slot in enumerate(slots) if slot[0] == "completion"]
     chosen = rng.sample(originals, duplicates)  # kind_counts keeps duplicates <= completions
@@ -204,8 +255,9 @@ class _Writer:
         self.row_ids[eventname] += self.rng.randint(1, 7)
         return self.row_ids[eventname]
 
-    def _event(self, eventname: str, *, ids: Mapping[str, int | None], other: Any,
-               modern: bool) -> dict[str, Any]:
+    def _event(
+        self, eventname: str, *, ids: Mapping[str, int | None], other: Any, modern: bool
+    ) -> dict[str, Any]:
         event: dict[str, Any] = {"eventname": eventname, "component": "core", **_TEMPLATES[eventname]}
         event.update(ids)
         event |= {"anonymous": 0, "other": other, "timecreated": self.now}
@@ -216,44 +268,74 @@ class _Writer:
     def _course_completed(self, learner: int, course: int) -> dict[str, Any]:
         modern = self.rng.random() < 0.5
         actor = learner if self.rng.random() < 0.5 else CRON_USER
-        ids = {"objectid": self._next_row_id(COURSE_COMPLETED), **_course_context(course),
-               "userid": actor, "courseid": course, "relateduserid": learner}
+        ids = {
+            "objectid": self._next_row_id(COURSE_COMPLETED),
+            **_course_context(course),
+            "userid": actor,
+            "courseid": course,
+            "relateduserid": learner,
+        }
         other = None if modern else {"relateduserid": learner}
         return self._event(COURSE_COMPLETED, ids=ids, other=other, modern=modern)
 
     def _completion_updated(self, course: int) -> dict[str, Any]:
         # A teacher saved the course's completion settings: about no learner.
-        ids = {"objectid": None, **_course_context(course), "userid": self.rng.choice(TEACHERS),
-               "courseid": course, "relateduserid": None}
+        ids = {
+            "objectid": None,
+            **_course_context(course),
+            "userid": self.rng.choice(TEACHERS),
+            "courseid": course,
+            "relateduserid": None,
+        }
         return self._event(COURSE_COMPLETION_UPDATED, ids=ids, other=None, modern=self.rng.random() < 0.5)
 
     def _module_completion(self, learner: int, course: int) -> dict[str, Any]:
         cmid = course * 9 + self.rng.randint(1, 10)
         overrideby = self.rng.choice(TEACHERS) if self.rng.random() < 0.1 else None
         state = self.rng.choices([0, 1, 2, 3, 4], weights=[1, 4, 3, 1, 1])[0]
-        ids = {"objectid": self._next_row_id(MODULE_COMPLETION_UPDATED), "contextid": cmid + 815,
-               "contextinstanceid": cmid, "userid": overrideby or learner, "courseid": course,
-               "relateduserid": learner}
+        ids = {
+            "objectid": self._next_row_id(MODULE_COMPLETION_UPDATED),
+            "contextid": cmid + 815,
+            "contextinstanceid": cmid,
+            "userid": overrideby or learner,
+            "courseid": course,
+            "relateduserid": learner,
+        }
         other = {"relateduserid": learner, "overrideby": overrideby, "completionstate": state}
         return self._event(MODULE_COMPLETION_UPDATED, ids=ids, other=other, modern=self.rng.random() < 0.5)
 
     def _user_graded(self, learner: int, course: int) -> dict[str, Any]:
         grader = self.rng.choice(TEACHERS) if self.rng.random() < 0.75 else CRON_USER
-        ids = {"objectid": self._next_row_id(USER_GRADED), **_course_context(course), "userid": grader,
-               "courseid": course, "relateduserid": learner}
-        other = {"itemid": course * 120 + self.rng.randint(0, 9), "overridden": self.rng.random() < 0.1,
-                 "finalgrade": self.rng.randint(0, 1000) / 10}
+        ids = {
+            "objectid": self._next_row_id(USER_GRADED),
+            **_course_context(course),
+            "userid": grader,
+            "courseid": course,
+            "relateduserid": learner,
+        }
+        other = {
+            "itemid": course * 120 + self.rng.randint(0, 9),
+            "overridden": self.rng.random() < 0.1,
+            "finalgrade": self.rng.randint(0, 1000) / 10,
+        }
         return self._event(USER_GRADED, ids=ids, other=other, modern=self.rng.random() < 0.5)
 
     def _envelope(self, event: dict[str, Any]) -> dict[str, Any]:
         learner = _opt_int(event["relateduserid"])
-        event_id = deterministic_id(self.site, event["eventname"], _opt_int(event["objectid"]), learner,
-                                    event["timecreated"])
+        event_id = deterministic_id(
+            self.site, event["eventname"], _opt_int(event["objectid"]), learner, event["timecreated"]
+        )
         when = datetime.fromtimestamp(event["timecreated"], UTC).isoformat().replace("+00:00", "Z")
-        return {"specversion": "1.0", "id": event_id, "source": f"moodle://{self.site}",
-                "type": MoodleEventMessage.TYPE, "time": when,
-                "subject": None if learner is None else str(learner),
-                "datacontenttype": "application/json", "data": event}
+        return {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": f"moodle://{self.site}",
+            "type": MoodleEventMessage.TYPE,
+            "time": when,
+            "subject": None if learner is None else str(learner),
+            "datacontenttype": "application/json",
+            "data": event,
+        }
 
     def _malformed(self, learner: int, course: int) -> Message:
         # Cycle through the variants so even a small data set holds several different ones.
@@ -263,8 +345,11 @@ class _Writer:
         key = str(learner).encode("ascii")
         if variant == 0:  # not JSON: cut off in transit, an HTML error page, binary junk
             whole = _encode(envelope)[1]
-            junk = [whole[: len(whole) // 2], b"<html><body><h1>502 Bad Gateway</h1></body></html>",
-                    b"\xff\xfe\x00\x01 not json"]
+            junk = [
+                whole[: len(whole) // 2],
+                b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                b"\xff\xfe\x00\x01 not json",
+            ]
             return None, self.rng.choice(junk)
         if variant == 1:
             envelope["data"]["courseid"] = "forty-two"
@@ -299,20 +384,77 @@ def _encode(envelope: dict[str, Any]) -> Message:
 
 
 # Synthetic learners for data sets larger than the bundled profiles can cover.
-_PL_FEMALE = ("Agnieszka", "Małgorzata", "Żaneta", "Jadwiga", "Bożena", "Urszula", "Gabriela", "Katarzyna",
-              "Weronika", "Jolanta")
-_PL_MALE = ("Łukasz", "Paweł", "Michał", "Wojciech", "Stanisław", "Jędrzej", "Zbigniew", "Piotr", "Kacper",
-            "Bartłomiej")
-_PL_SURNAMES = (("Wiśniewski", "Wiśniewska"), ("Kamiński", "Kamińska"), ("Wójcik", "Wójcik"),
-                ("Lewandowski", "Lewandowska"), ("Zieliński", "Zielińska"), ("Woźniak", "Woźniak"),
-                ("Kozłowski", "Kozłowska"), ("Jabłoński", "Jabłońska"), ("Król", "Król"),
-                ("Stępień", "Stępień"), ("Małecki", "Małecka"), ("Żak", "Żak"), ("Zając", "Zając"),
-                ("Pająk", "Pająk"), ("Głowacki", "Głowacka"), ("Gąsiorowski", "Gąsiorowska"),
-                ("Szczęsny", "Szczęsna"))
-_EN_FIRST = ("Emily", "Oliver", "Zoë", "Siobhán", "Chloë", "Noah", "Amelia", "Renée", "Seán", "Harriet",
-             "Thomas")
-_EN_SURNAMES = ("Smith", "O'Brien", "Brontë", "Johnson", "Taylor", "Davies", "Evans", "Hughes", "MacDonald",
-                "Walker", "Wright", "Nguyen", "Ní Bhriain")
+_PL_FEMALE = (
+    "Agnieszka",
+    "Małgorzata",
+    "Żaneta",
+    "Jadwiga",
+    "Bożena",
+    "Urszula",
+    "Gabriela",
+    "Katarzyna",
+    "Weronika",
+    "Jolanta",
+)
+_PL_MALE = (
+    "Łukasz",
+    "Paweł",
+    "Michał",
+    "Wojciech",
+    "Stanisław",
+    "Jędrzej",
+    "Zbigniew",
+    "Piotr",
+    "Kacper",
+    "Bartłomiej",
+)
+_PL_SURNAMES = (
+    ("Wiśniewski", "Wiśniewska"),
+    ("Kamiński", "Kamińska"),
+    ("Wójcik", "Wójcik"),
+    ("Lewandowski", "Lewandowska"),
+    ("Zieliński", "Zielińska"),
+    ("Woźniak", "Woźniak"),
+    ("Kozłowski", "Kozłowska"),
+    ("Jabłoński", "Jabłońska"),
+    ("Król", "Król"),
+    ("Stępień", "Stępień"),
+    ("Małecki", "Małecka"),
+    ("Żak", "Żak"),
+    ("Zając", "Zając"),
+    ("Pająk", "Pająk"),
+    ("Głowacki", "Głowacka"),
+    ("Gąsiorowski", "Gąsiorowska"),
+    ("Szczęsny", "Szczęsna"),
+)
+_EN_FIRST = (
+    "Emily",
+    "Oliver",
+    "Zoë",
+    "Siobhán",
+    "Chloë",
+    "Noah",
+    "Amelia",
+    "Renée",
+    "Seán",
+    "Harriet",
+    "Thomas",
+)
+_EN_SURNAMES = (
+    "Smith",
+    "O'Brien",
+    "Brontë",
+    "Johnson",
+    "Taylor",
+    "Davies",
+    "Evans",
+    "Hughes",
+    "MacDonald",
+    "Walker",
+    "Wright",
+    "Nguyen",
+    "Ní Bhriain",
+)
 _ASCII_FOLD = str.maketrans({"ł": "l", "Ł": "L"})  # NFKD does not decompose the Polish ł
 
 

@@ -177,8 +177,12 @@ class EmbeddedStack:
         """Starts what is missing, leaves what runs alone, and records what it started (for `down`)."""
         report = self._bring_up(timeout)
         state = self.recorded()
-        state.update({name: Recorded(proc.pid, str(cast(list[str], proc.args)[0]))
-                      for name, proc in self.processes.items()})
+        state.update(
+            {
+                name: Recorded(proc.pid, str(cast(list[str], proc.args)[0]))
+                for name, proc in self.processes.items()
+            }
+        )
         self._write_state(state)
         self.processes.clear()  # they run on after this process exits
         return report
@@ -218,8 +222,10 @@ class EmbeddedStack:
 
     def _write_state(self, state: dict[str, Recorded]) -> None:
         private_dir(self.state_file.parent)
-        write_private(self.state_file, json.dumps(
-            {name: {"pid": r.pid, "binary": r.binary} for name, r in state.items()}).encode())
+        write_private(
+            self.state_file,
+            json.dumps({name: {"pid": r.pid, "binary": r.binary} for name, r in state.items()}).encode(),
+        )
 
     # --- starting ----------------------------------------------------------------------------------------
 
@@ -233,13 +239,17 @@ class EmbeddedStack:
                 host, port = self._address(name)
                 if name in running:
                     if not _wait_listening(host, port, timeout):
-                        raise StackError(f"{name} (pid {running[name].pid}) runs but does not listen on "
-                                         f"{host}:{port}; see {self.log_dir / (name + '.log')}")
+                        raise StackError(
+                            f"{name} (pid {running[name].pid}) runs but does not listen on "
+                            f"{host}:{port}; see {self.log_dir / (name + '.log')}"
+                        )
                     report.already_running.append(name)
                     continue
                 if _listening(host, port):
-                    raise StackError(f"{host}:{port} ({name}) is taken by a process that `ebackpack stack "
-                                     "up` did not start: stop it or configure another port")
+                    raise StackError(
+                        f"{host}:{port} ({name}) is taken by a process that `ebackpack stack "
+                        "up` did not start: stop it or configure another port"
+                    )
                 self._starter(name)(timeout)
                 report.started.append(name)
         except BaseException:
@@ -247,22 +257,33 @@ class EmbeddedStack:
             raise
         return report
 
-    def _spawn(self, name: str, args: list[str],
-               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = private_file(self.log_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True,
-                                umask=PRIVATE_UMASK)
+        proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+            umask=PRIVATE_UMASK,
+        )
         log.close()
         self.processes[name] = proc
         return proc
 
     def broker_env(self) -> dict[str, str]:
         """Tansu's `s3://` engine (Rust `object_store`) reads its S3 endpoint and keys from these."""
-        return {"AWS_ENDPOINT": self.settings.s3_endpoint, "AWS_ALLOW_HTTP": "true",
-                "AWS_REGION": self.settings.s3_region, "AWS_DEFAULT_REGION": self.settings.s3_region,
-                "AWS_ACCESS_KEY_ID": self.settings.s3_access_key,
-                "AWS_SECRET_ACCESS_KEY": self.settings.s3_secret_key}
+        return {
+            "AWS_ENDPOINT": self.settings.s3_endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": self.settings.s3_region,
+            "AWS_DEFAULT_REGION": self.settings.s3_region,
+            "AWS_ACCESS_KEY_ID": self.settings.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.settings.s3_secret_key,
+        }
 
     def _start_broker(self, timeout: float) -> None:
         host, port = _host_port(self.settings.kafka_bootstrap)
@@ -272,22 +293,56 @@ class EmbeddedStack:
             bucket = urlparse(self.broker_storage).netloc
             ObjectStore(self.settings.model_copy(update={"s3_bucket": bucket})).ensure_bucket()
             env = self.broker_env()
-        proc = self._spawn("tansu", [tansu_binary(), "broker", "--listener-url", url,
-                                     "--advertised-listener-url", url,
-                                     "--storage-engine", self.broker_storage], env)
+        proc = self._spawn(
+            "tansu",
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                self.broker_storage,
+            ],
+            env,
+        )
         _wait_for_port(host, port, proc, "Tansu broker", timeout)
 
     def _start_s3(self, timeout: float) -> None:
         host, s3_port = self._address("seaweedfs")
         data = private_dir(self.settings.data_dir / "s3").resolve()
-        ports = {f"-{name}": str(free_port()) for name in (
-            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-            "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc")}
-        args = [weed_binary(), "mini", f"-dir={data}", f"-ip={host}", f"-ip.bind={host}",
-                f"-s3.port={s3_port}", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                "-webdav=false", *(f"{k}={v}" for k, v in ports.items())]
-        env = {"AWS_ACCESS_KEY_ID": self.settings.s3_access_key,
-               "AWS_SECRET_ACCESS_KEY": self.settings.s3_secret_key}
+        ports = {
+            f"-{name}": str(free_port())
+            for name in (
+                "master.port",
+                "master.port.grpc",
+                "volume.port",
+                "volume.port.grpc",
+                "filer.port",
+                "filer.port.grpc",
+                "s3.port.grpc",
+                "admin.port",
+                "admin.port.grpc",
+            )
+        }
+        args = [
+            weed_binary(),
+            "mini",
+            f"-dir={data}",
+            f"-ip={host}",
+            f"-ip.bind={host}",
+            f"-s3.port={s3_port}",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            *(f"{k}={v}" for k, v in ports.items()),
+        ]
+        env = {
+            "AWS_ACCESS_KEY_ID": self.settings.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.settings.s3_secret_key,
+        }
         proc = self._spawn("seaweedfs", args, env)
         _wait_for_port(host, s3_port, proc, "SeaweedFS S3", timeout)
         self._wait_for_bucket(proc, timeout)

@@ -13,8 +13,12 @@ from ebackpack.adapters.files import private_dir, private_file
 from ebackpack.config import Settings, settings_env
 from ebackpack.dev.stack import signal_group
 
-SERVICES = {"issuer": "services.issuer", "renderer": "services.renderer", "importer": "services.importer",
-            "notifier": "services.notifier"}
+SERVICES = {
+    "issuer": "services.issuer",
+    "renderer": "services.renderer",
+    "importer": "services.importer",
+    "notifier": "services.notifier",
+}
 
 
 @dataclass
@@ -32,8 +36,11 @@ class Worker:
         with private_file(self.log_path).open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", SERVICES[self.name.split("-")[0]]],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **settings_env(self.settings)}, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **settings_env(self.settings)},
+                start_new_session=True,
             )
 
     @property

@@ -49,9 +49,14 @@ class AwardRule(BaseModel):
     certificate_template: str = "default"
     language: Literal["pl", "en"] = "en"
     valid_for_days: int | None = Field(None, gt=0, description="Validity period; none = never expires.")
-    reminder_days: int | None = Field(None, gt=0, description=(
-        "Notifier: days before expiry the recertification reminder goes out; none = the "
-        "`expiry_reminder_days` setting."))
+    reminder_days: int | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Notifier: days before expiry the recertification reminder goes out; none = the "
+            "`expiry_reminder_days` setting."
+        ),
+    )
     microcredential: MicroCredential
 
 
@@ -64,8 +69,10 @@ class RuleBook(BaseModel):
         seen: dict[int, str] = {}
         for rule in self.rules:
             if rule.course_id in seen:
-                raise ValueError(f"courses may have one rule: {rule.id!r} and {seen[rule.course_id]!r} "
-                                 f"both match course {rule.course_id}")
+                raise ValueError(
+                    f"courses may have one rule: {rule.id!r} and {seen[rule.course_id]!r} "
+                    f"both match course {rule.course_id}"
+                )
             seen[rule.course_id] = rule.id
         return self
 

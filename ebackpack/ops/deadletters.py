@@ -63,8 +63,12 @@ class Inspection:
 def resolve_dlq(settings: Settings, name: str) -> str:
     """A dead-letter topic on the broker from its name with or without prefix, or its source topic's."""
     for short in dlq_topics():
-        if name in (short, settings.topic(short), short.removesuffix(DLQ_SUFFIX),
-                    settings.topic(short.removesuffix(DLQ_SUFFIX))):
+        if name in (
+            short,
+            settings.topic(short),
+            short.removesuffix(DLQ_SUFFIX),
+            settings.topic(short.removesuffix(DLQ_SUFFIX)),
+        ):
             return settings.topic(short)
     raise ValueError(f"no dead-letter topic {name!r}; known: {', '.join(dlq_topics())}")
 
@@ -79,18 +83,43 @@ def _parse(record: ConsumerRecord) -> DeadLetterMessage | None:
 def _view(record: ConsumerRecord, letter: DeadLetterMessage | None, position: int) -> DeadLetterView:
     stamp = datetime.fromtimestamp(max(record.timestamp or 0, 0) / 1000, UTC)
     if letter is None:
-        return DeadLetterView(record.topic, record.partition, record.offset, stamp, "?",
-                              "not a dead letter (unreadable record)", "?", "?", -1, -1, None,
-                              len(record.value or b""), record.offset < position)
+        return DeadLetterView(
+            record.topic,
+            record.partition,
+            record.offset,
+            stamp,
+            "?",
+            "not a dead letter (unreadable record)",
+            "?",
+            "?",
+            -1,
+            -1,
+            None,
+            len(record.value or b""),
+            record.offset < position,
+        )
     d = letter.data
     key = base64.b64decode(d.key_b64).decode("utf-8", "replace") if d.key_b64 is not None else None
-    return DeadLetterView(record.topic, record.partition, record.offset, letter.time, d.consumer, d.reason,
-                          d.error_type, d.topic, d.partition, d.offset, key, len(d.value),
-                          record.offset < position)
+    return DeadLetterView(
+        record.topic,
+        record.partition,
+        record.offset,
+        letter.time,
+        d.consumer,
+        d.reason,
+        d.error_type,
+        d.topic,
+        d.partition,
+        d.offset,
+        key,
+        len(d.value),
+        record.offset < position,
+    )
 
 
-def _positions(broker: Broker, settings: Settings, tps: Iterable[TopicPartition],
-               starts: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+def _positions(
+    broker: Broker, settings: Settings, tps: Iterable[TopicPartition], starts: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
     committed = broker.committed(replay_group(settings))
     return {tp: max(committed.get(tp, 0), starts[tp]) for tp in tps}
 
@@ -136,9 +165,15 @@ def inspect(settings: Settings, dlq_topic: str, offset: int, partition: int = 0)
     return Inspection(_view(record, letter, position), d, key, d.value, _decode(d.value))
 
 
-
-def replay(settings: Settings, dlq_topic: str, offsets: Collection[int] | None = None, *,
-           dry_run: bool = False, force: bool = False, partition: int = 0) -> int:
+def replay(
+    settings: Settings,
+    dlq_topic: str,
+    offsets: Collection[int] | None = None,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    partition: int = 0,
+) -> int:
     """Republish dead letters' original key and value to their source topic (after the cause is fixed).
 
     `offsets` None: every dead letter not replayed yet (all partitions of the topic); else those offsets
@@ -163,8 +198,9 @@ def replay(settings: Settings, dlq_topic: str, offsets: Collection[int] | None =
     for record in records:
         letter = _parse(record)
         if letter is None:
-            log.warning("%s/%d/%d is not a dead letter: passed over", record.topic, record.partition,
-                        record.offset)
+            log.warning(
+                "%s/%d/%d is not a dead letter: passed over", record.topic, record.partition, record.offset
+            )
         else:
             todo.append((record, letter))
     if dry_run:
@@ -175,8 +211,12 @@ def replay(settings: Settings, dlq_topic: str, offsets: Collection[int] | None =
         _commit(settings, replay_group(settings), after)
     beyond = [r.offset for r in records if r.offset >= after[_tp_of(r)]]
     if beyond:
-        log.warning("replayed %s of %s beyond a gap of dead letters not replayed: not recorded, a replay "
-                    "of all sends them again", beyond, name)
+        log.warning(
+            "replayed %s of %s beyond a gap of dead letters not replayed: not recorded, a replay "
+            "of all sends them again",
+            beyond,
+            name,
+        )
     return len(todo)
 
 
@@ -184,8 +224,9 @@ def _tp_of(record: ConsumerRecord) -> TopicPartition:
     return TopicPartition(record.topic, record.partition)
 
 
-def _advance(positions: dict[TopicPartition, int], records: list[ConsumerRecord],
-             everything: bool) -> dict[TopicPartition, int]:
+def _advance(
+    positions: dict[TopicPartition, int], records: list[ConsumerRecord], everything: bool
+) -> dict[TopicPartition, int]:
     """The replay positions after replaying `records`: past the last one read when replaying everything
     from the position (the read covered every offset there is); over the run of replayed offsets that
     starts at the position when replaying chosen ones."""
@@ -204,8 +245,12 @@ def _advance(positions: dict[TopicPartition, int], records: list[ConsumerRecord]
 def _republish(settings: Settings, todo: list[tuple[ConsumerRecord, DeadLetterMessage]]) -> None:
     if not todo:
         return
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all",
-                             client_id="ebackpack-replay", max_in_flight_requests_per_connection=1)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        acks="all",
+        client_id="ebackpack-replay",
+        max_in_flight_requests_per_connection=1,
+    )
     try:
         futures = []
         for record, letter in todo:
@@ -221,8 +266,12 @@ def _republish(settings: Settings, todo: list[tuple[ConsumerRecord, DeadLetterMe
 
 
 def _commit(settings: Settings, group: str, positions: dict[TopicPartition, int]) -> None:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=group,
-                             client_id="ebackpack-replay", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        group_id=group,
+        client_id="ebackpack-replay",
+        enable_auto_commit=False,
+    )
     try:
         consumer.assign(list(positions))
         consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in positions.items()})

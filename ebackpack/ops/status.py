@@ -166,11 +166,14 @@ def _status(broker: Broker, settings: Settings, exact: bool, sample_seconds: flo
         log.info("offsets_for_times refused (%s): sampling end offsets instead", exc)
     if since is not None:
         last_minute: dict[TopicPartition, int | None] = {
-            tp: 0 if since[tp] is None else max(0, ends[tp] - (since[tp] or 0)) for tp in all_tps}
+            tp: 0 if since[tp] is None else max(0, ends[tp] - (since[tp] or 0)) for tp in all_tps
+        }
     elif sample_seconds > 0:
         rate_method = f"two end-offset samples {sample_seconds:g} s apart, scaled to a minute"
-        notes.append(f"The broker does not answer offsets_for_times: messages per minute estimated from "
-                     f"two samples {sample_seconds:g} s apart.")
+        notes.append(
+            f"The broker does not answer offsets_for_times: messages per minute estimated from "
+            f"two samples {sample_seconds:g} s apart."
+        )
         time.sleep(sample_seconds)
         _, later = broker.offsets(all_tps, exact=exact)
         last_minute = {tp: round((later[tp] - ends[tp]) * 60 / sample_seconds) for tp in all_tps}
@@ -179,9 +182,13 @@ def _status(broker: Broker, settings: Settings, exact: bool, sample_seconds: flo
         last_minute = {tp: None for tp in all_tps}
 
     topics = [
-        TopicStatus(spec.name, settings.topic(spec.name), spec.doc,
-                    [PartitionStatus(tp.partition, starts[tp], ends[tp], last_minute[tp])
-                     for tp in parts[spec.name]], exists=bool(parts[spec.name]))
+        TopicStatus(
+            spec.name,
+            settings.topic(spec.name),
+            spec.doc,
+            [PartitionStatus(tp.partition, starts[tp], ends[tp], last_minute[tp]) for tp in parts[spec.name]],
+            exists=bool(parts[spec.name]),
+        )
         for spec in TOPICS
     ]
     missing = [t.topic for t in topics if not t.exists]
@@ -196,23 +203,43 @@ def _status(broker: Broker, settings: Settings, exact: bool, sample_seconds: flo
         committed = broker.committed(group)
         if role == "other" and not any(tp.topic in by_topic for tp in committed):
             continue  # a group of something else on this broker
-        names = list(dict.fromkeys([*expected, *sorted(by_topic[tp.topic] for tp in committed
-                                                       if tp.topic in by_topic)]))
+        names = list(
+            dict.fromkeys(
+                [*expected, *sorted(by_topic[tp.topic] for tp in committed if tp.topic in by_topic)]
+            )
+        )
         lags = []
         for name in names:
             tps = parts.get(name, [])
-            lags.append(GroupTopicLag(settings.topic(name), name, [
-                PartitionLag(tp.partition, committed.get(tp), ends[tp],
-                             max(0, ends[tp] - committed.get(tp, starts[tp]))) for tp in tps]))
+            lags.append(
+                GroupTopicLag(
+                    settings.topic(name),
+                    name,
+                    [
+                        PartitionLag(
+                            tp.partition,
+                            committed.get(tp),
+                            ends[tp],
+                            max(0, ends[tp] - committed.get(tp, starts[tp])),
+                        )
+                        for tp in tps
+                    ],
+                )
+            )
         groups.append(GroupStatus(group, role, lags, started=bool(committed)))
 
     for g in groups:
         for topic, p in g.beyond_end:
-            notes.append(f"[red]Broker lost data:[/red] {g.group} ({g.role}) committed offset {p.committed} "
-                         f"on {topic}/{p.partition}, but the log ends at {p.end}. Its running workers read "
-                         "the partition again from its start within seconds (effects are idempotent); "
-                         "the issuer sends again render requests whose PDF was never stored.")
+            notes.append(
+                f"[red]Broker lost data:[/red] {g.group} ({g.role}) committed offset {p.committed} "
+                f"on {topic}/{p.partition}, but the log ends at {p.end}. Its running workers read "
+                "the partition again from its start within seconds (effects are idempotent); "
+                "the issuer sends again render requests whose PDF was never stored."
+            )
     replay = next(g for g in groups if g.group == replay_group(settings))
-    dead = [DeadLetterCount(t.topic, t.name, t.messages, replay.lag_of(t.name) or 0)
-            for t in topics if t.is_dead_letter_topic]
+    dead = [
+        DeadLetterCount(t.topic, t.name, t.messages, replay.lag_of(t.name) or 0)
+        for t in topics
+        if t.is_dead_letter_topic
+    ]
     return Status(taken_at, settings.kafka_bootstrap, topics, groups, dead, rate_method, notes)

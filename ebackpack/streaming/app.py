@@ -95,8 +95,9 @@ def _serve_metrics(app: faust.App, settings: Settings) -> None:
 
     @app.timer(metrics.LAG_INTERVAL)
     async def sample_consumer_lag() -> None:
-        topics = sorted({name for agent in app.agents.values()
-                         for name in getattr(agent.channel, "topics", ())})
+        topics = sorted(
+            {name for agent in app.agents.values() for name in getattr(agent.channel, "topics", ())}
+        )
         try:
             lags = await asyncio.to_thread(sample, topics)
         except Exception as exc:  # the broker is away: the gauge's sample time goes stale
@@ -107,8 +108,9 @@ def _serve_metrics(app: faust.App, settings: Settings) -> None:
 
 def raw_topic(app: faust.App, name: str) -> TopicT:
     """Keys and values stay bytes: parsing is ours, so a bad message can be dead-lettered as-is."""
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                     value_serializer="raw", internal=False)
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", internal=False
+    )
 
 
 async def send_and_wait(topic: TopicT, key: bytes | None, value: bytes) -> None:
@@ -147,19 +149,32 @@ def _report(stream: Any, consumer: str) -> PauseReport:
     return health.StreamHealth(consumer, ",".join(sorted(topics)))
 
 
-async def _dead_letter(source: SourceMessage, exc: Exception, dlq: TopicT, consumer: str,
-                       policy: RetryPolicy, report: PauseReport | None = None) -> None:
+async def _dead_letter(
+    source: SourceMessage,
+    exc: Exception,
+    dlq: TopicT,
+    consumer: str,
+    policy: RetryPolicy,
+    report: PauseReport | None = None,
+) -> None:
     letter = dead_letter(source, exc, consumer, producer=f"ebackpack/{consumer}")
-    log.warning("dead-lettered %s/%d/%d: %s", source.topic, source.partition, source.offset,
-                letter.data.reason)
+    log.warning(
+        "dead-lettered %s/%d/%d: %s", source.topic, source.partition, source.offset, letter.data.reason
+    )
     # A dead letter must not be lost either: while its topic is unreachable the consumer pauses here,
     # without committing this offset.
     await with_retries(functools.partial(send_and_wait, dlq, source.key, letter.to_bytes()), policy, report)
     metrics.dead_lettered(consumer, letter.data.error_type)
 
 
-async def _process(source: SourceMessage, handle: Handler, dlq: TopicT, consumer: str,
-                   policy: RetryPolicy, report: PauseReport | None = None) -> Any:
+async def _process(
+    source: SourceMessage,
+    handle: Handler,
+    dlq: TopicT,
+    consumer: str,
+    policy: RetryPolicy,
+    report: PauseReport | None = None,
+) -> Any:
     try:
         return await with_retries(functools.partial(handle, source), policy, report)
     except Exception as exc:
@@ -167,8 +182,14 @@ async def _process(source: SourceMessage, handle: Handler, dlq: TopicT, consumer
         return None
 
 
-async def consume(stream: AsyncIterable[Any], handle: Handler, *, dlq: TopicT, consumer: str,
-                  policy: RetryPolicy | None = None) -> AsyncIterable[Any]:
+async def consume(
+    stream: AsyncIterable[Any],
+    handle: Handler,
+    *,
+    dlq: TopicT,
+    consumer: str,
+    policy: RetryPolicy | None = None,
+) -> AsyncIterable[Any]:
     """Run `handle` on each message, as policy.py says: an outage pauses the stream on this message,
     poison and bugs become dead letters and the stream goes on.
 
@@ -185,9 +206,17 @@ async def consume(stream: AsyncIterable[Any], handle: Handler, *, dlq: TopicT, c
         yield result
 
 
-async def consume_batches(stream: Any, handle_batch: BatchHandler, handle: Handler, *, dlq: TopicT,
-                          consumer: str, size: int, within: float,
-                          policy: RetryPolicy | None = None) -> AsyncIterable[int]:
+async def consume_batches(
+    stream: Any,
+    handle_batch: BatchHandler,
+    handle: Handler,
+    *,
+    dlq: TopicT,
+    consumer: str,
+    size: int,
+    within: float,
+    policy: RetryPolicy | None = None,
+) -> AsyncIterable[int]:
     """Like `consume`, up to `size` messages at a time (whatever arrived within `within` seconds).
 
     A batch that fails transiently pauses the stream on it (tried again until it works); one that fails

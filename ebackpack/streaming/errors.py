@@ -25,17 +25,23 @@ class TransientError(Exception):
 # A dependency is down or did not answer: the same message will work once it is back.
 TRANSIENT: tuple[type[BaseException], ...] = (
     TransientError,
-    ConnectionError, TimeoutError,  # OSError kinds: refused, reset, aborted, timed out
-    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,  # server gone, connection lost
-    psycopg.OperationalError, psycopg.InterfaceError,  # the same, from psycopg used without SQLAlchemy
+    ConnectionError,
+    TimeoutError,  # OSError kinds: refused, reset, aborted, timed out
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,  # server gone, connection lost
+    psycopg.OperationalError,
+    psycopg.InterfaceError,  # the same, from psycopg used without SQLAlchemy
     botocore.exceptions.ConnectionError,  # endpoint unreachable, connect timeout, connection closed
     botocore.exceptions.HTTPClientError,  # read timeout, connection dropped mid-answer
-    aiokafka.errors.KafkaError, kafka.errors.KafkaError,  # broker away, send not acknowledged in time
+    aiokafka.errors.KafkaError,
+    kafka.errors.KafkaError,  # broker away, send not acknowledged in time
 )
 # ... except these, which the same message meets on every attempt: not an outage.
 NEVER_WORKS: tuple[type[BaseException], ...] = (
-    aiokafka.errors.MessageSizeTooLargeError, aiokafka.errors.InvalidTopicError,
-    kafka.errors.MessageSizeTooLargeError, kafka.errors.InvalidTopicError,
+    aiokafka.errors.MessageSizeTooLargeError,
+    aiokafka.errors.InvalidTopicError,
+    kafka.errors.MessageSizeTooLargeError,
+    kafka.errors.InvalidTopicError,
 )
 
 

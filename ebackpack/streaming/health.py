@@ -60,8 +60,13 @@ class StreamHealth:
 
     def paused(self, cause: BaseException) -> None:
         reason = describe(cause)[:MAX_REASON]
-        log.warning("paused %s on %s: a dependency is down (%s); trying the same message again until it "
-                    "works, nothing later is taken", self.consumer, self.topic, reason)
+        log.warning(
+            "paused %s on %s: a dependency is down (%s); trying the same message again until it "
+            "works, nothing later is taken",
+            self.consumer,
+            self.topic,
+            reason,
+        )
         with _lock:
             _paused[self.consumer] += 1
             metrics.consumer_paused(self.consumer, _paused[self.consumer])
@@ -69,14 +74,27 @@ class StreamHealth:
         if path is not None:
             with contextlib.suppress(OSError):  # a full disk must not stop the retries
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps({
-                    "consumer": self.consumer, "topic": self.topic, "host": socket.gethostname(),
-                    "pid": os.getpid(), "since": datetime.now(UTC).isoformat(), "reason": reason}))
+                path.write_text(
+                    json.dumps(
+                        {
+                            "consumer": self.consumer,
+                            "topic": self.topic,
+                            "host": socket.gethostname(),
+                            "pid": os.getpid(),
+                            "since": datetime.now(UTC).isoformat(),
+                            "reason": reason,
+                        }
+                    )
+                )
 
     def resumed(self, seconds: float, stopped: bool = False) -> None:
         if stopped:
-            log.warning("stopping %s on %s after %.1f s paused: the message is taken again on the next "
-                        "start", self.consumer, self.topic, seconds)
+            log.warning(
+                "stopping %s on %s after %.1f s paused: the message is taken again on the next start",
+                self.consumer,
+                self.topic,
+                seconds,
+            )
         else:
             log.warning("resumed %s on %s after %.1f s paused", self.consumer, self.topic, seconds)
         with _lock:
@@ -104,9 +122,14 @@ def paused_streams(data_dir: Path) -> list[PausedStream]:
     for path in sorted((data_dir / "consumers").glob("*.json")):
         try:
             state = json.loads(path.read_text()[:4096])
-            stream = PausedStream(str(state["consumer"]), str(state["topic"]), str(state["host"]),
-                                  int(state["pid"]), datetime.fromisoformat(state["since"]),
-                                  str(state["reason"]))
+            stream = PausedStream(
+                str(state["consumer"]),
+                str(state["topic"]),
+                str(state["host"]),
+                int(state["pid"]),
+                datetime.fromisoformat(state["since"]),
+                str(state["reason"]),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if stream.host == socket.gethostname() and not _alive(stream.pid):
@@ -132,13 +155,19 @@ def render_health(streams: list[PausedStream], parked: dict[str, int] | None = N
         table.add_column(column)
     now = datetime.now(UTC)
     for s in streams:
-        table.add_row(f"[yellow]{s.consumer}[/yellow]", s.topic,
-                      f"{s.since:%H:%M:%S} ({(now - s.since).total_seconds():.0f} s)", f"{s.host}/{s.pid}",
-                      s.reason)
+        table.add_row(
+            f"[yellow]{s.consumer}[/yellow]",
+            s.topic,
+            f"{s.since:%H:%M:%S} ({(now - s.since).total_seconds():.0f} s)",
+            f"{s.host}/{s.pid}",
+            s.reason,
+        )
     if not streams:
         table.add_row("none", "", "", "", "every consumer is flowing")
-    notes = [f"{consumer}: {count} message(s) parked, waiting for a profile"
-             for consumer, count in sorted((parked or {}).items())]
+    notes = [
+        f"{consumer}: {count} message(s) parked, waiting for a profile"
+        for consumer, count in sorted((parked or {}).items())
+    ]
     table.caption = "; ".join(notes) if notes else "no message is parked"
     return table
 

@@ -51,9 +51,12 @@ MARKS_DIR = "marks"
 MAX_REPORTED = 50  # resets `ebackpack status` lists (the newest)
 
 OFFSET_RESETS = Counter(
-    "ebackpack_offset_resets", "Partitions a consumer group had read further than the broker's log now "
+    "ebackpack_offset_resets",
+    "Partitions a consumer group had read further than the broker's log now "
     "goes, or whose log was replaced (the broker lost messages), and that its worker read again from "
-    "the log's start.", ["group", "topic"])
+    "the log's start.",
+    ["group", "topic"],
+)
 
 
 @dataclass(frozen=True)
@@ -130,8 +133,9 @@ def find_lost(broker: Broker, group: str, owned: Collection[TopicPartition], mar
     starts, _ends = broker.offsets(list(owned), exact=False)
     known = {tp: marks.get(tp) for tp in owned}
     firsts = broker.probe({tp: anchor[0] if (anchor := known[tp][0]) else starts[tp] for tp in owned})
-    lasts = broker.probe({tp: last[0] if (last := known[tp][1]) else max(0, offset - 1)
-                          for tp, offset in committed.items()})
+    lasts = broker.probe(
+        {tp: last[0] if (last := known[tp][1]) else max(0, offset - 1) for tp, offset in committed.items()}
+    )
     lost, refresh = [], {}
     for tp in owned:
         (anchor, last), first, latest, offset = known[tp], firsts.get(tp), lasts.get(tp), committed.get(tp)
@@ -212,8 +216,15 @@ async def reset_to_start(consumer: Any, tp: TP, start: int) -> bool:
 
 
 def report(data_dir: Path, lost: LostLog) -> None:
-    log.error("broker lost data: consumer group %s on %s/%d: %s; reading the partition again from offset "
-              "%d (handling is idempotent)", lost.group, lost.topic, lost.partition, lost.reason, lost.start)
+    log.error(
+        "broker lost data: consumer group %s on %s/%d: %s; reading the partition again from offset "
+        "%d (handling is idempotent)",
+        lost.group,
+        lost.topic,
+        lost.partition,
+        lost.reason,
+        lost.start,
+    )
     OFFSET_RESETS.labels(lost.group, lost.topic).inc()
     with contextlib.suppress(OSError):  # a full disk must not stop the repair
         folder = private_dir(data_dir / "consumers")

@@ -84,8 +84,9 @@ class GaveUp(Exception):
         self.__cause__ = cause
 
 
-async def with_retries(step: Callable[[], Awaitable[T]], policy: RetryPolicy,
-                       report: PauseReport | None = None) -> T:
+async def with_retries(
+    step: Callable[[], Awaitable[T]], policy: RetryPolicy, report: PauseReport | None = None
+) -> T:
     """`step()` until it returns; a transient failure is tried again with backoff (until
     `policy.max_attempts`, if any); anything else is raised at once."""
     attempt, since, reported, stopped = 1, time.monotonic(), False, False
@@ -101,9 +102,13 @@ async def with_retries(step: Callable[[], Awaitable[T]], policy: RetryPolicy,
                 if report is not None and not reported and attempt >= policy.report_after:
                     report.paused(exc)
                     reported = True
-                log.log(logging.INFO if reported else logging.WARNING,
-                        "transient failure (attempt %d), trying again in %.2f s: %s",
-                        attempt, policy.delay(attempt), describe(exc))
+                log.log(
+                    logging.INFO if reported else logging.WARNING,
+                    "transient failure (attempt %d), trying again in %.2f s: %s",
+                    attempt,
+                    policy.delay(attempt),
+                    describe(exc),
+                )
                 await asyncio.sleep(policy.delay(attempt))
                 attempt += 1
     except asyncio.CancelledError:  # the worker is stopping while paused: nothing was committed

@@ -12,8 +12,11 @@ from ebackpack.config import Settings
 
 
 def read_topics(settings: Settings, topics: list[str], idle_ms: int = 1500) -> list[ConsumerRecord]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","), enable_auto_commit=False,
-                             consumer_timeout_ms=idle_ms)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        enable_auto_commit=False,
+        consumer_timeout_ms=idle_ms,
+    )
     try:
         partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
         consumer.assign(partitions)

@@ -44,15 +44,31 @@ def dlq(topic: str) -> str:
 
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(MOODLE_EVENTS, 4, "Moodle events from the gateway, key = learner id.",
-              {"retention.ms": str(RETAIN_EVENTS_MS)}),
-    TopicSpec(MOODLE_USERS, 4, "Learner profiles (name, e-mail, language), key = Moodle user id; a "
-              "deleted user gets a tombstone.", {"cleanup.policy": "compact"}),
-    TopicSpec(MOODLE_COURSES, 2, "Course profiles (full name), key = Moodle course id.",
-              {"cleanup.policy": "compact"}),
+    TopicSpec(
+        MOODLE_EVENTS,
+        4,
+        "Moodle events from the gateway, key = learner id.",
+        {"retention.ms": str(RETAIN_EVENTS_MS)},
+    ),
+    TopicSpec(
+        MOODLE_USERS,
+        4,
+        "Learner profiles (name, e-mail, language), key = Moodle user id; a deleted user gets a tombstone.",
+        {"cleanup.policy": "compact"},
+    ),
+    TopicSpec(
+        MOODLE_COURSES,
+        2,
+        "Course profiles (full name), key = Moodle course id.",
+        {"cleanup.policy": "compact"},
+    ),
     TopicSpec(CREDENTIALS, 4, "Credential issued (later revoked / expired), key = learner id."),
-    TopicSpec(RENDER_REQUESTS, 4, "Certificate render requests, key = credential id.",
-              {"retention.ms": str(RETAIN_EVENTS_MS)}),
+    TopicSpec(
+        RENDER_REQUESTS,
+        4,
+        "Certificate render requests, key = credential id.",
+        {"retention.ms": str(RETAIN_EVENTS_MS)},
+    ),
     TopicSpec(RENDERED, 4, "Certificate PDFs stored in S3, key = credential id."),
     TopicSpec(dlq(MOODLE_EVENTS), 1, "Dead letters of the issuer."),
     TopicSpec(dlq(RENDER_REQUESTS), 1, "Dead letters of the renderer."),
@@ -70,7 +86,8 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         existing = set(admin.list_topics())
         wanted = [
             NewTopic(settings.topic(t.name), t.partitions, 1, topic_configs=t.config)
-            for t in TOPICS if settings.topic(t.name) not in existing
+            for t in TOPICS
+            if settings.topic(t.name) not in existing
         ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race: fine
@@ -84,10 +101,12 @@ def _admin(settings: Settings, timeout: float) -> KafkaAdminClient:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                                    client_id="ebackpack-admin", request_timeout_ms=10_000)
+            return KafkaAdminClient(
+                bootstrap_servers=settings.kafka_bootstrap.split(","),
+                client_id="ebackpack-admin",
+                request_timeout_ms=10_000,
+            )
         except KafkaError as exc:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kafka at {settings.kafka_bootstrap} is not reachable: {exc}") from exc
             time.sleep(0.5)
-

@@ -73,8 +73,9 @@ class BodyGuard:
         body_done = not chunked and declared in ("", "0")  # no body at all
         await self._counting(scope, receive, send, kind, _Counted(limit, shown, body_done=body_done))
 
-    async def _counting(self, scope: Scope, receive: Receive, send: Send, kind: str | None,
-                        state: _Counted) -> None:
+    async def _counting(
+        self, scope: Scope, receive: Receive, send: Send, kind: str | None, state: _Counted
+    ) -> None:
         async def counted() -> Message:
             if state.over:
                 raise BodyTooLarge

@@ -106,11 +106,15 @@ def _match(learner: Learner) -> Match:
 
 
 def learner_by_email(session: Session, email: str) -> Match | None:
-    found = session.scalars(select(Learner).where(func.lower(Learner.email) == email.lower())
-                            .order_by(Learner.id).limit(2)).all()
+    found = session.scalars(
+        select(Learner).where(func.lower(Learner.email) == email.lower()).order_by(Learner.id).limit(2)
+    ).all()
     if len(found) > 1:  # Moodle may allow shared addresses: never guess whose backpack it is
-        raise HTTPException(403, f"Several learners share the e-mail address {_show(email)}, so the "
-                                 "backpack cannot be chosen by it. Ask an administrator.")
+        raise HTTPException(
+            403,
+            f"Several learners share the e-mail address {_show(email)}, so the "
+            "backpack cannot be chosen by it. Ask an administrator.",
+        )
     return _match(found[0]) if found else None
 
 
@@ -135,8 +139,9 @@ def person(match: Match | None, *, admin: bool, name: str, via: str, unknown: st
     if match is None and not admin:
         raise HTTPException(403, f"This account has no backpack here: {unknown}")
     role: Role = "admin" if admin else "learner"
-    return User(learner_id=match.learner_id if match else None, role=role,
-                name=match.name if match else name, via=via)
+    return User(
+        learner_id=match.learner_id if match else None, role=role, name=match.name if match else name, via=via
+    )
 
 
 # ------------------------------------------------------------------------------------ OpenID Connect
@@ -147,8 +152,11 @@ def _oidc_client(request: Request) -> Any:
     if not settings.oidc_issuer:
         raise HTTPException(404, "OpenID Connect login is not set up here")
     if not settings.oidc_client_id or settings.oidc_client_secret is None:
-        raise HTTPException(503, "OpenID Connect login is not fully configured: set "
-                                 "EBACKPACK_OIDC_CLIENT_ID and EBACKPACK_OIDC_CLIENT_SECRET")
+        raise HTTPException(
+            503,
+            "OpenID Connect login is not fully configured: set "
+            "EBACKPACK_OIDC_CLIENT_ID and EBACKPACK_OIDC_CLIENT_SECRET",
+        )
     return _shared(request, "oidc_client", lambda: _register_oidc(settings))
 
 
@@ -157,19 +165,26 @@ def _register_oidc(settings: Settings) -> Any:
     # refetches the JWKS), so it lives as long as the app.
     assert settings.oidc_issuer and settings.oidc_client_secret is not None
     return OAuth().register(
-        OIDC_CLIENT, client_id=settings.oidc_client_id,
+        OIDC_CLIENT,
+        client_id=settings.oidc_client_id,
         client_secret=settings.oidc_client_secret.get_secret_value(),
         server_metadata_url=f"{settings.oidc_issuer.rstrip('/')}/.well-known/openid-configuration",
-        client_kwargs={"scope": "openid email profile", "code_challenge_method": "S256",
-                       "timeout": HTTP_TIMEOUT})
+        client_kwargs={
+            "scope": "openid email profile",
+            "code_challenge_method": "S256",
+            "timeout": HTTP_TIMEOUT,
+        },
+    )
 
 
 def _oidc_claims_options(settings: Settings) -> dict[str, Any]:
     # authlib checks the signature, exp, nonce and azp itself, but `aud` only when asked to.
     assert settings.oidc_issuer
     issuers = sorted({settings.oidc_issuer, settings.oidc_issuer.rstrip("/")})
-    return {"iss": {"essential": True, "values": issuers},
-            "aud": {"essential": True, "value": settings.oidc_client_id}}
+    return {
+        "iss": {"essential": True, "values": issuers},
+        "aud": {"essential": True, "value": settings.oidc_client_id},
+    }
 
 
 @router.get("/login/oidc")
@@ -180,7 +195,8 @@ async def oidc_login(request: Request, next: str = "/") -> Response:
     request.session[OIDC_NEXT] = local_path(next)
     try:
         redirect: Response = await client.authorize_redirect(
-            request, f"{settings.public_url.rstrip('/')}/auth/oidc/callback")
+            request, f"{settings.public_url.rstrip('/')}/auth/oidc/callback"
+        )
     except (httpx.HTTPError, ValueError) as exc:
         raise HTTPException(502, f"The identity provider could not be reached: {_show(exc)}") from None
     return redirect
@@ -193,8 +209,13 @@ async def oidc_callback(request: Request) -> Response:
     claims = await _oidc_id_token(request, client, settings)
     email = _verified_email(claims)
     match = await _lookup(request, lambda session: learner_by_email(session, email))
-    user = person(match, admin=email in settings.admins, name=str(claims.get("name") or email),
-                  via="OpenID Connect", unknown=f"no learner has the e-mail address {_show(email)}.")
+    user = person(
+        match,
+        admin=email in settings.admins,
+        name=str(claims.get("name") or email),
+        via="OpenID Connect",
+        unknown=f"no learner has the e-mail address {_show(email)}.",
+    )
     next_path = local_path(request.session.get(OIDC_NEXT))
     sign_in(request, user)
     return RedirectResponse(next_path, status_code=303)
@@ -203,16 +224,23 @@ async def oidc_callback(request: Request) -> Response:
 async def _oidc_id_token(request: Request, client: Any, settings: Settings) -> Mapping[str, Any]:
     """Code -> tokens (with the PKCE verifier), then the ID token's verified claims."""
     try:
-        token = await client.authorize_access_token(request, claims_options=_oidc_claims_options(settings),
-                                                    leeway=LEEWAY)
+        token = await client.authorize_access_token(
+            request, claims_options=_oidc_claims_options(settings), leeway=LEEWAY
+        )
     except MismatchingStateError:
-        raise HTTPException(400, "This login was not started in this browser, or it took too long. "
-                                 "Start again from the login page.") from None
+        raise HTTPException(
+            400,
+            "This login was not started in this browser, or it took too long. "
+            "Start again from the login page.",
+        ) from None
     except OAuthError as exc:
         raise HTTPException(401, f"The identity provider refused the login: {_show(exc)}") from None
     except JoseError as exc:
-        raise HTTPException(401, "The ID token from the identity provider failed verification "
-                                 f"({exc.error}: {_show(exc.description)}).") from None
+        raise HTTPException(
+            401,
+            "The ID token from the identity provider failed verification "
+            f"({exc.error}: {_show(exc.description)}).",
+        ) from None
     except (httpx.HTTPError, ValueError) as exc:
         raise HTTPException(502, f"The identity provider could not be reached: {_show(exc)}") from None
     claims: Mapping[str, Any] | None = token.get("userinfo")  # authlib's verified ID token claims
@@ -224,11 +252,15 @@ async def _oidc_id_token(request: Request, client: Any, settings: Settings) -> M
 def _verified_email(claims: Mapping[str, Any]) -> str:
     email = claims.get("email")
     if not isinstance(email, str) or "@" not in email:
-        raise HTTPException(403, "The identity provider did not share your e-mail address, so your "
-                                 "backpack cannot be found.")
+        raise HTTPException(
+            403, "The identity provider did not share your e-mail address, so your backpack cannot be found."
+        )
     if claims.get("email_verified") in (False, "false"):
-        raise HTTPException(403, "Your e-mail address is not verified at the identity provider, so it "
-                                 "cannot be used to find your backpack.")
+        raise HTTPException(
+            403,
+            "Your e-mail address is not verified at the identity provider, so it "
+            "cannot be used to find your backpack.",
+        )
     return email.strip().lower()
 
 
@@ -262,11 +294,15 @@ def _lti_config(request: Request) -> LtiConfig:
     if not settings.lti_issuer:
         raise HTTPException(404, "LTI launches are not set up here")
     if not (settings.lti_client_id and settings.lti_auth_url and settings.lti_jwks_url):
-        raise HTTPException(503, "LTI 1.3 is not fully configured: set EBACKPACK_LTI_CLIENT_ID, "
-                                 "EBACKPACK_LTI_AUTH_URL and EBACKPACK_LTI_JWKS_URL")
+        raise HTTPException(
+            503,
+            "LTI 1.3 is not fully configured: set EBACKPACK_LTI_CLIENT_ID, "
+            "EBACKPACK_LTI_AUTH_URL and EBACKPACK_LTI_JWKS_URL",
+        )
     deployments = frozenset(d.strip() for d in settings.lti_deployment_ids.split(",") if d.strip())
-    return LtiConfig(settings.lti_issuer, settings.lti_client_id, settings.lti_auth_url,
-                     settings.lti_jwks_url, deployments)
+    return LtiConfig(
+        settings.lti_issuer, settings.lti_client_id, settings.lti_auth_url, settings.lti_jwks_url, deployments
+    )
 
 
 def _state_serializer(settings: Settings) -> URLSafeTimedSerializer:
@@ -304,19 +340,23 @@ def _check_login(params: Mapping[str, str], config: LtiConfig) -> None:
     if not iss:
         raise HTTPException(400, "The login request does not name the platform (iss).")
     if iss != config.issuer:
-        raise HTTPException(400, f"Unknown platform {_show(iss)}: this tool only takes launches from "
-                                 f"{config.issuer}.")
+        raise HTTPException(
+            400, f"Unknown platform {_show(iss)}: this tool only takes launches from {config.issuer}."
+        )
     for name in ("login_hint", "target_link_uri"):
         if not params.get(name):
             raise HTTPException(400, f"The login request has no {name}.")
     client_id = params.get("client_id")
     if client_id and client_id != config.client_id:
-        raise HTTPException(400, f"The login request is for client id {_show(client_id)}, not for this "
-                                 "tool's.")
+        raise HTTPException(
+            400, f"The login request is for client id {_show(client_id)}, not for this tool's."
+        )
     deployment = params.get("lti_deployment_id")
     if deployment and deployment not in config.deployments:
-        raise HTTPException(400, f"Deployment {_show(deployment)} is not accepted by this tool "
-                                 "(EBACKPACK_LTI_DEPLOYMENT_IDS).")
+        raise HTTPException(
+            400,
+            f"Deployment {_show(deployment)} is not accepted by this tool (EBACKPACK_LTI_DEPLOYMENT_IDS).",
+        )
 
 
 @router.api_route("/lti/login", methods=["GET", "POST"])
@@ -331,10 +371,17 @@ async def lti_login(request: Request) -> Response:
     browser = sent if BROWSER_TOKEN.fullmatch(sent) else secrets.token_urlsafe(32)
     nonce = secrets.token_urlsafe(32)
     state = _state_serializer(settings).dumps({"nonce": nonce, "browser": _digest(browser)})
-    query = {"scope": "openid", "response_type": "id_token", "response_mode": "form_post",
-             "prompt": "none", "client_id": config.client_id,
-             "redirect_uri": f"{settings.public_url.rstrip('/')}/lti/launch",
-             "login_hint": params["login_hint"], "state": state, "nonce": nonce}
+    query = {
+        "scope": "openid",
+        "response_type": "id_token",
+        "response_mode": "form_post",
+        "prompt": "none",
+        "client_id": config.client_id,
+        "redirect_uri": f"{settings.public_url.rstrip('/')}/lti/launch",
+        "login_hint": params["login_hint"],
+        "state": state,
+        "nonce": nonce,
+    }
     if params.get("lti_message_hint"):
         query["lti_message_hint"] = params["lti_message_hint"]
     separator = "&" if "?" in config.auth_url else "?"
@@ -365,8 +412,11 @@ async def _launch_form(request: Request) -> tuple[str, str]:
     error = form.get("error")
     if isinstance(error, str) and error:
         description = form.get("error_description")
-        raise HTTPException(401, f"The platform refused the launch: {_show(error)}"
-                                 + (f" ({_show(description)})" if isinstance(description, str) else ""))
+        raise HTTPException(
+            401,
+            f"The platform refused the launch: {_show(error)}"
+            + (f" ({_show(description)})" if isinstance(description, str) else ""),
+        )
     id_token, state = form.get("id_token"), form.get("state")
     if not isinstance(id_token, str) or not id_token or not isinstance(state, str) or not state:
         raise HTTPException(400, "The launch must carry the form fields id_token and state.")
@@ -378,15 +428,19 @@ def _check_state(request: Request, settings: Settings, state: str) -> str:
     try:
         data = _state_serializer(settings).loads(state, max_age=STATE_SECONDS)
     except SignatureExpired:
-        raise HTTPException(400, "The launch took longer than 10 minutes. Launch again from "
-                                 "Moodle.") from None
+        raise HTTPException(
+            400, "The launch took longer than 10 minutes. Launch again from Moodle."
+        ) from None
     except BadSignature:
         raise HTTPException(400, "The launch state was not issued by this tool.") from None
     browser = request.cookies.get(_browser_cookie(settings))
     if not browser:
-        raise HTTPException(400, "Your browser did not send back the cookie set when the launch started "
-                                 "(it may block third-party cookies in the Moodle frame). Set the tool "
-                                 "to open in a new window, or allow cookies for this site.")
+        raise HTTPException(
+            400,
+            "Your browser did not send back the cookie set when the launch started "
+            "(it may block third-party cookies in the Moodle frame). Set the tool "
+            "to open in a new window, or allow cookies for this site.",
+        )
     if not hmac.compare_digest(_digest(browser), str(data.get("browser", ""))):
         raise HTTPException(400, "This launch was started in another browser.")
     return str(data["nonce"])
@@ -414,8 +468,9 @@ class PlatformKeys:
                 answer.raise_for_status()
                 return KeySet.import_key_set(answer.json())
         except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError) as exc:
-            raise HTTPException(502, f"The platform's public keys could not be fetched from {self.url}: "
-                                     f"{_show(exc)}") from None
+            raise HTTPException(
+                502, f"The platform's public keys could not be fetched from {self.url}: {_show(exc)}"
+            ) from None
 
 
 async def _verified_launch_token(request: Request, config: LtiConfig, id_token: str) -> dict[str, Any]:
@@ -430,8 +485,9 @@ async def _verified_launch_token(request: Request, config: LtiConfig, id_token: 
     except BadSignatureError:
         raise HTTPException(401, "The launch token's signature does not match the platform's keys.") from None
     except InvalidKeyIdError:
-        raise HTTPException(401, "The launch token is signed with a key the platform does not publish.") \
-            from None
+        raise HTTPException(
+            401, "The launch token is signed with a key the platform does not publish."
+        ) from None
     except (UnsupportedAlgorithmError, MissingAlgorithmError):
         raise HTTPException(401, "The launch token must be signed with RS256.") from None
     except (JoseError, ValueError):
@@ -447,20 +503,25 @@ def _time(value: object) -> float | None:
 def _check_token_claims(claims: Mapping[str, Any], config: LtiConfig, nonce: str, now: float) -> None:
     """OpenID Connect ID token rules (IMS Security Framework 5.1.3)."""
     if claims.get("iss") != config.issuer:
-        raise HTTPException(401, f"The launch token was issued by {_show(claims.get('iss'))}, not by the "
-                                 f"configured platform {config.issuer}.")
+        raise HTTPException(
+            401,
+            f"The launch token was issued by {_show(claims.get('iss'))}, not by the "
+            f"configured platform {config.issuer}.",
+        )
     _check_audience(claims, config.client_id)
     exp, iat = _time(claims.get("exp")), _time(claims.get("iat"))
     if exp is None or iat is None:
         raise HTTPException(401, "The launch token lacks valid exp and iat times.")
     if exp < now - LEEWAY:
-        raise HTTPException(401, f"The launch token expired {int(now - exp)} seconds ago. Launch again "
-                                 "from Moodle.")
+        raise HTTPException(
+            401, f"The launch token expired {int(now - exp)} seconds ago. Launch again from Moodle."
+        )
     if iat > now + LEEWAY:
         raise HTTPException(401, "The launch token was issued in the future: check the clocks.")
     if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(claims["nonce"], nonce):
-        raise HTTPException(401, "The launch token's nonce does not belong to the login this browser "
-                                 "started.")
+        raise HTTPException(
+            401, "The launch token's nonce does not belong to the login this browser started."
+        )
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise HTTPException(401, "The launch token names no user (sub).")
 
@@ -469,8 +530,9 @@ def _check_audience(claims: Mapping[str, Any], client_id: str) -> None:
     aud, azp = claims.get("aud"), claims.get("azp")
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if client_id not in audiences:
-        raise HTTPException(401, f"The launch token is meant for {_show(aud)}, not for this tool "
-                                 f"(client id {client_id}).")
+        raise HTTPException(
+            401, f"The launch token is meant for {_show(aud)}, not for this tool (client id {client_id})."
+        )
     if len(audiences) > 1 and azp is None:
         raise HTTPException(401, "The launch token names several audiences but no authorized party (azp).")
     if azp is not None and azp != client_id:
@@ -483,12 +545,17 @@ def _check_lti_claims(claims: Mapping[str, Any], config: LtiConfig) -> None:
         raise HTTPException(400, f"LTI version {_show(version)} is not supported: 1.3.0 only.")
     message = claims.get(LTI + "message_type")
     if message != "LtiResourceLinkRequest":
-        raise HTTPException(400, f"Message type {_show(message)} is not supported: only resource link "
-                                 "launches (LtiResourceLinkRequest).")
+        raise HTTPException(
+            400,
+            f"Message type {_show(message)} is not supported: only resource link "
+            "launches (LtiResourceLinkRequest).",
+        )
     deployment = claims.get(LTI + "deployment_id")
     if not isinstance(deployment, str) or deployment not in config.deployments:
-        raise HTTPException(401, f"Deployment {_show(deployment)} is not accepted by this tool "
-                                 "(EBACKPACK_LTI_DEPLOYMENT_IDS).")
+        raise HTTPException(
+            401,
+            f"Deployment {_show(deployment)} is not accepted by this tool (EBACKPACK_LTI_DEPLOYMENT_IDS).",
+        )
 
 
 class NonceLedger:
@@ -526,9 +593,14 @@ async def _lti_user(request: Request, claims: Mapping[str, Any], settings: Setti
     roles = claims.get(LTI + "roles")
     admin = (isinstance(roles, list) and LTI_ADMINISTRATOR in roles) or (email in settings.admins)
     name = str(claims.get("name") or email or "Administrator")
-    return person(match, admin=admin, name=name, via="LTI 1.3",
-                  unknown=f"no learner has the Moodle user id {_show(sub)}"
-                          + (f" or the e-mail address {email}." if email else "."))
+    return person(
+        match,
+        admin=admin,
+        name=name,
+        via="LTI 1.3",
+        unknown=f"no learner has the Moodle user id {_show(sub)}"
+        + (f" or the e-mail address {email}." if email else "."),
+    )
 
 
 def _landing(claims: Mapping[str, Any], settings: Settings) -> str:

@@ -16,10 +16,34 @@ DEFAULT_LANGUAGE = "pl"
 LANG_COOKIE = "ebackpack_lang"
 LANGUAGE_NAMES = {"pl": "Polski", "en": "English"}
 
-_MONTHS_PL = ("stycznia", "lutego", "marca", "kwietnia", "maja", "czerwca", "lipca", "sierpnia", "września",
-              "października", "listopada", "grudnia")
-_MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-              "October", "November", "December")
+_MONTHS_PL = (
+    "stycznia",
+    "lutego",
+    "marca",
+    "kwietnia",
+    "maja",
+    "czerwca",
+    "lipca",
+    "sierpnia",
+    "września",
+    "października",
+    "listopada",
+    "grudnia",
+)
+_MONTHS_EN = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 POLISH: dict[str, str] = {
     # layout
@@ -36,17 +60,14 @@ POLISH: dict[str, str] = {
     "Log in": "Zaloguj",
     "Signed in as {name}": "Zalogowano jako {name}",
     "via {via}": "przez {via}",
-    "Your micro-credentials, badges and certificates in one place.":
-        "Twoje mikropoświadczenia, odznaki i zaświadczenia w jednym miejscu.",
+    "Your micro-credentials, badges and certificates in one place.": "Twoje mikropoświadczenia, odznaki i zaświadczenia w jednym miejscu.",
     # login
     "Log in to your e-Backpack": "Zaloguj się do e-Plecaka",
     "Log in with the platform account": "Zaloguj się kontem platformy",
-    "Inside Moodle, open the e-Backpack from the course menu: you are logged in automatically.":
-        "W Moodle otwórz e-Plecak z menu kursu: zostaniesz zalogowany automatycznie.",
+    "Inside Moodle, open the e-Backpack from the course menu: you are logged in automatically.": "W Moodle otwórz e-Plecak z menu kursu: zostaniesz zalogowany automatycznie.",
     "Development login": "Logowanie deweloperskie",
-    "For development and tests only: anyone can log in as anyone. It is off in production.":
-        "Tylko do prac deweloperskich i testów: każdy może zalogować się jako ktokolwiek. "
-        "W środowisku produkcyjnym jest wyłączone.",
+    "For development and tests only: anyone can log in as anyone. It is off in production.": "Tylko do prac deweloperskich i testów: każdy może zalogować się jako ktokolwiek. "
+    "W środowisku produkcyjnym jest wyłączone.",
     "Log in as": "Zaloguj jako",
     "Administrator": "Administrator",
     "No login method is configured.": "Nie skonfigurowano żadnej metody logowania.",
@@ -62,16 +83,14 @@ POLISH: dict[str, str] = {
     "Date of issue": "Data wydania",
     "Valid until": "Ważne do",
     "Details": "Szczegóły",
-    "You have no certificates yet. They appear here when you complete a course that awards one.":
-        "Nie masz jeszcze zaświadczeń. Pojawią się tutaj po ukończeniu kursu, który je przyznaje.",
+    "You have no certificates yet. They appear here when you complete a course that awards one.": "Nie masz jeszcze zaświadczeń. Pojawią się tutaj po ukończeniu kursu, który je przyznaje.",
     "Certificate": "Zaświadczenie",
     "Verification code": "Kod weryfikacyjny",
     "Verification page": "Strona weryfikacji",
     "QR code linking to the verification page": "Kod QR prowadzący do strony weryfikacji",
     "Download the PDF": "Pobierz PDF",
     "Print": "Drukuj",
-    "The PDF is being prepared. Reload this page in a moment.":
-        "PDF jest w przygotowaniu. Odśwież stronę za chwilę.",
+    "The PDF is being prepared. Reload this page in a moment.": "PDF jest w przygotowaniu. Odśwież stronę za chwilę.",
     "Revoked on {date}. Reason: {reason}": "Unieważnione {date}. Powód: {reason}",
     "Expired on {date}.": "Wygasło {date}.",
     "SHA-256 of the PDF": "SHA-256 pliku PDF",
@@ -89,17 +108,15 @@ POLISH: dict[str, str] = {
     "Open Badges 3.0 credential (JSON)": "Poświadczenie Open Badges 3.0 (JSON)",
     "Open Badges 3.0 credential (JWT)": "Poświadczenie Open Badges 3.0 (JWT)",
     "Add to another backpack": "Dodaj do innego plecaka",
-    "Paste this Open Badges 2.0 address into the other backpack's import form:":
-        "Wklej ten adres Open Badges 2.0 w formularzu importu innego plecaka:",
+    "Paste this Open Badges 2.0 address into the other backpack's import form:": "Wklej ten adres Open Badges 2.0 w formularzu importu innego plecaka:",
     "Open Badges 2.0 assertion address": "Adres asercji Open Badges 2.0",
     "Add to LinkedIn profile": "Dodaj do profilu LinkedIn",
     "opens LinkedIn in a new window": "otwiera LinkedIn w nowym oknie",
     # sharing
     "Share": "Udostępnij",
     "Public links": "Linki publiczne",
-    "Anyone with a public link sees this credential (your name, the achievement, the issuer and the dates) until the link expires or you withdraw it.":
-        "Każdy, kto ma link publiczny, widzi to poświadczenie (imię i nazwisko, osiągnięcie, wydawcę i daty), "
-        "dopóki link nie wygaśnie albo go nie wycofasz.",
+    "Anyone with a public link sees this credential (your name, the achievement, the issuer and the dates) until the link expires or you withdraw it.": "Każdy, kto ma link publiczny, widzi to poświadczenie (imię i nazwisko, osiągnięcie, wydawcę i daty), "
+    "dopóki link nie wygaśnie albo go nie wycofasz.",
     "Link valid for": "Link ważny przez",
     "{n} days": "{n} dni",
     "Create a public link": "Utwórz link publiczny",
@@ -113,13 +130,11 @@ POLISH: dict[str, str] = {
     "Shared credential": "Udostępnione poświadczenie",
     "Check it on the issuer's verification page": "Sprawdź na stronie weryfikacji wydawcy",
     # attestations
-    "Certificates and badges you earned elsewhere: we check what can be checked and tell you what cannot.":
-        "Zaświadczenia i odznaki zdobyte gdzie indziej: sprawdzamy, co da się sprawdzić, i mówimy, czego nie.",
+    "Certificates and badges you earned elsewhere: we check what can be checked and tell you what cannot.": "Zaświadczenia i odznaki zdobyte gdzie indziej: sprawdzamy, co da się sprawdzić, i mówimy, czego nie.",
     "Upload a file": "Prześlij plik",
     "File": "Plik",
-    "Open Badges (PNG, SVG, JSON), Europass credential, PDF certificate, photo or scan (PNG, JPEG); at most {size}.":
-        "Open Badges (PNG, SVG, JSON), poświadczenie Europass, zaświadczenie PDF, zdjęcie lub skan "
-        "(PNG, JPEG); najwyżej {size}.",
+    "Open Badges (PNG, SVG, JSON), Europass credential, PDF certificate, photo or scan (PNG, JPEG); at most {size}.": "Open Badges (PNG, SVG, JSON), poświadczenie Europass, zaświadczenie PDF, zdjęcie lub skan "
+    "(PNG, JPEG); najwyżej {size}.",
     "Upload": "Prześlij",
     "Or add a link": "Albo dodaj link",
     "Link to a badge or a verification page": "Link do odznaki lub strony weryfikacji",
@@ -156,22 +171,17 @@ POLISH: dict[str, str] = {
     # verification page
     "Credential verification": "Weryfikacja poświadczenia",
     "Valid: this credential was issued by {issuer}.": "Ważne: to poświadczenie wydał(a) {issuer}.",
-    "Revoked: {issuer} withdrew this credential on {date}. Reason: {reason}":
-        "Unieważnione: {issuer} wycofał(a) to poświadczenie {date}. Powód: {reason}",
-    "Expired: this credential, issued by {issuer}, was valid until {date}.":
-        "Wygasłe: to poświadczenie, wydane przez {issuer}, było ważne do {date}.",
+    "Revoked: {issuer} withdrew this credential on {date}. Reason: {reason}": "Unieważnione: {issuer} wycofał(a) to poświadczenie {date}. Powód: {reason}",
+    "Expired: this credential, issued by {issuer}, was valid until {date}.": "Wygasłe: to poświadczenie, wydane przez {issuer}, było ważne do {date}.",
     "Unknown: no credential has the code {code}.": "Nieznane: żadne poświadczenie nie ma kodu {code}.",
-    "Check the code printed on the certificate and try again.":
-        "Sprawdź kod wydrukowany na zaświadczeniu i spróbuj ponownie.",
+    "Check the code printed on the certificate and try again.": "Sprawdź kod wydrukowany na zaświadczeniu i spróbuj ponownie.",
     "Issued on": "Data wydania",
     "(erased at the learner's request)": "(usunięte na prośbę osoby uczącej się)",
     "Certificate PDF": "Zaświadczenie PDF",
     "version {n} (current), rendered {date}": "wersja {n} (bieżąca), wygenerowana {date}",
     "download": "pobierz",
-    "Earlier version {n} (rendered {date}), still authentic":
-        "Wcześniejsza wersja {n} (wygenerowana {date}), nadal autentyczna",
-    "Compare the SHA-256 of a copy you were given with these to check it is unaltered.":
-        "Porównaj SHA-256 otrzymanej kopii z tymi wartościami, aby sprawdzić, że nie została zmieniona.",
+    "Earlier version {n} (rendered {date}), still authentic": "Wcześniejsza wersja {n} (wygenerowana {date}), nadal autentyczna",
+    "Compare the SHA-256 of a copy you were given with these to check it is unaltered.": "Porównaj SHA-256 otrzymanej kopii z tymi wartościami, aby sprawdzić, że nie została zmieniona.",
     "This result as JSON": "Ten wynik jako JSON",
     # admin
     "Courses": "Kursy",
@@ -184,19 +194,15 @@ POLISH: dict[str, str] = {
     "Download all certificates (ZIP)": "Pobierz wszystkie zaświadczenia (ZIP)",
     "{code} was revoked.": "{code} unieważniono.",
     "{n} certificates will be rendered again.": "{n} zaświadczeń zostanie wygenerowanych ponownie.",
-    "A reason is required: it is shown to everyone who checks the credential.":
-        "Powód jest wymagany: widzi go każdy, kto sprawdza poświadczenie.",
+    "A reason is required: it is shown to everyone who checks the credential.": "Powód jest wymagany: widzi go każdy, kto sprawdza poświadczenie.",
     "Awards": "Przyznane",
     "Revoked": "Unieważnione",
     # notifications
     "Notifications": "Powiadomienia",
-    "Choose which messages you receive about your credentials, and how.":
-        "Wybierz, jakie wiadomości o swoich poświadczeniach chcesz otrzymywać i w jaki sposób.",
+    "Choose which messages you receive about your credentials, and how.": "Wybierz, jakie wiadomości o swoich poświadczeniach chcesz otrzymywać i w jaki sposób.",
     "When a badge or certificate is issued to me": "Gdy otrzymam odznakę lub zaświadczenie",
-    "When one of my credentials is revoked, with the reason":
-        "Gdy któreś z moich poświadczeń zostanie unieważnione (z podaniem powodu)",
-    "Some weeks before one of my credentials expires (recertification reminder)":
-        "Kilka tygodni przed wygaśnięciem któregoś z moich poświadczeń (przypomnienie o recertyfikacji)",
+    "When one of my credentials is revoked, with the reason": "Gdy któreś z moich poświadczeń zostanie unieważnione (z podaniem powodu)",
+    "Some weeks before one of my credentials expires (recertification reminder)": "Kilka tygodni przed wygaśnięciem któregoś z moich poświadczeń (przypomnienie o recertyfikacji)",
     "E-mail": "E-mail",
     "Moodle message": "Wiadomość w Moodle",
     "Save my choices": "Zapisz wybór",
@@ -208,10 +214,8 @@ POLISH: dict[str, str] = {
     "credentials about to expire": "wygasających poświadczeniach",
     "Stop the e-mails about {what}?": "Zrezygnować z e-maili o {what}?",
     "Stop these e-mails": "Rezygnuję z tych e-maili",
-    "Done: you will no longer receive e-mails about {what}.":
-        "Gotowe: nie będziesz już otrzymywać e-maili o {what}.",
-    "You can turn them on again in your notification settings at any time.":
-        "W każdej chwili możesz je ponownie włączyć w ustawieniach powiadomień.",
+    "Done: you will no longer receive e-mails about {what}.": "Gotowe: nie będziesz już otrzymywać e-maili o {what}.",
+    "You can turn them on again in your notification settings at any time.": "W każdej chwili możesz je ponownie włączyć w ustawieniach powiadomień.",
     "Open your notification settings": "Otwórz ustawienia powiadomień",
     # errors
     "Page not found": "Nie znaleziono strony",

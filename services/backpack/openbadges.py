@@ -28,8 +28,12 @@ router = APIRouter()
 
 
 def _json(document: dict[str, Any], status_code: int = 200, media_type: str = LD_JSON) -> Response:
-    return Response(json.dumps(document, ensure_ascii=False, indent=2), status_code=status_code,
-                    media_type=media_type, headers={"Access-Control-Allow-Origin": "*"})
+    return Response(
+        json.dumps(document, ensure_ascii=False, indent=2),
+        status_code=status_code,
+        media_type=media_type,
+        headers={"Access-Control-Allow-Origin": "*"},
+    )
 
 
 def _rule(store: CredentialStore, rule_id: str) -> AwardRule:
@@ -90,8 +94,9 @@ def ob2_assertion(code: str, store: Store) -> Response:
     """200 with the assertion; 410 Gone with `revoked: true` once revoked (OB 2.0 hosted verification)."""
     award = _award(store, code)
     if award.status == "revoked":
-        return _json(ob2.revoked_assertion(award.verification_code, award.revocation_reason or "",
-                                           store.urls), 410)
+        return _json(
+            ob2.revoked_assertion(award.verification_code, award.revocation_reason or "", store.urls), 410
+        )
     try:
         return _json(assertion_json(store, award))
     except ExportError as exc:
@@ -109,8 +114,11 @@ def ob2_baked(code: str, kind: str, store: Store) -> Response:
         baked = export(store, award, f"ob2-{kind}")
     except ExportError as exc:
         raise HTTPException(404, str(exc)) from None
-    return Response(baked.content, media_type=baked.media_type,
-                    headers={"Content-Disposition": attachment(baked.filename)})
+    return Response(
+        baked.content,
+        media_type=baked.media_type,
+        headers={"Content-Disposition": attachment(baked.filename)},
+    )
 
 
 @router.get("/ob3/achievements/{rule_id}")
@@ -134,8 +142,9 @@ def status_list(number: int, request: Request, store: Store) -> Response:
     return _json(cache[(number, revoked)], media_type="application/vc+ld+json")
 
 
-def _signed_status_list(request: Request, store: CredentialStore, number: int,
-                        revoked: tuple[int, ...]) -> dict[str, Any]:
+def _signed_status_list(
+    request: Request, store: CredentialStore, number: int, revoked: tuple[int, ...]
+) -> dict[str, Any]:
     now = iso(datetime.now(UTC))
     unsigned = statuslist.list_credential(store.urls.status_list(number), store.urls.did, now, revoked)
     key = _keyring(request).current("Ed25519")

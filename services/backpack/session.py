@@ -73,8 +73,15 @@ class WebSessions:
         session_id = secrets.token_urlsafe(32)
         with self.sessions.begin() as db:
             db.execute(delete(WebSessionRow).where(WebSessionRow.expires_at < now))
-            db.add(WebSessionRow(id_hash=_id_hash(session_id), learner_id=user.learner_id, role=user.role,
-                                 created_at=now, expires_at=now + timedelta(seconds=SESSION_SECONDS)))
+            db.add(
+                WebSessionRow(
+                    id_hash=_id_hash(session_id),
+                    learner_id=user.learner_id,
+                    role=user.role,
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=SESSION_SECONDS),
+                )
+            )
         return session_id
 
     def alive(self, session_id: str, now: datetime | None = None) -> bool:

@@ -63,5 +63,13 @@ def verify(session: Session, code: str, now: datetime | None = None) -> Verifica
 def _versions(rows: list[CertificateRow]) -> list[CertificateInfo]:
     """Newest first, numbered in the order they were first stored (row ids only grow)."""
     numbers = {row.id: n for n, row in enumerate(sorted(rows, key=lambda r: r.id), 1)}
-    return [CertificateInfo(version=numbers[r.id], sha256=r.sha256, size=r.size,
-                            rendered_at=as_utc(r.rendered_at), template=r.template) for r in rows]
+    return [
+        CertificateInfo(
+            version=numbers[r.id],
+            sha256=r.sha256,
+            size=r.size,
+            rendered_at=as_utc(r.rendered_at),
+            template=r.template,
+        )
+        for r in rows
+    ]

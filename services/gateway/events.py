@@ -40,8 +40,9 @@ def out_of_range(event: MoodleEvent) -> list[dict[str, Any]]:
         if not isinstance(value, int) or isinstance(value, bool):
             continue
         if name in TIMES and not 0 <= value <= LATEST_TIME:
-            problems.append({"field": name, "message": f"{value} is not a Moodle time (unix seconds, "
-                                                       f"0 to {LATEST_TIME})"})
+            problems.append(
+                {"field": name, "message": f"{value} is not a Moodle time (unix seconds, 0 to {LATEST_TIME})"}
+            )
         elif not SMALLEST <= value <= LARGEST:
             problems.append({"field": name, "message": f"{value} does not fit a Moodle id (64-bit integer)"})
     return problems
@@ -109,8 +110,10 @@ class PublishedEvents:
         now = datetime.now(UTC)
         wanted = set(event_ids)
         for _attempt in range(3):
-            rows = [{"event_id": e, "site": site, "source": source, "received_at": now}
-                    for e in self.unseen(wanted)]
+            rows = [
+                {"event_id": e, "site": site, "source": source, "received_at": now}
+                for e in self.unseen(wanted)
+            ]
             if not rows:
                 return
             try:

@@ -68,13 +68,48 @@ from services.gateway.events import USED, Message, PublishedEvents, moodle_messa
 log = logging.getLogger(__name__)
 
 TABLE = "logstore_standard_log"
-COLUMNS = ("id", "eventname", "component", "action", "target", "objecttable", "objectid", "crud",
-           "edulevel", "contextid", "contextlevel", "contextinstanceid", "userid", "courseid",
-           "relateduserid", "anonymous", "other", "timecreated", "origin", "ip", "realuserid")
-NULLABLE = frozenset({"objecttable", "objectid", "courseid", "relateduserid", "other", "origin", "ip",
-                      "realuserid"})
-INTEGER_COLUMNS = frozenset({"id", "objectid", "edulevel", "contextid", "contextlevel", "contextinstanceid",
-                             "userid", "courseid", "relateduserid", "anonymous", "timecreated", "realuserid"})
+COLUMNS = (
+    "id",
+    "eventname",
+    "component",
+    "action",
+    "target",
+    "objecttable",
+    "objectid",
+    "crud",
+    "edulevel",
+    "contextid",
+    "contextlevel",
+    "contextinstanceid",
+    "userid",
+    "courseid",
+    "relateduserid",
+    "anonymous",
+    "other",
+    "timecreated",
+    "origin",
+    "ip",
+    "realuserid",
+)
+NULLABLE = frozenset(
+    {"objecttable", "objectid", "courseid", "relateduserid", "other", "origin", "ip", "realuserid"}
+)
+INTEGER_COLUMNS = frozenset(
+    {
+        "id",
+        "objectid",
+        "edulevel",
+        "contextid",
+        "contextlevel",
+        "contextinstanceid",
+        "userid",
+        "courseid",
+        "relateduserid",
+        "anonymous",
+        "timecreated",
+        "realuserid",
+    }
+)
 BATCH = 2000  # rows per read and per publish
 ID_CHUNK = 50_000  # ids per listing query (gap detection)
 SOURCE_POLLER = "poller"  # in the ledger
@@ -99,6 +134,7 @@ class EventPreparer(Protocol):
 
 
 # --- reading Moodle's table ------------------------------------------------------------------------------
+
 
 def moodle_engine(url: str) -> Engine:
     """An engine for the Moodle database that can only read, and sees each commit at once.
@@ -142,18 +178,27 @@ class LogStoreReader:
         """Committed rows with `after < id <= until`, any event (primary-key range count)."""
         if until <= after:
             return 0
-        return self._scalar(f"SELECT COUNT(*) FROM {self.table} WHERE id > :after AND id <= :until",
-                            after=after, until=until) or 0
+        return (
+            self._scalar(
+                f"SELECT COUNT(*) FROM {self.table} WHERE id > :after AND id <= :until",
+                after=after,
+                until=until,
+            )
+            or 0
+        )
 
     def ids(self, after: int, until: int, limit: int = ID_CHUNK) -> list[int]:
         """Ids of committed rows with `after < id <= until`, ascending, at most `limit`, any event."""
         query = text(f"SELECT id FROM {self.table} WHERE id > :after AND id <= :until ORDER BY id LIMIT :n")
         with self.engine.connect() as connection:
-            return [int(i) for i in connection.execute(query, {"after": after, "until": until, "n": limit})
-                    .scalars()]
+            return [
+                int(i)
+                for i in connection.execute(query, {"after": after, "until": until, "n": limit}).scalars()
+            ]
 
-    def rows(self, after: int, until: int | None = None, limit: int = BATCH,
-             since: int | None = None) -> list[Row]:
+    def rows(
+        self, after: int, until: int | None = None, limit: int = BATCH, since: int | None = None
+    ) -> list[Row]:
         """The used rows with `after < id <= until` (and `timecreated >= since`), in id order."""
         where = ["id > :after", "eventname IN :names"]
         params: dict[str, Any] = {"after": after, "names": self.events, "n": limit}
@@ -163,8 +208,9 @@ class LogStoreReader:
         if since is not None:
             where.append("timecreated >= :since")
             params["since"] = since
-        query = text(f"SELECT {self._columns} FROM {self.table} WHERE {' AND '.join(where)} "
-                     "ORDER BY id LIMIT :n").bindparams(bindparam("names", expanding=True))
+        query = text(
+            f"SELECT {self._columns} FROM {self.table} WHERE {' AND '.join(where)} ORDER BY id LIMIT :n"
+        ).bindparams(bindparam("names", expanding=True))
         with self.engine.connect() as connection:
             return [dict(r) for r in connection.execute(query, params).mappings()]
 
@@ -185,6 +231,7 @@ class LogStoreReader:
 
 
 # --- results -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class DeadLetter:
@@ -236,16 +283,26 @@ class WindowState:
     seen: set[int] = field(default_factory=set)
 
     def to_json(self) -> str:
-        return json.dumps({"version": STATE_VERSION, "low": self.low, "high": self.high,
-                           "gaps": [list(g) for g in self.gaps], "seen": sorted(self.seen)},
-                          separators=(",", ":"))
+        return json.dumps(
+            {
+                "version": STATE_VERSION,
+                "low": self.low,
+                "high": self.high,
+                "gaps": [list(g) for g in self.gaps],
+                "seen": sorted(self.seen),
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_json(cls, raw: str) -> WindowState:
         data = json.loads(raw or "{}")
-        return cls(low=int(data.get("low", 0)), high=int(data.get("high", 0)),
-                   gaps=[(int(a), int(b), float(t)) for a, b, t in data.get("gaps", [])],
-                   seen={int(i) for i in data.get("seen", [])})
+        return cls(
+            low=int(data.get("low", 0)),
+            high=int(data.get("high", 0)),
+            gaps=[(int(a), int(b), float(t)) for a, b, t in data.get("gaps", [])],
+            seen={int(i) for i in data.get("seen", [])},
+        )
 
     @property
     def open_ids(self) -> int:
@@ -276,8 +333,9 @@ def missing_ranges(present: Iterable[int], after: int, until: int) -> Iterator[t
         yield expected, until
 
 
-def track_gaps(old: Sequence[Gap], old_high: int, missing: Iterable[tuple[int, int]],
-               now: float) -> list[Gap]:
+def track_gaps(
+    old: Sequence[Gap], old_high: int, missing: Iterable[tuple[int, int]], now: float
+) -> list[Gap]:
     """Gaps after a listing: missing ids that were open gaps keep their age, missing ids above `old_high`
     are new; missing ids outside both were settled before (closed gaps) and stay settled."""
     out: list[Gap] = []
@@ -300,6 +358,7 @@ def track_gaps(old: Sequence[Gap], old_high: int, missing: Iterable[tuple[int, i
 
 # --- the poller ----------------------------------------------------------------------------------------
 
+
 class LogStorePoller:
     """Polls the Moodle log store into `moodle.events`; also the history backfill and file import.
 
@@ -307,10 +366,20 @@ class LogStorePoller:
     `settings.moodle_db_url` (or `reader`), only for `poll_once`, `run` and `backfill`.
     """
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], publisher: Publisher, *,
-                 reader: LogStoreReader | None = None, preparer: EventPreparer | None = None,
-                 checkpoint: str = CHECKPOINT, from_start: bool = False, batch_size: int = BATCH,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        publisher: Publisher,
+        *,
+        reader: LogStoreReader | None = None,
+        preparer: EventPreparer | None = None,
+        checkpoint: str = CHECKPOINT,
+        from_start: bool = False,
+        batch_size: int = BATCH,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.settings = settings
         self.site = settings.site_id
         self.sessions = sessions
@@ -329,8 +398,9 @@ class LogStorePoller:
         if self._reader is None:
             if not self.settings.moodle_db_url:
                 raise RuntimeError("no Moodle database configured (EBACKPACK_MOODLE_DB_URL)")
-            self._reader = LogStoreReader(moodle_engine(self.settings.moodle_db_url),
-                                          self.settings.moodle_db_prefix)
+            self._reader = LogStoreReader(
+                moodle_engine(self.settings.moodle_db_url), self.settings.moodle_db_prefix
+            )
         return self._reader
 
     # -- checkpoints (our database) --
@@ -342,8 +412,9 @@ class LogStorePoller:
 
     def save_checkpoint(self, name: str, position: int, state: str) -> None:
         with self.sessions.begin() as session:
-            session.merge(GatewayCheckpointRow(name=name, position=position, state=state,
-                                               updated_at=datetime.now(UTC)))
+            session.merge(
+                GatewayCheckpointRow(name=name, position=position, state=state, updated_at=datetime.now(UTC))
+            )
 
     def window_state(self) -> WindowState | None:
         saved = self.load_checkpoint(self.checkpoint)
@@ -404,8 +475,12 @@ class LogStorePoller:
             state = WindowState(low=start, high=start)
             self._save_window(state)
         if newest < state.high:
-            log.warning("log store: newest id %d is below the checkpoint's %d (table restored or "
-                        "truncated?); waiting for new rows above it", newest, state.high)
+            log.warning(
+                "log store: newest id %d is below the checkpoint's %d (table restored or "
+                "truncated?); waiting for new rows above it",
+                newest,
+                state.high,
+            )
             newest = state.high
         state.gaps = self._find_gaps(state, newest, now)
         state.high = newest
@@ -418,14 +493,24 @@ class LogStorePoller:
                 state.settle(int(batch[-1]["id"]))
                 self._save_window(state)
         for first, last, since in state.expire(now, self.settings.poll_rescan_seconds):
-            log.info("log store: ids %d..%d never committed within %d s (rolled back): closed",
-                     first, last, now - since)
+            log.info(
+                "log store: ids %d..%d never committed within %d s (rolled back): closed",
+                first,
+                last,
+                now - since,
+            )
         state.settle(newest)
         self._save_window(state)
         result.open_gaps = state.open_ids
         if result.read or result.dead_letters:
-            log.info("log store poll: %d read, %d published, %d duplicates, %d malformed, %d ids awaited",
-                     result.read, result.published, result.duplicates, result.malformed, result.open_gaps)
+            log.info(
+                "log store poll: %d read, %d published, %d duplicates, %d malformed, %d ids awaited",
+                result.read,
+                result.published,
+                result.duplicates,
+                result.malformed,
+                result.open_gaps,
+            )
         return result
 
     def _find_gaps(self, state: WindowState, newest: int, now: float) -> list[Gap]:
@@ -460,8 +545,14 @@ class LogStorePoller:
 
     # -- history from the database --
 
-    def backfill(self, since: datetime, rate_limit_rows_per_s: float | None = None,
-                 progress: Progress | None = None, *, checkpoint: str | None = None) -> PollResult:
+    def backfill(
+        self,
+        since: datetime,
+        rate_limit_rows_per_s: float | None = None,
+        progress: Progress | None = None,
+        *,
+        checkpoint: str | None = None,
+    ) -> PollResult:
         """The used events triggered since `since`, in id order, up to the newest id at the first call.
 
         Resumable: its own checkpoint (`backfill:<since>` unless named) holds the range and how far it
@@ -480,8 +571,13 @@ class LogStorePoller:
             until = reader.newest_id()
             first = reader.first_id_since(ts)
             begin = until if first is None else min(first - 1, until)
-            plan = {"since": ts, "begin": begin, "after": begin, "until": until,
-                    "total": reader.count_ids(begin, until)}
+            plan = {
+                "since": ts,
+                "begin": begin,
+                "after": begin,
+                "until": until,
+                "total": reader.count_ids(begin, until),
+            }
             self.save_checkpoint(name, begin, json.dumps(plan))
         begin, until, total = int(plan["begin"]), int(plan["until"]), int(plan["total"])
         after = int(plan["after"])
@@ -509,8 +605,12 @@ class LogStorePoller:
 
     # -- history from a file --
 
-    def import_file(self, path: str | Path, format: Literal["csv", "jsonl"] | None = None,
-                    progress: Progress | None = None) -> PollResult:
+    def import_file(
+        self,
+        path: str | Path,
+        format: Literal["csv", "jsonl"] | None = None,
+        progress: Progress | None = None,
+    ) -> PollResult:
         """An export of the log table: CSV with a header row of the table's columns (a database export:
         NULL as empty, `\\N` or `NULL`) or JSONL (one row object per line). Lines that are not a row are
         dead letters with their line number. Re-importing publishes nothing again (the ledger)."""
@@ -556,8 +656,10 @@ def _csv_records(path: Path) -> Iterator[tuple[int, Row | DeadLetter]]:
             return
         if "id" not in header or "eventname" not in header:
             if set(header) >= REPORT_COLUMNS:
-                raise ValueError(f"{path.name} is the log report's download (names and descriptions, no "
-                                 "ids): export the table mdl_logstore_standard_log itself instead")
+                raise ValueError(
+                    f"{path.name} is the log report's download (names and descriptions, no "
+                    "ids): export the table mdl_logstore_standard_log itself instead"
+                )
             raise ValueError(f"{path.name}: the header row has no id and eventname columns: {header[:8]}")
         line = reader.line_num + 1
         for values in reader:

@@ -37,8 +37,15 @@ from schemas.moodle import (
 )
 from services.gateway.publisher import BrokerUnavailable, ProducerSlot, Record, publish_acked
 
-__all__ = ["BrokerUnavailable", "MoodleDatabase", "MoodleWebServices", "ProfilePublisher", "ProfileSync",
-           "ProfilesUnavailable", "store_profiles"]
+__all__ = [
+    "BrokerUnavailable",
+    "MoodleDatabase",
+    "MoodleWebServices",
+    "ProfilePublisher",
+    "ProfileSync",
+    "ProfilesUnavailable",
+    "store_profiles",
+]
 
 SOURCE = "urn:ebackpack:gateway"
 USER_UPDATED = "\\core\\event\\user_updated"
@@ -54,8 +61,9 @@ class ProfilesUnavailable(RuntimeError):  # noqa: N818 - names the condition, as
 class ProfileSource(Protocol):
     def users(self, ids: Sequence[int], deadline: float | None = None) -> list[LearnerProfile]: ...
     def courses(self, ids: Sequence[int], deadline: float | None = None) -> list[CourseProfile]: ...
-    def completion_times(self, completion_ids: Sequence[int],
-                         deadline: float | None = None) -> dict[int, int]: ...
+    def completion_times(
+        self, completion_ids: Sequence[int], deadline: float | None = None
+    ) -> dict[int, int]: ...
 
 
 def moodle_profile_engine(url: str, timeout: float = MOODLE_TIMEOUT) -> Engine:
@@ -86,8 +94,9 @@ class MoodleDatabase:
             with self.engine.connect() as connection:
                 return list(connection.execute(query, {"ids": list(ids)}))
         except SQLAlchemyError as exc:
-            raise ProfilesUnavailable(f"the Moodle database did not answer: {type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0][:300]}") from exc
+            raise ProfilesUnavailable(
+                f"the Moodle database did not answer: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            ) from exc
 
     def users(self, ids: Sequence[int], deadline: float | None = None) -> list[LearnerProfile]:
         rows = self._rows(
@@ -104,8 +113,9 @@ class MoodleDatabase:
         rows = self._rows("SELECT id, fullname, shortname FROM {p}course WHERE id IN :ids", ids)
         return [CourseProfile(id=r.id, fullname=r.fullname, shortname=r.shortname) for r in rows]
 
-    def completion_times(self, completion_ids: Sequence[int],
-                         deadline: float | None = None) -> dict[int, int]:
+    def completion_times(
+        self, completion_ids: Sequence[int], deadline: float | None = None
+    ) -> dict[int, int]:
         rows = self._rows(
             "SELECT id, timecompleted FROM {p}course_completions WHERE id IN :ids "
             "AND timecompleted IS NOT NULL",
@@ -120,8 +130,9 @@ class MoodleWebServices:
     then print the event's time. Each call is bounded by `timeout` seconds and by the caller's deadline,
     connecting, sending and reading alike."""
 
-    def __init__(self, moodle_url: str, token: str, client: httpx.Client | None = None,
-                 timeout: float = MOODLE_TIMEOUT) -> None:
+    def __init__(
+        self, moodle_url: str, token: str, client: httpx.Client | None = None, timeout: float = MOODLE_TIMEOUT
+    ) -> None:
         self.endpoint = f"{moodle_url.rstrip('/')}/webservice/rest/server.php"
         self.token = token
         self.timeout = timeout
@@ -137,11 +148,13 @@ class MoodleWebServices:
             answer.raise_for_status()
             body = answer.json()
         except httpx.TimeoutException as exc:
-            raise ProfilesUnavailable(f"Moodle's web service {function} did not answer within {wait:.1f} s") \
-                from exc
+            raise ProfilesUnavailable(
+                f"Moodle's web service {function} did not answer within {wait:.1f} s"
+            ) from exc
         except (httpx.HTTPError, ValueError) as exc:
-            raise ProfilesUnavailable(f"Moodle's web service {function} failed: {type(exc).__name__}: "
-                                      f"{str(exc)[:300]}") from exc
+            raise ProfilesUnavailable(
+                f"Moodle's web service {function} failed: {type(exc).__name__}: {str(exc)[:300]}"
+            ) from exc
         if isinstance(body, dict) and "exception" in body:
             raise ProfilesUnavailable(f"Moodle {function}: {body.get('errorcode')}: {body.get('message')}")
         return body
@@ -175,8 +188,9 @@ class MoodleWebServices:
                 for c in body.get("courses", [])
             ]
 
-    def completion_times(self, completion_ids: Sequence[int],
-                         deadline: float | None = None) -> dict[int, int]:
+    def completion_times(
+        self, completion_ids: Sequence[int], deadline: float | None = None
+    ) -> dict[int, int]:
         return {}
 
 
@@ -186,8 +200,10 @@ def _unexpected(function: str) -> Iterator[None]:
     try:
         yield
     except (KeyError, TypeError, AttributeError, ValidationError) as exc:
-        raise ProfilesUnavailable(f"Moodle's web service {function} answered something unexpected: "
-                                  f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise ProfilesUnavailable(
+            f"Moodle's web service {function} answered something unexpected: "
+            f"{type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
 
 
 def _language(value: object) -> str:
@@ -214,10 +230,13 @@ class ProfilePublisher:
         deadline: float | None = None,
     ) -> None:
         now = datetime.now(UTC)
-        records = [self._record(self.users_topic, MoodleUserMessage, "moodle.user", user, now)
-                   for user in users]
-        records += [self._record(self.courses_topic, MoodleCourseMessage, "moodle.course", course, now)
-                    for course in courses]
+        records = [
+            self._record(self.users_topic, MoodleUserMessage, "moodle.user", user, now) for user in users
+        ]
+        records += [
+            self._record(self.courses_topic, MoodleCourseMessage, "moodle.course", course, now)
+            for course in courses
+        ]
         records += [(self.users_topic, str(user_id).encode(), None) for user_id in deleted]
         if not records:
             return
@@ -227,8 +246,14 @@ class ProfilePublisher:
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(f"profiles not published: {exc}") from exc
 
-    def _record(self, topic: str, message_class: type[MoodleUserMessage] | type[MoodleCourseMessage],
-                kind: str, profile: LearnerProfile | CourseProfile, now: datetime) -> Record:
+    def _record(
+        self,
+        topic: str,
+        message_class: type[MoodleUserMessage] | type[MoodleCourseMessage],
+        kind: str,
+        profile: LearnerProfile | CourseProfile,
+        now: datetime,
+    ) -> Record:
         """One profile, keyed by its Moodle id (the compacted topic keeps the latest per id)."""
         message = message_class.build(
             id=deterministic_id(kind, self.site, profile.id, now.isoformat()),
@@ -265,8 +290,12 @@ class ProfileSync:
     def close(self) -> None:
         self.publisher.close()
 
-    def prepare(self, events: Sequence[MoodleEvent], deadline: float | None = None,
-                doing: Callable[[str], None] = lambda _step: None) -> list[MoodleEvent]:
+    def prepare(
+        self,
+        events: Sequence[MoodleEvent],
+        deadline: float | None = None,
+        doing: Callable[[str], None] = lambda _step: None,
+    ) -> list[MoodleEvent]:
         """The events with completion dates, after their profiles were acknowledged by the broker; by
         `deadline` (`time.monotonic()`, default `PREPARE_TIMEOUT` from now), else `ProfilesUnavailable`
         (Moodle) or `BrokerUnavailable` (the broker). `doing` is told each step as it starts."""
@@ -279,8 +308,9 @@ class ProfileSync:
             sorted({e.relateduserid for e in completions if e.relateduserid} | refreshed), deadline
         )
         courses = self.source.courses(sorted({e.courseid for e in completions}), deadline)
-        times = self.source.completion_times(sorted({e.objectid for e in completions if e.objectid}),
-                                             deadline)
+        times = self.source.completion_times(
+            sorted({e.objectid for e in completions if e.objectid}), deadline
+        )
         doing("waiting for the broker to acknowledge the learners' profiles")
         self.publisher.publish(users, courses, deleted, deadline)
         return [self._completed(event, times) for event in events]

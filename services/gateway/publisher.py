@@ -31,18 +31,30 @@ class BrokerUnavailable(RuntimeError):  # noqa: N818 - names the condition, as t
     """The broker did not acknowledge in time, or could not be reached."""
 
 
-def bounded_producer(settings: Settings, *, client_id: str, timeout: float,
-                     connect_timeout: float | None = None, linger_ms: int = LINGER_MS) -> KafkaProducer:
+def bounded_producer(
+    settings: Settings,
+    *,
+    client_id: str,
+    timeout: float,
+    connect_timeout: float | None = None,
+    linger_ms: int = LINGER_MS,
+) -> KafkaProducer:
     """A producer (acks=all, one request in flight per connection: the order per learner) whose metadata
     and buffer waits, requests and deliveries each give up after `timeout` seconds, and its first
     connection (made here) after `connect_timeout` (default: `timeout`)."""
     ms = max(int(timeout * 1000), 200)
     connect_ms = ms if connect_timeout is None else max(int(connect_timeout * 1000), 100)
     return KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), client_id=client_id, acks="all",
-        linger_ms=linger_ms, max_in_flight_requests_per_connection=1,
-        bootstrap_timeout_ms=connect_ms, max_block_ms=ms, request_timeout_ms=max(ms - linger_ms, 100),
-        delivery_timeout_ms=ms)
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        client_id=client_id,
+        acks="all",
+        linger_ms=linger_ms,
+        max_in_flight_requests_per_connection=1,
+        bootstrap_timeout_ms=connect_ms,
+        max_block_ms=ms,
+        request_timeout_ms=max(ms - linger_ms, 100),
+        delivery_timeout_ms=ms,
+    )
 
 
 class ProducerSlot:
@@ -68,9 +80,12 @@ class ProducerSlot:
                 if left <= 0:
                     raise KafkaTimeoutError("no time left to connect to the broker")
                 # Only the first connection is cut to the caller's deadline: the producer outlives it.
-                self._producer = bounded_producer(self.settings, client_id=self.client_id,
-                                                  timeout=self.timeout,
-                                                  connect_timeout=min(self.timeout, left))
+                self._producer = bounded_producer(
+                    self.settings,
+                    client_id=self.client_id,
+                    timeout=self.timeout,
+                    connect_timeout=min(self.timeout, left),
+                )
             return self._producer
         finally:
             self._lock.release()
@@ -102,8 +117,12 @@ def send_all(slot: ProducerSlot, records: Sequence[Record], deadline: float) -> 
     return futures
 
 
-def publish_acked(slot: ProducerSlot, records: Sequence[Record], deadline: float,
-                  progress: Callable[[int], None] | None = None) -> list[RecordMetadata]:
+def publish_acked(
+    slot: ProducerSlot,
+    records: Sequence[Record],
+    deadline: float,
+    progress: Callable[[int], None] | None = None,
+) -> list[RecordMetadata]:
     """Sends `records` and waits for every acknowledgement (acks=all) until `deadline`
     (`time.monotonic()`), else raises `BrokerUnavailable` saying how far it got."""
     acked: list[RecordMetadata] = []
@@ -115,8 +134,10 @@ def publish_acked(slot: ProducerSlot, records: Sequence[Record], deadline: float
                 progress(count)
     except KafkaError as exc:  # KafkaTimeoutError included
         slot.reset()
-        raise BrokerUnavailable(f"the broker acknowledged {len(acked)} of {len(records)} messages "
-                                f"in time ({type(exc).__name__}: {exc})") from exc
+        raise BrokerUnavailable(
+            f"the broker acknowledged {len(acked)} of {len(records)} messages "
+            f"in time ({type(exc).__name__}: {exc})"
+        ) from exc
     return acked
 
 
@@ -132,8 +153,9 @@ class MoodleEventPublisher:
         self.timeout = timeout
         self._slot = ProducerSlot(settings, "ebackpack-gateway", timeout)
 
-    def publish(self, messages: Iterable[tuple[bytes | None, bytes]],
-                progress: Callable[[int], None] | None = None) -> dict[int, int]:
+    def publish(
+        self, messages: Iterable[tuple[bytes | None, bytes]], progress: Callable[[int], None] | None = None
+    ) -> dict[int, int]:
         """Send every message and wait for the broker's acks, `CHUNK` messages at a time, each chunk
         within `timeout` seconds (so a large batch is bounded but not cut short while the broker is up).
 
@@ -143,9 +165,13 @@ class MoodleEventPublisher:
         ends: dict[int, int] = {}
         done = 0
         for start in range(0, len(records), CHUNK):  # a fresh deadline per chunk: bounded, never cut short
-            chunk = records[start:start + CHUNK]
-            acked = publish_acked(self._slot, chunk, time.monotonic() + self.timeout,
-                                  None if progress is None else partial(_shifted, progress, done))
+            chunk = records[start : start + CHUNK]
+            acked = publish_acked(
+                self._slot,
+                chunk,
+                time.monotonic() + self.timeout,
+                None if progress is None else partial(_shifted, progress, done),
+            )
             done += len(chunk)
             for meta in acked:
                 ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)

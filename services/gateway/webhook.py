@@ -89,8 +89,9 @@ SOURCE = "webhook"  # in the ledger
 class WebhookRefused(Exception):  # noqa: N818 - the contract's name
     """A request the webhook answers with `status` and `reason` (and publishes nothing of)."""
 
-    def __init__(self, status: int, reason: str, *, extra: dict[str, Any] | None = None,
-                 retry_after: int | None = None) -> None:
+    def __init__(
+        self, status: int, reason: str, *, extra: dict[str, Any] | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
@@ -99,8 +100,9 @@ class WebhookRefused(Exception):  # noqa: N818 - the contract's name
 
     def response(self) -> JSONResponse:
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
-        return AsciiJSONResponse({"detail": self.reason, **self.extra}, status_code=self.status,
-                                 headers=headers)
+        return AsciiJSONResponse(
+            {"detail": self.reason, **self.extra}, status_code=self.status, headers=headers
+        )
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -113,6 +115,7 @@ class AsciiJSONResponse(JSONResponse):
 
 # --- signature (shared with the PHP plugin: hash_hmac('sha256', "$timestamp.$body", $secret)) -----------
 
+
 def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
     """The `X-Ebackpack-Signature` value of `body` sent at `timestamp` (unix seconds)."""
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
@@ -120,16 +123,25 @@ def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
     return SIGNATURE_PREFIX + hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def verify_signature(secret: str | bytes | None, timestamp: str | None, body: bytes, header: str | None,
-                     now: float, window: int) -> None:
+def verify_signature(
+    secret: str | bytes | None,
+    timestamp: str | None,
+    body: bytes,
+    header: str | None,
+    now: float,
+    window: int,
+) -> None:
     """Accept (return None) or raise `WebhookRefused`: 503 without a secret, else 401 with the reason.
 
     `timestamp` and `header` are the raw header values (None when absent); the HMAC covers the
     timestamp exactly as sent, a dot, and the raw body bytes.
     """
     if not secret:
-        raise WebhookRefused(503, "webhook not configured: the gateway has no shared secret "
-                             "(EBACKPACK_GATEWAY_SECRET)", retry_after=RETRY_AFTER_BROKER * 6)
+        raise WebhookRefused(
+            503,
+            "webhook not configured: the gateway has no shared secret (EBACKPACK_GATEWAY_SECRET)",
+            retry_after=RETRY_AFTER_BROKER * 6,
+        )
     if timestamp is None:
         raise WebhookRefused(401, f"missing {TIMESTAMP_HEADER} header (unix seconds)")
     if header is None:
@@ -137,25 +149,32 @@ def verify_signature(secret: str | bytes | None, timestamp: str | None, body: by
     value = timestamp.strip()
     if not (value.isascii() and value.isdigit()) or len(value) > 12:
         hint = " (milliseconds?)" if value.isdigit() and len(value) == 13 else ""
-        raise WebhookRefused(401, f"{TIMESTAMP_HEADER} must be unix seconds (digits), got "
-                             f"{timestamp[:20]!r}{hint}")
+        raise WebhookRefused(
+            401, f"{TIMESTAMP_HEADER} must be unix seconds (digits), got {timestamp[:20]!r}{hint}"
+        )
     skew = int(value) - now
     if skew < -window:
-        raise WebhookRefused(401, f"stale timestamp: {-skew:.0f} s behind the gateway's clock "
-                             f"(allowed: {window} s either way)")
+        raise WebhookRefused(
+            401, f"stale timestamp: {-skew:.0f} s behind the gateway's clock (allowed: {window} s either way)"
+        )
     if skew > window:
-        raise WebhookRefused(401, f"stale timestamp: {skew:.0f} s ahead of the gateway's clock "
-                             f"(allowed: {window} s either way)")
+        raise WebhookRefused(
+            401,
+            f"stale timestamp: {skew:.0f} s ahead of the gateway's clock (allowed: {window} s either way)",
+        )
     given = header.strip()
     if not given.lower().startswith(SIGNATURE_PREFIX):
         raise WebhookRefused(401, f"{SIGNATURE_HEADER} must be {SIGNATURE_PREFIX}<hex of HMAC-SHA256>")
-    digest = given[len(SIGNATURE_PREFIX):].lower()
+    digest = given[len(SIGNATURE_PREFIX) :].lower()
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise WebhookRefused(401, f"{SIGNATURE_HEADER} must be {SIGNATURE_PREFIX} and 64 hex digits")
-    expected = sign(secret, value, body)[len(SIGNATURE_PREFIX):]
+    expected = sign(secret, value, body)[len(SIGNATURE_PREFIX) :]
     if not hmac.compare_digest(digest.encode("ascii"), expected.encode("ascii")):
-        raise WebhookRefused(401, "signature does not match: HMAC-SHA256 with the shared secret over "
-                             "'<timestamp>.<body>' (wrong secret, or the body changed on the way)")
+        raise WebhookRefused(
+            401,
+            "signature does not match: HMAC-SHA256 with the shared secret over "
+            "'<timestamp>.<body>' (wrong secret, or the body changed on the way)",
+        )
 
 
 # --- body -> events ----------------------------------------------------------------------------------
@@ -203,14 +222,17 @@ def parse_events(body: bytes, site: str) -> list[MoodleEvent]:
     if "events" in data:
         items = data["events"]
         if not isinstance(items, list):
-            raise WebhookRefused(422, 'batch: "events" must be a list of event objects',
-                                 extra={"field": "events"})
+            raise WebhookRefused(
+                422, 'batch: "events" must be a list of event objects', extra={"field": "events"}
+            )
         if not isinstance(data.get("site"), str):
-            raise WebhookRefused(422, 'batch: "site" (the site id, a string) is missing',
-                                 extra={"field": "site"})
+            raise WebhookRefused(
+                422, 'batch: "site" (the site id, a string) is missing', extra={"field": "site"}
+            )
         if data["site"] != site:
-            raise WebhookRefused(403, f"the batch is from site {data['site'][:200]!r}, "
-                                 f"its {SITE_HEADER} header says {site!r}")
+            raise WebhookRefused(
+                403, f"the batch is from site {data['site'][:200]!r}, its {SITE_HEADER} header says {site!r}"
+            )
         if len(items) > MAX_EVENTS:
             raise WebhookRefused(413, f"{len(items)} events in one request; at most {MAX_EVENTS}")
     else:
@@ -231,9 +253,11 @@ def parse_events(body: bytes, site: str) -> list[MoodleEvent]:
         first = found[0]
         count = len({p["index"] for p in found})
         raise WebhookRefused(
-            422, f"event {first['index']}: field {first['field']}: {first['message']}"
-                 f"{f' (and {count - 1} more invalid events)' if count > 1 else ''}; nothing was published",
-            extra={"index": first["index"], "field": first["field"], "errors": found[:50]})
+            422,
+            f"event {first['index']}: field {first['field']}: {first['message']}"
+            f"{f' (and {count - 1} more invalid events)' if count > 1 else ''}; nothing was published",
+            extra={"index": first["index"], "field": first["field"], "errors": found[:50]},
+        )
     return events
 
 
@@ -262,9 +286,13 @@ class Claims:
             others = {self.inflight[i] for i in ids if i in self.inflight}
             if others:
                 if loop.time() >= deadline:
-                    raise WebhookRefused(503, "busy: other requests with the same events are still waiting "
-                                         "for the broker; nothing of this request was received, send it "
-                                         "again", retry_after=RETRY_AFTER_BUSY)
+                    raise WebhookRefused(
+                        503,
+                        "busy: other requests with the same events are still waiting "
+                        "for the broker; nothing of this request was received, send it "
+                        "again",
+                        retry_after=RETRY_AFTER_BUSY,
+                    )
                 await asyncio.wait(others, timeout=deadline - loop.time())
                 continue
             unseen = await asyncio.to_thread(self.ledger.unseen, ids) if ids else set()
@@ -282,6 +310,7 @@ class Claims:
 
 
 # --- Kafka -------------------------------------------------------------------------------------------
+
 
 class AckedPublisher:
     """The webhook's `moodle.events` producer (bounded, built on first use), shared by the requests.
@@ -306,20 +335,21 @@ class AckedPublisher:
         try:
             futures = await asyncio.to_thread(send_all, self._slot, records, deadline)
             acks = [_awaitable(loop, future) for future in futures]
-            done = await asyncio.wait_for(asyncio.gather(*acks, return_exceptions=True),
-                                          max(deadline - time.monotonic(), 0.0))
+            done = await asyncio.wait_for(
+                asyncio.gather(*acks, return_exceptions=True), max(deadline - time.monotonic(), 0.0)
+            )
         except TimeoutError as exc:
             self._slot.reset()
-            raise BrokerUnavailable(f"no acknowledgement from the broker within "
-                                    f"{self.timeout:g} s") from exc
+            raise BrokerUnavailable(f"no acknowledgement from the broker within {self.timeout:g} s") from exc
         except Exception as exc:  # KafkaError, or a producer another request's failure just closed
             self._slot.reset()
             raise BrokerUnavailable(f"the broker could not be reached: {type(exc).__name__}: {exc}") from exc
         failures = [result for result in done if isinstance(result, BaseException)]
         if failures:
             self._slot.reset()
-            raise BrokerUnavailable(f"{len(failures)} of {len(messages)} messages not acknowledged by the "
-                                    f"broker: {failures[0]}")
+            raise BrokerUnavailable(
+                f"{len(failures)} of {len(messages)} messages not acknowledged by the broker: {failures[0]}"
+            )
 
     def close(self) -> None:
         self._slot.close()
@@ -347,6 +377,7 @@ def _awaitable(loop: asyncio.AbstractEventLoop, future: FutureRecordMetadata) ->
 
 
 # --- the app -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class Pending:
@@ -379,8 +410,13 @@ class Step:
         self.doing = doing
 
 
-def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT, deadline: float = REQUEST_DEADLINE,
-               sessions: sessionmaker[Session] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    ack_timeout: float = ACK_TIMEOUT,
+    deadline: float = REQUEST_DEADLINE,
+    sessions: sessionmaker[Session] | None = None,
+) -> FastAPI:
     """The webhook app. The database must be migrated and the topics created (`demo.prepare`).
 
     `deadline`: seconds from a request's arrival to its answer; `ack_timeout`: the most the broker may
@@ -401,30 +437,42 @@ def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT, deadline
         if profiles is not None:
             await asyncio.to_thread(profiles.close)
 
-    app = FastAPI(title="e-Backpack gateway webhook", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title="e-Backpack gateway webhook", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"service": "ebackpack-gateway", "site": site, "configured": bool(secret),
-                "pending": pending.now, "max_pending": pending.limit}
+        return {
+            "service": "ebackpack-gateway",
+            "site": site,
+            "configured": bool(secret),
+            "pending": pending.now,
+            "max_pending": pending.limit,
+        }
 
     @app.post(PATH)
     async def receive(request: Request) -> JSONResponse:
         if pending.now >= pending.limit:
             log.warning("webhook: %d requests pending, refusing one (503)", pending.now)
-            return WebhookRefused(503, f"busy: {pending.now} requests are waiting for the broker; nothing "
-                                  "of this request was received, send it again",
-                                  retry_after=RETRY_AFTER_BUSY).response()
+            return WebhookRefused(
+                503,
+                f"busy: {pending.now} requests are waiting for the broker; nothing "
+                "of this request was received, send it again",
+                retry_after=RETRY_AFTER_BUSY,
+            ).response()
         pending.now += 1
         step = Step()
         try:
             try:
                 answer = await asyncio.wait_for(handle(request, step, time.monotonic() + deadline), deadline)
             except TimeoutError as exc:
-                raise WebhookRefused(503, f"not done within {deadline:g} s while {step.doing}; nothing of "
-                                     "this request counts as received, send it again",
-                                     retry_after=RETRY_AFTER_BROKER) from exc
+                raise WebhookRefused(
+                    503,
+                    f"not done within {deadline:g} s while {step.doing}; nothing of "
+                    "this request counts as received, send it again",
+                    retry_after=RETRY_AFTER_BROKER,
+                ) from exc
             return JSONResponse(answer, status_code=202)
         except WebhookRefused as refused:
             if refused.status >= 500:
@@ -444,11 +492,18 @@ def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT, deadline
         if sender is None:
             raise WebhookRefused(401, f"missing {SITE_HEADER} header (the site id)")
         body = await read_body(request)
-        verify_signature(secret, headers.get(TIMESTAMP_HEADER), body, headers.get(SIGNATURE_HEADER),
-                         time.time(), settings.gateway_replay_seconds)
+        verify_signature(
+            secret,
+            headers.get(TIMESTAMP_HEADER),
+            body,
+            headers.get(SIGNATURE_HEADER),
+            time.time(),
+            settings.gateway_replay_seconds,
+        )
         if sender != site:
-            raise WebhookRefused(403, f"this gateway receives the events of site {site!r}, "
-                                 f"not {sender[:200]!r}")
+            raise WebhookRefused(
+                403, f"this gateway receives the events of site {site!r}, not {sender[:200]!r}"
+            )
         step.doing = "parsing the events"
         events = await asyncio.to_thread(parse_events, body, site)  # up to ~0.5 s for a hostile 1 MiB body
         if profiles is not None:  # profiles first, completion dates filled in (see gateway/profiles.py)
@@ -456,29 +511,43 @@ def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT, deadline
                 events = await asyncio.to_thread(profiles.prepare, events, until, step.tell)
             except ProfilesUnavailable as exc:
                 log.warning("webhook: profiles not read from Moodle: %s", exc)
-                raise WebhookRefused(503, f"the learners' profiles could not be read from Moodle ({exc}); "
-                                     "nothing of this request was received, send it again",
-                                     retry_after=RETRY_AFTER_BROKER) from exc
+                raise WebhookRefused(
+                    503,
+                    f"the learners' profiles could not be read from Moodle ({exc}); "
+                    "nothing of this request was received, send it again",
+                    retry_after=RETRY_AFTER_BROKER,
+                ) from exc
             except BrokerUnavailable as exc:
                 log.warning("webhook: profiles not published: %s", exc)
-                raise WebhookRefused(503, f"the broker is unavailable: {exc}. Nothing was lost: none of "
-                                     "these events counts as received, send the same request again",
-                                     retry_after=RETRY_AFTER_BROKER) from exc
+                raise WebhookRefused(
+                    503,
+                    f"the broker is unavailable: {exc}. Nothing was lost: none of "
+                    "these events counts as received, send the same request again",
+                    retry_after=RETRY_AFTER_BROKER,
+                ) from exc
             except Exception as exc:  # unforeseen: still an answer the plugin retries; the log has the cause
                 log.exception("webhook: profiles not prepared")
-                raise WebhookRefused(503, "the learners' profiles could not be prepared "
-                                     f"({type(exc).__name__}); nothing of this request was received, send it "
-                                     "again",
-                                     retry_after=RETRY_AFTER_BROKER) from exc
+                raise WebhookRefused(
+                    503,
+                    "the learners' profiles could not be prepared "
+                    f"({type(exc).__name__}); nothing of this request was received, send it "
+                    "again",
+                    retry_after=RETRY_AFTER_BROKER,
+                ) from exc
         used, ignored = used_events(site, events)
         step.doing = "looking up the events in the gateway's ledger"
         try:
-            mine = await claims.claim(list(dict.fromkeys(event_id for event_id, _ in used)),
-                                      until - time.monotonic())
+            mine = await claims.claim(
+                list(dict.fromkeys(event_id for event_id, _ in used)), until - time.monotonic()
+            )
         except SQLAlchemyError as exc:
             log.exception("webhook: ledger not readable")
-            raise WebhookRefused(503, "the gateway's database is not reachable; nothing of this request "
-                                 "was received, send it again", retry_after=RETRY_AFTER_BROKER) from exc
+            raise WebhookRefused(
+                503,
+                "the gateway's database is not reachable; nothing of this request "
+                "was received, send it again",
+                retry_after=RETRY_AFTER_BROKER,
+            ) from exc
         try:  # others waiting for these ids look into the ledger again once they are released
             todo = plan(used, ignored, mine)
             step.doing = "waiting for the broker to acknowledge the events"
@@ -486,8 +555,11 @@ def create_app(settings: Settings, *, ack_timeout: float = ACK_TIMEOUT, deadline
                 await publisher.publish(todo.messages, until)
             except BrokerUnavailable as exc:
                 raise WebhookRefused(
-                    503, f"the broker is unavailable: {exc}. Nothing was lost: none of these events counts "
-                         "as received, send the same request again", retry_after=RETRY_AFTER_BROKER) from exc
+                    503,
+                    f"the broker is unavailable: {exc}. Nothing was lost: none of these events counts "
+                    "as received, send the same request again",
+                    retry_after=RETRY_AFTER_BROKER,
+                ) from exc
             step.doing = "recording the published events in the gateway's ledger"
             if todo.ids:
                 try:

@@ -50,11 +50,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
         if outcome.transient is not None:  # the row stays as it was: the sweep (or next scan) retries
             log.warning("import of %s failed on our side: %s", job.attestation_id, outcome.transient)
             return
-        verdict = outcome.reason if outcome.reason is not None else \
-            Attestation.model_validate_json(outcome.result or "{}")
+        verdict = (
+            outcome.reason
+            if outcome.reason is not None
+            else Attestation.model_validate_json(outcome.result or "{}")
+        )
         try:
             event, status = await with_retries(
-                lambda: asyncio.to_thread(service.save, job.attestation_id, verdict), UNTIL_DONE)
+                lambda: asyncio.to_thread(service.save, job.attestation_id, verdict), UNTIL_DONE
+            )
         except KeyError:
             log.info("upload %s was deleted while it was imported", job.attestation_id)
             return

@@ -30,25 +30,38 @@ MAX_REDIRECTS = 3
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 
-_V4_DENIED = tuple(ipaddress.IPv4Network(n) for n in (
-    "0.0.0.0/8",  # "this network", unspecified
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # private
-    "100.64.0.0/10",  # carrier-grade NAT
-    "127.0.0.0/8",  # loopback
-    "169.254.0.0/16",  # link-local (cloud metadata services live here)
-    "192.0.0.0/24",  # IETF protocol assignments
-    "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24",  # documentation
-    "192.31.196.0/24", "192.52.193.0/24", "192.175.48.0/24",  # AS112, AMT, direct delegation AS112
-    "192.88.99.0/24",  # 6to4 relay anycast
-    "198.18.0.0/15",  # benchmarking
-    "224.0.0.0/4",  # multicast
-    "240.0.0.0/4",  # reserved, and 255.255.255.255
-))
+_V4_DENIED = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",  # "this network", unspecified
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",  # private
+        "100.64.0.0/10",  # carrier-grade NAT
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local (cloud metadata services live here)
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",
+        "198.51.100.0/24",
+        "203.0.113.0/24",  # documentation
+        "192.31.196.0/24",
+        "192.52.193.0/24",
+        "192.175.48.0/24",  # AS112, AMT, direct delegation AS112
+        "192.88.99.0/24",  # 6to4 relay anycast
+        "198.18.0.0/15",  # benchmarking
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and 255.255.255.255
+    )
+)
 _V6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
-_V6_DENIED = tuple(ipaddress.IPv6Network(n) for n in (
-    "2001::/23",  # IETF protocol assignments (Teredo, 2001::/32, is unwrapped first)
-    "2001:db8::/32", "3fff::/20",  # documentation
-))
+_V6_DENIED = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "2001::/23",  # IETF protocol assignments (Teredo, 2001::/32, is unwrapped first)
+        "2001:db8::/32",
+        "3fff::/20",  # documentation
+    )
+)
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # well-known prefix: the low 32 bits are the IPv4 address
 _TEREDO = ipaddress.IPv6Network("2001::/32")
 _SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
@@ -62,8 +75,10 @@ def refusal(address: Address) -> str | None:
             why = refusal(carried)
             return f"it carries the IPv4 address {carried}, and {why}" if why else None
         if address not in _V6_GLOBAL_UNICAST:
-            return "it is not a global unicast IPv6 address (loopback, unspecified, IPv4-compatible, " \
-                   "local NAT64, unique-local, link-local, multicast or reserved)"
+            return (
+                "it is not a global unicast IPv6 address (loopback, unspecified, IPv4-compatible, "
+                "local NAT64, unique-local, link-local, multicast or reserved)"
+            )
         return "it is in a special-purpose IPv6 range" if _in(address, _V6_DENIED) else None
     return "it is in a private or special-purpose IPv4 range" if _in(address, _V4_DENIED) else None
 
@@ -95,8 +110,9 @@ def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def checked_addresses(host: str, port: int, allow_private: bool,
-                      resolve: Resolver = system_resolver) -> list[Address]:
+def checked_addresses(
+    host: str, port: int, allow_private: bool, resolve: Resolver = system_resolver
+) -> list[Address]:
     """The addresses to connect to, in the resolver's order: every address `host` resolves to must pass
     (one that does not is a sign of a name pointing inside)."""
     addresses: list[Address] = []
@@ -119,9 +135,16 @@ class PolicyFetcher:
     check says so.
     """
 
-    def __init__(self, *, timeout: float, max_bytes: int, allow_private: bool,
-                 file_seconds: float | None = None, resolve: Resolver = system_resolver,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        max_bytes: int,
+        allow_private: bool,
+        file_seconds: float | None = None,
+        resolve: Resolver = system_resolver,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.allow_private = allow_private
@@ -134,14 +157,22 @@ class PolicyFetcher:
     def for_settings(cls, settings: Settings) -> PolicyFetcher | None:
         if not settings.import_network:
             return None
-        return cls(timeout=settings.import_fetch_timeout, max_bytes=settings.import_fetch_max_bytes,
-                   allow_private=settings.import_allow_private,
-                   file_seconds=max(1.0, settings.import_file_seconds - 2.0))
+        return cls(
+            timeout=settings.import_fetch_timeout,
+            max_bytes=settings.import_fetch_max_bytes,
+            allow_private=settings.import_allow_private,
+            file_seconds=max(1.0, settings.import_file_seconds - 2.0),
+        )
 
     def for_one_file(self) -> PolicyFetcher:
-        fetcher = PolicyFetcher(timeout=self.timeout, max_bytes=self.max_bytes,
-                                allow_private=self.allow_private, file_seconds=self.file_seconds,
-                                resolve=self.resolve, tls=self.tls)
+        fetcher = PolicyFetcher(
+            timeout=self.timeout,
+            max_bytes=self.max_bytes,
+            allow_private=self.allow_private,
+            file_seconds=self.file_seconds,
+            resolve=self.resolve,
+            tls=self.tls,
+        )
         if self.file_seconds is not None:
             fetcher._deadline = time.monotonic() + self.file_seconds
         return fetcher
@@ -156,8 +187,9 @@ class PolicyFetcher:
         for _ in range(MAX_REDIRECTS + 1):
             # A client per hop: a connection (and the name its TLS was checked for) is never reused
             # for another host that resolves to the same address.
-            with httpx.Client(follow_redirects=False, trust_env=False,
-                              verify=self.tls if self.tls is not None else True) as client:
+            with httpx.Client(
+                follow_redirects=False, trust_env=False, verify=self.tls if self.tls is not None else True
+            ) as client:
                 response = self._send_pinned(client, url, accept)
                 try:
                     if response.is_redirect and "location" in response.headers:
@@ -188,9 +220,12 @@ class PolicyFetcher:
             literal = f"[{address}]" if address.version == 6 else str(address)
             pinned = f"{parts.scheme}://{literal}:{port}{parts.raw_path.decode('ascii')}"
             request = client.build_request(
-                "GET", pinned, timeout=self._timeout(),
+                "GET",
+                pinned,
+                timeout=self._timeout(),
                 headers={"Accept": accept, "Host": parts.netloc.decode("ascii")},  # no user:password
-                extensions={"sni_hostname": host} if parts.scheme == "https" else {})
+                extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+            )
             try:
                 return client.send(request, stream=True)
             except httpx.ConnectError:
@@ -203,8 +238,9 @@ class PolicyFetcher:
             return self.timeout
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise FetchError(f"the {self.file_seconds:g} s that one file's network fetches may take "
-                             "together ran out")
+            raise FetchError(
+                f"the {self.file_seconds:g} s that one file's network fetches may take together ran out"
+            )
         return min(self.timeout, left)
 
     def _read_capped(self, response: httpx.Response, url: str) -> bytes:

@@ -160,12 +160,19 @@ def _pdf(data: bytes, ctx: ImportContext) -> Attestation:
             update={"method": f"credential attached to the PDF: {embedded.verification.method}"}
         )
         return embedded.model_copy(
-            update={"source_format": SourceFormat.PDF, "urls": list(structure.links),
-                    "verification": verification}
+            update={
+                "source_format": SourceFormat.PDF,
+                "urls": list(structure.links),
+                "verification": verification,
+            }
         )
     text, qr_texts = read_pages(data, structure.page_count)
-    return _pdf_pages(PdfEvidence(structure.page_count, structure.metadata, text, structure.links,
-                                  structure.attachments, qr_texts), ctx)
+    return _pdf_pages(
+        PdfEvidence(
+            structure.page_count, structure.metadata, text, structure.links, structure.attachments, qr_texts
+        ),
+        ctx,
+    )
 
 
 def _pdf_pages(evidence: PdfEvidence, ctx: ImportContext) -> Attestation:

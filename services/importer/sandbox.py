@@ -50,12 +50,16 @@ class Budget:
         return cls(settings.import_file_seconds, settings.import_file_memory_mb * MiB)
 
     def over_time(self) -> str:
-        return (f"the file took longer than the {self.seconds:g} s one file may take to import: "
-                "rejected (its processing was stopped at the deadline)")
+        return (
+            f"the file took longer than the {self.seconds:g} s one file may take to import: "
+            "rejected (its processing was stopped at the deadline)"
+        )
 
     def over_memory(self) -> str:
-        return (f"the file needed more than the {self.memory_bytes // MiB} MiB of memory one file may "
-                "use to import: rejected")
+        return (
+            f"the file needed more than the {self.memory_bytes // MiB} MiB of memory one file may "
+            "use to import: rejected"
+        )
 
 
 @dataclass(frozen=True)
@@ -102,12 +106,21 @@ class Sandbox:
         self._start()
 
     def _start(self) -> None:
-        env = {**os.environ, **settings_env(self.settings),
-               "EBACKPACK_SANDBOX_MEMORY": str(self.budget.memory_bytes),
-               "EBACKPACK_SANDBOX_CPU": str(max(1, round(self.budget.seconds)))}
+        env = {
+            **os.environ,
+            **settings_env(self.settings),
+            "EBACKPACK_SANDBOX_MEMORY": str(self.budget.memory_bytes),
+            "EBACKPACK_SANDBOX_CPU": str(max(1, round(self.budget.seconds))),
+        }
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "services.importer.sandbox"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=None, env=env, start_new_session=True, bufsize=0)
+            [sys.executable, "-m", "services.importer.sandbox"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            env=env,
+            start_new_session=True,
+            bufsize=0,
+        )
 
     def run(self, attestation_id: str) -> Outcome:
         with self._lock:
@@ -136,16 +149,21 @@ class Sandbox:
                 return Outcome(transient="the import process could not start")
             try:
                 if not self._answered(child, self.budget.seconds):
-                    log.warning("upload %s ran over its %g s budget: its import process was killed",
-                                attestation_id, self.budget.seconds)
+                    log.warning(
+                        "upload %s ran over its %g s budget: its import process was killed",
+                        attestation_id,
+                        self.budget.seconds,
+                    )
                     self._replace()
                     return Outcome(reason=self.budget.over_time())
                 kind, value, retire = _read(stdout)
             except (EOFError, pickle.UnpicklingError):
                 return self._ended(child)
             if retire:  # it ran out of memory: libraries may be left in a bad state
-                log.warning("upload %s ran over its memory budget: a fresh import process replaces the old",
-                            attestation_id)
+                log.warning(
+                    "upload %s ran over its memory budget: a fresh import process replaces the old",
+                    attestation_id,
+                )
                 self._replace()
             return Outcome(**{kind: value})
 
@@ -160,8 +178,11 @@ class Sandbox:
         self._replace()
         if code in (-signal.SIGXCPU, -signal.SIGKILL):
             return Outcome(reason=self.budget.over_time())
-        return Outcome(reason=self.budget.over_memory() if code in (-signal.SIGSEGV, -signal.SIGABRT, 137)
-                       else f"the import process ended on this file (exit status {code}): rejected")
+        return Outcome(
+            reason=self.budget.over_memory()
+            if code in (-signal.SIGSEGV, -signal.SIGABRT, 137)
+            else f"the import process ended on this file (exit status {code}): rejected"
+        )
 
     def _replace(self) -> None:
         self._kill()
@@ -254,8 +275,10 @@ def serve() -> None:
         try:
             verdict = service.compute(attestation_id)
             answer: tuple[str, str, bool] = (
-                ("reason", verdict, False) if isinstance(verdict, str)
-                else ("result", verdict.model_dump_json(), False))
+                ("reason", verdict, False)
+                if isinstance(verdict, str)
+                else ("result", verdict.model_dump_json(), False)
+            )
         except MemoryError:
             answer = ("reason", Budget(0, memory).over_memory(), True)
         except Exception as exc:  # S3, the database: our side, tried again later

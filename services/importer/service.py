@@ -115,8 +115,12 @@ class ImporterService:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImporterService:
-        return cls(session_factory(make_engine(settings.db_url)), ObjectStore(settings),
-                   load_rules(settings.rules_file), settings)
+        return cls(
+            session_factory(make_engine(settings.db_url)),
+            ObjectStore(settings),
+            load_rules(settings.rules_file),
+            settings,
+        )
 
     # ------------------------------------------------------------------------------ use cases
 

@@ -108,11 +108,17 @@ def create_app(settings: Settings | None = None) -> faust.App:
         return len(rows)
 
     async def handle_batch(messages: list[SourceMessage]) -> BatchOutcome:
-        result = await issue(service.handle_batch, lambda r: r.events, [m.value or b"" for m in messages],
-                             [f"{m.topic}/{m.partition}/{m.offset}" for m in messages])
+        result = await issue(
+            service.handle_batch,
+            lambda r: r.events,
+            [m.value or b"" for m in messages],
+            [f"{m.topic}/{m.partition}/{m.offset}" for m in messages],
+        )
         if result.parked:
-            log.info("%d completion(s) parked until their learner's or course's profile arrives",
-                     len(result.parked))
+            log.info(
+                "%d completion(s) parked until their learner's or course's profile arrives",
+                len(result.parked),
+            )
             await resume()  # those parked only behind a learner's earlier ones may go now
         return BatchOutcome(poison=list(result.invalid))
 
@@ -135,8 +141,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
             pass
 
     for kind, topic_name in (("user", MOODLE_USERS), ("course", MOODLE_COURSES)):
-        _profile_agent(app, service, write, resume, kind, raw_topic(app, settings.topic(topic_name)),
-                       dead_letters)
+        _profile_agent(
+            app, service, write, resume, kind, raw_topic(app, settings.topic(topic_name)), dead_letters
+        )
 
     @app.timer(PARKED_INTERVAL)
     @survives_outages

@@ -62,7 +62,7 @@ def verification_code(credential: str, secret: bytes) -> str:
         number, digit = divmod(number, len(CODE_ALPHABET))
         chars.append(CODE_ALPHABET[digit])
     code = "".join(chars)
-    return "-".join(code[i:i + 4] for i in range(0, CODE_LENGTH, 4))
+    return "-".join(code[i : i + 4] for i in range(0, CODE_LENGTH, 4))
 
 
 def decide_award(event: MoodleEvent, event_id: str, rules: RuleBook, site: str, code_secret: bytes) -> Award:

@@ -61,14 +61,23 @@ def unrendered(session: Session, topic: str, sent_before: datetime, limit: int) 
     """Credential id -> event id of its newest render request, for requests acknowledged before
     `sent_before` whose credential has no stored PDF, is not revoked, and has no request still unsent."""
     other = aliased(OutboxRow)
-    pending = exists().where(and_(other.credential_id == OutboxRow.credential_id, other.topic == topic,
-                                  other.sent_at.is_(None)))
+    pending = exists().where(
+        and_(other.credential_id == OutboxRow.credential_id, other.topic == topic, other.sent_at.is_(None))
+    )
     stored = exists().where(CertificateRow.credential_id == OutboxRow.credential_id)
-    query = (select(OutboxRow.credential_id, OutboxRow.event_id)
-             .join(AwardRow, AwardRow.credential_id == OutboxRow.credential_id)
-             .where(OutboxRow.topic == topic, OutboxRow.sent_at < sent_before, AwardRow.status != "revoked",
-                    ~stored, ~pending)
-             .order_by(OutboxRow.created_at).limit(limit))
+    query = (
+        select(OutboxRow.credential_id, OutboxRow.event_id)
+        .join(AwardRow, AwardRow.credential_id == OutboxRow.credential_id)
+        .where(
+            OutboxRow.topic == topic,
+            OutboxRow.sent_at < sent_before,
+            AwardRow.status != "revoked",
+            ~stored,
+            ~pending,
+        )
+        .order_by(OutboxRow.created_at)
+        .limit(limit)
+    )
     return {credential_id: event_id for credential_id, event_id in session.execute(query)}
 
 
@@ -120,11 +129,14 @@ def resend_lost_render_requests(sessions: sessionmaker[Session], settings: Setti
     if not lost:
         return 0
     with sessions.begin() as session:
-        session.execute(update(OutboxRow).where(OutboxRow.event_id.in_(list(lost.values())))
-                        .values(sent_at=None))
-    log.error("%d certificate render requests were acknowledged by the broker but never rendered, and the "
-              "renderers have read everything the log holds: the broker lost them; sending them again",
-              len(lost))
+        session.execute(
+            update(OutboxRow).where(OutboxRow.event_id.in_(list(lost.values()))).values(sent_at=None)
+        )
+    log.error(
+        "%d certificate render requests were acknowledged by the broker but never rendered, and the "
+        "renderers have read everything the log holds: the broker lost them; sending them again",
+        len(lost),
+    )
     return len(lost)
 
 

@@ -24,8 +24,12 @@ class AwardRepository:
             return {}
         ids = [a.credential_id for a in awards]
         pairs = {(a.learner_id, a.rule.id): a.credential_id for a in awards}
-        query = select(AwardRow.credential_id, AwardRow.learner_id, AwardRow.rule_id).where(or_(
-            AwardRow.credential_id.in_(ids), tuple_(AwardRow.learner_id, AwardRow.rule_id).in_(list(pairs))))
+        query = select(AwardRow.credential_id, AwardRow.learner_id, AwardRow.rule_id).where(
+            or_(
+                AwardRow.credential_id.in_(ids),
+                tuple_(AwardRow.learner_id, AwardRow.rule_id).in_(list(pairs)),
+            )
+        )
         found: dict[str, str] = {}
         for stored, learner_id, rule_id in self.session.execute(query):
             found[stored if stored in ids else pairs[(learner_id, rule_id)]] = stored
@@ -38,8 +42,9 @@ class AwardRepository:
         return {row.id: row for row in self.session.scalars(select(Course).where(Course.id.in_(ids)))}
 
     def pending_events_of(self, credential_ids: Sequence[str]) -> list[OutboxRow]:
-        query = select(OutboxRow).where(OutboxRow.sent_at.is_(None),
-                                        OutboxRow.credential_id.in_(credential_ids))
+        query = select(OutboxRow).where(
+            OutboxRow.sent_at.is_(None), OutboxRow.credential_id.in_(credential_ids)
+        )
         return list(self.session.scalars(query.order_by(OutboxRow.created_at)))
 
     def learner(self, learner_id: int) -> Learner | None:
@@ -54,8 +59,9 @@ class AwardRepository:
 
     def mark_sent(self, event_ids: Sequence[str]) -> None:
         if event_ids:
-            self.session.execute(update(OutboxRow).where(OutboxRow.event_id.in_(event_ids))
-                                 .values(sent_at=datetime.now(UTC)))
+            self.session.execute(
+                update(OutboxRow).where(OutboxRow.event_id.in_(event_ids)).values(sent_at=datetime.now(UTC))
+            )
 
     # --- parked messages (waiting for a profile), per learner in arrival order
 
@@ -66,16 +72,18 @@ class AwardRepository:
 
     def park(self, row: ParkedMessageRow) -> bool:
         """False when this learner's event is parked already (a redelivery)."""
-        query = select(ParkedMessageRow.id).where(ParkedMessageRow.learner_id == row.learner_id,
-                                                  ParkedMessageRow.event_id == row.event_id)
+        query = select(ParkedMessageRow.id).where(
+            ParkedMessageRow.learner_id == row.learner_id, ParkedMessageRow.event_id == row.event_id
+        )
         if self.session.scalars(query).first() is not None:
             return False
         self.session.add(row)
         self.session.flush()  # the next message of the batch must see it
         return True
 
-    def parked_learners(self, learner_ids: set[int] | None = None, course_id: int | None = None,
-                        limit: int = 500) -> list[int]:
+    def parked_learners(
+        self, learner_ids: set[int] | None = None, course_id: int | None = None, limit: int = 500
+    ) -> list[int]:
         """Learners with parked messages (all, these, or those waiting on this course) whose profile is
         there now, longest waiting first: without it nothing of theirs can be issued."""
         query = select(ParkedMessageRow.learner_id).join(Learner, Learner.id == ParkedMessageRow.learner_id)

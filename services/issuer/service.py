@@ -66,8 +66,12 @@ from .repository import AwardRepository
 
 SOURCE = "ebackpack/issuer"
 log = logging.getLogger(__name__)
-Announcement = (CredentialIssuedMessage | CertificateRenderRequestMessage | CredentialRevokedMessage
-                | CredentialExpiredMessage)
+Announcement = (
+    CredentialIssuedMessage
+    | CertificateRenderRequestMessage
+    | CredentialRevokedMessage
+    | CredentialExpiredMessage
+)
 
 
 class CredentialNotFound(LookupError):
@@ -96,8 +100,13 @@ def parse_moodle_message(raw: bytes) -> MoodleEventMessage:
 
 
 class IssuerService:
-    def __init__(self, sessions: sessionmaker[Session], rules: RuleBook, settings: Settings,
-                 signer: CredentialSigner | None = None):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        rules: RuleBook,
+        settings: Settings,
+        signer: CredentialSigner | None = None,
+    ):
         self.sessions = sessions
         self.rules = rules
         self.settings = settings
@@ -142,8 +151,9 @@ class IssuerService:
                 if message.data.eventname == USER_DELETED and message.data.relateduserid:
                     self.erase(message.data.relateduserid)
                     continue
-                award = decide_award(message.data, message.id, self.rules, self.settings.site_id,
-                                     self.code_secret)
+                award = decide_award(
+                    message.data, message.id, self.rules, self.settings.site_id, self.code_secret
+                )
             except InvalidMessage as exc:
                 result.invalid.append((index, exc))
                 continue
@@ -189,13 +199,17 @@ class IssuerService:
         store = self._store(session)
         # Slots first, rows last: no flush in between, so the inserts go out in bulk at commit.
         entries = store.allocate_status_entries([a.credential_id for a, _l in new])
-        return [event for award, learner in new
-                for event in self._save_new(session, store, award, learner, entries[award.credential_id])]
+        return [
+            event
+            for award, learner in new
+            for event in self._save_new(session, store, award, learner, entries[award.credential_id])
+        ]
 
     # --- parked messages ---------------------------------------------------------------------------------
 
-    def resume_parked(self, learner_ids: set[int] | None = None,
-                      course_id: int | None = None) -> list[OutboxRow]:
+    def resume_parked(
+        self, learner_ids: set[int] | None = None, course_id: int | None = None
+    ) -> list[OutboxRow]:
         """Issues what the learners' parked messages earn, in order, as far as their profiles allow (all
         waiting learners, these learners, or those waiting on this course). One transaction per learner, so
         one learner's trouble holds no one else up: an outage is raised (the caller pauses), anything else
@@ -224,8 +238,9 @@ class IssuerService:
         except IntegrityError:
             raise TransientError("a concurrent worker saved the same award or status slot") from None
 
-    def _ready(self, session: Session, parked: list[ParkedMessageRow]) -> tuple[list[tuple[Award, Learner]],
-                                                                                 list[str]]:
+    def _ready(
+        self, session: Session, parked: list[ParkedMessageRow]
+    ) -> tuple[list[tuple[Award, Learner]], list[str]]:
         """The leading parked messages whose profiles are there now (removed from the park), up to the first
         that must still wait: the new awards to issue and the ids of those issued already."""
         repo = AwardRepository(session)
@@ -234,8 +249,9 @@ class IssuerService:
         for row in parked:
             try:
                 message = parse_moodle_message(row.payload.encode())
-                award = decide_award(message.data, message.id, self.rules, self.settings.site_id,
-                                     self.code_secret)
+                award = decide_award(
+                    message.data, message.id, self.rules, self.settings.site_id, self.code_secret
+                )
             except (InvalidMessage, NotALearnerCompletion):  # the rule went away meanwhile: nothing to do
                 session.delete(row)
                 continue
@@ -257,8 +273,14 @@ class IssuerService:
         with self.sessions() as session:
             return AwardRepository(session).parked_count()
 
-    def _save_new(self, session: Session, store: CredentialStore, award: Award, learner: Learner,
-                  status_entry: tuple[int, int]) -> list[OutboxRow]:
+    def _save_new(
+        self,
+        session: Session,
+        store: CredentialStore,
+        award: Award,
+        learner: Learner,
+        status_entry: tuple[int, int],
+    ) -> list[OutboxRow]:
         """The award, its signed credentials and its outbox events, added to the caller's transaction."""
         row = self._award_row(award, learner, status_entry)
         facts = store.facts(row, learner)
@@ -271,24 +293,40 @@ class IssuerService:
         salt = new_salt()
         days = award.rule.valid_for_days
         return AwardRow(
-            credential_id=award.credential_id, verification_code=award.verification_code,
-            learner_id=award.learner_id, course_id=award.course_id, rule_id=award.rule.id,
-            achievement_name=award.rule.name, issued_on=award.issued_on, status="issued",
-            source_event_id=award.source_event_id, created_at=datetime.now(UTC),
-            recipient_salt=salt, recipient_hash=recipient_hash(learner.email, salt),
+            credential_id=award.credential_id,
+            verification_code=award.verification_code,
+            learner_id=award.learner_id,
+            course_id=award.course_id,
+            rule_id=award.rule.id,
+            achievement_name=award.rule.name,
+            issued_on=award.issued_on,
+            status="issued",
+            source_event_id=award.source_event_id,
+            created_at=datetime.now(UTC),
+            recipient_salt=salt,
+            recipient_hash=recipient_hash(learner.email, salt),
             valid_until=award.issued_on + timedelta(days=days) if days else None,
-            status_list=status_entry[0], status_index=status_entry[1],
+            status_list=status_entry[0],
+            status_index=status_entry[1],
         )
 
     @staticmethod
     def _signed_rows(award: Award, signed: list[Signed]) -> list[SignedCredentialRow]:
         now = datetime.now(UTC)
-        return [SignedCredentialRow(credential_id=award.credential_id, format=s.format, document=s.document,
-                                    verification_method=s.verification_method, signed_at=now)
-                for s in signed]
+        return [
+            SignedCredentialRow(
+                credential_id=award.credential_id,
+                format=s.format,
+                document=s.document,
+                verification_method=s.verification_method,
+                signed_at=now,
+            )
+            for s in signed
+        ]
 
-    def _announcements(self, repo: AwardRepository, award: Award, row: AwardRow,
-                       signed: list[Signed]) -> list[OutboxRow]:
+    def _announcements(
+        self, repo: AwardRepository, award: Award, row: AwardRow, signed: list[Signed]
+    ) -> list[OutboxRow]:
         issued = self._issued(award, row, [s.format for s in signed])
         events = [self._outbox(CREDENTIALS, str(award.learner_id), issued, award.credential_id)]
         if award.rule.certificate:
@@ -300,15 +338,27 @@ class IssuerService:
     def _issued(self, award: Award, row: AwardRow, formats: list[str]) -> CredentialIssuedMessage:
         rule = award.rule
         return CredentialIssuedMessage.build(
-            id=deterministic_id("credential.issued", award.credential_id), source=SOURCE,
-            subject=award.credential_id, time=award.issued_on,
+            id=deterministic_id("credential.issued", award.credential_id),
+            source=SOURCE,
+            subject=award.credential_id,
+            time=award.issued_on,
             data=CredentialIssued(
-                credential_id=award.credential_id, learner_id=award.learner_id, course_id=award.course_id,
-                achievement=Achievement(id=rule.id, name=rule.name, description=rule.description,
-                                        criteria=rule.criteria, badge_image=rule.badge_image),
-                issued_on=award.issued_on, verification_code=award.verification_code,
+                credential_id=award.credential_id,
+                learner_id=award.learner_id,
+                course_id=award.course_id,
+                achievement=Achievement(
+                    id=rule.id,
+                    name=rule.name,
+                    description=rule.description,
+                    criteria=rule.criteria,
+                    badge_image=rule.badge_image,
+                ),
+                issued_on=award.issued_on,
+                verification_code=award.verification_code,
                 verify_url=self.settings.verify_url(award.verification_code),
-                badge=rule.badge, certificate=rule.certificate, valid_until=row.valid_until,
+                badge=rule.badge,
+                certificate=rule.certificate,
+                valid_until=row.valid_until,
                 assertion_url=self.urls.ob2_assertion(award.verification_code) if rule.badge else None,
                 formats=formats,
             ),
@@ -326,22 +376,31 @@ class IssuerService:
         rules = {r.id: r for r in self.rules.rules if r.certificate}
         with self.sessions.begin() as session:
             repo, store = AwardRepository(session), self._store(session)
-            query = select(AwardRow).where(AwardRow.status != "revoked",
-                                           AwardRow.rule_id.in_(list(rules)))
-            query = query.where(AwardRow.course_id == course_id) if course_id is not None \
+            query = select(AwardRow).where(AwardRow.status != "revoked", AwardRow.rule_id.in_(list(rules)))
+            query = (
+                query.where(AwardRow.course_id == course_id)
+                if course_id is not None
                 else query.where(AwardRow.rule_id == rule_id)
+            )
             rows = session.scalars(query).all()
             for row in rows:
-                award = Award(credential_id=row.credential_id, verification_code=row.verification_code,
-                              learner_id=row.learner_id, course_id=row.course_id, rule=rules[row.rule_id],
-                              issued_on=as_utc(row.issued_on), source_event_id=row.source_event_id)
+                award = Award(
+                    credential_id=row.credential_id,
+                    verification_code=row.verification_code,
+                    learner_id=row.learner_id,
+                    course_id=row.course_id,
+                    rule=rules[row.rule_id],
+                    issued_on=as_utc(row.issued_on),
+                    source_event_id=row.source_event_id,
+                )
                 signed = store.signed(row.credential_id, DATA_INTEGRITY)
                 request = self._render_request(repo, award, signed.document if signed else None, run)
                 session.add(self._outbox(RENDER_REQUESTS, row.credential_id, request, row.credential_id))
             return len(rows)
 
-    def _render_request(self, repo: AwardRepository, award: Award, credential_json: str | None,
-                        rerun: str | None = None) -> CertificateRenderRequestMessage:
+    def _render_request(
+        self, repo: AwardRepository, award: Award, credential_json: str | None, rerun: str | None = None
+    ) -> CertificateRenderRequestMessage:
         learner, course = repo.learner(award.learner_id), repo.course(award.course_id)
         if learner is None or course is None:
             # Not for a new award (parked until the profiles are there): a re-render of an erased learner.
@@ -350,25 +409,45 @@ class IssuerService:
         lang = learner.lang if learner.lang in ("pl", "en") else award.rule.language
         micro = award.rule.microcredential
         return CertificateRenderRequestMessage.build(
-            id=deterministic_id("certificate.render_requested", award.credential_id,
-                                award.rule.certificate_template, *([rerun] if rerun else [])),
-            source=SOURCE, subject=award.credential_id, time=award.issued_on,
+            id=deterministic_id(
+                "certificate.render_requested",
+                award.credential_id,
+                award.rule.certificate_template,
+                *([rerun] if rerun else []),
+            ),
+            source=SOURCE,
+            subject=award.credential_id,
+            time=award.issued_on,
             data=CertificateRenderRequest(
-                credential_id=award.credential_id, verification_code=award.verification_code,
+                credential_id=award.credential_id,
+                verification_code=award.verification_code,
                 verify_url=self.settings.verify_url(award.verification_code),
-                learner_name=f"{learner.firstname} {learner.lastname}", course_name=course.fullname,
-                achievement_name=award.rule.name, achievement_description=award.rule.description,
-                issued_on=award.issued_on, awarding_body=self.rules.issuer.name,
-                template=award.rule.certificate_template, language=lang, credential_json=credential_json,
-                learning_outcomes=micro.learning_outcomes, ects=micro.ects, hours=micro.hours,
-                eqf_level=micro.eqf_level, rerender=rerun is not None,
+                learner_name=f"{learner.firstname} {learner.lastname}",
+                course_name=course.fullname,
+                achievement_name=award.rule.name,
+                achievement_description=award.rule.description,
+                issued_on=award.issued_on,
+                awarding_body=self.rules.issuer.name,
+                template=award.rule.certificate_template,
+                language=lang,
+                credential_json=credential_json,
+                learning_outcomes=micro.learning_outcomes,
+                ects=micro.ects,
+                hours=micro.hours,
+                eqf_level=micro.eqf_level,
+                rerender=rerun is not None,
             ),
         )
 
     def _outbox(self, topic: str, key: str, message: Announcement, credential_id: str) -> OutboxRow:
-        return OutboxRow(event_id=message.id, credential_id=credential_id,
-                         topic=self.settings.topic(topic), key=key, payload=message.model_dump_json(),
-                         created_at=datetime.now(UTC))
+        return OutboxRow(
+            event_id=message.id,
+            credential_id=credential_id,
+            topic=self.settings.topic(topic),
+            key=key,
+            payload=message.model_dump_json(),
+            created_at=datetime.now(UTC),
+        )
 
     def erase(self, learner_id: int) -> int:
         """Right to erasure (Moodle's user_deleted): S3 objects first, then the rows, so a crash in between
@@ -414,11 +493,18 @@ class IssuerService:
                 return award  # idempotent: the first reason stands
             award.status, award.revoked_at, award.revocation_reason = "revoked", now, reason.strip()
             message = CredentialRevokedMessage.build(
-                id=deterministic_id("credential.revoked", award.credential_id), source=SOURCE,
-                subject=award.credential_id, time=now,
-                data=CredentialRevoked(credential_id=award.credential_id, learner_id=award.learner_id,
-                                       verification_code=award.verification_code,
-                                       reason=award.revocation_reason, revoked_at=now))
+                id=deterministic_id("credential.revoked", award.credential_id),
+                source=SOURCE,
+                subject=award.credential_id,
+                time=now,
+                data=CredentialRevoked(
+                    credential_id=award.credential_id,
+                    learner_id=award.learner_id,
+                    verification_code=award.verification_code,
+                    reason=award.revocation_reason,
+                    revoked_at=now,
+                ),
+            )
             session.add(self._outbox(CREDENTIALS, str(award.learner_id), message, award.credential_id))
             return award
 
@@ -426,17 +512,24 @@ class IssuerService:
         """Marks credentials past their validity as expired, each with one expired event in the outbox."""
         now = now or datetime.now(UTC)
         with self.sessions.begin() as session:
-            due = session.scalars(select(AwardRow).where(AwardRow.status == "issued",
-                                                         AwardRow.valid_until <= now).limit(limit)).all()
+            due = session.scalars(
+                select(AwardRow).where(AwardRow.status == "issued", AwardRow.valid_until <= now).limit(limit)
+            ).all()
             for award in due:
                 award.status = "expired"
                 assert award.valid_until is not None
                 message = CredentialExpiredMessage.build(
-                    id=deterministic_id("credential.expired", award.credential_id), source=SOURCE,
-                    subject=award.credential_id, time=now,
-                    data=CredentialExpired(credential_id=award.credential_id, learner_id=award.learner_id,
-                                           verification_code=award.verification_code,
-                                           valid_until=award.valid_until))
+                    id=deterministic_id("credential.expired", award.credential_id),
+                    source=SOURCE,
+                    subject=award.credential_id,
+                    time=now,
+                    data=CredentialExpired(
+                        credential_id=award.credential_id,
+                        learner_id=award.learner_id,
+                        verification_code=award.verification_code,
+                        valid_until=award.valid_until,
+                    ),
+                )
                 session.add(self._outbox(CREDENTIALS, str(award.learner_id), message, award.credential_id))
             return len(due)
 
@@ -461,6 +554,12 @@ def missing_profile(award: Award, learners: dict[int, Learner], courses: dict[in
 
 
 def parked_row(award: Award, raw: bytes, source: str, reason: str) -> ParkedMessageRow:
-    return ParkedMessageRow(learner_id=award.learner_id, course_id=award.course_id,
-                            event_id=award.source_event_id[:200], source=source[:300], reason=reason,
-                            payload=raw.decode("utf-8"), parked_at=datetime.now(UTC))
+    return ParkedMessageRow(
+        learner_id=award.learner_id,
+        course_id=award.course_id,
+        event_id=award.source_event_id[:200],
+        source=source[:300],
+        reason=reason,
+        payload=raw.decode("utf-8"),
+        parked_at=datetime.now(UTC),
+    )

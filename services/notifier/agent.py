@@ -31,8 +31,11 @@ DEAD_LETTERS = "credentials.notifier.dlq"
 
 def ensure_dead_letter_topic(settings: Settings) -> None:
     """The notifier's dead-letter topic, one partition (idempotent; `ebackpack prepare` may create it too)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                             client_id="ebackpack-notifier-admin", request_timeout_ms=10_000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        client_id="ebackpack-notifier-admin",
+        request_timeout_ms=10_000,
+    )
     try:
         name = settings.topic(DEAD_LETTERS)
         if name not in set(admin.list_topics()):
@@ -46,11 +49,14 @@ def create_app(settings: Settings | None = None, tuning: Tuning | None = None) -
     settings = settings or get_settings()
     tuning = tuning or Tuning()
     app = make_app(settings.notify_group, settings)
-    service = NotifierService(session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file),
-                              settings, tuning)
+    service = NotifierService(
+        session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file), settings, tuning
+    )
     if not service.channels:
-        log.warning("no channel configured (EBACKPACK_SMTP_HOST, EBACKPACK_MOODLE_WS_TOKEN): "
-                    "the notifier reads the events and sends nothing")
+        log.warning(
+            "no channel configured (EBACKPACK_SMTP_HOST, EBACKPACK_MOODLE_WS_TOKEN): "
+            "the notifier reads the events and sends nothing"
+        )
     ensure_dead_letter_topic(settings)
     credentials = raw_topic(app, settings.topic(CREDENTIALS))
     dead_letters = raw_topic(app, settings.topic(DEAD_LETTERS))
@@ -79,8 +85,9 @@ def create_app(settings: Settings | None = None, tuning: Tuning | None = None) -
             letter = outcome.dead_letter
             learner = base64.b64decode(letter.data.key_b64) if letter.data.key_b64 else None
             # Acknowledged before the row says `dead`: a crash in between publishes it again (same id).
-            await with_retries(functools.partial(send_and_wait, dead_letters, learner, letter.to_bytes()),
-                               policy)
+            await with_retries(
+                functools.partial(send_and_wait, dead_letters, learner, letter.to_bytes()), policy
+            )
             await asyncio.to_thread(service.mark_dead, key)
 
     async def handle(message: SourceMessage) -> None:

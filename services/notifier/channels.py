@@ -96,8 +96,16 @@ class EmailSender(Protocol):
 class SmtpChannel:
     """One SMTP connection per message: simple, and nothing half-open is kept across failures."""
 
-    def __init__(self, host: str, port: int, *, user: str | None = None, password: str | None = None,
-                 starttls: bool = False, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
         self.host, self.port, self.user, self.password = host, port, user, password
         self.starttls, self.timeout = starttls, timeout
 
@@ -105,8 +113,14 @@ class SmtpChannel:
     def from_settings(cls, settings: Settings, timeout: float) -> SmtpChannel:
         assert settings.smtp_host, "no SMTP server configured"
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-        return cls(settings.smtp_host, settings.smtp_port, user=settings.smtp_user, password=password,
-                   starttls=settings.smtp_starttls, timeout=timeout)
+        return cls(
+            settings.smtp_host,
+            settings.smtp_port,
+            user=settings.smtp_user,
+            password=password,
+            starttls=settings.smtp_starttls,
+            timeout=timeout,
+        )
 
     def send(self, message: EmailMessage, accepted: Accepted) -> None:
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
@@ -124,8 +138,9 @@ class SmtpChannel:
                 raise
             except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as exc:
                 if exc.smtp_code >= 500:
-                    raise PermanentFailure(f"the SMTP server refused the message: {exc.smtp_code} "
-                                           f"{_text(exc.smtp_error)}") from exc
+                    raise PermanentFailure(
+                        f"the SMTP server refused the message: {exc.smtp_code} {_text(exc.smtp_error)}"
+                    ) from exc
                 raise
             if refused:  # one recipient per message: not reached, but never silently
                 raise PermanentFailure(f"the SMTP server refused the recipient: {_reply(refused)}")
@@ -153,8 +168,9 @@ class MoodleChannel:
 
     FUNCTION = "core_message_send_instant_messages"
 
-    def __init__(self, moodle_url: str, token: str, timeout: float = 10.0,
-                 client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, moodle_url: str, token: str, timeout: float = 10.0, client: httpx.Client | None = None
+    ) -> None:
         self.endpoint = f"{moodle_url.rstrip('/')}/webservice/rest/server.php"
         self.token = token
         self.client = client or httpx.Client(timeout=timeout)
@@ -165,15 +181,18 @@ class MoodleChannel:
         return cls(settings.moodle_url, settings.moodle_ws_token.get_secret_value(), timeout)
 
     def send(self, user_id: int, html: str, client_id: str, accepted: Accepted) -> None:
-        answer = self.client.post(self.endpoint, data={
-            "wstoken": self.token,
-            "wsfunction": self.FUNCTION,
-            "moodlewsrestformat": "json",
-            "messages[0][touserid]": str(user_id),
-            "messages[0][text]": html,
-            "messages[0][textformat]": "1",  # FORMAT_HTML
-            "messages[0][clientmsgid]": client_id,
-        })
+        answer = self.client.post(
+            self.endpoint,
+            data={
+                "wstoken": self.token,
+                "wsfunction": self.FUNCTION,
+                "moodlewsrestformat": "json",
+                "messages[0][touserid]": str(user_id),
+                "messages[0][text]": html,
+                "messages[0][textformat]": "1",  # FORMAT_HTML
+                "messages[0][clientmsgid]": client_id,
+            },
+        )
         answer.raise_for_status()
         body: Any = answer.json()
         if isinstance(body, dict) and "exception" in body:
@@ -183,8 +202,9 @@ class MoodleChannel:
         if not isinstance(result, dict) or "msgid" not in result:
             raise RuntimeError(f"Moodle {self.FUNCTION}: unexpected answer {str(body)[:200]}")
         if int(result["msgid"]) == -1:
-            raise PermanentFailure(f"Moodle could not message user {user_id}: "
-                                   f"{result.get('errormessage') or 'no reason given'}")
+            raise PermanentFailure(
+                f"Moodle could not message user {user_id}: {result.get('errormessage') or 'no reason given'}"
+            )
         accepted()
 
     def close(self) -> None:

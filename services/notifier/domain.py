@@ -76,16 +76,31 @@ def notice_from_event(raw: bytes) -> Notice | None:
     if envelope["type"] == ISSUED_TYPE:
         issued = parse_message(CredentialIssuedMessage, raw)
         data = issued.data
-        return Notice(kind="issued", event_id=issued.id, learner_id=data.learner_id,
-                      credential_id=data.credential_id, verification_code=data.verification_code,
-                      at=data.issued_on, achievement=data.achievement.name, course_id=data.course_id,
-                      badge=data.badge, certificate=data.certificate, valid_until=data.valid_until)
+        return Notice(
+            kind="issued",
+            event_id=issued.id,
+            learner_id=data.learner_id,
+            credential_id=data.credential_id,
+            verification_code=data.verification_code,
+            at=data.issued_on,
+            achievement=data.achievement.name,
+            course_id=data.course_id,
+            badge=data.badge,
+            certificate=data.certificate,
+            valid_until=data.valid_until,
+        )
     if envelope["type"] == REVOKED_TYPE:
         revoked = parse_message(CredentialRevokedMessage, raw)
         rdata = revoked.data
-        return Notice(kind="revoked", event_id=revoked.id, learner_id=rdata.learner_id,
-                      credential_id=rdata.credential_id, verification_code=rdata.verification_code,
-                      at=rdata.revoked_at, reason=rdata.reason)
+        return Notice(
+            kind="revoked",
+            event_id=revoked.id,
+            learner_id=rdata.learner_id,
+            credential_id=rdata.credential_id,
+            verification_code=rdata.verification_code,
+            at=rdata.revoked_at,
+            reason=rdata.reason,
+        )
     return None
 
 
@@ -132,8 +147,10 @@ def recipient_address(address: str) -> str:
     except (ValueError, MessageError, UnicodeError, IndexError):  # (the parser's text quotes the address)
         raise InvalidRecipient("the e-mail address is not one valid address (RFC 5322 addr-spec)") from None
     if not parsed.username or not domain or len(parsed.username) > 64 or not normalized.isascii():
-        raise InvalidRecipient("the e-mail address is not valid: a local part of at most 64 ASCII "
-                               "characters and a domain are needed")
+        raise InvalidRecipient(
+            "the e-mail address is not valid: a local part of at most 64 ASCII "
+            "characters and a domain are needed"
+        )
     return normalized
 
 
@@ -192,34 +209,24 @@ POLISH: dict[str, str] = {
     "Time to recertify: “{achievement}”": "Czas na recertyfikację: „{achievement}”",
     "Details": "Szczegóły",
     # issued
-    "{issuer} has awarded you a digital badge and a PDF certificate for completing the course “{course}”.":
-        "{issuer} przyznaje Ci odznakę cyfrową i zaświadczenie PDF za ukończenie kursu „{course}”.",
-    "{issuer} has awarded you a digital badge for completing the course “{course}”.":
-        "{issuer} przyznaje Ci odznakę cyfrową za ukończenie kursu „{course}”.",
-    "{issuer} has awarded you a PDF certificate for completing the course “{course}”.":
-        "{issuer} przyznaje Ci zaświadczenie PDF za ukończenie kursu „{course}”.",
-    "In your e-Backpack you can download, print and share your credentials.":
-        "W e-Plecaku możesz pobierać, drukować i udostępniać swoje poświadczenia.",
+    "{issuer} has awarded you a digital badge and a PDF certificate for completing the course “{course}”.": "{issuer} przyznaje Ci odznakę cyfrową i zaświadczenie PDF za ukończenie kursu „{course}”.",
+    "{issuer} has awarded you a digital badge for completing the course “{course}”.": "{issuer} przyznaje Ci odznakę cyfrową za ukończenie kursu „{course}”.",
+    "{issuer} has awarded you a PDF certificate for completing the course “{course}”.": "{issuer} przyznaje Ci zaświadczenie PDF za ukończenie kursu „{course}”.",
+    "In your e-Backpack you can download, print and share your credentials.": "W e-Plecaku możesz pobierać, drukować i udostępniać swoje poświadczenia.",
     "Open the badge “{achievement}” in your e-Backpack": "Otwórz odznakę „{achievement}” w e-Plecaku",
-    "Open the certificate “{achievement}” in your e-Backpack":
-        "Otwórz zaświadczenie „{achievement}” w e-Plecaku",
+    "Open the certificate “{achievement}” in your e-Backpack": "Otwórz zaświadczenie „{achievement}” w e-Plecaku",
     "Download the PDF certificate “{achievement}”": "Pobierz zaświadczenie PDF „{achievement}”",
     "Public verification page of “{achievement}”": "Publiczna strona weryfikacji „{achievement}”",
     # revoked
-    "The issuer, {issuer}, revoked your credential “{achievement}” on {date}.":
-        "Wydawca, {issuer}, unieważnił Twoje poświadczenie „{achievement}” dnia {date}.",
+    "The issuer, {issuer}, revoked your credential “{achievement}” on {date}.": "Wydawca, {issuer}, unieważnił Twoje poświadczenie „{achievement}” dnia {date}.",
     "Reason: {reason}": "Powód: {reason}",
-    "Anyone who checks it now sees that it is no longer valid.":
-        "Każdy, kto je teraz sprawdzi, zobaczy, że nie jest już ważne.",
+    "Anyone who checks it now sees that it is no longer valid.": "Każdy, kto je teraz sprawdzi, zobaczy, że nie jest już ważne.",
     "If you think this is a mistake, write to {email}.": "Jeśli to pomyłka, napisz na adres {email}.",
     "Open “{achievement}” in your e-Backpack": "Otwórz „{achievement}” w e-Plecaku",
     # expiry reminder
-    "Your credential “{achievement}” is valid until {date}, {days} from today.":
-        "Twoje poświadczenie „{achievement}” jest ważne do {date}, jeszcze {days}.",
-    "To keep a valid credential, complete the recertification in the course “{course}” before then.":
-        "Aby zachować ważne poświadczenie, przejdź przed tą datą recertyfikację w kursie „{course}”.",
-    "After that date, anyone who checks it sees that it has expired.":
-        "Po tej dacie każdy, kto je sprawdzi, zobaczy, że wygasło.",
+    "Your credential “{achievement}” is valid until {date}, {days} from today.": "Twoje poświadczenie „{achievement}” jest ważne do {date}, jeszcze {days}.",
+    "To keep a valid credential, complete the recertification in the course “{course}” before then.": "Aby zachować ważne poświadczenie, przejdź przed tą datą recertyfikację w kursie „{course}”.",
+    "After that date, anyone who checks it sees that it has expired.": "Po tej dacie każdy, kto je sprawdzi, zobaczy, że wygasło.",
     "Open the course “{course}” in Moodle": "Otwórz kurs „{course}” w Moodle",
     # facts
     "Achievement": "Osiągnięcie",
@@ -234,10 +241,34 @@ POLISH: dict[str, str] = {
 }
 
 _MONTHS = {
-    "pl": ("stycznia", "lutego", "marca", "kwietnia", "maja", "czerwca", "lipca", "sierpnia", "września",
-           "października", "listopada", "grudnia"),
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December"),
+    "pl": (
+        "stycznia",
+        "lutego",
+        "marca",
+        "kwietnia",
+        "maja",
+        "czerwca",
+        "lipca",
+        "sierpnia",
+        "września",
+        "października",
+        "listopada",
+        "grudnia",
+    ),
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
 }
 
 
@@ -317,8 +348,9 @@ def credential_pages(notice: Notice, site: Site, achievement: str, lang: str) ->
     """Where the credential is in the e-Backpack (the learner logs in on the way)."""
     links, code = [], notice.verification_code
     if notice.certificate:
-        text = translate("Open the certificate “{achievement}” in your e-Backpack", lang,
-                         achievement=achievement)
+        text = translate(
+            "Open the certificate “{achievement}” in your e-Backpack", lang, achievement=achievement
+        )
         links.append(Link(text, site.url(f"/certificates/{code}")))
     if notice.badge:
         text = translate("Open the badge “{achievement}” in your e-Backpack", lang, achievement=achievement)
@@ -326,8 +358,16 @@ def credential_pages(notice: Notice, site: Site, achievement: str, lang: str) ->
     return links
 
 
-def compose(notice: Notice, recipient: Recipient, site: Site, *, achievement: str, course: str | None,
-            unsubscribe_url: str | None = None, now: datetime | None = None) -> Content:
+def compose(
+    notice: Notice,
+    recipient: Recipient,
+    site: Site,
+    *,
+    achievement: str,
+    course: str | None,
+    unsubscribe_url: str | None = None,
+    now: datetime | None = None,
+) -> Content:
     """The message for this notice, in the recipient's language."""
     lang = language(recipient.lang)
 
@@ -336,28 +376,45 @@ def compose(notice: Notice, recipient: Recipient, site: Site, *, achievement: st
 
     course_name = course or achievement
     code = notice.verification_code
-    verify = Link(t("Public verification page of “{achievement}”", achievement=achievement),
-                  site.url(f"/verify/{code}"))
-    own = Link(t("Open “{achievement}” in your e-Backpack", achievement=achievement),
-               site.url(f"/{'certificates' if notice.certificate or not notice.badge else 'badges'}/{code}"))
+    verify = Link(
+        t("Public verification page of “{achievement}”", achievement=achievement), site.url(f"/verify/{code}")
+    )
+    own = Link(
+        t("Open “{achievement}” in your e-Backpack", achievement=achievement),
+        site.url(f"/{'certificates' if notice.certificate or not notice.badge else 'badges'}/{code}"),
+    )
     facts: list[tuple[str, str]] = [(t("Achievement"), achievement)]
     alert = None
     if notice.kind == "issued":
-        what = ("{issuer} has awarded you a digital badge and a PDF certificate for completing the course "
-                "“{course}”." if notice.badge and notice.certificate else
-                "{issuer} has awarded you a digital badge for completing the course “{course}”."
-                if notice.badge else
-                "{issuer} has awarded you a PDF certificate for completing the course “{course}”.")
-        subject = t("Your new badge and certificate: {achievement}" if notice.badge and notice.certificate
-                    else "Your new badge: {achievement}" if notice.badge
-                    else "Your new certificate: {achievement}", achievement=achievement)
+        what = (
+            "{issuer} has awarded you a digital badge and a PDF certificate for completing the course "
+            "“{course}”."
+            if notice.badge and notice.certificate
+            else "{issuer} has awarded you a digital badge for completing the course “{course}”."
+            if notice.badge
+            else "{issuer} has awarded you a PDF certificate for completing the course “{course}”."
+        )
+        subject = t(
+            "Your new badge and certificate: {achievement}"
+            if notice.badge and notice.certificate
+            else "Your new badge: {achievement}"
+            if notice.badge
+            else "Your new certificate: {achievement}",
+            achievement=achievement,
+        )
         heading = t("Congratulations on “{achievement}”", achievement=achievement)
-        paragraphs = [t(what, issuer=site.issuer_name, course=course_name),
-                      t("In your e-Backpack you can download, print and share your credentials.")]
+        paragraphs = [
+            t(what, issuer=site.issuer_name, course=course_name),
+            t("In your e-Backpack you can download, print and share your credentials."),
+        ]
         links = credential_pages(notice, site, achievement, lang)
         if notice.certificate:
-            links.append(Link(t("Download the PDF certificate “{achievement}”", achievement=achievement),
-                              site.url(f"/verify/{code}/certificate.pdf")))
+            links.append(
+                Link(
+                    t("Download the PDF certificate “{achievement}”", achievement=achievement),
+                    site.url(f"/verify/{code}/certificate.pdf"),
+                )
+            )
         links.append(verify)
         facts.append((t("Date of issue"), format_date(notice.at, lang)))
         if notice.valid_until:
@@ -365,10 +422,16 @@ def compose(notice: Notice, recipient: Recipient, site: Site, *, achievement: st
     elif notice.kind == "revoked":
         subject = t("Your credential was revoked: {achievement}", achievement=achievement)
         heading = t("“{achievement}” has been revoked", achievement=achievement)
-        paragraphs = [t("The issuer, {issuer}, revoked your credential “{achievement}” on {date}.",
-                        issuer=site.issuer_name, achievement=achievement, date=format_date(notice.at, lang)),
-                      t("Anyone who checks it now sees that it is no longer valid."),
-                      t("If you think this is a mistake, write to {email}.", email=site.issuer_email)]
+        paragraphs = [
+            t(
+                "The issuer, {issuer}, revoked your credential “{achievement}” on {date}.",
+                issuer=site.issuer_name,
+                achievement=achievement,
+                date=format_date(notice.at, lang),
+            ),
+            t("Anyone who checks it now sees that it is no longer valid."),
+            t("If you think this is a mistake, write to {email}.", email=site.issuer_email),
+        ]
         alert = t("Reason: {reason}", reason=notice.reason or "")
         links = [own, verify]
         facts.append((t("Revoked on"), format_date(notice.at, lang)))
@@ -379,22 +442,43 @@ def compose(notice: Notice, recipient: Recipient, site: Site, *, achievement: st
         date = format_date(notice.valid_until, lang)
         subject = t("Your credential expires on {date}: {achievement}", date=date, achievement=achievement)
         heading = t("Time to recertify: “{achievement}”", achievement=achievement)
-        paragraphs = [t("Your credential “{achievement}” is valid until {date}, {days} from today.",
-                        achievement=achievement, date=date, days=days_phrase(days, lang)),
-                      t("To keep a valid credential, complete the recertification in the course “{course}” "
-                        "before then.", course=course_name),
-                      t("After that date, anyone who checks it sees that it has expired.")]
+        paragraphs = [
+            t(
+                "Your credential “{achievement}” is valid until {date}, {days} from today.",
+                achievement=achievement,
+                date=date,
+                days=days_phrase(days, lang),
+            ),
+            t(
+                "To keep a valid credential, complete the recertification in the course “{course}” "
+                "before then.",
+                course=course_name,
+            ),
+            t("After that date, anyone who checks it sees that it has expired."),
+        ]
         links = [own]
         if notice.course_id is not None and site.moodle_url:
-            links.insert(0, Link(t("Open the course “{course}” in Moodle", course=course_name),
-                                 f"{site.moodle_url.rstrip('/')}/course/view.php?id={notice.course_id}"))
+            links.insert(
+                0,
+                Link(
+                    t("Open the course “{course}” in Moodle", course=course_name),
+                    f"{site.moodle_url.rstrip('/')}/course/view.php?id={notice.course_id}",
+                ),
+            )
         links.append(verify)
         facts.append((t("Valid until"), date))
     facts.append((t("Verification code"), code))
     return Content(
-        kind=notice.kind, lang=lang, subject=subject, heading=heading,
+        kind=notice.kind,
+        lang=lang,
+        subject=subject,
+        heading=heading,
         greeting=t("Hello {name},", name=recipient.firstname or recipient.name),
-        paragraphs=paragraphs, links=links, facts=facts, alert=alert, facts_heading=t("Details"),
+        paragraphs=paragraphs,
+        links=links,
+        facts=facts,
+        alert=alert,
+        facts_heading=t("Details"),
         footer=t("This message comes from the e-Backpack of {issuer}.", issuer=site.issuer_name),
         preferences=Link(t("Choose which messages you receive"), site.url("/preferences")),
         unsubscribe=Link(t("Stop e-mails like this one"), unsubscribe_url) if unsubscribe_url else None,
@@ -432,8 +516,10 @@ class EmailBodies:
 
 
 def email_bodies(content: Content) -> EmailBodies:
-    return EmailBodies(text=_env.get_template("email.txt").render(c=content),
-                       html=_env.get_template("email.html").render(c=content))
+    return EmailBodies(
+        text=_env.get_template("email.txt").render(c=content),
+        html=_env.get_template("email.html").render(c=content),
+    )
 
 
 def moodle_html(content: Content) -> str:

@@ -82,7 +82,14 @@ from .domain import (
 log = logging.getLogger(__name__)
 
 PENDING, SENDING, SENT, FAILED, SKIPPED, GAVE_UP, DEAD = (
-    "pending", "sending", "sent", "failed", "skipped", "gave-up", "dead")
+    "pending",
+    "sending",
+    "sent",
+    "failed",
+    "skipped",
+    "gave-up",
+    "dead",
+)
 EXPIRY_SCAN_SOURCE = "notifier.expiry-scan"  # the dead letters' `topic` for reminders (no Kafka source)
 Key = tuple[str, str]  # (event id, channel)
 
@@ -130,8 +137,9 @@ class PreferenceStore:
 
     def choices(self, learner_id: int) -> dict[tuple[str, str], bool]:
         choices: dict[tuple[str, str], bool] = {(k, c): True for k in KINDS for c in CHANNELS}
-        rows = self.session.scalars(select(NotificationPreferenceRow)
-                                    .where(NotificationPreferenceRow.learner_id == learner_id))
+        rows = self.session.scalars(
+            select(NotificationPreferenceRow).where(NotificationPreferenceRow.learner_id == learner_id)
+        )
         for row in rows:
             choices[(row.kind, row.channel)] = row.enabled
         return choices
@@ -143,8 +151,15 @@ class PreferenceStore:
     def set(self, learner_id: int, kind: str, channel: str, enabled: bool) -> None:
         if kind not in KINDS or channel not in CHANNELS:
             raise ValueError(f"no such kind of message or channel: {kind}/{channel}")
-        self.session.merge(NotificationPreferenceRow(learner_id=learner_id, kind=kind, channel=channel,
-                                                     enabled=enabled, updated_at=datetime.now(UTC)))
+        self.session.merge(
+            NotificationPreferenceRow(
+                learner_id=learner_id,
+                kind=kind,
+                channel=channel,
+                enabled=enabled,
+                updated_at=datetime.now(UTC),
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -176,9 +191,17 @@ class _Send:
 
 
 class NotifierService:
-    def __init__(self, sessions: sessionmaker[Session], rules: RuleBook, settings: Settings,
-                 tuning: Tuning | None = None, *, email: EmailSender | None = None,
-                 moodle: MoodleSender | None = None, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        rules: RuleBook,
+        settings: Settings,
+        tuning: Tuning | None = None,
+        *,
+        email: EmailSender | None = None,
+        moodle: MoodleSender | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.rules = rules
         self.settings = settings
@@ -192,8 +215,12 @@ class NotifierService:
             self.email = email or SmtpChannel.from_settings(settings, timeout)
         if "moodle" in active:
             self.moodle = moodle or MoodleChannel.from_settings(settings, timeout)
-        self.site = Site(issuer_name=rules.issuer.name, issuer_email=rules.issuer.email,
-                         public_url=settings.public_url, moodle_url=settings.moodle_url)
+        self.site = Site(
+            issuer_name=rules.issuer.name,
+            issuer_email=rules.issuer.email,
+            public_url=settings.public_url,
+            moodle_url=settings.moodle_url,
+        )
         self.consumer = settings.notify_group
 
     @cached_property
@@ -224,10 +251,18 @@ class NotifierService:
                         row = session.get(NotificationRow, (notice.event_id, channel))
                         if row is None:
                             row = NotificationRow(
-                                event_id=notice.event_id, channel=channel, kind=notice.kind,
-                                learner_id=notice.learner_id, credential_id=notice.credential_id,
-                                state=PENDING, attempts=0, next_attempt_at=now, created_at=now,
-                                updated_at=now, payload=notice.model_dump_json())
+                                event_id=notice.event_id,
+                                channel=channel,
+                                kind=notice.kind,
+                                learner_id=notice.learner_id,
+                                credential_id=notice.credential_id,
+                                state=PENDING,
+                                attempts=0,
+                                next_attempt_at=now,
+                                created_at=now,
+                                updated_at=now,
+                                payload=notice.model_dump_json(),
+                            )
                             session.add(row)
                         if self._due(row, now):
                             due.append((row.event_id, row.channel))
@@ -250,14 +285,24 @@ class NotifierService:
         stale = now - timedelta(seconds=self.tuning.stale_sending)
         with self.sessions() as session:
             rows = session.execute(
-                select(NotificationRow.event_id, NotificationRow.channel).where(or_(
-                    and_(NotificationRow.state == FAILED, NotificationRow.next_attempt_at <= now),
-                    and_(NotificationRow.state == PENDING, NotificationRow.next_attempt_at <= now,
-                         or_(NotificationRow.next_attempt_at > NotificationRow.created_at,
-                             NotificationRow.created_at <= stale)),
-                    and_(NotificationRow.state == SENDING, NotificationRow.updated_at <= stale),
-                    NotificationRow.state == GAVE_UP,
-                )).order_by(NotificationRow.next_attempt_at).limit(limit)
+                select(NotificationRow.event_id, NotificationRow.channel)
+                .where(
+                    or_(
+                        and_(NotificationRow.state == FAILED, NotificationRow.next_attempt_at <= now),
+                        and_(
+                            NotificationRow.state == PENDING,
+                            NotificationRow.next_attempt_at <= now,
+                            or_(
+                                NotificationRow.next_attempt_at > NotificationRow.created_at,
+                                NotificationRow.created_at <= stale,
+                            ),
+                        ),
+                        and_(NotificationRow.state == SENDING, NotificationRow.updated_at <= stale),
+                        NotificationRow.state == GAVE_UP,
+                    )
+                )
+                .order_by(NotificationRow.next_attempt_at)
+                .limit(limit)
             ).all()
         return [(event_id, channel) for event_id, channel in rows]
 
@@ -277,13 +322,21 @@ class NotifierService:
         default = self.settings.expiry_reminder_days
         leads = {rule.id: rule.reminder_days or default for rule in self.rules.rules}
         horizon = now + timedelta(days=max([self.settings.expiry_reminder_days, *leads.values()]))
-        reminded = exists().where(NotificationRow.credential_id == AwardRow.credential_id,
-                                  NotificationRow.kind == "expiry")
+        reminded = exists().where(
+            NotificationRow.credential_id == AwardRow.credential_id, NotificationRow.kind == "expiry"
+        )
         with self.sessions() as session:
             awards = session.scalars(
-                select(AwardRow).where(AwardRow.status == "issued", AwardRow.valid_until.is_not(None),
-                                       AwardRow.valid_until > now, AwardRow.valid_until <= horizon, ~reminded)
-                .order_by(AwardRow.valid_until).limit(limit)
+                select(AwardRow)
+                .where(
+                    AwardRow.status == "issued",
+                    AwardRow.valid_until.is_not(None),
+                    AwardRow.valid_until > now,
+                    AwardRow.valid_until <= horizon,
+                    ~reminded,
+                )
+                .order_by(AwardRow.valid_until)
+                .limit(limit)
             ).all()
         notices = []
         for award in awards:
@@ -293,12 +346,21 @@ class NotifierService:
             if valid_until - now > timedelta(days=lead):
                 continue
             rule = next((r for r in self.rules.rules if r.id == award.rule_id), None)
-            notices.append(Notice(
-                kind="expiry", event_id=reminder_id(award.credential_id, valid_until),
-                learner_id=award.learner_id, credential_id=award.credential_id,
-                verification_code=award.verification_code, at=now, achievement=award.achievement_name,
-                course_id=award.course_id, badge=rule.badge if rule else True,
-                certificate=rule.certificate if rule else False, valid_until=valid_until))
+            notices.append(
+                Notice(
+                    kind="expiry",
+                    event_id=reminder_id(award.credential_id, valid_until),
+                    learner_id=award.learner_id,
+                    credential_id=award.credential_id,
+                    verification_code=award.verification_code,
+                    at=now,
+                    achievement=award.achievement_name,
+                    course_id=award.course_id,
+                    badge=rule.badge if rule else True,
+                    certificate=rule.certificate if rule else False,
+                    valid_until=valid_until,
+                )
+            )
         return notices
 
     # ------------------------------------------------------------------------------------- delivery
@@ -329,8 +391,12 @@ class NotifierService:
             attempt = row.attempts + 1
             claimed = session.execute(
                 update(NotificationRow)
-                .where(NotificationRow.event_id == row.event_id, NotificationRow.channel == row.channel,
-                       NotificationRow.state == row.state, NotificationRow.attempts == row.attempts)
+                .where(
+                    NotificationRow.event_id == row.event_id,
+                    NotificationRow.channel == row.channel,
+                    NotificationRow.state == row.state,
+                    NotificationRow.attempts == row.attempts,
+                )
                 .values(state=SENDING, attempts=attempt, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
@@ -343,8 +409,9 @@ class NotifierService:
             return self._failed(key, attempt, exc)
         return Outcome(key, "sent")
 
-    def _plan(self, session: Session, row: NotificationRow, notice: Notice,
-              now: datetime) -> _Skip | _GiveUp | _Wait | _Send:
+    def _plan(
+        self, session: Session, row: NotificationRow, notice: Notice, now: datetime
+    ) -> _Skip | _GiveUp | _Wait | _Send:
         learner = session.get(Learner, notice.learner_id)
         if learner is None:
             return _Skip("no learner profile (erased)")
@@ -373,9 +440,15 @@ class NotifierService:
         if row.channel == "email":
             token = unsubscribe_token(self.code_secret, learner.id, notice.kind)
             unsubscribe = self.site.url(f"/preferences/unsubscribe/{token}")
-        content = compose(notice, recipient, self.site,
-                          achievement=notice.achievement or award.achievement_name,
-                          course=course.fullname if course else None, unsubscribe_url=unsubscribe, now=now)
+        content = compose(
+            notice,
+            recipient,
+            self.site,
+            achievement=notice.achievement or award.achievement_name,
+            course=course.fullname if course else None,
+            unsubscribe_url=unsubscribe,
+            now=now,
+        )
         if row.channel == "email":
             return _Send(email=self._email(row, recipient, content, unsubscribe))
         return _Send(moodle=(learner.id, moodle_html(content)))
@@ -385,17 +458,25 @@ class NotifierService:
         seconds after the event arrived), so that the link works when the learner clicks it."""
         if now - as_utc(row.created_at) >= timedelta(seconds=self.tuning.pdf_wait):
             return False
-        stored = session.scalar(select(CertificateRow.id)
-                                .where(CertificateRow.credential_id == notice.credential_id).limit(1))
+        stored = session.scalar(
+            select(CertificateRow.id).where(CertificateRow.credential_id == notice.credential_id).limit(1)
+        )
         return stored is None
 
-    def _email(self, row: NotificationRow, recipient: Recipient, content: Content,
-               unsubscribe: str | None) -> Email:
+    def _email(
+        self, row: NotificationRow, recipient: Recipient, content: Content, unsubscribe: str | None
+    ) -> Email:
         bodies = email_bodies(content)
-        return Email(to_name=recipient.name, to_address=recipient.email, subject=content.subject,
-                     text=bodies.text, html=bodies.html, lang=content.lang,
-                     message_id=message_id(row.event_id, row.channel, self.settings.mail_from),
-                     unsubscribe_url=unsubscribe)
+        return Email(
+            to_name=recipient.name,
+            to_address=recipient.email,
+            subject=content.subject,
+            text=bodies.text,
+            html=bodies.html,
+            lang=content.lang,
+            message_id=message_id(row.event_id, row.channel, self.settings.mail_from),
+            unsubscribe_url=unsubscribe,
+        )
 
     def _send(self, key: Key, plan: _Send, accepted: Callable[[], None]) -> None:
         if plan.email is not None:
@@ -417,11 +498,20 @@ class NotifierService:
                 with self.sessions.begin() as session:
                     session.execute(
                         update(NotificationRow)
-                        .where(NotificationRow.event_id == key[0], NotificationRow.channel == key[1],
-                               NotificationRow.state != SENT)
-                        .values(state=SENT, sent_at=self.clock(), updated_at=self.clock(), last_error=None,
-                                next_attempt_at=None)
-                        .execution_options(synchronize_session=False))
+                        .where(
+                            NotificationRow.event_id == key[0],
+                            NotificationRow.channel == key[1],
+                            NotificationRow.state != SENT,
+                        )
+                        .values(
+                            state=SENT,
+                            sent_at=self.clock(),
+                            updated_at=self.clock(),
+                            last_error=None,
+                            next_attempt_at=None,
+                        )
+                        .execution_options(synchronize_session=False)
+                    )
                 return
             except OperationalError:
                 if not remaining:
@@ -448,8 +538,15 @@ class NotifierService:
             delay = self.tuning.delay(attempt)
             row.state, row.last_error, row.updated_at = FAILED, reason, now
             row.next_attempt_at = now + timedelta(seconds=delay)
-            log.warning("notification %s/%s failed (attempt %d, next in %.0f s%s): %s", key[0], key[1],
-                        attempt, delay, ", retried while the channel is down" if outage else "", reason)
+            log.warning(
+                "notification %s/%s failed (attempt %d, next in %.0f s%s): %s",
+                key[0],
+                key[1],
+                attempt,
+                delay,
+                ", retried while the channel is down" if outage else "",
+                reason,
+            )
             return Outcome(key, "failed")
 
     @staticmethod
@@ -483,20 +580,28 @@ class NotifierService:
     def mark_dead(self, key: Key) -> None:
         """The dead letter was acknowledged by the broker."""
         with self.sessions.begin() as session:
-            session.execute(update(NotificationRow)
-                            .where(NotificationRow.event_id == key[0], NotificationRow.channel == key[1],
-                                   NotificationRow.state == GAVE_UP)
-                            .values(state=DEAD, updated_at=self.clock())
-                            .execution_options(synchronize_session=False))
+            session.execute(
+                update(NotificationRow)
+                .where(
+                    NotificationRow.event_id == key[0],
+                    NotificationRow.channel == key[1],
+                    NotificationRow.state == GAVE_UP,
+                )
+                .values(state=DEAD, updated_at=self.clock())
+                .execution_options(synchronize_session=False)
+            )
 
     def requeue(self, key: Key) -> bool:
         """An operator's second chance for a dead notification (after fixing the cause)."""
         with self.sessions.begin() as session:
-            result = session.execute(update(NotificationRow)
-                                     .where(NotificationRow.event_id == key[0],
-                                            NotificationRow.channel == key[1],
-                                            NotificationRow.state.in_([DEAD, GAVE_UP]))
-                                     .values(state=PENDING, attempts=0, next_attempt_at=self.clock(),
-                                             updated_at=self.clock())
-                                     .execution_options(synchronize_session=False))
+            result = session.execute(
+                update(NotificationRow)
+                .where(
+                    NotificationRow.event_id == key[0],
+                    NotificationRow.channel == key[1],
+                    NotificationRow.state.in_([DEAD, GAVE_UP]),
+                )
+                .values(state=PENDING, attempts=0, next_attempt_at=self.clock(), updated_at=self.clock())
+                .execution_options(synchronize_session=False)
+            )
             return bool(result.rowcount)  # type: ignore[attr-defined]

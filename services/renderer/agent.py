@@ -24,15 +24,17 @@ BATCH_WAIT = 0.05  # seconds a batch waits to fill: the latency a lone request p
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     app = make_app(CONSUMER, settings)
-    service = RendererService(session_factory(make_engine(settings.db_url)), ObjectStore(settings),
-                              CertificateRenderer(), settings)
+    service = RendererService(
+        session_factory(make_engine(settings.db_url)), ObjectStore(settings), CertificateRenderer(), settings
+    )
     requests = raw_topic(app, settings.topic(RENDER_REQUESTS))
     rendered = raw_topic(app, settings.topic(RENDERED))
     dead_letters = raw_topic(app, settings.topic(dlq(RENDER_REQUESTS)))
 
     async def announce(events: list[CertificateRenderedMessage]) -> None:
-        await asyncio.gather(*(send_and_wait(rendered, e.data.credential_id.encode(), e.to_bytes())
-                               for e in events))
+        await asyncio.gather(
+            *(send_and_wait(rendered, e.data.credential_id.encode(), e.to_bytes()) for e in events)
+        )
 
     async def handle(message: SourceMessage) -> None:
         # WeasyPrint is CPU-bound: a thread keeps the consumer's heartbeats going meanwhile.
@@ -45,8 +47,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     @app.agent(requests, name=f"{CONSUMER}.certificates")
     async def render(stream: faust.StreamT) -> None:
-        async for _ in consume_batches(stream, handle_batch, handle, dlq=dead_letters, consumer=CONSUMER,
-                                       size=BATCH_SIZE, within=BATCH_WAIT):
+        async for _ in consume_batches(
+            stream,
+            handle_batch,
+            handle,
+            dlq=dead_letters,
+            consumer=CONSUMER,
+            size=BATCH_SIZE,
+            within=BATCH_WAIT,
+        ):
             pass
 
     return app

@@ -39,8 +39,9 @@ def _safe(text: str) -> str:
 
 def course_entries(session: Session, course_id: int) -> list[ZipEntry]:
     """The current certificate version of every award of the course, by verification code."""
-    awards = session.scalars(select(AwardRow).where(AwardRow.course_id == course_id)
-                             .order_by(AwardRow.verification_code)).all()
+    awards = session.scalars(
+        select(AwardRow).where(AwardRow.course_id == course_id).order_by(AwardRow.verification_code)
+    ).all()
     repo, entries = CertificateRepository(session), []
     for award in awards:
         current = repo.latest(award.credential_id)
@@ -48,15 +49,26 @@ def course_entries(session: Session, course_id: int) -> list[ZipEntry]:
             continue
         learner = session.get(Learner, award.learner_id)
         name = f"{learner.firstname} {learner.lastname}" if learner else ""
-        entries.append(ZipEntry(name=f"{award.verification_code}_{_safe(name)}.pdf",
-                                object_key=current.object_key, code=award.verification_code, learner=name,
-                                sha256=current.sha256, rendered_at=current.rendered_at.isoformat(),
-                                status=award.status))
+        entries.append(
+            ZipEntry(
+                name=f"{award.verification_code}_{_safe(name)}.pdf",
+                object_key=current.object_key,
+                code=award.verification_code,
+                learner=name,
+                sha256=current.sha256,
+                rendered_at=current.rendered_at.isoformat(),
+                status=award.status,
+            )
+        )
     return entries
 
 
-def write_zip(store: ObjectStore, entries: Iterable[ZipEntry], target: BinaryIO,
-              progress: Callable[[int], None] | None = None) -> int:
+def write_zip(
+    store: ObjectStore,
+    entries: Iterable[ZipEntry],
+    target: BinaryIO,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Streams each PDF into the archive (stored, not deflated: PDFs are compressed already)."""
     written = []
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:

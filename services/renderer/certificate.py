@@ -47,8 +47,9 @@ PDF_VARIANT = "pdf/a-3b"
 # Certificates laid out as one document: most of the saving comes with the first few (see bench/README.md).
 BATCH_SIZE = 8
 PDF_OPTIONS: dict[str, Any] = {"pdf_variant": PDF_VARIANT, "pdf_tags": True}
-XMP_PDF_UA = (b'<rdf:Description xmlns:pdfuaid="http://www.aiim.org/pdfua/ns/id/" rdf:about=""'
-              b' pdfuaid:part="1"/>')
+XMP_PDF_UA = (
+    b'<rdf:Description xmlns:pdfuaid="http://www.aiim.org/pdfua/ns/id/" rdf:about="" pdfuaid:part="1"/>'
+)
 
 # Template names become paths: no dots or slashes, so a request cannot reach outside the templates dir.
 _TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -88,12 +89,32 @@ LABELS: dict[str, dict[str, str]] = {
 
 # Own month names instead of the C locale: output must not depend on the host's installed locales.
 _MONTHS_EN = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 )
 _MONTHS_PL_GENITIVE = (
-    "stycznia", "lutego", "marca", "kwietnia", "maja", "czerwca",
-    "lipca", "sierpnia", "września", "października", "listopada", "grudnia",
+    "stycznia",
+    "lutego",
+    "marca",
+    "kwietnia",
+    "maja",
+    "czerwca",
+    "lipca",
+    "sierpnia",
+    "września",
+    "października",
+    "listopada",
+    "grudnia",
 )
 
 
@@ -214,7 +235,10 @@ def certificate_metadata(request: CertificateRenderRequest) -> DocumentMetadata:
         title=f"{labels['title']}: {request.learner_name} – {request.course_name}",
         authors=[request.awarding_body],
         description=f"{request.achievement_name} ({labels['code']} {request.verification_code})",
-        keywords=[request.credential_id], created=stamp, modified=stamp, lang=request.language,
+        keywords=[request.credential_id],
+        created=stamp,
+        modified=stamp,
+        lang=request.language,
     )
 
 
@@ -222,17 +246,28 @@ def credential_attachments(request: CertificateRenderRequest) -> list[Attachment
     """The signed Open Badges 3.0 credential travels inside the PDF: the certificate verifies offline."""
     if not request.credential_json:
         return []
-    return [Attachment(string=request.credential_json, base_url=None, name=CREDENTIAL_FILE,
-                       description="Open Badges 3.0 credential (signed, eddsa-rdfc-2022)",
-                       relationship="Data", created=request.issued_on, modified=request.issued_on)]
+    return [
+        Attachment(
+            string=request.credential_json,
+            base_url=None,
+            name=CREDENTIAL_FILE,
+            description="Open Badges 3.0 credential (signed, eddsa-rdfc-2022)",
+            relationship="Data",
+            created=request.issued_on,
+            modified=request.issued_on,
+        )
+    ]
 
 
 def workload_line(request: CertificateRenderRequest) -> str:
     """`2 ECTS credits · 1 hour · EQF level 4`, `2,5 pkt ECTS · 22 godziny` (the parts the rule states,
     nouns in the plural form the number needs), or empty."""
     lang = request.language
-    parts = [quantity(value, forms, lang) for value, forms in
-             ((request.ects, ECTS_CREDITS), (request.hours, HOURS)) if value]
+    parts = [
+        quantity(value, forms, lang)
+        for value, forms in ((request.ects, ECTS_CREDITS), (request.hours, HOURS))
+        if value
+    ]
     if request.eqf_level:
         parts.append(LABELS[lang]["eqf"].format(request.eqf_level))
     return " · ".join(parts)
@@ -259,8 +294,9 @@ def document_html(env: Environment, requests: Sequence[CertificateRenderRequest]
     first = requests[0]
     template = env.get_template(f"{first.template}/{HTML_FILE}")
     pages = [Markup(template.render(template_context(request))) for request in requests]
-    return env.get_template(DOCUMENT_FILE).render(language=first.language, meta=certificate_metadata(first),
-                                                  pages=pages)
+    return env.get_template(DOCUMENT_FILE).render(
+        language=first.language, meta=certificate_metadata(first), pages=pages
+    )
 
 
 class CertificateHTML(HTML):
@@ -312,17 +348,22 @@ class CertificateRenderer:
         stylesheet = self._stylesheet(template, template_dir)
         document = html.render(stylesheets=[stylesheet], font_config=self._fonts, **PDF_OPTIONS)
         if len(document.pages) != len(requests):
-            raise RuntimeError(f"template {template!r} laid out {len(requests)} certificates on "
-                               f"{len(document.pages)} pages; each must fill exactly one")
-        return [self._write(document, page, request)
-                for page, request in zip(document.pages, requests, strict=True)]
+            raise RuntimeError(
+                f"template {template!r} laid out {len(requests)} certificates on "
+                f"{len(document.pages)} pages; each must fill exactly one"
+            )
+        return [
+            self._write(document, page, request)
+            for page, request in zip(document.pages, requests, strict=True)
+        ]
 
     def _write(self, document: Document, page: Any, request: CertificateRenderRequest) -> bytes:
         single = document.copy([page])
         single.metadata = certificate_metadata(request)
         with self._font_sharing(), pinned_font_timestamp(request.issued_on):
-            pdf: bytes = single.write_pdf(attachments=credential_attachments(request), finisher=self._finish,
-                                          **PDF_OPTIONS)
+            pdf: bytes = single.write_pdf(
+                attachments=credential_attachments(request), finisher=self._finish, **PDF_OPTIONS
+            )
         return pdf
 
     def _font_sharing(self) -> AbstractContextManager[None]:

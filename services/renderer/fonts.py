@@ -34,8 +34,11 @@ from weasyprint.pdf import fonts as weasyprint_fonts
 
 # Printable ASCII, Latin-1 and Latin Extended-A letters, dashes, quotes, bullets, ellipsis, per mille,
 # guillemets, euro and trade mark signs.
-REPERTOIRE = frozenset(chain(range(0x20, 0x7F), range(0xA0, 0x180), range(0x2010, 0x2028),
-                             range(0x2030, 0x203B), (0x20AC, 0x2122)))
+REPERTOIRE = frozenset(
+    chain(
+        range(0x20, 0x7F), range(0xA0, 0x180), range(0x2010, 0x2028), range(0x2030, 0x203B), (0x20AC, 0x2122)
+    )
+)
 
 Subset = Callable[[Any, dict[int, str], bool], None]  # weasyprint Font.subset(font, to_unicode, hinting)
 _ACTIVE: ContextVar[SharedFonts | None] = ContextVar("shared_fonts", default=None)

@@ -13,19 +13,27 @@ class CertificateRepository:
         self.session = session
 
     def latest(self, credential_id: str) -> CertificateRow | None:
-        query = (select(CertificateRow).where(CertificateRow.credential_id == credential_id)
-                 .order_by(CertificateRow.rendered_at.desc(), CertificateRow.id.desc()).limit(1))
+        query = (
+            select(CertificateRow)
+            .where(CertificateRow.credential_id == credential_id)
+            .order_by(CertificateRow.rendered_at.desc(), CertificateRow.id.desc())
+            .limit(1)
+        )
         return self.session.scalars(query).first()
 
     def versions(self, credential_id: str) -> list[CertificateRow]:
         """Every stored version, the current one (most recently rendered) first."""
-        query = (select(CertificateRow).where(CertificateRow.credential_id == credential_id)
-                 .order_by(CertificateRow.rendered_at.desc(), CertificateRow.id.desc()))
+        query = (
+            select(CertificateRow)
+            .where(CertificateRow.credential_id == credential_id)
+            .order_by(CertificateRow.rendered_at.desc(), CertificateRow.id.desc())
+        )
         return list(self.session.scalars(query))
 
     def find(self, credential_id: str, sha256: str) -> CertificateRow | None:
-        query = select(CertificateRow).where(CertificateRow.credential_id == credential_id,
-                                             CertificateRow.sha256 == sha256)
+        query = select(CertificateRow).where(
+            CertificateRow.credential_id == credential_id, CertificateRow.sha256 == sha256
+        )
         return self.session.scalars(query).first()
 
     def add(self, row: CertificateRow) -> None:

@@ -47,8 +47,13 @@ class BatchResult:
 
 
 class RendererService:
-    def __init__(self, sessions: sessionmaker[Session], store: ObjectStore, renderer: CertificateRenderer,
-                 settings: Settings):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: ObjectStore,
+        renderer: CertificateRenderer,
+        settings: Settings,
+    ):
         self.sessions = sessions
         self.store = store
         self.renderer = renderer
@@ -95,8 +100,9 @@ class RendererService:
         current = {**{i: row for i, row in stored.items() if row is not None}, **rows}
         return [self._announcement(current[i]) for i in sorted(current)]
 
-    def _valid_requests(self, raws: Sequence[bytes],
-                        invalid: list[tuple[int, InvalidMessage]]) -> dict[int, CertificateRenderRequest]:
+    def _valid_requests(
+        self, raws: Sequence[bytes], invalid: list[tuple[int, InvalidMessage]]
+    ) -> dict[int, CertificateRenderRequest]:
         requests = {}
         for index, raw in enumerate(raws):
             try:
@@ -113,11 +119,18 @@ class RendererService:
     def _store(self, request: CertificateRenderRequest, pdf: bytes) -> CertificateRow:
         digest = sha256_hex(pdf)
         key = object_key(request.credential_id, digest)
-        self.store.put(key, pdf, "application/pdf",
-                       {"credential-id": request.credential_id, "sha256": digest})
-        row = CertificateRow(credential_id=request.credential_id, bucket=self.store.bucket, object_key=key,
-                             sha256=digest, size=len(pdf), template=request.template,
-                             rendered_at=datetime.now(UTC))
+        self.store.put(
+            key, pdf, "application/pdf", {"credential-id": request.credential_id, "sha256": digest}
+        )
+        row = CertificateRow(
+            credential_id=request.credential_id,
+            bucket=self.store.bucket,
+            object_key=key,
+            sha256=digest,
+            size=len(pdf),
+            template=request.template,
+            rendered_at=datetime.now(UTC),
+        )
         return self._record(row)
 
     def _record(self, row: CertificateRow) -> CertificateRow:
@@ -138,8 +151,16 @@ class RendererService:
     def _announcement(self, row: CertificateRow) -> CertificateRenderedMessage:
         return CertificateRenderedMessage.build(
             id=deterministic_id("certificate.rendered", row.credential_id, row.sha256),
-            source=SOURCE, subject=row.credential_id, time=row.rendered_at,
-            data=CertificateRendered(credential_id=row.credential_id, bucket=row.bucket,
-                                     object_key=row.object_key, sha256=row.sha256, size=row.size,
-                                     template=row.template, rendered_at=row.rendered_at),
+            source=SOURCE,
+            subject=row.credential_id,
+            time=row.rendered_at,
+            data=CertificateRendered(
+                credential_id=row.credential_id,
+                bucket=row.bucket,
+                object_key=row.object_key,
+                sha256=row.sha256,
+                size=row.size,
+                template=row.template,
+                rendered_at=row.rendered_at,
+            ),
         )

@@ -142,12 +142,18 @@ def chunked_upload(site: Site, target: str, headers: dict[str, str], offered: in
     sock = socket.create_connection(("127.0.0.1", site.port), timeout=30)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CHUNK)
     started = time.monotonic()
-    head = [f"POST {target} HTTP/1.1", f"Host: 127.0.0.1:{site.port}", "Transfer-Encoding: chunked",
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}"]
+    head = [
+        f"POST {target} HTTP/1.1",
+        f"Host: 127.0.0.1:{site.port}",
+        "Transfer-Encoding: chunked",
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}",
+    ]
     head += [f"{k}: {v}" for k, v in headers.items()]
     sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-    part = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.json"\r\n'
-            "Content-Type: application/json\r\n\r\n").encode()
+    part = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.json"\r\n'
+        "Content-Type: application/json\r\n\r\n"
+    ).encode()
     payload, sent, answer = part + b" " * (CHUNK - len(part)), 0, b""
     try:
         while sent < offered:
@@ -171,8 +177,13 @@ def chunked_upload(site: Site, target: str, headers: dict[str, str], offered: in
     seconds = time.monotonic() - started
     status_line, _, rest = answer.decode("latin-1").partition("\r\n")
     assert status_line.startswith("HTTP/1.1 "), answer[:200]
-    return Probe(int(status_line.split()[1]), rest.split("\r\n\r\n")[0].lower(), sent,
-                 site.counter.read - before, seconds)
+    return Probe(
+        int(status_line.split()[1]),
+        rest.split("\r\n\r\n")[0].lower(),
+        sent,
+        site.counter.read - before,
+        seconds,
+    )
 
 
 def test_uploads_are_refused_before_the_body_is_read_when_the_sender_may_not_upload(site: Site) -> None:
@@ -190,9 +201,15 @@ def test_uploads_are_refused_before_the_body_is_read_when_the_sender_may_not_upl
         "page, an administrator": chunked_upload(site, f"/attestations?csrf_token={admin_csrf}", admin),
     }
     statuses = {what: probe.status for what, probe in probes.items()}
-    assert statuses == {"api, no login": 401, "api, a bad token": 401, "api, session without CSRF": 403,
-                        "page, no login": 303, "page, session without CSRF": 403,
-                        "page, session, a wrong CSRF": 403, "page, an administrator": 403}
+    assert statuses == {
+        "api, no login": 401,
+        "api, a bad token": 401,
+        "api, session without CSRF": 403,
+        "page, no login": 303,
+        "page, session without CSRF": 403,
+        "page, session, a wrong CSRF": 403,
+        "page, an administrator": 403,
+    }
     for what, probe in probes.items():
         assert probe.read_by_app == 0, (what, probe)  # not one byte of the body was read, none spooled
         assert "connection: close" in probe.headers, what
@@ -224,30 +241,50 @@ def test_an_allowed_upload_is_cut_at_the_limit_chunked_or_declared(site: Site) -
     # A declared Content-Length over the limit is refused before anything is read: only headers sent.
     before = site.counter.read
     with socket.create_connection(("127.0.0.1", site.port), timeout=30) as sock:
-        sock.sendall((f"POST /api/attestations HTTP/1.1\r\nHost: x\r\nContent-Length: {OFFERED}\r\n"
-                      f"Authorization: {bearer['Authorization']}\r\n"
-                      f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"POST /api/attestations HTTP/1.1\r\nHost: x\r\nContent-Length: {OFFERED}\r\n"
+                f"Authorization: {bearer['Authorization']}\r\n"
+                f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n"
+            ).encode()
+        )
         assert sock.recv(65536).startswith(b"HTTP/1.1 413 ")
     assert site.counter.read == before
 
     # A client that sends its whole body before reading (httpx, like most) gets the 413, not a reset.
     with httpx.Client(timeout=30) as http:
-        big = http.post(f"{site.url}/api/attestations", headers=bearer,
-                        files={"file": ("big.json", b" " * (8 * LIMIT), "application/json")})
+        big = http.post(
+            f"{site.url}/api/attestations",
+            headers=bearer,
+            files={"file": ("big.json", b" " * (8 * LIMIT), "application/json")},
+        )
     assert big.status_code == 413 and "limit is 1,048,576 bytes" in big.json()["detail"]
 
 
 def test_an_upload_within_the_limit_still_works_through_the_form_and_the_api(site: Site) -> None:
     cookie, csrf = logged_in(site)
-    example = (Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "external" / "ob3-1edtech"
-               / "simple.json").read_bytes()
-    with httpx.Client(base_url=site.url, follow_redirects=False, timeout=30,
-                      cookies={SESSION_COOKIE: cookie}) as http:
-        form = http.post(f"/attestations?csrf_token={csrf}", data={"csrf_token": csrf},
-                         files={"file": ("simple.json", example, "application/json")})
+    example = (
+        Path(__file__).resolve().parents[3]
+        / "shared"
+        / "fixtures"
+        / "external"
+        / "ob3-1edtech"
+        / "simple.json"
+    ).read_bytes()
+    with httpx.Client(
+        base_url=site.url, follow_redirects=False, timeout=30, cookies={SESSION_COOKIE: cookie}
+    ) as http:
+        form = http.post(
+            f"/attestations?csrf_token={csrf}",
+            data={"csrf_token": csrf},
+            files={"file": ("simple.json", example, "application/json")},
+        )
         assert form.status_code == 303 and form.headers["location"].startswith("/attestations/"), form.text
-        api = http.post("/api/attestations", headers={"X-CSRF-Token": csrf},
-                        files={"file": ("simple.json", example, "application/json")})
+        api = http.post(
+            "/api/attestations",
+            headers={"X-CSRF-Token": csrf},
+            files={"file": ("simple.json", example, "application/json")},
+        )
         assert api.status_code == 202, api.text
         page = http.get("/attestations")
         assert f'action="/attestations?csrf_token={csrf}"' in page.text.replace("&amp;", "&")
@@ -288,8 +325,11 @@ def hammer(port: int, path: str, count: int, forwarded: list[str] | None) -> lis
     """`count` GETs of `path`, each with the next X-Forwarded-For of `forwarded` (when given)."""
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
         return [
-            http.get(path, headers={"X-Forwarded-For": forwarded[n % len(forwarded)]} if forwarded else {},
-                     params={"format": "json"}).status_code
+            http.get(
+                path,
+                headers={"X-Forwarded-For": forwarded[n % len(forwarded)]} if forwarded else {},
+                params={"format": "json"},
+            ).status_code
             for n in range(count)
         ]
 
@@ -342,8 +382,10 @@ def test_an_answer_given_before_the_body_is_read_closes_the_connection(site: Sit
     the client goes on sending for LINGER_SECONDS at most (so that the client reads the answer), instead
     of reading and dropping a body of any length to keep the connection (uvicorn's own way)."""
     sock = socket.create_connection(("127.0.0.1", site.port), timeout=30)
-    sock.sendall(f"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nTransfer-Encoding: chunked\r\n"
-                 "Content-Type: application/octet-stream\r\n\r\n".encode())
+    sock.sendall(
+        f"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+    )
     chunk = f"{CHUNK:x}\r\n".encode() + b" " * CHUNK + b"\r\n"
     sock.sendall(chunk)
     answer = b""

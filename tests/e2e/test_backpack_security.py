@@ -528,7 +528,9 @@ HOSTILE_URLS = ("javascript:alert(document.domain)", "java\tscript:alert(1)", "d
 def test_only_http_links_of_an_uploaded_credential_become_links(world: World, alice: Visitor) -> None:
     """The importer keeps the issuer's URL as the credential states it; the page links only http(s)."""
     importer = ImporterService(
-        world.uploads.sessions, ObjectStore(world.settings), load_rules(world.settings.rules_file),
+        world.uploads.sessions,
+        ObjectStore(world.settings),
+        load_rules(world.settings.rules_file),
         world.settings,
     )
     for url in HOSTILE_URLS + ("https://issuer.example/about",):
@@ -572,15 +574,20 @@ def test_public_pages_show_no_identifier_a_learner_id_can_be_found_from(world: W
     with world.service.sessions() as s:
         award = s.scalars(select(AwardRow).where(AwardRow.learner_id == ALICE)).one()
         credential_id, rule_id = award.credential_id, award.rule_id
-        signed = [readable(row.document) for row in s.scalars(
-            select(SignedCredentialRow).where(SignedCredentialRow.credential_id == credential_id))]
+        signed = [
+            readable(row.document)
+            for row in s.scalars(
+                select(SignedCredentialRow).where(SignedCredentialRow.credential_id == credential_id)
+            )
+        ]
     site = world.settings.site_id
     public_formula = {
         "learner subject id by a public formula": deterministic_id("learner", site, ALICE),
         "credential id by a public formula": deterministic_id("credential", site, ALICE, rule_id),
     }
     invertible = {
-        **public_formula, "credential id": credential_id,
+        **public_formula,
+        "credential id": credential_id,
         **{f"{name}, another form": uuid.UUID(value).hex for name, value in public_formula.items()},
     }
     assert signed, "the award has signed credentials"

@@ -33,16 +33,20 @@ pytestmark = pytest.mark.e2e
 LEARNERS, COURSE = (5722, 5724, 5725), 42
 
 
-def test_rerender_versions_downloads_and_zip(settings: Settings, web_socket: socket.socket,
-                                             tmp_path: Path) -> None:
+def test_rerender_versions_downloads_and_zip(
+    settings: Settings, web_socket: socket.socket, tmp_path: Path
+) -> None:
     settings = settings.model_copy(update={"download_link_seconds": 2})
     sessions = prepare(settings)
     store_profiles(sessions, default_dataset().profiles)
 
     def versions() -> dict[int, list[CertificateRow]]:
         with sessions() as s:
-            rows = s.execute(select(AwardRow.learner_id, CertificateRow).join(
-                CertificateRow, CertificateRow.credential_id == AwardRow.credential_id)).all()
+            rows = s.execute(
+                select(AwardRow.learner_id, CertificateRow).join(
+                    CertificateRow, CertificateRow.credential_id == AwardRow.credential_id
+                )
+            ).all()
         found: dict[int, list[CertificateRow]] = {}
         for learner, row in rows:
             found.setdefault(learner, []).append(row)
@@ -50,8 +54,9 @@ def test_rerender_versions_downloads_and_zip(settings: Settings, web_socket: soc
 
     with running_pipeline(settings) as workers:
         publisher = MoodleEventPublisher(settings)
-        publisher.publish([(str(n).encode(), completion(n, COURSE, datetime(2026, 1, 12, tzinfo=UTC)))
-                           for n in LEARNERS])
+        publisher.publish(
+            [(str(n).encode(), completion(n, COURSE, datetime(2026, 1, 12, tzinfo=UTC))) for n in LEARNERS]
+        )
         publisher.close()
         wait_for(lambda: len(versions()) == len(LEARNERS), 120, "three certificates", workers)
         first = {n: rows[0] for n, rows in versions().items()}
@@ -74,8 +79,7 @@ def test_rerender_versions_downloads_and_zip(settings: Settings, web_socket: soc
     assert hashlib.sha256(store.get(current.object_key)).hexdigest() == current.sha256
 
     with sessions() as s:
-        code = s.scalars(select(AwardRow.verification_code)
-                         .where(AwardRow.learner_id == LEARNERS[0])).one()
+        code = s.scalars(select(AwardRow.verification_code).where(AwardRow.learner_id == LEARNERS[0])).one()
     with WebServer(settings, web_socket):
         page = httpx.get(f"{settings.public_url}/verify/{code}?format=json").json()
         assert page["certificate"]["version"] == 2 and page["certificate"]["sha256"] == current.sha256

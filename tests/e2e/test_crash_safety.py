@@ -39,8 +39,9 @@ def events_for(completions: int) -> int:
 
 
 def all_rules_with_certificates(settings: Settings, target: Path) -> Path:
-    target.write_text(settings.rules_file.read_text(encoding="utf-8").replace("certificate = false",
-                                                                              "certificate = true"))
+    target.write_text(
+        settings.rules_file.read_text(encoding="utf-8").replace("certificate = false", "certificate = true")
+    )
     return target
 
 

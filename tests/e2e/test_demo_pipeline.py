@@ -67,8 +67,9 @@ def test_every_certificate_rule_award_has_one_stored_pdf(demo_run: DemoRun) -> N
     settings, dataset, summary, _web = demo_run
     sessions = session_factory(make_engine(settings.db_url))
     with sessions() as s:
-        with_pdf = s.scalars(select(AwardRow.credential_id)
-                             .where(AwardRow.rule_id.in_(certificate_rules(settings)))).all()
+        with_pdf = s.scalars(
+            select(AwardRow.credential_id).where(AwardRow.rule_id.in_(certificate_rules(settings)))
+        ).all()
         certs = s.execute(select(CertificateRow.credential_id, CertificateRow.object_key)).all()
     assert sorted(c for c, _ in certs) == sorted(with_pdf)
     stored = sorted(ObjectStore(settings).keys("certificates/"))
@@ -79,14 +80,18 @@ def test_every_certificate_rule_award_has_one_stored_pdf(demo_run: DemoRun) -> N
 
 def test_a_badge_and_a_pdf_uploaded_back_import_as_ours(demo_run: DemoRun) -> None:
     _settings, _dataset, summary, _web = demo_run
-    assert [(line.source_format, line.status) for line in summary.imports] == [("ob2-png", "verified"),
-                                                                               ("pdf", "verified")]
+    assert [(line.source_format, line.status) for line in summary.imports] == [
+        ("ob2-png", "verified"),
+        ("pdf", "verified"),
+    ]
 
 
 def test_malformed_events_are_dead_lettered_with_a_reason(demo_run: DemoRun) -> None:
     settings, dataset, summary, _web = demo_run
-    letters = [DeadLetterMessage.model_validate_json(r.value)
-               for r in read_topics(settings, [settings.topic(dlq(MOODLE_EVENTS))])]
+    letters = [
+        DeadLetterMessage.model_validate_json(r.value)
+        for r in read_topics(settings, [settings.topic(dlq(MOODLE_EVENTS))])
+    ]
     assert summary.dead_lettered == len(letters) == dataset.kinds["malformed"]
     originals = {value for _key, value in dataset.messages}
     for letter in letters:
@@ -96,17 +101,20 @@ def test_malformed_events_are_dead_lettered_with_a_reason(demo_run: DemoRun) -> 
     assert any("invalid" in letter.data.reason.lower() for letter in letters)
 
 
-def test_qr_code_of_each_pdf_opens_a_page_that_says_valid(demo_run: DemoRun, web_server: WebServer,
-                                                           tmp_path: Path) -> None:
+def test_qr_code_of_each_pdf_opens_a_page_that_says_valid(
+    demo_run: DemoRun, web_server: WebServer, tmp_path: Path
+) -> None:
     settings, _dataset, summary, _web = demo_run
     pdftoppm, zbarimg = require_tool("pdftoppm"), require_tool("zbarimg")
     sessions = session_factory(make_engine(settings.db_url))
     for link in summary.certificates:
         png = tmp_path / f"{link.code}.png"
-        subprocess.run([pdftoppm, "-png", "-r", "150", "-singlefile", link.pdf, str(png.with_suffix(""))],
-                       check=True)
-        url = subprocess.run([zbarimg, "--raw", "-q", str(png)], check=True, capture_output=True,
-                             text=True).stdout.strip()
+        subprocess.run(
+            [pdftoppm, "-png", "-r", "150", "-singlefile", link.pdf, str(png.with_suffix(""))], check=True
+        )
+        url = subprocess.run(
+            [zbarimg, "--raw", "-q", str(png)], check=True, capture_output=True, text=True
+        ).stdout.strip()
         assert url == link.verify_url
         answer = httpx.get(url, headers={"Accept": "application/json"}, timeout=10).json()
         with sessions() as s:
@@ -120,8 +128,9 @@ def test_qr_code_of_each_pdf_opens_a_page_that_says_valid(demo_run: DemoRun, web
         assert page.status_code == 200 and "Valid" in page.text and learner.lastname in page.text
         polish = httpx.get(url, headers={"Accept-Language": "pl"}, timeout=10)
         assert '<html lang="pl">' in polish.text and "Ważne" in polish.text
-    unknown = httpx.get(f"{settings.public_url}/verify/AAAA-BBBB-CCCC", headers={"Accept-Language": "en"},
-                        timeout=10)
+    unknown = httpx.get(
+        f"{settings.public_url}/verify/AAAA-BBBB-CCCC", headers={"Accept-Language": "en"}, timeout=10
+    )
     assert unknown.status_code == 404 and "Unknown" in unknown.text
 
 
@@ -133,8 +142,9 @@ def test_running_the_same_demo_again_issues_nothing_new(demo_run: DemoRun) -> No
     assert second.rendered == first.rendered
 
 
-def test_each_certificate_pdf_carries_its_signed_credential(demo_run: DemoRun, web_server: WebServer,
-                                                           tmp_path: Path) -> None:
+def test_each_certificate_pdf_carries_its_signed_credential(
+    demo_run: DemoRun, web_server: WebServer, tmp_path: Path
+) -> None:
     from tests.verifiers.ob3_verifier import verify_ob3
 
     settings, _dataset, summary, _web = demo_run

@@ -83,6 +83,7 @@ Pair = tuple[int, int]  # (learner, course): one completion, one award
 
 # --- what is published ---------------------------------------------------------------------------------
 
+
 def stream_data(count: int) -> tuple[Profiles, list[tuple[bytes, bytes]], frozenset[Pair]]:
     """`count` distinct completions of courses that issue a certificate, by synthetic learners."""
     courses = rule_course_ids()
@@ -93,8 +94,9 @@ def stream_data(count: int) -> tuple[Profiles, list[tuple[bytes, bytes]], frozen
 
 
 def rules_with_certificates(settings: Settings, target: Path) -> Path:
-    target.write_text(settings.rules_file.read_text(encoding="utf-8").replace("certificate = false",
-                                                                              "certificate = true"))
+    target.write_text(
+        settings.rules_file.read_text(encoding="utf-8").replace("certificate = false", "certificate = true")
+    )
     return target
 
 
@@ -103,11 +105,12 @@ class Stream(threading.Thread):
     broker did not take is sent again (the gateway answers 503 and Moodle retries): redeliveries are
     allowed, the issuer deduplicates them."""
 
-    def __init__(self, settings: Settings, messages: list[tuple[bytes, bytes]], seconds: float,
-                 batch: int = 10):
+    def __init__(
+        self, settings: Settings, messages: list[tuple[bytes, bytes]], seconds: float, batch: int = 10
+    ):
         super().__init__(name="completion-stream", daemon=True)
         self.settings = settings
-        self.batches = [messages[i:i + batch] for i in range(0, len(messages), batch)]
+        self.batches = [messages[i : i + batch] for i in range(0, len(messages), batch)]
         self.pause = seconds / len(self.batches)
         self.ends: dict[int, int] = {}
         self.sent = 0
@@ -150,6 +153,7 @@ class Stream(threading.Thread):
 
 # --- a stack whose components can be stopped and started again ------------------------------------------
 
+
 @dataclass
 class FaultStack(EmbeddedStack):
     """The embedded stack; a component stopped with `stop_component` comes back with `start_component` on
@@ -160,8 +164,9 @@ class FaultStack(EmbeddedStack):
     broker_bucket: str | None = None
     launched: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
 
-    def _spawn(self, name: str, args: list[str],
-               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         self.launched[name] = (args, env or {})
         return super()._spawn(name, args, env)
 
@@ -171,13 +176,27 @@ class FaultStack(EmbeddedStack):
         ObjectStore(self.settings.model_copy(update={"s3_bucket": self.broker_bucket})).ensure_bucket()
         host, port = _host_port(self.settings.kafka_bootstrap)
         url = f"tcp://{host}:{port}"
-        env = {"AWS_ACCESS_KEY_ID": self.settings.s3_access_key,
-               "AWS_SECRET_ACCESS_KEY": self.settings.s3_secret_key,
-               "AWS_DEFAULT_REGION": self.settings.s3_region,
-               "AWS_ENDPOINT": self.settings.s3_endpoint, "AWS_ALLOW_HTTP": "true"}
-        proc = self._spawn("tansu", [tansu_binary(), "broker", "--listener-url", url,
-                                     "--advertised-listener-url", url,
-                                     "--storage-engine", f"s3://{self.broker_bucket}/"], env)
+        env = {
+            "AWS_ACCESS_KEY_ID": self.settings.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.settings.s3_secret_key,
+            "AWS_DEFAULT_REGION": self.settings.s3_region,
+            "AWS_ENDPOINT": self.settings.s3_endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        }
+        proc = self._spawn(
+            "tansu",
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                f"s3://{self.broker_bucket}/",
+            ],
+            env,
+        )
         _wait_for_port(host, port, proc, "Tansu broker", timeout)
 
     def stop_component(self, name: str) -> None:
@@ -202,13 +221,19 @@ class FaultStack(EmbeddedStack):
 
 
 @contextlib.contextmanager
-def own_stack(tmp_path: Path, broker_bucket: str | None = None,
-              broker_storage: str | None = None) -> Iterator[FaultStack]:
+def own_stack(
+    tmp_path: Path, broker_bucket: str | None = None, broker_storage: str | None = None
+) -> Iterator[FaultStack]:
     """A stack of this test alone (the session's shared stack must not be stopped), on free ports.
     `broker_storage=MEMORY_STORAGE`: the broker keeps its log apart from the S3 server, as a production
     Kafka does, so stopping S3 stops only the object store the workers use."""
-    base = Settings(data_dir=tmp_path / "stack", embedded=False, kafka_bootstrap=f"127.0.0.1:{free_port()}",
-                    s3_endpoint=f"http://127.0.0.1:{free_port()}", **throwaway_secrets())
+    base = Settings(
+        data_dir=tmp_path / "stack",
+        embedded=False,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        s3_endpoint=f"http://127.0.0.1:{free_port()}",
+        **throwaway_secrets(),
+    )
     stack = FaultStack(base, broker_bucket=broker_bucket)
     if broker_storage is not None:
         stack.broker_storage = broker_storage
@@ -220,17 +245,22 @@ def own_stack(tmp_path: Path, broker_bucket: str | None = None,
 
 
 def on_stack(stack: FaultStack, tmp_path: Path) -> Settings:
-    return stack.settings.model_copy(update={
-        "data_dir": tmp_path / "data", "s3_bucket": "faults",
-        "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}"})
+    return stack.settings.model_copy(
+        update={
+            "data_dir": tmp_path / "data",
+            "s3_bucket": "faults",
+            "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}",
+        }
+    )
 
 
 def group_state(settings: Settings, group: str) -> tuple[str, int]:
     """(state, members) of a consumer group. Tansu says `Unknown` while a rebalance is under way."""
 
     async def describe() -> tuple[str, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                                    request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap.split(","), request_timeout_ms=5000
+        )
         await admin.start()
         try:
             found = (await admin.describe_consumer_groups([group]))[0].groups[0]
@@ -243,13 +273,16 @@ def group_state(settings: Settings, group: str) -> tuple[str, int]:
 
 # --- a throwaway PostgreSQL ----------------------------------------------------------------------------
 
+
 class ThrowawayPostgres:
     """A PostgreSQL server of this test alone (initdb + pg_ctl in a temp dir, on a free port), so it can be
     stopped without touching the machine's. As root, it runs as the `postgres` user (initdb refuses root)."""
 
     def __init__(self) -> None:
-        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                       key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+        found = sorted(
+            Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+            key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+        )
         if not found:
             pytest.skip("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin")
         self.bin = found[-1].parent
@@ -271,18 +304,36 @@ class ThrowawayPostgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, tool: str, *args: str) -> None:
-        done = subprocess.run([str(self.bin / tool), *args], user=self.user, cwd=self.dir,
-                              capture_output=True, text=True, timeout=90)
+        done = subprocess.run(
+            [str(self.bin / tool), *args],
+            user=self.user,
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
         assert done.returncode == 0, f"{tool} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
 
     def init(self) -> None:
-        self._run("initdb", "-D", str(self.dir / "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                  "--no-sync")
+        self._run(
+            "initdb", "-D", str(self.dir / "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"
+        )
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "postgres.log"), "-w",
-                  "-t", "60", "-o", options, "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.dir / "data"),
+            "-l",
+            str(self.dir / "postgres.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        )
         self.running = True
 
     def stop(self, mode: str = "fast") -> None:
@@ -313,6 +364,7 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
 
 # --- one pipeline run ----------------------------------------------------------------------------------
 
+
 @dataclass
 class Run:
     """The workers on one configuration, the completions streamed to them and the checks afterwards."""
@@ -331,8 +383,9 @@ class Run:
 
     @classmethod
     def prepare(cls, settings: Settings, tmp_path: Path, count: int = COMPLETIONS) -> Run:
-        settings = settings.model_copy(update={
-            "rules_file": rules_with_certificates(settings, tmp_path / "rules.toml")})
+        settings = settings.model_copy(
+            update={"rules_file": rules_with_certificates(settings, tmp_path / "rules.toml")}
+        )
         profiles, messages, expected = stream_data(count)
         sessions = prepare(settings)
         store_profiles(sessions, profiles)
@@ -352,12 +405,16 @@ class Run:
         """Until every worker has joined its consumer group: the stream starts then, so the fault falls
         inside it however long the workers took to start."""
         members = Counter(name.split("-")[0] for name in self.workers)
-        groups = {"issuer": self.settings.topic(self.settings.issuer_group),
-                  "renderer": self.settings.topic("renderer")}
+        groups = {
+            "issuer": self.settings.topic(self.settings.issuer_group),
+            "renderer": self.settings.topic("renderer"),
+        }
         for service, count in members.items():
-            self.wait_until(f"{count} {service}(s) in their consumer group",
-                            lambda s=service, n=count: group_state(self.settings, groups[s]) == ("Stable", n),
-                            90)
+            self.wait_until(
+                f"{count} {service}(s) in their consumer group",
+                lambda s=service, n=count: group_state(self.settings, groups[s]) == ("Stable", n),
+                90,
+            )
 
     def publish(self, seconds: float = STREAM_SECONDS) -> Stream:
         self.stream = Stream(self.settings, self.messages, seconds)
@@ -373,8 +430,11 @@ class Run:
         print(text)
 
     def dead_workers(self) -> list[str]:
-        return [f"{name} (exit code {w.process.returncode if w.process else '?'})"
-                for name, w in self.workers.items() if not w.running]
+        return [
+            f"{name} (exit code {w.process.returncode if w.process else '?'})"
+            for name, w in self.workers.items()
+            if not w.running
+        ]
 
     def wait_until(self, what: str, ready: Callable[[], bool], seconds: float) -> None:
         """Polls `ready()` (DB / broker errors count as not yet); fails with the diagnosis on a dead
@@ -391,8 +451,10 @@ class Run:
             if dead:
                 pytest.fail(f"worker(s) {', '.join(dead)} died while waiting for {what}\n{self.diagnosis()}")
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {seconds:.0f} s waiting for {what}"
-                            f"{f' (last error: {last_error})' if last_error else ''}\n{self.diagnosis()}")
+                pytest.fail(
+                    f"timed out after {seconds:.0f} s waiting for {what}"
+                    f"{f' (last error: {last_error})' if last_error else ''}\n{self.diagnosis()}"
+                )
             time.sleep(0.5)
 
     def awards_at_least(self, count: int) -> bool:
@@ -417,8 +479,9 @@ class Run:
         if progress != self._progress:
             self._progress, self._since = progress, time.monotonic()
         elif time.monotonic() - self._since > STALLED and self.dead_letters():
-            pytest.fail(f"no progress for {STALLED:.0f} s and messages were dead-lettered\n"
-                        f"{self.diagnosis()}")
+            pytest.fail(
+                f"no progress for {STALLED:.0f} s and messages were dead-lettered\n{self.diagnosis()}"
+            )
         return False
 
     def wait_until_done(self, seconds: float = DONE_WITHIN) -> float:
@@ -447,13 +510,17 @@ class Run:
 
     def dead_letters(self) -> list[DeadLetterMessage]:
         topics = [self.settings.topic(dlq(t)) for t in (MOODLE_EVENTS, RENDER_REQUESTS)]
-        return [DeadLetterMessage.model_validate_json(r.value)
-                for r in read_topics(self.settings, topics, idle_ms=1000)]
+        return [
+            DeadLetterMessage.model_validate_json(r.value)
+            for r in read_topics(self.settings, topics, idle_ms=1000)
+        ]
 
     def assert_no_dead_letters(self) -> None:
         letters = self.dead_letters()
-        assert not letters, (f"{len(letters)} message(s) dead-lettered (only valid completions were "
-                             f"published, so each was given up on):\n{describe_letters(letters)}")
+        assert not letters, (
+            f"{len(letters)} message(s) dead-lettered (only valid completions were "
+            f"published, so each was given up on):\n{describe_letters(letters)}"
+        )
 
     def assert_exactly_once(self) -> None:
         """One award per completion, one credential-issued event id per credential, one certificate row
@@ -466,19 +533,22 @@ class Run:
         missing = sorted(self.expected - set(pairs))
         twice = sorted(p for p, n in pairs.items() if n > 1)
         assert not missing and not twice and len(awards) == count, (
-            f"{len(awards)} awards for {count} completions; missing {missing[:20]}, twice {twice[:20]}")
+            f"{len(awards)} awards for {count} completions; missing {missing[:20]}, twice {twice[:20]}"
+        )
         credential_ids = {c for c, _l, _k in awards}
 
         rows = Counter(c for c, _k in certificates)
         assert set(rows) == credential_ids and len(certificates) == count, (
             f"{len(certificates)} certificate rows for {count} credentials; without one: "
             f"{sorted(credential_ids - set(rows))[:10]}, "
-            f"more than one: {[c for c, n in rows.items() if n > 1][:10]}")
+            f"more than one: {[c for c, n in rows.items() if n > 1][:10]}"
+        )
         objects = Counter(key.split("/")[1] for key in ObjectStore(self.settings).keys("certificates/"))
         assert set(objects) == credential_ids and sum(objects.values()) == count, (
             f"{sum(objects.values())} PDFs in S3 for {count} credentials; without one: "
             f"{sorted(credential_ids - set(objects))[:10]}, more than one: "
-            f"{[c for c, n in objects.items() if n > 1][:10]}")
+            f"{[c for c, n in objects.items() if n > 1][:10]}"
+        )
 
         ids_by_credential: dict[str, set[str]] = defaultdict(set)
         for record in read_topics(self.settings, [self.settings.topic(CREDENTIALS)], idle_ms=1000):
@@ -496,21 +566,30 @@ class Run:
         lines = [*self.notes]
         try:
             awards, wanted, stored, pending = self.probe.counts()
-            lines.append(f"awards {awards}/{len(self.expected)}, PDFs stored {stored}/{wanted}, "
-                         f"unannounced outbox events {pending}")
+            lines.append(
+                f"awards {awards}/{len(self.expected)}, PDFs stored {stored}/{wanted}, "
+                f"unannounced outbox events {pending}"
+            )
             with self.sessions() as s:
-                have = {(learner, course) for learner, course in s.execute(
-                    select(AwardRow.learner_id, AwardRow.course_id))}
-                unrendered = s.scalars(select(AwardRow.credential_id).where(
-                    AwardRow.credential_id.not_in(select(CertificateRow.credential_id)))).all()
+                have = {
+                    (learner, course)
+                    for learner, course in s.execute(select(AwardRow.learner_id, AwardRow.course_id))
+                }
+                unrendered = s.scalars(
+                    select(AwardRow.credential_id).where(
+                        AwardRow.credential_id.not_in(select(CertificateRow.credential_id))
+                    )
+                ).all()
             missing = sorted(self.expected - have)
             lines.append(f"completions without an award ({len(missing)}): {missing[:20]}")
             lines.append(f"awards without a certificate ({len(unrendered)}): {list(unrendered)[:10]}")
         except Exception as exc:
             lines.append(f"database not readable: {exc}")
         if self.stream is not None:
-            lines.append(f"stream: {self.stream.sent}/{len(self.messages)} published, "
-                         f"{len(self.stream.resent)} batch(es) sent again, ends {self.stream.ends}")
+            lines.append(
+                f"stream: {self.stream.sent}/{len(self.messages)} published, "
+                f"{len(self.stream.resent)} batch(es) sent again, ends {self.stream.ends}"
+            )
             with contextlib.suppress(Exception):
                 lines.append(f"issuer committed offsets: {self.probe.issuer_position()}")
         try:
@@ -535,8 +614,15 @@ def tail(path: Path, lines: int = 12) -> str:
     text = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     crashes = [line[:600] for line in text if "Crashed reason=" in line]
     if crashes:  # where in our code: the frames outside the libraries
-        crashes += sorted({line.strip() for line in text if line.lstrip().startswith('File "')
-                           and "site-packages" not in line and "/lib/python3" not in line})
+        crashes += sorted(
+            {
+                line.strip()
+                for line in text
+                if line.lstrip().startswith('File "')
+                and "site-packages" not in line
+                and "/lib/python3" not in line
+            }
+        )
     return "\n".join([*crashes, *(line[:300] for line in text[-lines:])])
 
 
@@ -552,11 +638,14 @@ def running(run: Run) -> Iterator[Run]:
 
 # --- the scenarios -------------------------------------------------------------------------------------
 
+
 def test_broker_restart_mid_stream(tmp_path: Path) -> None:
     """Tansu keeps its log in S3; SIGTERM while events flow, started again on the same port after 5 s.
     Workers and publisher reconnect by themselves."""
-    with own_stack(tmp_path, broker_bucket="tansu") as stack, \
-            running(Run.prepare(on_stack(stack, tmp_path), tmp_path)) as run:
+    with (
+        own_stack(tmp_path, broker_bucket="tansu") as stack,
+        running(Run.prepare(on_stack(stack, tmp_path), tmp_path)) as run,
+    ):
         run.start("issuer", "renderer")
         run.wait_ready()
         stream = run.publish()
@@ -565,12 +654,15 @@ def test_broker_restart_mid_stream(tmp_path: Path) -> None:
         run.note(f"broker stopping: {stream.sent} completions published, {run.probe.counts()[0]} awards")
         stopping = time.monotonic()
         stack.stop_component("tansu")  # Tansu drains for a few seconds after SIGTERM, then exits
-        run.note(f"broker exited {time.monotonic() - stopping:.1f} s after SIGTERM, "
-                 f"{stream.sent} published; down for {BROKER_DOWN:.0f} s")
+        run.note(
+            f"broker exited {time.monotonic() - stopping:.1f} s after SIGTERM, "
+            f"{stream.sent} published; down for {BROKER_DOWN:.0f} s"
+        )
         time.sleep(BROKER_DOWN)
         stack.start_component("tansu")
-        run.note(f"broker started again: {stream.sent} published so far, "
-                 f"{len(stream.resent)} batch(es) sent again")
+        run.note(
+            f"broker started again: {stream.sent} published so far, {len(stream.resent)} batch(es) sent again"
+        )
         run.wait_until_done()
         run.assert_exactly_once()
         run.assert_no_dead_letters()
@@ -580,8 +672,10 @@ def test_broker_restart_mid_stream(tmp_path: Path) -> None:
 def test_s3_outage_of_30_seconds_while_renders_are_due(tmp_path: Path) -> None:
     """SeaweedFS stopped for 30 s while render requests keep coming, started again on the same ports and
     data: the renders are retried, no PDF lost, none twice."""
-    with own_stack(tmp_path, broker_storage=MEMORY_STORAGE) as stack, \
-            running(Run.prepare(on_stack(stack, tmp_path), tmp_path)) as run:
+    with (
+        own_stack(tmp_path, broker_storage=MEMORY_STORAGE) as stack,
+        running(Run.prepare(on_stack(stack, tmp_path), tmp_path)) as run,
+    ):
         run.start("issuer", "renderer")
         run.wait_ready()
         stream = run.publish()
@@ -590,8 +684,10 @@ def test_s3_outage_of_30_seconds_while_renders_are_due(tmp_path: Path) -> None:
         run.note(f"S3 stopping: {stream.sent} completions published, {run.probe.counts()[2]} PDFs stored")
         stopping = time.monotonic()
         stack.stop_component("seaweedfs")
-        run.note(f"S3 exited {time.monotonic() - stopping:.1f} s after SIGTERM, {stream.sent} published; "
-                 f"down for {OUTAGE:.0f} s")
+        run.note(
+            f"S3 exited {time.monotonic() - stopping:.1f} s after SIGTERM, {stream.sent} published; "
+            f"down for {OUTAGE:.0f} s"
+        )
         time.sleep(OUTAGE)
         _awards, wanted, stored, _pending = run.probe.counts()
         assert wanted > stored, "no render was due during the outage"
@@ -604,7 +700,8 @@ def test_s3_outage_of_30_seconds_while_renders_are_due(tmp_path: Path) -> None:
 
 
 def test_postgresql_outage_of_30_seconds_while_awards_are_due(
-        settings: Settings, throwaway_postgres: ThrowawayPostgres, tmp_path: Path) -> None:
+    settings: Settings, throwaway_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
     """The workers' own PostgreSQL stopped (fast shutdown) for 30 s while completions keep coming, then
     started again: awards and renders are retried, nothing lost, nothing twice."""
     pg = throwaway_postgres
@@ -652,23 +749,27 @@ def test_kill_9_during_an_issuer_rebalance(settings: Settings, postgres_url: str
         assert not stream.done, "the stream ended before the fault: make it longer"
         awards = run.probe.counts()[0]
         run.kill("issuer-a")
-        run.note(f"issuer A killed during the rebalance (group state, members: {seen[-1]}), "
-                 f"{stream.sent} published, {awards} awards")
+        run.note(
+            f"issuer A killed during the rebalance (group state, members: {seen[-1]}), "
+            f"{stream.sent} published, {awards} awards"
+        )
         run.start("issuer-c")
         run.wait_until_done()
         run.assert_exactly_once()
         run.assert_no_dead_letters()
         assert run.dead_workers() == []
-        run.wait_until("a stable group of issuers B and C",
-                       lambda: group_state(settings, group) == ("Stable", 2), 30)
-
+        run.wait_until(
+            "a stable group of issuers B and C", lambda: group_state(settings, group) == ("Stable", 2), 30
+        )
 
 
 def s3_down_for_5_minutes(tmp_path: Path) -> float:
     """SeaweedFS stopped for 5 minutes while renders are due: the renderer pauses on its batch. Returns
     the seconds from S3's restart until every credential and PDF is stored."""
-    with own_stack(tmp_path, broker_storage=MEMORY_STORAGE) as stack, \
-            running(Run.prepare(on_stack(stack, tmp_path), tmp_path, LONG_COMPLETIONS)) as run:
+    with (
+        own_stack(tmp_path, broker_storage=MEMORY_STORAGE) as stack,
+        running(Run.prepare(on_stack(stack, tmp_path), tmp_path, LONG_COMPLETIONS)) as run,
+    ):
         run.start("issuer", "renderer")
         run.wait_ready()
         stream = run.publish()
@@ -713,7 +814,8 @@ def database_down_for_5_minutes(settings: Settings, pg: ThrowawayPostgres, tmp_p
 
 
 def test_s3_and_database_outages_of_5_minutes_pause_instead_of_dead_lettering(
-        settings: Settings, throwaway_postgres: ThrowawayPostgres, tmp_path: Path) -> None:
+    settings: Settings, throwaway_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
     """Both outages at once, on stacks and databases that share nothing (the S3 scenario has its own
     stack and SQLite, the database scenario the session's stack and its own PostgreSQL): 0 dead letters,
     0 lost, 0 duplicated, everything stored within a minute of the recovery."""
@@ -723,5 +825,9 @@ def test_s3_and_database_outages_of_5_minutes_pause_instead_of_dead_lettering(
         s3 = pool.submit(s3_down_for_5_minutes, tmp_path / "s3")
         database = pool.submit(database_down_for_5_minutes, settings, throwaway_postgres, tmp_path / "db")
         took = {"S3": s3.result(), "PostgreSQL": database.result()}
-    print("; ".join(f"{what} down {LONG_OUTAGE:.0f} s: everything stored {seconds:.1f} s after it was back"
-                    for what, seconds in took.items()))
+    print(
+        "; ".join(
+            f"{what} down {LONG_OUTAGE:.0f} s: everything stored {seconds:.1f} s after it was back"
+            for what, seconds in took.items()
+        )
+    )

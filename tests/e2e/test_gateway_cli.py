@@ -35,8 +35,11 @@ def environment(settings: Settings) -> dict[str, str]:
     return (
         env
         | {f"EBACKPACK_{k.upper()}": str(getattr(settings, k)) for k in keys}
-        | {"EBACKPACK_EMBEDDED": "false", "EBACKPACK_S3_SECRET_KEY": settings.s3_secret_key,
-           "EBACKPACK_CODE_SECRET": settings.code_secret.get_secret_value() if settings.code_secret else ""}
+        | {
+            "EBACKPACK_EMBEDDED": "false",
+            "EBACKPACK_S3_SECRET_KEY": settings.s3_secret_key,
+            "EBACKPACK_CODE_SECRET": settings.code_secret.get_secret_value() if settings.code_secret else "",
+        }
     )
 
 

@@ -47,8 +47,12 @@ from tests.browser.harness import axe_context, axe_violations, describe_violatio
 
 pytestmark = pytest.mark.e2e
 
-SITE = Site(issuer_name="Stowarzyszenie Edukacji Dorosłych", issuer_email="certyfikaty@moodle.example.org",
-            public_url="https://backpack.example.org", moodle_url="https://moodle.example.org")
+SITE = Site(
+    issuer_name="Stowarzyszenie Edukacji Dorosłych",
+    issuer_email="certyfikaty@moodle.example.org",
+    public_url="https://backpack.example.org",
+    moodle_url="https://moodle.example.org",
+)
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CODE = "DCPX-JEAW-QFWX"
 UNSUBSCRIBE = "https://backpack.example.org/preferences/unsubscribe/eyJsIjo1NzIyfQ.token"
@@ -57,26 +61,49 @@ REASON = "Wydane omyłkowo: egzamin praktyczny nie został zaliczony."
 
 
 def notice(kind: str) -> Notice:
-    return Notice(kind=kind, event_id=f"event-{kind}", learner_id=5722, credential_id="c-1",
-                  verification_code=CODE, at=NOW if kind != "issued" else datetime(2026, 1, 12, tzinfo=UTC),
-                  achievement="Pierwsza pomoc przedmedyczna", course_id=43, badge=True, certificate=True,
-                  valid_until=NOW + timedelta(days=21),
-                  reason=REASON if kind == "revoked" else None)
+    return Notice(
+        kind=kind,
+        event_id=f"event-{kind}",
+        learner_id=5722,
+        credential_id="c-1",
+        verification_code=CODE,
+        at=NOW if kind != "issued" else datetime(2026, 1, 12, tzinfo=UTC),
+        achievement="Pierwsza pomoc przedmedyczna",
+        course_id=43,
+        badge=True,
+        certificate=True,
+        valid_until=NOW + timedelta(days=21),
+        reason=REASON if kind == "revoked" else None,
+    )
 
 
 def content(kind: str, lang: str) -> Content:
     recipient = Recipient(5722, "Zofia", "Wiśniewska-Żółkiewska", "z.wisniewska@example.org", lang)
-    return compose(notice(kind), recipient, SITE, achievement="Pierwsza pomoc przedmedyczna",
-                   course="Pierwsza pomoc przedmedyczna dla dorosłych", unsubscribe_url=UNSUBSCRIBE, now=NOW)
+    return compose(
+        notice(kind),
+        recipient,
+        SITE,
+        achievement="Pierwsza pomoc przedmedyczna",
+        course="Pierwsza pomoc przedmedyczna dla dorosłych",
+        unsubscribe_url=UNSUBSCRIBE,
+        now=NOW,
+    )
 
 
 def received(kind: str, lang: str) -> EmailMessage:
     """The e-mail as built for SMTP, parsed back the way a mail client reads it."""
     c = content(kind, lang)
     bodies = email_bodies(c)
-    mail = Email(to_name="Zofia Wiśniewska-Żółkiewska", to_address="z.wisniewska@example.org",
-                 subject=c.subject, text=bodies.text, html=bodies.html, lang=c.lang,
-                 message_id=message_id(f"event-{kind}", "email", MAIL_FROM), unsubscribe_url=UNSUBSCRIBE)
+    mail = Email(
+        to_name="Zofia Wiśniewska-Żółkiewska",
+        to_address="z.wisniewska@example.org",
+        subject=c.subject,
+        text=bodies.text,
+        html=bodies.html,
+        lang=c.lang,
+        message_id=message_id(f"event-{kind}", "email", MAIL_FROM),
+        unsubscribe_url=UNSUBSCRIBE,
+    )
     wire = build_email(mail, MAIL_FROM, NOW).as_bytes()
     parsed = email.message_from_bytes(wire, policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
@@ -205,8 +232,9 @@ class Server:
 
 @pytest.fixture
 def web(settings: Settings, web_socket: socket.socket) -> Iterator[tuple[Server, Settings]]:
-    settings = settings.model_copy(update={"dev_login": True, "smtp_host": "127.0.0.1",
-                                           "moodle_ws_token": SecretStr("token")})
+    settings = settings.model_copy(
+        update={"dev_login": True, "smtp_host": "127.0.0.1", "moodle_ws_token": SecretStr("token")}
+    )
     migrate(settings.db_url)
     store_profiles(session_factory(make_engine(settings.db_url)), default_dataset().profiles)
     with Server(settings, web_socket) as server:
@@ -220,7 +248,8 @@ def check(page: Page, where: str) -> None:
 
 @pytest.mark.parametrize("lang", ["pl", "en"])
 def test_the_notification_settings_and_the_unsubscribe_page_have_no_wcag_violations(
-        chromium: Browser, web: tuple[Server, Settings], lang: str) -> None:
+    chromium: Browser, web: tuple[Server, Settings], lang: str
+) -> None:
     server, settings = web
     t: Callable[..., str] = lambda text, **values: page_text(text, lang, **values)  # noqa: E731
     ctx = axe_context(chromium, locale={"pl": "pl-PL", "en": "en-GB"}[lang])
@@ -240,10 +269,16 @@ def test_the_notification_settings_and_the_unsubscribe_page_have_no_wcag_violati
         box.press("Space")  # keyboard only
         page.get_by_role("button", name=t("Save my choices")).click()
         expect(page.get_by_role("status")).to_have_text(t("Your choices were saved."))
-        expect(page.get_by_role("group", name=t("When a badge or certificate is issued to me"))
-               .get_by_role("checkbox", name=t("E-mail"))).not_to_be_checked()
-        expect(page.get_by_role("group", name=t("When one of my credentials is revoked, with the reason"))
-               .get_by_role("checkbox", name=t("Moodle message"))).to_be_checked()
+        expect(
+            page.get_by_role("group", name=t("When a badge or certificate is issued to me")).get_by_role(
+                "checkbox", name=t("E-mail")
+            )
+        ).not_to_be_checked()
+        expect(
+            page.get_by_role(
+                "group", name=t("When one of my credentials is revoked, with the reason")
+            ).get_by_role("checkbox", name=t("Moodle message"))
+        ).to_be_checked()
         check(page, f"/preferences after saving ({lang})")
 
         token = unsubscribe_token(code_secret_for(settings), 5722, "expiry")
@@ -256,9 +291,10 @@ def test_the_notification_settings_and_the_unsubscribe_page_have_no_wcag_violati
         expect(page.get_by_role("status")).to_have_text(done)
         check(page, f"unsubscribed page ({lang})")
         page.get_by_role("link", name=t("Open your notification settings")).click()
-        expect(page.get_by_role("group", name=t(
-            "Some weeks before one of my credentials expires (recertification reminder)"))
-            .get_by_role("checkbox", name=t("E-mail"))).not_to_be_checked()
+        expect(
+            page.get_by_role(
+                "group", name=t("Some weeks before one of my credentials expires (recertification reminder)")
+            ).get_by_role("checkbox", name=t("E-mail"))
+        ).not_to_be_checked()
     finally:
         ctx.close()
-

@@ -51,9 +51,17 @@ class Mailing:
         events = [r for r in rows if r.topic == self.settings.topic(CREDENTIALS)]
         with self.sessions.begin() as s:  # what the renderer records once the PDF is stored
             for row in events:
-                s.add(CertificateRow(credential_id=row.credential_id, bucket="b", sha256="0" * 64, size=1,
-                                     object_key=f"certificates/{row.credential_id}/x.pdf",
-                                     template="default", rendered_at=datetime.now(UTC)))
+                s.add(
+                    CertificateRow(
+                        credential_id=row.credential_id,
+                        bucket="b",
+                        sha256="0" * 64,
+                        size=1,
+                        object_key=f"certificates/{row.credential_id}/x.pdf",
+                        template="default",
+                        rendered_at=datetime.now(UTC),
+                    )
+                )
         keys = [key for row in events for key in self.notifier.accept(row.payload.encode())]
         return [self.notifier.deliver(key).state for key in keys]
 
@@ -72,8 +80,13 @@ def mailing(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
     rules = load_rules(settings.rules_file)
     try:
         with WebServer(settings, web):
-            yield Mailing(settings, sessions, IssuerService(sessions, rules, settings),
-                          NotifierService(sessions, rules, settings), inbox)
+            yield Mailing(
+                settings,
+                sessions,
+                IssuerService(sessions, rules, settings),
+                NotifierService(sessions, rules, settings),
+                inbox,
+            )
     finally:
         smtp.stop()
         web.close()

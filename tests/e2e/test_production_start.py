@@ -36,8 +36,9 @@ def cli() -> list[str]:
 def production(settings: Settings, postgres_url: str) -> Settings:
     password = secrets.token_urlsafe(48)
     database = make_url(postgres_url).set(password=password).render_as_string(hide_password=False)
-    strong = settings.model_copy(update={"database_url": database,
-                                         "gateway_secret": SecretStr(secrets.token_urlsafe(48))})
+    strong = settings.model_copy(
+        update={"database_url": database, "gateway_secret": SecretStr(secrets.token_urlsafe(48))}
+    )
     assert not strong.embedded and strong.production_secret_problems() == []
     return strong
 
@@ -50,8 +51,14 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
 @contextmanager
 def running(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         yield proc
     finally:
@@ -83,13 +90,15 @@ def test_every_process_starts_with_strong_secrets(production: Settings, tmp_path
     env = environment(production)
     prepared = subprocess.run([*cli(), "prepare"], env=env, capture_output=True, text=True, timeout=180)
     assert prepared.returncode == 0, prepared.stderr
-    token = subprocess.run([*cli(), "learner-token", "5722"], env=env, capture_output=True, text=True,
-                           timeout=60)
+    token = subprocess.run(
+        [*cli(), "learner-token", "5722"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert token.returncode == 0 and token.stdout.count(".") == 2, token.stderr
     export = tmp_path / "log.jsonl"
     export.write_text("")
-    imported = subprocess.run([*cli(), "gateway", "import", str(export)], env=env, capture_output=True,
-                              text=True, timeout=120)
+    imported = subprocess.run(
+        [*cli(), "gateway", "import", str(export)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert imported.returncode == 0, imported.stderr
 
     for args in (["serve"], ["gateway", "webhook"]):
@@ -101,6 +110,7 @@ def test_every_process_starts_with_strong_secrets(production: Settings, tmp_path
     for service in ("issuer", "renderer", "importer", "notifier"):
         port = free_port()
         log = tmp_path / f"{service}.log"
-        with running([*cli(), "worker", service], environment(production, EBACKPACK_METRICS_PORT=str(port)),
-                     log) as proc:
+        with running(
+            [*cli(), "worker", service], environment(production, EBACKPACK_METRICS_PORT=str(port)), log
+        ) as proc:
             wait_answering(f"http://127.0.0.1:{port}/metrics", proc, log)

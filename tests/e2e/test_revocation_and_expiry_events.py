@@ -42,8 +42,9 @@ def credential_events(settings: Settings) -> list[bytes]:
     return [record.value for record in read_topics(settings, [settings.topic(CREDENTIALS)], idle_ms=500)]
 
 
-def test_revoked_and_expired_credentials_are_announced_by_the_running_issuer(settings: Settings,
-                                                                             tmp_path: Path) -> None:
+def test_revoked_and_expired_credentials_are_announced_by_the_running_issuer(
+    settings: Settings, tmp_path: Path
+) -> None:
     ring = ensure_key_dir(tmp_path / "vault")
     keys = json.dumps({key.kid: key.private_pem().decode() for key in ring.keys})
     settings = settings.model_copy(update={"signing_keys": SecretStr(keys), "expiry_scan_interval": 1.0})
@@ -53,8 +54,9 @@ def test_revoked_and_expired_credentials_are_announced_by_the_running_issuer(set
     worker.start()
     try:
         publisher = MoodleEventPublisher(settings)
-        publisher.publish([(b"5722", completion(5722, 42, RECENT)),
-                           (b"5723", completion(5723, 43, LONG_AGO))])
+        publisher.publish(
+            [(b"5722", completion(5722, 42, RECENT)), (b"5723", completion(5723, 43, LONG_AGO))]
+        )
         publisher.close()
 
         def both_awards() -> dict[int, AwardRow]:
@@ -87,8 +89,11 @@ def test_revoked_and_expired_credentials_are_announced_by_the_running_issuer(set
         assert took < 15, f"revocation announced after {took:.1f} s"
 
         def expired_events() -> list[CredentialExpiredMessage]:
-            return [CredentialExpiredMessage.model_validate_json(v) for v in credential_events(settings)
-                    if b"credential.expired" in v]
+            return [
+                CredentialExpiredMessage.model_validate_json(v)
+                for v in credential_events(settings)
+                if b"credential.expired" in v
+            ]
 
         expired = wait_for(expired_events, 30, "the credential-expired event", [worker])
         assert [e.data.credential_id for e in expired] == [old.credential_id]

@@ -68,8 +68,8 @@ WHEN = datetime(2026, 2, 2, tzinfo=UTC)
 
 # --- helpers -------------------------------------------------------------------------------------------
 
-def wait_until(what: str, ready: Callable[[], bool], seconds: float,
-               workers: Sequence[Worker] = ()) -> float:
+
+def wait_until(what: str, ready: Callable[[], bool], seconds: float, workers: Sequence[Worker] = ()) -> float:
     """Polls `ready()` (errors count as not yet); returns the seconds it took."""
     started = time.monotonic()
     last = ""
@@ -86,8 +86,9 @@ def wait_until(what: str, ready: Callable[[], bool], seconds: float,
 
 
 def rules_with_certificates(settings: Settings, target: Path) -> Path:
-    target.write_text(settings.rules_file.read_text(encoding="utf-8").replace("certificate = false",
-                                                                              "certificate = true"))
+    target.write_text(
+        settings.rules_file.read_text(encoding="utf-8").replace("certificate = false", "certificate = true")
+    )
     return target
 
 
@@ -119,10 +120,14 @@ class Pipeline:
     def counts(self) -> tuple[int, int, int]:
         """(awards, certificate rows, outbox events not acknowledged yet)."""
         with self.sessions() as s:
-            return (int(s.scalar(select(func.count()).select_from(AwardRow)) or 0),
-                    int(s.scalar(select(func.count()).select_from(CertificateRow)) or 0),
-                    int(s.scalar(select(func.count()).select_from(OutboxRow)
-                                 .where(OutboxRow.sent_at.is_(None))) or 0))
+            return (
+                int(s.scalar(select(func.count()).select_from(AwardRow)) or 0),
+                int(s.scalar(select(func.count()).select_from(CertificateRow)) or 0),
+                int(
+                    s.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None)))
+                    or 0
+                ),
+            )
 
     def done(self, pairs: set[tuple[int, int]]) -> bool:
         awards, certificates, pending = self.counts()
@@ -135,15 +140,17 @@ class Pipeline:
             rows = Counter(s.scalars(select(CertificateRow.credential_id)))
         per_pair = Counter((learner, course) for _c, learner, course in awards)
         assert set(per_pair) == pairs and set(per_pair.values()) == {1}, (
-            f"{len(awards)} awards for {len(pairs)} completions; "
-            f"missing {sorted(pairs - set(per_pair))[:10]}")
+            f"{len(awards)} awards for {len(pairs)} completions; missing {sorted(pairs - set(per_pair))[:10]}"
+        )
         credentials = {c for c, _l, _k in awards}
         assert set(rows) == credentials and set(rows.values()) == {1}, (
             f"certificate rows: missing {sorted(credentials - set(rows))[:10]}, "
-            f"twice {[c for c, n in rows.items() if n > 1][:10]}")
+            f"twice {[c for c, n in rows.items() if n > 1][:10]}"
+        )
         objects = Counter(key.split("/")[1] for key in ObjectStore(self.settings).keys("certificates/"))
         assert set(objects) == credentials and set(objects.values()) == {1}, (
-            f"PDFs in S3: missing {sorted(credentials - set(objects))[:10]}")
+            f"PDFs in S3: missing {sorted(credentials - set(objects))[:10]}"
+        )
 
     def dead_letters(self) -> int:
         topics = [self.settings.topic(t.name) for t in TOPICS if t.name.endswith(".dlq")]
@@ -151,14 +158,16 @@ class Pipeline:
 
 
 def pipeline(settings: Settings, tmp_path: Path, profiles: Profiles) -> Pipeline:
-    settings = settings.model_copy(update={"rules_file": rules_with_certificates(settings,
-                                                                                 tmp_path / "rules.toml")})
+    settings = settings.model_copy(
+        update={"rules_file": rules_with_certificates(settings, tmp_path / "rules.toml")}
+    )
     sessions = prepare(settings)
     store_profiles(sessions, profiles)
     return Pipeline(settings, sessions)
 
 
 # --- 1: stack down / stack up during 250 webhook completions ---------------------------------------------
+
 
 def listening(address: str) -> bool:
     host, _, port = address.removeprefix("http://").rpartition(":")
@@ -170,8 +179,9 @@ def listening(address: str) -> bool:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ebackpack.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "ebackpack.cli", *args], env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 @pytest.fixture
@@ -181,14 +191,26 @@ def cli_stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], Settings]]:
     keys = throwaway_secrets()
     kafka, s3 = f"127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBACKPACK_")} | {
-        "EBACKPACK_DATA_DIR": str(tmp_path / "stack"), "EBACKPACK_KAFKA_BOOTSTRAP": kafka,
-        "EBACKPACK_S3_ENDPOINT": s3, "EBACKPACK_S3_SECRET_KEY": keys["s3_secret_key"], "COLUMNS": "250"}
+        "EBACKPACK_DATA_DIR": str(tmp_path / "stack"),
+        "EBACKPACK_KAFKA_BOOTSTRAP": kafka,
+        "EBACKPACK_S3_ENDPOINT": s3,
+        "EBACKPACK_S3_SECRET_KEY": keys["s3_secret_key"],
+        "COLUMNS": "250",
+    }
     up = cli(env, "stack", "up")
     assert up.returncode == 0, up.stderr
-    settings = Settings.model_validate({
-        "data_dir": tmp_path / "data", "embedded": False, "kafka_bootstrap": kafka, "s3_endpoint": s3,
-        "s3_bucket": "restart", "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}",
-        "gateway_secret": secrets.token_urlsafe(32), **keys})
+    settings = Settings.model_validate(
+        {
+            "data_dir": tmp_path / "data",
+            "embedded": False,
+            "kafka_bootstrap": kafka,
+            "s3_endpoint": s3,
+            "s3_bucket": "restart",
+            "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}",
+            "gateway_secret": secrets.token_urlsafe(32),
+            **keys,
+        }
+    )
     try:
         yield env, settings
     finally:
@@ -204,8 +226,11 @@ class WebhookServer:
 
     def __enter__(self) -> WebhookServer:
         self.thread.start()
-        wait_until("the webhook", lambda: httpx.get(self.url.replace("/moodle/events", "/healthz"),
-                                                    timeout=1).status_code == 200, 20)
+        wait_until(
+            "the webhook",
+            lambda: httpx.get(self.url.replace("/moodle/events", "/healthz"), timeout=1).status_code == 200,
+            20,
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -216,11 +241,25 @@ class WebhookServer:
 
 def observed_completion(learner: int, course: int, index: int) -> dict[str, Any]:
     """A course_completed event as the local_ebackpack plugin's observer sends it."""
-    return {"eventname": "\\core\\event\\course_completed", "component": "core", "action": "completed",
-            "target": "course", "objecttable": "course_completions", "objectid": 500_000 + index,
-            "crud": "u", "edulevel": 2, "contextid": 9000 + course, "contextlevel": 50,
-            "contextinstanceid": course, "userid": 2, "courseid": course, "relateduserid": learner,
-            "anonymous": 0, "other": {"relateduserid": learner}, "timecreated": int(time.time())}
+    return {
+        "eventname": "\\core\\event\\course_completed",
+        "component": "core",
+        "action": "completed",
+        "target": "course",
+        "objecttable": "course_completions",
+        "objectid": 500_000 + index,
+        "crud": "u",
+        "edulevel": 2,
+        "contextid": 9000 + course,
+        "contextlevel": 50,
+        "contextinstanceid": course,
+        "userid": 2,
+        "courseid": course,
+        "relateduserid": learner,
+        "anonymous": 0,
+        "other": {"relateduserid": learner},
+        "timecreated": int(time.time()),
+    }
 
 
 class Sender(threading.Thread):
@@ -240,10 +279,16 @@ class Sender(threading.Thread):
         body = json.dumps({"site": self.settings.site_id, "events": [event]}).encode()
         stamp = int(time.time())
         assert self.settings.gateway_secret is not None
-        return client.post(self.url, content=body, headers={
-            "Content-Type": "application/json", "X-Ebackpack-Timestamp": str(stamp),
-            "X-Ebackpack-Site": self.settings.site_id,
-            "X-Ebackpack-Signature": sign(self.settings.gateway_secret.get_secret_value(), stamp, body)})
+        return client.post(
+            self.url,
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Ebackpack-Timestamp": str(stamp),
+                "X-Ebackpack-Site": self.settings.site_id,
+                "X-Ebackpack-Signature": sign(self.settings.gateway_secret.get_secret_value(), stamp, body),
+            },
+        )
 
     def run(self) -> None:
         give_up = time.monotonic() + SEND_WITHIN
@@ -273,7 +318,8 @@ class Sender(threading.Thread):
 
 
 def test_stack_down_and_up_during_250_webhook_completions_loses_nothing(
-        cli_stack: tuple[dict[str, str], Settings], tmp_path: Path) -> None:
+    cli_stack: tuple[dict[str, str], Settings], tmp_path: Path
+) -> None:
     env, settings = cli_stack
     profiles, pairs = learners_and_pairs(COMPLETIONS)
     run = pipeline(settings, tmp_path, profiles)
@@ -283,17 +329,27 @@ def test_stack_down_and_up_during_250_webhook_completions_loses_nothing(
         with WebhookServer(run.settings) as webhook:
             sender = Sender(webhook.url, run.settings, events)
             sender.start()
-            wait_until(f"{RESTART_AFTER} accepted completions",
-                       lambda: len(sender.accepted) >= RESTART_AFTER or not sender.is_alive(), 180,
-                       run.workers)
+            wait_until(
+                f"{RESTART_AFTER} accepted completions",
+                lambda: len(sender.accepted) >= RESTART_AFTER or not sender.is_alive(),
+                180,
+                run.workers,
+            )
             assert sender.is_alive() and sender.failure is None, sender.failure
             clock = time.monotonic()
             down = cli(env, "stack", "down")
             down_seconds = time.monotonic() - clock
             assert down.returncode == 0 and "tansu" in down.stderr and "seaweedfs" in down.stderr, down.stderr
             accepted_while_up = len(sender.accepted)
-            wait_until("the stack's ports to close", lambda: not any(
-                listening(address) for address in (settings.kafka_bootstrap, settings.s3_endpoint)), 60)
+            wait_until(
+                "the stack's ports to close",
+                lambda: (
+                    not any(
+                        listening(address) for address in (settings.kafka_bootstrap, settings.s3_endpoint)
+                    )
+                ),
+                60,
+            )
             clock = time.monotonic()
             up = cli(env, "stack", "up")
             up_seconds = time.monotonic() - clock
@@ -301,15 +357,23 @@ def test_stack_down_and_up_during_250_webhook_completions_loses_nothing(
             sender.join(SEND_WITHIN)
             assert sender.failure is None, sender.failure
             assert len(sender.accepted) == COMPLETIONS
-            took = wait_until("every accepted completion issued and rendered",
-                              lambda: run.done(set(pairs)), DONE_WITHIN, run.workers)
-        print(f"\nstack down {down_seconds:.1f} s (after {accepted_while_up} accepted), stack up "
-              f"{up_seconds:.1f} s; sender saw {sender.unavailable} x 503 "
-              f"(slowest {sender.slowest_503:.1f} s) "
-              f"and {sender.refused} refused connections; all done {took:.1f} s after the last was accepted")
+            took = wait_until(
+                "every accepted completion issued and rendered",
+                lambda: run.done(set(pairs)),
+                DONE_WITHIN,
+                run.workers,
+            )
+        print(
+            f"\nstack down {down_seconds:.1f} s (after {accepted_while_up} accepted), stack up "
+            f"{up_seconds:.1f} s; sender saw {sender.unavailable} x 503 "
+            f"(slowest {sender.slowest_503:.1f} s) "
+            f"and {sender.refused} refused connections; all done {took:.1f} s after the last was accepted"
+        )
         run.assert_exactly_once(set(pairs))
-        published = {MoodleEventMessage.model_validate_json(r.value).data.relateduserid
-                     for r in read_topics(run.settings, [run.settings.topic(MOODLE_EVENTS)], idle_ms=1000)}
+        published = {
+            MoodleEventMessage.model_validate_json(r.value).data.relateduserid
+            for r in read_topics(run.settings, [run.settings.topic(MOODLE_EVENTS)], idle_ms=1000)
+        }
         assert {learner for learner, _c in pairs} <= published, "accepted completions missing from the log"
         assert run.dead_letters() == 0
     finally:
@@ -318,17 +382,24 @@ def test_stack_down_and_up_during_250_webhook_completions_loses_nothing(
 
 # --- 2: a broker that lost its data ----------------------------------------------------------------------
 
+
 def lose_broker_data(stack: EmbeddedStack, settings: Settings) -> int:
     """Stops the broker, deletes the records of this run's topics from its bucket (committed offsets
     stay, as after a lost disk or an unclean leader election) and starts it again."""
     proc = stack.processes.pop("tansu")
     signal_group(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
-    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint, aws_access_key_id=settings.s3_access_key,
-                      aws_secret_access_key=settings.s3_secret_key, region_name=settings.s3_region)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key,
+        region_name=settings.s3_region,
+    )
     deleted = 0
     for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket="tansu", Prefix=f"clusters/tansu_cluster/topics/{settings.topic_prefix}"):
+        Bucket="tansu", Prefix=f"clusters/tansu_cluster/topics/{settings.topic_prefix}"
+    ):
         for item in page.get("Contents", []):
             if "/records/" in item["Key"] or item["Key"].endswith("/watermark.json"):
                 s3.delete_object(Bucket="tansu", Key=item["Key"])
@@ -337,18 +408,30 @@ def lose_broker_data(stack: EmbeddedStack, settings: Settings) -> int:
     return deleted
 
 
-def stack_and_pipeline(cleanup: contextlib.ExitStack, tmp_path: Path, name: str,
-                       profiles: Profiles) -> tuple[EmbeddedStack, Settings, Pipeline]:
+def stack_and_pipeline(
+    cleanup: contextlib.ExitStack, tmp_path: Path, name: str, profiles: Profiles
+) -> tuple[EmbeddedStack, Settings, Pipeline]:
     """A stack of the test's own (so it can lose its broker's data) and a pipeline on it, its bucket and
     topic prefix named `name`, issuer and renderer started; both end with `cleanup`. Returns (the stack,
     the stack's settings, the pipeline)."""
-    base = Settings.model_validate({
-        "data_dir": tmp_path / "stack", "embedded": False, "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-        "s3_endpoint": f"http://127.0.0.1:{free_port()}", **throwaway_secrets()})
+    base = Settings.model_validate(
+        {
+            "data_dir": tmp_path / "stack",
+            "embedded": False,
+            "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+            "s3_endpoint": f"http://127.0.0.1:{free_port()}",
+            **throwaway_secrets(),
+        }
+    )
     stack = cleanup.enter_context(EmbeddedStack(base))
-    settings = base.model_copy(update={"data_dir": tmp_path / "data", "s3_bucket": name,
-                                       "topic_prefix": f"{name}.",
-                                       "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}"})
+    settings = base.model_copy(
+        update={
+            "data_dir": tmp_path / "data",
+            "s3_bucket": name,
+            "topic_prefix": f"{name}.",
+            "database_url": f"sqlite:///{tmp_path / 'ebackpack.db'}",
+        }
+    )
     run = pipeline(settings, tmp_path, profiles)
     cleanup.callback(run.stop)
     run.start("issuer", "renderer")
@@ -356,9 +439,13 @@ def stack_and_pipeline(cleanup: contextlib.ExitStack, tmp_path: Path, name: str,
 
 
 def status_text(settings: Settings) -> str:
-    done = subprocess.run([sys.executable, "-m", "ebackpack.cli", "status", "--sample", "0"],
-                          env=os.environ | settings_env(settings) | {"COLUMNS": "250"},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ebackpack.cli", "status", "--sample", "0"],
+        env=os.environ | settings_env(settings) | {"COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -366,8 +453,9 @@ def status_text(settings: Settings) -> str:
 def publish(settings: Settings, pairs: list[tuple[int, int]]) -> None:
     publisher = MoodleEventPublisher(settings)
     try:
-        publisher.publish([(str(learner).encode(), completion(learner, course, WHEN))
-                           for learner, course in pairs])
+        publisher.publish(
+            [(str(learner).encode(), completion(learner, course, WHEN)) for learner, course in pairs]
+        )
     finally:
         publisher.close()
 
@@ -386,15 +474,21 @@ def test_a_broker_that_lost_its_data_is_detected_reported_and_repaired(tmp_path:
         wait_until("the first 20 PDFs", lambda: run.done(set(before)), 120, run.workers)
         run.stop("renderer")  # these 10 are issued and their render requests acknowledged, not rendered
         publish(run.settings, unrendered)
-        wait_until("10 more awards announced", lambda: run.counts()[0] == 30 and run.counts()[2] == 0, 60,
-                   run.workers)
+        wait_until(
+            "10 more awards announced",
+            lambda: run.counts()[0] == 30 and run.counts()[2] == 0,
+            60,
+            run.workers,
+        )
         run.stop()
 
         deleted = lose_broker_data(stack, base)
         assert deleted > 0
         shown = status_text(run.settings)
-        groups = {"issuer": run.settings.topic(run.settings.issuer_group),
-                  "renderer": run.settings.topic("renderer")}
+        groups = {
+            "issuer": run.settings.topic(run.settings.issuer_group),
+            "renderer": run.settings.topic("renderer"),
+        }
         for group in groups.values():
             assert f"Broker lost data: {group}" in shown, shown
         assert "beyond end" in shown, shown
@@ -403,8 +497,9 @@ def test_a_broker_that_lost_its_data_is_detected_reported_and_repaired(tmp_path:
         metrics_port = free_port()
         run.start("issuer")
         run.start("renderer", metrics_port=metrics_port)
-        took = wait_until("every completion issued and rendered", lambda: run.done(set(pairs)), 180,
-                          run.workers)
+        took = wait_until(
+            "every completion issued and rendered", lambda: run.done(set(pairs)), 180, run.workers
+        )
         print(f"\nrepaired: all 40 completions issued and rendered {took:.1f} s after the workers started")
         resets = scrape(metrics_port, "ebackpack_offset_resets_total")
         shown = status_text(run.settings)
@@ -417,14 +512,18 @@ def test_a_broker_that_lost_its_data_is_detected_reported_and_repaired(tmp_path:
         assert run.dead_letters() == 0
         with run.sessions() as s:
             render_topic = run.settings.topic(RENDER_REQUESTS)
-            assert s.scalar(select(func.count()).select_from(OutboxRow).where(
-                OutboxRow.topic == render_topic)) == 40
+            assert (
+                s.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.topic == render_topic))
+                == 40
+            )
 
 
 def marked(settings: Settings) -> bool:
     """Every partition of the issuer's and the renderer's input that holds records has its marks."""
-    groups = {settings.topic(settings.issuer_group): MOODLE_EVENTS,
-              settings.topic("renderer"): RENDER_REQUESTS}
+    groups = {
+        settings.topic(settings.issuer_group): MOODLE_EVENTS,
+        settings.topic("renderer"): RENDER_REQUESTS,
+    }
     with Broker(settings) as broker:
         for group, name in groups.items():
             committed = broker.committed(group)
@@ -454,8 +553,12 @@ def test_a_running_issuer_repairs_its_offsets_when_the_broker_loses_data_under_i
 
         assert lose_broker_data(stack, base) > 0  # the workers run on
         publish(run.settings, after)
-        took = wait_until("the completions sent after the loss issued and rendered",
-                          lambda: run.done(set(pairs)), 120, run.workers)
+        took = wait_until(
+            "the completions sent after the loss issued and rendered",
+            lambda: run.done(set(pairs)),
+            120,
+            run.workers,
+        )
         print(f"\nrunning workers repaired: 10 completions sent after the loss done in {took:.1f} s")
         run.assert_exactly_once(set(pairs))
         assert run.dead_letters() == 0

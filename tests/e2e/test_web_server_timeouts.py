@@ -45,10 +45,14 @@ def free_port() -> int:
 def environment(settings: Settings) -> dict[str, str]:
     keys = ("data_dir", "database_url", "kafka_bootstrap", "topic_prefix", "s3_endpoint", "s3_bucket")
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBACKPACK_")}
-    return env | {f"EBACKPACK_{k.upper()}": str(getattr(settings, k)) for k in keys} | {
-        "EBACKPACK_HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
-        "EBACKPACK_EMBEDDED": "true",  # the stack's own test secrets would not pass the production checks
-    }
+    return (
+        env
+        | {f"EBACKPACK_{k.upper()}": str(getattr(settings, k)) for k in keys}
+        | {
+            "EBACKPACK_HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+            "EBACKPACK_EMBEDDED": "true",  # the stack's own test secrets would not pass the production checks
+        }
+    )
 
 
 @pytest.fixture(params=["serve", "gateway webhook"])
@@ -116,8 +120,11 @@ def read_response(sock: socket.socket) -> bytes:
     while b"\r\n\r\n" not in data:
         data += sock.recv(4096)
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
     while len(body) < length:
         body += sock.recv(4096)
     return data
@@ -217,8 +224,13 @@ async def echo_size(scope: Scope, receive: Receive, send: Send) -> None:
         size += len(message.get("body", b""))
         more = message.get("more_body", False)
     body = str(size).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -242,8 +254,13 @@ def closed_after(sock: socket.socket, drip: bytes, every: float) -> float:
 
 def test_a_body_that_stalls_or_drips_is_cut_and_a_steady_one_is_not(settings: Settings) -> None:
     port = free_port()
-    server = web_server(echo_size, settings.model_copy(update={"http_header_timeout": HEADER_TIMEOUT}),
-                        "127.0.0.1", port, log_level="warning")
+    server = web_server(
+        echo_size,
+        settings.model_copy(update={"http_header_timeout": HEADER_TIMEOUT}),
+        "127.0.0.1",
+        port,
+        log_level="warning",
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     head = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n"

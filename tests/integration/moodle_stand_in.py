@@ -49,14 +49,19 @@ def moodle_database(url: str, site: Site) -> Engine:
             if statement.strip():
                 connection.execute(text(statement))
         for uid, first, last, email, lang in site.users:
-            connection.execute(text("INSERT INTO mdl_user VALUES (:i, 0, :u, :f, :l, :e, :g, 0)"),
-                               {"i": uid, "u": f"user{uid}", "f": first, "l": last, "e": email, "g": lang})
+            connection.execute(
+                text("INSERT INTO mdl_user VALUES (:i, 0, :u, :f, :l, :e, :g, 0)"),
+                {"i": uid, "u": f"user{uid}", "f": first, "l": last, "e": email, "g": lang},
+            )
         for cid, full, short in site.courses:
-            connection.execute(text("INSERT INTO mdl_course VALUES (:i, :f, :s)"),
-                               {"i": cid, "f": full, "s": short})
+            connection.execute(
+                text("INSERT INTO mdl_course VALUES (:i, :f, :s)"), {"i": cid, "f": full, "s": short}
+            )
         for rid, uid, cid, when in site.completions:
-            connection.execute(text("INSERT INTO mdl_course_completions VALUES (:i, :u, :c, :t)"),
-                               {"i": rid, "u": uid, "c": cid, "t": when})
+            connection.execute(
+                text("INSERT INTO mdl_course_completions VALUES (:i, :u, :c, :t)"),
+                {"i": rid, "u": uid, "c": cid, "t": when},
+            )
     return engine
 
 
@@ -75,14 +80,24 @@ class WebServices:
             return {"exception": "moodle_exception", "errorcode": "invalidtoken", "message": "Invalid token"}
         if form.get("wsfunction") == ["core_user_get_users_by_field"]:
             wanted = {int(v[0]) for k, v in form.items() if k.startswith("values[")}
-            return [{"id": u, "firstname": f, "lastname": last, "email": e, "lang": g}
-                    for u, f, last, e, g in self.site.users if u in wanted]
+            return [
+                {"id": u, "firstname": f, "lastname": last, "email": e, "lang": g}
+                for u, f, last, e, g in self.site.users
+                if u in wanted
+            ]
         if form.get("wsfunction") == ["core_course_get_courses_by_field"]:
             wanted = {int(v) for v in form["value"][0].split(",")}
-            return {"courses": [{"id": c, "fullname": f, "shortname": s} for c, f, s in self.site.courses
-                                if c in wanted], "warnings": []}
-        return {"exception": "moodle_exception", "errorcode": "invalidfunction",
-                "message": "no such function"}
+            return {
+                "courses": [
+                    {"id": c, "fullname": f, "shortname": s} for c, f, s in self.site.courses if c in wanted
+                ],
+                "warnings": [],
+            }
+        return {
+            "exception": "moodle_exception",
+            "errorcode": "invalidfunction",
+            "message": "no such function",
+        }
 
 
 @contextmanager
@@ -113,10 +128,22 @@ class Broker:
         url = f"tcp://{self.bootstrap}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / "tansu.log", "ab") as log:
-            self.proc = subprocess.Popen([tansu_binary(), "broker", "--listener-url", url,
-                                          "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [
+                    tansu_binary(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, "the test broker exited while starting"

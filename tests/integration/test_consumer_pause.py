@@ -24,18 +24,24 @@ def stored(sessions: sessionmaker[Session], learner: int) -> bool:
 
 
 def test_a_worker_stopped_while_paused_commits_nothing_and_the_next_start_takes_the_message_again(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     sessions = prepare(settings)
     learner = synthetic_learner(9201)
     # The issuer's database is away: nothing listens on that port.
-    away = settings.model_copy(update={
-        "database_url": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/away"})
+    away = settings.model_copy(
+        update={"database_url": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/away"}
+    )
     paused = Worker("issuer", away)
     paused.start()
     try:
         produce(settings, [(MOODLE_USERS, None, str(learner.id).encode(), user_profile(learner))])
-        reported = wait_for(lambda: [p for p in paused_streams(settings.data_dir) if p.consumer == "issuer"],
-                            120, "the issuer to report its pause", [paused])
+        reported = wait_for(
+            lambda: [p for p in paused_streams(settings.data_dir) if p.consumer == "issuer"],
+            120,
+            "the issuer to report its pause",
+            [paused],
+        )
         assert reported[0].topic == settings.topic(MOODLE_USERS)
         assert "Connection refused" in reported[0].reason
         assert "paused issuer on" in paused.log_path.read_text()
@@ -47,7 +53,8 @@ def test_a_worker_stopped_while_paused_commits_nothing_and_the_next_start_takes_
     restarted = Worker("issuer", settings)
     restarted.start()
     try:
-        wait_for(lambda: stored(sessions, learner.id), 120, "the profile stored after the restart",
-                 [restarted])
+        wait_for(
+            lambda: stored(sessions, learner.id), 120, "the profile stored after the restart", [restarted]
+        )
     finally:
         restarted.stop()

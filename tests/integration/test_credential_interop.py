@@ -41,8 +41,13 @@ from tests.verifiers.ob2_validator import validate_ob2
 from tests.verifiers.ob3_verifier import verify_ob3
 
 pytestmark = pytest.mark.integration
-OFFICIAL_SCHEMA = (Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "external"
-                   / "ob_v3p0_achievementcredential_schema.json")
+OFFICIAL_SCHEMA = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "fixtures"
+    / "external"
+    / "ob_v3p0_achievementcredential_schema.json"
+)
 
 
 @dataclass
@@ -76,8 +81,12 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issued]:
     tmp = tmp_path_factory.mktemp("interop")
     sock = reserve_port()
     port = sock.getsockname()[1]
-    settings = Settings(data_dir=tmp, database_url=f"sqlite:///{tmp / 'ebackpack.db'}", http_port=port,
-                        public_url=f"http://127.0.0.1:{port}")
+    settings = Settings(
+        data_dir=tmp,
+        database_url=f"sqlite:///{tmp / 'ebackpack.db'}",
+        http_port=port,
+        public_url=f"http://127.0.0.1:{port}",
+    )
     migrate(settings.db_url)
     sessions = session_factory(make_engine(settings.db_url))
     store_profiles(sessions, default_dataset().profiles)
@@ -186,8 +195,9 @@ def test_an_expired_credential_is_expired_everywhere(issued: Issued) -> None:
     assert not hosted["valid"] and any("expired" in e for e in hosted["errors"]), hosted["errors"]
 
 
-def test_ob2_hosted_assertion_and_baked_badges_pass_the_1edtech_validator(issued: Issued,
-                                                                          tmp_path: Path) -> None:
+def test_ob2_hosted_assertion_and_baked_badges_pass_the_1edtech_validator(
+    issued: Issued, tmp_path: Path
+) -> None:
     award = issued.awards("digital-accessibility")[0]
     email = issued.email(award)
     url = f"{issued.url}/ob2/assertions/{award.verification_code}"

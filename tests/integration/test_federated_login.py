@@ -109,11 +109,16 @@ class Platform:
     def _identity_provider(self, app: FastAPI) -> None:
         @app.get("/idp/.well-known/openid-configuration")
         def discovery() -> dict[str, Any]:
-            return {"issuer": self.idp, "authorization_endpoint": f"{self.idp}/authorize",
-                    "token_endpoint": f"{self.idp}/token", "jwks_uri": f"{self.idp}/jwks",
-                    "response_types_supported": ["code"], "subject_types_supported": ["public"],
-                    "id_token_signing_alg_values_supported": ["RS256"],
-                    "code_challenge_methods_supported": ["S256"]}
+            return {
+                "issuer": self.idp,
+                "authorization_endpoint": f"{self.idp}/authorize",
+                "token_endpoint": f"{self.idp}/token",
+                "jwks_uri": f"{self.idp}/jwks",
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "code_challenge_methods_supported": ["S256"],
+            }
 
         @app.get("/idp/jwks")
         def jwks() -> dict[str, Any]:
@@ -132,15 +137,26 @@ class Platform:
             return RedirectResponse(f"{params['redirect_uri']}?{query}", 302)
 
         @app.post("/idp/token")
-        def token(request: Request, grant_type: str = Form(), code: str = Form(), redirect_uri: str = Form(),
-                  code_verifier: str = Form("")) -> Response:
+        def token(
+            request: Request,
+            grant_type: str = Form(),
+            code: str = Form(),
+            redirect_uri: str = Form(),
+            code_verifier: str = Form(""),
+        ) -> Response:
             asked = self.codes.pop(code, None)  # a code works once
             if not self._client_authenticated(request) or asked is None or grant_type != "authorization_code":
                 return JSONResponse({"error": "invalid_grant"}, 400)
             if redirect_uri != asked["redirect_uri"] or not _pkce_matches(code_verifier, asked):
                 return JSONResponse({"error": "invalid_grant", "error_description": "PKCE or redirect"}, 400)
-            return JSONResponse({"access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
-                                 "expires_in": 300, "id_token": self._id_token(asked["nonce"])})
+            return JSONResponse(
+                {
+                    "access_token": secrets.token_urlsafe(16),
+                    "token_type": "Bearer",
+                    "expires_in": 300,
+                    "id_token": self._id_token(asked["nonce"]),
+                }
+            )
 
     def _client_authenticated(self, request: Request) -> bool:
         expected = base64.b64encode(f"{OIDC_CLIENT}:{OIDC_SECRET}".encode()).decode()
@@ -148,8 +164,17 @@ class Platform:
 
     def _id_token(self, nonce: str) -> str:
         now = int(time.time())
-        claims = _drop_none({"iss": self.idp, "aud": OIDC_CLIENT, "iat": now, "exp": now + 300,
-                             "nonce": nonce, **self.person, **self.id_token_overrides})
+        claims = _drop_none(
+            {
+                "iss": self.idp,
+                "aud": OIDC_CLIENT,
+                "iat": now,
+                "exp": now + 300,
+                "nonce": nonce,
+                **self.person,
+                **self.id_token_overrides,
+            }
+        )
         signed = _sign(claims, self.id_token_key or self.idp_key)
         if self.tamper:  # a signed token whose payload was changed afterwards
             header, _, signature = signed.split(".")
@@ -175,17 +200,29 @@ class Platform:
                 f'<form id="launch" method="post" action="{params["redirect_uri"]}">'
                 f'<input type="hidden" name="id_token" value="{id_token}">'
                 f'<input type="hidden" name="state" value="{params["state"]}"></form>'
-                "<script>document.getElementById('launch').submit();</script>")
+                "<script>document.getElementById('launch').submit();</script>"
+            )
 
     def _launch_claims(self, params: dict[str, str]) -> dict[str, Any]:
         now = int(time.time())
-        return _drop_none({
-            "iss": self.moodle, "aud": params["client_id"], "sub": params["login_hint"], "iat": now,
-            "exp": now + 60, "nonce": params["nonce"], "name": "Launching Person",
-            LTI + "version": "1.3.0", LTI + "message_type": "LtiResourceLinkRequest",
-            LTI + "deployment_id": DEPLOYMENT, LTI + "roles": [LEARNER_ROLE],
-            LTI + "resource_link": {"id": "42"}, LTI + "target_link_uri": self.target_link_uri,
-            **self.launch_overrides})
+        return _drop_none(
+            {
+                "iss": self.moodle,
+                "aud": params["client_id"],
+                "sub": params["login_hint"],
+                "iat": now,
+                "exp": now + 60,
+                "nonce": params["nonce"],
+                "name": "Launching Person",
+                LTI + "version": "1.3.0",
+                LTI + "message_type": "LtiResourceLinkRequest",
+                LTI + "deployment_id": DEPLOYMENT,
+                LTI + "roles": [LEARNER_ROLE],
+                LTI + "resource_link": {"id": "42"},
+                LTI + "target_link_uri": self.target_link_uri,
+                **self.launch_overrides,
+            }
+        )
 
 
 def _pkce_matches(verifier: str, request: dict[str, str]) -> bool:
@@ -253,32 +290,52 @@ def backpack_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.sessions = session_factory(make_engine(settings.db_url))
         app.include_router(federated.router)
-        app.add_middleware(SessionMiddleware, secret_key=session_secret(settings),
-                           session_cookie=SESSION_COOKIE, same_site="lax")
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=session_secret(settings),
+            session_cookie=SESSION_COOKIE,
+            same_site="lax",
+        )
     app.add_api_route("/whoami", whoami)
     return app
 
 
 def backpack_settings(folder: Path, port: int, platform: Platform | None) -> Settings:
-    settings = Settings(data_dir=folder, embedded=False, dev_login=False,
-                        database_url=f"sqlite:///{folder / 'ebackpack.db'}",
-                        public_url=f"http://127.0.0.1:{port}", http_port=port, admin_emails=ADMIN_EMAIL)
+    settings = Settings(
+        data_dir=folder,
+        embedded=False,
+        dev_login=False,
+        database_url=f"sqlite:///{folder / 'ebackpack.db'}",
+        public_url=f"http://127.0.0.1:{port}",
+        http_port=port,
+        admin_emails=ADMIN_EMAIL,
+    )
     if platform is None:
         return settings
-    return settings.model_copy(update={
-        "moodle_url": platform.moodle,
-        "oidc_issuer": platform.idp, "oidc_client_id": OIDC_CLIENT,
-        "oidc_client_secret": SecretStr(OIDC_SECRET),
-        "lti_issuer": platform.moodle, "lti_client_id": LTI_CLIENT,
-        "lti_auth_url": f"{platform.moodle}/mod/lti/auth.php",
-        "lti_jwks_url": f"{platform.moodle}/mod/lti/certs.php", "lti_deployment_ids": f"{DEPLOYMENT}, 9"})
+    return settings.model_copy(
+        update={
+            "moodle_url": platform.moodle,
+            "oidc_issuer": platform.idp,
+            "oidc_client_id": OIDC_CLIENT,
+            "oidc_client_secret": SecretStr(OIDC_SECRET),
+            "lti_issuer": platform.moodle,
+            "lti_client_id": LTI_CLIENT,
+            "lti_auth_url": f"{platform.moodle}/mod/lti/auth.php",
+            "lti_jwks_url": f"{platform.moodle}/mod/lti/certs.php",
+            "lti_deployment_ids": f"{DEPLOYMENT}, 9",
+        }
+    )
 
 
 def store_learners(settings: Settings) -> None:
     migrate(settings.db_url)
     with session_factory(make_engine(settings.db_url)).begin() as session:
-        session.add_all([Learner(id=7, firstname="Ada", lastname="Lovelace", email="ada@example.org"),
-                         Learner(id=8, firstname="Alan", lastname="Turing", email="alan@example.org")])
+        session.add_all(
+            [
+                Learner(id=7, firstname="Ada", lastname="Lovelace", email="ada@example.org"),
+                Learner(id=8, firstname="Alan", lastname="Turing", email="alan@example.org"),
+            ]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -330,33 +387,48 @@ def oidc_login(browser: httpx.Client, backpack: str, next_path: str = "/") -> ht
     return browser.get(approved.headers["location"])
 
 
-def test_oidc_login_signs_in_the_learner_with_that_email(browser: httpx.Client, backpack: str,
-                                                         platform: Platform) -> None:
+def test_oidc_login_signs_in_the_learner_with_that_email(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     answer = oidc_login(browser, backpack, "/certificates")
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"] == "/certificates"
-    assert me(browser, backpack) == {"learner_id": 7, "role": "learner", "name": "Ada Lovelace",
-                                     "via": "OpenID Connect"}
+    assert me(browser, backpack) == {
+        "learner_id": 7,
+        "role": "learner",
+        "name": "Ada Lovelace",
+        "via": "OpenID Connect",
+    }
     asked = platform.authorize_requests[-1]
     assert asked["scope"] == "openid email profile" and asked["code_challenge_method"] == "S256"
     assert asked["redirect_uri"] == f"{backpack}/auth/oidc/callback" and asked["nonce"]
 
 
-def test_oidc_admin_email_gets_the_admin_role(browser: httpx.Client, backpack: str,
-                                              platform: Platform) -> None:
+def test_oidc_admin_email_gets_the_admin_role(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     platform.person = {"sub": "kc-boss", "email": "Boss@Example.org", "email_verified": True, "name": "Boss"}
     assert oidc_login(browser, backpack).status_code == 303
-    assert me(browser, backpack) == {"learner_id": None, "role": "admin", "name": "Boss",
-                                     "via": "OpenID Connect"}
+    assert me(browser, backpack) == {
+        "learner_id": None,
+        "role": "admin",
+        "name": "Boss",
+        "via": "OpenID Connect",
+    }
 
 
-@pytest.mark.parametrize("person", [
-    {"sub": "kc-x", "email": "nobody@example.org", "email_verified": True},
-    {"sub": "kc-y", "email": "ada@example.org", "email_verified": False},
-    {"sub": "kc-z"},
-], ids=["unknown-email", "unverified-email", "no-email"])
-def test_oidc_without_a_backpack_is_refused(browser: httpx.Client, backpack: str, platform: Platform,
-                                            person: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "person",
+    [
+        {"sub": "kc-x", "email": "nobody@example.org", "email_verified": True},
+        {"sub": "kc-y", "email": "ada@example.org", "email_verified": False},
+        {"sub": "kc-z"},
+    ],
+    ids=["unknown-email", "unverified-email", "no-email"],
+)
+def test_oidc_without_a_backpack_is_refused(
+    browser: httpx.Client, backpack: str, platform: Platform, person: dict[str, Any]
+) -> None:
     platform.person = person
     answer = oidc_login(browser, backpack)
     assert answer.status_code == 403
@@ -364,16 +436,28 @@ def test_oidc_without_a_backpack_is_refused(browser: httpx.Client, backpack: str
     assert me(browser, backpack) is None
 
 
-def test_oidc_unknown_email_says_there_is_no_backpack(browser: httpx.Client, backpack: str,
-                                                      platform: Platform) -> None:
+def test_oidc_unknown_email_says_there_is_no_backpack(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     platform.person = {"sub": "kc-x", "email": "nobody@example.org", "email_verified": True}
     assert "This account has no backpack here" in oidc_login(browser, backpack).text
 
 
-@pytest.mark.parametrize("attack", ["other-key-same-kid", "other-key-other-kid", "tampered-payload",
-                                    "wrong-audience", "wrong-nonce", "wrong-issuer", "expired"])
-def test_oidc_forged_or_foreign_id_tokens_are_refused(browser: httpx.Client, backpack: str,
-                                                      platform: Platform, attack: str) -> None:
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "other-key-same-kid",
+        "other-key-other-kid",
+        "tampered-payload",
+        "wrong-audience",
+        "wrong-nonce",
+        "wrong-issuer",
+        "expired",
+    ],
+)
+def test_oidc_forged_or_foreign_id_tokens_are_refused(
+    browser: httpx.Client, backpack: str, platform: Platform, attack: str
+) -> None:
     platform.person = {"sub": "kc-boss", "email": ADMIN_EMAIL, "email_verified": True}
     if attack == "other-key-same-kid":
         platform.id_token_key = _rsa("idp-1")
@@ -396,16 +480,18 @@ def test_oidc_forged_or_foreign_id_tokens_are_refused(browser: httpx.Client, bac
     assert me(browser, backpack) is None
 
 
-@pytest.mark.parametrize("next_path", ["//evil.example/x", "https://evil.example/", "/\\evil.example",
-                                       "certificates"])
+@pytest.mark.parametrize(
+    "next_path", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "certificates"]
+)
 def test_oidc_next_must_be_a_local_path(browser: httpx.Client, backpack: str, next_path: str) -> None:
     answer = oidc_login(browser, backpack, next_path)
     assert answer.status_code == 303
     assert answer.headers["location"] == "/"
 
 
-def test_oidc_callback_of_a_login_not_started_here_is_refused(browser: httpx.Client, backpack: str,
-                                                             platform: Platform) -> None:
+def test_oidc_callback_of_a_login_not_started_here_is_refused(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     other = httpx.Client(timeout=15)
     with other:
         start = other.get(f"{backpack}/login/oidc")
@@ -419,12 +505,24 @@ def test_oidc_callback_of_a_login_not_started_here_is_refused(browser: httpx.Cli
 # --------------------------------------------------------------------------------------------- LTI 1.3
 
 
-def lti_start(browser: httpx.Client, backpack: str, platform: Platform, login_hint: str = "7",
-              method: str = "POST", **extra: str) -> _FormReader:
+def lti_start(
+    browser: httpx.Client,
+    backpack: str,
+    platform: Platform,
+    login_hint: str = "7",
+    method: str = "POST",
+    **extra: str,
+) -> _FormReader:
     """Moodle's login initiation -> our redirect -> Moodle's auto-post page: the form to submit."""
-    params = {"iss": platform.moodle, "login_hint": login_hint, "target_link_uri": f"{backpack}/",
-              "lti_message_hint": '{"cmid":3,"launchid":"ltilaunch_1"}', "client_id": LTI_CLIENT,
-              "lti_deployment_id": DEPLOYMENT, **extra}
+    params = {
+        "iss": platform.moodle,
+        "login_hint": login_hint,
+        "target_link_uri": f"{backpack}/",
+        "lti_message_hint": '{"cmid":3,"launchid":"ltilaunch_1"}',
+        "client_id": LTI_CLIENT,
+        "lti_deployment_id": DEPLOYMENT,
+        **extra,
+    }
     if method == "POST":
         start = browser.post(f"{backpack}/lti/login", data=params)
     else:
@@ -436,30 +534,54 @@ def lti_start(browser: httpx.Client, backpack: str, platform: Platform, login_hi
     return read_form(page.text)
 
 
-def lti_launch(browser: httpx.Client, backpack: str, platform: Platform, login_hint: str = "7",
-               **extra: str) -> httpx.Response:
+def lti_launch(
+    browser: httpx.Client, backpack: str, platform: Platform, login_hint: str = "7", **extra: str
+) -> httpx.Response:
     form = lti_start(browser, backpack, platform, login_hint, **extra)
     return browser.post(form.action, data=form.fields)
 
 
-def test_lti_launch_signs_in_the_learner_named_by_sub(browser: httpx.Client, backpack: str,
-                                                     platform: Platform) -> None:
+def test_lti_launch_signs_in_the_learner_named_by_sub(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     answer = lti_launch(browser, backpack, platform)
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"] == "/"
-    assert me(browser, backpack) == {"learner_id": 7, "role": "learner", "name": "Ada Lovelace",
-                                     "via": "LTI 1.3"}
+    assert me(browser, backpack) == {
+        "learner_id": 7,
+        "role": "learner",
+        "name": "Ada Lovelace",
+        "via": "LTI 1.3",
+    }
     asked = platform.lti_auth_requests[-1]
-    assert {k: asked[k] for k in ("scope", "response_type", "response_mode", "prompt", "client_id",
-                                  "redirect_uri", "login_hint", "lti_message_hint")} == {
-        "scope": "openid", "response_type": "id_token", "response_mode": "form_post", "prompt": "none",
-        "client_id": LTI_CLIENT, "redirect_uri": f"{backpack}/lti/launch", "login_hint": "7",
-        "lti_message_hint": '{"cmid":3,"launchid":"ltilaunch_1"}'}
+    assert {
+        k: asked[k]
+        for k in (
+            "scope",
+            "response_type",
+            "response_mode",
+            "prompt",
+            "client_id",
+            "redirect_uri",
+            "login_hint",
+            "lti_message_hint",
+        )
+    } == {
+        "scope": "openid",
+        "response_type": "id_token",
+        "response_mode": "form_post",
+        "prompt": "none",
+        "client_id": LTI_CLIENT,
+        "redirect_uri": f"{backpack}/lti/launch",
+        "login_hint": "7",
+        "lti_message_hint": '{"cmid":3,"launchid":"ltilaunch_1"}',
+    }
     assert asked["state"] and asked["nonce"] and asked["nonce"] not in asked["state"]
 
 
-def test_lti_login_by_get_and_landing_on_the_target_link(browser: httpx.Client, backpack: str,
-                                                         platform: Platform) -> None:
+def test_lti_login_by_get_and_landing_on_the_target_link(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     platform.target_link_uri = f"{backpack}/badges?view=all"
     form = lti_start(browser, backpack, platform, "8", method="GET")
     answer = browser.post(form.action, data=form.fields)
@@ -467,37 +589,49 @@ def test_lti_login_by_get_and_landing_on_the_target_link(browser: httpx.Client, 
     assert me(browser, backpack)["learner_id"] == 8  # type: ignore[index]
 
 
-def test_lti_target_link_elsewhere_lands_on_the_start_page(browser: httpx.Client, backpack: str,
-                                                           platform: Platform) -> None:
+def test_lti_target_link_elsewhere_lands_on_the_start_page(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     platform.target_link_uri = "https://evil.example/badges"
     answer = lti_launch(browser, backpack, platform)
     assert answer.status_code == 303 and answer.headers["location"] == "/"
 
 
-def test_lti_administrator_role_gets_the_admin_role(browser: httpx.Client, backpack: str,
-                                                    platform: Platform) -> None:
+def test_lti_administrator_role_gets_the_admin_role(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     platform.launch_overrides = {LTI + "roles": [ADMINISTRATOR]}
     assert lti_launch(browser, backpack, platform).status_code == 303
-    assert me(browser, backpack) == {"learner_id": 7, "role": "admin", "name": "Ada Lovelace",
-                                     "via": "LTI 1.3"}
+    assert me(browser, backpack) == {
+        "learner_id": 7,
+        "role": "admin",
+        "name": "Ada Lovelace",
+        "via": "LTI 1.3",
+    }
 
 
 def test_lti_admin_without_a_backpack(browser: httpx.Client, backpack: str, platform: Platform) -> None:
     platform.launch_overrides = {"email": ADMIN_EMAIL, "name": "Site Boss"}
     assert lti_launch(browser, backpack, platform, login_hint="2").status_code == 303
-    assert me(browser, backpack) == {"learner_id": None, "role": "admin", "name": "Site Boss",
-                                     "via": "LTI 1.3"}
+    assert me(browser, backpack) == {
+        "learner_id": None,
+        "role": "admin",
+        "name": "Site Boss",
+        "via": "LTI 1.3",
+    }
 
 
-def test_lti_unknown_sub_is_matched_by_email(browser: httpx.Client, backpack: str,
-                                             platform: Platform) -> None:
+def test_lti_unknown_sub_is_matched_by_email(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     platform.launch_overrides = {"email": "ALAN@example.org"}
     assert lti_launch(browser, backpack, platform, login_hint="not-a-number").status_code == 303
     assert me(browser, backpack)["learner_id"] == 8  # type: ignore[index]
 
 
-def test_lti_person_without_a_backpack_is_refused(browser: httpx.Client, backpack: str,
-                                                  platform: Platform) -> None:
+def test_lti_person_without_a_backpack_is_refused(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     platform.launch_overrides = {"email": "nobody@example.org"}
     answer = lti_launch(browser, backpack, platform, login_hint="99")
     assert answer.status_code == 403
@@ -522,22 +656,43 @@ def test_lti_replayed_launch_is_refused(browser: httpx.Client, backpack: str, pl
     assert me(browser, backpack) is None
 
 
-@pytest.mark.parametrize(("overrides", "status", "reason"), [
-    ({LTI + "deployment_id": "2"}, 401, "Deployment 2 is not accepted"),
-    ({"aud": "another-tool"}, 401, "meant for another-tool"),
-    ({"aud": [LTI_CLIENT, "another-tool"]}, 401, "no authorized party"),
-    ({"aud": [LTI_CLIENT, "another-tool"], "azp": "another-tool"}, 401, "authorized party (azp) is"),
-    ({"iat": int(time.time()) - 7200, "exp": int(time.time()) - 3600}, 401, "expired"),
-    ({"iat": int(time.time()) + 3600}, 401, "issued in the future"),
-    ({"iss": "https://moodle.attacker.example"}, 401, "not by the configured platform"),
-    ({"nonce": "some-other-nonce"}, 401, "nonce does not belong"),
-    ({"exp": None}, 401, "lacks valid exp and iat"),
-    ({LTI + "message_type": "LtiDeepLinkingRequest"}, 400, "only resource link launches"),
-    ({LTI + "version": "1.1"}, 400, "1.3.0 only"),
-], ids=["deployment", "audience", "several-audiences", "azp", "expired", "future", "issuer", "nonce",
-        "no-exp", "message-type", "version"])
-def test_lti_launch_claims_are_checked(browser: httpx.Client, backpack: str, platform: Platform,
-                                       overrides: dict[str, Any], status: int, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "status", "reason"),
+    [
+        ({LTI + "deployment_id": "2"}, 401, "Deployment 2 is not accepted"),
+        ({"aud": "another-tool"}, 401, "meant for another-tool"),
+        ({"aud": [LTI_CLIENT, "another-tool"]}, 401, "no authorized party"),
+        ({"aud": [LTI_CLIENT, "another-tool"], "azp": "another-tool"}, 401, "authorized party (azp) is"),
+        ({"iat": int(time.time()) - 7200, "exp": int(time.time()) - 3600}, 401, "expired"),
+        ({"iat": int(time.time()) + 3600}, 401, "issued in the future"),
+        ({"iss": "https://moodle.attacker.example"}, 401, "not by the configured platform"),
+        ({"nonce": "some-other-nonce"}, 401, "nonce does not belong"),
+        ({"exp": None}, 401, "lacks valid exp and iat"),
+        ({LTI + "message_type": "LtiDeepLinkingRequest"}, 400, "only resource link launches"),
+        ({LTI + "version": "1.1"}, 400, "1.3.0 only"),
+    ],
+    ids=[
+        "deployment",
+        "audience",
+        "several-audiences",
+        "azp",
+        "expired",
+        "future",
+        "issuer",
+        "nonce",
+        "no-exp",
+        "message-type",
+        "version",
+    ],
+)
+def test_lti_launch_claims_are_checked(
+    browser: httpx.Client,
+    backpack: str,
+    platform: Platform,
+    overrides: dict[str, Any],
+    status: int,
+    reason: str,
+) -> None:
     platform.launch_overrides = overrides
     answer = lti_launch(browser, backpack, platform)
     assert answer.status_code == status, answer.text
@@ -545,10 +700,13 @@ def test_lti_launch_claims_are_checked(browser: httpx.Client, backpack: str, pla
     assert me(browser, backpack) is None
 
 
-@pytest.mark.parametrize(("kid", "reason"), [("moodle-1", "signature does not match"),
-                                             ("attacker-1", "key the platform does not publish")])
-def test_lti_token_signed_by_another_key_is_refused(browser: httpx.Client, backpack: str, platform: Platform,
-                                                    kid: str, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("kid", "reason"),
+    [("moodle-1", "signature does not match"), ("attacker-1", "key the platform does not publish")],
+)
+def test_lti_token_signed_by_another_key_is_refused(
+    browser: httpx.Client, backpack: str, platform: Platform, kid: str, reason: str
+) -> None:
     platform.launch_key = _rsa(kid)
     answer = lti_launch(browser, backpack, platform)
     assert answer.status_code == 401
@@ -556,8 +714,9 @@ def test_lti_token_signed_by_another_key_is_refused(browser: httpx.Client, backp
     assert me(browser, backpack) is None
 
 
-def test_lti_token_with_another_algorithm_is_refused(browser: httpx.Client, backpack: str,
-                                                     platform: Platform) -> None:
+def test_lti_token_with_another_algorithm_is_refused(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     form = lti_start(browser, backpack, platform)
     _, payload, _ = form.fields["id_token"].split(".")
     unsigned = base64.urlsafe_b64encode(b'{"alg":"none"}').decode().rstrip("=")
@@ -570,16 +729,19 @@ def test_lti_token_with_another_algorithm_is_refused(browser: httpx.Client, back
     assert me(browser, backpack) is None
 
 
-def test_lti_launch_in_another_browser_is_refused(browser: httpx.Client, backpack: str,
-                                                  platform: Platform) -> None:
+def test_lti_launch_in_another_browser_is_refused(
+    browser: httpx.Client, backpack: str, platform: Platform
+) -> None:
     """Login CSRF: someone's own valid launch posted from a victim's browser."""
     form = lti_start(browser, backpack, platform)
     with httpx.Client(timeout=15) as victim:
         answer = victim.post(form.action, data=form.fields)
         assert answer.status_code == 400
         assert "did not send back the cookie" in answer.text
-        victim.get(f"{backpack}/lti/login", params={"iss": platform.moodle, "login_hint": "8",
-                                                     "target_link_uri": f"{backpack}/"})
+        victim.get(
+            f"{backpack}/lti/login",
+            params={"iss": platform.moodle, "login_hint": "8", "target_link_uri": f"{backpack}/"},
+        )
         answer = victim.post(form.action, data=form.fields)  # with a browser cookie of its own
         assert answer.status_code == 400
         assert "started in another browser" in answer.text
@@ -601,16 +763,25 @@ def test_lti_platform_error_is_shown(browser: httpx.Client, backpack: str) -> No
     assert "login_required" in answer.text
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"iss": "https://moodle.attacker.example"}, "Unknown platform"),
-    ({"client_id": "another-tool"}, "not for this tool"),
-    ({"lti_deployment_id": "5"}, "Deployment 5 is not accepted"),
-    ({"login_hint": ""}, "no login_hint"),
-])
-def test_lti_login_request_is_checked(browser: httpx.Client, backpack: str, platform: Platform,
-                                      change: dict[str, str], reason: str) -> None:
-    params = {"iss": platform.moodle, "login_hint": "7", "target_link_uri": f"{backpack}/",
-              "client_id": LTI_CLIENT, **change}
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"iss": "https://moodle.attacker.example"}, "Unknown platform"),
+        ({"client_id": "another-tool"}, "not for this tool"),
+        ({"lti_deployment_id": "5"}, "Deployment 5 is not accepted"),
+        ({"login_hint": ""}, "no login_hint"),
+    ],
+)
+def test_lti_login_request_is_checked(
+    browser: httpx.Client, backpack: str, platform: Platform, change: dict[str, str], reason: str
+) -> None:
+    params = {
+        "iss": platform.moodle,
+        "login_hint": "7",
+        "target_link_uri": f"{backpack}/",
+        "client_id": LTI_CLIENT,
+        **change,
+    }
     answer = browser.post(f"{backpack}/lti/login", data=params)
     assert answer.status_code == 400
     assert reason in answer.text
@@ -621,8 +792,9 @@ def test_lti_browser_cookie_is_cross_site_on_https(tmp_path: Path) -> None:
     header = federated._browser_cookie_header(settings, "t" * 43)
     assert header.startswith("__Host-ebackpack_lti=")
     assert all(flag in header for flag in ("Secure", "SameSite=None", "Partitioned", "HttpOnly", "Path=/"))
-    assert "SameSite=Lax" in federated._browser_cookie_header(settings.model_copy(
-        update={"public_url": "http://127.0.0.1:8000"}), "t" * 43)
+    assert "SameSite=Lax" in federated._browser_cookie_header(
+        settings.model_copy(update={"public_url": "http://127.0.0.1:8000"}), "t" * 43
+    )
 
 
 # ------------------------------------------------------------------------------------ not configured

@@ -36,12 +36,16 @@ def nested_xobjects_pdf(depth: int = 12, fan_out: int = 8, seed: int = 0) -> byt
     draws. poppler catches a form that draws itself, not this."""
     pdf = pikepdf.new()
     pdf.add_blank_page(page_size=(200, 200))
-    font = pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1,
-                              BaseFont=pikepdf.Name.Helvetica)
+    font = pikepdf.Dictionary(
+        Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica
+    )
     inner: pikepdf.Object | None = None
     for _ in range(depth):
-        body = (b"BT /F1 1 Tf (x) Tj ET" if inner is None
-                else b" ".join([b"q 0.9 0 0 0.9 1 1 cm /X Do Q"] * fan_out))
+        body = (
+            b"BT /F1 1 Tf (x) Tj ET"
+            if inner is None
+            else b" ".join([b"q 0.9 0 0 0.9 1 1 cm /X Do Q"] * fan_out)
+        )
         form = pdf.make_indirect(pikepdf.Stream(pdf, body))
         form.Type, form.Subtype, form.BBox = pikepdf.Name.XObject, pikepdf.Name.Form, [0, 0, 200, 200]
         form.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font))
@@ -61,8 +65,13 @@ def plain_certificate_pdf() -> bytes:
     pdf = pikepdf.new()
     pdf.add_blank_page(page_size=(595, 842))
     page = pdf.pages[0]
-    page.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=pikepdf.Dictionary(
-        Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica)))
+    page.Resources = pikepdf.Dictionary(
+        Font=pikepdf.Dictionary(
+            F1=pikepdf.Dictionary(
+                Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica
+            )
+        )
+    )
     page.Contents = pdf.make_stream(b"BT /F1 24 Tf 60 700 Td (Certificate of completion) Tj ET")
     out = io.BytesIO()
     pdf.save(out)
@@ -87,8 +96,9 @@ class Backpack:
         self.settings, self.client, self.worker = settings, client, worker
 
     def upload(self, learner: int, name: str, data: bytes) -> Upload:
-        answer = self.client.post("/api/attestations", files={"file": (name, data)},
-                                  headers=self._auth(learner))
+        answer = self.client.post(
+            "/api/attestations", files={"file": (name, data)}, headers=self._auth(learner)
+        )
         assert answer.status_code == 202, answer.text
         return Upload(answer.json()["id"], time.monotonic())
 
@@ -119,8 +129,10 @@ def backpack(settings: Settings, web_socket: Any, request: pytest.FixtureRequest
     worker = Worker("importer", settings)
     worker.start()
     try:
-        with WebServer(settings, web_socket) as server, \
-                httpx.Client(base_url=server.url, timeout=30) as client:
+        with (
+            WebServer(settings, web_socket) as server,
+            httpx.Client(base_url=server.url, timeout=30) as client,
+        ):
             yield Backpack(settings, client, worker)
     finally:
         worker.stop()
@@ -150,8 +162,11 @@ def test_hostile_pdfs_of_one_learner_do_not_delay_another_learners_verdict(backp
 
     assert other.verdict is not None and other.verdict["state"] == "imported"
     assert other.verdict["record"]["verification"]["status"] == "not verifiable"
-    print(f"\nB's verdict {other.seconds:.2f} s after its upload; A's verdicts after "
-          + ", ".join(f"{u.seconds:.1f}" for u in hostile) + " s")
+    print(
+        f"\nB's verdict {other.seconds:.2f} s after its upload; A's verdicts after "
+        + ", ".join(f"{u.seconds:.1f}" for u in hostile)
+        + " s"
+    )
     # B is judged while A's files are still in work (before A's second), within one file's budget
     # (before: after all four of A's files, 167 s).
     assert other.judged is not None and hostile[1].judged is not None and other.judged < hostile[1].judged
@@ -167,14 +182,19 @@ def test_hostile_pdfs_of_one_learner_do_not_delay_another_learners_verdict(backp
 
 def test_canonicalization_bombs_are_rejected_fast_while_another_learner_is_served(backpack: Backpack) -> None:
     warm_up(backpack)
-    bombs = {name: backpack.upload(HOSTILE, f"{name}.json", poisoned_credential(make()))
-             for name, make in sorted(SHAPES.items())}
+    bombs = {
+        name: backpack.upload(HOSTILE, f"{name}.json", poisoned_credential(make()))
+        for name, make in sorted(SHAPES.items())
+    }
     other = backpack.upload(OTHER, "certificate.pdf", plain_certificate_pdf())
 
     backpack.watch({HOSTILE: list(bombs.values()), OTHER: [other]}, seconds=120)
 
-    print("\n" + ", ".join(f"{name} {u.seconds:.2f} s" for name, u in bombs.items())
-          + f"; the other learner's verdict {other.seconds:.2f} s")
+    print(
+        "\n"
+        + ", ".join(f"{name} {u.seconds:.2f} s" for name, u in bombs.items())
+        + f"; the other learner's verdict {other.seconds:.2f} s"
+    )
     for name, upload in bombs.items():
         assert upload.verdict is not None and upload.verdict["state"] == "rejected", name
         assert upload.verdict["rejection_reason"].endswith("rejected"), upload.verdict
@@ -184,8 +204,9 @@ def test_canonicalization_bombs_are_rejected_fast_while_another_learner_is_serve
     assert backpack.worker.running
 
 
-@pytest.mark.parametrize("backpack", [{"import_file_seconds": 3, "import_file_memory_mb": 250}],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "backpack", [{"import_file_seconds": 3, "import_file_memory_mb": 250}], indirect=True
+)
 def test_a_file_over_its_time_or_memory_budget_is_stopped_and_the_next_one_served(backpack: Backpack) -> None:
     warm_up(backpack)
     slow = backpack.upload(HOSTILE, "nested.pdf", nested_xobjects_pdf())  # poppler alone would take 6 s
@@ -194,8 +215,10 @@ def test_a_file_over_its_time_or_memory_budget_is_stopped_and_the_next_one_serve
 
     backpack.watch({HOSTILE: [slow, greedy, after]}, seconds=120)
 
-    print(f"\nover time: {slow.seconds:.2f} s, over memory: {greedy.seconds:.2f} s, "
-          f"the next file: {after.seconds:.2f} s")
+    print(
+        f"\nover time: {slow.seconds:.2f} s, over memory: {greedy.seconds:.2f} s, "
+        f"the next file: {after.seconds:.2f} s"
+    )
     assert slow.verdict is not None and greedy.verdict is not None and after.verdict is not None
     assert slow.verdict["state"] == "rejected"
     assert "took longer than the 3 s one file may take" in slow.verdict["rejection_reason"]
@@ -234,8 +257,15 @@ def test_an_import_process_that_dies_while_idle_is_replaced_and_the_file_still_j
     data = plain_certificate_pdf()
     ObjectStore(settings).put("attestations/1/a.pdf", data, "application/pdf")
     with sessions.begin() as session:
-        session.add(AttestationRow(id="a", learner_id=1, object_key="attestations/1/a.pdf", size=len(data),
-                                   received_at=datetime.now(UTC)))
+        session.add(
+            AttestationRow(
+                id="a",
+                learner_id=1,
+                object_key="attestations/1/a.pdf",
+                size=len(data),
+                received_at=datetime.now(UTC),
+            )
+        )
     sandbox = Sandbox(settings, Budget(seconds=8, memory_bytes=1024 * 1024 * 1024))
     try:
         assert sandbox.run("a").result is not None

@@ -124,11 +124,16 @@ def certificate_authority(tmp: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSL
     now = datetime.now(UTC)
 
     def cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: Any, ca: bool) -> Any:
-        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
-                                                                                         subject)]))
-                   .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if not ca:
             names = x509.SubjectAlternativeName([x509.DNSName(subject)])
             builder = builder.add_extension(names, critical=False)
@@ -140,9 +145,11 @@ def certificate_authority(tmp: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSL
     leaf = cert(name, leaf_key, ca_name, ca_key, ca=False)
     (tmp / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     (tmp / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    (tmp / "leaf.key").write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM,
-                                                          serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
+    (tmp / "leaf.key").write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     client = ssl.create_default_context(cafile=str(tmp / "ca.pem"))
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(tmp / "leaf.pem", tmp / "leaf.key")

@@ -310,8 +310,10 @@ def test_a_signed_ob2_assertion_is_checked_with_the_key_its_creator_url_serves(s
             "issuer": f"{site.url}/issuer",
         },
     )
-    site.put("/issuer", {"id": f"{site.url}/issuer", "type": "Issuer", "name": "Signing Issuer",
-                         "publicKey": creator})
+    site.put(
+        "/issuer",
+        {"id": f"{site.url}/issuer", "type": "Issuer", "name": "Signing Issuer", "publicKey": creator},
+    )
     assertion = {
         "@context": "https://w3id.org/openbadges/v2",
         "type": "Assertion",

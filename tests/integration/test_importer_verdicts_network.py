@@ -64,8 +64,14 @@ class SignedIssuer:
     badge: str
 
     def assertion(self, number: int, **fields: Any) -> dict[str, Any]:
-        return ob2_assertion(f"urn:uuid:7d1f0c36-0000-4000-8000-{number:012d}", self.badge,
-                             {"type": "SignedBadge", "creator": self.creator}) | fields
+        return (
+            ob2_assertion(
+                f"urn:uuid:7d1f0c36-0000-4000-8000-{number:012d}",
+                self.badge,
+                {"type": "SignedBadge", "creator": self.creator},
+            )
+            | fields
+        )
 
     def sign(self, assertion: dict[str, Any], header: dict[str, Any] | None = None) -> bytes:
         protected = {"alg": "RS256"} | (header or {})

@@ -91,8 +91,13 @@ def test_a_learner_without_a_profile_is_parked_and_saves_no_award(service) -> No
 def test_a_batch_saves_what_it_can_and_reports_poison_and_missing_profiles(service: IssuerService) -> None:
     good = completions()[:3]
     message = MoodleEventMessage.model_validate_json(good[0])
-    stranger = message.model_copy(update={"id": "no-profile", "data": message.data.model_copy(
-        update={"relateduserid": 999999})}).model_dump_json().encode()
+    stranger = (
+        message.model_copy(
+            update={"id": "no-profile", "data": message.data.model_copy(update={"relateduserid": 999999})}
+        )
+        .model_dump_json()
+        .encode()
+    )
     batch = [good[0], b"\x00 not json", stranger, good[1], good[0], good[2]]  # good[0] redelivered
 
     result = service.handle_batch(batch)
@@ -101,8 +106,11 @@ def test_a_batch_saves_what_it_can_and_reports_poison_and_missing_profiles(servi
     assert result.parked == [2] and service.parked_count() == 1
     saved = awards(service)
     assert len(saved) == 3 and 999999 not in {a.learner_id for a in saved}
-    issued = [CredentialIssuedMessage.model_validate_json(e.payload) for e in result.events
-              if e.topic.endswith("credentials")]
+    issued = [
+        CredentialIssuedMessage.model_validate_json(e.payload)
+        for e in result.events
+        if e.topic.endswith("credentials")
+    ]
     assert sorted(i.data.credential_id for i in issued) == sorted(a.credential_id for a in saved)
     # the whole batch again (a redelivery after a crash): nothing new, the same unsent events
     again = service.handle_batch(batch)
@@ -110,8 +118,9 @@ def test_a_batch_saves_what_it_can_and_reports_poison_and_missing_profiles(servi
     assert sorted(e.event_id for e in again.events) == sorted(e.event_id for e in result.events)
 
 
-def test_an_award_saved_under_an_earlier_id_is_found_by_learner_and_rule(service: IssuerService,
-                                                                         tmp_path) -> None:
+def test_an_award_saved_under_an_earlier_id_is_found_by_learner_and_rule(
+    service: IssuerService, tmp_path
+) -> None:
     """Awards saved before credential ids were keyed keep their ids: a redelivered completion, whose id
     is now derived otherwise, finds the award by learner and rule and issues nothing twice."""
     raw = completions()[0]

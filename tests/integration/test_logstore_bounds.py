@@ -26,14 +26,17 @@ def completion_row() -> dict[str, Any]:
     return next(r for r in rows if r["eventname"] == "\\core\\event\\course_completed")
 
 
-def test_impossible_rows_are_dead_letters_and_the_rest_is_published(settings: Settings,
-                                                                    tmp_path: Path) -> None:
+def test_impossible_rows_are_dead_letters_and_the_rest_is_published(
+    settings: Settings, tmp_path: Path
+) -> None:
     sessions = prepare(settings)
     good = completion_row()
-    rows = [good,
-            {**good, "id": good["id"] + 1, "timecreated": 10**12},
-            {**good, "id": good["id"] + 2, "relateduserid": 2**64},
-            {**good, "id": good["id"] + 3, "other": json.dumps({"note": "\ud800"})}]
+    rows = [
+        good,
+        {**good, "id": good["id"] + 1, "timecreated": 10**12},
+        {**good, "id": good["id"] + 2, "relateduserid": 2**64},
+        {**good, "id": good["id"] + 3, "other": json.dumps({"note": "\ud800"})},
+    ]
     export = tmp_path / "log.jsonl"
     export.write_text("".join(json.dumps(row) + "\n" for row in rows))
     publisher = MoodleEventPublisher(settings)

@@ -60,6 +60,7 @@ USER_UPDATED = "\\core\\event\\user_updated"
 
 # --- the Moodle databases ----------------------------------------------------------------------------
 
+
 @dataclass
 class MoodleDb:
     kind: str  # postgresql | mariadb
@@ -107,8 +108,7 @@ class MoodleDb:
         return ids
 
     def _insert_sql(self, columns: tuple[str, ...]) -> str:
-        return (f"INSERT INTO {self.table} ({', '.join(columns)}) "
-                f"VALUES ({', '.join(['%s'] * len(columns))})")
+        return f"INSERT INTO {self.table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
 
     def insert_one(self, cursor: Any, row: dict[str, Any]) -> int:
         """Insert without an id (the sequence allocates it) on an open transaction; returns the id."""
@@ -155,8 +155,9 @@ def _postgres(request: pytest.FixtureRequest) -> Iterator[MoodleDb]:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    yield MoodleDb("postgresql", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-                   lambda: psycopg.connect(dsn))
+    yield MoodleDb(
+        "postgresql", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", lambda: psycopg.connect(dsn)
+    )
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -167,14 +168,18 @@ def _mariadb(request: pytest.FixtureRequest) -> Iterator[MoodleDb]:
     try:
         pymysql.connect(**MARIADB, database="test", connect_timeout=3).close()
     except pymysql.err.OperationalError as exc:
-        pytest.skip(f"MariaDB not reachable at {MARIADB['host']}:{MARIADB['port']} "
-                    f"(root, empty password): {exc}")
+        pytest.skip(
+            f"MariaDB not reachable at {MARIADB['host']}:{MARIADB['port']} (root, empty password): {exc}"
+        )
     name = f"moodle_{uuid.uuid4().hex[:10]}"
     admin = pymysql.connect(**MARIADB, database="test", autocommit=True)
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    yield MoodleDb("mariadb", f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4",
-                   lambda: pymysql.connect(**MARIADB, database=name, charset="utf8mb4"))
+    yield MoodleDb(
+        "mariadb",
+        f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4",
+        lambda: pymysql.connect(**MARIADB, database=name, charset="utf8mb4"),
+    )
     with admin.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
     admin.close()
@@ -186,6 +191,7 @@ def moodle_db(request: pytest.FixtureRequest) -> Iterator[MoodleDb]:
 
 
 # --- a week of a Moodle site's log ---------------------------------------------------------------------
+
 
 @dataclass
 class SiteLog:
@@ -204,9 +210,13 @@ class SiteLog:
 
     @staticmethod
     def _pairs(rows: list[dict[str, Any]]) -> set[tuple[int, int]]:
-        return {(r["relateduserid"], r["courseid"]) for r in rows
-                if r["eventname"] == COURSE_COMPLETED and r["courseid"] in rule_course_ids()
-                and not r.get("_malformed")}
+        return {
+            (r["relateduserid"], r["courseid"])
+            for r in rows
+            if r["eventname"] == COURSE_COMPLETED
+            and r["courseid"] in rule_course_ids()
+            and not r.get("_malformed")
+        }
 
 
 def _other(value: Any, rng: random.Random) -> str | None:
@@ -234,8 +244,18 @@ def generate_log(rows: int = 100_000, seed: int = 7, learners: int = 1500) -> Si
     broken_pool = [p.id for p in people[learners:]]  # they only ever complete with a malformed row
     deleted_pool = list(range(900_000, 900_600))  # users without profiles and without completions
     times = sorted(rng.sample(range(START, START + WEEK), rows))
-    kinds = ["module_viewed", "course_viewed", "loggedin", "module_completion", "graded", "completion",
-             "completion_updated", "user_updated", "user_deleted", "malformed"]
+    kinds = [
+        "module_viewed",
+        "course_viewed",
+        "loggedin",
+        "module_completion",
+        "graded",
+        "completion",
+        "completion_updated",
+        "user_updated",
+        "user_deleted",
+        "malformed",
+    ]
     weights = [40, 20, 5, 14, 12.3, 1.5, 1.5, 1.4, 0.25, 0.05]
     completed: list[tuple[int, int, int]] = []  # learner, course, course_completions id
     done_pairs: set[tuple[int, int]] = set()
@@ -245,41 +265,107 @@ def generate_log(rows: int = 100_000, seed: int = 7, learners: int = 1500) -> Si
         learner = rng.choice(pool)
         course = rng.choice(courses)
         row: dict[str, Any] = {
-            "id": FIRST_ID + index, "component": "core", "objecttable": None, "objectid": None,
-            "contextid": course + 1145, "contextlevel": 50, "contextinstanceid": course, "userid": learner,
-            "courseid": course, "relateduserid": None, "anonymous": 0, "timecreated": when,
-            "origin": "web", "ip": f"10.20.{rng.randrange(256)}.{rng.randrange(1, 255)}", "realuserid": None,
+            "id": FIRST_ID + index,
+            "component": "core",
+            "objecttable": None,
+            "objectid": None,
+            "contextid": course + 1145,
+            "contextlevel": 50,
+            "contextinstanceid": course,
+            "userid": learner,
+            "courseid": course,
+            "relateduserid": None,
+            "anonymous": 0,
+            "timecreated": when,
+            "origin": "web",
+            "ip": f"10.20.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+            "realuserid": None,
         }
         if kind == "module_viewed":
             cmid = course * 9 + rng.randint(1, 10)
-            row |= {"eventname": "\\mod_page\\event\\course_module_viewed", "component": "mod_page",
-                    "action": "viewed", "target": "course_module", "objecttable": "page",
-                    "objectid": rng.randint(1, 900), "crud": "r", "edulevel": 2, "contextid": cmid + 815,
-                    "contextlevel": 70, "contextinstanceid": cmid, "other": _other(None, rng)}
+            row |= {
+                "eventname": "\\mod_page\\event\\course_module_viewed",
+                "component": "mod_page",
+                "action": "viewed",
+                "target": "course_module",
+                "objecttable": "page",
+                "objectid": rng.randint(1, 900),
+                "crud": "r",
+                "edulevel": 2,
+                "contextid": cmid + 815,
+                "contextlevel": 70,
+                "contextinstanceid": cmid,
+                "other": _other(None, rng),
+            }
         elif kind == "course_viewed":
-            row |= {"eventname": "\\core\\event\\course_viewed", "action": "viewed", "target": "course",
-                    "crud": "r", "edulevel": 2, "other": _other(None, rng)}
+            row |= {
+                "eventname": "\\core\\event\\course_viewed",
+                "action": "viewed",
+                "target": "course",
+                "crud": "r",
+                "edulevel": 2,
+                "other": _other(None, rng),
+            }
         elif kind == "loggedin":
-            row |= {"eventname": "\\core\\event\\user_loggedin", "action": "loggedin", "target": "user",
-                    "objecttable": "user", "objectid": learner, "crud": "r", "edulevel": 0, "contextid": 1,
-                    "contextlevel": 10, "contextinstanceid": 0, "courseid": 0,
-                    "other": _other({"username": f"u{learner}"}, rng)}
+            row |= {
+                "eventname": "\\core\\event\\user_loggedin",
+                "action": "loggedin",
+                "target": "user",
+                "objecttable": "user",
+                "objectid": learner,
+                "crud": "r",
+                "edulevel": 0,
+                "contextid": 1,
+                "contextlevel": 10,
+                "contextinstanceid": 0,
+                "courseid": 0,
+                "other": _other({"username": f"u{learner}"}, rng),
+            }
         elif kind == "module_completion":
             cmid = course * 9 + rng.randint(1, 10)
             overrideby = rng.choice(TEACHERS) if rng.random() < 0.1 else None
-            row |= {"eventname": MODULE_COMPLETION_UPDATED, "action": "updated",
-                    "target": "course_module_completion", "objecttable": "course_modules_completion",
-                    "objectid": rng.randint(70_000, 99_999), "crud": "u", "edulevel": 2,
-                    "contextid": cmid + 815, "contextlevel": 70, "contextinstanceid": cmid,
-                    "userid": overrideby or learner, "relateduserid": learner,
-                    "other": _other({"relateduserid": learner, "overrideby": overrideby,
-                                     "completionstate": rng.choice([0, 1, 1, 2, 3])}, rng)}
+            row |= {
+                "eventname": MODULE_COMPLETION_UPDATED,
+                "action": "updated",
+                "target": "course_module_completion",
+                "objecttable": "course_modules_completion",
+                "objectid": rng.randint(70_000, 99_999),
+                "crud": "u",
+                "edulevel": 2,
+                "contextid": cmid + 815,
+                "contextlevel": 70,
+                "contextinstanceid": cmid,
+                "userid": overrideby or learner,
+                "relateduserid": learner,
+                "other": _other(
+                    {
+                        "relateduserid": learner,
+                        "overrideby": overrideby,
+                        "completionstate": rng.choice([0, 1, 1, 2, 3]),
+                    },
+                    rng,
+                ),
+            }
         elif kind == "graded":
-            row |= {"eventname": USER_GRADED, "action": "graded", "target": "user",
-                    "objecttable": "grade_grades", "objectid": rng.randint(300_000, 399_999), "crud": "u",
-                    "edulevel": 2, "userid": rng.choice([*TEACHERS, CRON_USER]), "relateduserid": learner,
-                    "other": _other({"itemid": course * 120 + rng.randint(0, 9), "overridden": False,
-                                     "finalgrade": rng.randint(0, 1000) / 10}, rng)}
+            row |= {
+                "eventname": USER_GRADED,
+                "action": "graded",
+                "target": "user",
+                "objecttable": "grade_grades",
+                "objectid": rng.randint(300_000, 399_999),
+                "crud": "u",
+                "edulevel": 2,
+                "userid": rng.choice([*TEACHERS, CRON_USER]),
+                "relateduserid": learner,
+                "other": _other(
+                    {
+                        "itemid": course * 120 + rng.randint(0, 9),
+                        "overridden": False,
+                        "finalgrade": rng.randint(0, 1000) / 10,
+                    },
+                    rng,
+                ),
+            }
         elif kind in ("completion", "malformed"):
             if kind == "malformed":
                 learner, course = rng.choice(broken_pool), rng.choice(rule_courses)
@@ -295,32 +381,79 @@ def generate_log(rows: int = 100_000, seed: int = 7, learners: int = 1500) -> Si
                 completed.append((learner, course, completion_id))
             actor = rng.choices([CRON_USER, learner, rng.choice(TEACHERS), rng.choice(pool)], [4, 3, 2, 1])[0]
             other = {"relateduserid": learner} if rng.random() < 0.5 else None
-            row |= {"eventname": COURSE_COMPLETED, "action": "completed", "target": "course",
-                    "objecttable": "course_completions", "objectid": completion_id, "crud": "u",
-                    "edulevel": 2, "contextid": course + 1145, "contextinstanceid": course,
-                    "courseid": course, "userid": actor, "relateduserid": learner,
-                    "origin": "cli" if actor == CRON_USER else "web", "other": _other(other, rng)}
+            row |= {
+                "eventname": COURSE_COMPLETED,
+                "action": "completed",
+                "target": "course",
+                "objecttable": "course_completions",
+                "objectid": completion_id,
+                "crud": "u",
+                "edulevel": 2,
+                "contextid": course + 1145,
+                "contextinstanceid": course,
+                "courseid": course,
+                "userid": actor,
+                "relateduserid": learner,
+                "origin": "cli" if actor == CRON_USER else "web",
+                "other": _other(other, rng),
+            }
             if kind == "malformed":
                 whole = _other({"relateduserid": learner}, random.Random(index)) or "N;"
                 row |= {"other": whole[: len(whole) - 4], "_malformed": True}
         elif kind == "completion_updated":
-            row |= {"eventname": COURSE_COMPLETION_UPDATED, "action": "updated",
-                    "target": "course_completion", "crud": "u", "edulevel": 1,
-                    "userid": rng.choice(TEACHERS), "other": _other(None, rng)}
+            row |= {
+                "eventname": COURSE_COMPLETION_UPDATED,
+                "action": "updated",
+                "target": "course_completion",
+                "crud": "u",
+                "edulevel": 1,
+                "userid": rng.choice(TEACHERS),
+                "other": _other(None, rng),
+            }
         elif kind == "user_updated":
-            row |= {"eventname": USER_UPDATED, "action": "updated", "target": "user", "objecttable": "user",
-                    "objectid": learner, "crud": "u", "edulevel": 0, "contextid": learner + 4000,
-                    "contextlevel": 30, "contextinstanceid": learner, "courseid": 0,
-                    "userid": rng.choice([learner, CRON_USER]), "relateduserid": learner,
-                    "other": _other(None, rng)}
+            row |= {
+                "eventname": USER_UPDATED,
+                "action": "updated",
+                "target": "user",
+                "objecttable": "user",
+                "objectid": learner,
+                "crud": "u",
+                "edulevel": 0,
+                "contextid": learner + 4000,
+                "contextlevel": 30,
+                "contextinstanceid": learner,
+                "courseid": 0,
+                "userid": rng.choice([learner, CRON_USER]),
+                "relateduserid": learner,
+                "other": _other(None, rng),
+            }
         else:  # user_deleted, with the deleted user's username and e-mail in `other`
             gone = deleted_pool.pop()
-            row |= {"eventname": USER_DELETED, "action": "deleted", "target": "user", "objecttable": "user",
-                    "objectid": gone, "crud": "d", "edulevel": 0, "contextid": gone + 4000,
-                    "contextlevel": 30, "contextinstanceid": gone, "courseid": 0, "userid": CRON_USER,
-                    "relateduserid": gone, "other": _other({"username": f"gone{gone}", "idnumber": "",
-                                                            "email": f"gone{gone}@example.org", "picture": 0,
-                                                            "mnethostid": 1}, rng)}
+            row |= {
+                "eventname": USER_DELETED,
+                "action": "deleted",
+                "target": "user",
+                "objecttable": "user",
+                "objectid": gone,
+                "crud": "d",
+                "edulevel": 0,
+                "contextid": gone + 4000,
+                "contextlevel": 30,
+                "contextinstanceid": gone,
+                "courseid": 0,
+                "userid": CRON_USER,
+                "relateduserid": gone,
+                "other": _other(
+                    {
+                        "username": f"gone{gone}",
+                        "idnumber": "",
+                        "email": f"gone{gone}@example.org",
+                        "picture": 0,
+                        "mnethostid": 1,
+                    },
+                    rng,
+                ),
+            }
         out.append(row)
     ids = [r["id"] for r in out]
     later = rng.sample(ids[100:], len(ids) // 100)
@@ -341,6 +474,7 @@ def db_row(row: dict[str, Any]) -> dict[str, Any]:
 
 # --- our side: ledger, broker, issuer -----------------------------------------------------------------
 
+
 @dataclass
 class Gateway:
     settings: Settings
@@ -349,9 +483,16 @@ class Gateway:
 
 
 def gateway(base: Settings, name: str, tmp_path: Path, **update: Any) -> Gateway:
-    settings = base.model_copy(update={
-        "topic_prefix": f"t{uuid.uuid4().hex[:8]}.", "database_url": f"sqlite:///{tmp_path / f'{name}.db'}",
-        "site_id": SITE, "credential_formats": "", "poll_rescan_seconds": 120, **update})
+    settings = base.model_copy(
+        update={
+            "topic_prefix": f"t{uuid.uuid4().hex[:8]}.",
+            "database_url": f"sqlite:///{tmp_path / f'{name}.db'}",
+            "site_id": SITE,
+            "credential_formats": "",
+            "poll_rescan_seconds": 120,
+            **update,
+        }
+    )
     sessions = prepare(settings)
     return Gateway(settings, sessions, MoodleEventPublisher(settings))
 
@@ -363,7 +504,7 @@ def issue_all(gw: Gateway, profiles: Profiles) -> tuple[list[tuple[int, int]], l
     service = IssuerService(gw.sessions, load_rules(gw.settings.rules_file), gw.settings)
     values = [r.value for r in records]
     for start in range(0, len(values), 500):
-        result = service.handle_batch(values[start:start + 500])
+        result = service.handle_batch(values[start : start + 500])
         assert not result.invalid and not result.parked, (result.invalid[:3], result.parked[:3])
     with gw.sessions() as session:
         awards = [(a.learner_id, a.course_id) for a in session.scalars(select(AwardRow))]
@@ -386,8 +527,10 @@ class FakeClock:
 
 # --- tests ---------------------------------------------------------------------------------------------
 
+
 def test_a_week_of_log_polled_with_late_commits_gives_exactly_the_expected_awards(
-        moodle_db: MoodleDb, settings: Settings, tmp_path: Path) -> None:
+    moodle_db: MoodleDb, settings: Settings, tmp_path: Path
+) -> None:
     began = time.monotonic()
     moodle_db.create_table()
     site_log = generate_log()
@@ -400,13 +543,16 @@ def test_a_week_of_log_polled_with_late_commits_gives_exactly_the_expected_award
     rows = site_log.rows
     phases = 10
     size = len(rows) // phases
-    chunks = [rows[k * size:(k + 1) * size] for k in range(phases)]
+    chunks = [rows[k * size : (k + 1) * size] for k in range(phases)]
     pending: dict[int, list[dict[str, Any]]] = {}
     totals = PollResult()
     polls: list[PollResult] = []
     for k in range(phases + 2):
-        now_rows = [r for r in (chunks[k] if k < phases else [])
-                    if r["id"] not in site_log.late and r["id"] not in site_log.rolled_back]
+        now_rows = [
+            r
+            for r in (chunks[k] if k < phases else [])
+            if r["id"] not in site_log.late and r["id"] not in site_log.rolled_back
+        ]
         moodle_db.insert([db_row(r) for r in now_rows])
         moodle_db.insert([db_row(r) for r in pending.pop(k, [])])  # late commits of earlier phases
         for r in chunks[k] if k < phases else []:
@@ -511,11 +657,28 @@ def ledger(tmp_path: Path) -> Any:
 
 
 def completion(learner: int, course: int = 42, *, other: str | None = "N;") -> dict[str, Any]:
-    return {"eventname": COURSE_COMPLETED, "component": "core", "action": "completed", "target": "course",
-            "objecttable": "course_completions", "objectid": 9000 + learner, "crud": "u", "edulevel": 2,
-            "contextid": course + 1145, "contextlevel": 50, "contextinstanceid": course, "userid": CRON_USER,
-            "courseid": course, "relateduserid": learner, "anonymous": 0, "other": other,
-            "timecreated": START + learner, "origin": "cli", "ip": None, "realuserid": None}
+    return {
+        "eventname": COURSE_COMPLETED,
+        "component": "core",
+        "action": "completed",
+        "target": "course",
+        "objecttable": "course_completions",
+        "objectid": 9000 + learner,
+        "crud": "u",
+        "edulevel": 2,
+        "contextid": course + 1145,
+        "contextlevel": 50,
+        "contextinstanceid": course,
+        "userid": CRON_USER,
+        "courseid": course,
+        "relateduserid": learner,
+        "anonymous": 0,
+        "other": other,
+        "timecreated": START + learner,
+        "origin": "cli",
+        "ip": None,
+        "realuserid": None,
+    }
 
 
 def learners_of(sent: list[Message]) -> list[int]:
@@ -523,12 +686,18 @@ def learners_of(sent: list[Message]) -> list[int]:
 
 
 def test_rows_committed_out_of_id_order_by_concurrent_transactions_are_not_skipped(
-        moodle_db: MoodleDb, tmp_path: Path) -> None:
+    moodle_db: MoodleDb, tmp_path: Path
+) -> None:
     """Two connections: the first takes id N and commits after the second committed N+1 and a poll saw
     it. Then a transaction that rolls back leaves a gap that is closed after poll_rescan_seconds."""
     moodle_db.create_table(prefix="moo_")  # another $CFG->prefix
-    settings = Settings(data_dir=tmp_path, site_id=SITE, moodle_db_url=moodle_db.url, moodle_db_prefix="moo_",
-                        poll_rescan_seconds=120)
+    settings = Settings(
+        data_dir=tmp_path,
+        site_id=SITE,
+        moodle_db_url=moodle_db.url,
+        moodle_db_prefix="moo_",
+        poll_rescan_seconds=120,
+    )
     publisher, clock = ListPublisher(), FakeClock()
     poller = LogStorePoller(settings, ledger(tmp_path), publisher, from_start=True, clock=clock)
     assert poller.poll_once().read == 0
@@ -550,7 +719,8 @@ def test_rows_committed_out_of_id_order_by_concurrent_transactions_are_not_skipp
     slow.rollback()
     after = moodle_db.insert(
         [completion(1004), completion(1005, other='a:1:{s:13:"relateduserid";i:10'), completion(1006)],
-        explicit_ids=False)
+        explicit_ids=False,
+    )
     assert after[0] > gone
     third = poller.poll_once()
     assert (third.read, third.published, third.open_gaps) == (3, 2, 1)
@@ -568,15 +738,17 @@ def test_rows_committed_out_of_id_order_by_concurrent_transactions_are_not_skipp
 
 
 def test_backfill_reads_the_history_since_a_date_rate_limited_and_resumable(
-        moodle_db: MoodleDb, tmp_path: Path) -> None:
+    moodle_db: MoodleDb, tmp_path: Path
+) -> None:
     moodle_db.create_table()
     site_log = generate_log(rows=20_000, seed=3, learners=400)
     moodle_db.insert([db_row(r) for r in site_log.committed()])
     settings = Settings(data_dir=tmp_path, site_id=SITE, moodle_db_url=moodle_db.url)
     sessions = ledger(tmp_path)
     since = datetime.fromtimestamp(START + 3 * 86400, UTC)
-    wanted = [r for r in site_log.committed()
-              if r["eventname"] in USED and r["timecreated"] >= since.timestamp()]
+    wanted = [
+        r for r in site_log.committed() if r["eventname"] in USED and r["timecreated"] >= since.timestamp()
+    ]
 
     class Interrupted(Exception):
         pass

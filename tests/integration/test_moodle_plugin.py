@@ -43,32 +43,63 @@ COMPLETED_FIXTURE = MOODLE_FIXTURES / "observer-course_completed.moodle51.json"
 DELETED_FIXTURE = MOODLE_FIXTURES / "observer-user_deleted.json"
 REAL_44 = MOODLE_FIXTURES / "real-4.4"  # what the plugin sent from a real Moodle 4.4.2 site
 # Fields of get_data() that say what kind of event it is and where, never whom or when: no personal data.
-STRUCTURAL = {"eventname", "component", "action", "target", "objecttable", "crud", "edulevel", "contextid",
-              "contextlevel", "anonymous"}
+STRUCTURAL = {
+    "eventname",
+    "component",
+    "action",
+    "target",
+    "objecttable",
+    "crud",
+    "edulevel",
+    "contextid",
+    "contextlevel",
+    "anonymous",
+}
 MOODLE_44_ATTEMPTS = 12  # \core\task\adhoc_task's attempts in Moodle 4.4 (task_adhoc.attemptsavailable)
 SITE = "moodle.example.org"
 SECRET = "correct horse battery staple / zażółć"  # non-ASCII and a slash: UTF-8 on both sides
 
 PLUGIN_FILES = [
-    "version.php", "settings.php", "README.md", "db/events.php", "classes/client.php", "classes/observer.php",
-    "classes/task/post_event.php", "classes/privacy/provider.php", "lang/en/local_ebackpack.php",
+    "version.php",
+    "settings.php",
+    "README.md",
+    "db/events.php",
+    "classes/client.php",
+    "classes/observer.php",
+    "classes/task/post_event.php",
+    "classes/privacy/provider.php",
+    "lang/en/local_ebackpack.php",
     "lang/pl/local_ebackpack.php",
 ]
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def php() -> str:
     return require_tool("php")
 
 
-def run_php(php: str, script: str, *args: str, stdin: Any = None, code: str | None = None,
-            env: dict[str, str] | None = None) -> Any:
+def run_php(
+    php: str,
+    script: str,
+    *args: str,
+    stdin: Any = None,
+    code: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Any:
     """Run a PHP script of tests/php (or `code` with -r) and decode the JSON it prints."""
     command = [php, "-r", code] if code is not None else [php, str(PHP_DIR / script), *args]
-    done = subprocess.run(command, input=None if stdin is None else json.dumps(stdin), capture_output=True,
-                          text=True, timeout=120, cwd=ROOT, env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        command,
+        input=None if stdin is None else json.dumps(stdin),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
     assert done.returncode == 0, f"{command[:3]} failed ({done.returncode}): {done.stderr}{done.stdout}"
     assert "Warning" not in done.stderr and "Deprecated" not in done.stderr, done.stderr
     return json.loads(done.stdout)
@@ -79,23 +110,54 @@ def call(php: str, *calls: tuple[str, list[Any]]) -> list[Any]:
     return run_php(php, "client_call.php", stdin=[{"method": m, "args": a} for m, a in calls])
 
 
-def post_fixture(php: str, url: str, fixture: Path, *, secret: str = SECRET, site: str = SITE,
-                 transport: str = "stream", timestamp: int | None = None) -> dict[str, Any]:
-    args = [f"--url={url}", f"--secret={secret}", f"--site={site}", f"--fixture={fixture}",
-            f"--transport={transport}"]
+def post_fixture(
+    php: str,
+    url: str,
+    fixture: Path,
+    *,
+    secret: str = SECRET,
+    site: str = SITE,
+    transport: str = "stream",
+    timestamp: int | None = None,
+) -> dict[str, Any]:
+    args = [
+        f"--url={url}",
+        f"--secret={secret}",
+        f"--site={site}",
+        f"--fixture={fixture}",
+        f"--transport={transport}",
+    ]
     if timestamp is not None:
         args.append(f"--timestamp={timestamp}")
     return run_php(php, "post_fixture.php", *args)
 
 
-def run_task(php: str, event: dict[str, Any], url: str, *, secret: str = SECRET, site: str = SITE,
-             faildelay: int = 0, attempts: int | None = None, mode: str = "execute",
-             timecompleted: int | None = None) -> dict[str, Any]:
+def run_task(
+    php: str,
+    event: dict[str, Any],
+    url: str,
+    *,
+    secret: str = SECRET,
+    site: str = SITE,
+    faildelay: int = 0,
+    attempts: int | None = None,
+    mode: str = "execute",
+    timecompleted: int | None = None,
+) -> dict[str, Any]:
     """The plugin's adhoc task (or observer) run once, as Moodle's cron would run it."""
-    return run_php(php, "run_task.php", stdin={
-        "mode": mode, "event": event, "faildelay": faildelay, "attempts": attempts,
-        **({"timecompleted": timecompleted} if timecompleted is not None else {}),
-        "config": {"webhookurl": url, "secret": secret, "siteid": site}, "wwwroot": f"https://{SITE}"})
+    return run_php(
+        php,
+        "run_task.php",
+        stdin={
+            "mode": mode,
+            "event": event,
+            "faildelay": faildelay,
+            "attempts": attempts,
+            **({"timecompleted": timecompleted} if timecompleted is not None else {}),
+            "config": {"webhookurl": url, "secret": secret, "siteid": site},
+            "wwwroot": f"https://{SITE}",
+        },
+    )
 
 
 def load(fixture: Path) -> dict[str, Any]:
@@ -172,6 +234,7 @@ def closed_port_url() -> str:
 
 # --- the plugin's files ----------------------------------------------------------------------------------
 
+
 def test_the_plugin_has_its_files_and_every_php_file_passes_lint(php: str) -> None:
     missing = [name for name in PLUGIN_FILES if not (PLUGIN / name).is_file()]
     assert not missing, f"missing plugin files: {missing}"
@@ -184,18 +247,31 @@ def test_the_plugin_has_its_files_and_every_php_file_passes_lint(php: str) -> No
 
 
 def test_version_and_observers_follow_moodle_conventions(php: str) -> None:
-    plugin = run_php(php, "", code=(
-        "define('MOODLE_INTERNAL', 1); define('MATURITY_BETA', 100); $plugin = new stdClass();"
-        f"require '{PLUGIN}/version.php'; echo json_encode($plugin);"))
+    plugin = run_php(
+        php,
+        "",
+        code=(
+            "define('MOODLE_INTERNAL', 1); define('MATURITY_BETA', 100); $plugin = new stdClass();"
+            f"require '{PLUGIN}/version.php'; echo json_encode($plugin);"
+        ),
+    )
     assert plugin["component"] == "local_ebackpack"
     assert plugin["requires"] == 2022112800
     assert re.fullmatch(r"20\d{8}", str(plugin["version"]))
     assert plugin["maturity"] == 100 and plugin["release"]
 
-    observers = run_php(php, "", code=(
-        f"define('MOODLE_INTERNAL', 1); require '{PLUGIN}/db/events.php'; echo json_encode($observers);"))
+    observers = run_php(
+        php,
+        "",
+        code=(
+            f"define('MOODLE_INTERNAL', 1); require '{PLUGIN}/db/events.php'; echo json_encode($observers);"
+        ),
+    )
     assert {o["eventname"] for o in observers} == {
-        "\\core\\event\\course_completed", "\\core\\event\\user_deleted", "\\core\\event\\user_updated"}
+        "\\core\\event\\course_completed",
+        "\\core\\event\\user_deleted",
+        "\\core\\event\\user_updated",
+    }
     for observer in observers:
         assert observer["internal"] is False, observer  # only after the transaction commits
         assert observer["callback"] == "\\local_ebackpack\\observer::forward"
@@ -203,9 +279,17 @@ def test_version_and_observers_follow_moodle_conventions(php: str) -> None:
 
 def test_every_string_the_plugin_uses_exists_in_english_and_polish(php: str) -> None:
     def keys(lang: str) -> set[str]:
-        return set(run_php(php, "", code=(
-            f"define('MOODLE_INTERNAL', 1); $string = []; require '{PLUGIN}/lang/{lang}/local_ebackpack.php';"
-            "echo json_encode(array_keys($string));")))
+        return set(
+            run_php(
+                php,
+                "",
+                code=(
+                    "define('MOODLE_INTERNAL', 1); $string = []; "
+                    f"require '{PLUGIN}/lang/{lang}/local_ebackpack.php';"
+                    "echo json_encode(array_keys($string));"
+                ),
+            )
+        )
 
     english, polish = keys("en"), keys("pl")
     assert english == polish, f"only in en: {english - polish}; only in pl: {polish - english}"
@@ -256,13 +340,23 @@ def test_the_privacy_provider_declares_what_goes_to_the_ebackpack(php: str) -> N
 
 # --- the pure contract functions, PHP only ---------------------------------------------------------------
 
+
 def test_classify_answers(php: str) -> None:
     statuses = [202, 200, 401, 403, 422, 400, 413, 429, 500, 502, 503, 504, 404, 0]
     got = dict(zip(statuses, call(php, *[("classify", [s]) for s in statuses]), strict=True))
     assert got == {
-        202: "accepted", 200: "accepted",
-        401: "refused", 403: "refused", 422: "refused", 400: "refused", 413: "refused",
-        429: "retry", 500: "retry", 502: "retry", 503: "retry", 504: "retry",
+        202: "accepted",
+        200: "accepted",
+        401: "refused",
+        403: "refused",
+        422: "refused",
+        400: "refused",
+        413: "refused",
+        429: "retry",
+        500: "retry",
+        502: "retry",
+        503: "retry",
+        504: "retry",
         404: "retry",  # a misconfigured URL: kept until the setting is fixed
         0: "retry",  # no HTTP answer: DNS, connection refused, timeout
     }
@@ -273,17 +367,22 @@ def test_retry_after_and_the_backoff_plan(php: str) -> None:
     date = formatdate(now + 90, usegmt=True)
     results = call(
         php,
-        ("retry_after", ["120", now]), ("retry_after", [date, now]), ("retry_after", ["soon", now]),
-        ("retry_after", [None, now]), ("retry_after", ["999999", now]),
+        ("retry_after", ["120", now]),
+        ("retry_after", [date, now]),
+        ("retry_after", ["soon", now]),
+        ("retry_after", [None, now]),
+        ("retry_after", ["999999", now]),
         ("header_value", [{"HTTP/1.1": "503 Service Unavailable", "retry-after": "10"}, "Retry-After"]),
-        ("plan_retry", [0, None, None]),     # first failure: Moodle's 60 s
-        ("plan_retry", [0, 600, None]),      # Retry-After beyond the backoff: 300 doubled = 600
-        ("plan_retry", [60, 30, None]),      # Retry-After shorter than the backoff: backoff wins
+        ("plan_retry", [0, None, None]),  # first failure: Moodle's 60 s
+        ("plan_retry", [0, 600, None]),  # Retry-After beyond the backoff: 300 doubled = 600
+        ("plan_retry", [60, 30, None]),  # Retry-After shorter than the backoff: backoff wins
         ("plan_retry", [43200, None, None]),  # capped at 24 h
         ("plan_retry", [240, 10**6, None]),  # Retry-After capped at 24 h too
-        ("plan_retry", [480, None, 2]),      # Moodle 4.4+, attempts left: throw
-        ("plan_retry", [480, 10, 1]),        # the last attempt: queue a fresh copy instead
-        ("next_fail_delay", [0]), ("next_fail_delay", [60]), ("next_fail_delay", [86400]),
+        ("plan_retry", [480, None, 2]),  # Moodle 4.4+, attempts left: throw
+        ("plan_retry", [480, 10, 1]),  # the last attempt: queue a fresh copy instead
+        ("next_fail_delay", [0]),
+        ("next_fail_delay", [60]),
+        ("next_fail_delay", [86400]),
     )
     assert results[:6] == [120, 90, None, None, 86400, "10"]
     assert results[6:13] == [
@@ -301,17 +400,25 @@ def test_retry_after_and_the_backoff_plan(php: str) -> None:
 def test_endpoint_and_default_site_id(php: str) -> None:
     assert call(
         php,
-        ("endpoint", ["https://backpack.example.org"]), ("endpoint", ["https://backpack.example.org/"]),
+        ("endpoint", ["https://backpack.example.org"]),
+        ("endpoint", ["https://backpack.example.org/"]),
         ("endpoint", [" https://backpack.example.org/hooks/moodle "]),
         ("default_site_id", ["https://Moodle.example.org/moodle"]),
         ("default_site_id", ["http://127.0.0.1:8080"]),
-    ) == ["https://backpack.example.org/moodle/events", "https://backpack.example.org/moodle/events",
-          "https://backpack.example.org/hooks/moodle", "moodle.example.org", "127.0.0.1:8080"]
+    ) == [
+        "https://backpack.example.org/moodle/events",
+        "https://backpack.example.org/moodle/events",
+        "https://backpack.example.org/hooks/moodle",
+        "moodle.example.org",
+        "127.0.0.1:8080",
+    ]
 
 
 def test_php_body_and_signature_are_byte_identical_to_python(php: str) -> None:
     unusual = load(COMPLETED_FIXTURE) | {
-        "eventname": "\\core\\event\\user_updated", "other": {"note": "Zażółć gęślą jaźń / ½ \"quoted\" 😀"}}
+        "eventname": "\\core\\event\\user_updated",
+        "other": {"note": 'Zażółć gęślą jaźń / ½ "quoted" 😀'},
+    }
     events = [load(COMPLETED_FIXTURE), load(DELETED_FIXTURE), unusual]
     timestamp = 1_763_989_200
     bodies = call(php, *[("payload", [SITE, [event]]) for event in events], ("payload", [SITE, events]))
@@ -320,16 +427,21 @@ def test_php_body_and_signature_are_byte_identical_to_python(php: str) -> None:
     signatures = call(php, *[("sign", [SECRET, timestamp, body]) for body in bodies])
     assert signatures == [sign(SECRET, timestamp, body.encode()) for body in bodies]
     headers = call(php, ("headers", [SITE, SECRET, bodies[0], timestamp]))[0]
-    assert headers == ["Content-Type: application/json", f"X-Ebackpack-Site: {SITE}",
-                       f"X-Ebackpack-Timestamp: {timestamp}",
-                       f"X-Ebackpack-Signature: {sign(SECRET, timestamp, bodies[0].encode())}"]
+    assert headers == [
+        "Content-Type: application/json",
+        f"X-Ebackpack-Site: {SITE}",
+        f"X-Ebackpack-Timestamp: {timestamp}",
+        f"X-Ebackpack-Signature: {sign(SECRET, timestamp, bodies[0].encode())}",
+    ]
 
 
 # --- PHP against the real receiver -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("transport", ["curl", "stream"])
-def test_php_posts_a_completion_that_arrives_on_moodle_events(php: str, gateway: tuple[Settings, str],
-                                                             transport: str) -> None:
+def test_php_posts_a_completion_that_arrives_on_moodle_events(
+    php: str, gateway: tuple[Settings, str], transport: str
+) -> None:
     settings, origin = gateway
     modules = subprocess.run([php, "-m"], capture_output=True, text=True).stdout.split()
     if transport == "curl" and "curl" not in modules:
@@ -349,14 +461,18 @@ def test_php_posts_a_completion_that_arrives_on_moodle_events(php: str, gateway:
     assert message["source"] == f"moodle://{SITE}"
     assert message["data"]["eventname"] == "\\core\\event\\course_completed"
     assert (message["data"]["objectid"], message["data"]["relateduserid"], message["data"]["courseid"]) == (
-        9132, 5722, 42)
+        9132,
+        5722,
+        42,
+    )
 
     again = post_fixture(php, origin, COMPLETED_FIXTURE, transport=transport)
     assert again["status"] == 202 and json.loads(again["body"])["duplicates"] == 1
 
 
 def test_the_real_moodle_44_payloads_sent_by_the_plugins_code_are_accepted(
-        php: str, gateway: tuple[Settings, str]) -> None:
+    php: str, gateway: tuple[Settings, str]
+) -> None:
     settings, origin = gateway
     fixtures = sorted(REAL_44.glob("observer-*.json"))
     answers = [post_fixture(php, origin, path) for path in fixtures]
@@ -365,8 +481,9 @@ def test_the_real_moodle_44_payloads_sent_by_the_plugins_code_are_accepted(
     assert keys == [b"5", b"5", b"6", b"6", b"6"]  # relateduserid, never the acting admin (userid 2)
 
 
-def test_a_wrong_secret_or_a_malformed_event_is_refused(php: str, gateway: tuple[Settings, str],
-                                                        tmp_path: Path) -> None:
+def test_a_wrong_secret_or_a_malformed_event_is_refused(
+    php: str, gateway: tuple[Settings, str], tmp_path: Path
+) -> None:
     settings, origin = gateway
     wrong = post_fixture(php, origin, COMPLETED_FIXTURE, secret="not the shared secret")
     assert wrong["status"] == 401, wrong
@@ -416,8 +533,9 @@ def test_the_plugins_task_delivers_and_gives_up_on_refusal(php: str, gateway: tu
     assert key == b"5721" and message["data"]["other"] is None  # the gateway does not pass them on
 
 
-def test_the_task_retries_while_the_gateway_has_no_secret(php: str, settings: Settings,
-                                                         web_socket: socket.socket) -> None:
+def test_the_task_retries_while_the_gateway_has_no_secret(
+    php: str, settings: Settings, web_socket: socket.socket
+) -> None:
     unconfigured = settings.model_copy(update={"gateway_secret": None, "site_id": SITE})
     with Receiver(unconfigured, web_socket) as receiver:
         answer = post_fixture(php, receiver.origin, COMPLETED_FIXTURE)
@@ -479,8 +597,9 @@ def test_the_observer_queues_one_task_with_the_whole_event(php: str) -> None:
 
 def test_a_completion_carries_the_completion_date_certificates_print(php: str) -> None:
     event = load(COMPLETED_FIXTURE)
-    [task] = run_task(php, event, "https://backpack.example.org", mode="observe",
-                      timecompleted=1767225600)["queued"]
+    [task] = run_task(php, event, "https://backpack.example.org", mode="observe", timecompleted=1767225600)[
+        "queued"
+    ]
     assert task["customdata"] == event | {"timecompleted": 1767225600}
     [without] = run_task(php, event, "https://backpack.example.org", mode="observe")["queued"]
     assert without["customdata"]["timecompleted"] is None  # no snapshot: the gateway falls back

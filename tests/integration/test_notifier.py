@@ -93,8 +93,9 @@ class Inbox:
         self.holding = threading.Event()
         self.recipients: list[str] = []  # every RCPT TO the server was asked for
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         envelope.rcpt_tos.append(address)
         self.recipients.append(address)
         self.rcpts += 1
@@ -148,15 +149,24 @@ class MoodleStub:
                 fields = {k: v[0] for k, v in urllib.parse.parse_qs(body).items()}
                 user = int(fields.get("messages[0][touserid]", "0"))
                 if self.path != "/webservice/rest/server.php" or fields.get("wstoken") != WS_TOKEN:
-                    answer: Any = {"exception": "moodle_exception", "errorcode": "invalidtoken",
-                                   "message": "Invalid token"}
+                    answer: Any = {
+                        "exception": "moodle_exception",
+                        "errorcode": "invalidtoken",
+                        "message": "Invalid token",
+                    }
                 elif user == REFUSED_BY_MOODLE:
-                    answer = [{"msgid": -1, "clientmsgid": fields.get("messages[0][clientmsgid]"),
-                               "errormessage": "The user has blocked messages from non-contacts"}]
+                    answer = [
+                        {
+                            "msgid": -1,
+                            "clientmsgid": fields.get("messages[0][clientmsgid]"),
+                            "errormessage": "The user has blocked messages from non-contacts",
+                        }
+                    ]
                 else:
                     stub.calls.append(fields)
-                    answer = [{"msgid": len(stub.calls),
-                               "clientmsgid": fields.get("messages[0][clientmsgid]")}]
+                    answer = [
+                        {"msgid": len(stub.calls), "clientmsgid": fields.get("messages[0][clientmsgid]")}
+                    ]
                 respond(self, 200, json.dumps(answer).encode())
 
         self.server = LoopbackServer(Handler).start()
@@ -204,15 +214,26 @@ class Pipeline:
         """What the renderer records when a certificate's PDF is stored (the notifier waits for it)."""
         with self.sessions.begin() as s:
             for cid in credential_ids:
-                s.add(CertificateRow(credential_id=cid, bucket="b", object_key=f"certificates/{cid}/x.pdf",
-                                     sha256="0" * 64, size=1, template="default",
-                                     rendered_at=datetime.now(UTC)))
+                s.add(
+                    CertificateRow(
+                        credential_id=cid,
+                        bucket="b",
+                        object_key=f"certificates/{cid}/x.pdf",
+                        sha256="0" * 64,
+                        size=1,
+                        template="default",
+                        rendered_at=datetime.now(UTC),
+                    )
+                )
 
     def revocation(self, learner: int, course: int, reason: str) -> OutboxRow:
         award = self.issuer.revoke(self.codes[(learner, course)], reason)
         with self.sessions() as s:
-            return s.scalars(select(OutboxRow).where(OutboxRow.credential_id == award.credential_id,
-                                                     OutboxRow.payload.contains("revoked.v1"))).one()
+            return s.scalars(
+                select(OutboxRow).where(
+                    OutboxRow.credential_id == award.credential_id, OutboxRow.payload.contains("revoked.v1")
+                )
+            ).one()
 
     def publish(self, rows: list[OutboxRow]) -> None:
         for row in rows:
@@ -244,9 +265,19 @@ def learners(first: int, count: int) -> list[int]:
 
 
 def extra_profiles(ids: list[int]) -> Profiles:
-    return Profiles(users=[LearnerProfile(id=i, firstname=f"Learner{i}", lastname="Test",
-                                          email=f"learner{i}@example.org", lang="pl" if i % 2 else "en")
-                           for i in ids], courses=[])
+    return Profiles(
+        users=[
+            LearnerProfile(
+                id=i,
+                firstname=f"Learner{i}",
+                lastname="Test",
+                email=f"learner{i}@example.org",
+                lang="pl" if i % 2 else "en",
+            )
+            for i in ids
+        ],
+        courses=[],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -255,11 +286,17 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, stack_settings: Settings)
     smtp = SmtpServer(inbox, free_port())
     smtp.start()
     web = reserve_port()
-    settings = isolated(stack_settings, tmp_path_factory.mktemp("notifier"), web).model_copy(update={
-        "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "moodle_url": moodle.url,
-        "moodle_ws_token": SecretStr(WS_TOKEN), "notify_moodle_messages": True,
-        "mail_from": "e-Backpack <no-reply@backpack.example.org>", "dev_login": True,
-    })
+    settings = isolated(stack_settings, tmp_path_factory.mktemp("notifier"), web).model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp.port,
+            "moodle_url": moodle.url,
+            "moodle_ws_token": SecretStr(WS_TOKEN),
+            "notify_moodle_messages": True,
+            "mail_from": "e-Backpack <no-reply@backpack.example.org>",
+            "dev_login": True,
+        }
+    )
     sessions = prepare(settings)
     data = default_dataset().profiles
     store_profiles(sessions, Profiles(users=data.users, courses=data.courses))
@@ -303,7 +340,8 @@ def assert_each_once(pipe: Pipeline) -> None:
 
 
 def test_an_award_is_announced_once_in_the_learners_language_through_redelivery_and_replay(
-        pipeline: Pipeline) -> None:
+    pipeline: Pipeline,
+) -> None:
     pipe = pipeline
     issued = pipe.award(JAN, PYTHON, rendered=False) + pipe.award(EMILY, PYTHON, rendered=False)
     pipe.publish(issued)
@@ -312,12 +350,16 @@ def test_an_award_is_announced_once_in_the_learners_language_through_redelivery_
     def waiting(row: NotificationRow) -> bool:  # looked at, and put back for later
         return row.state == "pending" and row.next_attempt_at is not None and row.updated_at > row.created_at
 
-    pipe.wait(lambda: len([r for r in pipe.rows(JAN) + pipe.rows(EMILY) if waiting(r)]) == 4,
-              "four messages waiting for their PDFs")
+    pipe.wait(
+        lambda: len([r for r in pipe.rows(JAN) + pipe.rows(EMILY) if waiting(r)]) == 4,
+        "four messages waiting for their PDFs",
+    )
     assert pipe.inbox.messages == [] and pipe.moodle.calls == []
     pipe.render([r.credential_id for r in issued])
-    pipe.wait(lambda: len(pipe.inbox.messages) == 2 and len(pipe.moodle.calls) == 2,
-              "two e-mails, two Moodle messages")
+    pipe.wait(
+        lambda: len(pipe.inbox.messages) == 2 and len(pipe.moodle.calls) == 2,
+        "two e-mails, two Moodle messages",
+    )
 
     code = pipe.codes[(JAN, PYTHON)]
     (jan,) = pipe.inbox.to("jan.kowalski@example.org")
@@ -366,10 +408,15 @@ def test_an_award_is_announced_once_in_the_learners_language_through_redelivery_
     # Replay: a new consumer group reads `credentials` from offset 0; then a new award behind it.
     pipe.restart(pipe.settings.model_copy(update={"notify_group": "notifier-replay"}))
     pipe.publish(pipe.award(EMILY, ACCESSIBILITY))
-    pipe.wait(lambda: len(pipe.inbox.to("emily.carter@example.org")) == 2,
-              "the badge e-mail after the replay", seconds=60)
-    assert pipe.inbox.to("emily.carter@example.org")[1]["Subject"] == \
-        "Your new badge: Digital Accessibility (WCAG 2.1)"
+    pipe.wait(
+        lambda: len(pipe.inbox.to("emily.carter@example.org")) == 2,
+        "the badge e-mail after the replay",
+        seconds=60,
+    )
+    assert (
+        pipe.inbox.to("emily.carter@example.org")[1]["Subject"]
+        == "Your new badge: Digital Accessibility (WCAG 2.1)"
+    )
     pipe.wait(lambda: len(pipe.moodle.calls) == 4, "the badge's Moodle message")
     assert len(pipe.inbox.messages) == 4
     assert_each_once(pipe)
@@ -394,11 +441,14 @@ def test_kill_9_in_the_middle_of_a_batch_sends_each_message_exactly_once(pipelin
 
     pipe.restart()
     addresses = [f"learner{i}@example.org" for i in batch]
-    pipe.wait(lambda: all(pipe.inbox.to(a) for a in addresses)
-              and len(pipe.moodle.calls) - before_moodle >= 30,
-              "30 e-mails and 30 Moodle messages after the restart", seconds=60)
-    pipe.wait(lambda: all(r.state == "sent" for learner in batch for r in pipe.rows(learner)),
-              "every row sent")
+    pipe.wait(
+        lambda: all(pipe.inbox.to(a) for a in addresses) and len(pipe.moodle.calls) - before_moodle >= 30,
+        "30 e-mails and 30 Moodle messages after the restart",
+        seconds=60,
+    )
+    pipe.wait(
+        lambda: all(r.state == "sent" for learner in batch for r in pipe.rows(learner)), "every row sent"
+    )
     assert len(pipe.inbox.messages) - before_mail == 30
     assert len(pipe.moodle.calls) - before_moodle == 30
     assert_each_once(pipe)
@@ -414,9 +464,15 @@ def test_an_smtp_outage_delays_the_e_mails_but_loses_none(pipeline: Pipeline) ->
     try:
         pipe.publish(events)
         pipe.wait(lambda: len(pipe.moodle.calls) - before_moodle == 4, "Moodle messages: another channel")
-        pipe.wait(lambda: all(r.state == "failed" and r.attempts >= 2 for learner in batch
-                              for r in pipe.rows(learner) if r.channel == "email"),
-                  "e-mails failing, retried")
+        pipe.wait(
+            lambda: all(
+                r.state == "failed" and r.attempts >= 2
+                for learner in batch
+                for r in pipe.rows(learner)
+                if r.channel == "email"
+            ),
+            "e-mails failing, retried",
+        )
         time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
         assert not any(pipe.inbox.to(f"learner{i}@example.org") for i in batch)
         errors = {r.last_error for learner in batch for r in pipe.rows(learner) if r.channel == "email"}
@@ -460,13 +516,17 @@ def test_the_reminder_lead_time_is_per_rule(pipeline: Pipeline) -> None:
     learner = 9037
     (event,) = pipe.award(learner, FIRST_AID)
     with pipe.sessions.begin() as s:
-        s.execute(update(AwardRow).where(AwardRow.credential_id == event.credential_id)
-                  .values(valid_until=datetime.now(UTC) + timedelta(days=40)))
+        s.execute(
+            update(AwardRow)
+            .where(AwardRow.credential_id == event.credential_id)
+            .values(valid_until=datetime.now(UTC) + timedelta(days=40))
+        )
     rules = load_rules(pipe.settings.rules_file)
 
     def lead(days: int | None) -> list[int]:
-        book = rules.model_copy(update={"rules": [r.model_copy(update={"reminder_days": days})
-                                                  for r in rules.rules]})
+        book = rules.model_copy(
+            update={"rules": [r.model_copy(update={"reminder_days": days}) for r in rules.rules]}
+        )
         service = NotifierService(pipe.sessions, book, pipe.settings, Tuning())
         return [n.learner_id for n in service.expiring()]
 
@@ -478,10 +538,14 @@ def test_a_permanent_refusal_becomes_a_dead_letter_with_the_reason(pipeline: Pip
     pipe = pipeline
     pipe.publish(pipe.award(REFUSED_BY_MOODLE, ACCESSIBILITY))
     pipe.wait(lambda: pipe.inbox.to(f"learner{REFUSED_BY_MOODLE}@example.org"), "the e-mail (other channel)")
-    pipe.wait(lambda: [r for r in pipe.rows(REFUSED_BY_MOODLE)
-                       if r.channel == "moodle" and r.state == "dead"], "the Moodle message given up")
-    letters = [DeadLetterMessage.model_validate_json(r.value)
-               for r in read_topics(pipe.settings, [pipe.settings.topic(DEAD_LETTERS)])]
+    pipe.wait(
+        lambda: [r for r in pipe.rows(REFUSED_BY_MOODLE) if r.channel == "moodle" and r.state == "dead"],
+        "the Moodle message given up",
+    )
+    letters = [
+        DeadLetterMessage.model_validate_json(r.value)
+        for r in read_topics(pipe.settings, [pipe.settings.topic(DEAD_LETTERS)])
+    ]
     (letter,) = [x for x in letters if x.subject and x.subject.endswith("/moodle")]
     assert "blocked messages from non-contacts" in letter.data.reason
     assert letter.data.error_type == "PermanentFailure"
@@ -519,27 +583,49 @@ def test_a_learner_who_turned_off_issued_e_mails_gets_none(pipeline: Pipeline) -
 
 
 def test_an_address_with_a_line_break_is_a_dead_letter_at_once_and_injects_nothing(
-        pipeline: Pipeline) -> None:
+    pipeline: Pipeline,
+) -> None:
     """Moodle sent an e-mail address with CRLF (and a header after it): invalid input, never retried.
     A name with CRLF is only text: the e-mail goes out with the name on one line, and no extra header."""
     pipe = pipeline
     attacker = "attacker@evil.example"
     bad, named = 9050, 9051
-    store_profiles(pipe.sessions, Profiles(users=[
-        LearnerProfile(id=bad, firstname="Ewa", lastname="Nowak", lang="pl",
-                       email=f"learner{bad}@example.org\r\nBcc: {attacker}"),
-        LearnerProfile(id=named, firstname=f"Eve\r\nBcc: {attacker}\r\n", lastname="Test", lang="en",
-                       email=f"learner{named}@example.org"),
-    ], courses=[]))
+    store_profiles(
+        pipe.sessions,
+        Profiles(
+            users=[
+                LearnerProfile(
+                    id=bad,
+                    firstname="Ewa",
+                    lastname="Nowak",
+                    lang="pl",
+                    email=f"learner{bad}@example.org\r\nBcc: {attacker}",
+                ),
+                LearnerProfile(
+                    id=named,
+                    firstname=f"Eve\r\nBcc: {attacker}\r\n",
+                    lastname="Test",
+                    lang="en",
+                    email=f"learner{named}@example.org",
+                ),
+            ],
+            courses=[],
+        ),
+    )
     published = time.monotonic()
     pipe.publish(pipe.award(bad, ACCESSIBILITY) + pipe.award(named, ACCESSIBILITY))
 
-    (row,) = pipe.wait(lambda: [r for r in pipe.rows(bad) if r.channel == "email" and r.state == "dead"],
-                       "the e-mail given up", seconds=30)
+    (row,) = pipe.wait(
+        lambda: [r for r in pipe.rows(bad) if r.channel == "email" and r.state == "dead"],
+        "the e-mail given up",
+        seconds=30,
+    )
     seconds = time.monotonic() - published
     assert row.attempts == 0, "no send was attempted"
-    letters = [DeadLetterMessage.model_validate_json(r.value)
-               for r in read_topics(pipe.settings, [pipe.settings.topic(DEAD_LETTERS)])]
+    letters = [
+        DeadLetterMessage.model_validate_json(r.value)
+        for r in read_topics(pipe.settings, [pipe.settings.topic(DEAD_LETTERS)])
+    ]
     (letter,) = [x for x in letters if x.subject == f"notification/{row.event_id}/email"]
     assert letter.data.error_type == "InvalidRecipient"
     assert "line break (CR or LF)" in letter.data.reason and attacker not in letter.data.reason

@@ -37,8 +37,14 @@ class Inbox:
         self.rcpt_answer = rcpt_answer
         self.messages: list[Any] = []
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: Any,
+        session: Any,
+        envelope: Any,
+        address: str,  # noqa: N802
+        rcpt_options: list[str],
+    ) -> str:
         if self.rcpt_answer.startswith("250"):
             envelope.rcpt_tos.append(address)
         return self.rcpt_answer
@@ -55,16 +61,23 @@ class World:
         self.sessions = session_factory(make_engine(database))
         store_profiles(self.sessions, default_dataset().profiles)
         self.port = free_port()
-        self.settings = Settings(data_dir=tmp_path, database_url=database, smtp_host="127.0.0.1",
-                                 smtp_port=self.port, notify_moodle_messages=False)
+        self.settings = Settings(
+            data_dir=tmp_path,
+            database_url=database,
+            smtp_host="127.0.0.1",
+            smtp_port=self.port,
+            notify_moodle_messages=False,
+        )
         self.now = datetime(2026, 2, 1, tzinfo=UTC)
         rules = load_rules(self.settings.rules_file)
         tuning = Tuning(max_attempts=LIMIT, retry_first_delay=60, retry_max_delay=600, send_timeout=2)
         self.notifier = NotifierService(self.sessions, rules, self.settings, tuning, clock=lambda: self.now)
         issued = IssuerService(self.sessions, rules, self.settings).handle(
-            completion(JAN, ACCESSIBILITY, COMPLETED))
-        (self.key,) = self.notifier.accept(next(e for e in issued if e.topic.endswith("credentials"))
-                                           .payload.encode())
+            completion(JAN, ACCESSIBILITY, COMPLETED)
+        )
+        (self.key,) = self.notifier.accept(
+            next(e for e in issued if e.topic.endswith("credentials")).payload.encode()
+        )
 
     def attempt(self) -> str:
         outcome = self.notifier.deliver(self.key)

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 def commit(settings: Settings, group: str, offsets: dict[TopicPartition, int]) -> None:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=group,
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=group, enable_auto_commit=False
+    )
     consumer.assign(list(offsets))
     consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
     consumer.close(autocommit=False)

@@ -38,8 +38,11 @@ INVALID = "InvalidMessage"
 
 def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def sample(scraped: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
@@ -57,9 +60,14 @@ def test_status_metrics_and_dead_letter_replay_on_a_running_issuer(settings: Set
     try:
         publisher = MoodleEventPublisher(settings)
         # One learner's events and the poison share a partition, so they go out as one record batch.
-        ends = publisher.publish([(b"5722", completion(5722, 42, WHEN)),
-                                  (b"5722", completion(5722, 43, WHEN)),
-                                  (b"5723", completion(5723, 42, WHEN)), (b"5722", POISON)])
+        ends = publisher.publish(
+            [
+                (b"5722", completion(5722, 42, WHEN)),
+                (b"5722", completion(5722, 43, WHEN)),
+                (b"5723", completion(5723, 42, WHEN)),
+                (b"5722", POISON),
+            ]
+        )
         publisher.close()
 
         def settled() -> status.Status | None:
@@ -90,9 +98,13 @@ def test_status_metrics_and_dead_letter_replay_on_a_running_issuer(settings: Set
         def lag_reported() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
             scraped = scrape(port)
             group = settings.topic(settings.issuer_group)
-            lags = {labels: v for (name, labels), v in scraped.items()
-                    if name == "ebackpack_consumer_lag" and ("topic", events) in labels
-                    and ("group", group) in labels}
+            lags = {
+                labels: v
+                for (name, labels), v in scraped.items()
+                if name == "ebackpack_consumer_lag"
+                and ("topic", events) in labels
+                and ("group", group) in labels
+            }
             return scraped if len(lags) == 4 and not any(lags.values()) else None
 
         scraped = wait_for(lag_reported, 45, "the worker to report its group's lag as 0", [worker])
@@ -131,9 +143,12 @@ def test_status_metrics_and_dead_letter_replay_on_a_running_issuer(settings: Set
         assert second.source_offset == ends[second.source_partition]  # appended after the originals
         assert deadletters.replay(settings, DLQ, [first.offset]) == 0  # replayed once, never twice
         assert deadletters.replay(settings, DLQ, dry_run=True) == 1  # only the new dead letter is pending
-        state = wait_for(lambda: (s := status.status(settings)).group("issuer").lag_of(MOODLE_EVENTS) == 0
-                         and s,
-                         60, "the issuer to commit the replayed message", [worker])
+        state = wait_for(
+            lambda: (s := status.status(settings)).group("issuer").lag_of(MOODLE_EVENTS) == 0 and s,
+            60,
+            "the issuer to commit the replayed message",
+            [worker],
+        )
         counts = state.dead_letter_count(DLQ)
         assert (counts.total, counts.not_replayed) == (2, 1)
         assert state.topic(MOODLE_EVENTS).messages == 5
@@ -153,8 +168,11 @@ class RefusingBroker:
     def partitions(self, topic: str) -> list[TopicPartition]:
         return [TopicPartition(topic, 0)] if topic.endswith(MOODLE_EVENTS) else []
 
-    def offsets(self, tps: list[TopicPartition], exact: bool = True,
-                ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    def offsets(
+        self,
+        tps: list[TopicPartition],
+        exact: bool = True,
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
         self.calls += 1
         return {tp: 0 for tp in tps}, {tp: 10 * self.calls for tp in tps}
 
@@ -182,8 +200,10 @@ def test_the_replay_position_moves_over_the_run_of_replayed_offsets_only() -> No
     tp = TopicPartition("moodle.events.dlq", 0)
 
     def records(*offsets: int) -> list[ConsumerRecord]:
-        return [ConsumerRecord(tp.topic, tp.partition, -1, o, 0, 0, None, b"", [], None, 0, 1, -1)
-                for o in offsets]
+        return [
+            ConsumerRecord(tp.topic, tp.partition, -1, o, 0, 0, None, b"", [], None, 0, 1, -1)
+            for o in offsets
+        ]
 
     assert deadletters._advance({tp: 2}, records(2, 3, 5), everything=False) == {tp: 4}  # 5 is beyond a gap
     assert deadletters._advance({tp: 2}, records(5), everything=False) == {tp: 2}
@@ -200,8 +220,9 @@ def test_a_group_committed_beyond_the_log_end_is_shown_not_hidden_as_lag_0(setti
     for i in range(5):
         producer.send(topic, key=b"k", value=b"%d" % i, partition=0).get(timeout=30)  # one batch each
     producer.close()
-    committer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=group,
-                              enable_auto_commit=False)
+    committer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=group, enable_auto_commit=False
+    )
     committer.assign([TopicPartition(topic, 0)])
     committer.commit({TopicPartition(topic, 0): OffsetAndMetadata(50, "", -1)})
     committer.close(autocommit=False)

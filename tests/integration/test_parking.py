@@ -48,12 +48,18 @@ UNBLOCKED_WITHIN = 5.0  # seconds: the unrelated learner's award, two parked lea
 
 def awards_of(sessions: sessionmaker[Session], learner: int) -> list[tuple[int, datetime]]:
     with sessions() as s:
-        return [(course, created) for course, created in s.execute(
-            select(AwardRow.course_id, AwardRow.created_at).where(AwardRow.learner_id == learner)
-            .order_by(AwardRow.created_at))]
+        return [
+            (course, created)
+            for course, created in s.execute(
+                select(AwardRow.course_id, AwardRow.created_at)
+                .where(AwardRow.learner_id == learner)
+                .order_by(AwardRow.created_at)
+            )
+        ]
 
 
 # --- the service ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def service(database_url: str, tmp_path: Path) -> IssuerService:
@@ -79,8 +85,11 @@ def test_a_learner_with_parked_messages_keeps_their_order_and_others_flow(servic
 
     events = service.resume_parked()  # the issuer's timer
     assert [course for course, _ in awards_of(service.sessions, waiting.id)] == [first, second]
-    issued = [CredentialIssuedMessage.model_validate_json(e.payload) for e in events
-              if e.topic.endswith(CREDENTIALS)]
+    issued = [
+        CredentialIssuedMessage.model_validate_json(e.payload)
+        for e in events
+        if e.topic.endswith(CREDENTIALS)
+    ]
     assert [i.data.course_id for i in issued] == [first, second]
     assert service.parked_count() == 0 and service.resume_parked() == []
     # redelivered after resuming: nothing new
@@ -107,9 +116,21 @@ def test_erasure_drops_the_learners_parked_messages(service: IssuerService) -> N
     gone = synthetic_learner(9004)
     service.handle_batch([completion(gone.id, COURSES[0], WHEN)])
     assert service.parked_count() == 1
-    deleted = MoodleEvent(eventname=USER_DELETED, component="core", action="deleted", target="user",
-                          crud="d", edulevel=0, contextid=1, contextlevel=30, contextinstanceid=gone.id,
-                          userid=2, courseid=0, relateduserid=gone.id, timecreated=int(WHEN.timestamp()))
+    deleted = MoodleEvent(
+        eventname=USER_DELETED,
+        component="core",
+        action="deleted",
+        target="user",
+        crud="d",
+        edulevel=0,
+        contextid=1,
+        contextlevel=30,
+        contextinstanceid=gone.id,
+        userid=2,
+        courseid=0,
+        relateduserid=gone.id,
+        timecreated=int(WHEN.timestamp()),
+    )
     _id, (_key, raw) = moodle_message("test-site", deleted)
     service.handle_batch([raw])
     store_profiles(service.sessions, Profiles(users=[gone], courses=[]))  # had it come late after all
@@ -118,6 +139,7 @@ def test_erasure_drops_the_learners_parked_messages(service: IssuerService) -> N
 
 
 # --- a running issuer ----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def issuer(settings: Settings) -> Iterator[tuple[Settings, sessionmaker[Session], Worker]]:
@@ -148,9 +170,13 @@ def produce(settings: Settings, records: list[tuple[str, int | None, bytes, byte
 
 def user_profile(learner: LearnerProfile) -> bytes:
     now = datetime.now(UTC)
-    return MoodleUserMessage.build(id=deterministic_id("moodle.user", "test", learner.id, now.isoformat()),
-                                   source="moodle://test", subject=str(learner.id), time=now,
-                                   data=learner).to_bytes()
+    return MoodleUserMessage.build(
+        id=deterministic_id("moodle.user", "test", learner.id, now.isoformat()),
+        source="moodle://test",
+        subject=str(learner.id),
+        time=now,
+        data=learner,
+    ).to_bytes()
 
 
 def committed(settings: Settings, topic: str) -> int:
@@ -164,8 +190,10 @@ def committed(settings: Settings, topic: str) -> int:
 
 
 def dead_letters(settings: Settings) -> list[DeadLetterMessage]:
-    return [DeadLetterMessage.model_validate_json(r.value)
-            for r in read_topics(settings, [settings.topic(dlq(MOODLE_EVENTS))], idle_ms=1000)]
+    return [
+        DeadLetterMessage.model_validate_json(r.value)
+        for r in read_topics(settings, [settings.topic(dlq(MOODLE_EVENTS))], idle_ms=1000)
+    ]
 
 
 def issued_courses(settings: Settings, learner: int) -> list[int]:
@@ -179,27 +207,38 @@ def issued_courses(settings: Settings, learner: int) -> list[int]:
 
 
 def test_parked_learners_do_not_delay_an_unrelated_learner_on_the_same_partition(
-        issuer: tuple[Settings, sessionmaker[Session], Worker]) -> None:
+    issuer: tuple[Settings, sessionmaker[Session], Worker],
+) -> None:
     settings, sessions, worker = issuer
     early, late, unrelated = synthetic_learner(9101), synthetic_learner(9102), synthetic_learner(9103)
     store_profiles(sessions, Profiles(users=[unrelated], courses=[]))
     first, second = COURSES[0], COURSES[1]
 
     # The worker is up and consuming: an award for the unrelated learner comes through.
-    produce(settings, [(MOODLE_EVENTS, PARTITION, str(unrelated.id).encode(),
-                        completion(unrelated.id, first, WHEN))])
+    produce(
+        settings,
+        [(MOODLE_EVENTS, PARTITION, str(unrelated.id).encode(), completion(unrelated.id, first, WHEN))],
+    )
     wait_for(lambda: awards_of(sessions, unrelated.id), 120, "the issuer's first award", [worker])
 
     # Two learners without profiles (the early one twice), then the unrelated learner: one partition.
-    produce(settings, [(MOODLE_EVENTS, PARTITION, str(early.id).encode(), completion(early.id, first, WHEN)),
-                       (MOODLE_EVENTS, PARTITION, str(early.id).encode(), completion(early.id, second, WHEN)),
-                       (MOODLE_EVENTS, PARTITION, str(late.id).encode(), completion(late.id, first, WHEN))])
+    produce(
+        settings,
+        [
+            (MOODLE_EVENTS, PARTITION, str(early.id).encode(), completion(early.id, first, WHEN)),
+            (MOODLE_EVENTS, PARTITION, str(early.id).encode(), completion(early.id, second, WHEN)),
+            (MOODLE_EVENTS, PARTITION, str(late.id).encode(), completion(late.id, first, WHEN)),
+        ],
+    )
     time.sleep(0.5)  # the next completion arrives in a later batch, as it would from Moodle
     published = time.monotonic()
-    produce(settings, [(MOODLE_EVENTS, PARTITION, str(unrelated.id).encode(),
-                        completion(unrelated.id, second, WHEN))])
-    wait_for(lambda: len(awards_of(sessions, unrelated.id)) == 2, 180, "the unrelated learner's award",
-             [worker])
+    produce(
+        settings,
+        [(MOODLE_EVENTS, PARTITION, str(unrelated.id).encode(), completion(unrelated.id, second, WHEN))],
+    )
+    wait_for(
+        lambda: len(awards_of(sessions, unrelated.id)) == 2, 180, "the unrelated learner's award", [worker]
+    )
     delay = time.monotonic() - published
     print(f"unrelated learner's award {delay:.2f} s after publishing, two parked learners ahead of it")
     assert delay < UNBLOCKED_WITHIN, f"the unrelated learner waited {delay:.1f} s behind parked learners"
@@ -208,18 +247,28 @@ def test_parked_learners_do_not_delay_an_unrelated_learner_on_the_same_partition
     # The missing profiles arrive: the parked completions are issued, exactly once, in order.
     arrived = time.monotonic()
     produce(settings, [(MOODLE_USERS, None, str(p.id).encode(), user_profile(p)) for p in (late, early)])
-    wait_for(lambda: len(awards_of(sessions, early.id)) == 2 and len(awards_of(sessions, late.id)) == 1,
-             60, "the parked completions issued", [worker])
+    wait_for(
+        lambda: len(awards_of(sessions, early.id)) == 2 and len(awards_of(sessions, late.id)) == 1,
+        60,
+        "the parked completions issued",
+        [worker],
+    )
     print(f"parked completions issued {time.monotonic() - arrived:.2f} s after their profiles were published")
-    wait_for(lambda: issued_courses(settings, early.id) == [first, second], 30,
-             "the early learner's two credentials announced in order", [worker])
+    wait_for(
+        lambda: issued_courses(settings, early.id) == [first, second],
+        30,
+        "the early learner's two credentials announced in order",
+        [worker],
+    )
     assert issued_courses(settings, late.id) == [first]
     assert [c for c, _ in awards_of(sessions, early.id)] == [first, second]
 
     # A profile that comes by another route (written to the database, no profile message): the timer.
     other_route = synthetic_learner(9104)
-    produce(settings, [(MOODLE_EVENTS, PARTITION, str(other_route.id).encode(),
-                        completion(other_route.id, first, WHEN))])
+    produce(
+        settings,
+        [(MOODLE_EVENTS, PARTITION, str(other_route.id).encode(), completion(other_route.id, first, WHEN))],
+    )
     wait_for(lambda: service_parked(sessions) == 1, 30, "the completion parked", [worker])
     store_profiles(sessions, Profiles(users=[other_route], courses=[]))
     wait_for(lambda: awards_of(sessions, other_route.id), 60, "the timer to resume it", [worker])
@@ -232,7 +281,8 @@ def service_parked(sessions: sessionmaker[Session]) -> int:
 
 
 def test_a_deleted_moodle_user_is_erased_without_a_dead_letter(
-        issuer: tuple[Settings, sessionmaker[Session], Worker]) -> None:
+    issuer: tuple[Settings, sessionmaker[Session], Worker],
+) -> None:
     """What the gateway publishes when Moodle deletes a user (the captured Moodle 4.4 event): the
     user_deleted event on `moodle.events` and a tombstone (no value) on `moodle.users`."""
     settings, sessions, worker = issuer
@@ -246,11 +296,18 @@ def test_a_deleted_moodle_user_is_erased_without_a_dead_letter(
 
     _id, (key, value) = moodle_message(settings.site_id, event)
     users_before = committed(settings, MOODLE_USERS)
-    produce(settings, [(MOODLE_EVENTS, None, key or b"", value),
-                       (MOODLE_USERS, None, str(learner).encode(), None)])
-    wait_for(lambda: committed(settings, MOODLE_USERS) >= users_before + 1 and not
-             _learner_stored(sessions, learner), 60, "the tombstone consumed and the learner erased",
-             [worker])
+    produce(
+        settings,
+        [(MOODLE_EVENTS, None, key or b"", value), (MOODLE_USERS, None, str(learner).encode(), None)],
+    )
+    wait_for(
+        lambda: (
+            committed(settings, MOODLE_USERS) >= users_before + 1 and not _learner_stored(sessions, learner)
+        ),
+        60,
+        "the tombstone consumed and the learner erased",
+        [worker],
+    )
     letters = dead_letters(settings)
     assert letters == [], [(d.data.topic, d.data.reason) for d in letters]
 

@@ -45,11 +45,14 @@ LOGGED = COMPLETED + 3 * 86400  # the cron run that logged the event, days later
 
 @pytest.fixture
 def moodle(postgres_url: str) -> Any:
-    engine = moodle_database(postgres_url, Site(
-        users=[(LEARNER, "Zofia", "Wiśniewska", "zofia@example.org", "pl")],
-        courses=[(COURSE, "Pierwsza pomoc przedmedyczna", "PP")],
-        completions=[(9901, LEARNER, COURSE, COMPLETED)],
-    ))
+    engine = moodle_database(
+        postgres_url,
+        Site(
+            users=[(LEARNER, "Zofia", "Wiśniewska", "zofia@example.org", "pl")],
+            courses=[(COURSE, "Pierwsza pomoc przedmedyczna", "PP")],
+            completions=[(9901, LEARNER, COURSE, COMPLETED)],
+        ),
+    )
     yield engine
     engine.dispose()
 
@@ -194,8 +197,10 @@ def test_profiles_through_moodle_web_services() -> None:
     """Moodle's REST protocol, served by a recording stand-in on 127.0.0.1."""
     from services.gateway.profiles import MoodleWebServices
 
-    moodle = WebServices(Site(users=[(7, "Jan", "Kowalski", "jan@example.org", "pl")],
-                              courses=[(42, "Python", "PY")]), token="secret-token")
+    moodle = WebServices(
+        Site(users=[(7, "Jan", "Kowalski", "jan@example.org", "pl")], courses=[(42, "Python", "PY")]),
+        token="secret-token",
+    )
     with serving(moodle) as url:
         services = MoodleWebServices(url, "secret-token", httpx.Client(timeout=5))
         (user,) = services.users([7])

@@ -79,8 +79,13 @@ def rule_files() -> list[Path]:
 
 
 def alert_names() -> set[str]:
-    return {rule["alert"] for path in rule_files() for group in yaml.safe_load(path.read_text())["groups"]
-            for rule in group["rules"] if "alert" in rule}
+    return {
+        rule["alert"]
+        for path in rule_files()
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
 
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -88,6 +93,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 # --- promtool -------------------------------------------------------------------------------------------
+
 
 def test_promtool_accepts_the_config_as_compose_mounts_it(tmp_path: Path) -> None:
     etc = tmp_path / "etc" / "prometheus"  # docker-compose.yml: both files in /etc/prometheus
@@ -102,8 +108,14 @@ def test_promtool_accepts_the_config_as_compose_mounts_it(tmp_path: Path) -> Non
 
 def test_the_alerting_rules_are_valid_and_pass_their_unit_tests() -> None:
     names = alert_names()
-    assert {"EbackpackConsumerLagHigh", "EbackpackDeadLetters", "EbackpackConsumerPaused",
-            "EbackpackRendersFailing", "EbackpackMessagesParked", "EbackpackTargetDown"} <= names
+    assert {
+        "EbackpackConsumerLagHigh",
+        "EbackpackDeadLetters",
+        "EbackpackConsumerPaused",
+        "EbackpackRendersFailing",
+        "EbackpackMessagesParked",
+        "EbackpackTargetDown",
+    } <= names
     checked = promtool("check", "rules", *map(str, rule_files()), cwd=PROMETHEUS_DIR)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {len(names)} rules found" in checked.stdout
@@ -113,8 +125,12 @@ def test_the_alerting_rules_are_valid_and_pass_their_unit_tests() -> None:
     tested_names = {case["alertname"] for test in tests for case in test["alert_rule_test"]}
     assert tested_names == names, "an alert without promtool test cases"
     for name in names:  # each alert both fires and stays silent somewhere in the cases
-        outcomes = {bool(case["exp_alerts"]) for test in tests for case in test["alert_rule_test"]
-                    if case["alertname"] == name}
+        outcomes = {
+            bool(case["exp_alerts"])
+            for test in tests
+            for case in test["alert_rule_test"]
+            if case["alertname"] == name
+        }
         assert outcomes == {True, False}, f"{name} is not tested both firing and silent"
 
 
@@ -129,6 +145,7 @@ def test_the_rule_tests_notice_alerts_that_fire_too_early(tmp_path: Path) -> Non
 
 
 # --- a running pipeline -----------------------------------------------------------------------------------
+
 
 def cli() -> list[str]:
     script = Path(sys.executable).with_name("ebackpack")
@@ -206,12 +223,23 @@ def scrape_config(ports: dict[str, int], rules: list[Path]) -> dict[str, Any]:
     jobs = []
     for job in production["scrape_configs"]:
         name = job["job_name"]
-        jobs.append({"job_name": name, "metrics_path": job.get("metrics_path", "/metrics"),
-                     "static_configs": [{"targets": [f"127.0.0.1:{ports[name]}"]}]})
+        jobs.append(
+            {
+                "job_name": name,
+                "metrics_path": job.get("metrics_path", "/metrics"),
+                "static_configs": [{"targets": [f"127.0.0.1:{ports[name]}"]}],
+            }
+        )
     assert {job["job_name"] for job in jobs} == set(ports), "prometheus.yml's jobs are not the test's"
-    return {"global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL,
-                       "evaluation_interval": SCRAPE_INTERVAL},
-            "rule_files": [str(path) for path in rules], "scrape_configs": jobs}
+    return {
+        "global": {
+            "scrape_interval": SCRAPE_INTERVAL,
+            "scrape_timeout": SCRAPE_INTERVAL,
+            "evaluation_interval": SCRAPE_INTERVAL,
+        },
+        "rule_files": [str(path) for path in rules],
+        "scrape_configs": jobs,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -219,10 +247,13 @@ def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     prometheus = binary("prometheus")
     tmp = tmp_path_factory.mktemp("prometheus")
     web = reserve_port()
-    settings = isolated(stack_settings, tmp, web).model_copy(update={
-        "gateway_secret": SecretStr(secrets.token_urlsafe(48)),
-        # OpenID Connect half configured: its login route answers 503, for the dashboard's 5xx panels.
-        "oidc_issuer": "https://idp.invalid"})
+    settings = isolated(stack_settings, tmp, web).model_copy(
+        update={
+            "gateway_secret": SecretStr(secrets.token_urlsafe(48)),
+            # OpenID Connect half configured: its login route answers 503, for the dashboard's 5xx panels.
+            "oidc_issuer": "https://idp.invalid",
+        }
+    )
     web.close()  # the backpack's own server takes the port
     sessions = prepare(settings)
     store_profiles(sessions, default_dataset().profiles)
@@ -237,26 +268,47 @@ def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         for worker in workers:
             worker.start()
             started.processes[worker.name] = lambda w=worker: w.running  # type: ignore[misc]
-        for name, args in (("backpack", ["serve", "--port", str(settings.http_port)]),
-                           ("webhook", ["gateway", "webhook", "--port", str(webhook_port)])):
+        for name, args in (
+            ("backpack", ["serve", "--port", str(settings.http_port)]),
+            ("webhook", ["gateway", "webhook", "--port", str(webhook_port)]),
+        ):
             with (logs / f"{name}.log").open("wb") as out:
                 env = environment(settings.model_copy(update={"metrics_port": ports[name]}))
-                web_apps[name] = subprocess.Popen([*cli(), *args], env=env, stdout=out,
-                                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                  start_new_session=True)
+                web_apps[name] = subprocess.Popen(
+                    [*cli(), *args],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             started.processes[name] = lambda p=web_apps[name]: p.poll() is None  # type: ignore[misc]
         for name, port in ports.items():
-            poll(started, lambda p=port: answers(f"http://127.0.0.1:{p}/metrics"), START_DEADLINE,
-                 f"{name} to serve /metrics")
+            poll(
+                started,
+                lambda p=port: answers(f"http://127.0.0.1:{p}/metrics"),
+                START_DEADLINE,
+                f"{name} to serve /metrics",
+            )
 
         config = tmp / "prometheus.yml"
         config.write_text(yaml.safe_dump(scrape_config(ports, rule_files()), sort_keys=False))
         listen = free_port()
         with (logs / "prometheus.log").open("wb") as out:
             web_apps["prometheus"] = subprocess.Popen(
-                ["timeout", str(LIFETIME), prometheus, f"--config.file={config}",
-                 f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{listen}"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                [
+                    "timeout",
+                    str(LIFETIME),
+                    prometheus,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{listen}",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         started.processes["prometheus"] = lambda: web_apps["prometheus"].poll() is None
         started.prometheus_url = f"http://127.0.0.1:{listen}"
         poll(started, lambda: answers(f"{started.prometheus_url}/-/ready"), 60, "prometheus to be ready")
@@ -280,18 +332,29 @@ def drive(pipeline: Pipeline) -> None:
     event = observed("course_completed.moodle51") | {"relateduserid": UNKNOWN_LEARNER}
     body = json.dumps({"site": settings.site_id, "events": [event]}).encode()
     secret = settings.gateway_secret.get_secret_value() if settings.gateway_secret else ""
-    webhook = httpx.post(f"{pipeline.webhook_url}/moodle/events", content=body,
-                         headers=headers(body, secret=secret, site=settings.site_id), timeout=30)
+    webhook = httpx.post(
+        f"{pipeline.webhook_url}/moodle/events",
+        content=body,
+        headers=headers(body, secret=secret, site=settings.site_id),
+        timeout=30,
+    )
     assert webhook.status_code == 202, webhook.text
-    forged = httpx.post(f"{pipeline.webhook_url}/moodle/events", content=body,
-                        headers=headers(body, secret="not-the-secret", site=settings.site_id), timeout=30)
+    forged = httpx.post(
+        f"{pipeline.webhook_url}/moodle/events",
+        content=body,
+        headers=headers(body, secret="not-the-secret", site=settings.site_id),
+        timeout=30,
+    )
     assert forged.status_code == 401
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     producer.send(settings.topic(RENDER_REQUESTS), b"not a render request").get(30)
     producer.close()
     with httpx.Client(base_url=settings.public_url, timeout=30) as backpack:
-        upload = backpack.post("/api/attestations", files={"file": ("note.json", b'{"not": "a credential"}')},
-                               headers={"Authorization": f"Bearer {issue_token(settings, 5722)}"})
+        upload = backpack.post(
+            "/api/attestations",
+            files={"file": ("note.json", b'{"not": "a credential"}')},
+            headers={"Authorization": f"Bearer {issue_token(settings, 5722)}"},
+        )
         assert upload.status_code == 202, upload.text
         assert backpack.get("/healthz").status_code == 200
         assert backpack.get("/verify/AAAA-BBBB-CCCC").status_code == 404
@@ -328,7 +391,8 @@ def test_every_dashboard_panel_has_data_from_a_running_pipeline(pipeline: Pipeli
             pipeline.check_running()
             time.sleep(2.0)
     assert not missing, "panels without data after {:.0f} s:\n{}\nlogs in {}".format(
-        DATA_DEADLINE, "\n".join(f"- {title}: {expr}" for title, expr in missing), pipeline.logs)
+        DATA_DEADLINE, "\n".join(f"- {title}: {expr}" for title, expr in missing), pipeline.logs
+    )
     # The counts the stat panels show are what went through.
     assert pipeline.query('sum(ebackpack_renders_total{outcome="failed"})')[0]["value"][1] != "0"
     statuses = {s["metric"]["status"] for s in pipeline.query("ebackpack_http_requests_total")}
@@ -343,16 +407,24 @@ def test_the_rules_evaluate_on_real_metrics_and_a_new_dead_letter_fires_its_aler
     assert set(loaded) == alert_names()
     # The issuer's dead-letter counter exists (the sample data's malformed events); one more dead letter
     # is an increase the alert must see.
-    poll(pipeline, lambda: pipeline.query('ebackpack_dead_letters_total{job="issuer"}'), DATA_DEADLINE,
-         "the issuer's dead letters in prometheus")
+    poll(
+        pipeline,
+        lambda: pipeline.query('ebackpack_dead_letters_total{job="issuer"}'),
+        DATA_DEADLINE,
+        "the issuer's dead letters in prometheus",
+    )
     publisher = MoodleEventPublisher(pipeline.settings)
     publisher.publish([(b"5722", POISON), (b"5722", completion(5722, 42, datetime.now(UTC)))])
     publisher.close()
 
     def firing() -> list[dict[str, Any]]:
-        return [alert for alert in pipeline.api("alerts")["alerts"]
-                if alert["labels"]["alertname"] == "EbackpackDeadLetters" and alert["state"] == "firing"
-                and alert["labels"].get("consumer") == "issuer"]
+        return [
+            alert
+            for alert in pipeline.api("alerts")["alerts"]
+            if alert["labels"]["alertname"] == "EbackpackDeadLetters"
+            and alert["state"] == "firing"
+            and alert["labels"].get("consumer") == "issuer"
+        ]
 
     alert = poll(pipeline, firing, DATA_DEADLINE, "EbackpackDeadLetters to fire for the issuer")[0]
     assert alert["labels"]["reason"] == "InvalidMessage" and alert["labels"]["job"] == "issuer"

@@ -61,8 +61,13 @@ def template(raw: bytes) -> str:
 
 
 def test_a_batch_stores_one_pdf_per_request_and_dead_letters_only_the_poison(rendering: Rendering) -> None:
-    raws = [rendering.request(0), b"{not json", rendering.request(1, template="fancy"), rendering.request(2),
-            rendering.request(3, language="en", template="formal")]
+    raws = [
+        rendering.request(0),
+        b"{not json",
+        rendering.request(1, template="fancy"),
+        rendering.request(2),
+        rendering.request(3, language="en", template="formal"),
+    ]
 
     result = rendering.service.handle_batch(raws)
 
@@ -84,8 +89,10 @@ def test_a_redelivered_batch_announces_the_stored_pdfs_without_new_versions(rend
     raws = [rendering.request(0), rendering.request(1)]
     first = [event.data for event in rendering.service.handle_batch(raws).announcements]
 
-    again = [event.data for event in
-             rendering.service.handle_batch([raws[1], rendering.request(2), raws[0]]).announcements]
+    again = [
+        event.data
+        for event in rendering.service.handle_batch([raws[1], rendering.request(2), raws[0]]).announcements
+    ]
 
     assert [a.object_key for a in again] == [first[1].object_key, again[1].object_key, first[0].object_key]
     assert len(list(rendering.service.store.keys("certificates/"))) == 3

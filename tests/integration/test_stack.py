@@ -29,8 +29,9 @@ pytestmark = pytest.mark.integration
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ebackpack.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "ebackpack.cli", *args], env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 def listening(port: int) -> bool:
@@ -64,8 +65,10 @@ def mode(path: Path) -> int:
 def stack_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, int, int]]:
     data, kafka, s3 = tmp_path / "data", free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBACKPACK_")} | {
-        "EBACKPACK_DATA_DIR": str(data), "EBACKPACK_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}",
-        "EBACKPACK_S3_ENDPOINT": f"http://127.0.0.1:{s3}"}
+        "EBACKPACK_DATA_DIR": str(data),
+        "EBACKPACK_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}",
+        "EBACKPACK_S3_ENDPOINT": f"http://127.0.0.1:{s3}",
+    }
     try:
         yield env, data, kafka, s3
     finally:
@@ -78,7 +81,8 @@ def recorded(data: Path) -> dict[str, int]:
 
 
 def test_stack_up_starts_only_what_is_missing_and_down_stops_what_it_started(
-        stack_env: tuple[dict[str, str], Path, int, int]) -> None:
+    stack_env: tuple[dict[str, str], Path, int, int],
+) -> None:
     env, data, kafka, s3 = stack_env
     first = cli(env, "stack", "up")
     assert first.returncode == 0, first.stderr
@@ -111,7 +115,8 @@ def test_stack_up_starts_only_what_is_missing_and_down_stops_what_it_started(
 
 
 def test_stack_up_refuses_a_port_taken_by_something_else(
-        stack_env: tuple[dict[str, str], Path, int, int]) -> None:
+    stack_env: tuple[dict[str, str], Path, int, int],
+) -> None:
     env, data, kafka, _s3 = stack_env
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", kafka))
@@ -135,12 +140,22 @@ def test_the_data_directory_is_private(stack_env: tuple[dict[str, str], Path, in
         migrate(url)
         engine = make_engine(url)
         with engine.begin() as conn:  # a write leaves the -wal and -shm files
-            conn.execute(text("INSERT INTO learners (id, firstname, lastname, email, lang) "
-                              "VALUES (1, 'Anna', 'Nowak', 'anna@example.org', 'pl')"))
+            conn.execute(
+                text(
+                    "INSERT INTO learners (id, firstname, lastname, email, lang) "
+                    "VALUES (1, 'Anna', 'Nowak', 'anna@example.org', 'pl')"
+                )
+            )
             wal, shm = Path(f"{data / 'ebackpack.db'}-wal"), Path(f"{data / 'ebackpack.db'}-shm")
             assert wal.exists() and shm.exists()
-            files = [data / "ebackpack.db", wal, shm, data / "run" / "stack.json",
-                     data / "logs" / "tansu.log", data / "logs" / "seaweedfs.log"]
+            files = [
+                data / "ebackpack.db",
+                wal,
+                shm,
+                data / "run" / "stack.json",
+                data / "logs" / "tansu.log",
+                data / "logs" / "seaweedfs.log",
+            ]
             assert {str(f): oct(mode(f)) for f in files} == {str(f): "0o600" for f in files}
         engine.dispose()
     finally:
@@ -151,8 +166,9 @@ def test_the_data_directory_is_private(stack_env: tuple[dict[str, str], Path, in
     assert shared == [], "S3 data folders readable by others"
 
 
-def test_worker_logs_faust_state_and_downloaded_certificates_are_private(settings: Settings,
-                                                                        tmp_path: Path) -> None:
+def test_worker_logs_faust_state_and_downloaded_certificates_are_private(
+    settings: Settings, tmp_path: Path
+) -> None:
     previous = os.umask(0o022)
     try:
         local = settings.model_copy(update={"data_dir": tmp_path / "fresh" / "data"})

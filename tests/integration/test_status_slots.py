@@ -25,8 +25,13 @@ def ids_preferring(slot: int, count: int) -> list[str]:
 def test_colliding_credentials_get_distinct_slots_in_one_batch(database_url: str) -> None:
     migrate(database_url)
     with session_factory(make_engine(database_url))() as session:
-        store = CredentialStore(session, load_rules(SAMPLE_DIR / "rules.toml"), "site",
-                                PublicUrls("http://127.0.0.1:1"), b"code secret")
+        store = CredentialStore(
+            session,
+            load_rules(SAMPLE_DIR / "rules.toml"),
+            "site",
+            PublicUrls("http://127.0.0.1:1"),
+            b"code secret",
+        )
         crowded = ids_preferring(1000, PROBE + 3)  # more than one probe window can hold
         entries = store.allocate_status_entries(crowded + ids_preferring(5, 2))
     assert len(set(entries.values())) == len(entries) == PROBE + 5

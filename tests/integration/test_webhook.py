@@ -36,8 +36,13 @@ from tests.unit.test_webhook_bounds import bodies
 pytestmark = pytest.mark.integration
 
 SECRET = "webhook-test-secret"
-OBSERVED = ("course_completed.moodle45", "course_completed.moodle51", "course_completion_updated",
-            "course_module_completion_updated", "user_deleted")
+OBSERVED = (
+    "course_completed.moodle45",
+    "course_completed.moodle51",
+    "course_completion_updated",
+    "course_module_completion_updated",
+    "user_deleted",
+)
 
 
 def observed(name: str) -> dict[str, Any]:
@@ -59,11 +64,19 @@ def expected_messages(site: str, events: list[dict[str, Any]]) -> list[tuple[str
     return out
 
 
-def headers(body: bytes, *, secret: str = SECRET, site: str | None = "moodle.example.org",
-            timestamp: int | None = None) -> dict[str, str]:
+def headers(
+    body: bytes,
+    *,
+    secret: str = SECRET,
+    site: str | None = "moodle.example.org",
+    timestamp: int | None = None,
+) -> dict[str, str]:
     stamp = int(time.time()) if timestamp is None else timestamp
-    out = {"Content-Type": "application/json", "X-Ebackpack-Timestamp": str(stamp),
-           "X-Ebackpack-Signature": sign(secret, stamp, body)}
+    out = {
+        "Content-Type": "application/json",
+        "X-Ebackpack-Timestamp": str(stamp),
+        "X-Ebackpack-Signature": sign(secret, stamp, body),
+    }
     if site is not None:
         out["X-Ebackpack-Site"] = site
     return out
@@ -96,12 +109,16 @@ class Webhook:
         self.thread.join(timeout=20)
         self.sock.close()
 
-    def post(self, body: bytes | dict[str, Any], request_headers: dict[str, str] | None = None,
-             timeout: float = 30) -> httpx.Response:
+    def post(
+        self, body: bytes | dict[str, Any], request_headers: dict[str, str] | None = None, timeout: float = 30
+    ) -> httpx.Response:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return httpx.post(f"{self.url}/moodle/events", content=raw,
-                          headers=headers(raw, site=self.settings.site_id) if request_headers is None
-                          else request_headers, timeout=timeout)
+        return httpx.post(
+            f"{self.url}/moodle/events",
+            content=raw,
+            headers=headers(raw, site=self.settings.site_id) if request_headers is None else request_headers,
+            timeout=timeout,
+        )
 
     def pending(self) -> int:
         return int(httpx.get(f"{self.url}/healthz", timeout=5).json()["pending"])
@@ -129,8 +146,9 @@ def ledger_rows(settings: Settings) -> list[GatewayEventRow]:
         return list(session.scalars(select(GatewayEventRow)))
 
 
-def test_the_fixture_batch_publishes_the_used_events_keyed_by_learner_once(webhook: Webhook,
-                                                                           gateway: Settings) -> None:
+def test_the_fixture_batch_publishes_the_used_events_keyed_by_learner_once(
+    webhook: Webhook, gateway: Settings
+) -> None:
     batch = fixture_batch(gateway.site_id)
     answer = webhook.post(batch)
     assert answer.status_code == 202, answer.text
@@ -176,8 +194,9 @@ def test_the_same_event_twice_in_one_batch_is_sent_once(webhook: Webhook, gatewa
     assert len(published(gateway)) == 2
 
 
-def test_concurrent_requests_with_the_same_events_publish_them_once(webhook: Webhook,
-                                                                   gateway: Settings) -> None:
+def test_concurrent_requests_with_the_same_events_publish_them_once(
+    webhook: Webhook, gateway: Settings
+) -> None:
     batch = fixture_batch(gateway.site_id)
     answers: list[httpx.Response] = []
     senders = [threading.Thread(target=lambda: answers.append(webhook.post(batch))) for _ in range(4)]
@@ -191,8 +210,9 @@ def test_concurrent_requests_with_the_same_events_publish_them_once(webhook: Web
     assert len(published(gateway)) == 3
 
 
-def test_unauthenticated_or_foreign_requests_are_refused_and_publish_nothing(webhook: Webhook,
-                                                                             gateway: Settings) -> None:
+def test_unauthenticated_or_foreign_requests_are_refused_and_publish_nothing(
+    webhook: Webhook, gateway: Settings
+) -> None:
     site = gateway.site_id
     body = json.dumps(fixture_batch(site)).encode()
     good = headers(body, site=site)
@@ -201,22 +221,52 @@ def test_unauthenticated_or_foreign_requests_are_refused_and_publish_nothing(web
     now = int(time.time())
     foreign = json.dumps(fixture_batch("other.example.org")).encode()
     cases: list[tuple[str, bytes, dict[str, str], int, str]] = [
-        ("flipped signature", body, {**good, "X-Ebackpack-Signature": flipped}, 401,
-         "signature does not match"),
-        ("wrong secret", body, headers(body, secret="not-the-secret", site=site), 401,
-         "signature does not match"),
+        (
+            "flipped signature",
+            body,
+            {**good, "X-Ebackpack-Signature": flipped},
+            401,
+            "signature does not match",
+        ),
+        (
+            "wrong secret",
+            body,
+            headers(body, secret="not-the-secret", site=site),
+            401,
+            "signature does not match",
+        ),
         ("body changed after signing", body.replace(b"5721", b"5799"), good, 401, "signature does not match"),
-        ("no signature", body, {k: v for k, v in good.items() if k != "X-Ebackpack-Signature"}, 401,
-         "missing X-Ebackpack-Signature"),
-        ("no timestamp", body, {k: v for k, v in good.items() if k != "X-Ebackpack-Timestamp"}, 401,
-         "missing X-Ebackpack-Timestamp"),
+        (
+            "no signature",
+            body,
+            {k: v for k, v in good.items() if k != "X-Ebackpack-Signature"},
+            401,
+            "missing X-Ebackpack-Signature",
+        ),
+        (
+            "no timestamp",
+            body,
+            {k: v for k, v in good.items() if k != "X-Ebackpack-Timestamp"},
+            401,
+            "missing X-Ebackpack-Timestamp",
+        ),
         ("no site", body, headers(body, site=None), 401, "missing X-Ebackpack-Site"),
-        ("not sha256=", body, {**good, "X-Ebackpack-Signature": digest.removeprefix("sha256=")}, 401,
-         "must be sha256="),
+        (
+            "not sha256=",
+            body,
+            {**good, "X-Ebackpack-Signature": digest.removeprefix("sha256=")},
+            401,
+            "must be sha256=",
+        ),
         ("stale timestamp", body, headers(body, site=site, timestamp=now - 301 - 5), 401, "stale timestamp"),
         ("future timestamp", body, headers(body, site=site, timestamp=now + 301 + 5), 401, "stale timestamp"),
-        ("timestamp in milliseconds", body, headers(body, site=site, timestamp=now * 1000), 401,
-         "unix seconds"),
+        (
+            "timestamp in milliseconds",
+            body,
+            headers(body, site=site, timestamp=now * 1000),
+            401,
+            "unix seconds",
+        ),
         ("other site's header", body, headers(body, site="other.example.org"), 403, "moodle.example.org"),
         ("other site in the batch", foreign, headers(foreign, site=site), 403, "other.example.org"),
     ]
@@ -228,8 +278,9 @@ def test_unauthenticated_or_foreign_requests_are_refused_and_publish_nothing(web
     assert ledger_rows(gateway) == []
 
 
-def test_malformed_bodies_get_422_naming_the_event_and_publish_nothing(webhook: Webhook,
-                                                                         gateway: Settings) -> None:
+def test_malformed_bodies_get_422_naming_the_event_and_publish_nothing(
+    webhook: Webhook, gateway: Settings
+) -> None:
     site = gateway.site_id
     missing_course = observed("course_completed.moodle51")
     del missing_course["courseid"]
@@ -238,19 +289,56 @@ def test_malformed_bodies_get_422_naming_the_event_and_publish_nothing(webhook: 
         ("not JSON", b'{"site": "moodle.example.org", "events": [', "not JSON", None, None),
         ("not UTF-8", b'{"eventname": "\xff"}', "not JSON", None, None),
         ("a list", b"[]", "must be a JSON object", None, None),
-        ("events not a list", json.dumps({"site": site, "events": {}}).encode(), '"events" must be a list',
-         None, None),
+        (
+            "events not a list",
+            json.dumps({"site": site, "events": {}}).encode(),
+            '"events" must be a list',
+            None,
+            None,
+        ),
         ("batch without site", json.dumps({"events": []}).encode(), '"site"', None, None),
-        ("an event without courseid", json.dumps({"site": site, "events": [
-            observed("course_completed.moodle45"), observed("user_deleted"), missing_course]}).encode(),
-         "event 2: field courseid", 2, "courseid"),
-        ("a non-number id", json.dumps({"site": site, "events": [bad_number]}).encode(),
-         "event 0: field relateduserid", 0, "relateduserid"),
-        ("an event that is no object", json.dumps({"site": site, "events": [
-            observed("course_completed.moodle45"), "\\core\\event\\course_completed"]}).encode(),
-         "event 1", 1, "(the event itself)"),
-        ("a single invalid event", json.dumps({**observed("course_completed.moodle45"),
-                                                "crud": "x"}).encode(), "event 0: field crud", 0, "crud"),
+        (
+            "an event without courseid",
+            json.dumps(
+                {
+                    "site": site,
+                    "events": [
+                        observed("course_completed.moodle45"),
+                        observed("user_deleted"),
+                        missing_course,
+                    ],
+                }
+            ).encode(),
+            "event 2: field courseid",
+            2,
+            "courseid",
+        ),
+        (
+            "a non-number id",
+            json.dumps({"site": site, "events": [bad_number]}).encode(),
+            "event 0: field relateduserid",
+            0,
+            "relateduserid",
+        ),
+        (
+            "an event that is no object",
+            json.dumps(
+                {
+                    "site": site,
+                    "events": [observed("course_completed.moodle45"), "\\core\\event\\course_completed"],
+                }
+            ).encode(),
+            "event 1",
+            1,
+            "(the event itself)",
+        ),
+        (
+            "a single invalid event",
+            json.dumps({**observed("course_completed.moodle45"), "crud": "x"}).encode(),
+            "event 0: field crud",
+            0,
+            "crud",
+        ),
     ]
     for what, raw, reason, index, field in cases:
         answer = webhook.post(raw, headers(raw, site=site))
@@ -305,8 +393,9 @@ def test_broker_outage_answers_503_records_nothing_and_a_retry_succeeds(gateway:
 
 
 def test_backpressure_refuses_at_once_beyond_max_pending(gateway: Settings) -> None:
-    slow = gateway.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}",
-                                      "gateway_max_pending": 1})
+    slow = gateway.model_copy(
+        update={"kafka_bootstrap": f"127.0.0.1:{free_port()}", "gateway_max_pending": 1}
+    )
     with Webhook(slow, ack_timeout=4.0) as server:
         first: list[httpx.Response] = []
         holder = threading.Thread(target=lambda: first.append(server.post(fixture_batch(slow.site_id))))
@@ -329,19 +418,34 @@ def test_backpressure_refuses_at_once_beyond_max_pending(gateway: Settings) -> N
 
 # --- signed bodies that cannot become events: 4xx with a reason, never 5xx (the plugin retries 5xx) ------
 
+
 def test_deep_nesting_and_impossible_times_get_422_with_a_reason(webhook: Webhook, gateway: Settings) -> None:
     event = observed("course_completed.moodle51")
     deep = {"site": gateway.site_id, "events": [{**event, "other": "@"}]}
     cases: list[tuple[str, bytes, str]] = [
-        (f"nested {depth} deep", json.dumps(deep).replace('"@"', "[" * depth + "]" * depth).encode(),
-         f"deeper than {MAX_DEPTH}") for depth in (1_000, 100_000)]
-    cases += [(f"{field} {value}", json.dumps({**event, field: value}).encode(), field)
-              for field in ("timecreated", "timecompleted") for value in (10**12, 10**30)]
-    cases.append(("an id beyond a BIGINT", json.dumps({**event, "relateduserid": 2**64}).encode(),
-                  "relateduserid"))
+        (
+            f"nested {depth} deep",
+            json.dumps(deep).replace('"@"', "[" * depth + "]" * depth).encode(),
+            f"deeper than {MAX_DEPTH}",
+        )
+        for depth in (1_000, 100_000)
+    ]
+    cases += [
+        (f"{field} {value}", json.dumps({**event, field: value}).encode(), field)
+        for field in ("timecreated", "timecompleted")
+        for value in (10**12, 10**30)
+    ]
+    cases.append(
+        ("an id beyond a BIGINT", json.dumps({**event, "relateduserid": 2**64}).encode(), "relateduserid")
+    )
     cases.append(("NaN", json.dumps({**event, "anonymous": float("nan")}).encode(), "not JSON"))
-    cases.append(("a lone surrogate", json.dumps({**event, "other": {"note": "\ud800"}}).encode(),
-                  "cannot be published"))
+    cases.append(
+        (
+            "a lone surrogate",
+            json.dumps({**event, "other": {"note": "\ud800"}}).encode(),
+            "cannot be published",
+        )
+    )
     for what, raw, reason in cases:
         answer = webhook.post(raw, headers(raw, site=gateway.site_id))
         assert answer.status_code == 422, f"{what}: {answer.status_code} {answer.text[:300]}"
@@ -350,9 +454,11 @@ def test_deep_nesting_and_impossible_times_get_422_with_a_reason(webhook: Webhoo
     assert ledger_rows(gateway) == []
 
 
-@hypothesis.settings(max_examples=150, deadline=None,
-                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture,
-                                            hypothesis.HealthCheck.too_slow])
+@hypothesis.settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture, hypothesis.HealthCheck.too_slow],
+)
 @hypothesis.given(body=bodies())
 def test_no_signed_body_gets_a_5xx(webhook: Webhook, gateway: Settings, body: bytes) -> None:
     """Hypothesis mutates real Moodle 4.4 payloads (fields replaced by any JSON, dropped, nested 3,000 deep,
@@ -366,10 +472,11 @@ def test_no_signed_body_gets_a_5xx(webhook: Webhook, gateway: Settings, body: by
 # --- the payloads a real Moodle 4.4.2 site sent (shared/fixtures/moodle/real-4.4) -------------------------
 
 REAL_44 = MOODLE_FIXTURES / "real-4.4"
-REAL_SITE = Site(users=[(5, "Anna", "Nowak", "anna@example.org", "pl"),
-                        (6, "Ben", "Smith", "ben@example.org", "en")],
-                 courses=[(4, "Pierwsza pomoc", "PP"), (5, "Python", "PY")],
-                 completions=[(3, 5, 4, 1796607424), (4, 6, 5, 1796607429)])
+REAL_SITE = Site(
+    users=[(5, "Anna", "Nowak", "anna@example.org", "pl"), (6, "Ben", "Smith", "ben@example.org", "en")],
+    courses=[(4, "Pierwsza pomoc", "PP"), (5, "Python", "PY")],
+    completions=[(3, 5, 4, 1796607424), (4, 6, 5, 1796607429)],
+)
 
 
 def real_events() -> list[dict[str, Any]]:
@@ -391,19 +498,22 @@ def reading_profiles(source: str, settings: Settings, request: pytest.FixtureReq
     else:
         services = WebServices(REAL_SITE)
         with serving(services) as moodle_url:
-            yield settings.model_copy(update={"moodle_url": moodle_url,
-                                              "moodle_ws_token": SecretStr(services.token)})
+            yield settings.model_copy(
+                update={"moodle_url": moodle_url, "moodle_ws_token": SecretStr(services.token)}
+            )
 
 
 @pytest.mark.parametrize("source", ["database", "webservices"])
 def test_the_real_moodle_44_payloads_give_awards_profiles_and_the_erasure(
-        source: str, gateway: Settings, request: pytest.FixtureRequest) -> None:
+    source: str, gateway: Settings, request: pytest.FixtureRequest
+) -> None:
     events = real_events()
     assert len(events) == 5
     with reading_profiles(source, gateway, request) as with_moodle, Webhook(with_moodle) as server:
         answers = [server.post({"site": gateway.site_id, "events": [event]}) for event in events]
-        assert [(a.status_code, a.json()) for a in answers] == \
-            [(202, {"accepted": 1, "duplicates": 0, "ignored": 0})] * 5, [a.text for a in answers]
+        assert [(a.status_code, a.json()) for a in answers] == [
+            (202, {"accepted": 1, "duplicates": 0, "ignored": 0})
+        ] * 5, [a.text for a in answers]
         again = [server.post({"site": gateway.site_id, "events": [event]}).json() for event in events]
         assert again == [{"accepted": 0, "duplicates": 1, "ignored": 0}] * 5  # the plugin's retries
 
@@ -414,7 +524,9 @@ def test_the_real_moodle_44_payloads_give_awards_profiles_and_the_erasure(
         by_name.setdefault(message.data.eventname.rsplit("\\", 1)[-1], []).append((key, message))
     completions = sorted(by_name["course_completed"], key=lambda kv: kv[0])
     assert [(k, m.data.courseid, m.data.objectid, m.data.completed_at) for k, m in completions] == [
-        (b"5", 4, 3, 1796607424), (b"6", 5, 4, 1796607429)]  # keyed by relateduserid, not the admin
+        (b"5", 4, 3, 1796607424),
+        (b"6", 5, 4, 1796607429),
+    ]  # keyed by relateduserid, not the admin
     assert [(k, m.data.relateduserid) for k, m in by_name["user_updated"]] == [(b"6", 6), (b"6", 6)]
     [(key, erasure)] = by_name["user_deleted"]
     assert (key, erasure.data.relateduserid, erasure.data.other) == (b"5", 5, None)  # no username, e-mail
@@ -427,6 +539,8 @@ def test_the_real_moodle_44_payloads_give_awards_profiles_and_the_erasure(
     # For the completion and each user_updated, and again for the retries (profiles are read and published
     # before the ledger is asked; the topic is compacted, so the latest wins).
     assert sum(r.key == b"6" for r in users) == 2 * 3
-    courses = {r.key: MoodleCourseMessage.model_validate_json(r.value).data.fullname
-               for r in read_topics(gateway, [gateway.topic(MOODLE_COURSES)])}
+    courses = {
+        r.key: MoodleCourseMessage.model_validate_json(r.value).data.fullname
+        for r in read_topics(gateway, [gateway.topic(MOODLE_COURSES)])
+    }
     assert courses == {b"4": "Pierwsza pomoc", b"5": "Python"}

@@ -32,10 +32,11 @@ from tests.integration.test_webhook import SECRET, Webhook
 pytestmark = pytest.mark.integration
 
 REAL = MOODLE_FIXTURES / "real-4.4"
-SITE = Site(users=[(5, "Anna", "Nowak", "anna@example.org", "pl"),
-                   (6, "Ben", "Smith", "ben@example.org", "en")],
-            courses=[(4, "Pierwsza pomoc", "PP"), (5, "Python", "PY")],
-            completions=[(3, 5, 4, 1796607424), (4, 6, 5, 1796607429)])
+SITE = Site(
+    users=[(5, "Anna", "Nowak", "anna@example.org", "pl"), (6, "Ben", "Smith", "ben@example.org", "en")],
+    courses=[(4, "Pierwsza pomoc", "PP"), (5, "Python", "PY")],
+    completions=[(3, 5, 4, 1796607424), (4, 6, 5, 1796607429)],
+)
 ANSWER_WITHIN = 10.0  # seconds: the plugin's request timeout is 30 s; the gateway aims at about 5 s
 VARIANTS = ("plain", "database", "webservices")
 
@@ -45,8 +46,9 @@ def real(name: str) -> dict[str, Any]:
 
 
 @contextmanager
-def profile_source(variant: str, settings: Settings, request: pytest.FixtureRequest,
-                   services: WebServices | None = None) -> Iterator[Settings]:
+def profile_source(
+    variant: str, settings: Settings, request: pytest.FixtureRequest, services: WebServices | None = None
+) -> Iterator[Settings]:
     """`settings` configured to read profiles the `variant` way."""
     if variant == "plain":
         yield settings
@@ -60,8 +62,9 @@ def profile_source(variant: str, settings: Settings, request: pytest.FixtureRequ
     else:
         services = services or WebServices(SITE)
         with serving(services) as moodle:
-            yield settings.model_copy(update={"moodle_url": moodle,
-                                              "moodle_ws_token": SecretStr(services.token)})
+            yield settings.model_copy(
+                update={"moodle_url": moodle, "moodle_ws_token": SecretStr(services.token)}
+            )
 
 
 def timed_post(server: Webhook, event: dict[str, Any]) -> tuple[httpx.Response, float]:
@@ -80,13 +83,14 @@ def assert_prompt_503(answer: httpx.Response, took: float, blames: str) -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("outage", ["killed", "frozen"])
-def test_a_broker_that_goes_away_gets_503_within_seconds(variant: str, outage: str, settings: Settings,
-                                                         tmp_path: Path,
-                                                         request: pytest.FixtureRequest) -> None:
+def test_a_broker_that_goes_away_gets_503_within_seconds(
+    variant: str, outage: str, settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     with ExitStack() as stack:
         broker = stack.enter_context(Broker(tmp_path / "broker"))
-        configured = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap,
-                                                 "gateway_secret": SecretStr(SECRET)})
+        configured = settings.model_copy(
+            update={"kafka_bootstrap": broker.bootstrap, "gateway_secret": SecretStr(SECRET)}
+        )
         configured = stack.enter_context(profile_source(variant, configured, request))
         prepare(configured)
         server = stack.enter_context(Webhook(configured))
@@ -95,8 +99,10 @@ def test_a_broker_that_goes_away_gets_503_within_seconds(variant: str, outage: s
 
         broker.kill() if outage == "killed" else broker.freeze()
         answer, took = timed_post(server, real("course_completed-2"))
-        print(f"{variant} webhook, broker {outage}: {answer.status_code} after {took:.2f} s: "
-              f"{answer.json()['detail']}")
+        print(
+            f"{variant} webhook, broker {outage}: {answer.status_code} after {took:.2f} s: "
+            f"{answer.json()['detail']}"
+        )
         assert_prompt_503(answer, took, "broker")
         assert "read from Moodle" not in answer.json()["detail"]
         again, took_again = timed_post(server, real("course_completed-2"))  # the plugin's retry
@@ -111,28 +117,35 @@ def test_a_broker_that_goes_away_gets_503_within_seconds(variant: str, outage: s
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_a_gateway_started_while_the_broker_is_down_answers_503_within_seconds(
-        variant: str, settings: Settings, request: pytest.FixtureRequest) -> None:
+    variant: str, settings: Settings, request: pytest.FixtureRequest
+) -> None:
     prepare(settings)  # topics on the shared broker; this gateway is pointed at a port nobody listens on
-    down = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}",
-                                       "gateway_secret": SecretStr(SECRET)})
+    down = settings.model_copy(
+        update={"kafka_bootstrap": f"127.0.0.1:{free_port()}", "gateway_secret": SecretStr(SECRET)}
+    )
     with profile_source(variant, down, request) as configured:
         started = time.monotonic()
         with Webhook(configured) as server:
             ready = time.monotonic() - started
             answer, took = timed_post(server, real("course_completed-1"))
-    print(f"{variant} webhook, broker never up: started in {ready:.2f} s, "
-          f"{answer.status_code} after {took:.2f} s")
+    print(
+        f"{variant} webhook, broker never up: started in {ready:.2f} s, "
+        f"{answer.status_code} after {took:.2f} s"
+    )
     assert ready < ANSWER_WITHIN
     assert_prompt_503(answer, took, "broker")
 
 
-def test_moodle_web_services_that_hang_get_503_naming_moodle(settings: Settings,
-                                                            request: pytest.FixtureRequest) -> None:
+def test_moodle_web_services_that_hang_get_503_naming_moodle(
+    settings: Settings, request: pytest.FixtureRequest
+) -> None:
     configured = settings.model_copy(update={"gateway_secret": SecretStr(SECRET)})
     prepare(configured)
     slow = WebServices(SITE, delay=40.0)
-    with profile_source("webservices", configured, request, slow) as with_moodle, \
-            Webhook(with_moodle) as server:
+    with (
+        profile_source("webservices", configured, request, slow) as with_moodle,
+        Webhook(with_moodle) as server,
+    ):
         answer, took = timed_post(server, real("course_completed-1"))
     print(f"web services hanging: {answer.status_code} after {took:.2f} s")
     assert_prompt_503(answer, took, "Moodle")
@@ -140,12 +153,14 @@ def test_moodle_web_services_that_hang_get_503_naming_moodle(settings: Settings,
 
 
 def test_many_requests_at_once_while_the_broker_is_frozen_all_get_503_within_seconds(
-        settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """Several cron runners posting at once: threads blocked on the broker must not hold the others up."""
     with ExitStack() as stack:
         broker = stack.enter_context(Broker(tmp_path / "broker"))
-        configured = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap,
-                                                 "gateway_secret": SecretStr(SECRET)})
+        configured = settings.model_copy(
+            update={"kafka_bootstrap": broker.bootstrap, "gateway_secret": SecretStr(SECRET)}
+        )
         configured = stack.enter_context(profile_source("database", configured, request))
         prepare(configured)
         server = stack.enter_context(Webhook(configured))
@@ -155,8 +170,10 @@ def test_many_requests_at_once_while_the_broker_is_frozen_all_get_503_within_sec
         with ThreadPoolExecutor(max_workers=len(events)) as senders:
             answers = list(senders.map(lambda event: timed_post(server, event), events))
     slowest = max(took for _answer, took in answers)
-    print(f"16 requests at once, broker frozen: {sorted({a.status_code for a, _t in answers})}, "
-          f"slowest after {slowest:.2f} s")
+    print(
+        f"16 requests at once, broker frozen: {sorted({a.status_code for a, _t in answers})}, "
+        f"slowest after {slowest:.2f} s"
+    )
     for answer, took in answers:
         assert_prompt_503(answer, took, "")
 
@@ -174,7 +191,8 @@ def test_a_producer_first_built_late_in_a_request_keeps_its_full_timeouts(settin
 
 
 def test_a_moodle_database_that_hangs_gets_503_naming_moodle_and_recovers(
-        settings: Settings, request: pytest.FixtureRequest) -> None:
+    settings: Settings, request: pytest.FixtureRequest
+) -> None:
     configured = settings.model_copy(update={"gateway_secret": SecretStr(SECRET)})
     prepare(configured)
     with profile_source("database", configured, request) as with_moodle, Webhook(with_moodle) as server:

@@ -38,10 +38,14 @@ SVG = "{http://www.w3.org/2000/svg}"
 TITLE = "Pierwsza pomoc przedmedyczna"
 ISSUER = "Stowarzyszenie Edukacji Dorosłych"
 ASSERTION = {
-    "@context": "https://w3id.org/openbadges/v2", "type": "Assertion", "id": "https://badges.example.org/a/1",
+    "@context": "https://w3id.org/openbadges/v2",
+    "type": "Assertion",
+    "id": "https://badges.example.org/a/1",
     "recipient": {"type": "email", "hashed": True, "salt": "s", "identity": "sha256$" + "0" * 64},
-    "badge": "https://badges.example.org/b/1", "verification": {"type": "hosted"},
-    "issuedOn": "2024-05-01T10:00:00Z", "narrative": "Zażółć gęślą jaźń",
+    "badge": "https://badges.example.org/b/1",
+    "verification": {"type": "hosted"},
+    "issuedOn": "2024-05-01T10:00:00Z",
+    "narrative": "Zażółć gęślą jaźń",
 }
 JWT = "eyJhbGciOiJFZERTQSJ9.eyJpZCI6InVybjp1dWlkOjEifQ.c2lnbmF0dXJl"
 
@@ -58,9 +62,9 @@ def png_chunks(png: bytes) -> list[tuple[bytes, bytes]]:
     assert png.startswith(PNG_SIGNATURE)
     chunks, offset = [], 8
     while offset < len(png):
-        (length,) = struct.unpack(">I", png[offset:offset + 4])
-        kind, data = png[offset + 4:offset + 8], png[offset + 8:offset + 8 + length]
-        (crc,) = struct.unpack(">I", png[offset + 8 + length:offset + 12 + length])
+        (length,) = struct.unpack(">I", png[offset : offset + 4])
+        kind, data = png[offset + 4 : offset + 8], png[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", png[offset + 8 + length : offset + 12 + length])
         assert crc == zlib.crc32(kind + data) & 0xFFFFFFFF, f"bad CRC in {kind!r}"
         chunks.append((kind, data))
         offset += 12 + length
@@ -69,8 +73,11 @@ def png_chunks(png: bytes) -> list[tuple[bytes, bytes]]:
 
 def text_chunks(png: bytes, keyword: str) -> list[tuple[bytes, bytes]]:
     prefix = keyword.encode("latin-1") + b"\x00"
-    return [(kind, data) for kind, data in png_chunks(png)
-            if kind in (b"iTXt", b"tEXt", b"zTXt") and data.startswith(prefix)]
+    return [
+        (kind, data)
+        for kind, data in png_chunks(png)
+        if kind in (b"iTXt", b"tEXt", b"zTXt") and data.startswith(prefix)
+    ]
 
 
 def pixels(png: bytes) -> tuple[str, tuple[int, int], bytes]:
@@ -92,8 +99,11 @@ def jwt_payload(token: str) -> dict[str, object]:
 
 def ob_children(svg: str) -> list[ET.Element]:
     root = ET.fromstring(svg)
-    return [el for el in root.iter() if el.tag in (f"{{{OB2_SVG_NAMESPACE}}}assertion",
-                                                  f"{{{OB3_SVG_NAMESPACE}}}credential")]
+    return [
+        el
+        for el in root.iter()
+        if el.tag in (f"{{{OB2_SVG_NAMESPACE}}}assertion", f"{{{OB3_SVG_NAMESPACE}}}credential")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +116,9 @@ def plain_png() -> bytes:
 
 @pytest.mark.parametrize("keyword", [OB2_PNG_KEYWORD, OB3_PNG_KEYWORD])
 @pytest.mark.parametrize("text", [json.dumps(ASSERTION, ensure_ascii=False), JWT, "https://e.org/a/ł"])
-def test_png_round_trip_is_one_uncompressed_itxt_before_iend(plain_png: bytes, keyword: str,
-                                                             text: str) -> None:
+def test_png_round_trip_is_one_uncompressed_itxt_before_iend(
+    plain_png: bytes, keyword: str, text: str
+) -> None:
     baked = bake_png(plain_png, keyword, text)
 
     assert unbake_png(baked, keyword) == text
@@ -176,7 +187,9 @@ def test_unbake_png_without_data_is_none(plain_png: bytes) -> None:
     assert unbake_png(plain_png, OB3_PNG_KEYWORD) is None
 
 
-@pytest.mark.parametrize("data", [b"", b"GIF89a\x01\x00\x01\x00", b"<svg xmlns='http://www.w3.org/2000/svg'/>"])
+@pytest.mark.parametrize(
+    "data", [b"", b"GIF89a\x01\x00\x01\x00", b"<svg xmlns='http://www.w3.org/2000/svg'/>"]
+)
 def test_non_png_input_is_a_clear_error(data: bytes) -> None:
     with pytest.raises(ValueError, match="not a PNG"):
         bake_png(data, OB2_PNG_KEYWORD, "x")
@@ -254,8 +267,9 @@ def test_ob2_svg_verify_url_argument_wins_and_is_required_without_an_http_id() -
     assertion = dict(ASSERTION, id="urn:uuid:5b4e0ec0-6cbb-4d2b-9a0a-0e8c4a7c3a11")
     payload = json.dumps(assertion)
 
-    baked = bake_svg(badge_svg(TITLE, ISSUER), ob3=False, payload=payload,
-                     verify_url="https://badges.example.org/a/1")
+    baked = bake_svg(
+        badge_svg(TITLE, ISSUER), ob3=False, payload=payload, verify_url="https://badges.example.org/a/1"
+    )
 
     assert ob_children(baked)[0].get("verify") == "https://badges.example.org/a/1"
     with pytest.raises(ValueError, match="hosted URL"):
@@ -350,14 +364,17 @@ def test_badge_png_is_deterministic_decodable_and_sized() -> None:
     assert alpha[172 * 400 + 200] == 255  # the medal
 
 
-@pytest.mark.parametrize("title", [
-    "Excel",
-    TITLE,
-    "Zaawansowane techniki programowania współbieżnego w językach funkcyjnych oraz obiektowych "
-    "z elementami sztucznej inteligencji i uczenia maszynowego",
-    "Konstantynopolitańczykowianeczkaaaaaaaaaaaaaaaaaaaa",
-    "",
-])
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Excel",
+        TITLE,
+        "Zaawansowane techniki programowania współbieżnego w językach funkcyjnych oraz obiektowych "
+        "z elementami sztucznej inteligencji i uczenia maszynowego",
+        "Konstantynopolitańczykowianeczkaaaaaaaaaaaaaaaaaaaa",
+        "",
+    ],
+)
 def test_badge_titles_wrap_into_at_most_three_lines_that_fit_the_disc(title: str) -> None:
     texts = svg_texts(badge_svg(title, ISSUER))
 

@@ -37,8 +37,14 @@ def test_production_mode_may_listen_anywhere(tmp_path: Path) -> None:
 def test_the_cli_says_why_it_does_not_start(command: list[str], tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBACKPACK_")}
     env["EBACKPACK_DATA_DIR"] = str(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "ebackpack.cli", *command, "--host", "0.0.0.0"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ebackpack.cli", *command, "--host", "0.0.0.0"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "refuses to listen on 0.0.0.0" in done.stderr
     assert "EBACKPACK_DEV_LOGIN" in done.stderr

@@ -34,9 +34,13 @@ def make_request(**changes: object) -> CertificateRenderRequest:
         "issued_on": datetime(2026, 3, 15, 10, 30, tzinfo=UTC),
         "awarding_body": "Stowarzyszenie Edukacji Dorosłych",
         "language": "pl",
-        "learning_outcomes": ["Ocenia bezpieczeństwo miejsca zdarzenia i wzywa pomoc.",
-                              "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED."],
-        "ects": 2, "hours": 16, "eqf_level": 4,
+        "learning_outcomes": [
+            "Ocenia bezpieczeństwo miejsca zdarzenia i wzywa pomoc.",
+            "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED.",
+        ],
+        "ects": 2,
+        "hours": 16,
+        "eqf_level": 4,
         "credential_json": CREDENTIAL,
     }
     fields.update(changes)
@@ -50,7 +54,9 @@ ENGLISH = {
     "achievement_description": "Writes, tests and documents small Python programs.",
     "language": "en",
     "learning_outcomes": ["Writes small Python programs with functions and modules."],
-    "ects": 2.5, "hours": 50, "eqf_level": None,
+    "ects": 2.5,
+    "hours": 50,
+    "eqf_level": None,
 }
 
 
@@ -174,12 +180,16 @@ def test_different_requests_give_different_pdfs(renderer: CertificateRenderer, p
 
 
 def test_long_texts_stay_on_one_page(renderer: CertificateRenderer, tmp_path: Path) -> None:
-    pdf = renderer.render(make_request(
-        learner_name="Maria Konstancja Brzęczyszczykiewicz-Wiśniewska-Żółkiewska",
-        course_name="Pierwsza pomoc przedmedyczna dla dorosłych z elementami ratownictwa wodnego i górskiego",
-        achievement_description="Udziela pierwszej pomocy zgodnie z aktualnymi wytycznymi. " * 3,
-        verify_url="https://certificates.stowarzyszenie-edukacji-doroslych.example.org/verify/7KQM-C4XA-P9RT",
-    ))
+    pdf = renderer.render(
+        make_request(
+            learner_name="Maria Konstancja Brzęczyszczykiewicz-Wiśniewska-Żółkiewska",
+            course_name=(
+                "Pierwsza pomoc przedmedyczna dla dorosłych z elementami ratownictwa wodnego i górskiego"
+            ),
+            achievement_description="Udziela pierwszej pomocy zgodnie z aktualnymi wytycznymi. " * 3,
+            verify_url="https://certificates.stowarzyszenie-edukacji-doroslych.example.org/verify/7KQM-C4XA-P9RT",
+        )
+    )
     assert pdf_info(pdf, tmp_path)["Pages"] == "1"
 
 
@@ -227,14 +237,22 @@ def test_archival_and_accessible_structure(polish_pdf: bytes, tmp_path: Path) ->
 
 def test_text_comes_out_in_reading_order(polish_pdf: bytes, tmp_path: Path) -> None:
     text = pdf_text(polish_pdf, tmp_path)
-    order = [text.index(part) for part in ("Zaświadczenie o ukończeniu", "Zofia Wiśniewska-Żółkiewska",
-                                           "Pierwsza pomoc przedmedyczna dla dorosłych", "Efekty uczenia się",
-                                           "7KQM-C4XA-P9RT")]
+    order = [
+        text.index(part)
+        for part in (
+            "Zaświadczenie o ukończeniu",
+            "Zofia Wiśniewska-Żółkiewska",
+            "Pierwsza pomoc przedmedyczna dla dorosłych",
+            "Efekty uczenia się",
+            "7KQM-C4XA-P9RT",
+        )
+    ]
     assert order == sorted(order)
 
 
-def test_learning_outcomes_and_workload_in_the_learners_language(polish_pdf: bytes, english_pdf: bytes,
-                                                                tmp_path: Path) -> None:
+def test_learning_outcomes_and_workload_in_the_learners_language(
+    polish_pdf: bytes, english_pdf: bytes, tmp_path: Path
+) -> None:
     polish = pdf_text(polish_pdf, tmp_path)
     assert "Prowadzi resuscytację krążeniowo-oddechową dorosłego z użyciem AED." in polish
     assert "Nakład pracy: 2 pkt ECTS · 16 godzin · poziom 4 ERK" in polish
@@ -261,10 +279,14 @@ WORKLOADS = [
 
 
 def test_workload_nouns_agree_with_their_numbers(renderer: CertificateRenderer, tmp_path: Path) -> None:
-    requests = [make_request(**({"language": "pl"} if lang == "pl" else ENGLISH)
-                             | {"ects": ects, "hours": hours, "eqf_level": None, "template": template})
-                for n, (lang, ects, hours, _line) in enumerate(WORKLOADS)
-                for template in (("default", "formal") if n == 0 else ("default",))]
+    requests = [
+        make_request(
+            **({"language": "pl"} if lang == "pl" else ENGLISH)
+            | {"ects": ects, "hours": hours, "eqf_level": None, "template": template}
+        )
+        for n, (lang, ects, hours, _line) in enumerate(WORKLOADS)
+        for template in (("default", "formal") if n == 0 else ("default",))
+    ]
     texts = [pdf_text(pdf, tmp_path) for pdf in renderer.render_batch(requests)]
 
     lines = [line for _lang, _ects, _hours, line in WORKLOADS]
@@ -272,9 +294,9 @@ def test_workload_nouns_agree_with_their_numbers(renderer: CertificateRenderer, 
     assert not any("1 hours" in text or "1 godzin " in text for text in texts)
 
 
-def test_a_batch_gives_each_certificate_the_bytes_it_gets_alone(renderer: CertificateRenderer,
-                                                                  polish_pdf: bytes, english_pdf: bytes,
-                                                                  tmp_path: Path) -> None:
+def test_a_batch_gives_each_certificate_the_bytes_it_gets_alone(
+    renderer: CertificateRenderer, polish_pdf: bytes, english_pdf: bytes, tmp_path: Path
+) -> None:
     """Batches mix templates and languages; each PDF is the one its request gets when rendered alone, so
     a redelivered request lands on the same content-addressed object whatever batch it comes in."""
     formal = make_request(template="formal", learner_name="Jędrzej Gąsiorowski")

@@ -50,10 +50,14 @@ def renderer() -> CertificateRenderer:
     return CertificateRenderer()
 
 
-@pytest.fixture(scope="module", params=[(t, lang) for t in TEMPLATES for lang in LANGUAGES],
-                ids=lambda p: f"{p[0]}-{p[1]}")
-def rendered(request: pytest.FixtureRequest, renderer: CertificateRenderer,
-             tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+@pytest.fixture(
+    scope="module",
+    params=[(t, lang) for t in TEMPLATES for lang in LANGUAGES],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def rendered(
+    request: pytest.FixtureRequest, renderer: CertificateRenderer, tmp_path_factory: pytest.TempPathFactory
+) -> Rendered:
     """Each (template, language) rendered once per module; the tests below only read it."""
     template, language = request.param
     changes: dict[str, object] = dict(ENGLISH) if language == "en" else {}
@@ -61,8 +65,15 @@ def rendered(request: pytest.FixtureRequest, renderer: CertificateRenderer,
     pdf = renderer.render(certificate)
     path = tmp_path_factory.mktemp(f"{template}-{language}") / "certificate.pdf"
     path.write_bytes(pdf)
-    return Rendered(template, language, pdf, path, certificate.learner_name, certificate.course_name,
-                    certificate.verification_code)
+    return Rendered(
+        template,
+        language,
+        pdf,
+        path,
+        certificate.learner_name,
+        certificate.course_name,
+        certificate.verification_code,
+    )
 
 
 def test_one_page(rendered: Rendered) -> None:
@@ -78,8 +89,9 @@ def test_identified_as_pdf_a_3b(rendered: Rendered) -> None:
 
 def test_name_course_and_code_in_reading_order(rendered: Rendered) -> None:
     text = pdf_text(rendered.path)
-    positions = [text.find(part) for part in
-                 (rendered.learner_name, rendered.course_name, rendered.verification_code)]
+    positions = [
+        text.find(part) for part in (rendered.learner_name, rendered.course_name, rendered.verification_code)
+    ]
     assert -1 not in positions, text
     assert positions == sorted(positions), text
 
@@ -102,8 +114,9 @@ def test_qr_code_is_at_least_42_mm_wide_and_not_smoothed(rendered: Rendered) -> 
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
-def test_long_polish_name_stays_on_one_page(renderer: CertificateRenderer, template: str,
-                                            tmp_path: Path) -> None:
+def test_long_polish_name_stays_on_one_page(
+    renderer: CertificateRenderer, template: str, tmp_path: Path
+) -> None:
     path = tmp_path / "long.pdf"
     path.write_bytes(renderer.render(make_request(template=template, learner_name=LONG_NAME)))
     assert pdf_info(path)["Pages"] == "1"

@@ -38,8 +38,9 @@ def _compose() -> dict[str, Any]:
 
 def _app_services() -> dict[str, dict[str, Any]]:
     """The services that run the e-Backpack image."""
-    return {name: service for name, service in _compose()["services"].items()
-            if service.get("image") == IMAGE}
+    return {
+        name: service for name, service in _compose()["services"].items() if service.get("image") == IMAGE
+    }
 
 
 def _environment(service: dict[str, Any]) -> dict[str, Any]:
@@ -77,8 +78,11 @@ def env_example() -> dict[str, str]:
 def filled_env_file(folder: Path, **overrides: str) -> Path:
     """`.env.example` filled in as its comments say: a generated value for each one to generate."""
     values = {name: secrets.token_urlsafe(48) for name in env_example()}
-    values |= {"EBACKPACK_SMTP_HOST": "smtp.example.org", "EBACKPACK_SMTP_USER": "ebackpack",
-               "EBACKPACK_MOODLE_DB_URL": f"postgresql+psycopg://reader:{secrets.token_urlsafe(48)}@db/moodle"}
+    values |= {
+        "EBACKPACK_SMTP_HOST": "smtp.example.org",
+        "EBACKPACK_SMTP_USER": "ebackpack",
+        "EBACKPACK_MOODLE_DB_URL": f"postgresql+psycopg://reader:{secrets.token_urlsafe(48)}@db/moodle",
+    }
     values |= overrides
     path = folder / "test.env"
     path.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
@@ -89,9 +93,24 @@ def compose_config(env_file: Path, *args: str) -> subprocess.CompletedProcess[st
     """`config` with only this env file: no variable of the caller's shell, no `.env` of the checkout."""
     environment = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     # With the optional profile, so that every service is validated.
-    return subprocess.run([*_command_or_skip(), "--file", str(COMPOSE_FILE), "--env-file", str(env_file),
-                           "--profile", "logstore", "config", *args],
-                          cwd=env_file.parent, env=environment, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            *_command_or_skip(),
+            "--file",
+            str(COMPOSE_FILE),
+            "--env-file",
+            str(env_file),
+            "--profile",
+            "logstore",
+            "config",
+            *args,
+        ],
+        cwd=env_file.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_compose_file_validates(tmp_path: Path) -> None:
@@ -99,8 +118,13 @@ def test_compose_file_validates(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-REQUIRED = ["EBACKPACK_CODE_SECRET", "EBACKPACK_GATEWAY_SECRET", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD",
-            "GRAFANA_ADMIN_PASSWORD"]
+REQUIRED = [
+    "EBACKPACK_CODE_SECRET",
+    "EBACKPACK_GATEWAY_SECRET",
+    "POSTGRES_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+]
 
 
 @pytest.mark.parametrize("name", REQUIRED)
@@ -137,8 +161,9 @@ def test_nothing_is_published_on_every_interface() -> None:
             assert spec.startswith("127.0.0.1:"), f"{name}: {spec} is published on every interface"
 
 
-def test_the_resolved_stack_passes_the_production_check(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_resolved_stack_passes_the_production_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With `.env` filled in as .env.example says, every e-Backpack service's settings pass the check
     its processes run at start (the database URL with its password, the S3 key, the secrets)."""
     result = compose_config(filled_env_file(tmp_path))
@@ -167,9 +192,12 @@ def test_the_stack_has_every_service() -> None:
 @pytest.mark.parametrize("name", sorted(_app_services()))
 def test_settings_are_real_settings(name: str) -> None:
     service = _app_services()[name]
-    unknown = [key for key in _environment(service)
-               if key.startswith("EBACKPACK_") and key.removeprefix("EBACKPACK_").lower()
-               not in Settings.model_fields]
+    unknown = [
+        key
+        for key in _environment(service)
+        if key.startswith("EBACKPACK_")
+        and key.removeprefix("EBACKPACK_").lower() not in Settings.model_fields
+    ]
     assert not unknown, f"{name}: not in ebackpack/config.py Settings: {unknown}"
 
 

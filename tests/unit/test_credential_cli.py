@@ -229,8 +229,9 @@ def test_keys_rotate_then_show(cli: Cli) -> None:
 
 def test_keys_rotate_refuses_keys_from_the_environment(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     ring = load_key_dir(cli.data_dir / "keys")
-    monkeypatch.setenv("EBACKPACK_SIGNING_KEYS",
-                       json.dumps({k.kid: k.private_pem().decode() for k in ring.keys}))
+    monkeypatch.setenv(
+        "EBACKPACK_SIGNING_KEYS", json.dumps({k.kid: k.private_pem().decode() for k in ring.keys})
+    )
     result = cli.run("keys", "rotate")
     assert result.exit_code == 1
     assert "EBACKPACK_SIGNING_KEYS" in one_line(result.stderr)

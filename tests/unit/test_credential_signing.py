@@ -55,8 +55,12 @@ Jwk = dict[str, str | list[str]]
 
 
 def new_ring(number: int = 1) -> KeyRing:
-    return KeyRing((SigningKey(f"ed25519-{number}", "Ed25519", ed25519.Ed25519PrivateKey.generate()),
-                    SigningKey(f"p256-{number}", "ES256", ec.generate_private_key(ec.SECP256R1()))))
+    return KeyRing(
+        (
+            SigningKey(f"ed25519-{number}", "Ed25519", ed25519.Ed25519PrivateKey.generate()),
+            SigningKey(f"p256-{number}", "ES256", ec.generate_private_key(ec.SECP256R1())),
+        )
+    )
 
 
 RING = new_ring()
@@ -67,13 +71,20 @@ def make_facts(rule: AwardRule, name: str = "Anna Nowak", n: int = 0, **changes:
     issued = ISSUED + timedelta(hours=n)
     salt = f"{n:016x}"
     facts = CredentialFacts(
-        credential_id=f"0192a3b4-c5d6-4e7f-8a9b-{n:012x}", verification_code="ABCD-EFGH-JKMN", rule=rule,
+        credential_id=f"0192a3b4-c5d6-4e7f-8a9b-{n:012x}",
+        verification_code="ABCD-EFGH-JKMN",
+        rule=rule,
         issuer=RULES.issuer,
         learner_subject_id=learner_subject_id("moodle.example.org", 5700 + n, b"code secret"),
-        learner_name=name, recipient_salt=salt, recipient_hash=recipient_hash(f"l{n}@example.org", salt),
+        learner_name=name,
+        recipient_salt=salt,
+        recipient_hash=recipient_hash(f"l{n}@example.org", salt),
         issued_on=issued,
         valid_until=issued + timedelta(days=rule.valid_for_days) if rule.valid_for_days else None,
-        status_list=1 + n % 3, status_index=(n * 7919) % statuslist.LIST_SIZE, urls=URLS)
+        status_list=1 + n % 3,
+        status_index=(n * 7919) % statuslist.LIST_SIZE,
+        urls=URLS,
+    )
     return dataclasses.replace(facts, **changes) if changes else facts
 
 
@@ -83,10 +94,12 @@ PublicKeyFor = Callable[[str], ed25519.Ed25519PublicKey | None]
 def ed25519_lookup(ring: KeyRing, urls: PublicUrls = URLS) -> PublicKeyFor:
     def public_key_for(method: str) -> ed25519.Ed25519PublicKey | None:
         for key in ring.keys:
-            if urls.verification_method(key.kid) == method and isinstance(key.private_key,
-                                                                          ed25519.Ed25519PrivateKey):
+            if urls.verification_method(key.kid) == method and isinstance(
+                key.private_key, ed25519.Ed25519PrivateKey
+            ):
                 return key.private_key.public_key()
         return None
+
     return public_key_for
 
 
@@ -168,11 +181,16 @@ def test_status_list_decode_refuses_a_non_base64url_multibase() -> None:
 
 def test_status_entry_and_list_credential() -> None:
     entry = statuslist.entry("https://x.org/status/1", 42)
-    assert entry == {"id": "https://x.org/status/1#42", "type": "BitstringStatusListEntry",
-                     "statusPurpose": "revocation", "statusListIndex": "42",
-                     "statusListCredential": "https://x.org/status/1"}
-    document = statuslist.list_credential("https://x.org/status/1", "did:web:x.org", "2026-01-01T00:00:00Z",
-                                          [42])
+    assert entry == {
+        "id": "https://x.org/status/1#42",
+        "type": "BitstringStatusListEntry",
+        "statusPurpose": "revocation",
+        "statusListIndex": "42",
+        "statusListCredential": "https://x.org/status/1",
+    }
+    document = statuslist.list_credential(
+        "https://x.org/status/1", "did:web:x.org", "2026-01-01T00:00:00Z", [42]
+    )
     subject = document["credentialSubject"]
     assert subject["type"] == "BitstringStatusList" and subject["statusPurpose"] == "revocation"
     assert statuslist.is_set(statuslist.decode(subject["encodedList"]), 42)
@@ -228,8 +246,9 @@ def test_rotation_adds_key_two_and_keeps_key_one_published(tmp_path: Path) -> No
     assert all(m["controller"] == did for m in document["verificationMethod"])
     text = json.dumps(document)
     assert '"d"' not in text and "PRIVATE" not in text
-    assert [(k.kid, k.public_jwk()) for k in load_key_dir(folder).keys] == [(k.kid, k.public_jwk())
-                                                                           for k in ring.keys]
+    assert [(k.kid, k.public_jwk()) for k in load_key_dir(folder).keys] == [
+        (k.kid, k.public_jwk()) for k in ring.keys
+    ]
     assert rotate_key_dir(folder).current("Ed25519").kid == "ed25519-3"
 
 
@@ -239,13 +258,21 @@ def secrets_of(key: SigningKey) -> list[str]:
     body = [line for line in pem.splitlines() if line and not line.startswith("-----")]
     private = key.private_key
     if isinstance(private, ed25519.Ed25519PrivateKey):
-        raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                    serialization.NoEncryption())
+        raw = private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
     else:
         raw = private.private_numbers().private_value.to_bytes(32, "big")
-    return [*body, raw.hex(), raw.hex().upper(), base64.b64encode(raw).decode().rstrip("="),
-            base64.urlsafe_b64encode(raw).decode().rstrip("="), base58.b58encode(raw).decode(), repr(raw),
-            str(int.from_bytes(raw, "big"))]
+    return [
+        *body,
+        raw.hex(),
+        raw.hex().upper(),
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        base58.b58encode(raw).decode(),
+        repr(raw),
+        str(int.from_bytes(raw, "big")),
+    ]
 
 
 def test_repr_of_keys_shows_no_private_material() -> None:
@@ -277,12 +304,17 @@ def test_keyring_from_json_rejects_a_key_whose_name_does_not_match_its_type() ->
         assert secret not in str(caught.value)
 
 
-@pytest.mark.parametrize("entries, message", [
-    ({"rsa-1": "ed"}, "is not <ed25519|p256>-<number>"),
-    ({"ed25519-1": "ed"}, "no ES256 signing key"),
-    ({"ed25519-1": "ed", "p256-1": "-----BEGIN PRIVATE KEY-----\nnot base64\n"},
-     "not an unencrypted PKCS#8 PEM"),
-])
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ({"rsa-1": "ed"}, "is not <ed25519|p256>-<number>"),
+        ({"ed25519-1": "ed"}, "no ES256 signing key"),
+        (
+            {"ed25519-1": "ed", "p256-1": "-----BEGIN PRIVATE KEY-----\nnot base64\n"},
+            "not an unencrypted PKCS#8 PEM",
+        ),
+    ],
+)
 def test_keyring_from_json_rejects_bad_entries(entries: dict[str, str], message: str) -> None:
     pems = {"ed": pem_of(RING.current("Ed25519"))}
     text = json.dumps({kid: pems.get(pem, pem) for kid, pem in entries.items()})
@@ -308,13 +340,16 @@ def test_keyring_from_json_rejects_json_that_is_not_an_object_of_strings(text: s
         keyring_from_json(text)
 
 
-@pytest.mark.parametrize("url, did", [
-    ("http://127.0.0.1:8000", "did:web:127.0.0.1%3A8000"),
-    ("http://127.0.0.1:8000/", "did:web:127.0.0.1%3A8000"),
-    ("https://example.org/backpack/", "did:web:example.org:backpack"),
-    ("https://example.org/a/b", "did:web:example.org:a:b"),
-    ("https://example.org", "did:web:example.org"),
-])
+@pytest.mark.parametrize(
+    "url, did",
+    [
+        ("http://127.0.0.1:8000", "did:web:127.0.0.1%3A8000"),
+        ("http://127.0.0.1:8000/", "did:web:127.0.0.1%3A8000"),
+        ("https://example.org/backpack/", "did:web:example.org:backpack"),
+        ("https://example.org/a/b", "did:web:example.org:a:b"),
+        ("https://example.org", "did:web:example.org"),
+    ],
+)
 def test_did_web(url: str, did: str) -> None:
     assert did_web(url) == did
     assert PublicUrls(url).did == did
@@ -337,8 +372,12 @@ def test_ed25519_public_key_is_a_multikey() -> None:
 @pytest.fixture(scope="module")
 def signed_credential() -> dict[str, Any]:
     key = RING.current("Ed25519")
-    return dataintegrity.sign(ob3.credential(make_facts(RULE["pierwsza-pomoc"])), key,
-                              URLS.verification_method(key.kid), "2026-01-12T09:30:00Z")
+    return dataintegrity.sign(
+        ob3.credential(make_facts(RULE["pierwsza-pomoc"])),
+        key,
+        URLS.verification_method(key.kid),
+        "2026-01-12T09:30:00Z",
+    )
 
 
 def test_a_signed_credential_verifies(signed_credential: dict[str, Any]) -> None:
@@ -389,11 +428,23 @@ def _set_created(d: dict[str, Any]) -> None:
     d["proof"][0]["created"] = "2026-01-13T09:30:00Z"
 
 
-@pytest.mark.parametrize("tamper", [_set_name, _set_achievement_name, _set_achievement_hours,
-                                    _set_learning_outcome, _set_valid_from, _set_valid_until, _set_learner,
-                                    _set_status_index, _set_created])
-def test_any_change_breaks_the_proof(signed_credential: dict[str, Any],
-                                     tamper: Callable[[dict[str, Any]], None]) -> None:
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        _set_name,
+        _set_achievement_name,
+        _set_achievement_hours,
+        _set_learning_outcome,
+        _set_valid_from,
+        _set_valid_until,
+        _set_learner,
+        _set_status_index,
+        _set_created,
+    ],
+)
+def test_any_change_breaks_the_proof(
+    signed_credential: dict[str, Any], tamper: Callable[[dict[str, Any]], None]
+) -> None:
     document = json.loads(json.dumps(signed_credential))
     tamper(document)
     with pytest.raises(ProofError, match="does not match"):
@@ -420,8 +471,9 @@ def test_a_missing_or_foreign_proof_is_refused(signed_credential: dict[str, Any]
 def test_eddsa_needs_an_ed25519_key() -> None:
     key = RING.current("ES256")
     with pytest.raises(ProofError, match="needs an Ed25519 key"):
-        dataintegrity.sign(ob3.credential(make_facts(RULE["python-basics"])), key, "did:web:x#p256-1",
-                           "2026-01-12T09:30:00Z")
+        dataintegrity.sign(
+            ob3.credential(make_facts(RULE["python-basics"])), key, "did:web:x#p256-1", "2026-01-12T09:30:00Z"
+        )
 
 
 # --- Fast canonicalization against the slow path ------------------------------------------------------
@@ -431,26 +483,66 @@ def test_eddsa_needs_an_ed25519_key() -> None:
 # line at U+2028, U+0085, VT, FF...: wrong signatures or a crash, after the first document was trusted.
 
 BACKSLASH_LETTER = ["C:\\new", "C:\\temp\\robert", "a\\\\nb", "x\\ry", "end\\"]
-LINE_SEPARATORS = ["Anna\u2028Nowak", "Anna\u2029Nowak", "Anna\x85Nowak", "Anna\x0bNowak", "Anna\x0cNowak",
-                   "Anna\x1cNowak", "Anna\x1eNowak"]
+LINE_SEPARATORS = [
+    "Anna\u2028Nowak",
+    "Anna\u2029Nowak",
+    "Anna\x85Nowak",
+    "Anna\x0bNowak",
+    "Anna\x0cNowak",
+    "Anna\x1cNowak",
+    "Anna\x1eNowak",
+]
 
 
 # Learner names that need escaping in N-Quads, or look like N-Quads syntax, or are not ASCII.
 TRICKY = [
-    'Anna "Ania" Nowak', "O'Brien", "back\\slash", "trailing backslash\\", "\\\\double", "\\\"escaped quote",
-    'quote"\\', "C:\\Users\\Zofia", "line\nbreak", "tab\there", "carriage\rreturn", "\r\n\t\"\\",
-    "Zażółć gęślą jaźń", "ŁUKASZ ŚWIĘTOCHŁOWICKI", "Krzyś 🎓🇵🇱", "👩🏽‍🎓", "]]>", "<script>alert(1)</script>",
-    "a > b < c", "_:b0", "_:c14n0", '"^^<http://x>', '" .\n<urn:x> <urn:y> "z', "<urn:evil>", "@id",
-    "http://example.org/not-an-iri-here", "urn:uuid:00000000-0000-0000-0000-000000000000", "", " ",
-    "sha256$abc", "x\x00y", "del\x7f", "日本語の名前", "Ærøskøbing", "\u200bzero width", "a\\ b",
-    *BACKSLASH_LETTER, *LINE_SEPARATORS,
+    'Anna "Ania" Nowak',
+    "O'Brien",
+    "back\\slash",
+    "trailing backslash\\",
+    "\\\\double",
+    '\\"escaped quote',
+    'quote"\\',
+    "C:\\Users\\Zofia",
+    "line\nbreak",
+    "tab\there",
+    "carriage\rreturn",
+    '\r\n\t"\\',
+    "Zażółć gęślą jaźń",
+    "ŁUKASZ ŚWIĘTOCHŁOWICKI",
+    "Krzyś 🎓🇵🇱",
+    "👩🏽‍🎓",
+    "]]>",
+    "<script>alert(1)</script>",
+    "a > b < c",
+    "_:b0",
+    "_:c14n0",
+    '"^^<http://x>',
+    '" .\n<urn:x> <urn:y> "z',
+    "<urn:evil>",
+    "@id",
+    "http://example.org/not-an-iri-here",
+    "urn:uuid:00000000-0000-0000-0000-000000000000",
+    "",
+    " ",
+    "sha256$abc",
+    "x\x00y",
+    "del\x7f",
+    "日本語の名前",
+    "Ærøskøbing",
+    "\u200bzero width",
+    "a\\ b",
+    *BACKSLASH_LETTER,
+    *LINE_SEPARATORS,
 ]
 
 
 def tricky_facts() -> list[CredentialFacts]:
     rules = [RULE["python-basics"], RULE["pierwsza-pomoc"], RULE["digital-accessibility"]]
-    return [make_facts(rules[n % 3], f"{TRICKY[n % len(TRICKY)]}{'' if n < len(TRICKY) else f' #{n}'}", n)
-            for n in range(50)]
+    return [
+        make_facts(rules[n % 3], f"{TRICKY[n % len(TRICKY)]}{'' if n < len(TRICKY) else f' #{n}'}", n)
+        for n in range(50)
+    ]
 
 
 def test_fast_canonicalization_equals_the_slow_path_for_tricky_names(calls: Calls) -> None:
@@ -480,8 +572,9 @@ def test_signed_credentials_verify_with_the_slow_path_and_as_jwt() -> None:
         assert signed[JWT].verification_method == URLS.verification_method("p256-1")
 
 
-@pytest.mark.parametrize("subject_id", ["urn:uuid:with space", "urn:x>y", "urn:x<y", 'urn:x"y',
-                                        "urn:uuid:Zażółć", "urn:x\\y"])
+@pytest.mark.parametrize(
+    "subject_id", ["urn:uuid:with space", "urn:x>y", "urn:x<y", 'urn:x"y', "urn:uuid:Zażółć", "urn:x\\y"]
+)
 def test_an_unsafe_iri_slot_falls_back_to_the_slow_path(calls: Calls, subject_id: str) -> None:
     canonizer = ShapeCanonizer(ob3.SLOTS)
     first = make_facts(RULE["python-basics"], n=1)
@@ -497,8 +590,9 @@ def test_an_unsafe_iri_slot_falls_back_to_the_slow_path(calls: Calls, subject_id
     assert calls.fast == before.fast + 1
 
 
-def test_a_shape_whose_template_disagrees_falls_back_for_good(calls: Calls,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_a_shape_whose_template_disagrees_falls_back_for_good(
+    calls: Calls, caplog: pytest.LogCaptureFixture
+) -> None:
     canonizer = ShapeCanonizer(ob3.SLOTS)
     facts = make_facts(RULE["python-basics"], n=4)
     shape = ob3.shape_of(facts)
@@ -608,8 +702,12 @@ def test_jwt_with_an_altered_payload_is_refused(token: str) -> None:
 def test_jwt_whose_claims_disagree_with_its_credential_is_refused() -> None:
     credential = ob3.credential(make_facts(RULE["pierwsza-pomoc"]))
     key = ECKey.import_key(RING.current("ES256").private_pem().decode())
-    for name, value in [("jti", "urn:uuid:other"), ("exp", 4_102_444_800), ("sub", "urn:uuid:x"),
-                        ("iss", "did:web:evil.example")]:
+    for name, value in [
+        ("jti", "urn:uuid:other"),
+        ("exp", 4_102_444_800),
+        ("sub", "urn:uuid:x"),
+        ("iss", "did:web:evil.example"),
+    ]:
         claims = vcjwt.claims_for(credential, 1) | {name: value}
         forged = jwt.encode({"alg": "ES256"}, claims, key, algorithms=["ES256"])
         with pytest.raises(JwtError, match=f"claim {name}="):
@@ -644,10 +742,15 @@ def test_the_credential_carries_every_eu_micro_credential_element() -> None:
     identities = {i["identityType"]: i for i in credential["credentialSubject"]["identifier"]}
     assert identities["emailAddress"]["hashed"] is True
     assert identities["emailAddress"]["identityHash"] == facts.recipient_hash
-    assert identities["name"] == {"type": "IdentityObject", "identityType": "name", "hashed": False,
-                                  "identityHash": "Anna Nowak"}
-    assert credential["credentialStatus"] == statuslist.entry(URLS.status_list(facts.status_list),
-                                                              facts.status_index)
+    assert identities["name"] == {
+        "type": "IdentityObject",
+        "identityType": "name",
+        "hashed": False,
+        "identityHash": "Anna Nowak",
+    }
+    assert credential["credentialStatus"] == statuslist.entry(
+        URLS.status_list(facts.status_list), facts.status_index
+    )
 
 
 def test_a_rule_without_ects_or_eqf_level_leaves_them_out() -> None:
@@ -754,11 +857,14 @@ def test_eqf_level_9_is_rejected() -> None:
     assert "rules.0.microcredential.eqf_level" in message and "less than or equal to 8" in message
 
 
-@pytest.mark.parametrize("field, value, problem", [
-    ("learning_outcomes", [], "learning_outcomes"),
-    ("participation", "by post", "participation"),
-    ("ects", 0, "ects"),
-])
+@pytest.mark.parametrize(
+    "field, value, problem",
+    [
+        ("learning_outcomes", [], "learning_outcomes"),
+        ("participation", "by post", "participation"),
+        ("ects", 0, "ects"),
+    ],
+)
 def test_other_bad_micro_credential_elements_are_rejected(field: str, value: Any, problem: str) -> None:
     message = rejection(lambda rule: rule["microcredential"].update({field: value}))
     assert f"microcredential.{problem}" in message

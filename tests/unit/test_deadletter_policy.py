@@ -34,6 +34,7 @@ def run(step, policy=FAST):
 
 # --- an in-memory stream and dead-letter topic (the shapes faust hands to consume) --------------------
 
+
 @dataclass
 class Message:
     topic: str
@@ -67,7 +68,7 @@ class Stream:
     async def take_events(self, size: int, within: float) -> AsyncIterator[list[Event]]:
         events = self._events()
         for i in range(0, len(events), size):
-            yield events[i:i + size]
+            yield events[i : i + size]
 
 
 @dataclass
@@ -110,6 +111,7 @@ def paused_gauge(consumer: str) -> float:
 
 # --- one step ------------------------------------------------------------------------------------------
 
+
 def test_transient_failures_are_retried_until_they_succeed() -> None:
     calls = []
 
@@ -124,6 +126,7 @@ def test_transient_failures_are_retried_until_they_succeed() -> None:
 
 def test_a_bounded_policy_gives_up_with_the_attempt_count() -> None:
     """Timers and background tasks use a bounded policy; their next round tries again."""
+
     async def down() -> None:
         raise TransientError("S3 unreachable")
 
@@ -150,27 +153,41 @@ def test_poison_is_not_retried() -> None:
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("error", [
-    OperationalError("SELECT 1", {}, Exception("connection refused")),
-    InterfaceError("SELECT 1", {}, Exception("connection already closed")),
-    DBAPIError("SELECT 1", {}, Exception("server closed the connection"), connection_invalidated=True),
-    EndpointConnectionError(endpoint_url="http://127.0.0.1:1/bucket"),
-    s3_error(500, "InternalError"), s3_error(503, "SlowDown"),
-    KafkaConnectionError("broker away"), KafkaTimeoutError(), ConnectionRefusedError(111, "refused"),
-    TimeoutError(), TransientError("SMTP server unreachable"),
-    psycopg.OperationalError("connection failed: Connection refused"),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError("SELECT 1", {}, Exception("connection refused")),
+        InterfaceError("SELECT 1", {}, Exception("connection already closed")),
+        DBAPIError("SELECT 1", {}, Exception("server closed the connection"), connection_invalidated=True),
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:1/bucket"),
+        s3_error(500, "InternalError"),
+        s3_error(503, "SlowDown"),
+        KafkaConnectionError("broker away"),
+        KafkaTimeoutError(),
+        ConnectionRefusedError(111, "refused"),
+        TimeoutError(),
+        TransientError("SMTP server unreachable"),
+        psycopg.OperationalError("connection failed: Connection refused"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_an_unavailable_dependency_is_transient(error: Exception) -> None:
     assert is_transient(error)
 
 
-@pytest.mark.parametrize("error", [
-    IntegrityError("INSERT", {}, Exception("duplicate key")),
-    DBAPIError("SELECT 1", {}, Exception("syntax error"), connection_invalidated=False),
-    s3_error(404, "NoSuchBucket"),
-    ParamValidationError(report="bad key"), MessageSizeTooLargeError(), KeyError("bug"),
-    InvalidMessage("bad bytes"),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "error",
+    [
+        IntegrityError("INSERT", {}, Exception("duplicate key")),
+        DBAPIError("SELECT 1", {}, Exception("syntax error"), connection_invalidated=False),
+        s3_error(404, "NoSuchBucket"),
+        ParamValidationError(report="bad key"),
+        MessageSizeTooLargeError(),
+        KeyError("bug"),
+        InvalidMessage("bad bytes"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_a_message_or_code_problem_is_not_transient(error: Exception) -> None:
     assert not is_transient(error)
 
@@ -191,8 +208,10 @@ def test_a_dead_letter_keeps_the_original_bytes_source_position_and_a_readable_r
 
 # --- the consume loops -----------------------------------------------------------------------------------
 
+
 def test_an_outage_pauses_the_stream_on_its_message_and_dead_letters_nothing(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """50 failed attempts (far beyond the old limit of 12): the same message is tried until the dependency
     answers; no later message is handled before it; the pause is reported and cleared."""
     outage = Outage(50, OperationalError("INSERT", {}, ConnectionRefusedError("connection refused")))
@@ -209,8 +228,15 @@ def test_an_outage_pauses_the_stream_on_its_message_and_dead_letters_nothing(
 
     dlq = DeadLetters()
     with caplog.at_level(logging.INFO):
-        results = drain(consume(Stream([b"a", b"b", b"c"]), handle, dlq=dlq, consumer="outage-test",  # type: ignore[arg-type]
-                                policy=PAUSING))
+        results = drain(
+            consume(
+                Stream([b"a", b"b", b"c"]),
+                handle,
+                dlq=dlq,
+                consumer="outage-test",  # type: ignore[arg-type]
+                policy=PAUSING,
+            )
+        )
     assert results == handled == [b"a", b"b", b"c"]  # in order, each once, after the outage
     assert outage.calls == 51 and dlq.sent == []
     assert paused_during == [1.0] and paused_gauge("outage-test") == 0.0
@@ -225,15 +251,26 @@ def test_a_batch_outage_pauses_on_the_batch_and_poison_still_goes_to_the_dead_le
     async def handle_batch(messages: list[SourceMessage]) -> BatchOutcome:
         outage.check()
         batches.append([m.offset for m in messages])
-        return BatchOutcome(poison=[(i, InvalidMessage("bad")) for i, m in enumerate(messages)
-                                    if m.value == b"x"])
+        return BatchOutcome(
+            poison=[(i, InvalidMessage("bad")) for i, m in enumerate(messages) if m.value == b"x"]
+        )
 
     async def handle(message: SourceMessage) -> None:  # pragma: no cover - no batch falls back here
         raise AssertionError("a paused batch is not split")
 
     dlq = DeadLetters()
-    sizes = drain(consume_batches(Stream([b"a", b"x", b"c", b"d"]), handle_batch, handle, dlq=dlq,  # type: ignore[arg-type]
-                                  consumer="batch-test", size=2, within=0.01, policy=PAUSING))
+    sizes = drain(
+        consume_batches(
+            Stream([b"a", b"x", b"c", b"d"]),
+            handle_batch,
+            handle,
+            dlq=dlq,  # type: ignore[arg-type]
+            consumer="batch-test",
+            size=2,
+            within=0.01,
+            policy=PAUSING,
+        )
+    )
     assert sizes == [2, 2] and batches == [[0, 1], [2, 3]] and outage.calls == 32
     assert [(d.data.offset, d.data.error_type) for d in dlq.sent] == [(1, "InvalidMessage")]
 
@@ -245,8 +282,15 @@ def test_a_bug_is_dead_lettered_and_the_stream_goes_on() -> None:
         return message.offset
 
     dlq = DeadLetters()
-    assert drain(consume(Stream([b"a", b"b", b"c"]), handle, dlq=dlq, consumer="bug-test",  # type: ignore[arg-type]
-                         policy=PAUSING)) == [0, None, 2]
+    assert drain(
+        consume(
+            Stream([b"a", b"b", b"c"]),
+            handle,
+            dlq=dlq,
+            consumer="bug-test",  # type: ignore[arg-type]
+            policy=PAUSING,
+        )
+    ) == [0, None, 2]
     assert [(d.data.offset, d.data.error_type) for d in dlq.sent] == [(1, "KeyError")]
 
 
@@ -294,7 +338,8 @@ def test_status_lists_a_paused_stream_while_it_is_paused(tmp_path: Path) -> None
 
 
 def test_a_worker_stopping_while_paused_says_so_and_clears_the_pause(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def down() -> None:
         raise ConnectionRefusedError(111, "refused")
 

@@ -31,8 +31,9 @@ def fixture(name: str) -> MoodleEvent:
     return MoodleEvent.model_validate(json.loads((FIXTURES / name).read_text()))
 
 
-@pytest.mark.parametrize("name", ["observer-course_completed.moodle45.json",
-                                  "observer-course_completed.moodle51.json"])
+@pytest.mark.parametrize(
+    "name", ["observer-course_completed.moodle45.json", "observer-course_completed.moodle51.json"]
+)
 def test_course_completed_is_a_completion_of_the_related_user_not_the_actor(name: str) -> None:
     event = fixture(name)
     learner, course = learner_completion(event)
@@ -41,9 +42,14 @@ def test_course_completed_is_a_completion_of_the_related_user_not_the_actor(name
         assert event.userid != learner  # the cron user ran it: still the learner's award
 
 
-@pytest.mark.parametrize("name", ["observer-course_completion_updated.json",
-                                  "observer-course_module_completion_updated.json",
-                                  "observer-user_deleted.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "observer-course_completion_updated.json",
+        "observer-course_module_completion_updated.json",
+        "observer-user_deleted.json",
+    ],
+)
 def test_other_events_are_not_completions(name: str) -> None:
     with pytest.raises(NotALearnerCompletion):
         learner_completion(fixture(name))
@@ -52,8 +58,9 @@ def test_other_events_are_not_completions(name: str) -> None:
 def test_same_learner_and_rule_give_the_same_credential_id_and_code() -> None:
     event = fixture("observer-course_completed.moodle45.json")
     first = decide_award(event, "event-1", RULES, "site", SECRET)
-    again = decide_award(event.model_copy(update={"timecreated": event.timecreated + 99}), "event-2",
-                         RULES, "site", SECRET)
+    again = decide_award(
+        event.model_copy(update={"timecreated": event.timecreated + 99}), "event-2", RULES, "site", SECRET
+    )
     assert first.credential_id == again.credential_id
     assert first.verification_code == again.verification_code
     alice = credential_id("site", 5721, "python-basics", SECRET)
@@ -66,12 +73,17 @@ def test_a_credential_id_does_not_give_the_moodle_user_id_back() -> None:
     UUIDv5 of site, learner and rule it once was) finds nothing; only the installation's secret does."""
     event = fixture("observer-course_completed.moodle45.json")
     award = decide_award(event, "event-1", RULES, "site", SECRET)
-    guesses = {deterministic_id(kind, "site", learner, award.rule.id)
-               for kind in ("credential", "learner") for learner in range(20_000)}
+    guesses = {
+        deterministic_id(kind, "site", learner, award.rule.id)
+        for kind in ("credential", "learner")
+        for learner in range(20_000)
+    }
     assert award.credential_id not in guesses
     assert award.learner_id < 20_000
-    assert credential_id("site", award.learner_id, award.rule.id, b"another deployment's secret") \
+    assert (
+        credential_id("site", award.learner_id, award.rule.id, b"another deployment's secret")
         != award.credential_id
+    )
 
 
 def test_verification_codes_avoid_look_alike_characters() -> None:

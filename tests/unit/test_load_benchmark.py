@@ -46,16 +46,37 @@ def test_a_few_seconds_at_a_low_rate(bench: ModuleType, capsys: pytest.CaptureFi
     assert bench.main(["--rate", "5", "--seconds", "4", "--json"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
-    assert {"machine", "config", "publish", "accounting", "latency_seconds", "end_times", "throughput",
-            "backlog", "sustained", "sustainable_rate", "bottleneck", "stages", "windows", "processes",
-            "machine_cpu_busy_percent"} <= report.keys()
+    assert {
+        "machine",
+        "config",
+        "publish",
+        "accounting",
+        "latency_seconds",
+        "end_times",
+        "throughput",
+        "backlog",
+        "sustained",
+        "sustainable_rate",
+        "bottleneck",
+        "stages",
+        "windows",
+        "processes",
+        "machine_cpu_busy_percent",
+    } <= report.keys()
     assert report["config"] | {"rate": 5, "seconds": 4, "issuers": 1, "renderers": 2} == report["config"]
 
     # Every published completion accounted for: one award, one credential event, one stored PDF each.
     counts, published = report["accounting"], report["publish"]["published"]
     assert 15 <= published <= 20  # 5/s for 4 s, fewer only if the broker's acks were very slow
-    for key in ("awarded", "credential_events", "marked_sent", "need_pdf", "pdfs_stored",
-                "rendered_events", "completed"):
+    for key in (
+        "awarded",
+        "credential_events",
+        "marked_sent",
+        "need_pdf",
+        "pdfs_stored",
+        "rendered_events",
+        "completed",
+    ):
         assert counts[key] == published, key
     assert counts["credential_events_total"] >= published  # the outbox relay may announce one twice
     assert counts["incomplete"] == 0 and counts["dead_letters"] == 0

@@ -49,6 +49,7 @@ def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 
 # --- dashboard, Prometheus, provisioning ---------------------------------------------------------------
 
+
 def test_every_dashboard_query_uses_metrics_that_exist() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] and dashboard["title"]
@@ -64,10 +65,16 @@ def test_every_dashboard_query_uses_metrics_that_exist() -> None:
             unknown = names - exposed
             assert not unknown, f"panel {panel['title']!r} uses undefined metrics {sorted(unknown)}"
             used |= names
-    for wanted in ("ebackpack_messages_in_total", "ebackpack_messages_out_total",
-                   "ebackpack_processing_seconds_bucket", "ebackpack_dead_letters_total",
-                   "ebackpack_consumer_lag", "ebackpack_renders_total", "ebackpack_imports_total",
-                   "ebackpack_http_requests_total"):
+    for wanted in (
+        "ebackpack_messages_in_total",
+        "ebackpack_messages_out_total",
+        "ebackpack_processing_seconds_bucket",
+        "ebackpack_dead_letters_total",
+        "ebackpack_consumer_lag",
+        "ebackpack_renders_total",
+        "ebackpack_imports_total",
+        "ebackpack_http_requests_total",
+    ):
         assert wanted in used, f"no panel shows {wanted}"
 
 
@@ -79,8 +86,9 @@ def test_dashboard_panels_do_not_overlap_and_have_unique_ids() -> None:
     for panel in panels(dashboard):
         pos = panel["gridPos"]
         assert pos["x"] + pos["w"] <= 24
-        mine = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"])
-                for y in range(pos["y"], pos["y"] + pos["h"])}
+        mine = {
+            (x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])
+        }
         assert not cells & mine, f"panel {panel['title']!r} overlaps another"
         cells |= mine
 
@@ -90,8 +98,12 @@ def test_prometheus_scrapes_every_service_and_grafana_provisioning_points_at_it(
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert {"issuer", "renderer", "importer", "notifier", "backpack", "webhook"} <= set(jobs)
     for worker in ("issuer", "renderer", "importer", "notifier"):
-        assert jobs[worker]["dns_sd_configs"][0] == {"names": [worker], "type": "A", "port": 9100,
-                                                     "refresh_interval": "30s"}
+        assert jobs[worker]["dns_sd_configs"][0] == {
+            "names": [worker],
+            "type": "A",
+            "port": 9100,
+            "refresh_interval": "30s",
+        }
     # The web apps' metrics port (compose: EBACKPACK_METRICS_PORT), not their public 8000 / 8010.
     assert jobs["backpack"]["static_configs"][0]["targets"] == ["backpack:9100"]
     assert jobs["webhook"]["static_configs"][0]["targets"] == ["webhook:9100"]
@@ -109,11 +121,16 @@ def test_metric_names_and_help_texts() -> None:
         for family in metric.describe():
             assert family.name.startswith("ebackpack_")
             assert len(family.documentation) > 20, family.name
-    assert {"ebackpack_messages_in_total", "ebackpack_processing_seconds_bucket", "ebackpack_consumer_lag",
-            "ebackpack_imports_total"} <= metrics.exposed_names()
+    assert {
+        "ebackpack_messages_in_total",
+        "ebackpack_processing_seconds_bucket",
+        "ebackpack_consumer_lag",
+        "ebackpack_imports_total",
+    } <= metrics.exposed_names()
 
 
 # --- the consume loops ---------------------------------------------------------------------------------
+
 
 @dataclass
 class FakeMessage:
@@ -141,7 +158,7 @@ class FakeStream:
 
     async def take_events(self, size: int, within: float) -> AsyncIterator[list[FakeEvent]]:
         for start in range(0, len(self._events), size):
-            yield self._events[start:start + size]
+            yield self._events[start : start + size]
 
 
 class FakeTopic:
@@ -158,9 +175,11 @@ class FakeTopic:
 
 
 def events(topic: str) -> list[FakeEvent]:
-    return [FakeEvent(FakeMessage(topic, 0, 0), b"1", b'{"good": 1}'),
-            FakeEvent(FakeMessage(topic, 0, 1), b"2", b"poison"),
-            FakeEvent(FakeMessage(topic, 1, 0), b"3", b'{"good": 2}')]
+    return [
+        FakeEvent(FakeMessage(topic, 0, 0), b"1", b'{"good": 1}'),
+        FakeEvent(FakeMessage(topic, 0, 1), b"2", b"poison"),
+        FakeEvent(FakeMessage(topic, 1, 0), b"3", b'{"good": 2}'),
+    ]
 
 
 async def handle(message: SourceMessage) -> str:
@@ -173,8 +192,16 @@ def test_consume_counts_messages_in_processing_time_and_dead_letters_by_error_ty
     consumer, topic, dlq = f"c{uuid.uuid4().hex[:6]}", "moodle.events", FakeTopic()
 
     async def run() -> list[Any]:
-        return [r async for r in consume(FakeStream(events(topic)), handle, dlq=dlq,  # type: ignore[arg-type]
-                                         consumer=consumer, policy=FAST)]
+        return [
+            r
+            async for r in consume(
+                FakeStream(events(topic)),
+                handle,
+                dlq=dlq,  # type: ignore[arg-type]
+                consumer=consumer,
+                policy=FAST,
+            )
+        ]
 
     assert asyncio.run(run()) == ["ok", None, "ok"]
     assert value("ebackpack_messages_in_total", topic=topic, consumer=consumer) == 3
@@ -188,12 +215,24 @@ def test_consume_batches_counts_each_message_and_each_batch() -> None:
     consumer, topic, dlq = f"c{uuid.uuid4().hex[:6]}", "moodle.events", FakeTopic()
 
     async def handle_batch(messages: list[SourceMessage]) -> BatchOutcome:
-        return BatchOutcome(poison=[(i, InvalidMessage("bad")) for i, m in enumerate(messages)
-                                    if m.value == b"poison"])
+        return BatchOutcome(
+            poison=[(i, InvalidMessage("bad")) for i, m in enumerate(messages) if m.value == b"poison"]
+        )
 
     async def run() -> list[int]:
-        return [n async for n in consume_batches(FakeStream(events(topic)), handle_batch, handle, dlq=dlq,
-                                                 consumer=consumer, size=2, within=0.01, policy=FAST)]
+        return [
+            n
+            async for n in consume_batches(
+                FakeStream(events(topic)),
+                handle_batch,
+                handle,
+                dlq=dlq,
+                consumer=consumer,
+                size=2,
+                within=0.01,
+                policy=FAST,
+            )
+        ]
 
     assert asyncio.run(run()) == [2, 1]
     assert value("ebackpack_messages_in_total", topic=topic, consumer=consumer) == 3
@@ -209,8 +248,19 @@ def test_a_batch_that_fails_as_a_whole_still_counts_each_message_once() -> None:
         raise RuntimeError("bug in the batch path")
 
     async def run() -> list[int]:
-        return [n async for n in consume_batches(FakeStream(events(topic)), broken_batch, handle, dlq=dlq,
-                                                 consumer=consumer, size=10, within=0.01, policy=FAST)]
+        return [
+            n
+            async for n in consume_batches(
+                FakeStream(events(topic)),
+                broken_batch,
+                handle,
+                dlq=dlq,
+                consumer=consumer,
+                size=10,
+                within=0.01,
+                policy=FAST,
+            )
+        ]
 
     assert asyncio.run(run()) == [3]
     assert value("ebackpack_messages_in_total", topic=topic, consumer=consumer) == 3
@@ -235,8 +285,12 @@ def test_consumer_lag_drops_partitions_no_longer_reported() -> None:
     metrics.set_consumer_lag(group, {("moodle.events", 0): 5, ("moodle.events", 1): 0})
     assert value("ebackpack_consumer_lag", group=group, topic="moodle.events", partition="0") == 5
     metrics.set_consumer_lag(group, {("moodle.events", 1): 2})
-    assert metrics.REGISTRY.get_sample_value(
-        "ebackpack_consumer_lag", {"group": group, "topic": "moodle.events", "partition": "0"}) is None
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "ebackpack_consumer_lag", {"group": group, "topic": "moodle.events", "partition": "0"}
+        )
+        is None
+    )
     assert value("ebackpack_consumer_lag", group=group, topic="moodle.events", partition="1") == 2
     assert value("ebackpack_consumer_lag_sampled_timestamp_seconds", group=group) > 0
 
@@ -253,6 +307,7 @@ def test_a_failed_render_attempt_is_counted() -> None:
 
 # --- serving -------------------------------------------------------------------------------------------
 
+
 def test_web_apps_count_requests_by_route_template_and_serve_metrics() -> None:
     app = FastAPI()
     name = f"app{uuid.uuid4().hex[:6]}"
@@ -268,12 +323,17 @@ def test_web_apps_count_requests_by_route_template_and_serve_metrics() -> None:
         assert client.get(f"/verify/{code}").status_code == 200
     assert client.get("/nowhere").status_code == 404
     assert client.get(f"/static/{Path(__file__).name}").status_code == 200
-    assert value("ebackpack_http_requests_total", app=name, route="/static/{path}", method="GET",
-                 status="200") == 1
-    assert value("ebackpack_http_requests_total", app=name, route="/verify/{code}", method="GET",
-                 status="200") == 2
-    assert value("ebackpack_http_requests_total", app=name, route="(unmatched)", method="GET",
-                 status="404") == 1
+    assert (
+        value("ebackpack_http_requests_total", app=name, route="/static/{path}", method="GET", status="200")
+        == 1
+    )
+    assert (
+        value("ebackpack_http_requests_total", app=name, route="/verify/{code}", method="GET", status="200")
+        == 2
+    )
+    assert (
+        value("ebackpack_http_requests_total", app=name, route="(unmatched)", method="GET", status="404") == 1
+    )
     scraped = client.get("/metrics")
     assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
     line = f'ebackpack_http_requests_total{{app="{name}",method="GET",route="/verify/{{code}}",status="200"}}'
@@ -288,8 +348,10 @@ def test_the_gateway_webhook_serves_metrics(tmp_path: Path) -> None:
     assert client.get("/healthz").status_code == 200
     scraped = client.get("/metrics")
     assert scraped.status_code == 200
-    assert 'ebackpack_http_requests_total{app="gateway",method="GET",route="/healthz",status="200"}' \
+    assert (
+        'ebackpack_http_requests_total{app="gateway",method="GET",route="/healthz",status="200"}'
         in scraped.text
+    )
 
 
 def test_worker_metrics_are_served_on_the_configured_port_once() -> None:

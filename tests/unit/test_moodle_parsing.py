@@ -47,8 +47,9 @@ def test_every_observer_payload_parses(path: Path) -> None:
 
 
 def test_moodle45_and_51_course_completed_agree_on_the_learner() -> None:
-    old, new = MoodleEvent.model_validate(observer("course_completed.moodle45")), MoodleEvent.model_validate(
-        observer("course_completed.moodle51")
+    old, new = (
+        MoodleEvent.model_validate(observer("course_completed.moodle45")),
+        MoodleEvent.model_validate(observer("course_completed.moodle51")),
     )
     assert old.eventname == new.eventname == COURSE_COMPLETED
     assert (old.userid, old.learner_id, old.other) == (2, 5721, {"relateduserid": 5721})  # cron user ran it

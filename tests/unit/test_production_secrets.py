@@ -76,21 +76,38 @@ def cli() -> list[str]:
 def environment(tmp_path: Path, values: dict[str, str]) -> dict[str, str]:
     """Only what the test sets (none of the caller's EBACKPACK_*), production mode, and no `.env`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBACKPACK_")}
-    return env | {"EBACKPACK_EMBEDDED": "false", "EBACKPACK_DATA_DIR": str(tmp_path / "data"),
-                  "PYTHONPATH": str(ROOT)} | values
+    return (
+        env
+        | {
+            "EBACKPACK_EMBEDDED": "false",
+            "EBACKPACK_DATA_DIR": str(tmp_path / "data"),
+            "PYTHONPATH": str(ROOT),
+        }
+        | values
+    )
 
 
 def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Runs until it exits; one still running at the deadline started despite the secrets: a failure."""
-    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, errors = proc.communicate(timeout=EXIT_DEADLINE)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, errors = proc.communicate()
-        pytest.fail(f"`{' '.join(command)}` was still running after {EXIT_DEADLINE:.0f} s: it started "
-                    f"with placeholder secrets\n{errors[-2000:]}")
+        pytest.fail(
+            f"`{' '.join(command)}` was still running after {EXIT_DEADLINE:.0f} s: it started "
+            f"with placeholder secrets\n{errors[-2000:]}"
+        )
     return subprocess.CompletedProcess(command, proc.returncode, out, errors)
 
 
@@ -112,14 +129,18 @@ def test_every_module_entry_point_refuses_them_too(args: list[str], tmp_path: Pa
     result = run([sys.executable, *args], environment(tmp_path, COMPOSE_PLACEHOLDERS), tmp_path)
 
     assert result.returncode != 0, result.stderr
-    assert "EBACKPACK_CODE_SECRET" in result.stderr and "EBACKPACK_GATEWAY_SECRET" in result.stderr, \
+    assert "EBACKPACK_CODE_SECRET" in result.stderr and "EBACKPACK_GATEWAY_SECRET" in result.stderr, (
         result.stderr
+    )
 
 
 def strong_values() -> dict[str, str]:
-    return {"EBACKPACK_CODE_SECRET": strong(), "EBACKPACK_GATEWAY_SECRET": strong(),
-            "EBACKPACK_S3_SECRET_KEY": strong(),
-            "EBACKPACK_DATABASE_URL": f"postgresql+psycopg://ebackpack:{strong()}@127.0.0.1:5432/ebackpack"}
+    return {
+        "EBACKPACK_CODE_SECRET": strong(),
+        "EBACKPACK_GATEWAY_SECRET": strong(),
+        "EBACKPACK_S3_SECRET_KEY": strong(),
+        "EBACKPACK_DATABASE_URL": f"postgresql+psycopg://ebackpack:{strong()}@127.0.0.1:5432/ebackpack",
+    }
 
 
 WEAK: list[tuple[str, str]] = [
@@ -180,8 +201,11 @@ def test_strong_secrets_start(tmp_path: Path) -> None:
 
 def test_optional_issued_secrets_left_empty_count_as_unset(tmp_path: Path) -> None:
     """.env.example leaves the SMTP password and the Moodle database URL empty: no e-mail, no poller."""
-    values = strong_values() | {"EBACKPACK_SMTP_PASSWORD": "", "EBACKPACK_SMTP_HOST": "",
-                                "EBACKPACK_MOODLE_DB_URL": ""}
+    values = strong_values() | {
+        "EBACKPACK_SMTP_PASSWORD": "",
+        "EBACKPACK_SMTP_HOST": "",
+        "EBACKPACK_MOODLE_DB_URL": "",
+    }
     result = run([*cli(), "learner-token", "5722"], environment(tmp_path, values), tmp_path)
 
     assert result.returncode == 0, result.stderr
@@ -196,17 +220,31 @@ def test_the_embedded_stack_is_not_checked(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "keys" / "code-secret").exists()
 
 
-@pytest.mark.parametrize("value", [secrets.token_urlsafe(48), secrets.token_hex(32), secrets.token_hex(16),
-                                   "correct horse battery staple mountain river 42"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        secrets.token_urlsafe(48),
+        secrets.token_hex(32),
+        secrets.token_hex(16),
+        "correct horse battery staple mountain river 42",
+    ],
+)
 def test_generated_values_are_usable(value: str) -> None:
     assert weakness(value) is None
 
 
 def test_settings_check_names_every_problem_at_once() -> None:
-    settings = Settings(_env_file=None, embedded=False, code_secret="change-me-long-random-string",  # type: ignore[call-arg,arg-type]
-                        gateway_secret="too-short-but-random-7Qx")  # type: ignore[arg-type]
+    settings = Settings(
+        _env_file=None,
+        embedded=False,
+        code_secret="change-me-long-random-string",  # type: ignore[call-arg,arg-type]
+        gateway_secret="too-short-but-random-7Qx",
+    )  # type: ignore[arg-type]
     problems = settings.production_secret_problems()
 
-    assert [p.split()[0] for p in problems] == ["EBACKPACK_S3_SECRET_KEY", "EBACKPACK_CODE_SECRET",
-                                                "EBACKPACK_GATEWAY_SECRET"]
+    assert [p.split()[0] for p in problems] == [
+        "EBACKPACK_S3_SECRET_KEY",
+        "EBACKPACK_CODE_SECRET",
+        "EBACKPACK_GATEWAY_SECRET",
+    ]
     assert Settings(_env_file=None, embedded=True).production_secret_problems() == []  # type: ignore[call-arg]

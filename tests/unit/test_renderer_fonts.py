@@ -48,8 +48,9 @@ def test_certificates_embed_the_same_font_programs(renderer: CertificateRenderer
     assert all(drawn_glyphs(program) > 300 for program in fonts.values())
 
 
-def test_a_name_in_another_script_gets_its_own_subset_and_stays_text(renderer: CertificateRenderer,
-                                                                       tmp_path: Path) -> None:
+def test_a_name_in_another_script_gets_its_own_subset_and_stays_text(
+    renderer: CertificateRenderer, tmp_path: Path
+) -> None:
     name = "Олена Шевченко"
     assert not {ord(ch) for ch in name if ch != " "} & REPERTOIRE
     shared = embedded_fonts(renderer.render(make_request()))

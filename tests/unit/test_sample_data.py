@@ -91,9 +91,15 @@ def test_exact_number_of_messages(events: int) -> None:
 
 def test_shares_are_roughly_as_specified() -> None:
     kinds = generate(1000).kinds
-    assert kinds == {"completion": 450, "completion_no_rule": 50, "duplicate_completion": 50,
-                     "completion_updated": 100, "module_completion": 150, "user_graded": 100,
-                     "malformed": 100}
+    assert kinds == {
+        "completion": 450,
+        "completion_no_rule": 50,
+        "duplicate_completion": 50,
+        "completion_updated": 100,
+        "module_completion": 150,
+        "user_graded": 100,
+        "malformed": 100,
+    }
 
 
 def test_same_seed_same_data_different_seed_different_data() -> None:
@@ -120,8 +126,9 @@ def test_keys_subjects_and_ids(events: int, seed: int) -> None:
         assert key == str(owner).encode("ascii")
         assert message.subject == (None if event.relateduserid is None else str(event.relateduserid))
         assert message.source == "moodle://moodle.example.org"
-        assert message.id == deterministic_id("moodle.example.org", event.eventname, event.objectid,
-                                              event.relateduserid, event.timecreated)
+        assert message.id == deterministic_id(
+            "moodle.example.org", event.eventname, event.objectid, event.relateduserid, event.timecreated
+        )
 
 
 def test_malformed_keys_are_learner_ids_or_none() -> None:
@@ -226,7 +233,7 @@ def test_every_learner_in_the_messages_has_a_profile() -> None:
 def test_large_sets_get_synthetic_learners() -> None:
     ds = dataset(3000, 11)
     bundled = load_profiles().users
-    synthetic = ds.profiles.users[len(bundled):]
+    synthetic = ds.profiles.users[len(bundled) :]
     assert ds.profiles.users[: len(bundled)] == bundled and synthetic
     assert [u.id for u in synthetic] == list(range(100_000, 100_000 + len(synthetic)))
     assert len({u.email for u in ds.profiles.users}) == len(ds.profiles.users)

@@ -29,8 +29,9 @@ def test_embedded_when_asked_for_but_no_docker() -> None:
     assert probe.calls == 1
 
 
-@pytest.mark.parametrize("environ", [{}, {CONTAINERS_VARIABLE: "0"}, {CONTAINERS_VARIABLE: ""},
-                                     {CONTAINERS_VARIABLE: "yes"}])
+@pytest.mark.parametrize(
+    "environ", [{}, {CONTAINERS_VARIABLE: "0"}, {CONTAINERS_VARIABLE: ""}, {CONTAINERS_VARIABLE: "yes"}]
+)
 def test_embedded_unless_asked_for_even_with_docker(environ: dict[str, str]) -> None:
     probe = Probe(True)
     assert choose_test_stack(probe, environ) == "embedded"

@@ -43,7 +43,8 @@ def test_parses_wrk_latency_report(bench: ModuleType) -> None:
     assert figures["requests"] == 12987 and figures["seconds"] == pytest.approx(10.01)
     assert figures["requests_per_second"] == pytest.approx(1297.40)
     assert figures["latency_ms"] == pytest.approx(
-        {"avg": 12.34, "max": 1020.0, "p50": 0.85, "p75": 13.0, "p90": 14.5, "p99": 1500.0})
+        {"avg": 12.34, "max": 1020.0, "p50": 0.85, "p75": 13.0, "p90": 14.5, "p99": 1500.0}
+    )
     assert figures["non_2xx_3xx"] == 7
     assert figures["socket_errors"] == {"connect": 0, "read": 2, "write": 0, "timeout": 1}
     assert figures["transfer_per_second"] == "3.01MB"
@@ -52,8 +53,19 @@ def test_parses_wrk_latency_report(bench: ModuleType) -> None:
 def test_one_second_per_url(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (Debian: apt-get install wrk)")
-    argv = ["--duration", "1", "--warmup", "0", "--threads", "1", "--connections", "2", "--calls", "20",
-            "--json"]
+    argv = [
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--connections",
+        "2",
+        "--calls",
+        "20",
+        "--json",
+    ]
     assert bench.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     rows = {row["key"]: row for row in report["rows"]}

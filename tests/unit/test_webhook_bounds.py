@@ -42,8 +42,11 @@ def test_the_real_moodle_44_payloads_parse() -> None:
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1_000, 100_000])
 def test_deep_nesting_is_refused_before_parsing(depth: int) -> None:
     deep = "[" * depth + "]" * depth
-    body = json.dumps({"site": SITE, "events": [{**real(), "other": "X"}]}).encode().replace(
-        b'"X"', deep.encode())
+    body = (
+        json.dumps({"site": SITE, "events": [{**real(), "other": "X"}]})
+        .encode()
+        .replace(b'"X"', deep.encode())
+    )
     problem = refusal(body)
     assert problem.status == 422 and f"deeper than {MAX_DEPTH}" in problem.reason
 
@@ -71,8 +74,16 @@ def test_ids_beyond_a_bigint_are_refused(field: str) -> None:
     assert len(parse_events(batch({**real(), field: 2**63 - 1}), SITE)) == 1
 
 
-@pytest.mark.parametrize("raw", [b'{"eventname": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}',
-                                 b'{"other": {"a": 1e999}}', b'{"other": [-1E400]}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"eventname": NaN}',
+        b'{"a": Infinity}',
+        b'{"a": -Infinity}',
+        b'{"other": {"a": 1e999}}',
+        b'{"other": [-1E400]}',
+    ],
+)
 def test_non_finite_numbers_are_not_json(raw: bytes) -> None:
     problem = refusal(raw)
     assert problem.status == 422 and "not JSON" in problem.reason
@@ -95,11 +106,19 @@ def test_a_reason_quoting_a_lone_surrogate_still_renders() -> None:
 
 # --- properties ------------------------------------------------------------------------------------------
 
-JSON_LEAVES = (st.none() | st.booleans() | st.integers(min_value=-(10**40), max_value=10**40)
-               | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20)
-               | st.sampled_from(["", "3", "-1", "1e30", "0x10", "\ud800", "9" * 50]))
-JSON_VALUES = st.recursive(JSON_LEAVES, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+    | st.sampled_from(["", "3", "-1", "1e30", "0x10", "\ud800", "9" * 50])
+)
+JSON_VALUES = st.recursive(
+    JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 @st.composite

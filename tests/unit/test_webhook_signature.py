@@ -15,8 +15,14 @@ NOW = 1_763_985_600
 BODY = b'{"site": "moodle.example.org", "events": []}'
 
 
-def refused(secret: str | None = SECRET, timestamp: str | None = str(NOW), body: bytes = BODY,
-            header: str | None = None, now: float = NOW, window: int = 300) -> WebhookRefused:
+def refused(
+    secret: str | None = SECRET,
+    timestamp: str | None = str(NOW),
+    body: bytes = BODY,
+    header: str | None = None,
+    now: float = NOW,
+    window: int = 300,
+) -> WebhookRefused:
     if header is None:
         header = sign(SECRET, NOW, BODY)
     with pytest.raises(WebhookRefused) as caught:

@@ -64,8 +64,20 @@ def _build(venv: Path) -> None:
     shutil.rmtree(venv, ignore_errors=True)
     _run([sys.executable, "-m", "venv", str(venv)], 300)
     python = str(venv / "bin" / "python")
-    _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-          "-r", str(REQUIREMENTS)], INSTALL_TIMEOUT)
+    _run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "-r",
+            str(REQUIREMENTS),
+        ],
+        INSTALL_TIMEOUT,
+    )
     _run([python, str(VALIDATE), "--check"], RUN_TIMEOUT)
 
 
@@ -89,8 +101,9 @@ def ob2_verifier_python() -> Path:
     return python
 
 
-def _command(target: str, recipient: str | None, contexts_dir: Path | None,
-             manifest: Path | None) -> list[str]:
+def _command(
+    target: str, recipient: str | None, contexts_dir: Path | None, manifest: Path | None
+) -> list[str]:
     command = [str(ob2_verifier_python()), str(VALIDATE), str(target)]
     if recipient:
         command += ["--recipient", recipient]
@@ -101,8 +114,14 @@ def _command(target: str, recipient: str | None, contexts_dir: Path | None,
     return command
 
 
-def validate_ob2(target: str | Path, recipient: str | None = None, *, contexts_dir: Path | None = None,
-                 manifest: Path | None = None, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
+def validate_ob2(
+    target: str | Path,
+    recipient: str | None = None,
+    *,
+    contexts_dir: Path | None = None,
+    manifest: Path | None = None,
+    timeout: float = RUN_TIMEOUT,
+) -> dict[str, Any]:
     """Verify a hosted assertion URL, a baked .png/.svg or an assertion .json with the official validator.
 
     Returns {"valid": bool, "errors": [...], "warnings": [...], "report": <openbadges.verify result>,

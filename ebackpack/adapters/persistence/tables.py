@@ -42,8 +42,10 @@ class AwardRow(Base):
     """One credential. The unique constraints make redelivery and replay harmless."""
 
     __tablename__ = "awards"
-    __table_args__ = (UniqueConstraint("learner_id", "rule_id", name="uq_awards_learner_rule"),
-                      Index("uq_awards_status_entry", "status_list", "status_index", unique=True))
+    __table_args__ = (
+        UniqueConstraint("learner_id", "rule_id", name="uq_awards_learner_rule"),
+        Index("uq_awards_status_entry", "status_list", "status_index", unique=True),
+    )
     credential_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     verification_code: Mapped[str] = mapped_column(String(20), unique=True)
     learner_id: Mapped[int] = mapped_column(Integer, index=True)

@@ -56,12 +56,12 @@ def _chunks(png: bytes) -> Iterator[_Chunk]:
     while offset < len(png):
         if offset + 12 > len(png):
             raise ValueError(f"truncated PNG: incomplete chunk header at byte {offset}")
-        (length,) = struct.unpack(">I", png[offset:offset + 4])
+        (length,) = struct.unpack(">I", png[offset : offset + 4])
         end = offset + 12 + length
         if end > len(png):
             raise ValueError(f"truncated PNG: chunk at byte {offset} runs past the end of the file")
-        kind = png[offset + 4:offset + 8]
-        yield _Chunk(kind, png[offset + 8:offset + 8 + length], png[offset:end])
+        kind = png[offset + 4 : offset + 8]
+        yield _Chunk(kind, png[offset + 8 : offset + 8 + length], png[offset:end])
         offset = end
         if kind == b"IEND":
             return
@@ -173,7 +173,9 @@ def _is_ob_element(node: minidom.Node) -> bool:
     if not isinstance(node, minidom.Element):
         return False
     return (node.namespaceURI, node.localName) in _OB_ELEMENTS or node.tagName in (
-        "openbadges:assertion", "openbadges:credential")
+        "openbadges:assertion",
+        "openbadges:credential",
+    )
 
 
 def _json_object(payload: str) -> dict[str, object] | None:
@@ -197,8 +199,9 @@ def _ob2_verify_url(assertion: dict[str, object], verify_url: str | None) -> str
     raise ValueError("OB 2.0 SVG baking of an assertion JSON needs its hosted URL (verify_url or an http id)")
 
 
-def _ob_element(document: minidom.Document, *, ob3: bool, payload: str,
-                verify_url: str | None) -> minidom.Element:
+def _ob_element(
+    document: minidom.Document, *, ob3: bool, payload: str, verify_url: str | None
+) -> minidom.Element:
     namespace, name = (OB3_SVG_NAMESPACE, "credential") if ob3 else (OB2_SVG_NAMESPACE, "assertion")
     element = document.createElementNS(namespace, f"openbadges:{name}")
     data = _json_object(payload)
@@ -326,7 +329,7 @@ def _fit(text: str, box: tuple[float, int, int, int]) -> tuple[list[str], int]:
             return lines, size
     lines = _wrap_hard(words, minimum, max_width)
     if len(lines) > max_lines:
-        lines = lines[:max_lines - 1] + [_ellipsize(" ".join(lines[max_lines - 1:]), minimum, max_width)]
+        lines = lines[: max_lines - 1] + [_ellipsize(" ".join(lines[max_lines - 1 :]), minimum, max_width)]
     return lines, minimum
 
 
@@ -336,7 +339,7 @@ def _wrap_hard(words: list[str], size: int, max_width: float) -> list[str]:
     for word in words:
         while _width(word, size) > max_width and len(word) > 1:
             cut = 1
-            while cut < len(word) and _width(word[:cut + 1], size) <= max_width:
+            while cut < len(word) and _width(word[: cut + 1], size) <= max_width:
                 cut += 1
             pieces.append(word[:cut])
             word = word[cut:]
@@ -355,8 +358,11 @@ def _layout(title: str, subtitle: str) -> _Layout:
     digest = hashlib.sha256(title.strip().encode("utf-8")).digest()
     title_lines, title_size = _fit(" ".join(title.split()), _TITLE_BOX)
     subtitle_lines, subtitle_size = _fit(" ".join(subtitle.split()), _SUBTITLE_BOX)
-    return _Layout(_PALETTES[digest[0] % len(_PALETTES)], _block(title_lines, title_size, 178.0),
-                   _block(subtitle_lines, subtitle_size, 281.0))
+    return _Layout(
+        _PALETTES[digest[0] % len(_PALETTES)],
+        _block(title_lines, title_size, 178.0),
+        _block(subtitle_lines, subtitle_size, 281.0),
+    )
 
 
 def _star(cx: float, cy: float, outer: float, inner: float) -> list[tuple[float, float]]:
@@ -380,8 +386,15 @@ def _scaled(points: list[tuple[float, float]], scale: float) -> list[tuple[float
     return [(x * scale, y * scale) for x, y in points]
 
 
-def _circle(draw: ImageDraw.ImageDraw, radius: float, scale: float, *, fill: str | None = None,
-            outline: str | None = None, width: int = 1) -> None:
+def _circle(
+    draw: ImageDraw.ImageDraw,
+    radius: float,
+    scale: float,
+    *,
+    fill: str | None = None,
+    outline: str | None = None,
+    width: int = 1,
+) -> None:
     cx, cy, _ = _MEDAL
     box = ((cx - radius) * scale, (cy - radius) * scale, (cx + radius) * scale, (cy + radius) * scale)
     draw.ellipse(box, fill=fill, outline=outline, width=width)
@@ -435,9 +448,11 @@ def _svg_points(points: list[tuple[float, float]]) -> str:
 
 def _svg_text(block: _TextBlock, fill: str) -> list[str]:
     """One <text> per line; textLength pins the DejaVu width so other fonts cannot overflow the disc."""
-    return [f'<text x="200" y="{baseline:.1f}" font-size="{block.size}" fill="{fill}" textLength='
-            f'"{_width(line, block.size):.1f}" lengthAdjust="spacingAndGlyphs">{escape(line)}</text>'
-            for line, baseline in zip(block.lines, block.baselines, strict=True)]
+    return [
+        f'<text x="200" y="{baseline:.1f}" font-size="{block.size}" fill="{fill}" textLength='
+        f'"{_width(line, block.size):.1f}" lengthAdjust="spacingAndGlyphs">{escape(line)}</text>'
+        for line, baseline in zip(block.lines, block.baselines, strict=True)
+    ]
 
 
 def badge_svg(title: str, subtitle: str) -> str:

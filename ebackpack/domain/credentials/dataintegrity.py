@@ -25,17 +25,30 @@ class ProofError(ValueError):
 
 
 def proof_options(document: dict[str, Any], verification_method: str, created: str) -> dict[str, Any]:
-    return {"@context": document["@context"], "type": "DataIntegrityProof", "cryptosuite": CRYPTOSUITE,
-            "created": created, "verificationMethod": verification_method, "proofPurpose": "assertionMethod"}
+    return {
+        "@context": document["@context"],
+        "type": "DataIntegrityProof",
+        "cryptosuite": CRYPTOSUITE,
+        "created": created,
+        "verificationMethod": verification_method,
+        "proofPurpose": "assertionMethod",
+    }
 
 
 def hash_data(canonical_options: str, canonical_document: str) -> bytes:
-    return (hashlib.sha256(canonical_options.encode()).digest()
-            + hashlib.sha256(canonical_document.encode()).digest())
+    return (
+        hashlib.sha256(canonical_options.encode()).digest()
+        + hashlib.sha256(canonical_document.encode()).digest()
+    )
 
 
-def sign(unsigned: dict[str, Any], key: SigningKey, verification_method: str, created: str,
-         canonical: tuple[str, str] | None = None) -> dict[str, Any]:
+def sign(
+    unsigned: dict[str, Any],
+    key: SigningKey,
+    verification_method: str,
+    created: str,
+    canonical: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     """Returns a copy of the document with a one-element `proof` array (the OB 3.0 schema wants a list).
 
     `canonical` = (proof options, document) already canonicalized by the caller (see fastcanon).
@@ -50,8 +63,7 @@ def sign(unsigned: dict[str, Any], key: SigningKey, verification_method: str, cr
     return unsigned | {"proof": [proof]}
 
 
-def verify(document: dict[str, Any],
-           public_key_for: Callable[[str], ed25519.Ed25519PublicKey | None]) -> str:
+def verify(document: dict[str, Any], public_key_for: Callable[[str], ed25519.Ed25519PublicKey | None]) -> str:
     """Checks the single eddsa-rdfc-2022 proof; returns its verification method or raises ProofError."""
     proofs = document.get("proof")
     proof = proofs[0] if isinstance(proofs, list) and len(proofs) == 1 else proofs

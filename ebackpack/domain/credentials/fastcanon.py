@@ -31,20 +31,28 @@ class _Template:
         self.sentinels = {name: f"{self.marker}{i}." for i, name in enumerate(slots)}
         self.dataset = to_dataset(build(self.sentinels))
         terms = [t for quads in self.dataset.values() for q in quads for t in q.values()]
-        self.in_iri = {name for name, s in self.sentinels.items()
-                       if any(t["type"] == "IRI" and s in t["value"] for t in terms)}
-        self.whole_iri = {name for name, s in self.sentinels.items()
-                          if any(t["type"] == "IRI" and t["value"] == s for t in terms)}
+        self.in_iri = {
+            name
+            for name, s in self.sentinels.items()
+            if any(t["type"] == "IRI" and s in t["value"] for t in terms)
+        }
+        self.whole_iri = {
+            name
+            for name, s in self.sentinels.items()
+            if any(t["type"] == "IRI" and t["value"] == s for t in terms)
+        }
         self.trusted = False
 
     def fill(self, values: Mapping[str, str]) -> Dataset | None:
         """A fresh dataset with the real values, or None when a value cannot be placed safely."""
-        if any(not SAFE_IRI_PART.match(values[name]) for name in self.in_iri) \
-                or any(not ABSOLUTE_IRI.match(values[name]) for name in self.whole_iri):
+        if any(not SAFE_IRI_PART.match(values[name]) for name in self.in_iri) or any(
+            not ABSOLUTE_IRI.match(values[name]) for name in self.whole_iri
+        ):
             return None
-        return {graph: [{position: self._term(term, values) for position, term in quad.items()}
-                        for quad in quads]
-                for graph, quads in self.dataset.items()}
+        return {
+            graph: [{position: self._term(term, values) for position, term in quad.items()} for quad in quads]
+            for graph, quads in self.dataset.items()
+        }
 
     def _term(self, term: dict[str, str], values: Mapping[str, str]) -> dict[str, str]:
         copy = dict(term)

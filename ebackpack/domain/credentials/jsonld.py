@@ -28,8 +28,10 @@ class UnknownContextError(ValueError):
 @cache
 def bundled_contexts() -> dict[str, Any]:
     manifest = json.loads((CONTEXTS_DIR / "manifest.json").read_text(encoding="utf-8"))
-    return {url: json.loads((CONTEXTS_DIR / entry["file"]).read_text(encoding="utf-8"))
-            for url, entry in manifest.items()}
+    return {
+        url: json.loads((CONTEXTS_DIR / entry["file"]).read_text(encoding="utf-8"))
+        for url, entry in manifest.items()
+    }
 
 
 def offline_loader(url: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -44,15 +46,18 @@ def offline_loader(url: str, options: dict[str, Any] | None = None) -> dict[str,
 
 def canonize(document: dict[str, Any]) -> str:
     """RDF Dataset Canonicalization (URDNA2015 = RDFC-1.0) as sorted N-Quads."""
-    result: str = jsonld.normalize(document, {"algorithm": "URDNA2015", "format": "application/n-quads",
-                                              "documentLoader": offline_loader})
+    result: str = jsonld.normalize(
+        document,
+        {"algorithm": "URDNA2015", "format": "application/n-quads", "documentLoader": offline_loader},
+    )
     return result
 
 
 def to_dataset(document: dict[str, Any]) -> Dataset:
     """JSON-LD -> RDF dataset (the expensive part of canonicalization)."""
-    result: Dataset = jsonld.to_rdf(document, {"documentLoader": offline_loader,
-                                               "produceGeneralizedRdf": False})
+    result: Dataset = jsonld.to_rdf(
+        document, {"documentLoader": offline_loader, "produceGeneralizedRdf": False}
+    )
     return result
 
 
@@ -112,14 +117,16 @@ def _check_size(document: Any, bounds: CanonBounds) -> None:
             if len(item) > bounds.max_array:
                 raise CanonicalizationRefused(
                     f"the credential has an array of {len(item):,} items, more than the "
-                    f"{bounds.max_array:,} we canonicalize")
+                    f"{bounds.max_array:,} we canonicalize"
+                )
             count += len(item)
             pending.extend(item)
         if count > bounds.max_values:
             raise CanonicalizationRefused(
                 f"the credential has more than {bounds.max_values:,} JSON values (objects, their members "
                 "and array items): refused before canonicalization (a canonicalization bomb, or far "
-                "larger than any credential)")
+                "larger than any credential)"
+            )
 
 
 def _check_shape(dataset: Dataset, bounds: CanonBounds) -> None:
@@ -132,12 +139,14 @@ def _check_shape(dataset: Dataset, bounds: CanonBounds) -> None:
     if len(degree) > bounds.max_blank_nodes:
         raise CanonicalizationRefused(
             f"the credential has {len(degree):,} blank nodes, more than the {bounds.max_blank_nodes:,} "
-            "we canonicalize")
+            "we canonicalize"
+        )
     busiest = max(degree.values(), default=0)
     if busiest > bounds.max_degree:
         raise CanonicalizationRefused(
             f"a blank node of the credential is in {busiest:,} statements, more than the "
-            f"{bounds.max_degree:,} we canonicalize")
+            f"{bounds.max_degree:,} we canonicalize"
+        )
 
 
 class _BoundedURDNA2015(URDNA2015):
@@ -156,7 +165,8 @@ class _BoundedURDNA2015(URDNA2015):
             if self.depth > self.bounds.max_depth:
                 raise CanonicalizationRefused(
                     f"canonicalizing the credential needs a recursion deeper than {self.bounds.max_depth} "
-                    "(a chain of look-alike blank nodes: a canonicalization bomb)")
+                    "(a chain of look-alike blank nodes: a canonicalization bomb)"
+                )
             return super().hash_n_degree_quads(id_, issuer)
         finally:
             self.depth -= 1
@@ -172,4 +182,5 @@ class _BoundedURDNA2015(URDNA2015):
         if self.work > self.bounds.max_work:
             raise CanonicalizationRefused(
                 f"canonicalizing the credential needs more than {self.bounds.max_work:,} steps (its blank "
-                "nodes are arranged so that the work explodes: a canonicalization bomb)")
+                "nodes are arranged so that the work explodes: a canonicalization bomb)"
+            )

@@ -40,8 +40,9 @@ class SigningKey:
 
     def public_multibase(self) -> str:
         """Multikey encoding of an Ed25519 public key: `z` + base58btc(0xed01 + raw key)."""
-        raw = self.private_key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                         serialization.PublicFormat.Raw)
+        raw = self.private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
         return "z" + base58.b58encode(ED25519_MULTICODEC + raw).decode()
 
     def public_jwk(self) -> dict[str, str]:
@@ -51,12 +52,17 @@ class SigningKey:
             return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
         assert isinstance(public, ec.EllipticCurvePublicKey)
         numbers = public.public_numbers()
-        return {"kty": "EC", "crv": "P-256", "x": _b64url(numbers.x.to_bytes(32, "big")),
-                "y": _b64url(numbers.y.to_bytes(32, "big"))}
+        return {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64url(numbers.x.to_bytes(32, "big")),
+            "y": _b64url(numbers.y.to_bytes(32, "big")),
+        }
 
     def private_pem(self) -> bytes:
-        return self.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption())
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
 
 @dataclass(frozen=True)
@@ -78,8 +84,11 @@ def _b64url(data: bytes) -> str:
 
 
 def generate_key(algorithm: Algorithm) -> PrivateKey:
-    return ed25519.Ed25519PrivateKey.generate() if algorithm == "Ed25519" else ec.generate_private_key(
-        ec.SECP256R1())
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        if algorithm == "Ed25519"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
 
 
 def parse_key(kid: str, pem: bytes) -> SigningKey:
@@ -91,8 +100,11 @@ def parse_key(kid: str, pem: bytes) -> SigningKey:
         raise SigningKeyError(f"key {kid}: not an unencrypted PKCS#8 PEM private key") from None
     if isinstance(key, ed25519.Ed25519PrivateKey) and kid.startswith("ed25519-"):
         return SigningKey(kid, "Ed25519", key)
-    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1) \
-            and kid.startswith("p256-"):
+    if (
+        isinstance(key, ec.EllipticCurvePrivateKey)
+        and isinstance(key.curve, ec.SECP256R1)
+        and kid.startswith("p256-")
+    ):
         return SigningKey(kid, "ES256", key)
     raise SigningKeyError(f"key {kid}: the key type does not match its name")
 
@@ -129,8 +141,11 @@ def did_document(did: str, ring: KeyRing) -> dict[str, Any]:
             method |= {"type": "JsonWebKey", "publicKeyJwk": key.public_jwk()}
         methods.append(method)
     return {
-        "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1",
-                     "https://w3id.org/security/jwk/v1"],
+        "@context": [
+            "https://www.w3.org/ns/did/v1",
+            "https://w3id.org/security/multikey/v1",
+            "https://w3id.org/security/jwk/v1",
+        ],
         "id": did,
         "verificationMethod": methods,
         "assertionMethod": [m["id"] for m in methods],

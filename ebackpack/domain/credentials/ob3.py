@@ -33,8 +33,14 @@ EQF = "http://data.europa.eu/snb/eqf/"
 
 def issuer_profile(issuer: IssuerProfile, urls: PublicUrls) -> dict[str, Any]:
     """The awarding body; its id is the did:web whose document lists the signing keys."""
-    return {"id": urls.did, "type": ["Profile"], "name": issuer.name, "url": issuer.url,
-            "email": issuer.email, "address": {"type": ["Address"], "addressCountryCode": issuer.country}}
+    return {
+        "id": urls.did,
+        "type": ["Profile"],
+        "name": issuer.name,
+        "url": issuer.url,
+        "email": issuer.email,
+        "address": {"type": ["Address"], "addressCountryCode": issuer.country},
+    }
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,17 @@ class Shape:
         return self.rule.id, self.expires
 
 
-SLOTS = ("credential_id", "subject_id", "learner_name", "salt", "identity_hash", "valid_from",
-         "valid_until", "status_list", "status_index")
+SLOTS = (
+    "credential_id",
+    "subject_id",
+    "learner_name",
+    "salt",
+    "identity_hash",
+    "valid_from",
+    "valid_until",
+    "status_list",
+    "status_index",
+)
 
 
 def shape_of(facts: CredentialFacts) -> Shape:
@@ -60,11 +75,17 @@ def shape_of(facts: CredentialFacts) -> Shape:
 
 
 def slots_of(facts: CredentialFacts) -> dict[str, str]:
-    return {"credential_id": facts.credential_id, "subject_id": facts.learner_subject_id,
-            "learner_name": facts.learner_name, "salt": facts.recipient_salt,
-            "identity_hash": facts.recipient_hash, "valid_from": iso(facts.issued_on),
-            "valid_until": iso(facts.valid_until) if facts.valid_until else "",
-            "status_list": str(facts.status_list), "status_index": str(facts.status_index)}
+    return {
+        "credential_id": facts.credential_id,
+        "subject_id": facts.learner_subject_id,
+        "learner_name": facts.learner_name,
+        "salt": facts.recipient_salt,
+        "identity_hash": facts.recipient_hash,
+        "valid_from": iso(facts.issued_on),
+        "valid_until": iso(facts.valid_until) if facts.valid_until else "",
+        "status_list": str(facts.status_list),
+        "status_index": str(facts.status_index),
+    }
 
 
 def achievement(shape: Shape) -> dict[str, Any]:
@@ -88,10 +109,16 @@ def achievement(shape: Shape) -> dict[str, Any]:
     if micro.hours is not None:
         result["volumeOfLearning"] = f"PT{micro.hours:g}H"
     if micro.eqf_level is not None:
-        result["alignment"] = [{
-            "type": ["Alignment"], "targetType": "ext:EQFLevel", "targetCode": str(micro.eqf_level),
-            "targetName": f"EQF level {micro.eqf_level}", "targetUrl": f"{EQF}{micro.eqf_level}",
-            "targetFramework": "European Qualifications Framework"}]
+        result["alignment"] = [
+            {
+                "type": ["Alignment"],
+                "targetType": "ext:EQFLevel",
+                "targetCode": str(micro.eqf_level),
+                "targetName": f"EQF level {micro.eqf_level}",
+                "targetUrl": f"{EQF}{micro.eqf_level}",
+                "targetFramework": "European Qualifications Framework",
+            }
+        ]
     return result
 
 
@@ -100,10 +127,19 @@ def subject(shape: Shape, slots: Mapping[str, str]) -> dict[str, Any]:
         "id": slots["subject_id"],
         "type": ["AchievementSubject"],
         "identifier": [
-            {"type": "IdentityObject", "identityType": "emailAddress", "hashed": True,
-             "identityHash": slots["identity_hash"], "salt": slots["salt"]},
-            {"type": "IdentityObject", "identityType": "name", "hashed": False,
-             "identityHash": slots["learner_name"]},
+            {
+                "type": "IdentityObject",
+                "identityType": "emailAddress",
+                "hashed": True,
+                "identityHash": slots["identity_hash"],
+                "salt": slots["salt"],
+            },
+            {
+                "type": "IdentityObject",
+                "identityType": "name",
+                "hashed": False,
+                "identityHash": slots["learner_name"],
+            },
         ],
         "achievement": achievement(shape),
     }

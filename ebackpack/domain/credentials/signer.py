@@ -47,14 +47,23 @@ class CredentialSigner:
             signed.append(Signed(JWT, vcjwt.sign(unsigned, key, method, int(now.timestamp())), method))
         return signed
 
-    def _data_integrity(self, facts: CredentialFacts, shape: ob3.Shape, slots: dict[str, str],
-                        unsigned: dict[str, Any], created: str) -> Signed:
+    def _data_integrity(
+        self,
+        facts: CredentialFacts,
+        shape: ob3.Shape,
+        slots: dict[str, str],
+        unsigned: dict[str, Any],
+        created: str,
+    ) -> Signed:
         key = self.ring.current("Ed25519")
         method = facts.urls.verification_method(key.kid)
         canonical_document = self.documents.canonize(shape.key, lambda v: ob3.build(shape, v), slots)
         canonical_options = self.options.canonize(
-            method, lambda v: dataintegrity.proof_options(unsigned, method, v["created"]),
-            {"created": created})
-        document = dataintegrity.sign(unsigned, key, method, created,
-                                      canonical=(canonical_options, canonical_document))
+            method,
+            lambda v: dataintegrity.proof_options(unsigned, method, v["created"]),
+            {"created": created},
+        )
+        document = dataintegrity.sign(
+            unsigned, key, method, created, canonical=(canonical_options, canonical_document)
+        )
         return Signed(DATA_INTEGRITY, ob3.dumps(document), method)

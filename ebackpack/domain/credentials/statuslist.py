@@ -41,12 +41,16 @@ def is_set(bits: bytes, index: int) -> bool:
 
 def entry(list_url: str, index: int | str) -> dict[str, str]:
     """The `credentialStatus` of one credential."""
-    return {"id": f"{list_url}#{index}", "type": "BitstringStatusListEntry", "statusPurpose": PURPOSE,
-            "statusListIndex": str(index), "statusListCredential": list_url}
+    return {
+        "id": f"{list_url}#{index}",
+        "type": "BitstringStatusListEntry",
+        "statusPurpose": PURPOSE,
+        "statusListIndex": str(index),
+        "statusListCredential": list_url,
+    }
 
 
-def list_credential(list_url: str, issuer: str, valid_from: str,
-                    revoked: Iterable[int]) -> dict[str, Any]:
+def list_credential(list_url: str, issuer: str, valid_from: str, revoked: Iterable[int]) -> dict[str, Any]:
     """The unsigned status list credential; the caller signs it like any other credential."""
     return {
         "@context": [CREDENTIALS_V2],
@@ -54,6 +58,10 @@ def list_credential(list_url: str, issuer: str, valid_from: str,
         "type": ["VerifiableCredential", "BitstringStatusListCredential"],
         "issuer": issuer,
         "validFrom": valid_from,
-        "credentialSubject": {"id": f"{list_url}#list", "type": "BitstringStatusList",
-                              "statusPurpose": PURPOSE, "encodedList": encode(revoked)},
+        "credentialSubject": {
+            "id": f"{list_url}#list",
+            "type": "BitstringStatusList",
+            "statusPurpose": PURPOSE,
+            "encodedList": encode(revoked),
+        },
     }

@@ -51,21 +51,29 @@ EDC_TYPE = "EuropeanDigitalCredential"
 EDC_VOCABULARY = "data.europa.eu/snb"  # the EDC contexts and controlled vocabularies live under it
 FALLBACK_TITLE = "Europass Digital Credential"
 
-_DIGESTS: dict[str, hashes.HashAlgorithm] = {"256": hashes.SHA256(), "384": hashes.SHA384(),
-                                             "512": hashes.SHA512()}
+_DIGESTS: dict[str, hashes.HashAlgorithm] = {
+    "256": hashes.SHA256(),
+    "384": hashes.SHA384(),
+    "512": hashes.SHA512(),
+}
 _CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 _SUPPORTED = {f"{family}{size}" for family in ("RS", "PS", "ES") for size in _DIGESTS} | {"EdDSA"}
 # JAdES header parameters that describe the signature without changing what was signed (sigD would:
 # it detaches the payload).
-_UNDERSTOOD_CRIT = frozenset({"b64", "sigT", "x5t#o", "sigX5ts", "srCms", "sigPl", "srAts", "adoTst",
-                              "sigPId"})
-NOT_CHECKED = ("Not checked, as that needs trust anchors and the network: the EU trust list (LOTL), the "
-               "certificate's revocation (OCSP/CRL) and any revocation status list of the credential.")
+_UNDERSTOOD_CRIT = frozenset(
+    {"b64", "sigT", "x5t#o", "sigX5ts", "srCms", "sigPl", "srAts", "adoTst", "sigPId"}
+)
+NOT_CHECKED = (
+    "Not checked, as that needs trust anchors and the network: the EU trust list (LOTL), the "
+    "certificate's revocation (OCSP/CRL) and any revocation status list of the credential."
+)
 _SENTENCES = "{first} {second}"  # reasons here are sentences, joined by a space
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_DURATION = re.compile(r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-                       r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+)M)?"
-                       r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?")
+_DURATION = re.compile(
+    r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+)M)?"
+    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?"
+)
 
 
 @dataclass(frozen=True)
@@ -114,12 +122,15 @@ def parse_europass(data: bytes, ctx: ImportContext) -> Attestation:
     jws = _read_jws(document) if _is_jws(document) else None
     credential = _json_object(jws.credential_text, "the JWS payload") if jws else document
     if not _is_edc(credential):
-        raise ImportRejected("not a Europass Digital Credential: neither an EDC context "
-                             f"({EDC_VOCABULARY}) nor the type {EDC_TYPE}")
+        raise ImportRejected(
+            "not a Europass Digital Credential: neither an EDC context "
+            f"({EDC_VOCABULARY}) nor the type {EDC_TYPE}"
+        )
     return _attestation(credential, jws, text, ctx)
 
 
 # --- the envelope -----------------------------------------------------------------------------------
+
 
 def _is_jws(document: Json) -> bool:
     return any(key in document for key in ("payload", "signatures", "signature"))
@@ -173,14 +184,18 @@ def _credential_text(header: Json, payload: str) -> str:
     try:
         return _b64url(payload).decode("utf-8")
     except ValueError:
-        raise ImportRejected("the JWS payload is not base64url-encoded UTF-8, and the header does not "
-                             "declare it unencoded (b64=false)") from None
+        raise ImportRejected(
+            "the JWS payload is not base64url-encoded UTF-8, and the header does not "
+            "declare it unencoded (b64=false)"
+        ) from None
 
 
 # --- the seal ---------------------------------------------------------------------------------------
 
-def _verify(jws: _Jws, ctx: ImportContext, expires_on: datetime | None,
-            issuer_id: str | None) -> Verification:
+
+def _verify(
+    jws: _Jws, ctx: ImportContext, expires_on: datetime | None, issuer_id: str | None
+) -> Verification:
     alg = str(jws.header.get("alg") or "")
     method = f"JAdES seal ({alg or 'no algorithm'})"
     try:
@@ -201,16 +216,26 @@ def _check_seal(jws: _Jws, alg: str, chain: list[x509.Certificate], now: datetim
     signed_at, when = _signing_time(jws.header, now)
     _check_validity(chain[0], signed_at, when)
     more = say("The file holds {count} signatures; only the first was checked.", count=jws.count)
-    return _sentences(say("The {alg} signature matches the credential, and the seal certificate was valid at "
-                          "{when}.", alg=alg, when=when),
-                      _check_chain(chain), more if jws.count > 1 else Said("", ""))
+    return _sentences(
+        say(
+            "The {alg} signature matches the credential, and the seal certificate was valid at {when}.",
+            alg=alg,
+            when=when,
+        ),
+        _check_chain(chain),
+        more if jws.count > 1 else Said("", ""),
+    )
 
 
 def _certificates(header: Json) -> list[x509.Certificate]:
     x5c = header.get("x5c")
     if not isinstance(x5c, list) or not x5c:
-        raise _unverifiable(say("The seal names no certificate (no x5c in its protected header), so the key "
-                                "that made it is unknown."))
+        raise _unverifiable(
+            say(
+                "The seal names no certificate (no x5c in its protected header), so the key "
+                "that made it is unknown."
+            )
+        )
     try:
         return [x509.load_der_x509_certificate(base64.b64decode(entry, validate=True)) for entry in x5c]
     except (TypeError, ValueError) as error:
@@ -223,16 +248,21 @@ def _check_critical(header: Json) -> None:
         raise _invalid(say("The header's 'crit' is not a list of names."))
     unknown = [name for name in critical if name not in _UNDERSTOOD_CRIT]
     if unknown:  # RFC 7515 4.1.11: a signature whose critical parameters we do not understand is not ours
-        raise _unverifiable(say("The seal depends on header parameters this importer does not understand: "
-                                "{names}.", names=", ".join(name[:40] for name in unknown[:5])))
+        raise _unverifiable(
+            say(
+                "The seal depends on header parameters this importer does not understand: {names}.",
+                names=", ".join(name[:40] for name in unknown[:5]),
+            )
+        )
 
 
 def _check_thumbprint(header: Json, certificate: x509.Certificate) -> None:
     expected = header.get("x5t#S256")
     actual = base64.urlsafe_b64encode(certificate.fingerprint(hashes.SHA256())).rstrip(b"=").decode()
     if expected is not None and expected != actual:
-        raise _invalid(say("The header's certificate thumbprint (x5t#S256) does not match the x5c "
-                           "certificate."))
+        raise _invalid(
+            say("The header's certificate thumbprint (x5t#S256) does not match the x5c certificate.")
+        )
 
 
 def _public_key(certificate: x509.Certificate) -> CertificatePublicKeyTypes:
@@ -262,14 +292,23 @@ def _verify_with(alg: str, key: CertificatePublicKeyTypes, signature: bytes, sig
         # JWS PS*: MGF1 with the same hash, salt as long as the hash (RFC 7518 3.5)
         pss = padding.PSS(padding.MGF1(digest), digest.digest_size)
         key.verify(signature, signed, padding.PKCS1v15() if alg[:2] == "RS" else pss, digest)
-    elif (alg in _CURVES and digest and isinstance(key, ec.EllipticCurvePublicKey)
-          and key.curve.name == _CURVES[alg]):
+    elif (
+        alg in _CURVES
+        and digest
+        and isinstance(key, ec.EllipticCurvePublicKey)
+        and key.curve.name == _CURVES[alg]
+    ):
         key.verify(_der_ecdsa(signature, key.curve.key_size), signed, ec.ECDSA(digest))
     elif alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         key.verify(signature, signed)
     elif alg in _SUPPORTED:
-        raise _invalid(say("The seal claims {alg}, which the certificate's {key} key cannot make.", alg=alg,
-                           key=_key_kind(key)))
+        raise _invalid(
+            say(
+                "The seal claims {alg}, which the certificate's {key} key cannot make.",
+                alg=alg,
+                key=_key_kind(key),
+            )
+        )
     elif alg == "none" or alg.startswith("HS"):
         raise _invalid(say("'{alg}' is not a seal: nothing ties it to the certificate's key.", alg=alg[:40]))
     else:
@@ -280,8 +319,13 @@ def _der_ecdsa(signature: bytes, key_size: int) -> bytes:
     """JWS carries ECDSA signatures as r || s of fixed size; cryptography wants DER."""
     size = (key_size + 7) // 8
     if len(signature) != 2 * size:
-        raise _invalid(say("The ECDSA signature has {length} bytes instead of {size}.", length=len(signature),
-                           size=2 * size))
+        raise _invalid(
+            say(
+                "The ECDSA signature has {length} bytes instead of {size}.",
+                length=len(signature),
+                size=2 * size,
+            )
+        )
     r, s = int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
     return encode_dss_signature(r, s)
 
@@ -293,10 +337,14 @@ def _mismatch(alg: str, key: CertificatePublicKeyTypes, signature: bytes) -> Sai
             key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
         except (InvalidSignature, ValueError):
             return say("The signature value is corrupt or was not made with the seal certificate's key.")
-        return say("The signature is genuine but was made for other content: the credential or its header "
-                   "was changed after sealing.")
-    return say("The signature does not match: the credential was changed after sealing, or the signature is "
-               "corrupt or was made with another key.")
+        return say(
+            "The signature is genuine but was made for other content: the credential or its header "
+            "was changed after sealing."
+        )
+    return say(
+        "The signature does not match: the credential was changed after sealing, or the signature is "
+        "corrupt or was made with another key."
+    )
 
 
 def _key_kind(key: CertificatePublicKeyTypes) -> str:
@@ -308,8 +356,9 @@ def _key_kind(key: CertificatePublicKeyTypes) -> str:
 def _signing_time(header: Json, now: datetime) -> tuple[datetime, Said]:
     stated = header.get("sigT")
     if stated is None:
-        return now, say("the time of import ({now}; the seal states no signing time)",
-                        now=f"{now:%Y-%m-%dT%H:%M:%SZ}")
+        return now, say(
+            "the time of import ({now}; the seal states no signing time)", now=f"{now:%Y-%m-%dT%H:%M:%SZ}"
+        )
     signed_at = _date(stated)
     if signed_at is None:
         raise _invalid(say("The signing time (sigT) {stated} is not a date.", stated=repr(stated)[:80]))
@@ -319,8 +368,14 @@ def _signing_time(header: Json, now: datetime) -> tuple[datetime, Said]:
 def _check_validity(certificate: x509.Certificate, at: datetime, when: Said) -> None:
     start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
     if not start <= at <= end:
-        raise _invalid(say("The seal certificate was valid from {start} to {end}, not at {when}.",
-                           start=f"{start:%Y-%m-%d}", end=f"{end:%Y-%m-%d}", when=when))
+        raise _invalid(
+            say(
+                "The seal certificate was valid from {start} to {end}, not at {when}.",
+                start=f"{start:%Y-%m-%d}",
+                end=f"{end:%Y-%m-%d}",
+                when=when,
+            )
+        )
 
 
 def _check_chain(chain: list[x509.Certificate]) -> Said:
@@ -328,11 +383,18 @@ def _check_chain(chain: list[x509.Certificate]) -> Said:
         try:
             child.verify_directly_issued_by(parent)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            raise _invalid(say("The x5c chain is broken: '{child}' is not issued and signed by '{parent}'.",
-                               child=_label(child.subject), parent=_label(parent.subject))) from None
+            raise _invalid(
+                say(
+                    "The x5c chain is broken: '{child}' is not issued and signed by '{parent}'.",
+                    child=_label(child.subject),
+                    parent=_label(parent.subject),
+                )
+            ) from None
     if len(chain) == 1:
-        return say("The x5c chain holds only the seal certificate (issued by '{issuer}').",
-                   issuer=_label(chain[0].issuer))
+        return say(
+            "The x5c chain holds only the seal certificate (issued by '{issuer}').",
+            issuer=_label(chain[0].issuer),
+        )
     return say("Each x5c certificate is signed by the next, up to '{top}'.", top=_label(chain[-1].subject))
 
 
@@ -342,26 +404,37 @@ def seal_fingerprint(certificate: x509.Certificate) -> str:
     return "sha256:" + certificate.fingerprint(hashes.SHA256()).hex()
 
 
-def _verdict(certificate: x509.Certificate, ctx: ImportContext, expires_on: datetime | None,
-             issuer_id: str | None) -> tuple[VerificationStatus, Said]:
+def _verdict(
+    certificate: x509.Certificate, ctx: ImportContext, expires_on: datetime | None, issuer_id: str | None
+) -> tuple[VerificationStatus, Said]:
     if has_expired(expires_on, _aware(ctx.now)):
-        return VerificationStatus.EXPIRED, say("Expired on {date}; the seal itself is valid.",
-                                               date=f"{expires_on:%Y-%m-%d}")
+        return VerificationStatus.EXPIRED, say(
+            "Expired on {date}; the seal itself is valid.", date=f"{expires_on:%Y-%m-%d}"
+        )
     fingerprint = seal_fingerprint(certificate)
     if fingerprint in ctx.trusted_issuers:
         return VerificationStatus.VERIFIED, say(
-            "Issuer trusted: the seal certificate {fingerprint} is trusted.", fingerprint=fingerprint)
+            "Issuer trusted: the seal certificate {fingerprint} is trusted.", fingerprint=fingerprint
+        )
     subject = certificate.subject.rfc4514_string()
     return VerificationStatus.ISSUER_UNKNOWN, say(
         "Issuer not known: the seal certificate '{subject}' ({fingerprint}) is not on our list of trusted "
-        "seals; the credential names its issuer as '{issuer}'.", subject=subject, fingerprint=fingerprint,
-        issuer=issuer_id or "unknown")
+        "seals; the credential names its issuer as '{issuer}'.",
+        subject=subject,
+        fingerprint=fingerprint,
+        issuer=issuer_id or "unknown",
+    )
 
 
 def _unsigned() -> Verification:
-    return Verification.of(VerificationStatus.NOT_VERIFIABLE, "none (unsigned EDC)",
-                           say("No seal: the credential carries no JAdES signature, so nothing shows who "
-                               "issued it or that it is unchanged."))
+    return Verification.of(
+        VerificationStatus.NOT_VERIFIABLE,
+        "none (unsigned EDC)",
+        say(
+            "No seal: the credential carries no JAdES signature, so nothing shows who "
+            "issued it or that it is unchanged."
+        ),
+    )
 
 
 def _not_yet_valid(credential: Json, verification: Verification, now: datetime) -> Verification:
@@ -370,12 +443,14 @@ def _not_yet_valid(credential: Json, verification: Verification, now: datetime) 
         start = _first_date([credential.get(key)])
         if not_yet_valid(start, now) and verification.status is not VerificationStatus.INVALID:
             reason = say("Not valid yet: it is valid only from {start} ({field}).", start=start, field=key)
-            return Verification.of(VerificationStatus.INVALID, verification.method,
-                                   _sentences(reason, verification.said()))
+            return Verification.of(
+                VerificationStatus.INVALID, verification.method, _sentences(reason, verification.said())
+            )
     return verification
 
 
 # --- the credential ---------------------------------------------------------------------------------
+
 
 def _attestation(credential: Json, jws: _Jws | None, text: str, ctx: ImportContext) -> Attestation:
     subject = _node(credential.get("credentialSubject"))
@@ -412,10 +487,16 @@ def _claims(subject: Json) -> list[Json]:
 
 def _title(credential: Json, claims: list[Json]) -> str:
     """The credential's own title, with the claim's when there is one that adds something."""
-    own = _first_text([_node(credential.get("displayParameter")).get("title"), credential.get("title"),
-                       credential.get("name")])
-    claimed = _unique(_first_text([claim.get("title"), _node(claim.get("specifiedBy")).get("title")])
-                      for claim in claims)
+    own = _first_text(
+        [
+            _node(credential.get("displayParameter")).get("title"),
+            credential.get("title"),
+            credential.get("name"),
+        ]
+    )
+    claimed = _unique(
+        _first_text([claim.get("title"), _node(claim.get("specifiedBy")).get("title")]) for claim in claims
+    )
     if own and len(claimed) == 1 and not _overlap(own, claimed[0]):
         return f"{own}: {claimed[0]}"
     return own or next(iter(claimed), FALLBACK_TITLE)
@@ -429,8 +510,11 @@ def _issuer(credential: Json) -> IssuerRef:
     issuer = credential.get("issuer")
     node = _node(issuer)
     names = [node.get(key) for key in ("legalName", "name", "altLabel", "prefLabel")]
-    return IssuerRef(name=_first_text(names), url=next(iter(_web_urls(node.get("homepage"))), None),
-                     identifier=_str(issuer) or _str(node.get("id")))
+    return IssuerRef(
+        name=_first_text(names),
+        url=next(iter(_web_urls(node.get("homepage"))), None),
+        identifier=_str(issuer) or _str(node.get("id")),
+    )
 
 
 def _issued_on(credential: Json, claims: list[Json]) -> datetime | None:
@@ -439,27 +523,48 @@ def _issued_on(credential: Json, claims: list[Json]) -> datetime | None:
 
 
 def _description(credential: Json, claims: list[Json]) -> str | None:
-    return _first_text([credential.get("description"), *(claim.get("description") for claim in claims),
-                        *(_node(claim.get("specifiedBy")).get("description") for claim in claims)])
+    return _first_text(
+        [
+            credential.get("description"),
+            *(claim.get("description") for claim in claims),
+            *(_node(claim.get("specifiedBy")).get("description") for claim in claims),
+        ]
+    )
 
 
 def _learning_outcomes(claims: list[Json]) -> list[str]:
-    outcomes = (outcome for claim in claims for node in (claim, _node(claim.get("specifiedBy")))
-                for key in ("learningOutcome", "learningOutcomes") for outcome in _nodes(node.get(key)))
-    return _unique(_first_text([outcome.get("title"), outcome.get("name"), outcome.get("prefLabel")])
-                   for outcome in outcomes)
+    outcomes = (
+        outcome
+        for claim in claims
+        for node in (claim, _node(claim.get("specifiedBy")))
+        for key in ("learningOutcome", "learningOutcomes")
+        for outcome in _nodes(node.get(key))
+    )
+    return _unique(
+        _first_text([outcome.get("title"), outcome.get("name"), outcome.get("prefLabel")])
+        for outcome in outcomes
+    )
 
 
 def _workload(claims: list[Json]) -> str | None:
     """Credit points and volume of learning of the first claim that states any, e.g. '5 ECTS, 45 hours'."""
     for claim in claims:
         spec = _node(claim.get("specifiedBy"))
-        credits = [_credit(node) for source in (claim, spec) for key in ("creditReceived", "creditPoint")
-                   for node in _nodes(source.get(key))]
+        credits = [
+            _credit(node)
+            for source in (claim, spec)
+            for key in ("creditReceived", "creditPoint")
+            for node in _nodes(source.get(key))
+        ]
         ects = spec.get("ectsCreditPoints")  # EDC 2
         volume = next(filter(None, map(_str, (claim.get("workload"), spec.get("volumeOfLearning")))), None)
-        parts = _unique([*credits, f"{ects} ECTS" if isinstance(ects, int | float | str) else None,
-                         _duration(volume) if volume else None])
+        parts = _unique(
+            [
+                *credits,
+                f"{ects} ECTS" if isinstance(ects, int | float | str) else None,
+                _duration(volume) if volume else None,
+            ]
+        )
         if parts:
             return ", ".join(parts)
     return None
@@ -484,19 +589,25 @@ def _duration(value: str) -> str:
 
 def _urls(credential: Json) -> list[str]:
     evidence = _nodes(credential.get("evidence"))
-    sources = [credential.get("id"), credential.get("supplementaryDocument"),
-               *(item.get(key) for item in evidence for key in ("evidenceTarget", "supportingDocument"))]
+    sources = [
+        credential.get("id"),
+        credential.get("supplementaryDocument"),
+        *(item.get(key) for item in evidence for key in ("evidenceTarget", "supportingDocument")),
+    ]
     return _unique(url for source in sources for url in _web_urls(source))
 
 
 def _web_urls(value: object) -> list[str]:
     """http(s) links of plain strings or WebResource nodes (contentURL, else id)."""
-    candidates = (item if isinstance(item, str) else _node(item).get("contentURL") or _node(item).get("id")
-                  for item in _items(value))
+    candidates = (
+        item if isinstance(item, str) else _node(item).get("contentURL") or _node(item).get("id")
+        for item in _items(value)
+    )
     return [url for url in candidates if isinstance(url, str) and url.startswith(("https://", "http://"))]
 
 
 # --- the recipient ----------------------------------------------------------------------------------
+
 
 def _recipient(subject: Json, learner: Learner) -> tuple[RecipientMatch, str]:
     emails = _subject_emails(subject)
@@ -507,8 +618,10 @@ def _recipient(subject: Json, learner: Learner) -> tuple[RecipientMatch, str]:
     if subject_id and subject_id in learner.identifiers:
         return RecipientMatch.MATCH, f"The credential's subject {subject_id} is an identifier of the learner."
     if emails:
-        return (RecipientMatch.MISMATCH,
-                f"The credential names {', '.join(emails)}, not the learner's e-mail {learner.email}.")
+        return (
+            RecipientMatch.MISMATCH,
+            f"The credential names {', '.join(emails)}, not the learner's e-mail {learner.email}.",
+        )
     compared = ["The credential names no e-mail address"]
     if subject_id:
         compared.append(f"its subject {subject_id} is not among the learner's identifiers")
@@ -519,8 +632,9 @@ def _recipient(subject: Json, learner: Learner) -> tuple[RecipientMatch, str]:
 
 def _subject_emails(subject: Json) -> list[str]:
     points = [subject, *_nodes(subject.get("contactPoint"))]
-    boxes = [box for point in points for key in ("emailAddress", "email", "mbox")
-             for box in _items(point.get(key))]
+    boxes = [
+        box for point in points for key in ("emailAddress", "email", "mbox") for box in _items(point.get(key))
+    ]
     addresses = (_str(box) or _str(_node(box).get("id")) for box in boxes)
     return _unique(re.sub(r"(?i)^mailto:", "", address).strip() for address in addresses if address)
 
@@ -532,6 +646,7 @@ def _subject_id(subject: Json) -> str | None:
 
 
 # --- JSON-LD values ---------------------------------------------------------------------------------
+
 
 def _text(value: object) -> str | None:
     """Display text of a string, a language map ({"en": ...}), JSON-LD value objects or a Note: English
@@ -554,8 +669,9 @@ def _tagged_texts(value: object) -> list[tuple[str, str]]:
         return [(str(value.get("@language", "")), literal)] if isinstance(literal, str) else []
     if _is_node(value):
         return []
-    return [(str(tag), text) for tag, texts in value.items()
-            for text in _items(texts) if isinstance(text, str)]
+    return [
+        (str(tag), text) for tag, texts in value.items() for text in _items(texts) if isinstance(text, str)
+    ]
 
 
 def _is_node(value: Json) -> bool:
@@ -613,6 +729,7 @@ def _unique(values: Iterable[str | None]) -> list[str]:
 
 # --- bytes, names -----------------------------------------------------------------------------------
 
+
 def _json_object(text: str, what: str) -> Json:
     try:
         value = json.loads(text.removeprefix("\ufeff"))
@@ -640,6 +757,9 @@ def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
 
 def _label(name: x509.Name) -> str:
     """'CN=..., O=...': what a person recognizes; the full distinguished name when it has neither."""
-    parts = [f"{key}={value}" for key, oid in (("CN", NameOID.COMMON_NAME), ("O", NameOID.ORGANIZATION_NAME))
-             if (value := _attribute(name, oid))]
+    parts = [
+        f"{key}={value}"
+        for key, oid in (("CN", NameOID.COMMON_NAME), ("O", NameOID.ORGANIZATION_NAME))
+        if (value := _attribute(name, oid))
+    ]
     return ", ".join(parts) or name.rfc4514_string()

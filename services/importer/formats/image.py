@@ -79,13 +79,13 @@ def _png_problem(data: bytes) -> str | None:
     """Chunks (length, type, data, CRC) up to IEND, each with a matching checksum."""
     position = 8
     while position + 12 <= len(data):
-        length = int.from_bytes(data[position:position + 4], "big")
+        length = int.from_bytes(data[position : position + 4], "big")
         end = position + 8 + length
         if end + 4 > len(data):
             break
-        if zlib.crc32(data[position + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
-            return f"checksum error in chunk {data[position + 4:position + 8]!r}"
-        if data[position + 4:position + 8] == b"IEND":
+        if zlib.crc32(data[position + 4 : end]) != int.from_bytes(data[end : end + 4], "big"):
+            return f"checksum error in chunk {data[position + 4 : position + 8]!r}"
+        if data[position + 4 : position + 8] == b"IEND":
             return None
         position = end + 4
     return "truncated (the file ends before its IEND chunk)"
@@ -100,7 +100,7 @@ def _jpeg_problem(data: bytes) -> str | None:
         if marker == 0xDA:  # start of scan
             found = data.find(b"\xff\xd9", position) != -1
             return None if found else "truncated (the file ends before its end-of-image marker)"
-        position += 1 if marker == 0xFF else 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        position += 1 if marker == 0xFF else 2 + int.from_bytes(data[position + 2 : position + 4], "big")
     return "truncated or corrupt before its image data"
 
 

@@ -694,8 +694,9 @@ def verify_jws(token: str, key: ResolvedKey, alg: str) -> bytes:
         raise ValueError(str(exc) or type(exc).__name__) from None
 
 
-def _signed_token_check(token: str, header: dict[str, Any], key: ResolvedKey,
-                        method: str | None = None) -> Check | None:
+def _signed_token_check(
+    token: str, header: dict[str, Any], key: ResolvedKey, method: str | None = None
+) -> Check | None:
     """INVALID when the key cannot make the token's algorithm or the signature does not match."""
     alg = str(header["alg"])
     method = method or f"VC-JWT {alg}"

@@ -77,9 +77,12 @@ def _cap_qpdf_decoding() -> None:
     def lowered(name: str) -> int:
         return min(int(limits[name]) or MAX_STREAM_BYTES, MAX_STREAM_BYTES)
 
-    set_qpdf_limits(flate_max_memory=lowered("flate_max_memory"), png_max_memory=lowered("png_max_memory"),
-                    run_length_max_memory=lowered("run_length_max_memory"),
-                    tiff_max_memory=lowered("tiff_max_memory"))
+    set_qpdf_limits(
+        flate_max_memory=lowered("flate_max_memory"),
+        png_max_memory=lowered("png_max_memory"),
+        run_length_max_memory=lowered("run_length_max_memory"),
+        tiff_max_memory=lowered("tiff_max_memory"),
+    )
 
 
 _cap_qpdf_decoding()
@@ -98,8 +101,9 @@ class PdfStructure:
 def extract_pdf(data: bytes) -> PdfEvidence:
     structure = read_structure(data)
     text, qr_texts = read_pages(data, structure.page_count)
-    return PdfEvidence(structure.page_count, structure.metadata, text, structure.links,
-                       structure.attachments, qr_texts)
+    return PdfEvidence(
+        structure.page_count, structure.metadata, text, structure.links, structure.attachments, qr_texts
+    )
 
 
 def read_structure(data: bytes) -> PdfStructure:
@@ -159,8 +163,9 @@ def _check_streams(pdf: pikepdf.Pdf) -> None:
 def _check_image_size(image: pikepdf.Stream) -> None:
     width, height = image.get("/Width"), image.get("/Height")
     if isinstance(width, int) and isinstance(height, int) and width * height > MAX_IMAGE_PIXELS:
-        raise ImportRejected(f"image in the PDF too large: {width}x{height} pixels, "
-                             f"limit {MAX_IMAGE_PIXELS:,} pixels")
+        raise ImportRejected(
+            f"image in the PDF too large: {width}x{height} pixels, limit {MAX_IMAGE_PIXELS:,} pixels"
+        )
 
 
 def _filters(stream: pikepdf.Stream) -> set[str]:
@@ -180,8 +185,10 @@ def _decoded(stream: pikepdf.Stream, what: str) -> bytes:
         return stream.read_bytes(StreamDecodeLevel.generalized)
     except pikepdf.DataDecodingError as error:
         if "memory limit" in str(error):
-            raise ImportRejected(f"{what} in the PDF (object {stream.objgen[0]}) inflates to more than "
-                                 f"{MAX_STREAM_BYTES // MiB} MiB: refused as a decompression bomb") from error
+            raise ImportRejected(
+                f"{what} in the PDF (object {stream.objgen[0]}) inflates to more than "
+                f"{MAX_STREAM_BYTES // MiB} MiB: refused as a decompression bomb"
+            ) from error
         return b""
 
 
@@ -194,9 +201,14 @@ def _metadata(pdf: pikepdf.Pdf) -> PdfMetadata:
         value = info.get(key)
         return (str(value)[:MAX_FIELD_CHARS] or None) if isinstance(value, pikepdf.String) else None
 
-    return PdfMetadata(title=field("/Title"), author=field("/Author"), subject=field("/Subject"),
-                       creator=field("/Creator"), producer=field("/Producer"),
-                       created=_pdf_date(field("/CreationDate")))
+    return PdfMetadata(
+        title=field("/Title"),
+        author=field("/Author"),
+        subject=field("/Subject"),
+        creator=field("/Creator"),
+        producer=field("/Producer"),
+        created=_pdf_date(field("/CreationDate")),
+    )
 
 
 def _pdf_date(value: str | None) -> datetime | None:
@@ -253,8 +265,10 @@ def _attachment(name: str, spec: pikepdf.AttachedFileSpec) -> bytes:
     if isinstance(declared, int) and declared > MAX_ATTACHMENT_BYTES:
         raise ImportRejected(too_large)
     if not _filters(stream) <= _BOUNDED_FILTERS:
-        raise ImportRejected(f"embedded file {name!r} uses a compression we do not open "
-                             f"({', '.join(sorted(_filters(stream)))})")
+        raise ImportRejected(
+            f"embedded file {name!r} uses a compression we do not open "
+            f"({', '.join(sorted(_filters(stream)))})"
+        )
     content = _decoded(stream, f"embedded file {name!r}")
     if len(content) > MAX_ATTACHMENT_BYTES:
         raise ImportRejected(too_large)
@@ -275,8 +289,20 @@ def _qr_texts(path: Path, pages: int) -> tuple[str, ...]:
     if pages == 0:
         return ()
     prefix = path.with_name("page")
-    _poppler(["pdftoppm", "-f", "1", "-l", str(pages), "-scale-to", str(RASTER_SIDE), "-gray",
-              str(path), str(prefix)])
+    _poppler(
+        [
+            "pdftoppm",
+            "-f",
+            "1",
+            "-l",
+            str(pages),
+            "-scale-to",
+            str(RASTER_SIDE),
+            "-gray",
+            str(path),
+            str(prefix),
+        ]
+    )
     texts: dict[str, None] = {}
     for page in sorted(path.parent.glob("page-*.pgm")):  # numbered with equal widths: sorted in page order
         with Image.open(page, formats=["PPM"]) as image:
@@ -294,13 +320,20 @@ def _poppler(args: list[str]) -> None:
     limits = [f"--as={_poppler_memory()}", f"--cpu={POPPLER_SECONDS}", f"--fsize={POPPLER_OUTPUT}"]
     try:
         with log.open("wb") as stderr:
-            done = subprocess.run(["prlimit", *limits, "--", *args], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=stderr, timeout=POPPLER_SECONDS)
+            done = subprocess.run(
+                ["prlimit", *limits, "--", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                timeout=POPPLER_SECONDS,
+            )
     except subprocess.TimeoutExpired as error:
         raise ImportRejected(f"{tool} took longer than {POPPLER_SECONDS} s on this PDF") from error
     if done.returncode < 0:
-        raise ImportRejected(f"{tool} was stopped on this PDF (signal {-done.returncode}): "
-                             "it ran into its memory, time or output limit")
+        raise ImportRejected(
+            f"{tool} was stopped on this PDF (signal {-done.returncode}): "
+            "it ran into its memory, time or output limit"
+        )
     if done.returncode != 0:
         raise ImportRejected(f"{tool} could not read this PDF: {_last_line(log)}")
 

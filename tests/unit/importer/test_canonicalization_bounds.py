@@ -42,21 +42,27 @@ def test_every_canonicalization_bomb_is_rejected_with_the_reason(shape: str) -> 
 
     reason = str(refused.value)
     assert reason.endswith("rejected")
-    assert any(word in reason for word in ("canonicalization bomb", "blank nodes", "statements",
-                                           "JSON values")), reason
+    assert any(
+        word in reason for word in ("canonicalization bomb", "blank nodes", "statements", "JSON values")
+    ), reason
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(("nodes", "bound"), [
-    (clique(8), "steps"),  # passes the shape checks: stopped by the step budget
-    (chain(400), "steps|recursion"),
-    (components(30, 5), "steps"),
-    ([{"@id": "_:long", NOTE: [f"item {i}" for i in range(600)]}], "array of 600 items"),
-    (wide(1300), "more than 5,000 JSON values"),
-    ([{"@context": {f"t{i}": f"https://example.org/t{i}" for i in range(6000)}, "@id": "_:c"}],
-     "more than 5,000 JSON values"),
-    ([{RELATED: {"@list": [f"item {i}" for i in range(400)]}} for _ in range(3)], "1,2.. blank nodes"),
-])
+@pytest.mark.parametrize(
+    ("nodes", "bound"),
+    [
+        (clique(8), "steps"),  # passes the shape checks: stopped by the step budget
+        (chain(400), "steps|recursion"),
+        (components(30, 5), "steps"),
+        ([{"@id": "_:long", NOTE: [f"item {i}" for i in range(600)]}], "array of 600 items"),
+        (wide(1300), "more than 5,000 JSON values"),
+        (
+            [{"@context": {f"t{i}": f"https://example.org/t{i}" for i in range(6000)}, "@id": "_:c"}],
+            "more than 5,000 JSON values",
+        ),
+        ([{RELATED: {"@list": [f"item {i}" for i in range(400)]}} for _ in range(3)], "1,2.. blank nodes"),
+    ],
+)
 def test_shapes_under_the_size_bounds_are_stopped_by_the_work_bound(nodes: list[Any], bound: str) -> None:
     with pytest.raises(CanonicalizationRefused, match=bound):
         canonize_untrusted(without_proof(poisoned_credential(nodes)))
@@ -68,8 +74,16 @@ def test_a_deep_chain_is_refused_before_python_runs_out_of_recursion() -> None:
         canonize_untrusted(without_proof(poisoned_credential(chain(300))), bounds)
 
 
-@pytest.mark.parametrize("name", ["complete.json", "simple.json", "endorsement-valid.json",
-                                  "simple-eddsa-2022.json", "simple-did-key-method.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "complete.json",
+        "simple.json",
+        "endorsement-valid.json",
+        "simple-eddsa-2022.json",
+        "simple-did-key-method.json",
+    ],
+)
 def test_real_credentials_canonicalize_to_the_same_bytes_within_the_bounds(name: str) -> None:
     document = json.loads((EXTERNAL / "ob3-1edtech" / name).read_text())
     document.pop("proof", None)
@@ -86,8 +100,9 @@ def test_credentials_we_sign_still_verify_through_the_bounded_path() -> None:
 
     key = SigningKey("ed25519-1", "Ed25519", ed25519.Ed25519PrivateKey.generate())
     did = f"did:key:{key.public_multibase()}"
-    unsigned = without_proof(poisoned_credential(wide(20), key)) | {"issuer": {"id": did, "type": ["Profile"],
-                                                                              "name": "Harmless"}}
+    unsigned = without_proof(poisoned_credential(wide(20), key)) | {
+        "issuer": {"id": did, "type": ["Profile"], "name": "Harmless"}
+    }
     signed = dataintegrity.sign(unsigned, key, f"{did}#{key.public_multibase()}", "2026-01-01T00:00:00Z")
 
     result = import_bytes(json.dumps(signed).encode(), CONTEXT)

@@ -61,6 +61,7 @@ def test_the_samples_are_where_the_tests_expect_them() -> None:
 
 # --- the real samples -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda path: path.stem)
 def test_every_sample_imports_with_a_valid_seal_of_an_unknown_issuer(path: Path) -> None:
     data = path.read_bytes()
@@ -84,8 +85,10 @@ def test_the_microcredential_sample_is_read_in_full() -> None:
 
     assert attestation.title == "Microcredential: Title of your learning achievement"
     assert attestation.description is not None and "Developmental Psychology" in attestation.description
-    assert attestation.learning_outcomes == ["Example of learning outcome",
-                                             "Example of learning second outcome"]
+    assert attestation.learning_outcomes == [
+        "Example of learning outcome",
+        "Example of learning second outcome",
+    ]
     assert attestation.workload == "5 ECTS, 45 hours"
     assert attestation.issued_on == datetime(2026, 1, 12, 7, 12, 23, tzinfo=UTC)
     assert attestation.expires_on is None
@@ -109,8 +112,12 @@ def test_the_recipient_is_compared_by_e_mail() -> None:
 
 
 def test_trusting_the_seal_certificate_makes_the_sample_verified() -> None:
-    fingerprint = "sha256:" + x509.load_der_x509_certificate(base64.b64decode(
-        protected_header(sample("mc"))["x5c"][0])).fingerprint(hashes.SHA256()).hex()
+    fingerprint = (
+        "sha256:"
+        + x509.load_der_x509_certificate(base64.b64decode(protected_header(sample("mc"))["x5c"][0]))
+        .fingerprint(hashes.SHA256())
+        .hex()
+    )
     attestation = parse_europass(sample("mc"), context(trusted=frozenset({fingerprint})))
 
     assert attestation.verification.status is VerificationStatus.VERIFIED
@@ -156,20 +163,32 @@ def test_a_truncated_sample_is_rejected() -> None:
         parse_europass(data[: len(data) // 2], context())
 
 
-@pytest.mark.parametrize(("document", "message"), [
-    (b"\xff\xfe not text", "not UTF-8"),
-    (b"[1, 2]", "not a JSON object"),
-    (b'{"signatures": [{"protected": "eyJhbGciOiJSUzI1NiJ9", "signature": "AA"}]}', "no payload"),
-    (b'{"payload": "{}", "signatures": [{"protected": "not base64url!", "signature": "AA"}]}',
-     "protected header is not base64url"),
-    (b'{"payload": "{}", "signatures": []}', "non-empty list"),
-    (b'{"payload": "{\\"@context\\": [", "signatures": [{"protected": "%s", "signature": "AA"}]}' % UNENCODED,
-     "payload is not JSON"),
-    (b'{"payload": "not json", "signatures": [{"protected": "%s", "signature": "AA"}]}' % UNENCODED,
-     "payload is not JSON"),
-    (b'{"@context": ["https://www.w3.org/2018/credentials/v1"], "type": ["VerifiableCredential"]}',
-     "not a Europass Digital Credential"),
-])
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (b"\xff\xfe not text", "not UTF-8"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"signatures": [{"protected": "eyJhbGciOiJSUzI1NiJ9", "signature": "AA"}]}', "no payload"),
+        (
+            b'{"payload": "{}", "signatures": [{"protected": "not base64url!", "signature": "AA"}]}',
+            "protected header is not base64url",
+        ),
+        (b'{"payload": "{}", "signatures": []}', "non-empty list"),
+        (
+            b'{"payload": "{\\"@context\\": [", "signatures": [{"protected": "%s", "signature": "AA"}]}'
+            % UNENCODED,
+            "payload is not JSON",
+        ),
+        (
+            b'{"payload": "not json", "signatures": [{"protected": "%s", "signature": "AA"}]}' % UNENCODED,
+            "payload is not JSON",
+        ),
+        (
+            b'{"@context": ["https://www.w3.org/2018/credentials/v1"], "type": ["VerifiableCredential"]}',
+            "not a Europass Digital Credential",
+        ),
+    ],
+)
 def test_malformed_files_are_rejected_precisely(document: bytes, message: str) -> None:
     with pytest.raises(ImportRejected, match=message):
         parse_europass(document, context())
@@ -177,57 +196,104 @@ def test_malformed_files_are_rejected_precisely(document: bytes, message: str) -
 
 def test_looks_like_europass_tells_edc_from_other_json() -> None:
     assert looks_like_europass(edc())
-    assert not looks_like_europass({"@context": ["https://www.w3.org/ns/credentials/v2"],
-                                    "type": ["VerifiableCredential", "OpenBadgeCredential"]})
+    assert not looks_like_europass(
+        {
+            "@context": ["https://www.w3.org/ns/credentials/v2"],
+            "type": ["VerifiableCredential", "OpenBadgeCredential"],
+        }
+    )
     assert not looks_like_europass({"payload": "eyJmb28iOiJiYXIifQ", "signatures": []})
     assert looks_like_europass(json.loads(seal(edc(), *seal_key(), b64=True)))
 
 
 # --- EDCs sealed here -------------------------------------------------------------------------------
 
+
 def edc(**changes: Any) -> dict[str, Any]:
     """An EDC 3 shaped credential, as the EU's issuer writes them (language maps, hasClaim)."""
     credential: dict[str, Any] = {
-        "@context": ["https://www.w3.org/2018/credentials/v1", "http://data.europa.eu/snb/model/context/edc-ap"],
+        "@context": [
+            "https://www.w3.org/2018/credentials/v1",
+            "http://data.europa.eu/snb/model/context/edc-ap",
+        ],
         "type": ["VerifiableCredential", "EuropeanDigitalCredential"],
         "id": "urn:credential:0b1f6a3c",
-        "issuer": {"id": "urn:epass:org:test-school", "type": "Organisation",
-                   "legalName": {"de": "Testschule", "fr": "École de test"},
-                   "homepage": [{"type": "WebResource", "contentURL": "https://school.example"}]},
+        "issuer": {
+            "id": "urn:epass:org:test-school",
+            "type": "Organisation",
+            "legalName": {"de": "Testschule", "fr": "École de test"},
+            "homepage": [{"type": "WebResource", "contentURL": "https://school.example"}],
+        },
         "issuanceDate": "2025-06-01T10:00:00Z",
         "credentialSubject": {
-            "id": "did:example:lea", "type": "Person", "fullName": {"en": "Lea Learner"},
-            "contactPoint": [{"type": "ContactPoint",
-                              "emailAddress": [{"id": "mailto:Learner@Example.org", "type": "Mailbox"}]}],
-            "hasClaim": [{"id": "urn:epass:learningAchievement:1", "type": "LearningAchievement",
-                          "title": {"de": "Datenbanken"},
-                          "description": {"fr": "Cours de bases de données", "en": "A databases course"},
-                          "specifiedBy": {"type": "Qualification", "creditPoint": {
-                              "type": "CreditPoint", "point": 3,
-                              "framework": {"type": "Concept", "prefLabel": {"en": "ECTS"}}}}}],
+            "id": "did:example:lea",
+            "type": "Person",
+            "fullName": {"en": "Lea Learner"},
+            "contactPoint": [
+                {
+                    "type": "ContactPoint",
+                    "emailAddress": [{"id": "mailto:Learner@Example.org", "type": "Mailbox"}],
+                }
+            ],
+            "hasClaim": [
+                {
+                    "id": "urn:epass:learningAchievement:1",
+                    "type": "LearningAchievement",
+                    "title": {"de": "Datenbanken"},
+                    "description": {"fr": "Cours de bases de données", "en": "A databases course"},
+                    "specifiedBy": {
+                        "type": "Qualification",
+                        "creditPoint": {
+                            "type": "CreditPoint",
+                            "point": 3,
+                            "framework": {"type": "Concept", "prefLabel": {"en": "ECTS"}},
+                        },
+                    },
+                }
+            ],
         },
-        "evidence": [{"type": "Evidence", "supportingDocument": {"type": "WebResource",
-                                                                 "contentURL": "https://school.example/check"}}],
+        "evidence": [
+            {
+                "type": "Evidence",
+                "supportingDocument": {"type": "WebResource", "contentURL": "https://school.example/check"},
+            }
+        ],
         "displayParameter": {"type": "DisplayParameter", "title": {"en": "Microcredential"}},
     }
     credential.update(changes)
     return credential
 
 
-def certificate(name: str, key: CertificateIssuerPrivateKeyTypes, *, issuer: x509.Certificate | None = None,
-                issuer_key: CertificateIssuerPrivateKeyTypes | None = None,
-                valid: tuple[datetime, datetime] = (datetime(2025, 1, 1, tzinfo=UTC),
-                                                    datetime(2028, 1, 1, tzinfo=UTC))) -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
-                         x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"ID-{name}"),
-                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test School")])
-    digest = None if isinstance(key if issuer_key is None else issuer_key, ed25519.Ed25519PrivateKey) \
+def certificate(
+    name: str,
+    key: CertificateIssuerPrivateKeyTypes,
+    *,
+    issuer: x509.Certificate | None = None,
+    issuer_key: CertificateIssuerPrivateKeyTypes | None = None,
+    valid: tuple[datetime, datetime] = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2028, 1, 1, tzinfo=UTC)),
+) -> x509.Certificate:
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+            x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"ID-{name}"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test School"),
+        ]
+    )
+    digest = (
+        None
+        if isinstance(key if issuer_key is None else issuer_key, ed25519.Ed25519PrivateKey)
         else hashes.SHA256()
-    return (x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(subject if issuer is None else issuer.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(valid[0]).not_valid_after(valid[1])
-            .sign(key if issuer_key is None else issuer_key, digest))
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject if issuer is None else issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .sign(key if issuer_key is None else issuer_key, digest)
+    )
 
 
 def protected_header(data: bytes) -> dict[str, Any]:
@@ -254,18 +320,32 @@ def sign(alg: str, key: Any, data: bytes) -> bytes:
     return bytes(key.sign(data))  # EdDSA
 
 
-def seal(credential: dict[str, Any], key: Any, chain: list[x509.Certificate], *, alg: str = "ES256",
-         signed_at: datetime = SEALED_AT, b64: bool = False) -> bytes:
+def seal(
+    credential: dict[str, Any],
+    key: Any,
+    chain: list[x509.Certificate],
+    *,
+    alg: str = "ES256",
+    signed_at: datetime = SEALED_AT,
+    b64: bool = False,
+) -> bytes:
     """A JAdES-like seal in JWS JSON serialization, as the EU's issuer makes them."""
     x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode() for cert in chain]
-    header = {"alg": alg, "typ": "jose+json", "b64": b64, "crit": ["b64", "sigT"],
-              "sigT": f"{signed_at:%Y-%m-%dT%H:%M:%SZ}", "x5c": x5c}
+    header = {
+        "alg": alg,
+        "typ": "jose+json",
+        "b64": b64,
+        "crit": ["b64", "sigT"],
+        "sigT": f"{signed_at:%Y-%m-%dT%H:%M:%SZ}",
+        "x5c": x5c,
+    }
     protected = b64url(json.dumps(header).encode())
     text = json.dumps(credential, ensure_ascii=False)
     payload = text if not b64 else b64url(text.encode())
     signature = sign(alg, key, f"{protected}.{payload}".encode())
-    return json.dumps({"payload": payload, "signatures": [{"protected": protected,
-                                                           "signature": b64url(signature)}]}).encode()
+    return json.dumps(
+        {"payload": payload, "signatures": [{"protected": protected, "signature": b64url(signature)}]}
+    ).encode()
 
 
 def test_a_self_sealed_edc_is_read_in_the_languages_it_has() -> None:
@@ -285,17 +365,20 @@ def test_a_self_sealed_edc_is_read_in_the_languages_it_has() -> None:
 
 @pytest.mark.parametrize("alg", ["ES256", "RS256", "PS256", "EdDSA"])
 def test_each_supported_algorithm_verifies(alg: str) -> None:
-    key: Any = {"ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
-                "EdDSA": ed25519.Ed25519PrivateKey.generate}.get(
-        alg, lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))()
+    key: Any = {
+        "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
+        "EdDSA": ed25519.Ed25519PrivateKey.generate,
+    }.get(alg, lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))()
     data = seal(edc(), key, [certificate("Test Seal", key)], alg=alg)
 
     assert parse_europass(data, context()).verification.status is VerificationStatus.ISSUER_UNKNOWN
 
 
 def test_a_base64url_payload_verifies_too() -> None:
-    assert parse_europass(seal(edc(), *seal_key(), b64=True), context()).verification.status \
+    assert (
+        parse_europass(seal(edc(), *seal_key(), b64=True), context()).verification.status
         is VerificationStatus.ISSUER_UNKNOWN
+    )
 
 
 def test_an_expired_credential_with_a_valid_seal_is_expired() -> None:
@@ -342,8 +425,12 @@ def test_a_recipient_without_e_mail_matches_by_identifier_or_stays_unknown() -> 
 
 def test_a_seal_with_the_same_names_but_another_certificate_is_not_trusted() -> None:
     trusted_seal, forged_seal = seal(edc(), *seal_key()), seal(edc(), *seal_key())
-    fingerprint = "sha256:" + x509.load_der_x509_certificate(base64.b64decode(
-        protected_header(trusted_seal)["x5c"][0])).fingerprint(hashes.SHA256()).hex()
+    fingerprint = (
+        "sha256:"
+        + x509.load_der_x509_certificate(base64.b64decode(protected_header(trusted_seal)["x5c"][0]))
+        .fingerprint(hashes.SHA256())
+        .hex()
+    )
     trusting = context(trusted=frozenset({fingerprint}))
 
     assert parse_europass(trusted_seal, trusting).verification.status is VerificationStatus.VERIFIED
@@ -418,8 +505,14 @@ def test_an_unsigned_edc_is_not_verifiable() -> None:
 
 
 def test_odd_structures_degrade_to_empty_fields() -> None:
-    odd = edc(issuer="urn:epass:org:bare", credentialSubject=[], displayParameter={"title": 5},
-              issuanceDate="yesterday", evidence="none", validUntil=17)
+    odd = edc(
+        issuer="urn:epass:org:bare",
+        credentialSubject=[],
+        displayParameter={"title": 5},
+        issuanceDate="yesterday",
+        evidence="none",
+        validUntil=17,
+    )
 
     attestation = parse_europass(seal(odd, *seal_key()), context())
 

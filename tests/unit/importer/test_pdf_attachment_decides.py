@@ -25,8 +25,11 @@ def nested_pages_pdf(attachment: bytes | None) -> bytes:
         body = b"0 0 1 1 re f" if inner is None else b" ".join([b"q 0.9 0 0 0.9 1 1 cm /X Do Q"] * 8)
         form = pdf.make_indirect(pikepdf.Stream(pdf, body))
         form.Type, form.Subtype, form.BBox = pikepdf.Name.XObject, pikepdf.Name.Form, [0, 0, 200, 200]
-        form.Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(X=inner)) if inner is not None \
+        form.Resources = (
+            pikepdf.Dictionary(XObject=pikepdf.Dictionary(X=inner))
+            if inner is not None
             else pikepdf.Dictionary()
+        )
         inner = form
     pdf.pages[0].Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(X=inner))
     pdf.pages[0].Contents = pdf.make_stream(b"/X Do")

@@ -29,8 +29,10 @@ NAVOICA = "https://navoica.pl/certificates/0123456789abcdef0123456789abcdef"
 OWN_BASE = "https://backpack.example.pl"
 CREDENTIAL = '{"type": ["VerifiableCredential", "OpenBadgeCredential"], "name": "Python Basics"}'
 
-pytestmark = pytest.mark.skipif(not (shutil.which("pdftoppm") and shutil.which("prlimit")),
-                                reason="needs poppler-utils and prlimit (util-linux)")
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("pdftoppm") and shutil.which("prlimit")),
+    reason="needs poppler-utils and prlimit (util-linux)",
+)
 
 
 def png(image: Image.Image) -> bytes:
@@ -68,8 +70,9 @@ def png_bomb(side: int = 30000) -> bytes:
     row, compressor = b"\0" * (1 + side // 8), zlib.compressobj(9)
     idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
     header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat)
-            + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    )
 
 
 def data_uri(image: bytes) -> str:
@@ -94,12 +97,17 @@ def navoica_pdf() -> bytes:
 @pytest.fixture(scope="module")
 def own_request() -> CertificateRenderRequest:
     return CertificateRenderRequest(
-        credential_id="0b6a3f0e-6a4e-5c1d-9a57-3c1e4d2f8a11", verification_code="7KQM-C4XA-P9RT",
-        verify_url=f"{OWN_BASE}/verify/7KQM-C4XA-P9RT", learner_name="Grzegorz Brzęczyszczykiewicz",
-        course_name="Python Basics for Adult Learners", achievement_name="Python Basics",
+        credential_id="0b6a3f0e-6a4e-5c1d-9a57-3c1e4d2f8a11",
+        verification_code="7KQM-C4XA-P9RT",
+        verify_url=f"{OWN_BASE}/verify/7KQM-C4XA-P9RT",
+        learner_name="Grzegorz Brzęczyszczykiewicz",
+        course_name="Python Basics for Adult Learners",
+        achievement_name="Python Basics",
         achievement_description="Writes, tests and documents small Python programs.",
-        issued_on=datetime(2026, 3, 15, 10, 30, tzinfo=UTC), credential_json=CREDENTIAL,
-        awarding_body="Stowarzyszenie Edukacji Dorosłych")
+        issued_on=datetime(2026, 3, 15, 10, 30, tzinfo=UTC),
+        credential_json=CREDENTIAL,
+        awarding_body="Stowarzyszenie Edukacji Dorosłych",
+    )
 
 
 # --- PDF -------------------------------------------------------------------------------------------
@@ -180,9 +188,17 @@ def test_decompression_bomb_stream() -> None:
 def test_image_in_the_pdf_declaring_a_huge_size() -> None:
     pdf = pikepdf.new()
     pdf.add_blank_page()
-    image = pikepdf.Stream(pdf, zlib.compress(b"\0" * 1000), Type=pikepdf.Name.XObject,
-                           Subtype=pikepdf.Name.Image, Width=30000, Height=30000, BitsPerComponent=8,
-                           ColorSpace=pikepdf.Name.DeviceGray, Filter=pikepdf.Name.FlateDecode)
+    image = pikepdf.Stream(
+        pdf,
+        zlib.compress(b"\0" * 1000),
+        Type=pikepdf.Name.XObject,
+        Subtype=pikepdf.Name.Image,
+        Width=30000,
+        Height=30000,
+        BitsPerComponent=8,
+        ColorSpace=pikepdf.Name.DeviceGray,
+        Filter=pikepdf.Name.FlateDecode,
+    )
     pdf.pages[0].Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Im0=image))
     with pytest.raises(ImportRejected, match="image in the PDF too large: 30000x30000 pixels"):
         extract_pdf(save(pdf))

@@ -80,8 +80,12 @@ def _jwt(claims: dict[str, Any], *, header: dict[str, Any] | None = None) -> str
 
 def _jwt_claims(**fields: Any) -> dict[str, Any]:
     issuer = "https://issuer.example/profile"
-    return {"iss": issuer, "sub": "mailto:learner@example.org",
-            "vc": _credential(issuer={"id": issuer, "type": ["Profile"], "name": "JWT Academy"}), **fields}
+    return {
+        "iss": issuer,
+        "sub": "mailto:learner@example.org",
+        "vc": _credential(issuer={"id": issuer, "type": ["Profile"], "name": "JWT Academy"}),
+        **fields,
+    }
 
 
 def _status(data: bytes | str, ctx: ImportContext = OFFLINE) -> tuple[VerificationStatus, str, str]:
@@ -141,8 +145,11 @@ def test_a_jwt_whose_nbf_is_in_the_future_is_invalid() -> None:
 
 def test_a_jwt_whose_exp_has_passed_is_expired_and_a_current_one_is_not() -> None:
     expired = _jwt(_jwt_claims(exp=int((NOW - timedelta(days=2)).timestamp())))
-    current = _jwt(_jwt_claims(nbf=int((NOW - timedelta(days=2)).timestamp()),
-                               exp=int((NOW + timedelta(days=2)).timestamp())))
+    current = _jwt(
+        _jwt_claims(
+            nbf=int((NOW - timedelta(days=2)).timestamp()), exp=int((NOW + timedelta(days=2)).timestamp())
+        )
+    )
 
     assert _status(expired)[0] is VerificationStatus.EXPIRED
     assert _status(current)[0] is VerificationStatus.ISSUER_UNKNOWN
@@ -210,8 +217,9 @@ def test_an_es256_header_on_an_ed25519_key_is_invalid() -> None:
     ed = OKPKey.generate_key("Ed25519")
     ec_key = ECKey.generate_key("P-256")
     # Signed with a P-256 key, but the header hands over an Ed25519 key and claims ES256.
-    token = jws.serialize_compact({"alg": "ES256", "jwk": ed.as_dict(private=False)},
-                                  json.dumps(_jwt_claims()), ec_key)
+    token = jws.serialize_compact(
+        {"alg": "ES256", "jwk": ed.as_dict(private=False)}, json.dumps(_jwt_claims()), ec_key
+    )
 
     status, reason, _ = _status(token)
 
@@ -228,8 +236,10 @@ def _ed25519_signed(header: dict[str, Any], claims: dict[str, Any]) -> str:
 
 
 def test_a_token_with_a_critical_header_we_do_not_implement_is_invalid() -> None:
-    token = _ed25519_signed({"crit": ["https://example.org/must-understand"],
-                             "https://example.org/must-understand": True}, _jwt_claims())
+    token = _ed25519_signed(
+        {"crit": ["https://example.org/must-understand"], "https://example.org/must-understand": True},
+        _jwt_claims(),
+    )
     empty = _ed25519_signed({"crit": []}, _jwt_claims())
     plain = _ed25519_signed({}, _jwt_claims())
 
@@ -313,8 +323,9 @@ def test_reasons_written_in_plain_english_get_their_polish_from_the_catalogue() 
     Image.new("RGB", (64, 48), "lightgray").save(photo, "JPEG")
 
     scan = import_bytes(photo.getvalue(), OFFLINE).verification
-    link = import_bytes(b"https://kursy.example.pl/mod/customcert/verify_certificate.php?code=AB12cd34",
-                        OFFLINE).verification
+    link = import_bytes(
+        b"https://kursy.example.pl/mod/customcert/verify_certificate.php?code=AB12cd34", OFFLINE
+    ).verification
 
     expected = "zdjęcie lub skan nie zawiera podpisu, i nie znaleziono w nim linku weryfikacyjnego"
     assert scan.reason_pl == expected
@@ -328,13 +339,28 @@ def _attestation_page(record: dict[str, Any], lang: str) -> str:
     from services.backpack.i18n import LANGUAGE_NAMES, LANGUAGES, format_date, translate
     from services.backpack.web import TEMPLATES
 
-    page = {"id": "a1", "state": "imported", "record": record, "filename": "badge.json", "url": None,
-            "media_type": "application/json", "size": 1, "sha256": "0" * 64}
+    page = {
+        "id": "a1",
+        "state": "imported",
+        "record": record,
+        "filename": "badge.json",
+        "url": None,
+        "media_type": "application/json",
+        "size": 1,
+        "sha256": "0" * 64,
+    }
     return TEMPLATES.env.get_template("attestation.html").render(
-        a=page, lang=lang, t=lambda text, **values: translate(text, lang, **values),
-        date=lambda moment: format_date(moment, lang), user=None, csrf="x", messages=[],
-        languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES], path="/attestations/a1",
-        settings=None, request=None,
+        a=page,
+        lang=lang,
+        t=lambda text, **values: translate(text, lang, **values),
+        date=lambda moment: format_date(moment, lang),
+        user=None,
+        csrf="x",
+        messages=[],
+        languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+        path="/attestations/a1",
+        settings=None,
+        request=None,
     )
 
 
@@ -357,8 +383,10 @@ def test_an_ed25519_proof_whose_method_is_a_p256_key_is_invalid() -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
     )
     p256 = "z" + base58.b58encode(b"\x80\x24" + point).decode()
     data, did = _did_key_signed()

@@ -37,8 +37,20 @@ DEFAULT_CONTEXTS = REPO / "ebackpack" / "credentials" / "contexts"
 SHARED_MANIFEST = REPO.parent / "shared" / "contexts" / "manifest.json"
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 HTTP_TIMEOUT = 20.0
-ABC_NAMES = ("Mapping", "MutableMapping", "Sequence", "MutableSequence", "Iterable", "Iterator",
-             "Callable", "Set", "MutableSet", "Hashable", "Container", "Sized")
+ABC_NAMES = (
+    "Mapping",
+    "MutableMapping",
+    "Sequence",
+    "MutableSequence",
+    "Iterable",
+    "Iterator",
+    "Callable",
+    "Set",
+    "MutableSet",
+    "Hashable",
+    "Container",
+    "Sized",
+)
 
 
 def install_collections_aliases() -> None:
@@ -61,8 +73,10 @@ def load_manifest(contexts: Path, manifest: Path | None) -> dict[str, Path]:
     for path in candidates:
         if path is not None and path.is_file():
             raw = json.loads(path.read_text(encoding="utf-8"))
-            return {url: contexts / (entry["file"] if isinstance(entry, dict) else entry)
-                    for url, entry in raw.items()}
+            return {
+                url: contexts / (entry["file"] if isinstance(entry, dict) else entry)
+                for url, entry in raw.items()
+            }
     return {}
 
 
@@ -90,8 +104,11 @@ class Offline:
         return None
 
     def summary(self) -> dict[str, Any]:
-        return {"fetches": self.fetches, "served_locally": sorted(set(self.served)),
-                "refused": sorted(set(self.refused))}
+        return {
+            "fetches": self.fetches,
+            "served_locally": sorted(set(self.served)),
+            "refused": sorted(set(self.refused)),
+        }
 
 
 def guard_sockets() -> None:
@@ -128,8 +145,13 @@ def patch_requests(offline: Offline) -> None:
             if kwargs.get("timeout") is None:
                 kwargs["timeout"] = HTTP_TIMEOUT
             response = real_send(self, request, *args, **kwargs)
-            offline.fetches.append({"url": url, "status": response.status_code,
-                                    "content_type": response.headers.get("Content-Type")})
+            offline.fetches.append(
+                {
+                    "url": url,
+                    "status": response.status_code,
+                    "content_type": response.headers.get("Content-Type"),
+                }
+            )
             return response
         local = offline.context_file(url)
         if local is None:
@@ -137,8 +159,13 @@ def patch_requests(offline: Offline) -> None:
             raise requests.ConnectionError(f"offline validator: no local copy of {url}", request=request)
         offline.served.append(url)
         raw = urllib3.HTTPResponse(
-            body=io.BytesIO(local.read_bytes()), status=200, reason="OK", preload_content=False,
-            headers={"Content-Type": "application/ld+json"}, decode_content=False)
+            body=io.BytesIO(local.read_bytes()),
+            status=200,
+            reason="OK",
+            preload_content=False,
+            headers={"Content-Type": "application/ld+json"},
+            decode_content=False,
+        )
         return self.build_response(request, raw)
 
     HTTPAdapter.send = send  # type: ignore[method-assign]
@@ -184,8 +211,12 @@ def run_verify(target: str, profile: dict[str, Any] | None) -> dict[str, Any]:
 
 def crashed(exc: Exception) -> dict[str, Any]:
     """The validator raised on this input (e.g. unbake found nothing): a verdict, not a harness failure."""
-    message = {"messageLevel": "ERROR", "name": "VALIDATOR_CRASHED", "success": False,
-               "result": f"{type(exc).__name__}: {exc}"}
+    message = {
+        "messageLevel": "ERROR",
+        "name": "VALIDATOR_CRASHED",
+        "success": False,
+        "result": f"{type(exc).__name__}: {exc}",
+    }
     return {"report": {"valid": False, "messages": [message], "traceback": traceback.format_exc()}}
 
 
@@ -194,14 +225,20 @@ def messages(report: dict[str, Any], level: str) -> list[str]:
 
 
 def json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda o: o.decode("utf-8", "replace")
-                                 if isinstance(o, bytes) else repr(o)))
+    return json.loads(
+        json.dumps(value, default=lambda o: o.decode("utf-8", "replace") if isinstance(o, bytes) else repr(o))
+    )
 
 
 def summarize(result: dict[str, Any], offline: Offline) -> dict[str, Any]:
     report = result.get("report", {})
-    return {"valid": bool(report.get("valid")), "errors": messages(report, "ERROR"),
-            "warnings": messages(report, "WARNING"), "report": json_safe(result), "http": offline.summary()}
+    return {
+        "valid": bool(report.get("valid")),
+        "errors": messages(report, "ERROR"),
+        "warnings": messages(report, "WARNING"),
+        "report": json_safe(result),
+        "http": offline.summary(),
+    }
 
 
 def unbake_only(path: Path) -> dict[str, Any]:
