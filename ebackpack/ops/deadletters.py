@@ -21,17 +21,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from ebackpack.adapters.broker import Broker
+from ebackpack.adapters.kafka import bounded_producer
 from ebackpack.config import Settings
 from ebackpack.ops.groups import DLQ_SUFFIX, REPLAY_HEADER, dlq_topics, replay_group
 from schemas import DeadLetter, DeadLetterMessage
 
 log = logging.getLogger(__name__)
+REPUBLISH_TIMEOUT = 60.0  # seconds the broker may take to acknowledge the replayed messages
 
 
 @dataclass(frozen=True)
@@ -245,12 +247,7 @@ def _advance(
 def _republish(settings: Settings, todo: list[tuple[ConsumerRecord, DeadLetterMessage]]) -> None:
     if not todo:
         return
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        acks="all",
-        client_id="ebackpack-replay",
-        max_in_flight_requests_per_connection=1,
-    )
+    producer = bounded_producer(settings, client_id="ebackpack-replay", timeout=REPUBLISH_TIMEOUT)
     try:
         futures = []
         for record, letter in todo:

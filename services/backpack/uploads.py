@@ -21,6 +21,7 @@ from kafka.errors import KafkaError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.kafka import bounded_producer
 from ebackpack.adapters.persistence.tables import AttestationRow
 from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
@@ -66,11 +67,8 @@ class Announcer:
     def announce(self, key: str, value: bytes) -> bool:
         try:
             if self._producer is None:
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self.settings.kafka_bootstrap.split(","),
-                    acks="all",
-                    retries=3,
-                    request_timeout_ms=int(ANNOUNCE_TIMEOUT * 1000),
+                self._producer = bounded_producer(
+                    self.settings, client_id="ebackpack-uploads", timeout=ANNOUNCE_TIMEOUT
                 )
             self._producer.send(self.topic, key=key.encode(), value=value).get(timeout=ANNOUNCE_TIMEOUT)
             return True

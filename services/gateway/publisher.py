@@ -19,42 +19,16 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata, RecordMetadata
 
+from ebackpack.adapters.kafka import bounded_producer
 from ebackpack.config import Settings
 from ebackpack.streaming.topics import MOODLE_EVENTS
 
-LINGER_MS = 5
 BATCH_TIMEOUT = 30.0  # seconds: the poller's, backfill's and import's bound per chunk of messages
 CHUNK = 1000  # messages handed over and acknowledged under one deadline
 
 
 class BrokerUnavailable(RuntimeError):  # noqa: N818 - names the condition, as the 503 text does
     """The broker did not acknowledge in time, or could not be reached."""
-
-
-def bounded_producer(
-    settings: Settings,
-    *,
-    client_id: str,
-    timeout: float,
-    connect_timeout: float | None = None,
-    linger_ms: int = LINGER_MS,
-) -> KafkaProducer:
-    """A producer (acks=all, one request in flight per connection: the order per learner) whose metadata
-    and buffer waits, requests and deliveries each give up after `timeout` seconds, and its first
-    connection (made here) after `connect_timeout` (default: `timeout`)."""
-    ms = max(int(timeout * 1000), 200)
-    connect_ms = ms if connect_timeout is None else max(int(connect_timeout * 1000), 100)
-    return KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        client_id=client_id,
-        acks="all",
-        linger_ms=linger_ms,
-        max_in_flight_requests_per_connection=1,
-        bootstrap_timeout_ms=connect_ms,
-        max_block_ms=ms,
-        request_timeout_ms=max(ms - linger_ms, 100),
-        delivery_timeout_ms=ms,
-    )
 
 
 class ProducerSlot:
