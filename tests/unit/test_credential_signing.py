@@ -25,6 +25,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 from pydantic import ValidationError
 
+from ebackpack.adapters.keystore import ensure_key_dir, load_key_dir, rotate_key_dir
 from ebackpack.config import SAMPLE_DIR
 from ebackpack.domain.credentials import dataintegrity, fastcanon, jsonld, ob3, statuslist, vcjwt
 from ebackpack.domain.credentials.dataintegrity import ProofError
@@ -37,10 +38,7 @@ from ebackpack.domain.credentials.keys import (
     SigningKeyError,
     did_document,
     did_web,
-    ensure_key_dir,
     keyring_from_json,
-    load_key_dir,
-    rotate_key_dir,
 )
 from ebackpack.domain.credentials.signer import DATA_INTEGRITY, JWT, CredentialSigner
 from ebackpack.domain.credentials.urls import PublicUrls
