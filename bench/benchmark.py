@@ -44,8 +44,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.adapters.keystore import ensure_key_dir
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow
+from ebackpack.bootstrap import prepare
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.dev.demo import DemoTimeout, PipelineProbe, SilentProgress, prepare, wait_until_done
+from ebackpack.dev.demo import DemoTimeout, PipelineProbe, SilentProgress, wait_until_done
 from ebackpack.dev.sample_data import Dataset, Message, generate
 from ebackpack.dev.stack import EmbeddedStack, StackError, free_port
 from ebackpack.dev.workers import Worker

@@ -43,8 +43,8 @@ from typing import Any
 import httpx
 from common import CLOCK, LOAD_BEFORE, BenchError, exit_on_sigterm, say
 
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import generate
 from ebackpack.dev.stack import EmbeddedStack, StackError, free_port
 from ebackpack.secret_policy import throwaway_secrets

@@ -47,8 +47,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, Learner, OutboxRow
+from ebackpack.bootstrap import prepare
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import (
     DEFAULT_SITE,
     SYNTHETIC_FIRST_ID,

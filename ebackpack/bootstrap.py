@@ -18,12 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from ebackpack.adapters.credential_store import CredentialStore
 from ebackpack.adapters.kafka import LINGER_MS, bounded_producer
 from ebackpack.adapters.keystore import code_secret_for, keyring_for
-from ebackpack.adapters.persistence.engine import make_engine, session_factory
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings, get_settings
 from ebackpack.domain.credentials.keys import KeyRing
 from ebackpack.domain.credentials.urls import PublicUrls
 from ebackpack.domain.rules import RuleBook, load_rules
+from ebackpack.streaming.topics import create_topics
 
 
 @dataclass
@@ -83,6 +84,15 @@ class Platform:
             connect_timeout=connect_timeout,
             linger_ms=linger_ms,
         )
+
+
+def prepare(settings: Settings) -> sessionmaker[Session]:
+    """Database schema, bucket and topics: everything that must exist before workers start (idempotent).
+    Returns a session factory on the migrated database."""
+    migrate(settings.db_url)
+    ObjectStore(settings).ensure_bucket()
+    create_topics(settings)
+    return session_factory(make_engine(settings.db_url))
 
 
 def build(settings: Settings | None = None) -> Platform:

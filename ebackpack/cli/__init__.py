@@ -177,7 +177,7 @@ def worker(service: ServiceName) -> None:
 @app.command()
 def prepare() -> None:
     """Create the database schema, the bucket and every topic (idempotent)."""
-    from ebackpack.dev.demo import prepare as prepare_all
+    from ebackpack.bootstrap import prepare as prepare_all
 
     prepare_all(get_settings())
     err.print("database, bucket and topics are ready")

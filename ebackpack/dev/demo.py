@@ -19,9 +19,9 @@ from kafka.admin import KafkaAdminClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, OutboxRow, SignedCredentialRow
 from ebackpack.adapters.storage import ObjectStore
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
 from ebackpack.dev.sample_data import Dataset
 from ebackpack.dev.stack import EmbeddedStack
@@ -30,7 +30,7 @@ from ebackpack.domain.credentials.signer import DATA_INTEGRITY
 from ebackpack.domain.rules import RuleBook, load_rules
 from ebackpack.streaming.errors import InvalidMessage
 from ebackpack.streaming.readback import read_topics
-from ebackpack.streaming.topics import MOODLE_EVENTS, RENDER_REQUESTS, create_topics, dlq
+from ebackpack.streaming.topics import MOODLE_EVENTS, RENDER_REQUESTS, dlq
 from schemas import DeadLetterMessage
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
@@ -166,14 +166,6 @@ def running_pipeline(settings: Settings) -> Iterator[list[Worker]]:
     finally:
         for worker in workers:
             worker.stop()
-
-
-def prepare(settings: Settings) -> sessionmaker[Session]:
-    """Database schema, bucket and topics: everything that must exist before workers start."""
-    migrate(settings.db_url)
-    ObjectStore(settings).ensure_bucket()
-    create_topics(settings)
-    return session_factory(make_engine(settings.db_url))
 
 
 def wait_until_done(

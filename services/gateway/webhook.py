@@ -417,7 +417,7 @@ def create_app(
     deadline: float = REQUEST_DEADLINE,
     sessions: sessionmaker[Session] | None = None,
 ) -> FastAPI:
-    """The webhook app. The database must be migrated and the topics created (`demo.prepare`).
+    """The webhook app. The database must be migrated and the topics created (`bootstrap.prepare`).
 
     `deadline`: seconds from a request's arrival to its answer; `ack_timeout`: the most the broker may
     take to acknowledge (and each producer wait), within that deadline.

@@ -11,8 +11,8 @@ import pytest
 from kafka import KafkaProducer
 
 from ebackpack.adapters.storage import ObjectStore
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.workers import Worker
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import ATTESTATION_UPLOADS, ATTESTATIONS, dlq

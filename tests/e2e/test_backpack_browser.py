@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow
 from ebackpack.adapters.storage import ObjectStore
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.dev.workers import Worker
 from ebackpack.domain.rules import load_rules

@@ -27,8 +27,8 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ebackpack.adapters.webserver import LINGER_SECONDS, server_config, web_server
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import default_dataset
 from services.backpack.app import create_app
 from services.backpack.auth import issue_token

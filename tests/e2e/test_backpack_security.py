@@ -30,8 +30,8 @@ from ebackpack.adapters.credential_exports import FORMATS
 from ebackpack.adapters.keystore import code_secret_for
 from ebackpack.adapters.persistence.tables import AwardRow, SignedCredentialRow, WebSessionRow
 from ebackpack.adapters.storage import ObjectStore
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.domain.credentials.facts import learner_subject_id
 from ebackpack.domain.rules import load_rules

@@ -18,8 +18,9 @@ from sqlalchemy import select
 
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, Learner
 from ebackpack.adapters.storage import ObjectStore
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare, running_pipeline
+from ebackpack.dev.demo import running_pipeline
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.domain.rules import load_rules
 from services.gateway.profiles import store_profiles

@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow
 from ebackpack.adapters.storage import ObjectStore
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import PipelineProbe, SilentProgress, prepare, wait_until_done
+from ebackpack.dev.demo import PipelineProbe, SilentProgress, wait_until_done
 from ebackpack.dev.sample_data import generate, kind_counts
 from ebackpack.dev.workers import Worker
 from ebackpack.domain.rules import load_rules

@@ -41,8 +41,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow
 from ebackpack.adapters.storage import ObjectStore
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import PipelineProbe, prepare
+from ebackpack.dev.demo import PipelineProbe
 from ebackpack.dev.sample_data import load_profiles, rule_course_ids, synthetic_learner
 from ebackpack.dev.stack import (
     MEMORY_STORAGE,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from schemas import MoodleEventMessage

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.adapters.persistence.tables import CertificateRow
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.dev.stack import free_port
 from ebackpack.domain.rules import load_rules

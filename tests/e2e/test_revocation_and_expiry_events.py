@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from ebackpack.adapters.keystore import ensure_key_dir
 from ebackpack.adapters.persistence.tables import AwardRow, SignedCredentialRow
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.dev.workers import Worker
 from ebackpack.domain.credentials import dataintegrity

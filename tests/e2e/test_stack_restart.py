@@ -40,8 +40,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from ebackpack.adapters.broker import Broker
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, OutboxRow
 from ebackpack.adapters.storage import ObjectStore
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings, settings_env
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import load_profiles, rule_course_ids, synthetic_learner
 from ebackpack.dev.stack import EmbeddedStack, free_port, signal_group
 from ebackpack.dev.workers import Worker

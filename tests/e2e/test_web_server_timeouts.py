@@ -25,8 +25,8 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from ebackpack.adapters.webserver import web_server
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,8 @@ from types import ModuleType
 import pytest
 from kafka import KafkaProducer
 
+from ebackpack.bootstrap import prepare
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.topics import CREDENTIALS

@@ -7,8 +7,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.adapters.persistence.tables import Learner
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import synthetic_learner
 from ebackpack.dev.stack import free_port
 from ebackpack.dev.workers import Worker

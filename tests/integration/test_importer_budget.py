@@ -19,8 +19,8 @@ import pikepdf
 import pytest
 from PIL import Image
 
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.workers import Worker
 from services.backpack.auth import issue_token
 from tests.builders import wait_for

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from services.gateway.logstore import LogStorePoller

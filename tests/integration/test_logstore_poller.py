@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.adapters.persistence.tables import AwardRow, GatewayEventRow
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import load_profiles, rule_course_ids, synthetic_learner
 from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics

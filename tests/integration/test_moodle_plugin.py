@@ -26,8 +26,8 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from services.gateway.webhook import create_app, sign

@@ -37,8 +37,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, NotificationRow, OutboxRow
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.dev.stack import free_port
 from ebackpack.dev.workers import Worker

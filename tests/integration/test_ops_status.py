@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from ebackpack.adapters.broker import Broker
+from ebackpack.bootstrap import prepare
 from ebackpack.cli import render
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.dev.stack import free_port
 from ebackpack.dev.workers import Worker

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.adapters.persistence.tables import AwardRow, Learner, ParkedMessageRow
+from ebackpack.bootstrap import prepare
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import load_profiles, synthetic_learner
 from ebackpack.dev.workers import Worker
 from ebackpack.domain.rules import load_rules

@@ -23,8 +23,8 @@ from ebackpack.adapters.persistence.tables import (
     SignedCredentialRow,
 )
 from ebackpack.adapters.storage import ObjectStore
+from ebackpack.bootstrap import prepare
 from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_COURSES, MOODLE_USERS

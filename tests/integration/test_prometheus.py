@@ -32,8 +32,8 @@ import yaml
 from kafka import KafkaProducer
 from pydantic import SecretStr
 
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.dev.workers import Worker, settings_env
 from ebackpack.streaming.topics import RENDER_REQUESTS

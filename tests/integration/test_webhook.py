@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from ebackpack.adapters.persistence.engine import make_engine, session_factory
 from ebackpack.adapters.persistence.tables import GatewayEventRow
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.stack import free_port
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_COURSES, MOODLE_EVENTS, MOODLE_USERS

@@ -21,8 +21,8 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
+from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
-from ebackpack.dev.demo import prepare
 from ebackpack.dev.stack import free_port
 from services.gateway.publisher import ProducerSlot
 from tests.conftest import MOODLE_FIXTURES
