@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ebackpack.adapters.credential_store import CredentialStore
+    from ebackpack.bootstrap import Platform
     from services.gateway.logstore import LogStorePoller
 
 app = typer.Typer(
@@ -258,15 +259,10 @@ def credential_revoke(
 ) -> None:
     """Revoke a credential: status list, OB 2.0 JSON and verification page change at once; the issuer
     announces the credential-revoked event within seconds."""
-    from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
-    from ebackpack.domain.rules import load_rules
     from services.issuer.service import CredentialNotFound, IssuerService
 
-    settings = get_settings()
-    migrate(settings.db_url)
-    service = IssuerService(
-        session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file), settings
-    )
+    platform = _migrated_platform()
+    service = IssuerService(platform.sessions, platform.rules, platform.settings)
     try:
         award = service.revoke(code, reason)
     except (CredentialNotFound, ValueError) as exc:
@@ -299,11 +295,11 @@ def keys_rotate() -> None:
 @keys_app.command("show")
 def keys_show() -> None:
     """Print the issuer's DID document (public keys only)."""
-    from ebackpack.adapters.keystore import keyring_for
-    from ebackpack.domain.credentials.keys import did_document, did_web
+    from ebackpack.bootstrap import build
+    from ebackpack.domain.credentials.keys import did_document
 
-    settings = get_settings()
-    print(json.dumps(did_document(did_web(settings.public_url), keyring_for(settings)), indent=2))
+    platform = build()
+    print(json.dumps(did_document(platform.urls.did, platform.keys), indent=2))
 
 
 @certificates_app.command("rerender")
@@ -313,15 +309,10 @@ def certificates_rerender(
 ) -> None:
     """Re-render every certificate of a course or rule (after a template change). A PDF that comes out
     different becomes a new version; earlier versions stay retrievable and verifiable."""
-    from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
-    from ebackpack.domain.rules import load_rules
     from services.issuer.service import IssuerService
 
-    settings = get_settings()
-    migrate(settings.db_url)
-    service = IssuerService(
-        session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file), settings
-    )
+    platform = _migrated_platform()
+    service = IssuerService(platform.sessions, platform.rules, platform.settings)
     try:
         queued = service.rerender(course_id=course, rule_id=rule)
     except ValueError as exc:
@@ -340,13 +331,10 @@ def certificates_zip(
 ) -> None:
     """Write the current certificate of every learner of a course into one ZIP (with a manifest),
     streaming from object storage."""
-    from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
-    from ebackpack.adapters.storage import ObjectStore
     from services.renderer.bulk import course_entries, write_zip
 
-    settings = get_settings()
-    migrate(settings.db_url)
-    with session_factory(make_engine(settings.db_url))() as session:
+    platform = _migrated_platform()
+    with platform.sessions() as session:
         entries = course_entries(session, course)
     if not entries:
         err.print(f"[red]course {course} has no stored certificates[/red]")
@@ -357,7 +345,7 @@ def certificates_zip(
         task = bar.add_task("certificates", total=len(entries))
         tmp = output.with_name(f".{output.name}.partial")
         with tmp.open("wb") as target:
-            count = write_zip(ObjectStore(settings), entries, target, lambda n: bar.update(task, completed=n))
+            count = write_zip(platform.objects, entries, target, lambda n: bar.update(task, completed=n))
         tmp.replace(output)  # a half-written ZIP never has the final name
     err.print(f"wrote {output}: {count} certificates and manifest.csv")
 
@@ -510,14 +498,19 @@ def gateway_import(
 
 @contextmanager
 def _credential_store() -> Iterator[CredentialStore]:
-    from ebackpack.adapters.credential_store import CredentialStore
-    from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
-    from ebackpack.domain.rules import load_rules
+    platform = _migrated_platform()
+    with platform.sessions() as session:
+        yield platform.credential_store(session)
 
-    settings = get_settings()
-    migrate(settings.db_url)
-    with session_factory(make_engine(settings.db_url))() as session:
-        yield CredentialStore.for_settings(session, load_rules(settings.rules_file), settings)
+
+def _migrated_platform() -> Platform:
+    """The composition root for a command that reads or writes the database, migrated first."""
+    from ebackpack.adapters.persistence.engine import migrate
+    from ebackpack.bootstrap import build
+
+    platform = build()
+    migrate(platform.settings.db_url)
+    return platform
 
 
 @app.command("learner-token")
