@@ -14,6 +14,13 @@ from .certificates import (
     CertificateRenderRequest,
     CertificateRenderRequestMessage,
 )
+from .commands import (
+    AdminCommand,
+    CourseRerenderRequested,
+    CourseRerenderRequestedMessage,
+    CredentialRevokeRequested,
+    CredentialRevokeRequestedMessage,
+)
 from .credentials import (
     Achievement,
     CredentialExpired,
@@ -41,10 +48,13 @@ PUBLISHED: dict[str, type[CloudEvent]] = {
     "attestation.uploaded.v1": AttestationUploadedMessage,
     "attestation.imported.v1": AttestationImportedMessage,
     "attestation.rejected.v1": AttestationRejectedMessage,
+    "credential.revoke.requested.v1": CredentialRevokeRequestedMessage,
+    "course.rerender.requested.v1": CourseRerenderRequestedMessage,
 }
 
 __all__ = [
     "PUBLISHED",
+    "AdminCommand",
     "Achievement",
     "AttestationImported",
     "AttestationImportedMessage",
@@ -57,12 +67,16 @@ __all__ = [
     "CertificateRenderRequest",
     "CertificateRenderRequestMessage",
     "CloudEvent",
+    "CourseRerenderRequested",
+    "CourseRerenderRequestedMessage",
     "CredentialIssued",
     "CredentialIssuedMessage",
     "CredentialExpired",
     "CredentialExpiredMessage",
     "CredentialRevoked",
     "CredentialRevokedMessage",
+    "CredentialRevokeRequested",
+    "CredentialRevokeRequestedMessage",
     "DeadLetter",
     "DeadLetterMessage",
     "MoodleCourseMessage",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ebackpack.config import Settings
 from ebackpack.streaming.topics import (
     ATTESTATION_UPLOADS,
+    CREDENTIAL_COMMANDS,
     MOODLE_COURSES,
     MOODLE_EVENTS,
     MOODLE_USERS,
@@ -31,7 +32,10 @@ def known_groups(settings: Settings) -> dict[str, tuple[str, tuple[str, ...]]]:
     The workers' group ids are their faust app ids: `make_app(name)` -> `settings.topic(name)`.
     """
     return {
-        settings.topic(settings.issuer_group): ("issuer", (MOODLE_EVENTS, MOODLE_USERS, MOODLE_COURSES)),
+        settings.topic(settings.issuer_group): (
+            "issuer",
+            (MOODLE_EVENTS, MOODLE_USERS, MOODLE_COURSES, CREDENTIAL_COMMANDS),
+        ),
         settings.topic("renderer"): ("renderer", (RENDER_REQUESTS,)),  # services/renderer/agent.py
         settings.topic("importer"): ("importer", (ATTESTATION_UPLOADS,)),  # services/importer/agent.py
         settings.topic(settings.notify_group): ("notifier", ()),

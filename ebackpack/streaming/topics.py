@@ -32,6 +32,7 @@ MOODLE_USERS = "moodle.users"
 MOODLE_COURSES = "moodle.courses"
 ATTESTATION_UPLOADS = "attestations.uploads"
 ATTESTATIONS = "attestations"
+CREDENTIAL_COMMANDS = "credentials.commands"
 
 
 # Moodle events and render requests carry personal data (names; a deleted user's e-mail before the
@@ -70,6 +71,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         {"retention.ms": str(RETAIN_EVENTS_MS)},
     ),
     TopicSpec(RENDERED, 4, "Certificate PDFs stored in S3, key = credential id."),
+    TopicSpec(
+        CREDENTIAL_COMMANDS,
+        2,
+        "Administrators' commands for the issuer (revoke, re-render a course), key = credential id "
+        "(course:<id> for a course), so one credential's commands keep their order.",
+    ),
+    TopicSpec(dlq(CREDENTIAL_COMMANDS), 1, "Dead letters of the issuer's commands (unknown credential...)."),
     TopicSpec(dlq(MOODLE_EVENTS), 1, "Dead letters of the issuer."),
     TopicSpec(dlq(RENDER_REQUESTS), 1, "Dead letters of the renderer."),
     TopicSpec(ATTESTATION_UPLOADS, 2, "External attestations uploaded by learners, key = learner id."),

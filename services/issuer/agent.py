@@ -20,6 +20,7 @@ from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.app import BatchOutcome, consume, consume_batches, make_app, raw_topic
 from ebackpack.streaming.policy import GaveUp, RetryPolicy, SourceMessage, survives_outages, with_retries
 from ebackpack.streaming.topics import (
+    CREDENTIAL_COMMANDS,
     CREDENTIALS,
     MOODLE_COURSES,
     MOODLE_EVENTS,
@@ -28,6 +29,7 @@ from ebackpack.streaming.topics import (
     dlq,
 )
 
+from .commands import carry_out
 from .repair import install_repair
 from .service import IssuerService
 
@@ -145,6 +147,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
             app, service, write, resume, kind, raw_topic(app, settings.topic(topic_name)), dead_letters
         )
 
+    _command_agent(app, service, write, settings)
+
     @app.timer(PARKED_INTERVAL)
     @survives_outages
     async def resume_parked() -> None:
@@ -191,5 +195,23 @@ def _profile_agent(
 
     @app.agent(topic, name=f"{CONSUMER}.profiles.{kind}")
     async def profiles(stream: faust.StreamT) -> None:
+        async for _ in consume(stream, handle, dlq=dead_letters, consumer=CONSUMER):
+            pass
+
+
+def _command_agent(
+    app: faust.App, service: IssuerService, write: Callable[..., Awaitable[object]], settings: Settings
+) -> None:
+    """Administrators' commands from the backpack (revoke, re-render a course), in order per credential.
+    The revocation is saved with its event in the outbox, which the relay announces; a command naming no
+    existing credential is dead-lettered."""
+    commands = raw_topic(app, settings.topic(CREDENTIAL_COMMANDS))
+    dead_letters = raw_topic(app, settings.topic(dlq(CREDENTIAL_COMMANDS)))
+
+    async def handle(message: SourceMessage) -> None:
+        log.info("administrator's command: %s", await write(carry_out, service, message.value))
+
+    @app.agent(commands, name=f"{CONSUMER}.commands")
+    async def carry_out_commands(stream: faust.StreamT) -> None:
         async for _ in consume(stream, handle, dlq=dead_letters, consumer=CONSUMER):
             pass
