@@ -331,7 +331,7 @@ def certificates_zip(
 ) -> None:
     """Write the current certificate of every learner of a course into one ZIP (with a manifest),
     streaming from object storage."""
-    from services.renderer.bulk import course_entries, write_zip
+    from ebackpack.adapters.certificate_reads import course_entries, write_zip
 
     platform = _migrated_platform()
     with platform.sessions() as session:

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from ebackpack.adapters.certificate_reads import course_entries, write_zip
 from ebackpack.adapters.storage import ObjectStore
 from services.issuer.service import IssuerService
-from services.renderer.bulk import course_entries, write_zip
 
 from .deps import DbSession, backpack_views
 from .session import AdminUser, CsrfChecked, local_path

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
+from ebackpack.adapters.certificate_reads import CertificateReads
 from ebackpack.adapters.credential_store import award_by_code
 from ebackpack.adapters.keystore import keyring_for
 from ebackpack.adapters.metrics import install_http_metrics
@@ -17,7 +18,6 @@ from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings, get_settings
 from ebackpack.domain.rules import load_rules
 from services.issuer.service import IssuerService
-from services.renderer.repository import CertificateRepository
 
 from .admin import router as admin_router
 from .api import router as api_router
@@ -124,7 +124,7 @@ def _public_routes(app: FastAPI, settings: Settings) -> None:
     def certificate_download(code: str, session: DbSession) -> Response:
         """The current PDF through a pre-signed link that expires (`download_link_seconds`)."""
         award = award_by_code(session, code)
-        current = CertificateRepository(session).latest(award.credential_id) if award else None
+        current = CertificateReads(session).latest(award.credential_id) if award else None
         if award is None or current is None:
             raise HTTPException(404, "no certificate PDF for this code")
         link = ObjectStore(settings, public=True).presigned_url(

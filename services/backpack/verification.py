@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from ebackpack.adapters.certificate_reads import CertificateReads
 from ebackpack.adapters.credential_store import award_by_code, status_of
 from ebackpack.adapters.persistence.tables import CertificateRow, Course, Learner
 from ebackpack.domain.credentials.facts import as_utc
-from services.renderer.repository import CertificateRepository
 
 
 class CertificateInfo(BaseModel):
@@ -44,7 +44,7 @@ def verify(session: Session, code: str, now: datetime | None = None) -> Verifica
         return Verification(code=code, status="unknown")
     learner = session.get(Learner, award.learner_id)
     course = session.get(Course, award.course_id)
-    versions = _versions(CertificateRepository(session).versions(award.credential_id))
+    versions = _versions(CertificateReads(session).versions(award.credential_id))
     return Verification(
         code=award.verification_code,
         status=status_of(award, now or datetime.now(UTC)),

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ebackpack.adapters.certificate_reads import CertificateReads
 from ebackpack.adapters.credential_store import normalize_code, status_of
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, Course, Learner
 from ebackpack.domain.credentials.facts import as_utc
 from ebackpack.domain.credentials.urls import PublicUrls
 from ebackpack.domain.rules import AwardRule, RuleBook
-from services.renderer.repository import CertificateRepository
 
 
 @dataclass(frozen=True)
@@ -130,5 +130,5 @@ class BackpackViews:
             course_name=course.fullname if course else f"#{award.course_id}",
             learner_name=f"{learner.firstname} {learner.lastname}" if learner else "",
             status=status_of(award, now or datetime.now(UTC)),
-            certificate=CertificateRepository(self.session).latest(award.credential_id),
+            certificate=CertificateReads(self.session).latest(award.credential_id),
         )

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from ebackpack.adapters.certificate_reads import MANIFEST, course_entries, write_zip
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, Learner
 from ebackpack.adapters.storage import ObjectStore
 from ebackpack.bootstrap import prepare
@@ -26,7 +27,6 @@ from ebackpack.domain.rules import load_rules
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
 from services.issuer.service import IssuerService
-from services.renderer.bulk import MANIFEST, course_entries, write_zip
 from tests.builders import completion, wait_for
 from tests.conftest import WebServer
 

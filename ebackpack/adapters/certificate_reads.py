@@ -1,5 +1,11 @@
-"""All certificates of a course in one ZIP, streamed from object storage: memory stays flat however
-many PDFs there are. The current version of each certificate, plus a manifest to check them by."""
+"""What is read about stored certificate PDFs (the renderer's `certificates` table): the current and
+earlier versions of a credential's PDF, and all certificates of a course in one ZIP.
+
+The renderer writes these rows (services/renderer/repository.py adds its writes to `CertificateReads`);
+the backpack's pages and the CLI only read them, here. The ZIP is streamed from object storage: memory
+stays flat however many PDFs there are; it holds the current version of each certificate, plus a manifest
+to check them by.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +20,36 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ebackpack.adapters.persistence.tables import AwardRow, Learner
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, Learner
 from ebackpack.adapters.storage import ObjectStore
 
-from .repository import CertificateRepository
-
 MANIFEST = "manifest.csv"
+
+
+class CertificateReads:
+    """The stored versions of certificate PDFs, within the caller's session."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def latest(self, credential_id: str) -> CertificateRow | None:
+        """The current version: the one most recently rendered (or rendered back to)."""
+        query = (
+            select(CertificateRow)
+            .where(CertificateRow.credential_id == credential_id)
+            .order_by(CertificateRow.rendered_at.desc(), CertificateRow.id.desc())
+            .limit(1)
+        )
+        return self.session.scalars(query).first()
+
+    def versions(self, credential_id: str) -> list[CertificateRow]:
+        """Every stored version, the current one (most recently rendered) first."""
+        query = (
+            select(CertificateRow)
+            .where(CertificateRow.credential_id == credential_id)
+            .order_by(CertificateRow.rendered_at.desc(), CertificateRow.id.desc())
+        )
+        return list(self.session.scalars(query))
 
 
 @dataclass(frozen=True)
@@ -42,7 +72,7 @@ def course_entries(session: Session, course_id: int) -> list[ZipEntry]:
     awards = session.scalars(
         select(AwardRow).where(AwardRow.course_id == course_id).order_by(AwardRow.verification_code)
     ).all()
-    repo, entries = CertificateRepository(session), []
+    repo, entries = CertificateReads(session), []
     for award in awards:
         current = repo.latest(award.credential_id)
         if current is None:
