@@ -23,6 +23,8 @@ from .commands import (
 )
 from .credentials import (
     Achievement,
+    CredentialErased,
+    CredentialErasedMessage,
     CredentialExpired,
     CredentialExpiredMessage,
     CredentialIssued,
@@ -32,6 +34,7 @@ from .credentials import (
 )
 from .deadletter import DeadLetter, DeadLetterMessage
 from .envelope import CloudEvent, deterministic_id, keyed_id
+from .learners import LearnerErased, LearnerErasedMessage
 from .moodle import MoodleCourseMessage, MoodleEvent, MoodleEventMessage, MoodleLogRow, MoodleUserMessage
 
 # Every published message type, by the name of its exported JSON Schema file.
@@ -42,6 +45,8 @@ PUBLISHED: dict[str, type[CloudEvent]] = {
     "credential.issued.v1": CredentialIssuedMessage,
     "credential.revoked.v1": CredentialRevokedMessage,
     "credential.expired.v1": CredentialExpiredMessage,
+    "credential.erased.v1": CredentialErasedMessage,
+    "learner.erased.v1": LearnerErasedMessage,
     "certificate.render_requested.v1": CertificateRenderRequestMessage,
     "certificate.rendered.v1": CertificateRenderedMessage,
     "dead_letter.v1": DeadLetterMessage,
@@ -69,6 +74,8 @@ __all__ = [
     "CloudEvent",
     "CourseRerenderRequested",
     "CourseRerenderRequestedMessage",
+    "CredentialErased",
+    "CredentialErasedMessage",
     "CredentialIssued",
     "CredentialIssuedMessage",
     "CredentialExpired",
@@ -79,6 +86,8 @@ __all__ = [
     "CredentialRevokeRequestedMessage",
     "DeadLetter",
     "DeadLetterMessage",
+    "LearnerErased",
+    "LearnerErasedMessage",
     "MoodleCourseMessage",
     "MoodleEvent",
     "MoodleEventMessage",

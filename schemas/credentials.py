@@ -64,3 +64,20 @@ class CredentialExpiredMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.credential.expired.v1"
     type: Literal["pl.ebackpack.credential.expired.v1"] = "pl.ebackpack.credential.expired.v1"
     data: CredentialExpired
+
+
+class CredentialErased(BaseModel):
+    """The learner's personal data is gone (Moodle deleted the user): the credential still verifies
+    (status, achievement, dates) but names no one. Delete what you keep about this learner and credential;
+    the credential's earlier events stay in the topic's history."""
+
+    credential_id: str
+    learner_id: int
+    verification_code: str
+    erased_at: datetime
+
+
+class CredentialErasedMessage(CloudEvent):
+    TYPE: ClassVar[str] = "pl.ebackpack.credential.erased.v1"
+    type: Literal["pl.ebackpack.credential.erased.v1"] = "pl.ebackpack.credential.erased.v1"
+    data: CredentialErased

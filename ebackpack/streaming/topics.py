@@ -33,6 +33,7 @@ MOODLE_COURSES = "moodle.courses"
 ATTESTATION_UPLOADS = "attestations.uploads"
 ATTESTATIONS = "attestations"
 CREDENTIAL_COMMANDS = "credentials.commands"
+LEARNERS_ERASED = "learners.erased"
 
 
 # Moodle events and render requests carry personal data (names; a deleted user's e-mail before the
@@ -63,7 +64,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         "Course profiles (full name), key = Moodle course id.",
         {"cleanup.policy": "compact"},
     ),
-    TopicSpec(CREDENTIALS, 4, "Credential issued (later revoked / expired), key = learner id."),
+    TopicSpec(CREDENTIALS, 4, "Credential issued (later revoked / expired / erased), key = learner id."),
+    TopicSpec(
+        LEARNERS_ERASED,
+        2,
+        "Learners erased by the issuer (Moodle deleted the user), for every service that keeps their data "
+        "to delete it; key = learner id. Internal.",
+    ),
     TopicSpec(
         RENDER_REQUESTS,
         4,
