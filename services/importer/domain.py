@@ -18,6 +18,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
+# Defined in core (the backpack refuses uploads with it too); the importer's modules import it from here.
+from ebackpack.domain.attestations.errors import ImportRejected as ImportRejected
+
 
 class VerificationStatus(StrEnum):
     """What the importer could establish, from strongest to weakest claim."""
@@ -221,10 +224,6 @@ class ImportContext:
     # A verification method of ours (our did:web#kid) -> its public JWK.
     own_key: Callable[[str], dict[str, Any] | None] | None = None
     own_public_url: str | None = None  # base URL of our verification pages
-
-
-class ImportRejected(ValueError):
-    """The upload is not something we import (unknown type, hostile, over a limit): a precise reason."""
 
 
 def utf8_text(data: bytes) -> str:

@@ -11,6 +11,7 @@ from xml.parsers.expat import ExpatError
 import defusedxml.minidom
 from defusedxml import DefusedXmlException
 
+from ebackpack.domain.attestations.sniff import Kind, sniff
 from ebackpack.domain.credentials.baking import unbake_png, unbake_svg
 from services.importer.domain import (
     Attestation,
@@ -29,7 +30,6 @@ from services.importer.formats.europass import looks_like_europass, parse_europa
 from services.importer.formats.image import extract_image
 from services.importer.formats.openbadges import load_json_object, parse_payload, withdrawn_link
 from services.importer.formats.pdf import PdfEvidence, read_pages, read_structure
-from services.importer.sniff import Kind, sniff
 from services.importer.verification_urls import RecognizedUrl, UrlKind, recognize
 
 PNG_KEYWORDS = ("openbadgecredential", "openbadges")  # OB 3.0, then OB 2.0

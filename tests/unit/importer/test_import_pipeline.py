@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from ebackpack.domain.attestations.sniff import Kind, sniff
 from ebackpack.domain.credentials import dataintegrity
 from ebackpack.domain.credentials.baking import bake_png, bake_svg
 from ebackpack.domain.credentials.keys import SigningKey
@@ -31,7 +32,6 @@ from services.importer.domain import (
     VerificationStatus,
 )
 from services.importer.pipeline import import_bytes
-from services.importer.sniff import Kind, sniff
 
 EXTERNAL = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "external"
 OB3 = EXTERNAL / "ob3-1edtech"

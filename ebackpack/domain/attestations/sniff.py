@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from services.importer.domain import ImportRejected
+from ebackpack.domain.attestations.errors import ImportRejected
 
 SNIFF_WINDOW = 4096  # bytes looked at for text formats and polyglot markers
 
