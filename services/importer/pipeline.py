@@ -28,7 +28,9 @@ from services.importer.domain import (
 )
 from services.importer.formats.europass import looks_like_europass, parse_europass
 from services.importer.formats.image import extract_image
-from services.importer.formats.openbadges import load_json_object, parse_payload, withdrawn_link
+from services.importer.formats.openbadges.fields import load_json_object
+from services.importer.formats.openbadges.ob2_hosted import withdrawn_link
+from services.importer.formats.openbadges.shapes import parse_payload
 from services.importer.formats.pdf import PdfEvidence, read_pages, read_structure
 from services.importer.verification_urls import RecognizedUrl, UrlKind, recognize
 
