@@ -54,7 +54,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.adapters.metrics import install_http_metrics
-from ebackpack.adapters.persistence.engine import make_engine, session_factory
+from ebackpack.bootstrap import build
 from ebackpack.config import Settings, get_settings
 from ebackpack.streaming.topics import MOODLE_EVENTS
 from schemas.moodle import MoodleEvent
@@ -422,7 +422,7 @@ def create_app(
     `deadline`: seconds from a request's arrival to its answer; `ack_timeout`: the most the broker may
     take to acknowledge (and each producer wait), within that deadline.
     """
-    ledger = PublishedEvents(sessions or session_factory(make_engine(settings.db_url)))
+    ledger = PublishedEvents(sessions or build(settings).sessions)
     publisher = AckedPublisher(settings, ack_timeout)
     pending = Pending(max(settings.gateway_max_pending, 1))
     claims = Claims(ledger)
