@@ -203,6 +203,16 @@ class NotificationPreferenceRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class NotifierPdfRow(Base):
+    """A certificate PDF the notifier knows is stored, from the renderer's `certificates.rendered` events
+    (the notifier's own record: an "issued" message linking to the PDF waits until its credential is here).
+    One row per credential, whatever the number of versions; no personal data."""
+
+    __tablename__ = "notifier_pdfs"
+    credential_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    rendered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the first version's
+
+
 class WebSessionRow(Base):
     """A signed-in backpack session. The cookie holds a random id; only its SHA-256 is stored, so the
     table cannot be turned back into cookies. Deleted at logout; expired ones are deleted at sign-ins."""
