@@ -1,6 +1,6 @@
 """With strong secrets, every e-Backpack process starts in production mode (EBACKPACK_EMBEDDED=false) on a
 real stack: the broker, the S3 server (whose key is itself a strong secret), and PostgreSQL through a
-URL with a password. tests/unit/test_production_secrets.py shows the same processes refusing weak ones.
+URL with a password. tests/integration/test_production_secrets.py shows the same processes refusing weak ones.
 """
 
 from __future__ import annotations
