@@ -25,10 +25,11 @@ from ebackpack.adapters.kafka import bounded_producer
 from ebackpack.adapters.persistence.tables import AttestationRow
 from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings
+from ebackpack.domain.attestations.errors import ImportRejected
+from ebackpack.domain.attestations.record import Attestation
+from ebackpack.domain.attestations.sniff import sniff
 from ebackpack.streaming.topics import ATTESTATION_UPLOADS
 from schemas import AttestationUploaded, AttestationUploadedMessage, deterministic_id
-from services.importer.domain import Attestation, ImportRejected
-from services.importer.sniff import sniff
 
 log = logging.getLogger(__name__)
 SOURCE = "urn:ebackpack:backpack"

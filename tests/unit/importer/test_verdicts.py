@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from joserfc import jws
 from joserfc.jwk import ECKey, OKPKey
 
+from ebackpack.domain.attestations.reasons_pl import MATCHED, POLISH
 from ebackpack.domain.credentials import dataintegrity
 from ebackpack.domain.credentials.keys import SigningKey
 from services.importer import domain
 from services.importer.domain import CLOCK_SKEW, ImportContext, Learner, VerificationStatus
 from services.importer.pipeline import import_bytes
-from services.importer.reasons_pl import MATCHED, POLISH
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LEARNER = Learner(email="learner@example.org")

@@ -5,10 +5,11 @@ i18n), `{name}` marks a parameter (a URL, a date, an error the library gave) tha
 the two disagree about their parameters.
 """
 
+# ruff: noqa: E501 (the English reason templates are the keys)
 from __future__ import annotations
 
 # Reasons that pipeline.py writes as plain English (links, photos, PDFs, our own codes): translated by
-# matching these templates (`domain.polish_of`), parameters that are phrases here translated too.
+# matching these templates (`record.polish_of`), parameters that are phrases here translated too.
 MATCHED: dict[str, str] = {
     "{base}, and no verification link was found in it": "{base}, i nie znaleziono w nim linku weryfikacyjnego",
     "{base}; its issuer's verification page can confirm it: {pages}": "{base}; może je potwierdzić strona weryfikacji wystawcy: {pages}",
