@@ -1,14 +1,11 @@
-"""Faust app factory and the consume loop every agent uses."""
+"""Faust app factory, and the faust side of the consume loops every agent uses: faust events in, the steps of
+steps.py, acks after the work."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import functools
 import logging
-import time
-from collections.abc import AsyncIterable, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import faust
@@ -22,7 +19,9 @@ from ebackpack.adapters.files import private_dir
 from ebackpack.config import Settings
 
 from . import health
-from .policy import PauseReport, RetryPolicy, SourceMessage, dead_letter, with_retries
+from .policy import RetryPolicy, SourceMessage
+from .steps import BatchHandler, Handler, Retrying, batch_pipeline, message_pipeline, run
+from .steps import BatchOutcome as BatchOutcome  # what the agents' batch handlers return
 
 log = logging.getLogger(__name__)
 # A consumer paused on an outage (policy.py) does not poll for as long as the outage lasts; its
@@ -123,18 +122,14 @@ async def send_and_wait(topic: TopicT, key: bytes | None, value: bytes) -> None:
     await fut
 
 
-Handler = Callable[[SourceMessage], Awaitable[Any]]
+class TopicDeadLetters:
+    """The `DeadLetterSink` of a worker: a faust topic, each send awaited until the broker acknowledged it."""
 
+    def __init__(self, topic: TopicT) -> None:
+        self.topic = topic
 
-@dataclass
-class BatchOutcome:
-    """What a batch handler could not do itself: poison to dead-letter, messages to handle one by one."""
-
-    poison: list[tuple[int, Exception]] = field(default_factory=list)
-    one_by_one: list[int] = field(default_factory=list)
-
-
-BatchHandler = Callable[[list[SourceMessage]], Awaitable[BatchOutcome]]
+    async def send(self, key: bytes | None, value: bytes) -> None:
+        await send_and_wait(self.topic, key, value)
 
 
 def _source(event: Any) -> SourceMessage:
@@ -144,42 +139,19 @@ def _source(event: Any) -> SourceMessage:
     return SourceMessage(msg.topic, msg.partition, msg.offset, event.key, event.value)
 
 
-def _report(stream: Any, consumer: str) -> PauseReport:
+async def _one_at_a_time(stream: Any) -> AsyncIterator[list[SourceMessage]]:
+    async for event in stream.events():
+        yield [_source(event)]
+
+
+async def _in_batches(stream: Any, size: int, within: float) -> AsyncIterator[list[SourceMessage]]:
+    async for events in stream.take_events(size, within):
+        yield [_source(event) for event in events]
+
+
+def _retrying(stream: Any, consumer: str, policy: RetryPolicy | None) -> Retrying:
     topics = getattr(getattr(stream, "channel", None), "topics", None) or ("?",)
-    return health.StreamHealth(consumer, ",".join(sorted(topics)))
-
-
-async def _dead_letter(
-    source: SourceMessage,
-    exc: Exception,
-    dlq: TopicT,
-    consumer: str,
-    policy: RetryPolicy,
-    report: PauseReport | None = None,
-) -> None:
-    letter = dead_letter(source, exc, consumer, producer=f"ebackpack/{consumer}")
-    log.warning(
-        "dead-lettered %s/%d/%d: %s", source.topic, source.partition, source.offset, letter.data.reason
-    )
-    # A dead letter must not be lost either: while its topic is unreachable the consumer pauses here,
-    # without committing this offset.
-    await with_retries(functools.partial(send_and_wait, dlq, source.key, letter.to_bytes()), policy, report)
-    metrics.dead_lettered(consumer, letter.data.error_type)
-
-
-async def _process(
-    source: SourceMessage,
-    handle: Handler,
-    dlq: TopicT,
-    consumer: str,
-    policy: RetryPolicy,
-    report: PauseReport | None = None,
-) -> Any:
-    try:
-        return await with_retries(functools.partial(handle, source), policy, report)
-    except Exception as exc:
-        await _dead_letter(source, exc, dlq, consumer, policy, report)
-        return None
+    return Retrying(policy or RetryPolicy(), health.StreamHealth(consumer, ",".join(sorted(topics))))
 
 
 async def consume(
@@ -190,26 +162,21 @@ async def consume(
     consumer: str,
     policy: RetryPolicy | None = None,
 ) -> AsyncIterable[Any]:
-    """Run `handle` on each message, as policy.py says: an outage pauses the stream on this message,
-    poison and bugs become dead letters and the stream goes on.
+    """Run `handle` on each message of a faust stream through `steps.message_pipeline`.
 
-    Yields each handler result so faust acks (and later commits) the offset only after the work.
+    Yields each handler result (None for a dead letter): faust acks the message when the next one is
+    asked for, i.e. only after the work.
     """
-    policy = policy or RetryPolicy()
-    report = _report(stream, consumer)
-    async for event in stream.events():  # type: ignore[attr-defined]
-        source = _source(event)
-        metrics.message_in(source.topic, consumer)
-        started = time.perf_counter()
-        result = await _process(source, handle, dlq, consumer, policy, report)
-        metrics.processed(consumer, time.perf_counter() - started)
-        yield result
+    retrying = _retrying(stream, consumer, policy)
+    pipeline = message_pipeline(handle, TopicDeadLetters(dlq), consumer=consumer, retrying=retrying)
+    async for batch in run(_one_at_a_time(stream), pipeline):
+        for result in batch.results:
+            yield result
 
 
 async def consume_batches(
     stream: Any,
     handle_batch: BatchHandler,
-    handle: Handler,
     *,
     dlq: TopicT,
     consumer: str,
@@ -217,33 +184,16 @@ async def consume_batches(
     within: float,
     policy: RetryPolicy | None = None,
 ) -> AsyncIterable[int]:
-    """Like `consume`, up to `size` messages at a time (whatever arrived within `within` seconds).
+    """Up to `size` messages at a time (whatever arrived within `within` seconds) of a faust stream through
+    `steps.batch_pipeline`; a batch that fails is handled again by `handle_batch` one message at a time.
 
-    A batch that fails transiently pauses the stream on it (tried again until it works); one that fails
-    otherwise is handled again one message at a time, so one poison message cannot hold back the others:
-    each then gets `consume`'s treatment.
-    faust acks a batch's offsets only when the next batch is asked for, i.e. after this work.
+    Yields each batch's size: faust acks a batch's offsets when the next batch is asked for, i.e. only
+    after the work.
     """
-    policy = policy or RetryPolicy()
-    report = _report(stream, consumer)
-    async for events in stream.take_events(size, within):
-        sources = [_source(event) for event in events]
-        for topic, count in collections.Counter(s.topic for s in sources).items():
-            metrics.message_in(topic, consumer, count)
-        started = time.perf_counter()
-        try:
-            outcome = await with_retries(functools.partial(handle_batch, sources), policy, report)
-        except Exception as exc:
-            log.warning("batch of %d failed (%s): handling its messages one by one", len(sources), exc)
-            outcome = BatchOutcome(one_by_one=list(range(len(sources))))
-        for index, poison in outcome.poison:
-            await _dead_letter(sources[index], poison, dlq, consumer, policy, report)
-        for index in outcome.one_by_one:
-            await _process(sources[index], handle, dlq, consumer, policy, report)
-        elapsed = time.perf_counter() - started
-        metrics.batch_processed(consumer, elapsed)
-        metrics.processed(consumer, elapsed, len(sources))
-        yield len(sources)
+    retrying = _retrying(stream, consumer, policy)
+    pipeline = batch_pipeline(handle_batch, TopicDeadLetters(dlq), consumer=consumer, retrying=retrying)
+    async for batch in run(_in_batches(stream, size, within), pipeline):
+        yield len(batch.messages)
 
 
 def run_worker(app: faust.App, loglevel: str = "warn") -> None:

@@ -134,7 +134,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
         async for _ in consume_batches(
             stream,
             handle_batch,
-            handle,
             dlq=dead_letters,
             consumer=CONSUMER,
             size=BATCH_SIZE,
