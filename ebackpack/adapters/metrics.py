@@ -2,11 +2,11 @@
 
 What is counted where (labels in braces):
 
-- `ebackpack_messages_in_total{topic,consumer}`: streaming/app.py `consume` / `consume_batches`
+- `ebackpack_messages_in_total{topic,consumer}`: streaming/steps.py `CountMessagesIn`
 - `ebackpack_messages_out_total{topic}`: streaming/app.py's faust sensor, every acknowledged send
-- `ebackpack_processing_seconds{consumer}` (histogram): streaming/app.py, per message
-- `ebackpack_batch_seconds{consumer}` (histogram): streaming/app.py `consume_batches`, per batch
-- `ebackpack_dead_letters_total{consumer,reason}` (reason = error type): streaming/app.py `_dead_letter`
+- `ebackpack_processing_seconds{consumer}` (histogram): streaming/steps.py `RecordProcessed`, per message
+- `ebackpack_batch_seconds{consumer}` (histogram): streaming/steps.py `RecordProcessed`, per batch
+- `ebackpack_dead_letters_total{consumer,reason}` (reason = error type): streaming/steps.py `SendDeadLetters`
 - `ebackpack_consumer_paused{consumer}`: streaming/health.py, streams paused on a dependency that is down
 - `ebackpack_offset_resets_total{group,topic}`: streaming/offset_guard.py, partitions read again because
   the group had committed beyond the log end (the broker lost data)

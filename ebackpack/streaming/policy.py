@@ -1,5 +1,6 @@
 """What a consumer does with a message it could not process. Every consumer (issuer, renderer, importer,
-notifier, batched or not) goes through `streaming/app.py`, which applies this file and nothing else.
+notifier, batched or not) goes through the steps of `streaming/steps.py` (fed by `streaming/app.py`), which
+apply this file and nothing else.
 
 1. `InvalidMessage` (bad bytes, a tombstone where a value is needed, schema violation)
        -> dead-letter topic at once; the stream goes on.
@@ -18,8 +19,9 @@ notifier, batched or not) goes through `streaming/app.py`, which applies this fi
 The dead letter keeps the original key and value bytes and the source topic, partition and offset,
 so nothing is lost: fix the cause and replay the dead letters.
 Batches (`consume_batches`): a batch that fails transiently pauses as in 2; one that fails otherwise is
-handled again one message at a time, so one poison message never holds back the rest; the batch handler
-may also name its poison messages itself (dead-lettered as in 1).
+handed to the same batch handler again one message at a time, so one poison message never holds back the
+rest; the batch handler may also name its poison messages itself (dead-lettered as in 1). A dead letter
+that cannot be sent pauses the stream as in 2: the batch is committed only once its dead letters are.
 Timers and background tasks use a bounded `RetryPolicy(max_attempts=...)`: they give up (`GaveUp`)
 and their next round tries again.
 """
