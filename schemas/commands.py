@@ -7,7 +7,7 @@ existing credential is invalid and goes to the dead-letter topic.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 from pydantic import BaseModel, Field
 
@@ -21,8 +21,8 @@ class CredentialRevokeRequested(BaseModel):
     requested_by: str | None = Field(None, description="Who asked (the administrator's account).")
 
 
-REVOKE_REQUESTED = "pl.ebackpack.credential.revoke.requested.v1"
-RERENDER_REQUESTED = "pl.ebackpack.course.rerender.requested.v1"
+REVOKE_REQUESTED: Final = "pl.ebackpack.credential.revoke.requested.v1"
+RERENDER_REQUESTED: Final = "pl.ebackpack.course.rerender.requested.v1"
 
 
 class CredentialRevokeRequestedMessage(CloudEvent):

@@ -1,32 +1,52 @@
 """Administration pages: courses and their credentials, revocation with a reason, re-render, bulk ZIP.
 
-Revocation and re-render go through the issuer's service layer, so they are saved with their outbox
-events in one transaction; the running issuer announces them."""
+Revocation and re-render are commands for the issuer (`credentials.commands`): the issuer alone writes
+awards, saving each change with its outbox event. After publishing a revocation the page waits a few
+seconds for it to show in the database and says whether it did or is still on its way."""
 
 from __future__ import annotations
 
 import tempfile
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.background import BackgroundTask
 
 from ebackpack.adapters.certificate_reads import course_entries, write_zip
-from ebackpack.adapters.storage import ObjectStore
-from services.issuer.service import IssuerService
+from ebackpack.adapters.credential_store import award_by_code
+from ebackpack.bootstrap import Platform
 
+from .commands import AdminCommands, CommandNotSent
 from .deps import DbSession, backpack_views
 from .session import AdminUser, CsrfChecked, local_path
 from .web import flash, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 ZIP_CHUNK = 256 * 1024
+REVOCATION_WAIT = 4.0  # seconds the page waits for the issuer to carry out a revocation
+POLL_INTERVAL = 0.2
+NOT_SENT = "The message broker did not answer, so nothing was {what}. Try again in a moment."
 
 
-def _issuer(request: Request) -> IssuerService:
-    service: IssuerService = request.app.state.issuer
-    return service
+def _commands(request: Request) -> AdminCommands:
+    commands: AdminCommands = request.app.state.commands
+    return commands
+
+
+def _revoked_within(sessions: sessionmaker[Session], code: str, seconds: float) -> bool:
+    """True once the award shows as revoked (the issuer committed it), False when `seconds` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with sessions() as session:
+            award = award_by_code(session, code)
+            if award is not None and award.status == "revoked":
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL)
 
 
 @router.get("")
@@ -50,27 +70,43 @@ def course(request: Request, session: DbSession, _admin: AdminUser, course_id: i
 @router.post("/credentials/{code}/revoke", dependencies=[CsrfChecked])
 def revoke(
     request: Request,
-    _admin: AdminUser,
+    session: DbSession,
+    admin: AdminUser,
     code: str,
     reason: Annotated[str, Form()],
     back: Annotated[str, Form()] = "/admin",
 ) -> Response:
+    award = award_by_code(session, code) if reason.strip() else None
     if not reason.strip():
         flash(request, "A reason is required: it is shown to everyone who checks the credential.")
-    else:
-        try:
-            award = _issuer(request).revoke(code, reason.strip())
-        except LookupError as exc:
-            raise HTTPException(404, str(exc)) from None
+    elif award is None:
+        raise HTTPException(404, f"no credential with code or id {code!r}")
+    elif award.status == "revoked":  # the first reason stands
         flash(request, "{code} was revoked.", code=award.verification_code)
+    else:
+        credential_id, code = award.credential_id, award.verification_code
+        session.close()  # the wait below reads afresh, in sessions of its own
+        try:
+            _commands(request).request_revocation(credential_id, code, reason.strip(), admin.name)
+        except CommandNotSent:
+            raise HTTPException(503, NOT_SENT.format(what="revoked")) from None
+        platform: Platform = request.app.state.platform
+        if _revoked_within(platform.sessions, code, REVOCATION_WAIT):
+            flash(request, "{code} was revoked.", code=code)
+        else:
+            flash(request, "Revocation of {code} requested; it takes effect within seconds.", code=code)
     # RedirectResponse percent-encodes the path: a raw non-Latin-1 character cannot go in a header.
     return RedirectResponse(back if local_path(back).startswith("/admin") else "/admin", status_code=303)
 
 
 @router.post("/courses/{course_id}/rerender", dependencies=[CsrfChecked])
-def rerender(request: Request, _admin: AdminUser, course_id: int) -> Response:
-    queued = _issuer(request).rerender(course_id=course_id)
-    flash(request, "{n} certificates will be rendered again.", n=queued)
+def rerender(request: Request, session: DbSession, admin: AdminUser, course_id: int) -> Response:
+    count = backpack_views(request, session).certificates_to_rerender(course_id)
+    try:
+        _commands(request).request_rerender(course_id, admin.name)
+    except CommandNotSent:
+        raise HTTPException(503, NOT_SENT.format(what="rendered again")) from None
+    flash(request, "{n} certificates will be rendered again.", n=count)
     return Response(status_code=303, headers={"Location": f"/admin/courses/{course_id}"})
 
 
@@ -81,7 +117,7 @@ def course_zip(request: Request, session: DbSession, _admin: AdminUser, course_i
     if not entries:
         raise HTTPException(404, "this course has no stored certificates")
     spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the response when it has been sent)
-    write_zip(ObjectStore(request.app.state.settings), entries, spool)
+    write_zip(request.app.state.platform.objects, entries, spool)
     spool.seek(0)
     return StreamingResponse(
         iter(lambda: spool.read(ZIP_CHUNK), b""),

@@ -10,9 +10,8 @@ from fastapi import APIRouter, Body, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from ebackpack.adapters.credential_exports import FORMATS
-from ebackpack.domain.credentials.urls import PublicUrls
 
-from .deps import DbSession, backpack_views
+from .deps import DbSession, backpack_views, platform
 from .session import ApiLearner
 from .shares import DURATIONS_DAYS, Share, Shares
 from .views import CredentialView
@@ -22,7 +21,7 @@ router = APIRouter(prefix="/api", tags=["credentials"])
 
 def describe(request: Request, view: CredentialView) -> dict[str, Any]:
     settings = request.app.state.settings
-    urls = PublicUrls(settings.public_url)
+    urls = platform(request).urls
     base = f"{settings.public_url.rstrip('/')}/badges/{view.code}/download"
     return {
         "code": view.code,

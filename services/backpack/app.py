@@ -11,18 +11,16 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from ebackpack.adapters.certificate_reads import CertificateReads
 from ebackpack.adapters.credential_store import award_by_code
-from ebackpack.adapters.keystore import keyring_for
 from ebackpack.adapters.metrics import install_http_metrics
-from ebackpack.adapters.persistence.engine import make_engine, session_factory
 from ebackpack.adapters.storage import ObjectStore
-from ebackpack.config import Settings, get_settings
-from ebackpack.domain.rules import load_rules
-from services.issuer.service import IssuerService
+from ebackpack.bootstrap import Platform, build
+from ebackpack.config import Settings
 
 from .admin import router as admin_router
 from .api import router as api_router
 from .attestations import router as attestations_router
 from .bodies import BodyGuard
+from .commands import AdminCommands
 from .deps import DbSession
 from .federated import router as federated_router
 from .openbadges import router as openbadges_router
@@ -40,9 +38,10 @@ from .web import (
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
-    rules = load_rules(settings.rules_file)
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
+    """The web app, built from the composition root (`platform`, default: `build(settings)`)."""
+    platform = platform or build(settings)
+    settings = platform.settings
     # Outside the embedded stack the API description is for administrators only (see _admin_docs).
     public_docs = settings.embedded
     app = FastAPI(
@@ -57,14 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "or `Authorization: Bearer <token>`."
         ),
     )
-    app.state.settings, app.state.rules = settings, rules
-    app.state.sessions = session_factory(make_engine(settings.db_url))
-    keyring_for(settings)  # generates the keys on first start, or fails early on bad ones
+    app.state.platform = platform
+    app.state.settings, app.state.rules, app.state.sessions = settings, platform.rules, platform.sessions
+    platform.keys  # noqa: B018 (generates the keys on first start, or fails early on bad ones)
     app.state.status_lists = {}
-    app.state.uploads = AttestationUploads(
-        app.state.sessions, ObjectStore(settings), settings, Announcer(settings)
-    )
-    app.state.issuer = IssuerService(app.state.sessions, rules, settings)
+    app.state.uploads = AttestationUploads(platform.sessions, platform.objects, settings, Announcer(settings))
+    app.state.commands = AdminCommands(platform)  # revocation and re-render, for the issuer
 
     for router in (
         openbadges_router,

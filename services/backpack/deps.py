@@ -9,9 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from ebackpack.adapters.credential_store import CredentialStore
-from ebackpack.config import Settings
-from ebackpack.domain.credentials.urls import PublicUrls
-from ebackpack.domain.rules import RuleBook
+from ebackpack.bootstrap import Platform
 
 from .uploads import AttestationUploads
 from .views import BackpackViews
@@ -26,10 +24,14 @@ def db_session(request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(db_session)]
 
 
+def platform(request: Request) -> Platform:
+    """The composition root the app was built from (ebackpack.bootstrap)."""
+    built: Platform = request.app.state.platform
+    return built
+
+
 def credential_store(request: Request, session: DbSession) -> CredentialStore:
-    settings: Settings = request.app.state.settings
-    rules: RuleBook = request.app.state.rules
-    return CredentialStore.for_settings(session, rules, settings)
+    return platform(request).credential_store(session)
 
 
 Store = Annotated[CredentialStore, Depends(credential_store)]
@@ -37,7 +39,8 @@ Store = Annotated[CredentialStore, Depends(credential_store)]
 
 def backpack_views(request: Request, session: Session) -> BackpackViews:
     """The pages' and the API's read model, on the request's database session."""
-    return BackpackViews(session, request.app.state.rules, PublicUrls(request.app.state.settings.public_url))
+    built = platform(request)
+    return BackpackViews(session, built.rules, built.urls)
 
 
 def attestation_uploads(request: Request) -> AttestationUploads:

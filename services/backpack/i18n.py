@@ -193,6 +193,8 @@ POLISH: dict[str, str] = {
     "Re-render this course's certificates": "Wygeneruj ponownie zaświadczenia tego kursu",
     "Download all certificates (ZIP)": "Pobierz wszystkie zaświadczenia (ZIP)",
     "{code} was revoked.": "{code} unieważniono.",
+    "Revocation of {code} requested; it takes effect within seconds.": "Zlecono unieważnienie {code}; zacznie obowiązywać w ciągu kilku sekund.",
+    "Unavailable for a moment: try again.": "Chwilowo niedostępne: spróbuj ponownie.",
     "{n} certificates will be rendered again.": "{n} zaświadczeń zostanie wygenerowanych ponownie.",
     "A reason is required: it is shown to everyone who checks the credential.": "Powód jest wymagany: widzi go każdy, kto sprawdza poświadczenie.",
     "Awards": "Przyznane",

@@ -16,10 +16,8 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from ebackpack.adapters.credential_exports import FORMATS, ExportError, export
-from ebackpack.adapters.credential_store import CredentialStore
-from ebackpack.domain.credentials.urls import PublicUrls
 
-from .deps import DbSession, attestation_uploads, backpack_views
+from .deps import DbSession, attestation_uploads, backpack_views, credential_store, platform
 from .i18n import LANG_COOKIE, LANGUAGES
 from .session import CsrfChecked, PageLearner, User, local_path, sign_in, sign_out, signed_in
 from .shares import DURATIONS_DAYS, Shares
@@ -154,7 +152,7 @@ def certificate(request: Request, session: DbSession, user: PageLearner, code: s
 def badges(request: Request, session: DbSession, user: PageLearner) -> Response:
     assert user.learner_id is not None
     items = [v for v in backpack_views(request, session).credentials(user.learner_id) if v.has_badge]
-    urls = PublicUrls(request.app.state.settings.public_url)
+    urls = platform(request).urls
     return render(request, "badges.html", items=items, image=lambda v: urls.badge_image(v.award.rule_id))
 
 
@@ -179,7 +177,7 @@ def badge(request: Request, session: DbSession, user: PageLearner, code: str) ->
     assert user.learner_id is not None
     view = _own(request, session, user, code)
     settings, rules = request.app.state.settings, request.app.state.rules
-    urls = PublicUrls(settings.public_url)
+    urls = platform(request).urls
     verify_url = settings.verify_url(view.code)
     return render(
         request,
@@ -203,7 +201,7 @@ def badge_download(request: Request, session: DbSession, user: PageLearner, code
     view = _own(request, session, user, code)
     if fmt not in FORMATS:
         raise HTTPException(404, "no such format")
-    store = CredentialStore.for_settings(session, request.app.state.rules, request.app.state.settings)
+    store = credential_store(request, session)
     try:
         result = export(store, view.award, fmt)
     except ExportError as exc:

@@ -113,6 +113,17 @@ class BackpackViews:
             for course_id, awards, revoked in rows
         ]
 
+    def certificates_to_rerender(self, course_id: int) -> int:
+        """How many certificates a re-render of the course asks for: those of its awards that are not
+        revoked and whose rule gives a certificate (what the issuer re-renders)."""
+        with_certificate = [rule.id for rule in self.rules.rules if rule.certificate]
+        query = select(func.count()).where(
+            AwardRow.course_id == course_id,
+            AwardRow.status != "revoked",
+            AwardRow.rule_id.in_(with_certificate),
+        )
+        return int(self.session.scalar(query) or 0)
+
     def course_name(self, course_id: int) -> str | None:
         course = self.session.get(Course, course_id)
         return course.fullname if course else None

@@ -84,7 +84,12 @@ def _wants_html(request: Request) -> bool:
     ) and "text/html" in request.headers.get("accept", "text/html")
 
 
-ERROR_TITLES = {403: "Not allowed", 404: "Page not found", 429: "Too many requests: try again in a minute."}
+ERROR_TITLES = {
+    403: "Not allowed",
+    404: "Page not found",
+    429: "Too many requests: try again in a minute.",
+    503: "Unavailable for a moment: try again.",
+}
 
 
 def install_error_pages(app: FastAPI) -> None:
