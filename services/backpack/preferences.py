@@ -17,8 +17,8 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from ebackpack.adapters.keystore import code_secret_for
-from services.notifier.domain import CHANNELS, KINDS, read_unsubscribe_token
-from services.notifier.service import PreferenceStore, active_channels
+from ebackpack.adapters.preferences import PreferenceStore, active_channels
+from ebackpack.domain.notifications import CHANNELS, KINDS, read_unsubscribe_token
 
 from .deps import DbSession
 from .session import CsrfChecked, PageLearner

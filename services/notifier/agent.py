@@ -1,7 +1,8 @@
-"""The notifier's entry point: a faust agent on `credentials` in its own consumer group
-(`settings.notify_group`), a timer that sends what is due again (failed sends whose backoff has passed,
-messages waiting for their PDF, attempts a crashed worker left behind), and a timer that scans for
-credentials about to expire (recertification reminders)."""
+"""The notifier's entry point: faust agents on `credentials` and on `certificates.rendered` (the PDFs its
+certificate messages wait for) in its own consumer group (`settings.notify_group`), a timer that sends
+what is due again (failed sends whose backoff has passed, messages waiting for their PDF, attempts a
+crashed worker left behind), and a timer that scans for credentials about to expire (recertification
+reminders)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,11 @@ import faust
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from ebackpack.adapters.persistence.engine import make_engine, session_factory
+from ebackpack.bootstrap import build
 from ebackpack.config import Settings, get_settings
-from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.app import consume, make_app, raw_topic, send_and_wait
 from ebackpack.streaming.policy import RetryPolicy, SourceMessage, with_retries
-from ebackpack.streaming.topics import CREDENTIALS
+from ebackpack.streaming.topics import CREDENTIALS, RENDERED
 
 from .service import Key, NotifierService, Tuning
 
@@ -49,9 +49,7 @@ def create_app(settings: Settings | None = None, tuning: Tuning | None = None) -
     settings = settings or get_settings()
     tuning = tuning or Tuning()
     app = make_app(settings.notify_group, settings)
-    service = NotifierService(
-        session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file), settings, tuning
-    )
+    service = NotifierService.from_platform(build(settings), tuning)
     if not service.channels:
         log.warning(
             "no channel configured (EBACKPACK_SMTP_HOST, EBACKPACK_MOODLE_WS_TOKEN): "
@@ -59,6 +57,7 @@ def create_app(settings: Settings | None = None, tuning: Tuning | None = None) -
         )
     ensure_dead_letter_topic(settings)
     credentials = raw_topic(app, settings.topic(CREDENTIALS))
+    rendered = raw_topic(app, settings.topic(RENDERED))
     dead_letters = raw_topic(app, settings.topic(DEAD_LETTERS))
     policy = RetryPolicy()
 
@@ -93,10 +92,19 @@ def create_app(settings: Settings | None = None, tuning: Tuning | None = None) -
     async def handle(message: SourceMessage) -> None:
         await deliver(await asyncio.to_thread(service.accept, message.body))
 
+    async def handle_rendered(message: SourceMessage) -> None:
+        await deliver(await asyncio.to_thread(service.rendered, message.body))
+
     @app.agent(credentials, name=f"{settings.notify_group}.credentials")
     async def notify(stream: faust.StreamT) -> None:
         group = settings.notify_group
         async for _ in consume(stream, handle, dlq=dead_letters, consumer=group, policy=policy):
+            pass
+
+    @app.agent(rendered, name=f"{settings.notify_group}.rendered")
+    async def pdfs(stream: faust.StreamT) -> None:
+        group = settings.notify_group
+        async for _ in consume(stream, handle_rendered, dlq=dead_letters, consumer=group, policy=policy):
             pass
 
     async def guarded(what: str, step: Callable[[], list[Key]]) -> None:

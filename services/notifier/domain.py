@@ -10,8 +10,6 @@ and the HTML fragment of a Moodle message.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
 import re
@@ -22,20 +20,20 @@ from email.errors import MessageError
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Literal
 
-from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel
 
+from ebackpack.domain.notifications import CHANNELS as CHANNELS
+from ebackpack.domain.notifications import KINDS as KINDS
+from ebackpack.domain.notifications import Channel as Channel
+from ebackpack.domain.notifications import Kind
+from ebackpack.domain.notifications import read_unsubscribe_token as read_unsubscribe_token
+from ebackpack.domain.notifications import unsubscribe_token as unsubscribe_token
 from ebackpack.plurals import DAYS, quantity
 from ebackpack.streaming.errors import InvalidMessage, parse_message
 from schemas import CredentialIssuedMessage, CredentialRevokedMessage, deterministic_id
 
-Kind = Literal["issued", "revoked", "expiry"]
-Channel = Literal["email", "moodle"]
-KINDS: tuple[Kind, ...] = ("issued", "revoked", "expiry")
-CHANNELS: tuple[Channel, ...] = ("email", "moodle")
 LANGUAGES = ("pl", "en")
 DEFAULT_LANGUAGE = "pl"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -162,35 +160,6 @@ def one_line(text: str) -> str:
     """Header text (a name, a subject) from data that may hold line breaks: each run of control
     characters becomes one space, so nothing can start a header of its own."""
     return _CONTROLS.sub(" ", text).strip()
-
-
-# ----------------------------------------------------------------------------------- unsubscribe links
-
-UNSUBSCRIBE_SALT = "ebackpack.unsubscribe"
-
-
-def _unsubscribe_serializer(code_secret: bytes) -> URLSafeSerializer:
-    # A key of its own (like the API tokens and the session cookie): a leaked link reveals nothing else.
-    key = hmac.new(code_secret, b"notification unsubscribe links", hashlib.sha256).hexdigest()
-    return URLSafeSerializer(key, salt=UNSUBSCRIBE_SALT)
-
-
-def unsubscribe_token(code_secret: bytes, learner_id: int, kind: str) -> str:
-    """Names a learner and a kind of message: whoever holds it may turn those e-mails off (only off).
-    It does not expire: an unsubscribe link must work for as long as the e-mail is kept."""
-    return _unsubscribe_serializer(code_secret).dumps({"l": learner_id, "k": kind})
-
-
-def read_unsubscribe_token(code_secret: bytes, token: str) -> tuple[int, Kind]:
-    """(learner id, kind) of a token; ValueError when it is not one of ours."""
-    try:
-        claims = _unsubscribe_serializer(code_secret).loads(token)
-    except BadSignature:
-        raise ValueError("not a valid unsubscribe link") from None
-    learner, kind = (claims.get("l"), claims.get("k")) if isinstance(claims, dict) else (None, None)
-    if not isinstance(learner, int) or kind not in KINDS:
-        raise ValueError("not a valid unsubscribe link")
-    return learner, kind
 
 
 # ------------------------------------------------------------------------------------------ languages

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack.adapters.persistence.tables import CertificateRow
+from ebackpack.adapters.preferences import PreferenceStore
 from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
 from ebackpack.dev.sample_data import default_dataset
@@ -24,10 +24,10 @@ from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.topics import CREDENTIALS
 from services.gateway.profiles import store_profiles
 from services.issuer.service import IssuerService
-from services.notifier.service import NotifierService, PreferenceStore
+from services.notifier.service import NotifierService
 from tests.builders import completion
 from tests.conftest import WebServer, isolated, reserve_port
-from tests.integration.test_notifier import Inbox, SmtpServer
+from tests.integration.test_notifier import Inbox, SmtpServer, rendered_event
 
 pytestmark = pytest.mark.e2e
 
@@ -49,19 +49,8 @@ class Mailing:
         """An award, its PDF recorded as stored, its notifications delivered: the outcomes."""
         rows = self.issuer.handle(completion(JAN, course, datetime(2026, 1, 12, tzinfo=UTC)))
         events = [r for r in rows if r.topic == self.settings.topic(CREDENTIALS)]
-        with self.sessions.begin() as s:  # what the renderer records once the PDF is stored
-            for row in events:
-                s.add(
-                    CertificateRow(
-                        credential_id=row.credential_id,
-                        bucket="b",
-                        sha256="0" * 64,
-                        size=1,
-                        object_key=f"certificates/{row.credential_id}/x.pdf",
-                        template="default",
-                        rendered_at=datetime.now(UTC),
-                    )
-                )
+        for row in events:  # the renderer's announcement once the PDF is stored
+            self.notifier.rendered(rendered_event(row.credential_id))
         keys = [key for row in events for key in self.notifier.accept(row.payload.encode())]
         return [self.notifier.deliver(key).state for key in keys]
 

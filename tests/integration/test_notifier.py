@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, NotificationRow, OutboxRow
+from ebackpack.adapters.persistence.tables import AwardRow, NotificationRow, OutboxRow
 from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
 from ebackpack.dev.sample_data import default_dataset
@@ -44,8 +44,8 @@ from ebackpack.dev.stack import free_port
 from ebackpack.dev.workers import Worker
 from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
-from ebackpack.streaming.topics import CREDENTIALS
-from schemas import DeadLetterMessage
+from ebackpack.streaming.topics import CREDENTIALS, RENDERED
+from schemas import CertificateRendered, CertificateRenderedMessage, DeadLetterMessage
 from schemas.moodle import LearnerProfile, Profiles
 from services.gateway.profiles import store_profiles
 from services.issuer.service import IssuerService
@@ -185,6 +185,24 @@ class MoodleStub:
 # ------------------------------------------------------------------------------------------- pipeline
 
 
+def rendered_event(credential_id: str) -> bytes:
+    """The renderer's `certificates.rendered` event for a stored PDF of this credential."""
+    return CertificateRenderedMessage.build(
+        id=f"rendered-{credential_id}",
+        source="ebackpack/renderer",
+        subject=credential_id,
+        data=CertificateRendered(
+            credential_id=credential_id,
+            bucket="b",
+            object_key=f"certificates/{credential_id}/x.pdf",
+            sha256="0" * 64,
+            size=1,
+            template="default",
+            rendered_at=datetime.now(UTC),
+        ),
+    ).to_bytes()
+
+
 @dataclass
 class Pipeline:
     settings: Settings
@@ -211,20 +229,10 @@ class Pipeline:
         return events
 
     def render(self, credential_ids: list[str]) -> None:
-        """What the renderer records when a certificate's PDF is stored (the notifier waits for it)."""
-        with self.sessions.begin() as s:
-            for cid in credential_ids:
-                s.add(
-                    CertificateRow(
-                        credential_id=cid,
-                        bucket="b",
-                        object_key=f"certificates/{cid}/x.pdf",
-                        sha256="0" * 64,
-                        size=1,
-                        template="default",
-                        rendered_at=datetime.now(UTC),
-                    )
-                )
+        """What the renderer announces once a certificate's PDF is stored (the notifier waits for it)."""
+        for cid in credential_ids:
+            self.producer.send(self.settings.topic(RENDERED), key=cid.encode(), value=rendered_event(cid))
+        self.producer.flush()
 
     def revocation(self, learner: int, course: int, reason: str) -> OutboxRow:
         award = self.issuer.revoke(self.codes[(learner, course)], reason)
