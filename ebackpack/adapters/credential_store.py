@@ -45,6 +45,38 @@ def status_of(award: AwardRow, now: datetime) -> Status:
     return "valid"
 
 
+def credential_facts(
+    award: AwardRow, learner: Learner, rules: RuleBook, site: str, secret: bytes, urls: PublicUrls
+) -> CredentialFacts | None:
+    """What a credential of this award says (no database needed: the issuer signs new awards with it
+    before they are saved). None for awards saved before credentials were signed (no salt, no status
+    entry) or whose rule is gone."""
+    rule = next((r for r in rules.rules if r.id == award.rule_id), None)
+    if (
+        rule is None
+        or award.recipient_salt is None
+        or award.recipient_hash is None
+        or award.status_list is None
+        or award.status_index is None
+    ):
+        return None
+    return CredentialFacts(
+        credential_id=award.credential_id,
+        verification_code=award.verification_code,
+        rule=rule,
+        issuer=rules.issuer,
+        learner_subject_id=learner_subject_id(site, award.learner_id, secret),
+        learner_name=f"{learner.firstname} {learner.lastname}",
+        recipient_salt=award.recipient_salt,
+        recipient_hash=award.recipient_hash,
+        issued_on=as_utc(award.issued_on),
+        valid_until=as_utc(award.valid_until) if award.valid_until else None,
+        status_list=award.status_list,
+        status_index=award.status_index,
+        urls=urls,
+    )
+
+
 class CredentialStore:
     def __init__(
         self,
@@ -99,32 +131,10 @@ class CredentialStore:
 
     def facts(self, award: AwardRow, learner: Learner | None = None) -> CredentialFacts | None:
         """None for awards saved before credentials were signed (no salt, no status entry)."""
-        rule = next((r for r in self.rules.rules if r.id == award.rule_id), None)
         learner = learner or self.learner(award.learner_id)
-        if (
-            rule is None
-            or learner is None
-            or award.recipient_salt is None
-            or award.recipient_hash is None
-            or award.status_list is None
-            or award.status_index is None
-        ):
+        if learner is None:
             return None
-        return CredentialFacts(
-            credential_id=award.credential_id,
-            verification_code=award.verification_code,
-            rule=rule,
-            issuer=self.rules.issuer,
-            learner_subject_id=learner_subject_id(self.site, award.learner_id, self.secret),
-            learner_name=f"{learner.firstname} {learner.lastname}",
-            recipient_salt=award.recipient_salt,
-            recipient_hash=award.recipient_hash,
-            issued_on=as_utc(award.issued_on),
-            valid_until=as_utc(award.valid_until) if award.valid_until else None,
-            status_list=award.status_list,
-            status_index=award.status_index,
-            urls=self.urls,
-        )
+        return credential_facts(award, learner, self.rules, self.site, self.secret, self.urls)
 
     def revoked_indexes(self, status_list: int) -> list[int]:
         query = select(AwardRow.status_index).where(
