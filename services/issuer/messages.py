@@ -1,0 +1,159 @@
+"""What the issuer announces: credential issued, revoked and expired events, certificate render requests,
+and the outbox rows that carry them to their topics (the agent's relay sends them).
+
+Event ids are derived from the credential (and for a re-render from its run), so an event saved twice is
+one event to every consumer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from ebackpack.adapters.persistence.tables import AwardRow, Course, Learner, OutboxRow
+from ebackpack.config import Settings
+from ebackpack.domain.credentials.urls import PublicUrls
+from ebackpack.domain.rules import IssuerProfile
+from schemas import (
+    Achievement,
+    CertificateRenderRequest,
+    CertificateRenderRequestMessage,
+    CredentialExpired,
+    CredentialExpiredMessage,
+    CredentialIssued,
+    CredentialIssuedMessage,
+    CredentialRevoked,
+    CredentialRevokedMessage,
+    deterministic_id,
+)
+
+from .domain import Award
+
+SOURCE = "ebackpack/issuer"
+Announcement = (
+    CredentialIssuedMessage
+    | CertificateRenderRequestMessage
+    | CredentialRevokedMessage
+    | CredentialExpiredMessage
+)
+
+
+def credential_issued(
+    award: Award, valid_until: datetime | None, formats: list[str], settings: Settings, urls: PublicUrls
+) -> CredentialIssuedMessage:
+    rule = award.rule
+    return CredentialIssuedMessage.build(
+        id=deterministic_id("credential.issued", award.credential_id),
+        source=SOURCE,
+        subject=award.credential_id,
+        time=award.issued_on,
+        data=CredentialIssued(
+            credential_id=award.credential_id,
+            learner_id=award.learner_id,
+            course_id=award.course_id,
+            achievement=Achievement(
+                id=rule.id,
+                name=rule.name,
+                description=rule.description,
+                criteria=rule.criteria,
+                badge_image=rule.badge_image,
+            ),
+            issued_on=award.issued_on,
+            verification_code=award.verification_code,
+            verify_url=settings.verify_url(award.verification_code),
+            badge=rule.badge,
+            certificate=rule.certificate,
+            valid_until=valid_until,
+            assertion_url=urls.ob2_assertion(award.verification_code) if rule.badge else None,
+            formats=formats,
+        ),
+    )
+
+
+def render_request(
+    award: Award,
+    learner: Learner,
+    course: Course,
+    credential_json: str | None,
+    awarding_body: IssuerProfile,
+    settings: Settings,
+    rerun: str | None = None,
+) -> CertificateRenderRequestMessage:
+    """What the renderer needs to make the certificate's PDF; `rerun` names a re-render (after a template
+    change), which is a new request even for the same template."""
+    lang = learner.lang if learner.lang in ("pl", "en") else award.rule.language
+    micro = award.rule.microcredential
+    return CertificateRenderRequestMessage.build(
+        id=deterministic_id(
+            "certificate.render_requested",
+            award.credential_id,
+            award.rule.certificate_template,
+            *([rerun] if rerun else []),
+        ),
+        source=SOURCE,
+        subject=award.credential_id,
+        time=award.issued_on,
+        data=CertificateRenderRequest(
+            credential_id=award.credential_id,
+            verification_code=award.verification_code,
+            verify_url=settings.verify_url(award.verification_code),
+            learner_name=f"{learner.firstname} {learner.lastname}",
+            course_name=course.fullname,
+            achievement_name=award.rule.name,
+            achievement_description=award.rule.description,
+            issued_on=award.issued_on,
+            awarding_body=awarding_body.name,
+            template=award.rule.certificate_template,
+            language=lang,
+            credential_json=credential_json,
+            learning_outcomes=micro.learning_outcomes,
+            ects=micro.ects,
+            hours=micro.hours,
+            eqf_level=micro.eqf_level,
+            rerender=rerun is not None,
+        ),
+    )
+
+
+def credential_revoked(award: AwardRow, now: datetime) -> CredentialRevokedMessage:
+    return CredentialRevokedMessage.build(
+        id=deterministic_id("credential.revoked", award.credential_id),
+        source=SOURCE,
+        subject=award.credential_id,
+        time=now,
+        data=CredentialRevoked(
+            credential_id=award.credential_id,
+            learner_id=award.learner_id,
+            verification_code=award.verification_code,
+            reason=award.revocation_reason or "",
+            revoked_at=now,
+        ),
+    )
+
+
+def credential_expired(award: AwardRow, valid_until: datetime, now: datetime) -> CredentialExpiredMessage:
+    return CredentialExpiredMessage.build(
+        id=deterministic_id("credential.expired", award.credential_id),
+        source=SOURCE,
+        subject=award.credential_id,
+        time=now,
+        data=CredentialExpired(
+            credential_id=award.credential_id,
+            learner_id=award.learner_id,
+            verification_code=award.verification_code,
+            valid_until=valid_until,
+        ),
+    )
+
+
+def outbox_row(
+    settings: Settings, topic: str, key: str, message: Announcement, credential_id: str
+) -> OutboxRow:
+    """The event saved for the relay: `topic` is the topic's name before the installation's prefix."""
+    return OutboxRow(
+        event_id=message.id,
+        credential_id=credential_id,
+        topic=settings.topic(topic),
+        key=key,
+        payload=message.model_dump_json(),
+        created_at=datetime.now(UTC),
+    )
