@@ -1,8 +1,8 @@
-"""The error classes every consumer understands. The dead-letter policy decides on them alone."""
+"""The error classes every consumer understands, and which library errors mean "a dependency is down".
+The dead-letter policy decides on them alone. The two message verdicts themselves are pure
+(ebackpack/domain/errors.py) so that domain code can raise them."""
 
 from __future__ import annotations
-
-from typing import TypeVar
 
 import aiokafka.errors
 import botocore.exceptions
@@ -10,16 +10,11 @@ import kafka.errors
 import psycopg
 import sqlalchemy.exc
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from ebackpack.domain.errors import InvalidMessage, TransientError, parse_message
 
-class InvalidMessage(Exception):
-    """Poison: the bytes can never be processed. Goes to the dead-letter topic at once."""
-
-
-class TransientError(Exception):
-    """Works on a later attempt once a dependency answers again (the consumer pauses meanwhile).
-    Not for data that has not arrived yet: such a message is parked (the issuer's parking)."""
+__all__ = ["InvalidMessage", "TransientError", "describe", "is_transient", "parse_message"]
 
 
 # A dependency is down or did not answer: the same message will work once it is back.
@@ -43,19 +38,6 @@ NEVER_WORKS: tuple[type[BaseException], ...] = (
     kafka.errors.MessageSizeTooLargeError,
     kafka.errors.InvalidTopicError,
 )
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def parse_message(model: type[M], raw: bytes | None) -> M:
-    """Bytes -> event model; anything that does not fit is poison for the dead-letter topic."""
-    if raw is None:
-        raise InvalidMessage(f"a tombstone (no value) where a {model.__name__} was expected")
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        raise InvalidMessage(f"invalid {model.__name__}") from exc
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel
 
+from ebackpack.domain.errors import InvalidMessage, parse_message
 from ebackpack.domain.notifications import CHANNELS as CHANNELS
 from ebackpack.domain.notifications import KINDS as KINDS
 from ebackpack.domain.notifications import Channel as Channel
@@ -31,7 +32,6 @@ from ebackpack.domain.notifications import Kind
 from ebackpack.domain.notifications import read_unsubscribe_token as read_unsubscribe_token
 from ebackpack.domain.notifications import unsubscribe_token as unsubscribe_token
 from ebackpack.plurals import DAYS, quantity
-from ebackpack.streaming.errors import InvalidMessage, parse_message
 from schemas import CredentialIssuedMessage, CredentialRevokedMessage, deterministic_id
 
 LANGUAGES = ("pl", "en")
