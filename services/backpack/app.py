@@ -22,7 +22,8 @@ from .attestations import router as attestations_router
 from .bodies import BodyGuard
 from .commands import AdminCommands
 from .deps import DbSession
-from .federated import router as federated_router
+from .lti import router as lti_router
+from .oidc import router as oidc_router
 from .openbadges import router as openbadges_router
 from .pages import router as pages_router
 from .preferences import router as preferences_router
@@ -70,7 +71,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         pages_router,
         preferences_router,
         admin_router,
-        federated_router,
+        oidc_router,
+        lti_router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -33,7 +33,7 @@ from starlette.routing import NoMatchFound
 from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.adapters.persistence.tables import Learner
 from ebackpack.config import Settings
-from services.backpack import federated
+from services.backpack import lti, oidc
 from services.backpack.app import create_app
 from services.backpack.session import SESSION_COOKIE, session_secret, signed_in
 from tests.conftest import reserve_port
@@ -43,8 +43,8 @@ pytestmark = pytest.mark.integration
 OIDC_CLIENT, OIDC_SECRET = "backpack", "oidc-client-secret"
 LTI_CLIENT, DEPLOYMENT = "lti-backpack-tool", "1"
 ADMIN_EMAIL = "boss@example.org"
-LTI = federated.LTI
-ADMINISTRATOR = federated.LTI_ADMINISTRATOR
+LTI = lti.LTI
+ADMINISTRATOR = lti.LTI_ADMINISTRATOR
 LEARNER_ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
 
 
@@ -289,7 +289,8 @@ def backpack_app(settings: Settings) -> FastAPI:
         app = FastAPI()
         app.state.settings = settings
         app.state.sessions = session_factory(make_engine(settings.db_url))
-        app.include_router(federated.router)
+        app.include_router(oidc.router)
+        app.include_router(lti.router)
         app.add_middleware(
             SessionMiddleware,
             secret_key=session_secret(settings),
@@ -789,10 +790,10 @@ def test_lti_login_request_is_checked(
 
 def test_lti_browser_cookie_is_cross_site_on_https(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, public_url="https://backpack.example.org")
-    header = federated._browser_cookie_header(settings, "t" * 43)
+    header = lti._browser_cookie_header(settings, "t" * 43)
     assert header.startswith("__Host-ebackpack_lti=")
     assert all(flag in header for flag in ("Secure", "SameSite=None", "Partitioned", "HttpOnly", "Path=/"))
-    assert "SameSite=Lax" in federated._browser_cookie_header(
+    assert "SameSite=Lax" in lti._browser_cookie_header(
         settings.model_copy(update={"public_url": "http://127.0.0.1:8000"}), "t" * 43
     )
 

@@ -1,10 +1,5 @@
-"""Login through the platform: OpenID Connect (authorization code + PKCE) and LTI 1.3 launches.
-
-Both end in `sign_in()`. A person gets a backpack when they are a known learner (OpenID Connect: by
-the verified e-mail address; LTI: by the Moodle user id in `sub`, else the e-mail address), and the
-admin role when their e-mail address is in `EBACKPACK_ADMIN_EMAILS` (LTI: also when Moodle says they
-administer the site). Refusals are HTTPExceptions with a plain-words reason: the app's error page
-shows it to browsers, API clients get it as `detail`.
+"""LTI 1.3 launches from Moodle: the OIDC third-party-initiated login, then the signed launch (see
+platform_login.py for who the person becomes).
 
 As an LTI tool the pages are shown inside Moodle, in an iframe: the Content-Security-Policy
 `frame-ancestors` of the app must allow the Moodle origin (web.py derives it from `moodle_url`). Mind
@@ -12,6 +7,19 @@ the cookies there too: in a cross-site iframe browsers do not send SameSite=Lax 
 session only works in the frame when Moodle and the backpack are the same site (one registrable
 domain, e.g. moodle.uni.example / backpack.uni.example); otherwise set the tool to open in a new
 window (then the launch is a top-level navigation and the Lax session cookie is set and sent).
+
+State and nonce across the cross-site launch. Moodle POSTs the launch from its own site, so the
+SameSite=Lax session cookie is not sent with it. The login step therefore
+ - signs the nonce into `state` (itsdangerous, key derived from the installation's secret, 10 minutes):
+   nothing to store, any web process can check it, and nobody can make up a state of their own;
+ - binds that state to the browser: `state` carries a hash of a random token that goes into a cookie
+   of its own (HttpOnly; on https `__Host-` prefixed, Secure, SameSite=None so the cross-site POST
+   carries it, Partitioned so browsers that block third-party cookies keep it in the Moodle frame).
+   Without the binding, someone could post their own valid launch into a victim's browser (login CSRF).
+   Over plain http (development) the cookie is SameSite=Lax: browsers refuse SameSite=None without
+   Secure; Moodle and the tool on one host (localhost, different ports) are the same site anyway.
+The launch must come back with the id_token whose nonce is the one in the state, and each nonce is
+accepted once: the ledger keeps used nonces as long as their state could still be presented.
 """
 
 from __future__ import annotations
@@ -22,14 +30,12 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-from authlib.integrations.base_client import MismatchingStateError, OAuthError
-from authlib.integrations.starlette_client import OAuth
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -42,23 +48,26 @@ from joserfc.errors import (
     UnsupportedAlgorithmError,
 )
 from joserfc.jwk import KeySet
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from ebackpack.adapters.keystore import code_secret_for
-from ebackpack.adapters.persistence.tables import Learner
 from ebackpack.config import Settings
 
-from .session import Role, User, local_path, sign_in
+from .platform_login import (
+    HTTP_TIMEOUT,
+    LEEWAY,
+    Match,
+    app_shared,
+    find_learner,
+    learner_by_email,
+    learner_by_id,
+    person,
+    settings_of,
+    shown,
+)
+from .session import User, local_path, sign_in
 
 router = APIRouter(include_in_schema=False)
-
-HTTP_TIMEOUT = 10.0  # seconds for any call to the identity provider or the platform
-LEEWAY = 60  # seconds of clock skew tolerated on exp / iat
-
-OIDC_CLIENT = "platform"
-OIDC_NEXT = "oidc_next"  # session key: where to go after the provider sends the person back
 
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
 LTI_ADMINISTRATOR = "http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator"
@@ -68,216 +77,6 @@ KEYS_SECONDS = 300  # how long the platform's JWKS is trusted before it is fetch
 KEYS_REFETCH_SECONDS = 30  # an unknown `kid` refetches at most this often (no fetch storms)
 STATE_SALT = "ebackpack.lti-login-state"
 BROWSER_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
-
-T = TypeVar("T")
-
-
-# --------------------------------------------------------------------------------------------- shared
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _shared(request: Request, name: str, make: Callable[[], T]) -> T:
-    """One object per app (OAuth client, key cache, nonce ledger), made on first use."""
-    value: T | None = getattr(request.app.state, name, None)
-    if value is None:
-        value = make()
-        setattr(request.app.state, name, value)
-    return value
-
-
-def _show(value: object) -> str:
-    """A value from a request, shortened for an error message."""
-    text = str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-@dataclass(frozen=True)
-class Match:
-    learner_id: int
-    name: str
-
-
-def _match(learner: Learner) -> Match:
-    return Match(learner.id, f"{learner.firstname} {learner.lastname}".strip() or learner.email)
-
-
-def learner_by_email(session: Session, email: str) -> Match | None:
-    found = session.scalars(
-        select(Learner).where(func.lower(Learner.email) == email.lower()).order_by(Learner.id).limit(2)
-    ).all()
-    if len(found) > 1:  # Moodle may allow shared addresses: never guess whose backpack it is
-        raise HTTPException(
-            403,
-            f"Several learners share the e-mail address {_show(email)}, so the "
-            "backpack cannot be chosen by it. Ask an administrator.",
-        )
-    return _match(found[0]) if found else None
-
-
-def learner_by_id(session: Session, learner_id: int) -> Match | None:
-    learner = session.get(Learner, learner_id)
-    return _match(learner) if learner else None
-
-
-async def _lookup(request: Request, find: Callable[[Session], Match | None]) -> Match | None:
-    """A database lookup in a worker thread, with a session of its own (the routes are async)."""
-    sessions: sessionmaker[Session] = request.app.state.sessions
-
-    def run() -> Match | None:
-        with sessions() as session:
-            return find(session)
-
-    return await run_in_threadpool(run)
-
-
-def person(match: Match | None, *, admin: bool, name: str, via: str, unknown: str) -> User:
-    """The signed-in user, or 403 when the person is neither a learner here nor an admin."""
-    if match is None and not admin:
-        raise HTTPException(403, f"This account has no backpack here: {unknown}")
-    role: Role = "admin" if admin else "learner"
-    return User(
-        learner_id=match.learner_id if match else None, role=role, name=match.name if match else name, via=via
-    )
-
-
-# ------------------------------------------------------------------------------------ OpenID Connect
-
-
-def _oidc_client(request: Request) -> Any:
-    settings = _settings(request)
-    if not settings.oidc_issuer:
-        raise HTTPException(404, "OpenID Connect login is not set up here")
-    if not settings.oidc_client_id or settings.oidc_client_secret is None:
-        raise HTTPException(
-            503,
-            "OpenID Connect login is not fully configured: set "
-            "EBACKPACK_OIDC_CLIENT_ID and EBACKPACK_OIDC_CLIENT_SECRET",
-        )
-    return _shared(request, "oidc_client", lambda: _register_oidc(settings))
-
-
-def _register_oidc(settings: Settings) -> Any:
-    # authlib caches the discovery document and the provider's JWKS in this client (a new `kid`
-    # refetches the JWKS), so it lives as long as the app.
-    assert settings.oidc_issuer and settings.oidc_client_secret is not None
-    return OAuth().register(
-        OIDC_CLIENT,
-        client_id=settings.oidc_client_id,
-        client_secret=settings.oidc_client_secret.get_secret_value(),
-        server_metadata_url=f"{settings.oidc_issuer.rstrip('/')}/.well-known/openid-configuration",
-        client_kwargs={
-            "scope": "openid email profile",
-            "code_challenge_method": "S256",
-            "timeout": HTTP_TIMEOUT,
-        },
-    )
-
-
-def _oidc_claims_options(settings: Settings) -> dict[str, Any]:
-    # authlib checks the signature, exp, nonce and azp itself, but `aud` only when asked to.
-    assert settings.oidc_issuer
-    issuers = sorted({settings.oidc_issuer, settings.oidc_issuer.rstrip("/")})
-    return {
-        "iss": {"essential": True, "values": issuers},
-        "aud": {"essential": True, "value": settings.oidc_client_id},
-    }
-
-
-@router.get("/login/oidc")
-async def oidc_login(request: Request, next: str = "/") -> Response:
-    """Off to the identity provider; authlib keeps state, nonce and PKCE verifier in the session."""
-    client = _oidc_client(request)
-    settings = _settings(request)
-    request.session[OIDC_NEXT] = local_path(next)
-    try:
-        redirect: Response = await client.authorize_redirect(
-            request, f"{settings.public_url.rstrip('/')}/auth/oidc/callback"
-        )
-    except (httpx.HTTPError, ValueError) as exc:
-        raise HTTPException(502, f"The identity provider could not be reached: {_show(exc)}") from None
-    return redirect
-
-
-@router.get("/auth/oidc/callback")
-async def oidc_callback(request: Request) -> Response:
-    client = _oidc_client(request)
-    settings = _settings(request)
-    claims = await _oidc_id_token(request, client, settings)
-    email = _verified_email(claims)
-    match = await _lookup(request, lambda session: learner_by_email(session, email))
-    user = person(
-        match,
-        admin=email in settings.admins,
-        name=str(claims.get("name") or email),
-        via="OpenID Connect",
-        unknown=f"no learner has the e-mail address {_show(email)}.",
-    )
-    next_path = local_path(request.session.get(OIDC_NEXT))
-    sign_in(request, user)
-    return RedirectResponse(next_path, status_code=303)
-
-
-async def _oidc_id_token(request: Request, client: Any, settings: Settings) -> Mapping[str, Any]:
-    """Code -> tokens (with the PKCE verifier), then the ID token's verified claims."""
-    try:
-        token = await client.authorize_access_token(
-            request, claims_options=_oidc_claims_options(settings), leeway=LEEWAY
-        )
-    except MismatchingStateError:
-        raise HTTPException(
-            400,
-            "This login was not started in this browser, or it took too long. "
-            "Start again from the login page.",
-        ) from None
-    except OAuthError as exc:
-        raise HTTPException(401, f"The identity provider refused the login: {_show(exc)}") from None
-    except JoseError as exc:
-        raise HTTPException(
-            401,
-            "The ID token from the identity provider failed verification "
-            f"({exc.error}: {_show(exc.description)}).",
-        ) from None
-    except (httpx.HTTPError, ValueError) as exc:
-        raise HTTPException(502, f"The identity provider could not be reached: {_show(exc)}") from None
-    claims: Mapping[str, Any] | None = token.get("userinfo")  # authlib's verified ID token claims
-    if not claims:
-        raise HTTPException(401, "The identity provider answered without an ID token.")
-    return claims
-
-
-def _verified_email(claims: Mapping[str, Any]) -> str:
-    email = claims.get("email")
-    if not isinstance(email, str) or "@" not in email:
-        raise HTTPException(
-            403, "The identity provider did not share your e-mail address, so your backpack cannot be found."
-        )
-    if claims.get("email_verified") in (False, "false"):
-        raise HTTPException(
-            403,
-            "Your e-mail address is not verified at the identity provider, so it "
-            "cannot be used to find your backpack.",
-        )
-    return email.strip().lower()
-
-
-# --------------------------------------------------------------------------------------------- LTI 1.3
-#
-# State and nonce across the cross-site launch. Moodle POSTs the launch from its own site, so the
-# SameSite=Lax session cookie is not sent with it. The login step therefore
-#  - signs the nonce into `state` (itsdangerous, key derived from the installation's secret, 10 minutes):
-#    nothing to store, any web process can check it, and nobody can make up a state of their own;
-#  - binds that state to the browser: `state` carries a hash of a random token that goes into a cookie
-#    of its own (HttpOnly; on https `__Host-` prefixed, Secure, SameSite=None so the cross-site POST
-#    carries it, Partitioned so browsers that block third-party cookies keep it in the Moodle frame).
-#    Without the binding, someone could post their own valid launch into a victim's browser (login CSRF).
-#    Over plain http (development) the cookie is SameSite=Lax: browsers refuse SameSite=None without
-#    Secure; Moodle and the tool on one host (localhost, different ports) are the same site anyway.
-# The launch must come back with the id_token whose nonce is the one in the state, and each nonce is
-# accepted once: the ledger keeps used nonces as long as their state could still be presented.
 
 
 @dataclass(frozen=True)
@@ -290,7 +89,7 @@ class LtiConfig:
 
 
 def _lti_config(request: Request) -> LtiConfig:
-    settings = _settings(request)
+    settings = settings_of(request)
     if not settings.lti_issuer:
         raise HTTPException(404, "LTI launches are not set up here")
     if not (settings.lti_client_id and settings.lti_auth_url and settings.lti_jwks_url):
@@ -341,7 +140,7 @@ def _check_login(params: Mapping[str, str], config: LtiConfig) -> None:
         raise HTTPException(400, "The login request does not name the platform (iss).")
     if iss != config.issuer:
         raise HTTPException(
-            400, f"Unknown platform {_show(iss)}: this tool only takes launches from {config.issuer}."
+            400, f"Unknown platform {shown(iss)}: this tool only takes launches from {config.issuer}."
         )
     for name in ("login_hint", "target_link_uri"):
         if not params.get(name):
@@ -349,13 +148,13 @@ def _check_login(params: Mapping[str, str], config: LtiConfig) -> None:
     client_id = params.get("client_id")
     if client_id and client_id != config.client_id:
         raise HTTPException(
-            400, f"The login request is for client id {_show(client_id)}, not for this tool's."
+            400, f"The login request is for client id {shown(client_id)}, not for this tool's."
         )
     deployment = params.get("lti_deployment_id")
     if deployment and deployment not in config.deployments:
         raise HTTPException(
             400,
-            f"Deployment {_show(deployment)} is not accepted by this tool (EBACKPACK_LTI_DEPLOYMENT_IDS).",
+            f"Deployment {shown(deployment)} is not accepted by this tool (EBACKPACK_LTI_DEPLOYMENT_IDS).",
         )
 
 
@@ -363,7 +162,7 @@ def _check_login(params: Mapping[str, str], config: LtiConfig) -> None:
 async def lti_login(request: Request) -> Response:
     """Third-party-initiated login: back to the platform's authorization endpoint with state and nonce."""
     config = _lti_config(request)
-    settings = _settings(request)
+    settings = settings_of(request)
     params = await _parameters(request)
     _check_login(params, config)
     # Reuse the browser's token, so that two launches started side by side both still work.
@@ -394,12 +193,12 @@ async def lti_login(request: Request) -> Response:
 async def lti_launch(request: Request) -> Response:
     """The platform's form post: a signed id_token and our state back. Success -> signed in, 303."""
     config = _lti_config(request)
-    settings = _settings(request)
+    settings = settings_of(request)
     id_token, state = await _launch_form(request)
     nonce = _check_state(request, settings, state)
     claims = await _verified_launch_token(request, config, id_token)
     _check_token_claims(claims, config, nonce, time.time())
-    if not _shared(request, "lti_nonces", lambda: NonceLedger(STATE_SECONDS + LEEWAY)).first_use(nonce):
+    if not app_shared(request, "lti_nonces", lambda: NonceLedger(STATE_SECONDS + LEEWAY)).first_use(nonce):
         raise HTTPException(401, "This launch was already used (replayed nonce). Launch again from Moodle.")
     _check_lti_claims(claims, config)
     user = await _lti_user(request, claims, settings)
@@ -414,8 +213,8 @@ async def _launch_form(request: Request) -> tuple[str, str]:
         description = form.get("error_description")
         raise HTTPException(
             401,
-            f"The platform refused the launch: {_show(error)}"
-            + (f" ({_show(description)})" if isinstance(description, str) else ""),
+            f"The platform refused the launch: {shown(error)}"
+            + (f" ({shown(description)})" if isinstance(description, str) else ""),
         )
     id_token, state = form.get("id_token"), form.get("state")
     if not isinstance(id_token, str) or not id_token or not isinstance(state, str) or not state:
@@ -469,13 +268,13 @@ class PlatformKeys:
                 return KeySet.import_key_set(answer.json())
         except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError) as exc:
             raise HTTPException(
-                502, f"The platform's public keys could not be fetched from {self.url}: {_show(exc)}"
+                502, f"The platform's public keys could not be fetched from {self.url}: {shown(exc)}"
             ) from None
 
 
 async def _verified_launch_token(request: Request, config: LtiConfig, id_token: str) -> dict[str, Any]:
     """The token's claims once its RS256 signature checks against the platform's JWKS."""
-    by_url: dict[str, PlatformKeys] = _shared(request, "lti_keys", dict)
+    by_url: dict[str, PlatformKeys] = app_shared(request, "lti_keys", dict)
     keys = by_url.setdefault(config.jwks_url, PlatformKeys(config.jwks_url))
     try:
         try:
@@ -505,7 +304,7 @@ def _check_token_claims(claims: Mapping[str, Any], config: LtiConfig, nonce: str
     if claims.get("iss") != config.issuer:
         raise HTTPException(
             401,
-            f"The launch token was issued by {_show(claims.get('iss'))}, not by the "
+            f"The launch token was issued by {shown(claims.get('iss'))}, not by the "
             f"configured platform {config.issuer}.",
         )
     _check_audience(claims, config.client_id)
@@ -531,30 +330,30 @@ def _check_audience(claims: Mapping[str, Any], client_id: str) -> None:
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if client_id not in audiences:
         raise HTTPException(
-            401, f"The launch token is meant for {_show(aud)}, not for this tool (client id {client_id})."
+            401, f"The launch token is meant for {shown(aud)}, not for this tool (client id {client_id})."
         )
     if len(audiences) > 1 and azp is None:
         raise HTTPException(401, "The launch token names several audiences but no authorized party (azp).")
     if azp is not None and azp != client_id:
-        raise HTTPException(401, f"The launch token's authorized party (azp) is {_show(azp)}, not this tool.")
+        raise HTTPException(401, f"The launch token's authorized party (azp) is {shown(azp)}, not this tool.")
 
 
 def _check_lti_claims(claims: Mapping[str, Any], config: LtiConfig) -> None:
     version = claims.get(LTI + "version")
     if version != "1.3.0":
-        raise HTTPException(400, f"LTI version {_show(version)} is not supported: 1.3.0 only.")
+        raise HTTPException(400, f"LTI version {shown(version)} is not supported: 1.3.0 only.")
     message = claims.get(LTI + "message_type")
     if message != "LtiResourceLinkRequest":
         raise HTTPException(
             400,
-            f"Message type {_show(message)} is not supported: only resource link "
+            f"Message type {shown(message)} is not supported: only resource link "
             "launches (LtiResourceLinkRequest).",
         )
     deployment = claims.get(LTI + "deployment_id")
     if not isinstance(deployment, str) or deployment not in config.deployments:
         raise HTTPException(
             401,
-            f"Deployment {_show(deployment)} is not accepted by this tool (EBACKPACK_LTI_DEPLOYMENT_IDS).",
+            f"Deployment {shown(deployment)} is not accepted by this tool (EBACKPACK_LTI_DEPLOYMENT_IDS).",
         )
 
 
@@ -589,7 +388,7 @@ async def _lti_user(request: Request, claims: Mapping[str, Any], settings: Setti
         match = learner_by_id(session, int(sub)) if numeric else None
         return match or (learner_by_email(session, email) if email else None)
 
-    match = await _lookup(request, find)
+    match = await find_learner(request, find)
     roles = claims.get(LTI + "roles")
     admin = (isinstance(roles, list) and LTI_ADMINISTRATOR in roles) or (email in settings.admins)
     name = str(claims.get("name") or email or "Administrator")
@@ -598,7 +397,7 @@ async def _lti_user(request: Request, claims: Mapping[str, Any], settings: Setti
         admin=admin,
         name=name,
         via="LTI 1.3",
-        unknown=f"no learner has the Moodle user id {_show(sub)}"
+        unknown=f"no learner has the Moodle user id {shown(sub)}"
         + (f" or the e-mail address {email}." if email else "."),
     )
 
