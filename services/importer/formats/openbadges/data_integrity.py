@@ -20,22 +20,11 @@ from services.importer.domain import (
     VerificationStatus,
     say,
 )
-from services.importer.formats.keys import (
-    KeyUnavailable,
-    resolve,
-)
-from services.importer.formats.openbadges.fields import (
-    issuer_id_of,
-    load_json_object,
-)
+from services.importer.formats.keys import KeyUnavailable, resolve
+from services.importer.formats.openbadges.fields import issuer_id_of, load_json_object
 from services.importer.formats.openbadges.ob3_credential import ob3_result
-from services.importer.formats.openbadges.tokens import (
-    key_kind,
-)
-from services.importer.formats.openbadges.verdict import (
-    Check,
-    key_standing,
-)
+from services.importer.formats.openbadges.tokens import key_kind
+from services.importer.formats.openbadges.verdict import Check, key_standing
 
 ED25519_SUITES = {"eddsa-rdfc-2022", "eddsa-2022"}
 

@@ -7,16 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.importer.domain import (
-    FetchError,
-    ImportContext,
-    Said,
-    offline,
-    say,
-)
-from services.importer.formats.openbadges.fields import (
-    issuer_id_of,
-)
+from services.importer.domain import FetchError, ImportContext, Said, offline, say
+from services.importer.formats.openbadges.fields import issuer_id_of
 
 
 @dataclass

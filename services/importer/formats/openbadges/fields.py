@@ -6,9 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from services.importer.domain import (
-    ImportRejected,
-)
+from services.importer.domain import ImportRejected
 
 
 def parse_datetime(value: Any) -> datetime | None:

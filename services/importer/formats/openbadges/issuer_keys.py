@@ -11,18 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
 
-from services.importer.domain import (
-    FetchError,
-    ImportContext,
-    offline,
-    say,
-)
-from services.importer.formats.keys import (
-    KeyUnavailable,
-    ResolvedKey,
-    find_in_document,
-    resolve,
-)
+from services.importer.domain import FetchError, ImportContext, offline, say
+from services.importer.formats.keys import KeyUnavailable, ResolvedKey, find_in_document, resolve
 from services.importer.formats.openbadges.documents import Documents
 
 

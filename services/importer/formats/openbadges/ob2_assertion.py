@@ -15,17 +15,8 @@ from services.importer.domain import (
     email_matches,
 )
 from services.importer.formats.openbadges.documents import Documents
-from services.importer.formats.openbadges.fields import (
-    issuer_id_of,
-    parse_datetime,
-    plain_text,
-)
-from services.importer.formats.openbadges.verdict import (
-    Check,
-    Revocation,
-    Window,
-    finish,
-)
+from services.importer.formats.openbadges.fields import issuer_id_of, parse_datetime, plain_text
+from services.importer.formats.openbadges.verdict import Check, Revocation, Window, finish
 
 
 def _ob2_recipient(assertion: dict[str, Any], ctx: ImportContext) -> tuple[RecipientMatch, str]:

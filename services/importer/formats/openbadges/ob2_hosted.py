@@ -19,21 +19,11 @@ from services.importer.domain import (
     offline,
     say,
 )
-from services.importer.formats.keys import (
-    issuer_origin,
-    same_origin,
-)
+from services.importer.formats.keys import issuer_origin, same_origin
 from services.importer.formats.openbadges.documents import Documents, badge_issuer_id, issuer_profile
-from services.importer.formats.openbadges.fields import (
-    load_json_object,
-    parse_datetime,
-)
+from services.importer.formats.openbadges.fields import load_json_object, parse_datetime
 from services.importer.formats.openbadges.ob2_assertion import ob2_result
-from services.importer.formats.openbadges.verdict import (
-    NOT_CHECKED,
-    Check,
-    Revocation,
-)
+from services.importer.formats.openbadges.verdict import NOT_CHECKED, Check, Revocation
 
 _GONE = re.compile(r"answered HTTP 410\b")
 

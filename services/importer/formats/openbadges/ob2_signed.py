@@ -15,15 +15,9 @@ from services.importer.domain import (
     offline,
     say,
 )
-from services.importer.formats.keys import (
-    KeyUnavailable,
-    ResolvedKey,
-    issuer_origin,
-)
+from services.importer.formats.keys import KeyUnavailable, ResolvedKey, issuer_origin
 from services.importer.formats.openbadges.documents import Documents, issuer_profile
-from services.importer.formats.openbadges.fields import (
-    issuer_id_of,
-)
+from services.importer.formats.openbadges.fields import issuer_id_of
 from services.importer.formats.openbadges.issuer_keys import creator_key
 from services.importer.formats.openbadges.ob2_assertion import ob2_result, ob2_window
 from services.importer.formats.openbadges.revocation import ob2_revocation
@@ -34,11 +28,7 @@ from services.importer.formats.openbadges.tokens import (
     signed_token_check,
     verify_jws,
 )
-from services.importer.formats.openbadges.verdict import (
-    NOT_CHECKED,
-    Check,
-    Revocation,
-)
+from services.importer.formats.openbadges.verdict import NOT_CHECKED, Check, Revocation
 
 
 def parse_ob2_jws(token: str, ctx: ImportContext, source: SourceFormat = SourceFormat.OB2_JWS) -> Attestation:

@@ -24,12 +24,7 @@ from services.importer.formats.openbadges.fields import (
     plain_text,
 )
 from services.importer.formats.openbadges.revocation import ob3_revocation
-from services.importer.formats.openbadges.verdict import (
-    NOT_CHECKED,
-    Check,
-    Window,
-    finish,
-)
+from services.importer.formats.openbadges.verdict import NOT_CHECKED, Check, Window, finish
 
 
 def _ob3_recipient(subject: Any, ctx: ImportContext) -> tuple[RecipientMatch, str]:

@@ -18,16 +18,9 @@ from services.importer.domain import (
     say,
 )
 from services.importer.formats.openbadges.documents import Documents
-from services.importer.formats.openbadges.fields import (
-    issuer_id_of,
-)
-from services.importer.formats.openbadges.tokens import (
-    jws_parts,
-)
-from services.importer.formats.openbadges.verdict import (
-    NOT_CHECKED,
-    Revocation,
-)
+from services.importer.formats.openbadges.fields import issuer_id_of
+from services.importer.formats.openbadges.tokens import jws_parts
+from services.importer.formats.openbadges.verdict import NOT_CHECKED, Revocation
 
 MAX_STATUS_LIST_BYTES = 2 * 1024 * 1024  # 16 Mi entries: larger lists are refused, not inflated
 

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.importer.domain import (
-    Attestation,
-    ImportContext,
-    ImportRejected,
-    SourceFormat,
-)
+from services.importer.domain import Attestation, ImportContext, ImportRejected, SourceFormat
 from services.importer.formats.openbadges.data_integrity import parse_ob3_json
-from services.importer.formats.openbadges.fields import (
-    load_json_object,
-)
+from services.importer.formats.openbadges.fields import load_json_object
 from services.importer.formats.openbadges.ob2_hosted import parse_ob2_json
 from services.importer.formats.openbadges.ob2_signed import parse_ob2_jws
-from services.importer.formats.openbadges.tokens import (
-    jws_parts,
-)
+from services.importer.formats.openbadges.tokens import jws_parts
 from services.importer.formats.openbadges.vc_jwt import parse_ob3_jwt
 
 

@@ -10,21 +10,10 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
 
-from services.importer.domain import (
-    ImportRejected,
-    Said,
-    VerificationStatus,
-    say,
-)
-from services.importer.formats.keys import (
-    ResolvedKey,
-)
-from services.importer.formats.openbadges.fields import (
-    load_json_object,
-)
-from services.importer.formats.openbadges.verdict import (
-    Check,
-)
+from services.importer.domain import ImportRejected, Said, VerificationStatus, say
+from services.importer.formats.keys import ResolvedKey
+from services.importer.formats.openbadges.fields import load_json_object
+from services.importer.formats.openbadges.verdict import Check
 
 # JWS algorithm -> the key type (and curves) that can make it. Only public-key signatures: an HMAC
 # (HS256...) "verified" with the issuer's public key as the secret is forgeable by anyone (RFC 8725 3.1).
@@ -38,11 +27,7 @@ KEY_FOR_ALGORITHM: dict[str, tuple[str, frozenset[str]]] = {
     "Ed25519": ("OKP", frozenset({"Ed25519"})),  # RFC 9864's fully specified names
     "Ed448": ("OKP", frozenset({"Ed448"})),
 }
-
-
 JWS_ALGORITHMS = list(KEY_FOR_ALGORITHM)
-
-
 # Critical header parameters we implement (RFC 7515 4.1.11). VC-JWT and OB 2.0 define none, so a token
 # that marks any as critical asks for processing we do not do, and is refused.
 UNDERSTOOD_CRIT: frozenset[str] = frozenset()

@@ -4,29 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.importer.domain import (
-    Attestation,
-    ImportContext,
-    SourceFormat,
-    VerificationStatus,
-)
-from services.importer.formats.keys import (
-    KeyUnavailable,
-)
-from services.importer.formats.openbadges.fields import (
-    issuer_id_of,
-)
+from services.importer.domain import Attestation, ImportContext, SourceFormat, VerificationStatus
+from services.importer.formats.keys import KeyUnavailable
+from services.importer.formats.openbadges.fields import issuer_id_of
 from services.importer.formats.openbadges.issuer_keys import token_key
 from services.importer.formats.openbadges.ob3_credential import ob3_result
-from services.importer.formats.openbadges.tokens import (
-    header_problem,
-    jws_parts,
-    signed_token_check,
-)
-from services.importer.formats.openbadges.verdict import (
-    Check,
-    key_standing,
-)
+from services.importer.formats.openbadges.tokens import header_problem, jws_parts, signed_token_check
+from services.importer.formats.openbadges.verdict import Check, key_standing
 
 
 def parse_ob3_jwt(token: str, ctx: ImportContext, source: SourceFormat = SourceFormat.OB3_JWT) -> Attestation:

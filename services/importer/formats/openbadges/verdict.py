@@ -16,10 +16,7 @@ from services.importer.domain import (
     not_yet_valid,
     say,
 )
-from services.importer.formats.keys import (
-    ResolvedKey,
-    jwk_thumbprint_uri,
-)
+from services.importer.formats.keys import ResolvedKey, jwk_thumbprint_uri
 
 
 @dataclass(frozen=True)
