@@ -402,7 +402,7 @@ def moodle_table(ctx: Context, kind: str) -> MoodleTable | None:
     """Creates the database and the table; None (and a note) when the server is not there."""
     import uuid
 
-    from services.gateway.logstore import COLUMNS
+    from services.gateway.logstore.reader import COLUMNS
 
     name = f"bench_moodle_{uuid.uuid4().hex[:8]}"
     cols = ", ".join(COLUMNS)
@@ -496,7 +496,8 @@ class TimedPublisher:
 
 
 def bench_poller(ctx: Context) -> list[Result]:
-    from services.gateway.logstore import COLUMNS, LogStorePoller
+    from services.gateway.logstore.poller import LogStorePoller
+    from services.gateway.logstore.reader import COLUMNS
 
     args = ctx.args
     mixed = log_rows(args.log_rows, 0.03, seed=DATA_SEED, first_id=101)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from ebackpack.adapters.credential_store import CredentialStore
     from ebackpack.bootstrap import Platform
-    from services.gateway.logstore import LogStorePoller
+    from services.gateway.logstore.poller import LogStorePoller
 
 app = typer.Typer(
     help="e-Backpack: issue, store and verify micro-credentials from Moodle.",
@@ -427,7 +427,7 @@ def gateway_webhook(host: str | None = None, port: int = 8010) -> None:
 
 def _poller(checkpoint: str | None = None) -> LogStorePoller:
     from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
-    from services.gateway.logstore import CHECKPOINT, LogStorePoller
+    from services.gateway.logstore.poller import CHECKPOINT, LogStorePoller
     from services.gateway.profiles import ProfileSync
     from services.gateway.publisher import MoodleEventPublisher
 

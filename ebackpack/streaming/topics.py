@@ -32,6 +32,7 @@ MOODLE_USERS = "moodle.users"
 MOODLE_COURSES = "moodle.courses"
 ATTESTATION_UPLOADS = "attestations.uploads"
 ATTESTATIONS = "attestations"
+LOGSTORE_ROWS = "moodle.logstore"
 CREDENTIAL_COMMANDS = "credentials.commands"
 LEARNERS_ERASED = "learners.erased"
 
@@ -85,6 +86,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         "(course:<id> for a course), so one credential's commands keep their order.",
     ),
     TopicSpec(dlq(CREDENTIAL_COMMANDS), 1, "Dead letters of the issuer's commands (unknown credential...)."),
+    TopicSpec(
+        LOGSTORE_ROWS,
+        1,
+        "Moodle log-store rows a dead-letter replay sends back to the gateway's poller, key = log row id.",
+        {"retention.ms": str(RETAIN_EVENTS_MS)},
+    ),
+    TopicSpec(dlq(LOGSTORE_ROWS), 1, "Dead letters of the gateway's log-store poller, backfill and import."),
     TopicSpec(dlq(MOODLE_EVENTS), 1, "Dead letters of the issuer."),
     TopicSpec(dlq(RENDER_REQUESTS), 1, "Dead letters of the renderer."),
     TopicSpec(ATTESTATION_UPLOADS, 2, "External attestations uploaded by learners, key = learner id."),

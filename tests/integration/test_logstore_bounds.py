@@ -14,7 +14,7 @@ from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import MOODLE_EVENTS
-from services.gateway.logstore import LogStorePoller
+from services.gateway.logstore.poller import LogStorePoller
 from services.gateway.publisher import MoodleEventPublisher
 from tests.conftest import MOODLE_FIXTURES
 

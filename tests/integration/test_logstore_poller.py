@@ -25,8 +25,9 @@ from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
 from ebackpack.dev.sample_data import load_profiles, rule_course_ids, synthetic_learner
 from ebackpack.domain.rules import load_rules
+from ebackpack.ops.deadletters import dead_letters, inspect, replay
 from ebackpack.streaming.readback import read_topics
-from ebackpack.streaming.topics import MOODLE_EVENTS
+from ebackpack.streaming.topics import MOODLE_EVENTS, create_topics
 from schemas.moodle import (
     COURSE_COMPLETED,
     COURSE_COMPLETION_UPDATED,
@@ -35,11 +36,17 @@ from schemas.moodle import (
     USER_GRADED,
     Profiles,
 )
-from services.gateway.events import USED, Message
-from services.gateway.logstore import COLUMNS, LogStorePoller, PollResult, WindowState
+from services.gateway.events import USED, Message, PublishedEvents
+from services.gateway.logstore.dead_letters import SOURCE_DEAD_LETTER, DeadLetterPublisher
+from services.gateway.logstore.intake import PollResult
+from services.gateway.logstore.poller import LogStorePoller
+from services.gateway.logstore.reader import COLUMNS
+from services.gateway.logstore.replays import ReplayedRows
+from services.gateway.logstore.window import WindowState
 from services.gateway.profiles import store_profiles
-from services.gateway.publisher import MoodleEventPublisher
+from services.gateway.publisher import BrokerUnavailable, MoodleEventPublisher
 from services.issuer.service import IssuerService
+from tests.integration.moodle_stand_in import Broker
 
 pytestmark = pytest.mark.integration
 
@@ -591,7 +598,8 @@ def test_a_week_of_log_polled_with_late_commits_gives_exactly_the_expected_award
     awards, message_ids = issue_all(gw, site_log.profiles)
     assert len(message_ids) == len(set(message_ids)) == totals.published, "an event was published twice"
     with gw.sessions() as session:
-        assert len(list(session.scalars(select(GatewayEventRow.event_id)))) == totals.published
+        events = select(GatewayEventRow.event_id).where(GatewayEventRow.source != SOURCE_DEAD_LETTER)
+        assert len(list(session.scalars(events))) == totals.published
     assert len(site_log.expected) > 900
     assert_exact(awards, site_log.expected)
     gw.publisher.close()
@@ -650,6 +658,13 @@ class ListPublisher:
         self.sent.extend(messages)
 
 
+def on_broker(settings: Settings, **update: Any) -> Settings:
+    """The test's settings (its own topics on the test broker, created here) with `update`."""
+    settings = settings.model_copy(update=update)
+    create_topics(settings)
+    return settings
+
+
 def ledger(tmp_path: Path) -> Any:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     migrate(url)
@@ -686,17 +701,13 @@ def learners_of(sent: list[Message]) -> list[int]:
 
 
 def test_rows_committed_out_of_id_order_by_concurrent_transactions_are_not_skipped(
-    moodle_db: MoodleDb, tmp_path: Path
+    moodle_db: MoodleDb, settings: Settings, tmp_path: Path
 ) -> None:
     """Two connections: the first takes id N and commits after the second committed N+1 and a poll saw
     it. Then a transaction that rolls back leaves a gap that is closed after poll_rescan_seconds."""
     moodle_db.create_table(prefix="moo_")  # another $CFG->prefix
-    settings = Settings(
-        data_dir=tmp_path,
-        site_id=SITE,
-        moodle_db_url=moodle_db.url,
-        moodle_db_prefix="moo_",
-        poll_rescan_seconds=120,
+    settings = on_broker(
+        settings, site_id=SITE, moodle_db_url=moodle_db.url, moodle_db_prefix="moo_", poll_rescan_seconds=120
     )
     publisher, clock = ListPublisher(), FakeClock()
     poller = LogStorePoller(settings, ledger(tmp_path), publisher, from_start=True, clock=clock)
@@ -738,12 +749,12 @@ def test_rows_committed_out_of_id_order_by_concurrent_transactions_are_not_skipp
 
 
 def test_backfill_reads_the_history_since_a_date_rate_limited_and_resumable(
-    moodle_db: MoodleDb, tmp_path: Path
+    moodle_db: MoodleDb, settings: Settings, tmp_path: Path
 ) -> None:
     moodle_db.create_table()
     site_log = generate_log(rows=20_000, seed=3, learners=400)
     moodle_db.insert([db_row(r) for r in site_log.committed()])
-    settings = Settings(data_dir=tmp_path, site_id=SITE, moodle_db_url=moodle_db.url)
+    settings = on_broker(settings, site_id=SITE, moodle_db_url=moodle_db.url)
     sessions = ledger(tmp_path)
     since = datetime.fromtimestamp(START + 3 * 86400, UTC)
     wanted = [
@@ -792,3 +803,110 @@ def test_backfill_reads_the_history_since_a_date_rate_limited_and_resumable(
     span = site_log.committed()[-1]["id"] - first_id + 1
     assert repeat.published == 0 and repeat.duplicates == len(ids)
     assert len(sleeps) >= 2 and sum(sleeps) + elapsed >= 0.9 * span / 5000
+
+
+# --- dead letters on the broker ------------------------------------------------------------------------
+
+BROKEN_OTHER = 'a:1:{s:13:"relateduserid";i:10'  # PHP serialize() cut off
+
+
+@pytest.fixture
+def postgres_moodle(request: pytest.FixtureRequest) -> Iterator[MoodleDb]:
+    yield from _postgres(request)
+
+
+def published_learners(settings: Settings) -> list[int]:
+    records = read_topics(settings, [settings.topic(MOODLE_EVENTS)], idle_ms=500)
+    return sorted(json.loads(r.value)["data"]["relateduserid"] for r in records)
+
+
+def test_a_malformed_row_is_a_dead_letter_on_the_broker_and_its_replay_repaired_is_an_event(
+    postgres_moodle: MoodleDb, settings: Settings, tmp_path: Path
+) -> None:
+    db = postgres_moodle
+    db.create_table()
+    settings = on_broker(settings, site_id=SITE, moodle_db_url=db.url)
+    publisher = MoodleEventPublisher(settings)
+    poller = LogStorePoller(settings, ledger(tmp_path), publisher, from_start=True)
+    ids = db.insert([completion(2001), completion(2002, other=BROKEN_OTHER)], explicit_ids=False)
+
+    first = poller.poll_once()
+    assert (first.published, [d.id for d in first.dead_letters]) == (1, [ids[1]])
+    letters = dead_letters(settings)
+    assert [(v.consumer, v.source_topic, v.source_partition, v.key) for v in letters] == [
+        (settings.topic("gateway-logstore"), settings.topic("moodle.logstore"), -1, str(ids[1]))
+    ]
+    assert letters[0].reason.startswith("other") and not letters[0].replayed
+    kept = inspect(settings, "moodle.logstore.dlq", letters[0].offset)
+    assert (kept.decoded["id"], kept.decoded["other"]) == (ids[1], BROKEN_OTHER)
+    assert poller.poll_once().read == 0 and len(dead_letters(settings)) == 1
+
+    # Replayed while the row is still broken in Moodle's table: taken again, dead-lettered again.
+    assert replay(settings, "moodle.logstore") == 1
+    again = poller.poll_once()
+    assert (again.replayed, again.published, again.malformed) == (1, 0, 1)
+    letters = dead_letters(settings)
+    assert [v.replayed for v in letters] == [True, False]
+    assert (letters[1].source_topic, letters[1].source_partition) == (settings.topic("moodle.logstore"), 0)
+    assert published_learners(settings) == [2001]
+
+    # Repaired in Moodle's table (restored from a backup), replayed: read again from the table, an event.
+    with db.connect() as conn:
+        conn.cursor().execute(f"UPDATE {db.table} SET other = 'N;' WHERE id = %s", (ids[1],))
+        conn.commit()
+    assert replay(settings, "moodle.logstore") == 1
+    fixed = poller.poll_once()
+    assert (fixed.replayed, fixed.published, fixed.malformed) == (1, 1, 0)
+    assert published_learners(settings) == [2001, 2002]
+    assert poller.poll_once().replayed == 0  # the replayed rows were committed
+    assert len(dead_letters(settings)) == 2
+    poller.close()
+    publisher.close()
+
+
+def test_a_broker_outage_while_dead_lettering_loses_nothing(
+    postgres_moodle: MoodleDb, settings: Settings, tmp_path: Path
+) -> None:
+    db = postgres_moodle
+    db.create_table()
+    with Broker(tmp_path / "broker") as broker:
+        settings = on_broker(settings, kafka_bootstrap=broker.bootstrap, site_id=SITE, moodle_db_url=db.url)
+        sessions = ledger(tmp_path)
+        publisher = MoodleEventPublisher(settings, timeout=3)
+        dead_letter_publisher = DeadLetterPublisher(settings, PublishedEvents(sessions), timeout=3)
+
+        class HangsTheBroker:
+            """The broker hangs just as the first dead letters are sent (the event was acknowledged)."""
+
+            hung = False
+
+            def send(self, rows: Any) -> object:
+                if not self.hung:
+                    broker.freeze()
+                    self.hung = True
+                return dead_letter_publisher.send(rows)
+
+        poller = LogStorePoller(
+            settings,
+            sessions,
+            publisher,
+            dead_letters=HangsTheBroker(),
+            replays=ReplayedRows(settings, timeout=3),
+            from_start=True,
+        )
+        ids = db.insert([completion(3001), completion(3002, other=BROKEN_OTHER)], explicit_ids=False)
+        with pytest.raises(BrokerUnavailable):
+            poller.poll_once()
+        assert poller.window_state() == WindowState(low=0, high=0)  # the checkpoint stayed before the row
+
+        broker.thaw()
+        after = poller.poll_once()
+        assert (after.published, after.duplicates, [d.id for d in after.dead_letters]) == (0, 1, [ids[1]])
+        letters = dead_letters(settings)
+        # At least once: a dead letter whose ack the outage swallowed may be there twice, with the same id.
+        assert letters and {v.key for v in letters} == {str(ids[1])}
+        assert published_learners(settings) == [3001]
+        assert poller.poll_once().read == 0
+        poller.close()
+        dead_letter_publisher.close()
+        publisher.close()
