@@ -265,42 +265,40 @@ class ImporterService:
     def _event_of(self, row: AttestationRow) -> Outgoing:
         assert row.event_id and row.checked_at
         checked_at = _aware(row.checked_at)
-        message: CloudEvent
+        kind: type[CloudEvent]
+        data: AttestationRejected | AttestationImported
         if row.state == "rejected":
-            message = AttestationRejectedMessage.build(
-                id=row.event_id,
-                source=SOURCE,
-                subject=row.id,
-                time=checked_at,
-                data=AttestationRejected(
-                    attestation_id=row.id,
-                    learner_id=row.learner_id,
-                    reason=row.rejection_reason or "",
-                    checked_at=checked_at,
-                ),
-            )
+            kind, data = AttestationRejectedMessage, _rejected(row, checked_at)
         else:
-            record = Attestation.model_validate_json(row.record or "{}")
-            message = AttestationImportedMessage.build(
-                id=row.event_id,
-                source=SOURCE,
-                subject=row.id,
-                time=checked_at,
-                data=AttestationImported(
-                    attestation_id=row.id,
-                    learner_id=row.learner_id,
-                    source_format=record.source_format.value,
-                    title=record.title,
-                    issuer_name=record.issuer.name,
-                    issuer_url=record.issuer.url,
-                    issuer_identifier=record.issuer.identifier,
-                    issued_on=record.issued_on,
-                    expires_on=record.expires_on,
-                    recipient_match=record.recipient.value,
-                    verification_status=record.verification.status.value,
-                    verification_method=record.verification.method,
-                    verification_reason=record.verification.reason,
-                    checked_at=checked_at,
-                ),
-            )
+            kind, data = AttestationImportedMessage, _imported(row, checked_at)
+        message = kind.build(id=row.event_id, source=SOURCE, subject=row.id, time=checked_at, data=data)
         return Outgoing(self.topic, str(row.learner_id), message.to_bytes())
+
+
+def _rejected(row: AttestationRow, checked_at: datetime) -> AttestationRejected:
+    return AttestationRejected(
+        attestation_id=row.id,
+        learner_id=row.learner_id,
+        reason=row.rejection_reason or "",
+        checked_at=checked_at,
+    )
+
+
+def _imported(row: AttestationRow, checked_at: datetime) -> AttestationImported:
+    record = Attestation.model_validate_json(row.record or "{}")
+    return AttestationImported(
+        attestation_id=row.id,
+        learner_id=row.learner_id,
+        source_format=record.source_format.value,
+        title=record.title,
+        issuer_name=record.issuer.name,
+        issuer_url=record.issuer.url,
+        issuer_identifier=record.issuer.identifier,
+        issued_on=record.issued_on,
+        expires_on=record.expires_on,
+        recipient_match=record.recipient.value,
+        verification_status=record.verification.status.value,
+        verification_method=record.verification.method,
+        verification_reason=record.verification.reason,
+        checked_at=checked_at,
+    )

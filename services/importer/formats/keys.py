@@ -191,6 +191,17 @@ def _fetch_document(url: str, ctx: ImportContext) -> Any:
         raise KeyUnavailable(say("the issuer's key document at {url} is not JSON", url=url)) from None
 
 
+def _key_in_document(
+    url: str, method: str, ctx: ImportContext, *, source: Said, missing: Said
+) -> ResolvedKey:
+    """The key `method` names in the document fetched from `url` (a DID document, a key document): published
+    by whoever serves that document, which `binds_to` weighs by its origin."""
+    key = find_in_document(_fetch_document(url, ctx), method)
+    if key is None:
+        raise KeyUnavailable(missing)
+    return ResolvedKey(key, source, published_by_issuer=True, fetched_from=url)
+
+
 def resolve(method: str, ctx: ImportContext) -> ResolvedKey:
     """The key a proof's verification method (or a JWT's kid) names; raises KeyUnavailable."""
     return replace(_resolve(method, ctx), method=method)
@@ -205,14 +216,12 @@ def _resolve(method: str, ctx: ImportContext) -> ResolvedKey:
         return ResolvedKey(multikey_to_jwk(method.removeprefix("did:key:").split("#")[0]), say("a did:key"))
     if method.startswith("did:web:"):
         base = urldefrag(method).url
-        url = did_web_url(base)
-        key = find_in_document(_fetch_document(url, ctx), method)
-        if key is None:
-            raise KeyUnavailable(
-                say("the DID document of {did} does not list {method}", did=base, method=method)
-            )
-        return ResolvedKey(
-            key, say("DID document of {did}", did=base), published_by_issuer=True, fetched_from=url
+        return _key_in_document(
+            did_web_url(base),
+            method,
+            ctx,
+            source=say("DID document of {did}", did=base),
+            missing=say("the DID document of {did} does not list {method}", did=base, method=method),
         )
     if method.startswith(("https://", "http://")):
         return _resolve_url(method, ctx)
@@ -222,13 +231,12 @@ def _resolve(method: str, ctx: ImportContext) -> ResolvedKey:
 def _resolve_url(method: str, ctx: ImportContext) -> ResolvedKey:
     url, fragment = urldefrag(method)
     if ctx.fetcher is not None:
-        key = find_in_document(_fetch_document(url, ctx), method)
-        if key is None:
-            raise KeyUnavailable(
-                say("the key document at {url} does not list {method}", url=url, method=method)
-            )
-        return ResolvedKey(
-            key, say("key document at {url}", url=url), published_by_issuer=True, fetched_from=url
+        return _key_in_document(
+            url,
+            method,
+            ctx,
+            source=say("key document at {url}", url=url),
+            missing=say("the key document at {url} does not list {method}", url=url, method=method),
         )
     if fragment.startswith("z"):  # the fragment is the multikey itself: checkable, not attributable
         return ResolvedKey(

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
 
-from services.importer.domain import FetchError, ImportContext, offline, say
+from services.importer.domain import FetchError, ImportContext, Said, offline, say
 from services.importer.formats.keys import KeyUnavailable, ResolvedKey, find_in_document, resolve
 from services.importer.formats.openbadges.documents import Documents
 
@@ -42,13 +42,7 @@ def creator_key(creator: str, docs: Documents) -> ResolvedKey:
         raise KeyUnavailable(
             say("the key at {url} could not be read: {error}", url=creator, error=exc)
         ) from None
-    return ResolvedKey(
-        jwk,
-        say("the key published at {url}", url=creator),
-        published_by_issuer=True,
-        method=creator,
-        fetched_from=creator,
-    )
+    return _published_at(creator, jwk, say("the key published at {url}", url=creator))
 
 
 def token_key(header: dict[str, Any], issuer_id: str | None, ctx: ImportContext) -> ResolvedKey:
@@ -62,16 +56,16 @@ def token_key(header: dict[str, Any], issuer_id: str | None, ctx: ImportContext)
     if issuer_id and issuer_id.startswith(("https://", "http://")):
         jwk = _profile_key(issuer_id, kid, ctx)
         if jwk is not None:
-            return ResolvedKey(
-                jwk,
-                say("issuer profile {issuer}", issuer=issuer_id),
-                published_by_issuer=True,
-                method=issuer_id,
-                fetched_from=issuer_id,
-            )
+            return _published_at(issuer_id, jwk, say("issuer profile {issuer}", issuer=issuer_id))
     raise KeyUnavailable(
         say("the token names no key (no kid, no jwk) and the issuer publishes none we can read")
     )
+
+
+def _published_at(url: str, jwk: dict[str, Any], source: Said) -> ResolvedKey:
+    """A key the issuer serves at `url` (a key document, its profile): the issuer's when `url` is on the
+    issuer's own origin (`ResolvedKey.binds_to`)."""
+    return ResolvedKey(jwk, source, published_by_issuer=True, method=url, fetched_from=url)
 
 
 def _profile_key(issuer_id: str, kid: str | None, ctx: ImportContext) -> dict[str, Any] | None:
