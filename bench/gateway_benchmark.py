@@ -9,7 +9,7 @@ Sections (`SECTIONS`, run in that order; `--section` picks some):
   process POSTs signed batches of Moodle observer payloads with a few concurrent httpx clients. Timed:
   first request sent -> last 202 received (each 202 means the broker acknowledged every accepted
   event, acks=all). Then the same batches again: all duplicates, so only the ledger is read.
-- poller: the log-store poller (`services/gateway/logstore.py`) reading a real `mdl_logstore_standard_log`
+- poller: the log-store poller (`services/gateway/logstore/`) reading a real `mdl_logstore_standard_log`
   on PostgreSQL and on MariaDB (throwaway databases on the machine's servers, dropped at the end): one
   `poll_once` over a backlog of `--log-rows` mixed rows (3 % used events), then over `--used-rows` course
   completions; timed: the poll (read, parse, ledger, publish with acks, checkpoint). Then the history
@@ -319,7 +319,7 @@ def bench_webhook(ctx: Context) -> list[Result]:
 
 
 # --- section: poller ---------------------------------------------------------------------------------
-# The log-store poller (`services/gateway/logstore.py`) on real Moodle tables, PostgreSQL and MariaDB
+# The log-store poller (`services/gateway/logstore/`) on real Moodle tables, PostgreSQL and MariaDB
 # (throwaway databases, dropped at the end), and the history import from CSV / JSONL exports.
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
