@@ -76,27 +76,33 @@ def revoke(
     reason: Annotated[str, Form()],
     back: Annotated[str, Form()] = "/admin",
 ) -> Response:
-    award = award_by_code(session, code) if reason.strip() else None
-    if not reason.strip():
-        flash(request, "A reason is required: it is shown to everyone who checks the credential.")
-    elif award is None:
-        raise HTTPException(404, f"no credential with code or id {code!r}")
-    elif award.status == "revoked":  # the first reason stands
-        flash(request, "{code} was revoked.", code=award.verification_code)
+    if reason.strip():
+        _request_revocation(request, session, code, reason.strip(), admin.name)
     else:
-        credential_id, code = award.credential_id, award.verification_code
-        session.close()  # the wait below reads afresh, in sessions of its own
-        try:
-            _commands(request).request_revocation(credential_id, code, reason.strip(), admin.name)
-        except CommandNotSent:
-            raise HTTPException(503, NOT_SENT.format(what="revoked")) from None
-        platform: Platform = request.app.state.platform
-        if _revoked_within(platform.sessions, code, REVOCATION_WAIT):
-            flash(request, "{code} was revoked.", code=code)
-        else:
-            flash(request, "Revocation of {code} requested; it takes effect within seconds.", code=code)
+        flash(request, "A reason is required: it is shown to everyone who checks the credential.")
     # RedirectResponse percent-encodes the path: a raw non-Latin-1 character cannot go in a header.
     return RedirectResponse(back if local_path(back).startswith("/admin") else "/admin", status_code=303)
+
+
+def _request_revocation(request: Request, session: Session, code: str, reason: str, admin: str) -> None:
+    """Publishes the command, then waits a few seconds for the issuer to carry it out."""
+    award = award_by_code(session, code)
+    if award is None:
+        raise HTTPException(404, f"no credential with code or id {code!r}")
+    if award.status == "revoked":  # nothing to ask: the first reason stands
+        flash(request, "{code} was revoked.", code=award.verification_code)
+        return
+    credential_id, code = award.credential_id, award.verification_code
+    session.close()  # the wait below reads afresh, in sessions of its own
+    try:
+        _commands(request).request_revocation(credential_id, code, reason, admin)
+    except CommandNotSent:
+        raise HTTPException(503, NOT_SENT.format(what="revoked")) from None
+    platform: Platform = request.app.state.platform
+    if _revoked_within(platform.sessions, code, REVOCATION_WAIT):
+        flash(request, "{code} was revoked.", code=code)
+    else:
+        flash(request, "Revocation of {code} requested; it takes effect within seconds.", code=code)
 
 
 @router.post("/courses/{course_id}/rerender", dependencies=[CsrfChecked])

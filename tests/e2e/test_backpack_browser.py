@@ -365,10 +365,10 @@ def test_an_admin_revokes_with_a_reason_that_the_learner_and_the_public_see(
         t("Revocation of {code} requested; it takes effect within seconds.", code=code),
     )
     expect(admin.get_by_role("status")).to_have_text(
-        re.compile(f"^({re.escape(done)}|{re.escape(requested)})$")
+        re.compile(rf"^\s*({re.escape(done)}|{re.escape(requested)})\s*$")
     )
     row = admin.get_by_role("row").filter(has=admin.get_by_role("link", name=code))
-    if admin.get_by_role("status").inner_text() == requested:
+    if admin.get_by_role("status").inner_text().strip() == requested:
 
         def revoked_on_the_page() -> bool:
             admin.reload()
