@@ -70,4 +70,5 @@ def issuer_profile(issuer_id: str | None, docs: Documents) -> tuple[dict[str, An
 
 
 def badge_issuer_id(badge_ref: Any, docs: Documents) -> str | None:
+    """The issuer id of a badge class, embedded or fetched."""
     return issuer_id_of(docs.node(badge_ref).get("issuer"))

@@ -10,6 +10,7 @@ from services.importer.domain import ImportRejected
 
 
 def parse_datetime(value: Any) -> datetime | None:
+    """An ISO 8601 date-time (a date without a zone is taken as UTC), or None when absent or unreadable."""
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -43,6 +44,7 @@ def plain_text(value: Any) -> str | None:
 
 
 def load_json_object(text: str, what: str) -> dict[str, Any]:
+    """The JSON object `text` holds; anything else refuses the upload, naming `what` it should be."""
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -53,6 +55,7 @@ def load_json_object(text: str, what: str) -> dict[str, Any]:
 
 
 def issuer_id_of(issuer: Any) -> str | None:
+    """The id of an issuer given as an object or as its id (URL, DID)."""
     if isinstance(issuer, dict):
         return str(issuer.get("id") or "") or None
     return str(issuer) if isinstance(issuer, str) else None

@@ -23,9 +23,11 @@ from services.importer.formats.keys import issuer_origin, same_origin
 from services.importer.formats.openbadges.documents import Documents, badge_issuer_id, issuer_profile
 from services.importer.formats.openbadges.fields import load_json_object, parse_datetime
 from services.importer.formats.openbadges.ob2_assertion import ob2_result
+from services.importer.formats.openbadges.revocation import issuer_words
 from services.importer.formats.openbadges.verdict import NOT_CHECKED, Check, Revocation
 
 _GONE = re.compile(r"answered HTTP 410\b")
+HOSTED = "OB 2.0 hosted assertion"
 
 
 def _own_code(assertion_id: str, ctx: ImportContext) -> str | None:
@@ -73,6 +75,41 @@ def _served_differs(served: dict[str, Any], uploaded: dict[str, Any]) -> bool:
     )
 
 
+def _where_served(assertion_id: str, issuer_id: str | None, docs: Documents) -> Check:
+    """The served assertion is the issuer's when its own origin (or one its profile allows) serves it."""
+    profile = issuer_profile(issuer_id, docs)[0] if issuer_id else None
+    if _hosted_in_scope(assertion_id, issuer_id, profile):
+        return Check(
+            VerificationStatus.VERIFIED,
+            HOSTED,
+            say(
+                "the issuer {issuer} serves this assertion on its own origin at {url}",
+                issuer=issuer_id,
+                url=assertion_id,
+            ),
+        )
+    if issuer_id in docs.ctx.trusted_issuers:
+        return Check(
+            VerificationStatus.VERIFIED,
+            HOSTED,
+            say(
+                "the assertion is served at {url}; trusted issuer {issuer}",
+                url=assertion_id,
+                issuer=issuer_id,
+            ),
+        )
+    return Check(
+        VerificationStatus.ISSUER_UNKNOWN,
+        HOSTED,
+        say(
+            "the assertion is served at {url}, which is not its issuer's own https origin ({issuer}); "
+            "the issuer is not on our list of trusted issuers",
+            url=assertion_id,
+            issuer=issuer_id or "(unnamed)",
+        ),
+    )
+
+
 def _hosted_check(assertion: dict[str, Any], docs: Documents) -> tuple[Check, Revocation]:
     """Revocation first (410 or `revoked`: a revoked stub carries only `id` and `revoked`), then the
     upload is compared with what the issuer serves, then where it is served."""
@@ -80,87 +117,60 @@ def _hosted_check(assertion: dict[str, Any], docs: Documents) -> tuple[Check, Re
     assertion_id = str(assertion.get("id", ""))
     code = _own_code(assertion_id, ctx)
     if code is not None and ctx.own_credential is not None:
-        own = ctx.own_credential(code)
-        reason = (own.revoked_reason or "revoked") if own and own.revoked else None
-        return _own_check(code, own), Revocation(revoked=Said(reason, reason) if reason else None)
-    method = "OB 2.0 hosted assertion"
+        return _own_database_check(code, ctx.own_credential(code))
     if not assertion_id.startswith(("https://", "http://")):
-        return Check(
-            VerificationStatus.NOT_VERIFIABLE, method, say("the assertion has no hosted URL to check")
-        ), NOT_CHECKED
+        return _unchecked(VerificationStatus.NOT_VERIFIABLE, say("the assertion has no hosted URL to check"))
     if ctx.fetcher is None:
+        return _unchecked(VerificationStatus.NOT_VERIFIABLE, offline(say("{url}", url=assertion_id)))
+    served = _served(assertion_id, ctx)
+    if isinstance(served, tuple):
+        return served
+    if served.get("revoked") is True or served.get("revoked") == "true":
+        reason = issuer_words(served.get("revocationReason")) or say(
+            "the issuer serves it as revoked at {url}", url=assertion_id
+        )
         return Check(
-            VerificationStatus.NOT_VERIFIABLE, method, offline(say("{url}", url=assertion_id))
-        ), NOT_CHECKED
+            VerificationStatus.NOT_VERIFIABLE, HOSTED, say("the issuer serves it as revoked")
+        ), Revocation(revoked=reason)
+    if _served_differs(served, assertion):
+        return _unchecked(
+            VerificationStatus.INVALID, say("the uploaded assertion differs from the one its issuer serves")
+        )
+    return _where_served(assertion_id, badge_issuer_id(served.get("badge"), docs), docs), NOT_CHECKED
+
+
+def _unchecked(status: VerificationStatus, reason: Said) -> tuple[Check, Revocation]:
+    """A hosted check that ends before revocation could be looked at."""
+    return Check(status, HOSTED, reason), NOT_CHECKED
+
+
+def _own_database_check(code: str, own: OwnCredential | None) -> tuple[Check, Revocation]:
+    """Our own assertion: our database, not the network, says whether it exists and is revoked."""
+    reason = (own.revoked_reason or "revoked") if own and own.revoked else None
+    return _own_check(code, own), Revocation(revoked=Said(reason, reason) if reason else None)
+
+
+def _served(assertion_id: str, ctx: ImportContext) -> dict[str, Any] | tuple[Check, Revocation]:
+    """The assertion its issuer serves at its id, or the check that ends there (a 410 Gone revokes it)."""
     assert ctx.fetcher is not None
     try:
         served = json.loads(ctx.fetcher.get(assertion_id))
     except FetchError as exc:
         if _GONE.search(str(exc)):
             return Check(
-                VerificationStatus.NOT_VERIFIABLE, method, say("the issuer no longer serves it")
+                VerificationStatus.NOT_VERIFIABLE, HOSTED, say("the issuer no longer serves it")
             ), Revocation(revoked=say("the issuer answers 410 Gone at {url}", url=assertion_id))
-        return Check(
+        return _unchecked(
             VerificationStatus.NOT_VERIFIABLE,
-            method,
             say("{url} could not be fetched: {error}", url=assertion_id, error=exc),
-        ), NOT_CHECKED
-    except ValueError:
-        return Check(
-            VerificationStatus.INVALID, method, say("{url} does not serve JSON", url=assertion_id)
-        ), NOT_CHECKED
-    if not isinstance(served, dict):
-        return Check(
-            VerificationStatus.INVALID, method, say("{url} does not serve a JSON object", url=assertion_id)
-        ), NOT_CHECKED
-    if served.get("revoked") is True or served.get("revoked") == "true":
-        reason = served.get("revocationReason")
-        text = str(reason)[:500] if isinstance(reason, str) and reason.strip() else None
-        return Check(
-            VerificationStatus.NOT_VERIFIABLE, method, say("the issuer serves it as revoked")
-        ), Revocation(
-            revoked=Said(text, text)
-            if text
-            else say("the issuer serves it as revoked at {url}", url=assertion_id)
         )
-    if _served_differs(served, assertion):
-        return Check(
-            VerificationStatus.INVALID,
-            method,
-            say("the uploaded assertion differs from the one its issuer serves"),
-        ), NOT_CHECKED
-    issuer_id = badge_issuer_id(served.get("badge"), docs)
-    profile = issuer_profile(issuer_id, docs)[0] if issuer_id else None
-    if _hosted_in_scope(assertion_id, issuer_id, profile):
-        return Check(
-            VerificationStatus.VERIFIED,
-            method,
-            say(
-                "the issuer {issuer} serves this assertion on its own origin at {url}",
-                issuer=issuer_id,
-                url=assertion_id,
-            ),
-        ), NOT_CHECKED
-    if issuer_id in ctx.trusted_issuers:
-        return Check(
-            VerificationStatus.VERIFIED,
-            method,
-            say(
-                "the assertion is served at {url}; trusted issuer {issuer}",
-                url=assertion_id,
-                issuer=issuer_id,
-            ),
-        ), NOT_CHECKED
-    return Check(
-        VerificationStatus.ISSUER_UNKNOWN,
-        method,
-        say(
-            "the assertion is served at {url}, which is not its issuer's own https origin ({issuer}); "
-            "the issuer is not on our list of trusted issuers",
-            url=assertion_id,
-            issuer=issuer_id or "(unnamed)",
-        ),
-    ), NOT_CHECKED
+    except ValueError:
+        return _unchecked(VerificationStatus.INVALID, say("{url} does not serve JSON", url=assertion_id))
+    if not isinstance(served, dict):
+        return _unchecked(
+            VerificationStatus.INVALID, say("{url} does not serve a JSON object", url=assertion_id)
+        )
+    return served
 
 
 def parse_ob2_json(
@@ -182,6 +192,6 @@ def withdrawn_link(url: str, error: FetchError) -> Attestation | None:
     return Attestation(
         source_format=SourceFormat.OB2_HOSTED,
         title="Open Badge (withdrawn by its issuer)",
-        verification=Verification.of(VerificationStatus.REVOKED, "OB 2.0 hosted assertion", reason),
+        verification=Verification.of(VerificationStatus.REVOKED, HOSTED, reason),
         urls=[url],
     )

@@ -71,15 +71,23 @@ def _bitstring_revoked(entry: dict[str, Any], ctx: ImportContext) -> Revocation:
     return Revocation(note=say("status list {url} checked", url=url))
 
 
-def _listed(entries: Any, ids: set[str]) -> tuple[bool, str | None]:
-    """(listed, its reason) in a revocation list's entries: ids, or objects with `id` / `uid`."""
+def _listing_verdict(entries: Any, ids: set[str], url: str) -> Revocation:
+    """Revoked when a revocation list's entries (ids, or objects with `id` / `uid`) name one of `ids`,
+    with the issuer's reason when it gives one."""
+    listed = say("listed in the revocation list {url}", url=url)
     for item in entries if isinstance(entries, list) else []:
         if isinstance(item, str) and item in ids:
-            return True, None
+            return Revocation(revoked=listed)
         if isinstance(item, dict) and ({str(item.get("id", "")), str(item.get("uid", ""))} & ids):
-            reason = item.get("revocationReason")
-            return True, str(reason)[:500] if isinstance(reason, str) and reason.strip() else None
-    return False, None
+            return Revocation(revoked=issuer_words(item.get("revocationReason")) or listed)
+    return Revocation(note=say("revocation list {url} checked", url=url))
+
+
+def issuer_words(reason: Any) -> Said | None:
+    """An issuer's own revocation reason, the same in both languages (we cannot translate it)."""
+    if not isinstance(reason, str) or not reason.strip():
+        return None
+    return Said(reason[:500], reason[:500])
 
 
 def _revocation_list(entry: dict[str, Any], credential_id: str, ctx: ImportContext) -> Revocation:
@@ -89,21 +97,13 @@ def _revocation_list(entry: dict[str, Any], credential_id: str, ctx: ImportConte
     entries = listing.get("revokedCredentials") or (
         subject.get("revokedCredentials") if isinstance(subject, dict) else None
     )
-    listed, reason = _listed(entries, {credential_id} - {""})
-    if listed:
-        return Revocation(
-            revoked=Said(reason, reason) if reason else say("listed in the revocation list {url}", url=url)
-        )
-    return Revocation(note=say("revocation list {url} checked", url=url))
+    return _listing_verdict(entries, {credential_id} - {""}, url)
 
 
 def ob3_revocation(credential: dict[str, Any], own: OwnCredential | None, ctx: ImportContext) -> Revocation:
+    """Our database for our own credential; else the status entry it carries (network)."""
     if own is not None:
-        revoked = own.revoked_reason or "revoked"
-        return Revocation(
-            revoked=Said(revoked, revoked) if own.revoked else None,
-            note=say("status checked in our database"),
-        )
+        return _own_status(own)
     entry = credential.get("credentialStatus")
     entry = entry[0] if isinstance(entry, list) and entry else entry
     if not isinstance(entry, dict):
@@ -119,6 +119,14 @@ def ob3_revocation(credential: dict[str, Any], own: OwnCredential | None, ctx: I
     except (FetchError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return Revocation(note=say("revocation could not be checked: {error}", error=exc), failed=True)
     return Revocation(note=say("revocation method {kind} is not supported", kind=kind))
+
+
+def _own_status(own: OwnCredential) -> Revocation:
+    revoked = own.revoked_reason or "revoked"
+    return Revocation(
+        revoked=Said(revoked, revoked) if own.revoked else None,
+        note=say("status checked in our database"),
+    )
 
 
 def ob2_revocation(
@@ -138,13 +146,7 @@ def ob2_revocation(
     if not reference:
         return Revocation(note=say("the issuer publishes no revocation list"))
     url = issuer_id_of(reference) or "(embedded)"
-    listing, trouble = (
-        (reference, None)
-        if isinstance(reference, dict) and "revokedAssertions" in reference
-        else docs.get(url)
-        if url.startswith(("https://", "http://"))
-        else (None, say("not a URL"))
-    )
+    listing, trouble = _ob2_listing(reference, url, docs)
     if listing is None:
         return Revocation(
             note=say(
@@ -157,9 +159,13 @@ def ob2_revocation(
     ids = {
         str(assertion.get(k)) for k in ("id", "uid") if isinstance(assertion.get(k), str) and assertion.get(k)
     }
-    listed, reason = _listed(listing.get("revokedAssertions"), ids)
-    if listed:
-        return Revocation(
-            revoked=Said(reason, reason) if reason else say("listed in the revocation list {url}", url=url)
-        )
-    return Revocation(note=say("revocation list {url} checked", url=url))
+    return _listing_verdict(listing.get("revokedAssertions"), ids, url)
+
+
+def _ob2_listing(reference: Any, url: str, docs: Documents) -> tuple[dict[str, Any] | None, Said | None]:
+    """The revocation list the profile embeds, or the one at its URL (fetched once per import)."""
+    if isinstance(reference, dict) and "revokedAssertions" in reference:
+        return reference, None
+    if url.startswith(("https://", "http://")):
+        return docs.get(url)
+    return None, say("not a URL")

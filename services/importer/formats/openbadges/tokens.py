@@ -51,7 +51,15 @@ def jws_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def header_problem(header: dict[str, Any], token: str) -> Said | None:
     """Why a token is refused from its header alone (before any key is looked up), or None."""
-    alg = header.get("alg")
+    if problem := _algorithm_problem(header.get("alg")):
+        return problem
+    if not token.strip().rsplit(".", 1)[-1]:
+        return say("the token carries no signature")
+    return _critical_problem(header.get("crit"))
+
+
+def _algorithm_problem(alg: Any) -> Said | None:
+    """Only a public-key signature we accept: no `none`, no shared-secret HMAC."""
     if not isinstance(alg, str) or not alg:
         return say("the token names no signature algorithm (alg), so it is not signed")
     if alg.lower() == "none":
@@ -68,9 +76,11 @@ def header_problem(header: dict[str, Any], token: str) -> Said | None:
             alg=alg[:40],
             accepted=", ".join(JWS_ALGORITHMS),
         )
-    if not token.strip().rsplit(".", 1)[-1]:
-        return say("the token carries no signature")
-    crit = header.get("crit")
+    return None
+
+
+def _critical_problem(crit: Any) -> Said | None:
+    """A `crit` header names extensions the verifier must understand; we understand none."""
     if crit is None:
         return None
     if not isinstance(crit, list) or not crit or not all(isinstance(name, str) for name in crit):
@@ -86,6 +96,7 @@ def header_problem(header: dict[str, Any], token: str) -> Said | None:
 
 
 def key_kind(jwk: dict[str, Any]) -> str:
+    """A key's type and curve for a message ("OKP Ed25519"), cut short: it comes from the upload."""
     kty, crv = str(jwk.get("kty", "?"))[:10], jwk.get("crv")
     return f"{kty} {str(crv)[:10]}" if crv else kty
 
@@ -122,7 +133,8 @@ def verify_jws(token: str, key: ResolvedKey, alg: str) -> bytes:
 def signed_token_check(
     token: str, header: dict[str, Any], key: ResolvedKey, method: str | None = None
 ) -> Check | None:
-    """INVALID when the key cannot make the token's algorithm or the signature does not match."""
+    """INVALID when the key cannot make the token's algorithm or the signature does not match; None when
+    the signature holds (what the key's standing makes of it is the caller's to say)."""
     alg = str(header["alg"])
     method = method or f"VC-JWT {alg}"
     if problem := key_problem(alg, key.jwk):
