@@ -6,6 +6,11 @@ random id whose hash is stored (`WebSessions`): `SessionCheck` drops the sign-in
 no longer stored (logged out, expired), on every request. Every way of logging in (development login,
 OpenID Connect, LTI 1.3 launch) ends in `sign_in()`; pages ask for `PageUser` / `AdminUser`, the JSON API
 for `ApiLearner` (a session or a bearer token from `ebackpack learner-token`).
+
+A learner's session lasts only as long as their profile: every way of logging in gives a backpack only to
+a known learner, and the right to erasure (Moodle's user_deleted) deletes the profile, so an erased
+learner's sessions end at once, as their public links do (shares.py). The backpack runs no worker to act
+on `learner.erased`: the rows of erased learners are deleted at the next sign-in, as expired ones are.
 """
 
 from __future__ import annotations
@@ -20,15 +25,16 @@ from urllib.parse import quote
 
 import anyio
 from fastapi import Depends, Form, HTTPException, Request
-from sqlalchemy import delete
+from sqlalchemy import delete, exists
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ebackpack.adapters.keystore import code_secret_for
-from ebackpack.adapters.persistence.tables import WebSessionRow
+from ebackpack.adapters.persistence.tables import Learner, WebSessionRow
 from ebackpack.config import Settings
 
 from .auth import learner_of
+from .shares import Shares
 
 Role = Literal["learner", "admin"]
 SESSION_COOKIE = "ebackpack_session"
@@ -68,11 +74,13 @@ class WebSessions:
         self.sessions = sessions
 
     def open(self, user: User, now: datetime | None = None) -> str:
-        """A new session id (random, 256 bits); expired rows are cleaned up on the way."""
+        """A new session id (random, 256 bits); expired rows and erased learners' rows are cleaned up on
+        the way."""
         now = now or datetime.now(UTC)
         session_id = secrets.token_urlsafe(32)
         with self.sessions.begin() as db:
             db.execute(delete(WebSessionRow).where(WebSessionRow.expires_at < now))
+            forget_erased_learners(db)
             db.add(
                 WebSessionRow(
                     id_hash=_id_hash(session_id),
@@ -89,12 +97,22 @@ class WebSessions:
             row = db.get(WebSessionRow, _id_hash(session_id))
             if row is None:
                 return False
+            if row.learner_id is not None and db.get(Learner, row.learner_id) is None:
+                return False  # the learner was erased
             expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
             return expires > (now or datetime.now(UTC))
 
     def close(self, session_id: str) -> None:
         with self.sessions.begin() as db:
             db.execute(delete(WebSessionRow).where(WebSessionRow.id_hash == _id_hash(session_id)))
+
+
+def forget_erased_learners(db: Session) -> None:
+    """Deletes the sessions and public links of learners erased since (no profile any more): they have
+    not worked since the erasure; this removes the rows."""
+    known = exists().where(Learner.id == WebSessionRow.learner_id)
+    db.execute(delete(WebSessionRow).where(WebSessionRow.learner_id.is_not(None), ~known))
+    Shares(db).forget_erased()
 
 
 def _web_sessions(request: Request) -> WebSessions:

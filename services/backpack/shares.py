@@ -1,6 +1,8 @@
 """Public links a learner creates for one credential: they expire, and the learner can withdraw them.
 
 The token is 32 random bytes (URL-safe): a link cannot be guessed from codes, ids or other links.
+A link lasts only as long as its learner's profile: once the learner is erased it no longer resolves,
+and its row is deleted at the next sign-in (session.py).
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
-from ebackpack.adapters.persistence.tables import ShareRow
+from ebackpack.adapters.persistence.tables import Learner, ShareRow
 from ebackpack.domain.credentials.facts import as_utc
 
 DURATIONS_DAYS = (7, 30, 365)
@@ -81,5 +83,15 @@ class Shares:
         return True
 
     def find(self, token: str) -> Share | None:
-        row = self.session.get(ShareRow, token)
+        """None too when the link's learner was erased."""
+        query = (
+            select(ShareRow).join(Learner, Learner.id == ShareRow.learner_id).where(ShareRow.token == token)
+        )
+        row = self.session.scalars(query).first()
         return _share(row) if row else None
+
+    def forget_erased(self) -> int:
+        """Deletes the links of learners erased since; returns how many."""
+        known = exists().where(Learner.id == ShareRow.learner_id)
+        result = self.session.execute(delete(ShareRow).where(~known))
+        return int(getattr(result, "rowcount", 0) or 0)

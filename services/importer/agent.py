@@ -17,10 +17,12 @@ import faust
 
 from ebackpack.config import Settings, get_settings
 from ebackpack.streaming.app import consume, make_app, raw_topic, send_and_wait
+from ebackpack.streaming.erasure import on_learner_erased
 from ebackpack.streaming.policy import RetryPolicy, SourceMessage, survives_outages, with_retries
 from ebackpack.streaming.topics import ATTESTATION_UPLOADS, ATTESTATIONS, dlq
 
 from .domain import Attestation
+from .erasure import AttestationErasure
 from .sandbox import SandboxPool
 from .scheduler import FairScheduler
 from .service import ImporterService, Job, Outgoing
@@ -40,6 +42,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     uploads = raw_topic(app, settings.topic(ATTESTATION_UPLOADS))
     results = raw_topic(app, settings.topic(ATTESTATIONS))
     dead_letters = raw_topic(app, settings.topic(dlq(ATTESTATION_UPLOADS)))
+    erase = AttestationErasure(service.sessions, service.objects)
+    on_learner_erased(app, settings, erase, dlq=dead_letters, consumer=CONSUMER)  # uploads of erased learners
     sandboxes = SandboxPool(settings)
 
     async def publish(event: Outgoing) -> None:

@@ -22,6 +22,7 @@ from ebackpack.streaming.policy import GaveUp, RetryPolicy, SourceMessage, survi
 from ebackpack.streaming.topics import (
     CREDENTIAL_COMMANDS,
     CREDENTIALS,
+    LEARNERS_ERASED,
     MOODLE_COURSES,
     MOODLE_EVENTS,
     MOODLE_USERS,
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     dead_letters = raw_topic(app, settings.topic(dlq(MOODLE_EVENTS)))
 
     outbox_topics = {
-        settings.topic(name): raw_topic(app, settings.topic(name)) for name in (CREDENTIALS, RENDER_REQUESTS)
+        settings.topic(name): raw_topic(app, settings.topic(name))
+        for name in (CREDENTIALS, RENDER_REQUESTS, LEARNERS_ERASED)
     }
 
     sent: asyncio.Queue[tuple[str, Awaitable[object]]] = asyncio.Queue()

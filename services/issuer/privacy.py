@@ -1,8 +1,17 @@
 """Right to erasure: when Moodle deletes a user, their personal data leaves the e-Backpack.
 
-Erased: the profile (name, e-mail, language), the recipient hash and salt of each credential, the signed
-credential documents (they name the learner), certificate PDFs (rows and S3 objects), uploaded
-attestations (rows and S3 objects), public links, and the credentials' queued events.
+Each service erases what it owns. The issuer, in one transaction: the learner's profile (name, e-mail,
+language), the recipient hash and salt of each credential, the signed credential documents (they name
+the learner) and the credentials' queued events; the learner's parked completions go in the same
+transaction (service.py). In that transaction it saves in its outbox, so the erasure cannot be lost
+between the two, the events that tell the others:
+- `learner.erased` (internal, `learners.erased`): the renderer deletes the certificate PDFs (objects and
+  rows), the importer the uploaded attestations (objects and rows), the notifier the learner's messages
+  and preferences, each in its own `erasure.py`;
+- one public `credential.erased` per credential on `credentials`, for downstream consumers.
+The backpack has no worker: its sessions and public links end with the learner's profile (a learner
+without one cannot sign in either), and its rows are cleaned up at sign-ins (services/backpack).
+
 Kept, because the public must still be able to check a credential it was shown: the award row without
 personal data (verification code, achievement, course, dates, status, revocation and its reason) and
 its bit in the status list. The verification page then names no one.
@@ -10,60 +19,124 @@ its bit in the status list. The verification page then names no one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ebackpack.adapters.persistence.tables import (
-    AttestationRow,
-    AwardRow,
-    CertificateRow,
-    Learner,
-    NotificationPreferenceRow,
-    NotificationRow,
-    OutboxRow,
-    ShareRow,
-    SignedCredentialRow,
+from ebackpack.adapters.persistence.tables import AwardRow, Learner, OutboxRow, SignedCredentialRow
+from ebackpack.streaming.topics import CREDENTIALS, LEARNERS_ERASED
+from schemas import (
+    CloudEvent,
+    CredentialErased,
+    CredentialErasedMessage,
+    LearnerErased,
+    LearnerErasedMessage,
+    deterministic_id,
 )
 
+NOT_ONE_CREDENTIAL = ""  # the outbox's credential id of an event about the learner as a whole
 
-@dataclass
+
+@dataclass(frozen=True)
 class Erasure:
+    """What erasing a learner comes to: their credentials (id -> verification code, oldest first), and
+    whether the erasure events are saved already (a redelivered user_deleted: nothing to announce)."""
+
     learner_id: int
-    object_keys: list[str] = field(default_factory=list)  # S3 objects to delete before the rows go
-    credentials: list[str] = field(default_factory=list)
+    credentials: dict[str, str]
+    announced: bool = False
+
+    @property
+    def learner_event_id(self) -> str:
+        """Covers the credentials: one issued since an earlier erasure (it would need a new profile) gives
+        a new `learner.erased`, the same ones the same id."""
+        return deterministic_id("learner.erased", self.learner_id, *sorted(self.credentials))
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [self.learner_event_id, *(credential_erased_id(c) for c in self.credentials)]
+
+
+def credential_erased_id(credential_id: str) -> str:
+    return deterministic_id("credential.erased", credential_id)
 
 
 def plan_erasure(session: Session, learner_id: int) -> Erasure:
-    credentials = list(
-        session.scalars(select(AwardRow.credential_id).where(AwardRow.learner_id == learner_id))
+    awards = session.execute(
+        select(AwardRow.credential_id, AwardRow.verification_code)
+        .where(AwardRow.learner_id == learner_id)
+        .order_by(AwardRow.created_at)
     )
-    pdfs = session.scalars(
-        select(CertificateRow.object_key).where(CertificateRow.credential_id.in_(credentials))
-    )
-    uploads = session.scalars(
-        select(AttestationRow.object_key).where(
-            AttestationRow.learner_id == learner_id, AttestationRow.object_key.is_not(None)
-        )
-    )
-    keys = [key for key in (*pdfs, *uploads) if key]
-    return Erasure(learner_id, keys, credentials)
+    plan = Erasure(learner_id, {credential_id: code for credential_id, code in awards})
+    announced = session.get(OutboxRow, plan.learner_event_id) is not None
+    return Erasure(learner_id, plan.credentials, announced)
 
 
 def erase_rows(session: Session, erasure: Erasure) -> None:
-    """Idempotent: erasing an erased learner changes nothing."""
-    credentials = erasure.credentials
-    for table, column in (
-        (SignedCredentialRow, SignedCredentialRow.credential_id),
-        (CertificateRow, CertificateRow.credential_id),
-        (OutboxRow, OutboxRow.credential_id),
-        (ShareRow, ShareRow.credential_id),
-    ):
-        session.execute(delete(table).where(column.in_(credentials)))
-    session.execute(delete(AttestationRow).where(AttestationRow.learner_id == erasure.learner_id))
-    for row in (NotificationRow, NotificationPreferenceRow):
-        session.execute(delete(row).where(row.learner_id == erasure.learner_id))
+    """The issuer's part, in the caller's transaction. Idempotent: erasing again changes nothing."""
+    credentials = list(erasure.credentials)
+    session.execute(delete(SignedCredentialRow).where(SignedCredentialRow.credential_id.in_(credentials)))
+    # The credentials' other events (render requests name the learner) are not sent any more, and the
+    # repair finds no render request to send again; the erasure events themselves stay.
+    session.execute(
+        delete(OutboxRow).where(
+            OutboxRow.credential_id.in_(credentials), OutboxRow.event_id.not_in(erasure.event_ids)
+        )
+    )
     session.execute(delete(Learner).where(Learner.id == erasure.learner_id))
-    for award in session.scalars(select(AwardRow).where(AwardRow.learner_id == erasure.learner_id)):
+    for award in session.scalars(select(AwardRow).where(AwardRow.credential_id.in_(credentials))):
         award.recipient_salt = award.recipient_hash = None
+
+
+def erasure_events(
+    erasure: Erasure, *, topic: Callable[[str], str], source: str, now: datetime
+) -> list[OutboxRow]:
+    """`learner.erased` for the other services, then `credential.erased` per credential, as outbox rows
+    (`topic` names a topic as the settings prefix it). Both topics are keyed by learner."""
+    learner_id = erasure.learner_id
+    learner = LearnerErasedMessage.build(
+        id=erasure.learner_event_id,
+        source=source,
+        subject=str(learner_id),
+        time=now,
+        data=LearnerErased(learner_id=learner_id, credential_ids=list(erasure.credentials), erased_at=now),
+    )
+    events = [_outbox(topic(LEARNERS_ERASED), learner_id, learner, NOT_ONE_CREDENTIAL, now)]
+    for credential_id, code in erasure.credentials.items():
+        erased = CredentialErasedMessage.build(
+            id=credential_erased_id(credential_id),
+            source=source,
+            subject=credential_id,
+            time=now,
+            data=CredentialErased(
+                credential_id=credential_id, learner_id=learner_id, verification_code=code, erased_at=now
+            ),
+        )
+        events.append(_outbox(topic(CREDENTIALS), learner_id, erased, credential_id, now))
+    return events
+
+
+def erase_learner(
+    session: Session, learner_id: int, *, topic: Callable[[str], str], source: str, now: datetime
+) -> list[OutboxRow]:
+    """The whole of the issuer's part in the caller's transaction: plan, erase, and the events saved in
+    the outbox unless they were before. Returns the events saved."""
+    erasure = plan_erasure(session, learner_id)
+    erase_rows(session, erasure)
+    events = [] if erasure.announced else erasure_events(erasure, topic=topic, source=source, now=now)
+    session.add_all(events)
+    return events
+
+
+def _outbox(topic: str, learner_id: int, message: CloudEvent, credential_id: str, now: datetime) -> OutboxRow:
+    return OutboxRow(
+        event_id=message.id,
+        credential_id=credential_id,
+        topic=topic,
+        key=str(learner_id),  # one learner's events keep their order
+        payload=message.model_dump_json(),
+        created_at=now,
+    )

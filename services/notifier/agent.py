@@ -20,9 +20,11 @@ from kafka.errors import TopicAlreadyExistsError
 from ebackpack.bootstrap import build
 from ebackpack.config import Settings, get_settings
 from ebackpack.streaming.app import consume, make_app, raw_topic, send_and_wait
+from ebackpack.streaming.erasure import on_learner_erased
 from ebackpack.streaming.policy import RetryPolicy, SourceMessage, with_retries
 from ebackpack.streaming.topics import CREDENTIALS, RENDERED
 
+from .erasure import NotificationErasure
 from .service import Key, NotifierService, Tuning
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ def create_app(settings: Settings | None = None, tuning: Tuning | None = None) -
     credentials = raw_topic(app, settings.topic(CREDENTIALS))
     rendered = raw_topic(app, settings.topic(RENDERED))
     dead_letters = raw_topic(app, settings.topic(DEAD_LETTERS))
+    erase = NotificationErasure(service.sessions)  # an erased learner's messages and preferences
+    on_learner_erased(app, settings, erase, dlq=dead_letters, consumer=settings.notify_group)
     policy = RetryPolicy()
 
     in_flight: set[Key] = set()  # keys the consumer or a timer is delivering right now

@@ -10,11 +10,13 @@ from ebackpack.adapters.persistence.engine import make_engine, session_factory
 from ebackpack.adapters.storage import ObjectStore
 from ebackpack.config import Settings, get_settings
 from ebackpack.streaming.app import BatchOutcome, consume_batches, make_app, raw_topic, send_and_wait
+from ebackpack.streaming.erasure import on_learner_erased
 from ebackpack.streaming.policy import SourceMessage
 from ebackpack.streaming.topics import RENDER_REQUESTS, RENDERED, dlq
 from schemas import CertificateRenderedMessage
 
 from .certificate import BATCH_SIZE, CertificateRenderer
+from .erasure import CertificateErasure
 from .service import RendererService
 
 CONSUMER = "renderer"
@@ -30,6 +32,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     requests = raw_topic(app, settings.topic(RENDER_REQUESTS))
     rendered = raw_topic(app, settings.topic(RENDERED))
     dead_letters = raw_topic(app, settings.topic(dlq(RENDER_REQUESTS)))
+    erase = CertificateErasure(service.sessions, service.store)
+    on_learner_erased(app, settings, erase, dlq=dead_letters, consumer=CONSUMER)  # PDFs of erased learners
 
     async def announce(events: list[CertificateRenderedMessage]) -> None:
         await asyncio.gather(

@@ -2,7 +2,9 @@
 completion date from `course_completions.timecompleted`; and the right to erasure on `user_deleted`.
 
 Real components: PostgreSQL holding Moodle's user / course / course_completions tables (the columns we
-read), the embedded Tansu broker, SeaweedFS, and the issuer's service layer on SQLite.
+read), the embedded Tansu broker, SeaweedFS, and the issuer's service layer on SQLite; the renderer's and
+the importer's erasures act on the issuer's `learner.erased` as their workers do (test_erasure.py runs
+the workers).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ebackpack.adapters.persistence.tables import (
     AwardRow,
     CertificateRow,
     Learner,
+    OutboxRow,
     SignedCredentialRow,
 )
 from ebackpack.adapters.storage import ObjectStore
@@ -27,12 +30,15 @@ from ebackpack.bootstrap import prepare
 from ebackpack.config import SAMPLE_DIR, Settings
 from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
-from ebackpack.streaming.topics import MOODLE_COURSES, MOODLE_USERS
+from ebackpack.streaming.topics import LEARNERS_ERASED, MOODLE_COURSES, MOODLE_USERS
+from schemas import LearnerErased, LearnerErasedMessage
 from schemas.moodle import COURSE_COMPLETED, USER_DELETED, MoodleEvent
 from services.backpack.verification import verify
 from services.gateway.events import moodle_message
 from services.gateway.profiles import MoodleDatabase, ProfilePublisher, ProfileSync
+from services.importer.erasure import AttestationErasure
 from services.issuer.service import IssuerService
+from services.renderer.erasure import CertificateErasure
 from tests.integration.moodle_stand_in import Site, WebServices, moodle_database, serving
 
 pytestmark = pytest.mark.integration
@@ -168,6 +174,11 @@ def test_profiles_completion_date_and_erasure(settings: Settings, moodle: Any) -
     assert json.loads(value)["data"]["other"] is None  # username and e-mail are not passed on
     issuer.handle(value)
     issuer.handle(value)  # redelivered: nothing left to erase, nothing breaks
+    erased = learner_erased(sessions, settings)
+    assert erased.learner_id == LEARNER and erased.credential_ids == [award.credential_id]
+    for erase in (CertificateErasure(sessions, store), AttestationErasure(sessions, store)):
+        erase(erased)
+        erase(erased)  # redelivered
 
     with sessions() as session:
         assert session.get(Learner, LEARNER) is None
@@ -180,6 +191,8 @@ def test_profiles_completion_date_and_erasure(settings: Settings, moodle: Any) -
             == []
         )
         assert session.get(AttestationRow, "a1") is None
+        certificates = select(CertificateRow).where(CertificateRow.credential_id == kept.credential_id)
+        assert session.scalars(certificates).all() == []
         public = verify(session, kept.verification_code)
     assert public.status == "valid" and public.learner_name is None and public.achievement
     assert list(store.keys(f"certificates/{award.credential_id}/")) == []
@@ -191,6 +204,14 @@ def test_profiles_completion_date_and_erasure(settings: Settings, moodle: Any) -
     ]
     assert tombstones, "the deleted user's profile gets a tombstone on the compacted topic"
     publisher.close()
+
+
+def learner_erased(sessions: Any, settings: Settings) -> LearnerErased:
+    """The issuer's one `learner.erased`, as its relay sends it from the outbox."""
+    with sessions() as session:
+        query = select(OutboxRow.payload).where(OutboxRow.topic == settings.topic(LEARNERS_ERASED))
+        (payload,) = session.scalars(query).all()
+    return LearnerErasedMessage.model_validate_json(payload).data
 
 
 def test_profiles_through_moodle_web_services() -> None:
