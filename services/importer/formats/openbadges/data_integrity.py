@@ -20,7 +20,7 @@ from services.importer.domain import (
     VerificationStatus,
     say,
 )
-from services.importer.formats.keys import KeyUnavailable, resolve
+from services.importer.formats.keys import KeyUnavailable, ResolvedKey, resolve
 from services.importer.formats.openbadges.fields import issuer_id_of, load_json_object
 from services.importer.formats.openbadges.ob3_credential import ob3_result
 from services.importer.formats.openbadges.tokens import key_kind
@@ -30,7 +30,8 @@ ED25519_SUITES = {"eddsa-rdfc-2022", "eddsa-2022"}
 
 
 def _ed25519_key(jwk: dict[str, Any]) -> ed25519.Ed25519PublicKey:
-    """Raises ValueError for a key of another type: an Ed25519 proof cannot come from it."""
+    """Raises TypeError for a key of another type (an Ed25519 proof cannot come from it), KeyError or
+    ValueError for a malformed one."""
     if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
         raise TypeError("not an Ed25519 key")
     x = str(jwk["x"])
@@ -48,8 +49,8 @@ def _supported_proof(credential: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _data_integrity_check(credential: dict[str, Any], ctx: ImportContext) -> Check:
+    """The proof's signature over the canonicalized credential, then the standing of the key that made it."""
     proof = _supported_proof(credential)
-    issuer_id = issuer_id_of(credential.get("issuer"))
     if proof is None:
         what = (
             say("the credential has no proof")
@@ -58,38 +59,17 @@ def _data_integrity_check(credential: dict[str, Any], ctx: ImportContext) -> Che
         )
         return Check(VerificationStatus.NOT_VERIFIABLE, "none", what)
     suite = str(proof.get("cryptosuite") or proof.get("type"))
-    method_id = str(proof.get("verificationMethod", ""))
     method = f"Data Integrity {suite}"
     try:
-        key = resolve(method_id, ctx)
+        key = resolve(str(proof.get("verificationMethod", "")), ctx)
     except KeyUnavailable as exc:
         return Check(VerificationStatus.NOT_VERIFIABLE, method, exc.reason)
-    try:
-        public_key = _ed25519_key(key.jwk)
-    except TypeError:
-        return Check(
-            VerificationStatus.INVALID,
-            method,
-            say(
-                "the proof ({suite}) needs an Ed25519 key, but its verification method is a {key} key",
-                suite=suite,
-                key=key_kind(key.jwk),
-            ),
-        )
-    except (KeyError, ValueError):
-        return Check(VerificationStatus.INVALID, method, say("the verification method's key is malformed"))
-    unsigned = {k: v for k, v in credential.items() if k != "proof"}
-    options = {"@context": credential.get("@context")} | {k: v for k, v in proof.items() if k != "proofValue"}
-    try:
-        data = hash_data(canonize(options), canonize(unsigned))
-    except ImportRejected:  # over the canonicalization budget: the whole upload is refused with it
-        raise
-    except Exception as exc:  # pyld raises its own error types, wrapping ours (unknown context)
-        return Check(
-            VerificationStatus.NOT_VERIFIABLE,
-            method,
-            say("the document cannot be canonicalized: {error}", error=str(exc)[:300]),
-        )
+    public_key = _proof_key(key, suite, method)
+    if isinstance(public_key, Check):
+        return public_key
+    data = _signed_data(credential, proof, method)
+    if isinstance(data, Check):
+        return data
     value = str(proof.get("proofValue", ""))
     try:
         public_key.verify(base58.b58decode(value[1:]) if value.startswith("z") else b"", data)
@@ -102,7 +82,41 @@ def _data_integrity_check(credential: dict[str, Any], ctx: ImportContext) -> Che
                 "with another key"
             ),
         )
-    return key_standing(key, issuer_id, ctx, method)
+    return key_standing(key, issuer_id_of(credential.get("issuer")), ctx, method)
+
+
+def _proof_key(key: ResolvedKey, suite: str, method: str) -> ed25519.Ed25519PublicKey | Check:
+    """The Ed25519 key the proof needs, or the check that the verification method cannot have made it."""
+    try:
+        return _ed25519_key(key.jwk)
+    except TypeError:
+        return Check(
+            VerificationStatus.INVALID,
+            method,
+            say(
+                "the proof ({suite}) needs an Ed25519 key, but its verification method is a {key} key",
+                suite=suite,
+                key=key_kind(key.jwk),
+            ),
+        )
+    except (KeyError, ValueError):
+        return Check(VerificationStatus.INVALID, method, say("the verification method's key is malformed"))
+
+
+def _signed_data(credential: dict[str, Any], proof: dict[str, Any], method: str) -> bytes | Check:
+    """What the proof signs: the hashes of its canonicalized options and of the credential without it."""
+    unsigned = {k: v for k, v in credential.items() if k != "proof"}
+    options = {"@context": credential.get("@context")} | {k: v for k, v in proof.items() if k != "proofValue"}
+    try:
+        return hash_data(canonize(options), canonize(unsigned))
+    except ImportRejected:  # over the canonicalization budget: the whole upload is refused with it
+        raise
+    except Exception as exc:  # pyld raises its own error types, wrapping ours (unknown context)
+        return Check(
+            VerificationStatus.NOT_VERIFIABLE,
+            method,
+            say("the document cannot be canonicalized: {error}", error=str(exc)[:300]),
+        )
 
 
 def parse_ob3_json(

@@ -16,7 +16,7 @@ from services.importer.domain import (
     say,
 )
 from services.importer.formats.keys import KeyUnavailable, ResolvedKey, issuer_origin
-from services.importer.formats.openbadges.documents import Documents, issuer_profile
+from services.importer.formats.openbadges.documents import Documents, badge_issuer_id, issuer_profile
 from services.importer.formats.openbadges.fields import issuer_id_of
 from services.importer.formats.openbadges.issuer_keys import creator_key
 from services.importer.formats.openbadges.ob2_assertion import ob2_result, ob2_window
@@ -85,7 +85,7 @@ def _signing_key_in_profile(
 ) -> str | Check:
     """OB 2.0: without `verification.creator`, the verifier tries the keys the issuer profile declares
     (`publicKey`). The id of the one that made the signature, or the check that none did."""
-    issuer_id = issuer_id_of(docs.node(assertion.get("badge")).get("issuer"))
+    issuer_id = badge_issuer_id(assertion.get("badge"), docs)
     profile, problem = issuer_profile(issuer_id, docs)
     if profile is None:
         return Check(
@@ -97,26 +97,9 @@ def _signing_key_in_profile(
                 why=problem or say("no issuer profile"),
             ),
         )
-    declared = profile.get("publicKey")
-    entries = (declared if isinstance(declared, list) else [declared])[:MAX_PROFILE_KEYS]
-    alg, tried = str(header["alg"]), 0
-    for entry in entries:
-        key_id = str(entry.get("id", "")) if isinstance(entry, dict) else str(entry or "")
-        if not key_id:
-            continue
-        if isinstance(entry, dict) and entry.get("publicKeyPem"):
-            docs.remember(key_id, entry)  # embedded in the profile: no fetch
-        try:
-            key = creator_key(key_id, docs)
-        except KeyUnavailable:
-            continue
-        tried += 1
-        if key_problem(alg, key.jwk) is None:
-            try:
-                verify_jws(token, key, alg)
-                return key_id
-            except ValueError:
-                continue
+    key_id, tried = _key_that_signed(token, str(header["alg"]), _declared_keys(profile), docs)
+    if key_id is not None:
+        return key_id
     if tried:
         return Check(
             VerificationStatus.INVALID,
@@ -136,6 +119,46 @@ def _signing_key_in_profile(
             issuer=issuer_id,
         ),
     )
+
+
+def _declared_keys(profile: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None]]:
+    """The first keys the profile declares: (id, the key document when the profile embeds it with its PEM)."""
+    declared = profile.get("publicKey")
+    keys = []
+    for entry in (declared if isinstance(declared, list) else [declared])[:MAX_PROFILE_KEYS]:
+        key_id = str(entry.get("id", "")) if isinstance(entry, dict) else str(entry or "")
+        if key_id:
+            embedded = entry if isinstance(entry, dict) and entry.get("publicKeyPem") else None
+            keys.append((key_id, embedded))
+    return keys
+
+
+def _key_that_signed(
+    token: str, alg: str, declared: list[tuple[str, dict[str, Any] | None]], docs: Documents
+) -> tuple[str | None, int]:
+    """(the id of the first declared key the signature checks with, how many keys could be read)."""
+    tried = 0
+    for key_id, embedded in declared:
+        if embedded is not None:
+            docs.remember(key_id, embedded)  # embedded in the profile: no fetch
+        try:
+            key = creator_key(key_id, docs)
+        except KeyUnavailable:
+            continue
+        tried += 1
+        if _made_by(token, alg, key):
+            return key_id, tried
+    return None, tried
+
+
+def _made_by(token: str, alg: str, key: ResolvedKey) -> bool:
+    if key_problem(alg, key.jwk) is not None:
+        return False
+    try:
+        verify_jws(token, key, alg)
+    except ValueError:
+        return False
+    return True
 
 
 def _listed_keys(public_key: Any) -> set[str]:
@@ -161,22 +184,20 @@ def _key_ownership(
     docs: Documents,
     method: str,
 ) -> Check:
-    why = problem
-    if profile is not None and creator in _listed_keys(profile.get("publicKey")):
-        if issuer_origin(issuer_id) is not None:
-            return Check(
-                VerificationStatus.VERIFIED,
-                method,
-                say(
-                    "signature valid with the key at {key}, which the issuer profile served at {issuer} "
-                    "lists as its own",
-                    key=creator,
-                    issuer=issuer_id,
-                ),
-            )
-        why = say("the issuer profile {issuer} is not served over https", issuer=issuer_id)
-    elif profile is not None:
-        why = say("the issuer profile {issuer} does not list the key (publicKey)", issuer=issuer_id)
+    """The creator key is the issuer's when the profile served at the issuer's https id lists it; else a
+    trusted issuer's key, or a valid signature by an unknown one."""
+    why = _not_listed_because(creator, issuer_id, profile, problem)
+    if why is None:
+        return Check(
+            VerificationStatus.VERIFIED,
+            method,
+            say(
+                "signature valid with the key at {key}, which the issuer profile served at {issuer} "
+                "lists as its own",
+                key=creator,
+                issuer=issuer_id,
+            ),
+        )
     if issuer_id in docs.ctx.trusted_issuers and key.speaks_for(issuer_id):
         return Check(
             VerificationStatus.VERIFIED,
@@ -190,6 +211,19 @@ def _key_ownership(
             "signature valid with the key at {key}, but it is not shown to be the issuer's: {why}; "
             "the issuer is not on our list of trusted issuers",
             key=creator,
-            why=why or say("no issuer profile"),
+            why=why,
         ),
     )
+
+
+def _not_listed_because(
+    creator: str, issuer_id: str | None, profile: dict[str, Any] | None, problem: Said | None
+) -> Said | None:
+    """Why the issuer profile does not show the creator key to be the issuer's, or None when it does."""
+    if profile is None:
+        return problem or say("no issuer profile")
+    if creator not in _listed_keys(profile.get("publicKey")):
+        return say("the issuer profile {issuer} does not list the key (publicKey)", issuer=issuer_id)
+    if issuer_origin(issuer_id) is None:
+        return say("the issuer profile {issuer} is not served over https", issuer=issuer_id)
+    return None
