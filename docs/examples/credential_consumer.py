@@ -10,6 +10,7 @@ What it shows of the contract (docs/consumers.md):
 - at-least-once delivery: the same event id can arrive twice, so the handler is idempotent (here: a set
   of seen ids; a real consumer keeps it in its database, in the same transaction as its own change);
 - ordering per learner: the key is the learner id, so one learner's events arrive in order;
+- erasure: after `credential.erased` (Moodle deleted the learner) it keeps nothing of that credential;
 - offsets committed after the work, so a crash re-delivers rather than loses.
 """
 
@@ -31,6 +32,7 @@ TYPES = {  # CloudEvents `type` -> schema file
     "pl.ebackpack.credential.issued.v1": "credential.issued.v1.schema.json",
     "pl.ebackpack.credential.revoked.v1": "credential.revoked.v1.schema.json",
     "pl.ebackpack.credential.expired.v1": "credential.expired.v1.schema.json",
+    "pl.ebackpack.credential.erased.v1": "credential.erased.v1.schema.json",
 }
 
 
@@ -48,8 +50,14 @@ class LearnerCredentials:
             return False
         self.seen.add(event["id"])
         data = event["data"]
+        kind = event["type"].rsplit(".", 2)[-2]  # issued | revoked | expired | erased
+        if kind == "erased":  # the learner's right to erasure: forget what this view keeps of them
+            credentials = self.status.get(data["learner_id"], {})
+            credentials.pop(data["credential_id"], None)
+            if not credentials:
+                self.status.pop(data["learner_id"], None)
+            return True
         learner = self.status.setdefault(data["learner_id"], {})
-        kind = event["type"].rsplit(".", 2)[-2]  # issued | revoked | expired
         if kind == "issued":
             learner.setdefault(data["credential_id"], "valid")
         else:

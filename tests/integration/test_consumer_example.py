@@ -35,7 +35,7 @@ def example() -> ModuleType:
     return module
 
 
-def test_the_documented_consumer_follows_issued_and_revoked_credentials(settings: Settings) -> None:
+def test_the_documented_consumer_follows_issued_revoked_and_erased_credentials(settings: Settings) -> None:
     sessions = prepare(settings)
     store_profiles(sessions, default_dataset().profiles)
     issuer = IssuerService(sessions, load_rules(SAMPLE_DIR / "rules.toml"), settings)
@@ -43,6 +43,10 @@ def test_the_documented_consumer_follows_issued_and_revoked_credentials(settings
     rows = issuer.handle(completion(5722, 42, when)) + issuer.handle(completion(5723, 42, when))
     issued = [r for r in rows if r.topic == settings.topic(CREDENTIALS)]
     revoked = issuer.revoke(issued[0].credential_id, "issued in error")
+    erased_learner = 5724
+    rows += issuer.handle(completion(erased_learner, 42, when))
+    issued = [r for r in rows if r.topic == settings.topic(CREDENTIALS)]
+    issuer.erase(erased_learner)  # Moodle deleted the user
     with sessions() as session:
         from ebackpack.adapters.persistence.tables import OutboxRow
 
@@ -53,8 +57,9 @@ def test_the_documented_consumer_follows_issued_and_revoked_credentials(settings
             )
             .one()
         )
+        erasure = session.query(OutboxRow).filter(OutboxRow.payload.contains("credential.erased.v1")).one()
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-    for row in [*issued, issued[0], revocation]:  # the first issued event is delivered twice
+    for row in [*issued, issued[0], revocation, erasure]:  # the first issued event is delivered twice
         producer.send(row.topic, key=row.key.encode() if row.key else None, value=row.payload.encode())
     future_type = {
         "specversion": "1.0",
@@ -79,6 +84,7 @@ def test_the_documented_consumer_follows_issued_and_revoked_credentials(settings
     first, second = issued[0].credential_id, issued[1].credential_id
     by_learner = {learner: creds for learner, creds in view.status.items()}
     assert by_learner[5722] == {first: "revoked"} and by_learner[5723] == {second: "valid"}
+    assert erased_learner not in by_learner  # issued, then erased: nothing of theirs is kept
     assert view.skipped == 1  # the unknown future type is skipped, not fatal
     again = consumer.consume(
         settings.kafka_bootstrap,
