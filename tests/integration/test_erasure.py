@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from kafka.admin import KafkaAdminClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.adapters.persistence.tables import (
     AttestationRow,
     AwardRow,
@@ -52,6 +54,7 @@ from ebackpack.streaming.topics import (
 )
 from schemas import CredentialErasedMessage, LearnerErasedMessage
 from schemas.moodle import USER_DELETED, MoodleEvent
+from services.backpack.session import User, WebSessions
 from services.backpack.shares import Shares
 from services.gateway.events import moodle_message
 from services.gateway.profiles import store_profiles
@@ -96,6 +99,52 @@ def credentials_of(sessions: sessionmaker[Session], learner: int) -> dict[str, s
             AwardRow.learner_id == learner
         )
         return {credential_id: code for credential_id, code in s.execute(query)}
+
+
+# --- the issuer's part and the backpack's rows, on SQLite and PostgreSQL --------------------------------
+
+
+def test_the_issuer_saves_the_erasure_events_once_and_the_backpack_lets_go_on_either_database(
+    database_url: str, tmp_path: Path
+) -> None:
+    migrate(database_url)
+    sessions = session_factory(make_engine(database_url))
+    store_profiles(sessions, default_dataset().profiles)
+    settings = Settings(data_dir=tmp_path, database_url=database_url)
+    issuer = IssuerService(sessions, load_rules(settings.rules_file), settings)
+    for learner in (GONE, STAYS):
+        issuer.handle(completion(learner, COURSE, WHEN))
+    (gone_id,) = credentials_of(sessions, GONE)
+    with sessions.begin() as s:
+        links = {
+            a.learner_id: Shares(s).create(a.learner_id, a.credential_id, 30).token
+            for a in s.scalars(select(AwardRow))
+        }
+    web = WebSessions(sessions)
+    signed_in = {learner: web.open(User(learner, "learner", "", "test")) for learner in (GONE, STAYS)}
+
+    assert issuer.erase(GONE) == 2  # learner.erased and one credential.erased
+    assert issuer.erase(GONE) == 0  # Moodle's event again: nothing more to announce
+    with sessions() as s:
+        query = select(OutboxRow).where(OutboxRow.payload.contains(".erased.v1")).order_by(OutboxRow.topic)
+        saved = [(row.topic, row.key, json.loads(row.payload)) for row in s.scalars(query)]
+        assert (
+            s.scalars(select(SignedCredentialRow).where(SignedCredentialRow.credential_id == gone_id)).all()
+            == []
+        )
+        assert s.get(Learner, GONE) is None and s.get(Learner, STAYS) is not None
+    assert [(topic, key, event["type"]) for topic, key, event in saved] == [
+        (settings.topic(CREDENTIALS), str(GONE), CredentialErasedMessage.TYPE),
+        (settings.topic(LEARNERS_ERASED), str(GONE), LearnerErasedMessage.TYPE),
+    ]
+    assert saved[1][2]["data"]["credential_ids"] == [gone_id]
+
+    assert not web.alive(signed_in[GONE]) and web.alive(signed_in[STAYS])
+    with sessions() as s:
+        assert Shares(s).find(links[GONE]) is None and Shares(s).find(links[STAYS]) is not None
+    web.open(User(STAYS, "learner", "", "test"))  # a sign-in deletes the erased learner's rows
+    assert rows_of(sessions, WebSessionRow, GONE) == 0 and rows_of(sessions, ShareRow, GONE) == 0
+    assert rows_of(sessions, WebSessionRow, STAYS) == 2 and rows_of(sessions, ShareRow, STAYS) == 1
 
 
 # --- the backpack: sessions and public links end with the learner ------------------------------------
