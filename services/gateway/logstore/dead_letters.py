@@ -44,11 +44,7 @@ def dead_letter_message(settings: Settings, incoming: Incoming, letter: Malforme
     origin, value = incoming.origin, incoming.original
     consumer = consumer_name(settings)
     topic, partition, offset = origin.replayed or (settings.topic(LOGSTORE_ROWS), -1, -1)
-    where = (
-        "{}/{}/{}".format(*origin.replayed)
-        if origin.replayed
-        else _where(origin.id, origin.line, origin.file)
-    )
+    where = origin.subject
     key = None if origin.id is None else str(origin.id).encode()
     return DeadLetterMessage.build(
         id=deterministic_id("dead-letter", consumer, where, hashlib.sha256(value).hexdigest()),
@@ -65,12 +61,6 @@ def dead_letter_message(settings: Settings, incoming: Incoming, letter: Malforme
             value_b64=base64.b64encode(value).decode(),
         ),
     )
-
-
-def _where(row_id: int | str | None, line: int | None, file: str | None) -> str:
-    if line is not None:
-        return f"{file or 'export'}/line/{line}"
-    return f"logstore_standard_log/{row_id}"
 
 
 class DeadLetterPublisher:

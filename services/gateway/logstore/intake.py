@@ -43,12 +43,14 @@ class Origin:
     file: str | None = None
     replayed: tuple[str, int, int] | None = None  # topic, partition, offset of a replayed row
 
-    def describe(self) -> str:
+    @property
+    def subject(self) -> str:
+        """Which row: `<topic>/<partition>/<offset>`, `<file>/line/<n>` or `logstore_standard_log/<id>`."""
         if self.replayed is not None:
-            return "replayed record {}/{}/{}".format(*self.replayed)
+            return "{}/{}/{}".format(*self.replayed)
         if self.line is not None:
-            return f"{self.file or 'export'} line {self.line}"
-        return f"id {self.id}"
+            return f"{self.file or 'export'}/line/{self.line}"
+        return f"logstore_standard_log/{self.id}"
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ class RowIntake:
             return
         for incoming, letter in malformed:
             log.warning(
-                "log-store row %s is malformed, dead-lettered: %s", incoming.origin.describe(), letter.reason
+                "log-store row %s is malformed, dead-lettered: %s", incoming.origin.subject, letter.reason
             )
         self.dead_letters.send(malformed)  # waits for the acks; raises if the broker did not ack
         result.dead_letters += [letter for _incoming, letter in malformed]

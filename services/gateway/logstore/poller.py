@@ -102,10 +102,9 @@ class LogStorePoller:
         return self._reader
 
     def close(self) -> None:
-        """The dead-letter producer (if this poller built it) and the replay consumer (not the publisher)."""
+        """The dead-letter producer, if this poller built it (not the publisher it was given)."""
         if self._own_dead_letters is not None:
             self._own_dead_letters.close()
-        self.replays.close()
 
     # -- checkpoints (our database) --
 
@@ -144,10 +143,12 @@ class LogStorePoller:
 
     def take_replayed(self, result: PollResult) -> None:
         """The rows `ebackpack deadletters replay` sent back to `moodle.logstore`, taken again."""
-        for records in self.replays.batches(self.batch_size):
-            self.intake.take([self._as_stored_now(incoming(r)) for r in records], SOURCE_REPLAY, result)
-            self.replays.commit(records)
-            result.replayed += len(records)
+        with self.replays.drain() as replayed:
+            for records in replayed.batches(self.batch_size):
+                rows = [self._as_stored_now(incoming(r)) for r in records]
+                self.intake.take(rows, SOURCE_REPLAY, result)
+                replayed.commit(records)
+                result.replayed += len(records)
 
     def _as_stored_now(self, replayed: Incoming) -> Incoming:
         """Moodle's table is the source: a replayed row is read again from it (a row repaired there is
