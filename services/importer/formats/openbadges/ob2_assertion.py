@@ -20,6 +20,7 @@ from services.importer.formats.openbadges.verdict import Check, Revocation, Wind
 
 
 def _ob2_recipient(assertion: dict[str, Any], ctx: ImportContext) -> tuple[RecipientMatch, str]:
+    """OB 2.0 names its recipient by e-mail (plain or salted hash); other identity types we cannot compare."""
     recipient = assertion.get("recipient")
     if not isinstance(recipient, dict) or not recipient.get("identity"):
         return RecipientMatch.UNKNOWN, "the assertion names no recipient"
@@ -27,15 +28,12 @@ def _ob2_recipient(assertion: dict[str, Any], ctx: ImportContext) -> tuple[Recip
     if kind != "email":
         return RecipientMatch.UNKNOWN, f"the recipient is identified by {kind}, not by e-mail"
     hashed = bool(recipient.get("hashed"))
+    what = "the recipient e-mail hash" if hashed else "the recipient e-mail"
     if email_matches(
         ctx.learner.email, str(recipient["identity"]), hashed=hashed, salt=recipient.get("salt")
     ):
-        return RecipientMatch.MATCH, "the recipient e-mail" + (
-            " hash" if hashed else ""
-        ) + " is the learner's"
-    return RecipientMatch.MISMATCH, "the recipient e-mail" + (
-        " hash" if hashed else ""
-    ) + " is not the learner's"
+        return RecipientMatch.MATCH, f"{what} is the learner's"
+    return RecipientMatch.MISMATCH, f"{what} is not the learner's"
 
 
 def ob2_attestation(
@@ -97,6 +95,8 @@ def ob2_result(
     docs: Documents,
     original: str,
 ) -> Attestation:
+    """The record of a checked OB 2.0 assertion with its verdict; for one of ours, the title, issuer and
+    dates come from our database."""
     ctx = docs.ctx
     attestation = ob2_attestation(
         assertion, source, Verification.of(check.status, check.method, check.reason), docs, original

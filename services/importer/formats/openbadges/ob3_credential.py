@@ -28,21 +28,19 @@ from services.importer.formats.openbadges.verdict import NOT_CHECKED, Check, Win
 
 
 def _ob3_recipient(subject: Any, ctx: ImportContext) -> tuple[RecipientMatch, str]:
+    """The learner's when an e-mail identity (plain or hashed) or the subject id is theirs; unknown when
+    there is nothing we can compare, or only an id (a DID, a URL) we cannot link to them."""
     if not isinstance(subject, dict):
         return RecipientMatch.UNKNOWN, "the credential names no subject"
-    compared: list[str] = []
     identifiers = subject.get("identifier")
-    for identity in identifiers if isinstance(identifiers, list) else []:
-        if not isinstance(identity, dict) or identity.get("identityType") != "emailAddress":
-            continue
-        compared.append("e-mail" + (" hash" if identity.get("hashed") else ""))
-        if email_matches(
-            ctx.learner.email,
-            str(identity.get("identityHash", "")),
-            hashed=bool(identity.get("hashed")),
-            salt=identity.get("salt"),
-        ):
-            return RecipientMatch.MATCH, "the credential's e-mail identity is the learner's"
+    emails = [
+        identity
+        for identity in (identifiers if isinstance(identifiers, list) else [])
+        if isinstance(identity, dict) and identity.get("identityType") == "emailAddress"
+    ]
+    compared = ["e-mail" + (" hash" if identity.get("hashed") else "") for identity in emails]
+    if any(_is_learners_email(identity, ctx) for identity in emails):
+        return RecipientMatch.MATCH, "the credential's e-mail identity is the learner's"
     subject_id = str(subject.get("id") or "")
     if subject_id:
         compared.append("subject id")
@@ -58,6 +56,15 @@ def _ob3_recipient(subject: Any, ctx: ImportContext) -> tuple[RecipientMatch, st
             f"the subject is {subject_id[:80]}, which we cannot link to the learner",
         )
     return RecipientMatch.MISMATCH, f"compared {' and '.join(compared)}: not the learner's"
+
+
+def _is_learners_email(identity: dict[str, Any], ctx: ImportContext) -> bool:
+    return email_matches(
+        ctx.learner.email,
+        str(identity.get("identityHash", "")),
+        hashed=bool(identity.get("hashed")),
+        salt=identity.get("salt"),
+    )
 
 
 def _ob3_workload(achievement: dict[str, Any]) -> str | None:
