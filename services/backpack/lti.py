@@ -81,6 +81,8 @@ BROWSER_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 @dataclass(frozen=True)
 class LtiConfig:
+    """The one platform this tool takes launches from (EBACKPACK_LTI_*)."""
+
     issuer: str
     client_id: str
     auth_url: str

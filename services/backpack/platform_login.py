@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 
 def settings_of(request: Request) -> Settings:
+    """The app's settings, typed (FastAPI keeps them untyped in `app.state`)."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -51,6 +52,8 @@ def shown(value: object) -> str:
 
 @dataclass(frozen=True)
 class Match:
+    """The learner an identity from the platform belongs to, with the name the pages greet them by."""
+
     learner_id: int
     name: str
 
