@@ -1,4 +1,4 @@
-"""Keys an issuer publishes outside a verification method (see ../keys.py for those): the OB 2.0
+"""Keys an issuer publishes outside a verification method (formats/keys.py resolves those): the OB 2.0
 `verification.creator` key, and the key a VC-JWT names in its header or its issuer profile."""
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from services.importer.formats.openbadges.vc_jwt import parse_ob3_jwt
 
 
 def is_ob3(document: dict[str, Any]) -> bool:
+    """A verifiable credential (an OB 3.0 badge or endorsement, or any other VC): read as OB 3.0."""
     types = document.get("type")
     types = types if isinstance(types, list) else [types]
     return any(
