@@ -383,6 +383,9 @@ def rerender(
     rules = {r.id: r for r in ctx.rules.rules if r.certificate}
     with uow:
         rows = uow.awards.not_revoked(list(rules), course_id=course_id, rule_id=rule_id)
+        # An erased learner has no profile left to print: their certificate is not rendered again (and a
+        # re-render command must not wait for a profile that will never come).
+        rows = [r for r in rows if uow.profiles.learner(r.learner_id) and uow.profiles.course(r.course_id)]
         for row in rows:
             award = Award(
                 credential_id=row.credential_id,

@@ -230,3 +230,12 @@ def test_a_deleted_user_is_erased_and_their_parked_completions_dropped(
 
     assert result.events == [] and result.parked == []
     assert uow.erasures.erased == [newcomer.id] and uow.parked.count() == 0
+
+
+def test_a_rerender_leaves_out_an_erased_learner_and_does_not_wait_for_them(
+    uow: FakeUnitOfWork, ctx: Context
+) -> None:
+    award(uow, ctx, CERTIFICATE)
+    uow.profiles.by_learner.pop(LEARNER.id)  # what erasure leaves: the award without its learner
+
+    assert handlers.rerender(uow, ctx, course_id=CERTIFICATE) == 0
