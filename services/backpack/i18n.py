@@ -11,39 +11,12 @@ from datetime import datetime
 
 from starlette.requests import Request
 
-LANGUAGES = ("pl", "en")
-DEFAULT_LANGUAGE = "pl"
+from ebackpack.domain import i18n
+from ebackpack.domain.i18n import DEFAULT_LANGUAGE
+from ebackpack.domain.i18n import LANGUAGES as LANGUAGES  # the pages' language switch
+
 LANG_COOKIE = "ebackpack_lang"
 LANGUAGE_NAMES = {"pl": "Polski", "en": "English"}
-
-_MONTHS_PL = (
-    "stycznia",
-    "lutego",
-    "marca",
-    "kwietnia",
-    "maja",
-    "czerwca",
-    "lipca",
-    "sierpnia",
-    "września",
-    "października",
-    "listopada",
-    "grudnia",
-)
-_MONTHS_EN = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 
 POLISH: dict[str, str] = {
     # layout
@@ -240,12 +213,8 @@ def language_of(request: Request) -> str:
 
 
 def translate(text: str, language: str, **values: object) -> str:
-    translated = POLISH.get(text, text) if language == "pl" else text
-    return translated.format(**values) if values else translated
+    return i18n.translate(POLISH, text, language, **values)
 
 
 def format_date(moment: datetime | None, language: str) -> str:
-    if moment is None:
-        return ""
-    months = _MONTHS_PL if language == "pl" else _MONTHS_EN
-    return f"{moment.day} {months[moment.month - 1]} {moment.year}"
+    return "" if moment is None else i18n.format_date(moment, language)

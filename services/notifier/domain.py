@@ -24,7 +24,9 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel
 
+from ebackpack.domain import i18n
 from ebackpack.domain.errors import InvalidMessage, parse_message
+from ebackpack.domain.i18n import supported_language
 from ebackpack.domain.notifications import CHANNELS as CHANNELS
 from ebackpack.domain.notifications import KINDS as KINDS
 from ebackpack.domain.notifications import Channel as Channel
@@ -34,8 +36,6 @@ from ebackpack.domain.notifications import unsubscribe_token as unsubscribe_toke
 from ebackpack.plurals import DAYS, quantity
 from schemas import CredentialIssuedMessage, CredentialRevokedMessage, deterministic_id
 
-LANGUAGES = ("pl", "en")
-DEFAULT_LANGUAGE = "pl"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 ISSUED_TYPE = CredentialIssuedMessage.TYPE
@@ -209,56 +209,19 @@ POLISH: dict[str, str] = {
     "Stop e-mails like this one": "Nie wysyłaj mi więcej takich e-maili",
 }
 
-_MONTHS = {
-    "pl": (
-        "stycznia",
-        "lutego",
-        "marca",
-        "kwietnia",
-        "maja",
-        "czerwca",
-        "lipca",
-        "sierpnia",
-        "września",
-        "października",
-        "listopada",
-        "grudnia",
-    ),
-    "en": (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-}
-
-
-def language(lang: str | None) -> str:
-    return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
-
 
 def translate(text: str, lang: str, **values: object) -> str:
-    translated = POLISH.get(text, text) if lang == "pl" else text
-    return translated.format(**values) if values else translated
+    return i18n.translate(POLISH, text, lang, **values)
 
 
 def format_date(moment: datetime, lang: str) -> str:
     """As the backpack pages write dates: `15 marca 2026`, `15 March 2026` (UTC)."""
-    moment = as_utc(moment).astimezone(UTC)
-    return f"{moment.day} {_MONTHS[language(lang)][moment.month - 1]} {moment.year}"
+    return i18n.format_date(as_utc(moment).astimezone(UTC), supported_language(lang))
 
 
 def days_phrase(days: int, lang: str) -> str:
     """`1 dzień`, `5 dni`, `1 day`, `5 days` (ebackpack/plurals.py)."""
-    return quantity(days, DAYS, language(lang))
+    return quantity(days, DAYS, supported_language(lang))
 
 
 # -------------------------------------------------------------------------------------------- content
@@ -338,7 +301,7 @@ def compose(
     now: datetime | None = None,
 ) -> Content:
     """The message for this notice, in the recipient's language."""
-    lang = language(recipient.lang)
+    lang = supported_language(recipient.lang)
 
     def t(text: str, **values: object) -> str:
         return translate(text, lang, **values)

@@ -30,6 +30,7 @@ from weasyprint import CSS, HTML, Attachment
 from weasyprint.document import Document, DocumentMetadata
 from weasyprint.text.fonts import FontConfiguration
 
+from ebackpack.domain import i18n
 from ebackpack.plurals import ECTS_CREDITS, HOURS, quantity
 from schemas.certificates import CertificateRenderRequest
 
@@ -87,36 +88,6 @@ LABELS: dict[str, dict[str, str]] = {
     },
 }
 
-# Own month names instead of the C locale: output must not depend on the host's installed locales.
-_MONTHS_EN = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-_MONTHS_PL_GENITIVE = (
-    "stycznia",
-    "lutego",
-    "marca",
-    "kwietnia",
-    "maja",
-    "czerwca",
-    "lipca",
-    "sierpnia",
-    "września",
-    "października",
-    "listopada",
-    "grudnia",
-)
-
 
 class UnknownTemplateError(ValueError):
     """The request names a certificate template that does not exist."""
@@ -128,9 +99,8 @@ def sha256_hex(data: bytes) -> str:
 
 def format_date(moment: datetime, language: str) -> str:
     """`15 March 2026` / `15 marca 2026 r.` (the date as given, in the request's own time zone)."""
-    if language == "pl":
-        return f"{moment.day} {_MONTHS_PL_GENITIVE[moment.month - 1]} {moment.year} r."
-    return f"{moment.day} {_MONTHS_EN[moment.month - 1]} {moment.year}"
+    written = i18n.format_date(moment, language)
+    return f"{written} r." if language == "pl" else written
 
 
 def as_utc(moment: datetime) -> datetime:
