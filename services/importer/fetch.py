@@ -15,6 +15,7 @@ through.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import socket
 import ssl
@@ -165,16 +166,8 @@ class PolicyFetcher:
         )
 
     def for_one_file(self) -> PolicyFetcher:
-        fetcher = PolicyFetcher(
-            timeout=self.timeout,
-            max_bytes=self.max_bytes,
-            allow_private=self.allow_private,
-            file_seconds=self.file_seconds,
-            resolve=self.resolve,
-            tls=self.tls,
-        )
-        if self.file_seconds is not None:
-            fetcher._deadline = time.monotonic() + self.file_seconds
+        fetcher = copy.copy(self)  # the same policy, with a deadline of its own
+        fetcher._deadline = None if self.file_seconds is None else time.monotonic() + self.file_seconds
         return fetcher
 
     def get(self, url: str, accept: str = "application/json") -> bytes:

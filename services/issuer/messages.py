@@ -8,57 +8,68 @@ one event to every consumer.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypedDict
 
 from ebackpack.adapters.persistence.tables import AwardRow, Course, Learner, OutboxRow
 from ebackpack.config import Settings
 from ebackpack.domain.credentials.urls import PublicUrls
 from ebackpack.domain.rules import IssuerProfile
-from schemas import (
-    Achievement,
-    CertificateRenderRequest,
-    CertificateRenderRequestMessage,
-    CredentialExpired,
-    CredentialExpiredMessage,
-    CredentialIssued,
-    CredentialIssuedMessage,
-    CredentialRevoked,
-    CredentialRevokedMessage,
-    deterministic_id,
-)
+from schemas import Achievement, CertificateRenderRequest, CertificateRenderRequestMessage, deterministic_id
+from schemas import credentials as events
 
 from .domain import Award
 
 SOURCE = "ebackpack/issuer"
 Announcement = (
-    CredentialIssuedMessage
+    events.CredentialIssuedMessage
     | CertificateRenderRequestMessage
-    | CredentialRevokedMessage
-    | CredentialExpiredMessage
+    | events.CredentialRevokedMessage
+    | events.CredentialExpiredMessage
 )
+
+
+class Envelope(TypedDict):
+    """What every issuer event carries beside its data."""
+
+    id: str
+    source: str
+    subject: str
+    time: datetime
+
+
+class CredentialRef(TypedDict):
+    """The credential an event is about, as every credential event names it."""
+
+    credential_id: str
+    learner_id: int
+    verification_code: str
+
+
+def envelope(kind: str, credential_id: str, time: datetime, *more_of_id: object) -> Envelope:
+    """An event about one credential: its id derived from the kind, the credential and `more_of_id`."""
+    event_id = deterministic_id(kind, credential_id, *more_of_id)
+    return Envelope(id=event_id, source=SOURCE, subject=credential_id, time=time)
+
+
+def credential_ref(award: Award | AwardRow) -> CredentialRef:
+    return CredentialRef(
+        credential_id=award.credential_id,
+        learner_id=award.learner_id,
+        verification_code=award.verification_code,
+    )
 
 
 def credential_issued(
     award: Award, valid_until: datetime | None, formats: list[str], settings: Settings, urls: PublicUrls
-) -> CredentialIssuedMessage:
+) -> events.CredentialIssuedMessage:
     rule = award.rule
-    return CredentialIssuedMessage.build(
-        id=deterministic_id("credential.issued", award.credential_id),
-        source=SOURCE,
-        subject=award.credential_id,
-        time=award.issued_on,
-        data=CredentialIssued(
-            credential_id=award.credential_id,
-            learner_id=award.learner_id,
+    return events.CredentialIssuedMessage.build(
+        **envelope("credential.issued", award.credential_id, award.issued_on),
+        data=events.CredentialIssued(
+            **credential_ref(award),
             course_id=award.course_id,
-            achievement=Achievement(
-                id=rule.id,
-                name=rule.name,
-                description=rule.description,
-                criteria=rule.criteria,
-                badge_image=rule.badge_image,
-            ),
+            achievement=Achievement.model_validate(rule, from_attributes=True),  # the rule's own fields
             issued_on=award.issued_on,
-            verification_code=award.verification_code,
             verify_url=settings.verify_url(award.verification_code),
             badge=rule.badge,
             certificate=rule.certificate,
@@ -82,16 +93,15 @@ def render_request(
     change), which is a new request even for the same template."""
     lang = learner.lang if learner.lang in ("pl", "en") else award.rule.language
     micro = award.rule.microcredential
+    template = award.rule.certificate_template
     return CertificateRenderRequestMessage.build(
-        id=deterministic_id(
+        **envelope(
             "certificate.render_requested",
             award.credential_id,
-            award.rule.certificate_template,
+            award.issued_on,
+            template,
             *([rerun] if rerun else []),
         ),
-        source=SOURCE,
-        subject=award.credential_id,
-        time=award.issued_on,
         data=CertificateRenderRequest(
             credential_id=award.credential_id,
             verification_code=award.verification_code,
@@ -102,7 +112,7 @@ def render_request(
             achievement_description=award.rule.description,
             issued_on=award.issued_on,
             awarding_body=awarding_body.name,
-            template=award.rule.certificate_template,
+            template=template,
             language=lang,
             credential_json=credential_json,
             learning_outcomes=micro.learning_outcomes,
@@ -114,34 +124,21 @@ def render_request(
     )
 
 
-def credential_revoked(award: AwardRow, now: datetime) -> CredentialRevokedMessage:
-    return CredentialRevokedMessage.build(
-        id=deterministic_id("credential.revoked", award.credential_id),
-        source=SOURCE,
-        subject=award.credential_id,
-        time=now,
-        data=CredentialRevoked(
-            credential_id=award.credential_id,
-            learner_id=award.learner_id,
-            verification_code=award.verification_code,
-            reason=award.revocation_reason or "",
-            revoked_at=now,
+def credential_revoked(award: AwardRow, now: datetime) -> events.CredentialRevokedMessage:
+    return events.CredentialRevokedMessage.build(
+        **envelope("credential.revoked", award.credential_id, now),
+        data=events.CredentialRevoked(
+            **credential_ref(award), reason=award.revocation_reason or "", revoked_at=now
         ),
     )
 
 
-def credential_expired(award: AwardRow, valid_until: datetime, now: datetime) -> CredentialExpiredMessage:
-    return CredentialExpiredMessage.build(
-        id=deterministic_id("credential.expired", award.credential_id),
-        source=SOURCE,
-        subject=award.credential_id,
-        time=now,
-        data=CredentialExpired(
-            credential_id=award.credential_id,
-            learner_id=award.learner_id,
-            verification_code=award.verification_code,
-            valid_until=valid_until,
-        ),
+def credential_expired(
+    award: AwardRow, valid_until: datetime, now: datetime
+) -> events.CredentialExpiredMessage:
+    return events.CredentialExpiredMessage.build(
+        **envelope("credential.expired", award.credential_id, now),
+        data=events.CredentialExpired(**credential_ref(award), valid_until=valid_until),
     )
 
 

@@ -154,13 +154,5 @@ class RendererService:
             source=SOURCE,
             subject=row.credential_id,
             time=row.rendered_at,
-            data=CertificateRendered(
-                credential_id=row.credential_id,
-                bucket=row.bucket,
-                object_key=row.object_key,
-                sha256=row.sha256,
-                size=row.size,
-                template=row.template,
-                rendered_at=row.rendered_at,
-            ),
+            data=CertificateRendered.model_validate(row, from_attributes=True),  # the row's own columns
         )
