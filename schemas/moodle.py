@@ -22,6 +22,37 @@ MODULE_COMPLETION_UPDATED = "\\core\\event\\course_module_completion_updated"
 USER_GRADED = "\\core\\event\\user_graded"
 USER_DELETED = "\\core\\event\\user_deleted"
 
+# `\\core\\event\\base::get_data()`, in its order: the observer payload's fields.
+EVENT_FIELDS = (
+    "eventname",
+    "component",
+    "action",
+    "target",
+    "objecttable",
+    "objectid",
+    "crud",
+    "edulevel",
+    "contextid",
+    "contextlevel",
+    "contextinstanceid",
+    "userid",
+    "courseid",
+    "relateduserid",
+    "anonymous",
+    "other",
+    "timecreated",
+)
+# `{prefix}logstore_standard_log`: the event's fields in the table's column order, and which columns
+# are text (every other one is an integer) and which may be NULL.
+LOG_COLUMNS = ("id", *EVENT_FIELDS, "origin", "ip", "realuserid")
+LOG_TEXT_COLUMNS = frozenset(
+    {"eventname", "component", "action", "target", "objecttable", "crud", "other", "origin", "ip"}
+)
+LOG_INTEGER_COLUMNS = frozenset(LOG_COLUMNS) - LOG_TEXT_COLUMNS
+LOG_NULLABLE_COLUMNS = frozenset(
+    {"objecttable", "objectid", "courseid", "relateduserid", "other", "origin", "ip", "realuserid"}
+)
+
 
 class MoodleEvent(BaseModel):
     """`\\core\\event\\base::get_data()`: the observer payload (Moodle 4.x and 5.1)."""

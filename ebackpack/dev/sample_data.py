@@ -23,6 +23,7 @@ from schemas.envelope import deterministic_id
 from schemas.moodle import (
     COURSE_COMPLETED,
     COURSE_COMPLETION_UPDATED,
+    EVENT_FIELDS,
     MODULE_COMPLETION_UPDATED,
     USER_GRADED,
     LearnerProfile,
@@ -52,27 +53,6 @@ START_TIME = 1768201200  # 2026-01-12 07:00 UTC
 
 # Top-level fields a PHP DB driver hands over as strings (as in the Moodle 5.1 observer fixture).
 _STRINGLY = ("objectid", "contextid", "contextinstanceid", "userid", "courseid", "relateduserid")
-
-# `\\core\\event\\base::get_data()` order, as in the fixtures.
-_FIELD_ORDER = (
-    "eventname",
-    "component",
-    "action",
-    "target",
-    "objecttable",
-    "objectid",
-    "crud",
-    "edulevel",
-    "contextid",
-    "contextlevel",
-    "contextinstanceid",
-    "userid",
-    "courseid",
-    "relateduserid",
-    "anonymous",
-    "other",
-    "timecreated",
-)
 
 # Fields fixed by the event class (`lib/classes/event/*.php`).
 _TEMPLATES: dict[str, dict[str, Any]] = {
@@ -263,7 +243,7 @@ class _Writer:
         event |= {"anonymous": 0, "other": other, "timecreated": self.now}
         if modern:  # Moodle 5.1 through a driver that returns strings
             event |= {f: str(event[f]) for f in _STRINGLY if event.get(f) is not None}
-        return {f: event[f] for f in _FIELD_ORDER}
+        return {f: event[f] for f in EVENT_FIELDS}
 
     def _course_completed(self, learner: int, course: int) -> dict[str, Any]:
         modern = self.rng.random() < 0.5

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from schemas.moodle import LOG_INTEGER_COLUMNS, LOG_NULLABLE_COLUMNS
 from services.gateway.logstore.intake import Incoming, Origin
-from services.gateway.logstore.reader import INTEGER_COLUMNS, NULLABLE
 
 Format = Literal["csv", "jsonl"]
 REPORT_COLUMNS = {"time", "user full name", "event name", "description"}
+_EMPTY_IS_NULL = LOG_NULLABLE_COLUMNS | LOG_INTEGER_COLUMNS  # an empty CSV value in these columns
 
 
 def export_format(path: Path, format: str | None) -> Format:
@@ -70,7 +71,7 @@ def _check_header(path: Path, header: list[str]) -> None:
 
 
 def _csv_value(name: str, value: str) -> Any:
-    if value in ("\\N", "NULL") or (value == "" and (name in NULLABLE or name in INTEGER_COLUMNS)):
+    if value in ("\\N", "NULL") or (value == "" and name in _EMPTY_IS_NULL):
         return None
     return value
 

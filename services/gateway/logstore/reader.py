@@ -9,51 +9,11 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, create_engine, text
 
+from schemas.moodle import LOG_COLUMNS
 from services.gateway.events import USED
 
 TABLE = "logstore_standard_log"
-COLUMNS = (
-    "id",
-    "eventname",
-    "component",
-    "action",
-    "target",
-    "objecttable",
-    "objectid",
-    "crud",
-    "edulevel",
-    "contextid",
-    "contextlevel",
-    "contextinstanceid",
-    "userid",
-    "courseid",
-    "relateduserid",
-    "anonymous",
-    "other",
-    "timecreated",
-    "origin",
-    "ip",
-    "realuserid",
-)
-NULLABLE = frozenset(
-    {"objecttable", "objectid", "courseid", "relateduserid", "other", "origin", "ip", "realuserid"}
-)
-INTEGER_COLUMNS = frozenset(
-    {
-        "id",
-        "objectid",
-        "edulevel",
-        "contextid",
-        "contextlevel",
-        "contextinstanceid",
-        "userid",
-        "courseid",
-        "relateduserid",
-        "anonymous",
-        "timecreated",
-        "realuserid",
-    }
-)
+COLUMNS = LOG_COLUMNS  # in the table's order
 BATCH = 2000  # rows per read and per publish
 ID_CHUNK = 50_000  # ids per listing query (gap detection)
 
