@@ -4,18 +4,17 @@
         ... uow.awards / uow.outbox / ...
         uow.commit()
 
-What is not committed when the block ends is discarded. The SQL unit of work opens a session per block
-(from the platform's session factory); the unit tests use an in-memory one (tests/unit/issuer_fakes.py).
+What is not committed when the block ends is discarded (ebackpack/adapters/unit_of_work.py). The SQL unit
+of work opens a session per block (from the platform's session factory); the unit tests use an in-memory
+one (tests/unit/issuer_fakes.py).
 """
 
 from __future__ import annotations
 
-import abc
-from types import TracebackType
-
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ebackpack.adapters import unit_of_work
+from ebackpack.adapters.unit_of_work import UnitOfWork, WriteConflict
 from ebackpack.bootstrap import Platform
 
 from .repository import (
@@ -33,13 +32,10 @@ from .repository import (
     StatusSlots,
 )
 
-
-class WriteConflict(Exception):
-    """Another transaction saved the same unique key first (an award, a status slot): this one was
-    refused, and the same work tried again sees what the other saved."""
+__all__ = ["AbstractUnitOfWork", "SqlUnitOfWork", "WriteConflict"]
 
 
-class AbstractUnitOfWork(abc.ABC):
+class AbstractUnitOfWork(UnitOfWork):
     awards: Awards
     status_slots: StatusSlots
     profiles: ProfileViews
@@ -47,51 +43,17 @@ class AbstractUnitOfWork(abc.ABC):
     parked: ParkedMessages
     erasures: Erasures
 
-    def __enter__(self) -> AbstractUnitOfWork:
-        return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.discard()
-
-    @abc.abstractmethod
-    def commit(self) -> None: ...
-
-    @abc.abstractmethod
-    def discard(self) -> None:
-        """Ends the block: what was not committed is dropped."""
-
-
-class SqlUnitOfWork(AbstractUnitOfWork):
-    """One SQLAlchemy session per block. Rows read in it stay readable after the block (the session
-    factory does not expire them on commit, and closing detaches them as they are)."""
-
-    session: Session
-
+class SqlUnitOfWork(unit_of_work.SqlUnitOfWork, AbstractUnitOfWork):
     def __init__(self, platform: Platform):
+        super().__init__(platform.sessions)
         self.platform = platform
 
-    def __enter__(self) -> AbstractUnitOfWork:
-        self.session = self.platform.sessions()
-        store = self.platform.credential_store(self.session)
-        self.awards = SqlAwards(self.session, store)
+    def open_repositories(self, session: Session) -> None:
+        store = self.platform.credential_store(session)
+        self.awards = SqlAwards(session, store)
         self.status_slots = SqlStatusSlots(store)
-        self.profiles = SqlProfileViews(self.session)
-        self.outbox = SqlOutbox(self.session)
-        self.parked = SqlParkedMessages(self.session)
-        self.erasures = SqlErasures(self.session)
-        return super().__enter__()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        super().__exit__(kind, error, trace)
-        if isinstance(error, IntegrityError):
-            raise WriteConflict(str(error.orig)) from error
-
-    def commit(self) -> None:
-        self.session.commit()
-
-    def discard(self) -> None:
-        self.session.close()  # rolls back what was not committed
+        self.profiles = SqlProfileViews(session)
+        self.outbox = SqlOutbox(session)
+        self.parked = SqlParkedMessages(session)
+        self.erasures = SqlErasures(session)

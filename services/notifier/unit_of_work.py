@@ -1,4 +1,5 @@
-"""The notifier's unit of work: one transaction over its repositories (repository.py).
+"""The notifier's unit of work: one transaction over its repositories (repository.py), on the
+platform's base (ebackpack/adapters/unit_of_work.py).
 
     with uow:                      # a transaction begins
         ... uow.notifications ...
@@ -10,14 +11,11 @@ send's record, a failure's schedule), but one at a time: each thread uses a unit
 
 from __future__ import annotations
 
-import abc
-from types import TracebackType
-from typing import Self
+from sqlalchemy.orm import Session
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
-
+from ebackpack.adapters import unit_of_work
 from ebackpack.adapters.preferences import PreferenceStore
+from ebackpack.adapters.unit_of_work import UnitOfWork, WriteConflict
 
 from .repository import (
     Credentials,
@@ -29,59 +27,22 @@ from .repository import (
     SqlPdfs,
 )
 
+__all__ = ["Conflict", "NotifierUnitOfWork", "SqlUnitOfWork"]
 
-class Conflict(Exception):
-    """Another worker wrote the same record at the same time: the whole step is worth another try."""
+# Another worker wrote the same record at the same time: the whole step is worth another try.
+Conflict = WriteConflict
 
 
-class NotifierUnitOfWork(abc.ABC):
+class NotifierUnitOfWork(UnitOfWork):
     notifications: Notifications
     pdfs: Pdfs
     preferences: Preferences
     credentials: Credentials
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.rollback()
-
-    @abc.abstractmethod
-    def commit(self) -> None: ...
-
-    @abc.abstractmethod
-    def rollback(self) -> None: ...
-
-
-class SqlUnitOfWork(NotifierUnitOfWork):
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self.sessions = sessions
-
-    def __enter__(self) -> Self:
-        self.session = self.sessions()
-        self.notifications = SqlNotifications(self.session)
-        self.pdfs = SqlPdfs(self.session)
-        self.preferences = PreferenceStore(self.session)
-        self.credentials = SqlCredentials(self.session)
-        return super().__enter__()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            super().__exit__(kind, exc, tb)
-        finally:
-            self.session.close()
-        if isinstance(exc, IntegrityError):  # a flush inside the block met another worker's row
-            raise Conflict(str(exc.orig)) from exc
-
-    def commit(self) -> None:
-        try:
-            self.session.commit()
-        except IntegrityError as exc:
-            raise Conflict(str(exc.orig)) from exc
-
-    def rollback(self) -> None:
-        self.session.rollback()
+class SqlUnitOfWork(unit_of_work.SqlUnitOfWork, NotifierUnitOfWork):
+    def open_repositories(self, session: Session) -> None:
+        self.notifications = SqlNotifications(session)
+        self.pdfs = SqlPdfs(session)
+        self.preferences = PreferenceStore(session)
+        self.credentials = SqlCredentials(session)

@@ -155,7 +155,7 @@ class FakeUnitOfWork(NotifierUnitOfWork):
         self.committed = copy.deepcopy(self.working)
         self.commits += 1
 
-    def rollback(self) -> None:
+    def discard(self) -> None:
         pass  # the working copy is dropped: the next transaction starts from `committed`
 
 
