@@ -20,6 +20,7 @@ from email.errors import MessageError
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import BaseModel
@@ -74,12 +75,9 @@ def notice_from_event(raw: bytes) -> Notice | None:
     if envelope["type"] == ISSUED_TYPE:
         issued = parse_message(CredentialIssuedMessage, raw)
         data = issued.data
-        return Notice(
-            kind="issued",
-            event_id=issued.id,
-            learner_id=data.learner_id,
-            credential_id=data.credential_id,
-            verification_code=data.verification_code,
+        return _notice(
+            "issued",
+            issued,
             at=data.issued_on,
             achievement=data.achievement.name,
             course_id=data.course_id,
@@ -89,17 +87,23 @@ def notice_from_event(raw: bytes) -> Notice | None:
         )
     if envelope["type"] == REVOKED_TYPE:
         revoked = parse_message(CredentialRevokedMessage, raw)
-        rdata = revoked.data
-        return Notice(
-            kind="revoked",
-            event_id=revoked.id,
-            learner_id=rdata.learner_id,
-            credential_id=rdata.credential_id,
-            verification_code=rdata.verification_code,
-            at=rdata.revoked_at,
-            reason=rdata.reason,
-        )
+        return _notice("revoked", revoked, at=revoked.data.revoked_at, reason=revoked.data.reason)
     return None
+
+
+def _notice(
+    kind: Kind, event: CredentialIssuedMessage | CredentialRevokedMessage, at: datetime, **details: Any
+) -> Notice:
+    """What every notice names: the event, the learner, the credential and its code."""
+    return Notice(
+        kind=kind,
+        event_id=event.id,
+        learner_id=event.data.learner_id,
+        credential_id=event.data.credential_id,
+        verification_code=event.data.verification_code,
+        at=at,
+        **details,
+    )
 
 
 def reminder_id(credential_id: str, valid_until: datetime) -> str:

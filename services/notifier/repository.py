@@ -7,9 +7,9 @@ The unit tests use the in-memory implementations of tests/unit/notifier_fakes.py
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.orm import Session
@@ -23,6 +23,11 @@ from ebackpack.adapters.persistence.tables import (
 )
 
 from .delivery import DEAD, FAILED, GAVE_UP, PENDING, SENDING, SENT, Key, Notification
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+F = TypeVar("F", bound="DataclassInstance")
 
 
 @dataclass(frozen=True)
@@ -103,22 +108,9 @@ class Credentials(Protocol):
 # ----------------------------------------------------------------------------------------------- SQL
 
 
-def _notification(row: NotificationRow) -> Notification:
-    return Notification(
-        event_id=row.event_id,
-        channel=row.channel,
-        kind=row.kind,
-        learner_id=row.learner_id,
-        credential_id=row.credential_id,
-        payload=row.payload,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        state=row.state,
-        attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at,
-        last_error=row.last_error,
-        sent_at=row.sent_at,
-    )
+def from_row(facts: type[F], row: object) -> F:
+    """A dataclass read from a row whose columns bear the names of its fields."""
+    return facts(**{field.name: getattr(row, field.name) for field in fields(facts)})
 
 
 def _is(key: Key) -> ColumnElement[bool]:
@@ -131,7 +123,7 @@ class SqlNotifications:
 
     def get(self, key: Key) -> Notification | None:
         row = self.session.get(NotificationRow, key)
-        return None if row is None else _notification(row)
+        return None if row is None else from_row(Notification, row)
 
     def add(self, notification: Notification) -> None:
         self.session.add(NotificationRow(**vars(notification)))
@@ -209,7 +201,7 @@ class SqlNotifications:
                 NotificationRow.credential_id == credential_id, NotificationRow.state == PENDING
             )
         )
-        return [_notification(row) for row in rows]
+        return [from_row(Notification, row) for row in rows]
 
 
 class SqlPdfs:
@@ -224,19 +216,6 @@ class SqlPdfs:
             self.session.add(NotifierPdfRow(credential_id=credential_id, rendered_at=rendered_at))
 
 
-def _credential(award: AwardRow) -> CredentialFacts:
-    return CredentialFacts(
-        credential_id=award.credential_id,
-        learner_id=award.learner_id,
-        course_id=award.course_id,
-        rule_id=award.rule_id,
-        status=award.status,
-        achievement_name=award.achievement_name,
-        verification_code=award.verification_code,
-        valid_until=award.valid_until,
-    )
-
-
 class SqlCredentials:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -249,7 +228,7 @@ class SqlCredentials:
 
     def credential(self, credential_id: str) -> CredentialFacts | None:
         award = self.session.get(AwardRow, credential_id)
-        return None if award is None else _credential(award)
+        return None if award is None else from_row(CredentialFacts, award)
 
     def course_name(self, course_id: int) -> str | None:
         course = self.session.get(Course, course_id)
@@ -271,4 +250,4 @@ class SqlCredentials:
             .order_by(AwardRow.valid_until)
             .limit(limit)
         ).all()
-        return [_credential(award) for award in awards]
+        return [from_row(CredentialFacts, award) for award in awards]
