@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import h11
@@ -66,6 +67,31 @@ class _LingeringTransport:
         return self._protocol.lingering or self._transport.is_closing()
 
 
+class _Timer:
+    """At most one pending call on the event loop: starting it again replaces the pending one, and it
+    is no longer `pending` once it has run or was cancelled."""
+
+    def __init__(self) -> None:
+        self._handle: asyncio.TimerHandle | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._handle is not None
+
+    def start(self, loop: asyncio.AbstractEventLoop, delay: float, callback: Callable[[], None]) -> None:
+        self.cancel()
+        self._handle = loop.call_later(delay, self._run, callback)
+
+    def _run(self, callback: Callable[[], None]) -> None:
+        self._handle = None
+        callback()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class BoundedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection whose request line and headers are not complete
     within `header_timeout` seconds of the connection (or of the previous response), or whose body
@@ -81,12 +107,12 @@ class BoundedH11Protocol(H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.header_timeout: float = getattr(config, "header_timeout", 10.0)
-        self._header_timer: asyncio.TimerHandle | None = None
-        self._body_timer: asyncio.TimerHandle | None = None
+        self._header_timer = _Timer()
+        self._body_timer = _Timer()
         self._body_since = 0.0  # when the current body window started (loop time)
         self._body_bytes = 0  # bytes received in it
         self.lingering = False
-        self._linger_timer: asyncio.TimerHandle | None = None
+        self._linger_timer = _Timer()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._real = transport
@@ -102,12 +128,12 @@ class BoundedH11Protocol(H11Protocol):
             real.close()
             return
         self.lingering = True
-        self._cancel_header_timer()
-        self._cancel_body_timer()
+        self._header_timer.cancel()
+        self._body_timer.cancel()
         real.write_eof()  # after the answer still buffered: the client reads it, then EOF
         if self.flow.read_paused:
             self.flow.resume_reading()
-        self._linger_timer = self.loop.call_later(LINGER_SECONDS, real.close)
+        self._linger_timer.start(self.loop, LINGER_SECONDS, real.close)
 
     def eof_received(self) -> None:
         if self.lingering:  # the client has sent all it will
@@ -123,30 +149,22 @@ class BoundedH11Protocol(H11Protocol):
             return  # the rest of a body nobody reads: dropped
         super().data_received(data)
         if self.conn.their_state is not h11.SEND_BODY:
-            self._cancel_body_timer()
-        elif self._body_timer is None:
+            self._body_timer.cancel()
+        elif not self._body_timer.pending:
             self._start_body_window()
         else:
             self._body_bytes += len(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_timer()
-        self._cancel_body_timer()
-        if self._linger_timer is not None:
-            self._linger_timer.cancel()
+        for timer in (self._header_timer, self._body_timer, self._linger_timer):
+            timer.cancel()
         super().connection_lost(exc)
 
     def _start_body_window(self) -> None:
         self._body_since, self._body_bytes = self.loop.time(), 0
-        self._body_timer = self.loop.call_later(self.header_timeout, self._body_check)
-
-    def _cancel_body_timer(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        self._body_timer.start(self.loop, self.header_timeout, self._body_check)
 
     def _body_check(self) -> None:
-        self._body_timer = None
         if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
             return
         if self.flow.read_paused:  # we stopped reading, not the client: a fresh window once we read on
@@ -155,22 +173,15 @@ class BoundedH11Protocol(H11Protocol):
         deadline = self._body_since + self.header_timeout + self._body_bytes / BODY_MIN_RATE
         now = self.loop.time()
         if now < deadline:
-            self._body_timer = self.loop.call_later(deadline - now, self._body_check)
+            self._body_timer.start(self.loop, deadline - now, self._body_check)
             return
         log.info("closed a connection whose request body came slower than %d bytes/s", BODY_MIN_RATE)
         self._real.close()  # no lingering: this client is not sending
 
     def _arm_header_timer(self) -> None:
-        self._cancel_header_timer()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_overdue)
-
-    def _cancel_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        self._header_timer.start(self.loop, self.header_timeout, self._headers_overdue)
 
     def _headers_overdue(self) -> None:
-        self._header_timer = None
         # IDLE: h11 has not yet seen a whole request line and headers (a request in progress is SEND_BODY
         # or DONE, and is left alone).
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
