@@ -5,12 +5,8 @@ the learner uploaded or linked, their records and their files, files before rows
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, sessionmaker
-
-from ebackpack.adapters.erasure import erase_stored
+from ebackpack.adapters.erasure import Stored, StoredErasure
 from ebackpack.adapters.persistence.tables import AttestationRow
-from ebackpack.adapters.storage import ObjectStore
 from schemas import LearnerErased
 
 
@@ -19,18 +15,9 @@ def uploads_folder(learner_id: int) -> str:
     return f"attestations/{learner_id}/"
 
 
-class AttestationErasure:
-    def __init__(self, sessions: sessionmaker[Session], objects: ObjectStore) -> None:
-        self.sessions = sessions
-        self.objects = objects
+class AttestationErasure(StoredErasure):
+    """The learner's attestations and their files (`__call__` returns how many files were deleted)."""
 
-    def __call__(self, erased: LearnerErased) -> int:
-        """Deletes the learner's attestations; returns how many files were deleted."""
+    def stored(self, erased: LearnerErased) -> Stored:
         learners = AttestationRow.learner_id == erased.learner_id
-        return erase_stored(
-            self.sessions,
-            self.objects,
-            keys=select(AttestationRow.object_key).where(learners),
-            folders=[uploads_folder(erased.learner_id)],
-            rows=delete(AttestationRow).where(learners),
-        )
+        return Stored(AttestationRow.object_key, learners, [uploads_folder(erased.learner_id)])

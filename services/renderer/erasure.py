@@ -4,12 +4,8 @@ PDFs of the learner's credentials, every version, objects before rows (ebackpack
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, sessionmaker
-
-from ebackpack.adapters.erasure import erase_stored
+from ebackpack.adapters.erasure import Stored, StoredErasure
 from ebackpack.adapters.persistence.tables import CertificateRow
-from ebackpack.adapters.storage import ObjectStore
 from schemas import LearnerErased
 
 
@@ -18,18 +14,10 @@ def certificate_folder(credential_id: str) -> str:
     return f"certificates/{credential_id}/"
 
 
-class CertificateErasure:
-    def __init__(self, sessions: sessionmaker[Session], store: ObjectStore) -> None:
-        self.sessions = sessions
-        self.store = store
+class CertificateErasure(StoredErasure):
+    """The learner's certificates, every version (`__call__` returns how many objects were deleted)."""
 
-    def __call__(self, erased: LearnerErased) -> int:
-        """Deletes the learner's certificates; returns how many objects were deleted."""
+    def stored(self, erased: LearnerErased) -> Stored:
         credentials = CertificateRow.credential_id.in_(erased.credential_ids)
-        return erase_stored(
-            self.sessions,
-            self.store,
-            keys=select(CertificateRow.object_key).where(credentials),
-            folders=[certificate_folder(c) for c in erased.credential_ids],
-            rows=delete(CertificateRow).where(credentials),
-        )
+        folders = [certificate_folder(c) for c in erased.credential_ids]
+        return Stored(CertificateRow.object_key, credentials, folders)
