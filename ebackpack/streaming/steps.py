@@ -201,27 +201,27 @@ def batch_pipeline(
     handler: BatchHandler, dead_letters: DeadLetterSink, *, consumer: str, retrying: Retrying
 ) -> Pipeline:
     """A batched consumer's runtime; the source commits each batch after the last step."""
-    return Pipeline(
-        (
-            CountMessagesIn(consumer),
-            HandleBatch(handler, retrying),
-            HandleOneByOne(handler, retrying),
-            SendDeadLetters(dead_letters, consumer, retrying),
-            RecordProcessed(consumer, batched=True),
-        )
-    )
+    handling = (HandleBatch(handler, retrying), HandleOneByOne(handler, retrying))
+    return _counted(handling, dead_letters, consumer, retrying, batched=True)
 
 
 def message_pipeline(
     handle: Handler, dead_letters: DeadLetterSink, *, consumer: str, retrying: Retrying
 ) -> Pipeline:
     """An unbatched consumer's runtime (its source hands over one message at a time)."""
+    return _counted((HandleEach(handle, retrying),), dead_letters, consumer, retrying, batched=False)
+
+
+def _counted(
+    handling: tuple[Step, ...], dead_letters: DeadLetterSink, consumer: str, retrying: Retrying, batched: bool
+) -> Pipeline:
+    """The handling steps between counting the messages in, and the dead letters and the count out."""
     return Pipeline(
         (
             CountMessagesIn(consumer),
-            HandleEach(handle, retrying),
+            *handling,
             SendDeadLetters(dead_letters, consumer, retrying),
-            RecordProcessed(consumer, batched=False),
+            RecordProcessed(consumer, batched=batched),
         )
     )
 
