@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from ebackpack.adapters import metrics
 from ebackpack.adapters.credential_store import CredentialStore
 from ebackpack.adapters.keystore import keyring_for
-from ebackpack.adapters.persistence.engine import make_engine, session_factory
 from ebackpack.adapters.persistence.tables import AttestationRow, Learner
 from ebackpack.adapters.storage import ObjectStore
+from ebackpack.bootstrap import Platform
 from ebackpack.config import Settings
 from ebackpack.domain.credentials.keys import KeyRing
-from ebackpack.domain.rules import RuleBook, load_rules
+from ebackpack.domain.rules import RuleBook
 from ebackpack.streaming.errors import InvalidMessage, parse_message
 from ebackpack.streaming.topics import ATTESTATIONS
 from schemas import (
@@ -115,12 +115,11 @@ class ImporterService:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImporterService:
-        return cls(
-            session_factory(make_engine(settings.db_url)),
-            ObjectStore(settings),
-            load_rules(settings.rules_file),
-            settings,
-        )
+        return cls.from_platform(Platform(settings))
+
+    @classmethod
+    def from_platform(cls, platform: Platform) -> ImporterService:
+        return cls(platform.sessions, platform.objects, platform.rules, platform.settings)
 
     # ------------------------------------------------------------------------------ use cases
 

@@ -13,10 +13,9 @@ from typing import TypeVar
 import faust
 
 from ebackpack.adapters import metrics
-from ebackpack.adapters.persistence.engine import make_engine, session_factory
 from ebackpack.adapters.persistence.tables import OutboxRow
+from ebackpack.bootstrap import build
 from ebackpack.config import Settings, get_settings
-from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.app import BatchOutcome, consume, consume_batches, make_app, raw_topic
 from ebackpack.streaming.policy import GaveUp, RetryPolicy, SourceMessage, survives_outages, with_retries
 from ebackpack.streaming.topics import (
@@ -50,9 +49,7 @@ PARKED_INTERVAL = 15.0  # seconds between two rounds resuming parked completions
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     app = make_app(settings.issuer_group, settings)
-    service = IssuerService(
-        session_factory(make_engine(settings.db_url)), load_rules(settings.rules_file), settings
-    )
+    service = IssuerService.from_platform(build(settings))
     install_repair(app, service.sessions, settings)  # render requests a broker lost are sent again
     events = raw_topic(app, settings.topic(MOODLE_EVENTS))
     dead_letters = raw_topic(app, settings.topic(dlq(MOODLE_EVENTS)))
@@ -106,10 +103,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
             result = await asyncio.to_thread(step, *args)
             await announce(events(result))
             return result
-
-    async def handle(message: SourceMessage) -> int:
-        rows = await issue(service.handle, list, message.body)
-        return len(rows)
 
     async def handle_batch(messages: list[SourceMessage]) -> BatchOutcome:
         result = await issue(

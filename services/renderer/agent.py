@@ -6,8 +6,7 @@ import asyncio
 
 import faust
 
-from ebackpack.adapters.persistence.engine import make_engine, session_factory
-from ebackpack.adapters.storage import ObjectStore
+from ebackpack.bootstrap import build
 from ebackpack.config import Settings, get_settings
 from ebackpack.streaming.app import BatchOutcome, consume_batches, make_app, raw_topic, send_and_wait
 from ebackpack.streaming.erasure import on_learner_erased
@@ -26,9 +25,8 @@ BATCH_WAIT = 0.05  # seconds a batch waits to fill: the latency a lone request p
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     app = make_app(CONSUMER, settings)
-    service = RendererService(
-        session_factory(make_engine(settings.db_url)), ObjectStore(settings), CertificateRenderer(), settings
-    )
+    platform = build(settings)
+    service = RendererService(platform.sessions, platform.objects, CertificateRenderer(), settings)
     requests = raw_topic(app, settings.topic(RENDER_REQUESTS))
     rendered = raw_topic(app, settings.topic(RENDERED))
     dead_letters = raw_topic(app, settings.topic(dlq(RENDER_REQUESTS)))
@@ -40,11 +38,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
             *(send_and_wait(rendered, e.data.credential_id.encode(), e.to_bytes()) for e in events)
         )
 
-    async def handle(message: SourceMessage) -> None:
-        # WeasyPrint is CPU-bound: a thread keeps the consumer's heartbeats going meanwhile.
-        await announce([await asyncio.to_thread(service.handle, message.body)])
-
     async def handle_batch(messages: list[SourceMessage]) -> BatchOutcome:
+        # WeasyPrint is CPU-bound: a thread keeps the consumer's heartbeats going meanwhile.
         result = await asyncio.to_thread(service.handle_batch, [m.value or b"" for m in messages])
         await announce(result.announcements)
         return BatchOutcome(poison=list(result.invalid))
