@@ -426,16 +426,15 @@ def gateway_webhook(host: str | None = None, port: int = 8010) -> None:
 
 
 def _poller(checkpoint: str | None = None) -> LogStorePoller:
-    from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
     from services.gateway.logstore.poller import CHECKPOINT, LogStorePoller
     from services.gateway.profiles import ProfileSync
     from services.gateway.publisher import MoodleEventPublisher
 
-    settings = get_settings()
-    migrate(settings.db_url)
+    platform = _migrated_platform()
+    settings = platform.settings
     return LogStorePoller(
         settings,
-        session_factory(make_engine(settings.db_url)),
+        platform.sessions,
         MoodleEventPublisher(settings),
         preparer=ProfileSync.for_settings(settings),
         checkpoint=checkpoint or CHECKPOINT,
@@ -474,7 +473,7 @@ def gateway_backfill(
     moment = datetime.fromisoformat(since)
     bar, progress = _bar("log rows")
     with bar:
-        result = poller.backfill(moment if moment.tzinfo else moment.replace(tzinfo=UTC), rate, progress)
+        result = poller.history().run(moment if moment.tzinfo else moment.replace(tzinfo=UTC), rate, progress)
     err.print(str(result))
 
 
