@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from ebackpack.adapters.credential_exports import ExportError, assertion_json, badge_png, badge_svg, export
+from ebackpack.adapters.credential_exports import ExportError, assertion_json, badge_png, badge_svg
 from ebackpack.adapters.credential_store import CredentialStore
 from ebackpack.adapters.keystore import keyring_for
 from ebackpack.adapters.persistence.tables import AwardRow
@@ -21,7 +21,7 @@ from ebackpack.domain.credentials.keys import KeyRing, did_document
 from ebackpack.domain.rules import AwardRule
 
 from .deps import Store
-from .web import attachment
+from .web import download
 
 LD_JSON = "application/ld+json"
 router = APIRouter()
@@ -110,15 +110,7 @@ def ob2_baked(code: str, kind: str, store: Store) -> Response:
         raise HTTPException(404, "baked badges come as .png or .svg")
     if award.status == "revoked":
         raise HTTPException(410, "this badge was revoked")
-    try:
-        baked = export(store, award, f"ob2-{kind}")
-    except ExportError as exc:
-        raise HTTPException(404, str(exc)) from None
-    return Response(
-        baked.content,
-        media_type=baked.media_type,
-        headers={"Content-Disposition": attachment(baked.filename)},
-    )
+    return download(store, award, f"ob2-{kind}")
 
 
 @router.get("/ob3/achievements/{rule_id}")

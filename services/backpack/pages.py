@@ -15,7 +15,7 @@ from fastapi import APIRouter, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from ebackpack.adapters.credential_exports import FORMATS, ExportError, export
+from ebackpack.adapters.credential_exports import FORMATS
 
 from .deps import DbSession, attestation_uploads, backpack_views, credential_store, platform
 from .i18n import LANG_COOKIE, LANGUAGES
@@ -23,7 +23,7 @@ from .session import CsrfChecked, PageLearner, User, local_path, sign_in, sign_o
 from .shares import DURATIONS_DAYS, Shares
 from .uploads import UploadRefused
 from .views import CredentialView
-from .web import attachment, flash, render
+from .web import download, flash, render
 
 router = APIRouter(include_in_schema=False)
 YEAR = 365 * 24 * 3600
@@ -201,16 +201,7 @@ def badge_download(request: Request, session: DbSession, user: PageLearner, code
     view = _own(request, session, user, code)
     if fmt not in FORMATS:
         raise HTTPException(404, "no such format")
-    store = credential_store(request, session)
-    try:
-        result = export(store, view.award, fmt)
-    except ExportError as exc:
-        raise HTTPException(404, str(exc)) from None
-    return Response(
-        result.content,
-        media_type=result.media_type,
-        headers={"Content-Disposition": attachment(result.filename)},
-    )
+    return download(credential_store(request, session), view.award, fmt)
 
 
 @router.post("/badges/{code}/shares", dependencies=[CsrfChecked])

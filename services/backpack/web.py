@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -18,6 +18,9 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ebackpack.adapters.credential_exports import ExportError, export
+from ebackpack.adapters.credential_store import CredentialStore
+from ebackpack.adapters.persistence.tables import AwardRow
 from ebackpack.config import Settings
 
 from .i18n import LANGUAGE_NAMES, LANGUAGES, format_date, language_of, translate
@@ -47,6 +50,16 @@ def attachment(filename: str) -> str:
     exact name as UTF-8 in `filename*`. Headers are Latin-1: a raw `ś` in them would be a 500."""
     fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\;' else "_" for c in filename) or "download"
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def download(store: CredentialStore, award: AwardRow, fmt: str) -> Response:
+    """A credential in one export format, as a file to save; 404 when it has no such form."""
+    try:
+        exported = export(store, award, fmt)
+    except ExportError as exc:
+        raise HTTPException(404, str(exc)) from None
+    headers = {"Content-Disposition": attachment(exported.filename)}
+    return Response(exported.content, media_type=exported.media_type, headers=headers)
 
 
 def flash(request: Request, text: str, **values: object) -> None:
