@@ -23,14 +23,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from ebackpack.adapters.credential_store import credential_facts
-from ebackpack.adapters.persistence.tables import (
-    AwardRow,
-    Course,
-    Learner,
-    OutboxRow,
-    ParkedMessageRow,
-    SignedCredentialRow,
-)
+from ebackpack.adapters.persistence import tables
 from ebackpack.bootstrap import Platform
 from ebackpack.config import Settings
 from ebackpack.domain.credentials.facts import CredentialFacts, as_utc, new_salt, recipient_hash
@@ -93,7 +86,7 @@ class Context:
         """Raises NotALearnerCompletion for an event that earns nothing."""
         return decide_award(message.data, message.id, self.rules, self.settings.site_id, self.code_secret)
 
-    def facts(self, row: AwardRow, learner: Learner) -> CredentialFacts:
+    def facts(self, row: tables.AwardRow, learner: tables.Learner) -> CredentialFacts:
         facts = credential_facts(row, learner, self.rules, self.settings.site_id, self.code_secret, self.urls)
         assert facts is not None, "a new award has its rule, recipient salt and status entry"
         return facts
@@ -101,7 +94,7 @@ class Context:
 
 @dataclass
 class BatchResult:
-    events: list[OutboxRow] = field(default_factory=list)  # to announce
+    events: list[tables.OutboxRow] = field(default_factory=list)  # to announce
     invalid: list[tuple[int, InvalidMessage]] = field(default_factory=list)  # poison: dead-letter
     parked: list[int] = field(default_factory=list)  # waiting for a profile, saved in parked_messages
 
@@ -162,13 +155,13 @@ def award_batch(
 
 def _save_batch(
     uow: AbstractUnitOfWork, ctx: Context, awards: list[Incoming], result: BatchResult
-) -> list[OutboxRow]:
+) -> list[tables.OutboxRow]:
     existing = uow.awards.existing([a.award for a in awards])
     learner_ids = {a.award.learner_id for a in awards}
     learners = uow.profiles.learners(learner_ids)
     courses = uow.profiles.courses({a.award.course_id for a in awards})  # also for the render requests
     waiting = uow.parked.waiting_learners(learner_ids)  # have parked messages: later ones queue behind
-    new: list[tuple[Award, Learner]] = []
+    new: list[tuple[Award, tables.Learner]] = []
     for incoming in awards:
         award = incoming.award
         if award.credential_id in existing:
@@ -185,7 +178,9 @@ def _save_batch(
     return _issue(uow, ctx, new) + (uow.outbox.pending_of(saved) if saved else [])
 
 
-def _issue(uow: AbstractUnitOfWork, ctx: Context, new: list[tuple[Award, Learner]]) -> list[OutboxRow]:
+def _issue(
+    uow: AbstractUnitOfWork, ctx: Context, new: list[tuple[Award, tables.Learner]]
+) -> list[tables.OutboxRow]:
     """New awards with their signed credentials and outbox events, added to the caller's transaction."""
     # Slots first, rows last: no flush in between, so the inserts go out in bulk at commit.
     entries = uow.status_slots.allocate([a.credential_id for a, _l in new])
@@ -197,8 +192,12 @@ def _issue(uow: AbstractUnitOfWork, ctx: Context, new: list[tuple[Award, Learner
 
 
 def _save_new(
-    uow: AbstractUnitOfWork, ctx: Context, award: Award, learner: Learner, status_entry: tuple[int, int]
-) -> list[OutboxRow]:
+    uow: AbstractUnitOfWork,
+    ctx: Context,
+    award: Award,
+    learner: tables.Learner,
+    status_entry: tuple[int, int],
+) -> list[tables.OutboxRow]:
     """The award, its signed credentials and its outbox events, added to the caller's transaction."""
     row = award_row(award, learner, status_entry)
     signed = ctx.signer.sign(ctx.facts(row, learner)) if ctx.settings.formats else []
@@ -209,8 +208,8 @@ def _save_new(
 
 
 def _announcements(
-    uow: AbstractUnitOfWork, ctx: Context, award: Award, row: AwardRow, signed: list[Signed]
-) -> list[OutboxRow]:
+    uow: AbstractUnitOfWork, ctx: Context, award: Award, row: tables.AwardRow, signed: list[Signed]
+) -> list[tables.OutboxRow]:
     formats = [s.format for s in signed]
     issued = messages.credential_issued(award, row.valid_until, formats, ctx.settings, ctx.urls)
     events = [
@@ -240,10 +239,10 @@ def _render_request(
     )
 
 
-def award_row(award: Award, learner: Learner, status_entry: tuple[int, int]) -> AwardRow:
+def award_row(award: Award, learner: tables.Learner, status_entry: tuple[int, int]) -> tables.AwardRow:
     salt = new_salt()
     days = award.rule.valid_for_days
-    return AwardRow(
+    return tables.AwardRow(
         credential_id=award.credential_id,
         verification_code=award.verification_code,
         learner_id=award.learner_id,
@@ -262,10 +261,10 @@ def award_row(award: Award, learner: Learner, status_entry: tuple[int, int]) -> 
     )
 
 
-def signed_rows(award: Award, signed: list[Signed]) -> list[SignedCredentialRow]:
+def signed_rows(award: Award, signed: list[Signed]) -> list[tables.SignedCredentialRow]:
     now = datetime.now(UTC)
     return [
-        SignedCredentialRow(
+        tables.SignedCredentialRow(
             credential_id=award.credential_id,
             format=s.format,
             document=s.document,
@@ -281,7 +280,7 @@ def signed_rows(award: Award, signed: list[Signed]) -> list[SignedCredentialRow]
 
 def resume_parked(
     uow: AbstractUnitOfWork, ctx: Context, learner_ids: set[int] | None = None, course_id: int | None = None
-) -> list[OutboxRow]:
+) -> list[tables.OutboxRow]:
     """Issues what the learners' parked messages earn, in order, as far as their profiles allow (all
     waiting learners, these learners, or those waiting on this course). One transaction per learner, so
     one learner's trouble holds no one else up: an outage is raised (the caller pauses), anything else
@@ -289,7 +288,7 @@ def resume_parked(
     announce."""
     with uow:
         learners = uow.parked.ready_learners(learner_ids, course_id)
-    events: list[OutboxRow] = []
+    events: list[tables.OutboxRow] = []
     for learner_id in learners:
         try:
             events += _resume_learner(uow, ctx, learner_id)
@@ -300,7 +299,7 @@ def resume_parked(
     return events
 
 
-def _resume_learner(uow: AbstractUnitOfWork, ctx: Context, learner_id: int) -> list[OutboxRow]:
+def _resume_learner(uow: AbstractUnitOfWork, ctx: Context, learner_id: int) -> list[tables.OutboxRow]:
     try:
         with uow:
             ready, existing = _ready(uow, ctx, uow.parked.of_learner(learner_id))
@@ -312,11 +311,11 @@ def _resume_learner(uow: AbstractUnitOfWork, ctx: Context, learner_id: int) -> l
 
 
 def _ready(
-    uow: AbstractUnitOfWork, ctx: Context, parked: list[ParkedMessageRow]
-) -> tuple[list[tuple[Award, Learner]], list[str]]:
+    uow: AbstractUnitOfWork, ctx: Context, parked: list[tables.ParkedMessageRow]
+) -> tuple[list[tuple[Award, tables.Learner]], list[str]]:
     """The leading parked messages whose profiles are there now (removed from the park), up to the first
     that must still wait: the new awards to issue and the ids of those issued already."""
-    ready: list[tuple[Award, Learner]] = []
+    ready: list[tuple[Award, tables.Learner]] = []
     existing: list[str] = []
     for row in parked:
         try:
@@ -345,7 +344,9 @@ def parked_count(uow: AbstractUnitOfWork) -> int:
         return uow.parked.count()
 
 
-def missing_profile(award: Award, learners: dict[int, Learner], courses: dict[int, Course]) -> str | None:
+def missing_profile(
+    award: Award, learners: dict[int, tables.Learner], courses: dict[int, tables.Course]
+) -> str | None:
     """What this award still waits for: the learner's profile, and the course's for a certificate."""
     if award.learner_id not in learners:
         return f"no profile for learner {award.learner_id} yet"
@@ -354,8 +355,8 @@ def missing_profile(award: Award, learners: dict[int, Learner], courses: dict[in
     return None
 
 
-def parked_row(award: Award, raw: bytes, source: str, reason: str) -> ParkedMessageRow:
-    return ParkedMessageRow(
+def parked_row(award: Award, raw: bytes, source: str, reason: str) -> tables.ParkedMessageRow:
+    return tables.ParkedMessageRow(
         learner_id=award.learner_id,
         course_id=award.course_id,
         event_id=award.source_event_id[:200],
@@ -453,7 +454,7 @@ def erase(uow: AbstractUnitOfWork, ctx: Context, learner_id: int) -> int:
 
 def revoke(
     uow: AbstractUnitOfWork, ctx: Context, code_or_id: str, reason: str, now: datetime | None = None
-) -> AwardRow:
+) -> tables.AwardRow:
     """Revokes with a reason and saves the revoked event in the outbox (the relay announces it)."""
     if not reason.strip():
         raise ValueError("a revocation needs a reason: it is shown to everyone who checks the credential")
@@ -506,7 +507,7 @@ def mark_sent(uow: AbstractUnitOfWork, event_ids: list[str]) -> None:
         uow.commit()
 
 
-def stale_events(uow: AbstractUnitOfWork, older_than_seconds: float) -> list[OutboxRow]:
+def stale_events(uow: AbstractUnitOfWork, older_than_seconds: float) -> list[tables.OutboxRow]:
     """Saved but never announced (the worker died in between): the relay sends them."""
     cutoff = datetime.fromtimestamp(datetime.now(UTC).timestamp() - older_than_seconds, UTC)
     with uow:
