@@ -19,7 +19,6 @@ from ebackpack.adapters.storage import ObjectStore
 from ebackpack.bootstrap import Platform
 from ebackpack.config import Settings
 from ebackpack.domain.credentials.signer import CredentialSigner
-from ebackpack.domain.credentials.urls import PublicUrls
 from ebackpack.domain.rules import RuleBook
 
 from . import handlers
@@ -48,7 +47,10 @@ __all__ = [
 ]
 
 
-class IssuerService:
+class IssuerService(Context):
+    """The handlers' context (rules, settings, keys, addresses: handlers.Context) with a method per use
+    case, each on a unit of work of its own."""
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -60,46 +62,22 @@ class IssuerService:
         used, as the platform does)."""
         platform = Platform(settings)
         platform.sessions, platform.rules = sessions, rules
-        self._serve(platform, signer)
+        super().__init__(platform, signer)
 
     @classmethod
     def from_platform(cls, platform: Platform, signer: CredentialSigner | None = None) -> IssuerService:
         """Every part (engine, rules, keys, code secret) shared with the rest of the process."""
         service = cls.__new__(cls)
-        service._serve(platform, signer)
+        Context.__init__(service, platform, signer)
         return service
-
-    def _serve(self, platform: Platform, signer: CredentialSigner | None) -> None:
-        self.platform = platform
-        self.context = Context(platform, signer)
-
-    @property
-    def sessions(self) -> sessionmaker[Session]:
-        return self.platform.sessions
-
-    @property
-    def rules(self) -> RuleBook:
-        return self.platform.rules
-
-    @property
-    def settings(self) -> Settings:
-        return self.platform.settings
-
-    @property
-    def urls(self) -> PublicUrls:
-        return self.platform.urls
-
-    @property
-    def code_secret(self) -> bytes:
-        return self.platform.code_secret
-
-    @property
-    def signer(self) -> CredentialSigner:
-        return self.context.signer
 
     @property
     def objects(self) -> ObjectStore:
         return self.platform.objects
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self.platform.sessions
 
     def uow(self) -> SqlUnitOfWork:
         """A new unit of work per call: a unit of work holds one session, and callers run in threads."""
@@ -117,30 +95,30 @@ class IssuerService:
         return result.events
 
     def handle_batch(self, raws: Sequence[bytes], sources: Sequence[str] = ()) -> BatchResult:
-        return handlers.award_batch(self.uow(), self.context, raws, sources)
+        return handlers.award_batch(self.uow(), self, raws, sources)
 
     def resume_parked(
         self, learner_ids: set[int] | None = None, course_id: int | None = None
     ) -> list[OutboxRow]:
-        return handlers.resume_parked(self.uow(), self.context, learner_ids, course_id)
+        return handlers.resume_parked(self.uow(), self, learner_ids, course_id)
 
     def parked_count(self) -> int:
         return handlers.parked_count(self.uow())
 
     def rerender(self, course_id: int | None = None, rule_id: str | None = None) -> int:
-        return handlers.rerender(self.uow(), self.context, course_id, rule_id)
+        return handlers.rerender(self.uow(), self, course_id, rule_id)
 
     def erase(self, learner_id: int) -> int:
-        return handlers.erase(self.uow(), self.context, learner_id)
+        return handlers.erase(self.uow(), self, learner_id)
 
     def apply_profile(self, kind: str, key: bytes | None, value: bytes | None) -> int | None:
         return handlers.apply_profile(self.uow(), kind, value)
 
     def revoke(self, code_or_id: str, reason: str, now: datetime | None = None) -> AwardRow:
-        return handlers.revoke(self.uow(), self.context, code_or_id, reason, now)
+        return handlers.revoke(self.uow(), self, code_or_id, reason, now)
 
     def expire_due(self, now: datetime | None = None, limit: int = 500) -> int:
-        return handlers.expire_due(self.uow(), self.context, now, limit)
+        return handlers.expire_due(self.uow(), self, now, limit)
 
     def mark_sent(self, event_ids: list[str]) -> None:
         handlers.mark_sent(self.uow(), event_ids)
