@@ -775,7 +775,7 @@ def test_backfill_reads_the_history_since_a_date_rate_limited_and_resumable(
     failing = FailingPublisher()
     poller = LogStorePoller(settings, sessions, failing, batch_size=100)
     with pytest.raises(Interrupted):
-        poller.backfill(since)
+        poller.history().run(since)
     assert 0 < len(failing.sent) < len(wanted)
     name = f"backfill:{since.isoformat()}"
     assert poller.load_checkpoint(name) is not None
@@ -783,21 +783,21 @@ def test_backfill_reads_the_history_since_a_date_rate_limited_and_resumable(
     publisher = ListPublisher()
     progress: list[tuple[int, int]] = []
     resumed = LogStorePoller(settings, sessions, publisher, batch_size=100)
-    result = resumed.backfill(since, progress=lambda d, t: progress.append((d, t)))
+    result = resumed.history().run(since, progress=lambda d, t: progress.append((d, t)))
     ids = [json.loads(v)["id"] for _k, v in failing.sent + publisher.sent]
     assert len(ids) == len(set(ids)) == len(wanted) - len({r["id"] for r in wanted} & site_log.malformed)
     assert result.duplicates == 0 and result.ignored == 0
     assert {d.id for d in result.dead_letters} <= site_log.malformed
     assert progress[-1][0] == progress[-1][1] > 0  # reaches its COUNT estimate
     assert all(a[0] <= b[0] for a, b in zip(progress, progress[1:], strict=False))
-    assert resumed.backfill(since).read == 0  # finished: nothing again
+    assert resumed.history().run(since).read == 0  # finished: nothing again
 
     # The rate limit: the ids of the range at 5,000 log rows per second, slept between the batches.
     # Under its own checkpoint name the same history again: all known to the ledger, nothing published.
     sleeps: list[float] = []
     limited = LogStorePoller(settings, sessions, publisher, batch_size=100, sleep=sleeps.append)
     began = time.monotonic()
-    repeat = limited.backfill(since, rate_limit_rows_per_s=5000, checkpoint="backfill-again")
+    repeat = limited.history().run(since, rate_limit_rows_per_s=5000, checkpoint="backfill-again")
     elapsed = time.monotonic() - began
     first_id = min(r["id"] for r in site_log.rows if r["timecreated"] >= since.timestamp())
     span = site_log.committed()[-1]["id"] - first_id + 1

@@ -10,7 +10,7 @@ it); nothing is lost. A row that does not parse is a dead letter on `moodle.logs
 each import) reads first (`replays.py`). Which ids a poll reads: `window.py` (rows that commit out of
 id order).
 
-A new poller (no checkpoint) starts at the newest row by default: the history is `backfill`'s or
+A new poller (no checkpoint) starts at the newest row by default: the history is `backfill`'s (`history()`) or
 `import_file`'s job, rate-limited. `from_start=True` starts at id 0.
 """
 
@@ -20,7 +20,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -57,7 +56,7 @@ class LogStorePoller:
     """Polls the Moodle log store into `moodle.events`; also the history backfill and file import.
 
     `sessions` is our database (ledger and checkpoints); the Moodle database comes from
-    `settings.moodle_db_url` (or `reader`), only for `poll_once`, `run` and `backfill`. Dead letters go
+    `settings.moodle_db_url` (or `reader`), only for `poll_once`, `run` and `history`. Dead letters go
     to the broker of `settings` unless `dead_letters` is given; replayed rows come from there too.
     """
 
@@ -234,17 +233,10 @@ class LogStorePoller:
 
     # -- history --
 
-    def backfill(
-        self,
-        since: datetime,
-        rate_limit_rows_per_s: float | None = None,
-        progress: Progress | None = None,
-        *,
-        checkpoint: str | None = None,
-    ) -> PollResult:
-        """The used events triggered since `since`: see `Backfill.run`."""
-        job = Backfill(self.reader, self.checkpoints, self.intake, self.batch_size, self.sleep)
-        return job.run(since, rate_limit_rows_per_s, progress, checkpoint)
+    def history(self) -> Backfill:
+        """The backfill of the used events triggered since a date (`history().run(since, ...)`), on this
+        poller's Moodle database, checkpoints and intake."""
+        return Backfill(self.reader, self.checkpoints, self.intake, self.batch_size, self.sleep)
 
     def import_file(
         self,
