@@ -15,12 +15,12 @@ through.
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 
 import httpx
 
@@ -128,6 +128,7 @@ def checked_addresses(
     return list(dict.fromkeys(addresses))
 
 
+@dataclass(kw_only=True, eq=False)  # eq=False: fetchers compare by identity (each has its own deadline)
 class PolicyFetcher:
     """GET with the import policy. Redirects are followed by hand so every hop is checked.
 
@@ -136,23 +137,14 @@ class PolicyFetcher:
     check says so.
     """
 
-    def __init__(
-        self,
-        *,
-        timeout: float,
-        max_bytes: int,
-        allow_private: bool,
-        file_seconds: float | None = None,
-        resolve: Resolver = system_resolver,
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self.allow_private = allow_private
-        self.file_seconds = file_seconds
-        self.resolve = resolve
-        self.tls = tls  # None: the system's trusted certificates (tests pass their own authority)
-        self._deadline: float | None = None
+    timeout: float
+    max_bytes: int
+    allow_private: bool
+    file_seconds: float | None = None
+    resolve: Resolver = system_resolver
+    # None: the system's trusted certificates (tests pass their own authority)
+    tls: ssl.SSLContext | None = None
+    _deadline: float | None = field(default=None, init=False)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> PolicyFetcher | None:
@@ -166,7 +158,7 @@ class PolicyFetcher:
         )
 
     def for_one_file(self) -> PolicyFetcher:
-        fetcher = copy.copy(self)  # the same policy, with a deadline of its own
+        fetcher = replace(self)  # the same policy, with a deadline of its own
         fetcher._deadline = None if self.file_seconds is None else time.monotonic() + self.file_seconds
         return fetcher
 
