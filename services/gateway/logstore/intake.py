@@ -114,22 +114,15 @@ class DeadLetterSink(Protocol):
     def send(self, rows: Sequence[tuple[Incoming, MalformedRow]]) -> object: ...
 
 
+@dataclass
 class RowIntake:
     """Turns batches of rows into acknowledged `moodle.events` messages and dead letters."""
 
-    def __init__(
-        self,
-        site: str,
-        publisher: Publisher,
-        ledger: PublishedEvents,
-        dead_letters: DeadLetterSink,
-        preparer: EventPreparer | None = None,
-    ) -> None:
-        self.site = site
-        self.publisher = publisher
-        self.ledger = ledger
-        self.dead_letters = dead_letters
-        self.preparer = preparer
+    site: str
+    publisher: Publisher
+    ledger: PublishedEvents
+    dead_letters: DeadLetterSink
+    preparer: EventPreparer | None = None
 
     def take(self, rows: Sequence[Incoming], source: str, result: PollResult) -> None:
         """The batch's unseen events published and recorded (in row order), then its dead letters."""
