@@ -17,17 +17,11 @@ from ebackpack.streaming.offset_guard import recent_resets
 
 def render_status(state: Status) -> Group:
     """The status as rich tables (topics, consumer groups, dead letters) and notes."""
-    topics = Table(
-        title=f"Topics on {state.bootstrap} at {state.taken_at:%Y-%m-%d %H:%M:%S} UTC", title_justify="left"
+    topics = _table(
+        f"Topics on {state.bootstrap} at {state.taken_at:%Y-%m-%d %H:%M:%S} UTC",
+        ["topic", "partitions", "messages", "end offsets", "last minute"],
+        right={"partitions", "messages", "last minute"},
     )
-    for column, justify in (
-        ("topic", "left"),
-        ("partitions", "right"),
-        ("messages", "right"),
-        ("end offsets", "left"),
-        ("last minute", "right"),
-    ):
-        topics.add_column(column, justify=justify)  # type: ignore[arg-type]
     for ts in state.topics:
         if not ts.exists:
             topics.add_row(ts.topic, "-", "-", "[red]missing[/red]", "-")
@@ -42,16 +36,11 @@ def render_status(state: Status) -> Group:
         )
     topics.caption = f"last minute: {state.rate_method}"
 
-    groups = Table(title="Consumer groups", title_justify="left")
-    for column, justify in (
-        ("group", "left"),
-        ("role", "left"),
-        ("topic", "left"),
-        ("committed", "right"),
-        ("end", "right"),
-        ("lag", "right"),
-    ):
-        groups.add_column(column, justify=justify)  # type: ignore[arg-type]
+    groups = _table(
+        "Consumer groups",
+        ["group", "role", "topic", "committed", "end", "lag"],
+        right={"committed", "end", "lag"},
+    )
     for g in state.groups:
         if not g.topics:
             groups.add_row(g.group, g.role, "-", "-", "-", "-" if g.started else "[dim]not started[/dim]")
@@ -68,14 +57,22 @@ def render_status(state: Status) -> Group:
                 g.group if i == 0 else "", g.role if i == 0 else "", t.topic, committed, str(t.end), lag
             )
 
-    dead = Table(title="Dead letters", title_justify="left")
-    for column, justify in (("topic", "left"), ("dead letters", "right"), ("not replayed", "right")):
-        dead.add_column(column, justify=justify)  # type: ignore[arg-type]
+    dead = _table(
+        "Dead letters", ["topic", "dead letters", "not replayed"], right={"dead letters", "not replayed"}
+    )
     for d in state.dead_letters:
         pending = f"[red]{d.not_replayed}[/red]" if d.not_replayed else "0"
         dead.add_row(d.topic, str(d.total), pending)
     dead.caption = "ebackpack deadletters list | inspect | replay"
     return Group(topics, groups, dead, *state.notes)
+
+
+def _table(title: str, columns: list[str], right: set[str]) -> Table:
+    """A table titled on the left, its `columns` justified left but those in `right`."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    return table
 
 
 def render_dead_letters(views: list[DeadLetterView]) -> Table:
