@@ -15,15 +15,6 @@ from ebackpack.config import Settings
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    doc: str
-    config: dict[str, str] = field(default_factory=dict)
-
-
 MOODLE_EVENTS = "moodle.events"
 CREDENTIALS = "credentials"
 RENDER_REQUESTS = "certificates.render"
@@ -35,6 +26,16 @@ ATTESTATIONS = "attestations"
 LOGSTORE_ROWS = "moodle.logstore"
 CREDENTIAL_COMMANDS = "credentials.commands"
 LEARNERS_ERASED = "learners.erased"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as `create_topics` makes it: its partitions, what it carries, and its config overrides."""
+
+    name: str
+    partitions: int
+    doc: str
+    config: dict[str, str] = field(default_factory=dict)
 
 
 # Moodle events and render requests carry personal data (names; a deleted user's e-mail before the
