@@ -24,6 +24,7 @@ from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, Lear
 from ebackpack.adapters.storage import ObjectStore
 
 MANIFEST = "manifest.csv"
+Progress = Callable[[int], None]  # told how many PDFs are in the archive so far
 
 
 class CertificateReads:
@@ -94,10 +95,7 @@ def course_entries(session: Session, course_id: int) -> list[ZipEntry]:
 
 
 def write_zip(
-    store: ObjectStore,
-    entries: Iterable[ZipEntry],
-    target: BinaryIO,
-    progress: Callable[[int], None] | None = None,
+    store: ObjectStore, entries: Iterable[ZipEntry], target: BinaryIO, progress: Progress | None = None
 ) -> int:
     """Streams each PDF into the archive (stored, not deflated: PDFs are compressed already)."""
     written = []
