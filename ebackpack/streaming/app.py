@@ -196,6 +196,48 @@ async def consume_batches(
         yield len(batch.messages)
 
 
+def message_agent(
+    app: faust.App,
+    topic: TopicT,
+    name: str,
+    handle: Handler,
+    *,
+    dlq: TopicT,
+    consumer: str,
+    policy: RetryPolicy | None = None,
+) -> None:
+    """Adds the agent `name` to the worker's app: `handle` on each message of `topic` (`consume`)."""
+
+    async def agent(stream: faust.StreamT) -> None:
+        async for _ in consume(stream, handle, dlq=dlq, consumer=consumer, policy=policy):
+            pass
+
+    app.agent(topic, name=name)(agent)
+
+
+def batch_agent(
+    app: faust.App,
+    topic: TopicT,
+    name: str,
+    handle_batch: BatchHandler,
+    *,
+    dlq: TopicT,
+    consumer: str,
+    size: int,
+    within: float,
+) -> None:
+    """Adds the agent `name` to the worker's app: `handle_batch` on batches of `topic`
+    (`consume_batches`)."""
+
+    async def agent(stream: faust.StreamT) -> None:
+        async for _ in consume_batches(
+            stream, handle_batch, dlq=dlq, consumer=consumer, size=size, within=within
+        ):
+            pass
+
+    app.agent(topic, name=name)(agent)
+
+
 def run_worker(app: faust.App, loglevel: str = "warn") -> None:
     """Run a faust worker in this process (faust reads its options from argv)."""
     import sys

@@ -17,7 +17,7 @@ from faust.types import TopicT
 from ebackpack.config import Settings
 from schemas import LearnerErased, LearnerErasedMessage
 
-from .app import consume, raw_topic
+from .app import message_agent, raw_topic
 from .errors import parse_message
 from .policy import SourceMessage
 from .topics import LEARNERS_ERASED
@@ -37,7 +37,5 @@ def on_learner_erased(
         erased = parse_message(LearnerErasedMessage, message.body).data
         await asyncio.to_thread(erase, erased)
 
-    @app.agent(raw_topic(app, settings.topic(LEARNERS_ERASED)), name=f"{consumer}.erasures")
-    async def erasures(stream: faust.StreamT) -> None:
-        async for _ in consume(stream, handle, dlq=dlq, consumer=consumer):
-            pass
+    topic = raw_topic(app, settings.topic(LEARNERS_ERASED))
+    message_agent(app, topic, f"{consumer}.erasures", handle, dlq=dlq, consumer=consumer)

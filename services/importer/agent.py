@@ -16,7 +16,7 @@ import logging
 import faust
 
 from ebackpack.config import Settings, get_settings
-from ebackpack.streaming.app import consume, make_app, raw_topic, send_and_wait
+from ebackpack.streaming.app import make_app, message_agent, raw_topic, send_and_wait
 from ebackpack.streaming.erasure import on_learner_erased
 from ebackpack.streaming.policy import RetryPolicy, SourceMessage, survives_outages, with_retries
 from ebackpack.streaming.topics import ATTESTATION_UPLOADS, ATTESTATIONS, dlq
@@ -78,10 +78,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         else:
             scheduler.submit(work)
 
-    @app.agent(uploads, name=f"{CONSUMER}.uploads")
-    async def imports(stream: faust.StreamT) -> None:
-        async for _ in consume(stream, handle, dlq=dead_letters, consumer=CONSUMER):
-            pass
+    message_agent(app, uploads, f"{CONSUMER}.uploads", handle, dlq=dead_letters, consumer=CONSUMER)
 
     @app.task
     async def start_sandboxes() -> None:  # child processes ready before the first upload

@@ -16,7 +16,13 @@ from ebackpack.adapters import metrics
 from ebackpack.adapters.persistence.tables import OutboxRow
 from ebackpack.bootstrap import build
 from ebackpack.config import Settings, get_settings
-from ebackpack.streaming.app import BatchOutcome, consume, consume_batches, make_app, raw_topic
+from ebackpack.streaming.app import (
+    BatchOutcome,
+    batch_agent,
+    make_app,
+    message_agent,
+    raw_topic,
+)
 from ebackpack.streaming.policy import GaveUp, RetryPolicy, SourceMessage, survives_outages, with_retries
 from ebackpack.streaming.topics import (
     CREDENTIAL_COMMANDS,
@@ -124,17 +130,16 @@ def create_app(settings: Settings | None = None) -> faust.App:
         if rows:
             log.info("parked completions resumed: %d event(s) announced", len(rows))
 
-    @app.agent(events, name=f"{CONSUMER}.awards")
-    async def award(stream: faust.StreamT) -> None:
-        async for _ in consume_batches(
-            stream,
-            handle_batch,
-            dlq=dead_letters,
-            consumer=CONSUMER,
-            size=BATCH_SIZE,
-            within=BATCH_WAIT,
-        ):
-            pass
+    batch_agent(
+        app,
+        events,
+        f"{CONSUMER}.awards",
+        handle_batch,
+        dlq=dead_letters,
+        consumer=CONSUMER,
+        size=BATCH_SIZE,
+        within=BATCH_WAIT,
+    )
 
     for kind, topic_name in (("user", MOODLE_USERS), ("course", MOODLE_COURSES)):
         _profile_agent(
@@ -187,10 +192,7 @@ def _profile_agent(
         if isinstance(profile, int):
             await (resume({profile}) if kind == "user" else resume(course_id=profile))
 
-    @app.agent(topic, name=f"{CONSUMER}.profiles.{kind}")
-    async def profiles(stream: faust.StreamT) -> None:
-        async for _ in consume(stream, handle, dlq=dead_letters, consumer=CONSUMER):
-            pass
+    message_agent(app, topic, f"{CONSUMER}.profiles.{kind}", handle, dlq=dead_letters, consumer=CONSUMER)
 
 
 def _command_agent(
@@ -205,7 +207,4 @@ def _command_agent(
     async def handle(message: SourceMessage) -> None:
         log.info("administrator's command: %s", await write(carry_out, service, message.value))
 
-    @app.agent(commands, name=f"{CONSUMER}.commands")
-    async def carry_out_commands(stream: faust.StreamT) -> None:
-        async for _ in consume(stream, handle, dlq=dead_letters, consumer=CONSUMER):
-            pass
+    message_agent(app, commands, f"{CONSUMER}.commands", handle, dlq=dead_letters, consumer=CONSUMER)

@@ -19,7 +19,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from ebackpack.bootstrap import build
 from ebackpack.config import Settings, get_settings
-from ebackpack.streaming.app import consume, make_app, raw_topic, send_and_wait
+from ebackpack.streaming.app import make_app, message_agent, raw_topic, send_and_wait
 from ebackpack.streaming.erasure import on_learner_erased
 from ebackpack.streaming.policy import RetryPolicy, SourceMessage, with_retries
 from ebackpack.streaming.topics import CREDENTIALS, RENDERED
@@ -99,17 +99,12 @@ def create_app(settings: Settings | None = None, tuning: Tuning | None = None) -
     async def handle_rendered(message: SourceMessage) -> None:
         await deliver(await asyncio.to_thread(service.rendered, message.body))
 
-    @app.agent(credentials, name=f"{settings.notify_group}.credentials")
-    async def notify(stream: faust.StreamT) -> None:
-        group = settings.notify_group
-        async for _ in consume(stream, handle, dlq=dead_letters, consumer=group, policy=policy):
-            pass
-
-    @app.agent(rendered, name=f"{settings.notify_group}.rendered")
-    async def pdfs(stream: faust.StreamT) -> None:
-        group = settings.notify_group
-        async for _ in consume(stream, handle_rendered, dlq=dead_letters, consumer=group, policy=policy):
-            pass
+    group = settings.notify_group
+    for topic, name, handler in (
+        (credentials, "credentials", handle),
+        (rendered, "rendered", handle_rendered),
+    ):
+        message_agent(app, topic, f"{group}.{name}", handler, dlq=dead_letters, consumer=group, policy=policy)
 
     async def guarded(what: str, step: Callable[[], list[Key]]) -> None:
         """A timer's round: an error is logged and the next round tries again (the rows keep the state)."""

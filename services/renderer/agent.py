@@ -8,7 +8,13 @@ import faust
 
 from ebackpack.bootstrap import build
 from ebackpack.config import Settings, get_settings
-from ebackpack.streaming.app import BatchOutcome, consume_batches, make_app, raw_topic, send_and_wait
+from ebackpack.streaming.app import (
+    BatchOutcome,
+    batch_agent,
+    make_app,
+    raw_topic,
+    send_and_wait,
+)
 from ebackpack.streaming.erasure import on_learner_erased
 from ebackpack.streaming.policy import SourceMessage
 from ebackpack.streaming.topics import RENDER_REQUESTS, RENDERED, dlq
@@ -44,16 +50,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
         await announce(result.announcements)
         return BatchOutcome(poison=list(result.invalid))
 
-    @app.agent(requests, name=f"{CONSUMER}.certificates")
-    async def render(stream: faust.StreamT) -> None:
-        async for _ in consume_batches(
-            stream,
-            handle_batch,
-            dlq=dead_letters,
-            consumer=CONSUMER,
-            size=BATCH_SIZE,
-            within=BATCH_WAIT,
-        ):
-            pass
+    batch_agent(
+        app,
+        requests,
+        f"{CONSUMER}.certificates",
+        handle_batch,
+        dlq=dead_letters,
+        consumer=CONSUMER,
+        size=BATCH_SIZE,
+        within=BATCH_WAIT,
+    )
 
     return app
