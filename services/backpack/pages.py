@@ -21,7 +21,7 @@ from .deps import DbSession, attestation_uploads, backpack_views, credential_sto
 from .i18n import LANG_COOKIE, LANGUAGES
 from .session import CsrfChecked, PageLearner, User, local_path, sign_in, sign_out, signed_in
 from .shares import DURATIONS_DAYS, Shares
-from .uploads import UploadRefused
+from .uploads import AttestationUploads, UploadRefused
 from .views import CredentialView
 from .web import download, flash, render
 
@@ -312,17 +312,22 @@ def attestation(request: Request, user: PageLearner, attestation_id: str) -> Res
 
 @router.post("/attestations/{attestation_id}/recheck", dependencies=[CsrfChecked])
 def recheck(request: Request, user: PageLearner, attestation_id: str) -> Response:
-    assert user.learner_id is not None
-    _attestation(request, user, attestation_id)
-    attestation_uploads(request).recheck(user.learner_id, attestation_id)
+    uploads, learner_id = _own_attestation(request, user, attestation_id)
+    uploads.recheck(learner_id, attestation_id)
     flash(request, "A new check was requested.")
     return see_other(f"/attestations/{attestation_id}")
 
 
 @router.post("/attestations/{attestation_id}/delete", dependencies=[CsrfChecked])
 def delete(request: Request, user: PageLearner, attestation_id: str) -> Response:
-    assert user.learner_id is not None
-    _attestation(request, user, attestation_id)
-    attestation_uploads(request).delete(user.learner_id, attestation_id)
+    uploads, learner_id = _own_attestation(request, user, attestation_id)
+    uploads.delete(learner_id, attestation_id)
     flash(request, "Deleted.")
     return see_other("/attestations")
+
+
+def _own_attestation(request: Request, user: User, attestation_id: str) -> tuple[AttestationUploads, int]:
+    """The uploads and the learner, once the attestation is shown to be theirs (404 otherwise)."""
+    assert user.learner_id is not None
+    _attestation(request, user, attestation_id)
+    return attestation_uploads(request), user.learner_id
