@@ -33,8 +33,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, closing, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,7 +58,7 @@ from ebackpack.dev.sample_data import (
     synthetic_learner,
 )
 from ebackpack.dev.stack import EmbeddedStack, StackError, free_port
-from ebackpack.dev.workers import Worker
+from ebackpack.dev.workers import Worker, running
 from ebackpack.domain.rules import load_rules
 from ebackpack.secret_policy import throwaway_secrets
 from ebackpack.streaming.errors import InvalidMessage
@@ -231,17 +231,6 @@ def run_settings(stack: Settings, tmp: Path, rules_file: Path) -> Settings:
             "database_url": f"sqlite:///{tmp / 'load' / 'ebackpack.db'}",
         }
     )
-
-
-@contextmanager
-def running(workers: list[Worker]) -> Iterator[list[Worker]]:
-    try:
-        for worker in workers:
-            worker.start()
-        yield workers
-    finally:
-        for worker in workers:
-            worker.stop()
 
 
 def check_alive(workers: list[Worker], what: str) -> None:

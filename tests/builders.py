@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
+from kafka.admin import KafkaAdminClient
+
+from ebackpack.config import Settings
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.dev.workers import Worker
 from schemas import MoodleEventMessage
+from schemas.moodle import USER_DELETED, MoodleEvent
 
 T = TypeVar("T")
 
@@ -31,6 +38,50 @@ def completion(learner: int, course: int, when: datetime) -> bytes:
                 .encode()
             )
     raise AssertionError("the sample has no course completion")
+
+
+def user_deleted_event(learner: int, at: int, other: dict[str, str] | None = None) -> MoodleEvent:
+    """Moodle's user_deleted for `learner` at unix time `at`, as an administrator (user 2) logs it."""
+    return MoodleEvent(
+        eventname=USER_DELETED,
+        component="core",
+        action="deleted",
+        target="user",
+        objecttable="user",
+        objectid=learner,
+        crud="d",
+        edulevel=0,
+        contextid=4410,
+        contextlevel=30,
+        contextinstanceid=learner,
+        userid=2,
+        courseid=0,
+        relateduserid=learner,
+        other=other,
+        timecreated=at,
+    )
+
+
+def committed(settings: Settings, group: str, topic: str) -> int:
+    """The offsets consumer group `group` (unprefixed) has committed on `topic`, summed over partitions."""
+    group = settings.topic(group)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic(topic))
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stops a process started in a session of its own, with its children: SIGTERM, then SIGKILL."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 def wait_for(check: Callable[[], T | None], seconds: float, what: str, workers: Sequence[Worker] = ()) -> T:

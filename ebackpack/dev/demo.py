@@ -25,7 +25,7 @@ from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
 from ebackpack.dev.sample_data import Dataset
 from ebackpack.dev.stack import EmbeddedStack
-from ebackpack.dev.workers import Worker
+from ebackpack.dev.workers import Worker, running
 from ebackpack.domain.credentials.signer import DATA_INTEGRITY
 from ebackpack.domain.rules import RuleBook, load_rules
 from ebackpack.streaming.errors import InvalidMessage
@@ -158,14 +158,8 @@ class PipelineProbe:
 
 @contextmanager
 def running_pipeline(settings: Settings) -> Iterator[list[Worker]]:
-    workers = [Worker("issuer", settings), Worker("renderer", settings), Worker("importer", settings)]
-    try:
-        for worker in workers:
-            worker.start()
+    with running([Worker(name, settings) for name in ("issuer", "renderer", "importer")]) as workers:
         yield workers
-    finally:
-        for worker in workers:
-            worker.stop()
 
 
 def wait_until_done(

@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,3 +68,15 @@ class Worker:
         signal_group(self.process.pid, sig)
         if sig == signal.SIGKILL:
             self.process.wait(timeout=10)
+
+
+@contextmanager
+def running(workers: list[Worker]) -> Iterator[list[Worker]]:
+    """Starts the workers and stops them all on the way out, whatever happened in between."""
+    try:
+        for worker in workers:
+            worker.start()
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from ebackpack.config import Settings, settings_env
 from ebackpack.dev.stack import free_port
+from tests.builders import stop_group
 
 pytestmark = pytest.mark.e2e
 START_DEADLINE = 120.0  # seconds; two cores shared with other test runs
@@ -62,13 +62,7 @@ def running(command: list[str], env: dict[str, str], log: Path) -> Iterator[subp
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_group(proc)
 
 
 def wait_answering(url: str, proc: subprocess.Popen[bytes], log: Path) -> float:

@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,13 +52,12 @@ from ebackpack.streaming.topics import (
     dlq,
 )
 from schemas import CredentialErasedMessage, LearnerErasedMessage
-from schemas.moodle import USER_DELETED, MoodleEvent
 from services.backpack.session import User, WebSessions
 from services.backpack.shares import Shares
 from services.gateway.events import moodle_message
 from services.gateway.profiles import store_profiles
 from services.issuer.service import IssuerService
-from tests.builders import completion, wait_for
+from tests.builders import committed, completion, user_deleted_event, wait_for
 from tests.conftest import WebServer
 
 pytestmark = pytest.mark.integration
@@ -71,23 +69,7 @@ CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def user_deleted(settings: Settings, learner: int) -> tuple[bytes, bytes]:
     """(key, value) as the gateway publishes Moodle's user_deleted (without `other`)."""
-    event = MoodleEvent(
-        eventname=USER_DELETED,
-        component="core",
-        action="deleted",
-        target="user",
-        objecttable="user",
-        objectid=learner,
-        crud="d",
-        edulevel=0,
-        contextid=4410,
-        contextlevel=30,
-        contextinstanceid=learner,
-        userid=2,
-        courseid=0,
-        relateduserid=learner,
-        timecreated=int(WHEN.timestamp()) + 86400,
-    )
+    event = user_deleted_event(learner, int(WHEN.timestamp()) + 86400)
     _id, (key, value) = moodle_message(settings.site_id, event)
     return key or str(learner).encode(), value
 
@@ -245,16 +227,6 @@ def produce(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> None
             producer.send(settings.topic(topic), key=key, value=value).get(timeout=30)
     finally:
         producer.close()
-
-
-def committed(settings: Settings, group: str, topic: str) -> int:
-    group = settings.topic(group)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
-    try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
-    finally:
-        admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic(topic))
 
 
 def events(settings: Settings, topic: str, kind: str) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from kafka.admin import KafkaAdminClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,7 +33,7 @@ from schemas.moodle import USER_DELETED, LearnerProfile, MoodleEvent, Profiles
 from services.gateway.events import moodle_message
 from services.gateway.profiles import store_profiles
 from services.issuer.service import IssuerService
-from tests.builders import completion, wait_for
+from tests.builders import committed, completion, wait_for
 from tests.conftest import MOODLE_FIXTURES
 
 pytestmark = pytest.mark.integration
@@ -179,16 +178,6 @@ def user_profile(learner: LearnerProfile) -> bytes:
     ).to_bytes()
 
 
-def committed(settings: Settings, topic: str) -> int:
-    group = settings.topic(settings.issuer_group)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
-    try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
-    finally:
-        admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic(topic))
-
-
 def dead_letters(settings: Settings) -> list[DeadLetterMessage]:
     return [
         DeadLetterMessage.model_validate_json(r.value)
@@ -295,14 +284,15 @@ def test_a_deleted_moodle_user_is_erased_without_a_dead_letter(
     wait_for(lambda: _learner_stored(sessions, learner), 120, "the learner's profile stored", [worker])
 
     _id, (key, value) = moodle_message(settings.site_id, event)
-    users_before = committed(settings, MOODLE_USERS)
+    users_before = committed(settings, settings.issuer_group, MOODLE_USERS)
     produce(
         settings,
         [(MOODLE_EVENTS, None, key or b"", value), (MOODLE_USERS, None, str(learner).encode(), None)],
     )
     wait_for(
         lambda: (
-            committed(settings, MOODLE_USERS) >= users_before + 1 and not _learner_stored(sessions, learner)
+            committed(settings, settings.issuer_group, MOODLE_USERS) >= users_before + 1
+            and not _learner_stored(sessions, learner)
         ),
         60,
         "the tombstone consumed and the learner erased",

@@ -32,13 +32,14 @@ from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
 from ebackpack.streaming.topics import LEARNERS_ERASED, MOODLE_COURSES, MOODLE_USERS
 from schemas import LearnerErased, LearnerErasedMessage
-from schemas.moodle import COURSE_COMPLETED, USER_DELETED, MoodleEvent
+from schemas.moodle import COURSE_COMPLETED, MoodleEvent
 from services.backpack.verification import verify
 from services.gateway.events import moodle_message
 from services.gateway.profiles import MoodleDatabase, ProfilePublisher, ProfileSync
 from services.importer.erasure import AttestationErasure
 from services.issuer.service import IssuerService
 from services.renderer.erasure import CertificateErasure
+from tests.builders import user_deleted_event
 from tests.integration.moodle_stand_in import Site, WebServices, moodle_database, serving
 
 pytestmark = pytest.mark.integration
@@ -84,24 +85,7 @@ def completion() -> MoodleEvent:
 
 
 def deletion() -> MoodleEvent:
-    return MoodleEvent(
-        eventname=USER_DELETED,
-        component="core",
-        action="deleted",
-        target="user",
-        objecttable="user",
-        objectid=LEARNER,
-        crud="d",
-        edulevel=0,
-        contextid=4410,
-        contextlevel=30,
-        contextinstanceid=LEARNER,
-        userid=2,
-        courseid=0,
-        relateduserid=LEARNER,
-        other={"username": "zosia", "email": "zofia@example.org"},
-        timecreated=LOGGED + 60,
-    )
+    return user_deleted_event(LEARNER, LOGGED + 60, {"username": "zosia", "email": "zofia@example.org"})
 
 
 def deliver(settings: Settings, issuer: IssuerService) -> None:

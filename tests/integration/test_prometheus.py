@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -33,14 +32,14 @@ from kafka import KafkaProducer
 from pydantic import SecretStr
 
 from ebackpack.bootstrap import prepare
-from ebackpack.config import Settings
+from ebackpack.config import Settings, settings_env
 from ebackpack.dev.sample_data import default_dataset
-from ebackpack.dev.workers import Worker, settings_env
+from ebackpack.dev.workers import Worker
 from ebackpack.streaming.topics import RENDER_REQUESTS
 from services.backpack.auth import issue_token
 from services.gateway.profiles import store_profiles
 from services.gateway.publisher import MoodleEventPublisher
-from tests.builders import completion
+from tests.builders import completion, stop_group
 from tests.conftest import free_port, isolated, reserve_port
 from tests.integration.test_webhook import headers, observed
 
@@ -154,16 +153,6 @@ def cli() -> list[str]:
 
 def environment(settings: Settings) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("EBACKPACK_")} | settings_env(settings)
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def log_tail(path: Path) -> str:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
-DEFAULT_CONTEXTS = REPO / "ebackpack" / "credentials" / "contexts"
+DEFAULT_CONTEXTS = REPO / "ebackpack" / "domain" / "credentials" / "contexts"
 SHARED_MANIFEST = REPO.parent / "shared" / "contexts" / "manifest.json"
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 HTTP_TIMEOUT = 20.0
