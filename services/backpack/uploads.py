@@ -36,6 +36,8 @@ SOURCE = "urn:ebackpack:backpack"
 MAX_FILENAME = 200
 MAX_URL = 2048
 ANNOUNCE_TIMEOUT = 10.0
+# What the upload event carries from the attestation row under the same names.
+UPLOAD_FIELDS = ("learner_id", "object_key", "filename", "media_type", "size", "sha256")
 
 
 class UploadRefused(ValueError):
@@ -198,17 +200,8 @@ class AttestationUploads:
             return Received(describe(stored), self._announce(stored))
 
     def _announce(self, row: AttestationRow, recheck: bool = False) -> bool:
-        data = AttestationUploaded(
-            attestation_id=row.id,
-            learner_id=row.learner_id,
-            object_key=row.object_key,
-            url=row.submitted_url,
-            filename=row.filename,
-            media_type=row.media_type,
-            size=row.size,
-            sha256=row.sha256,
-            recheck=recheck,
-        )
+        same = {name: getattr(row, name) for name in UPLOAD_FIELDS}
+        data = AttestationUploaded(attestation_id=row.id, url=row.submitted_url, recheck=recheck, **same)
         event_id = deterministic_id(
             "attestation-upload", row.id, datetime.now(UTC).isoformat() if recheck else ""
         )
