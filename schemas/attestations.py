@@ -4,7 +4,7 @@ results on `attestations` (key = learner id)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -25,7 +25,6 @@ class AttestationUploaded(BaseModel):
 
 class AttestationUploadedMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.attestation.uploaded.v1"
-    type: Literal["pl.ebackpack.attestation.uploaded.v1"] = "pl.ebackpack.attestation.uploaded.v1"
     data: AttestationUploaded
 
 
@@ -51,7 +50,6 @@ class AttestationImported(BaseModel):
 
 class AttestationImportedMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.attestation.imported.v1"
-    type: Literal["pl.ebackpack.attestation.imported.v1"] = "pl.ebackpack.attestation.imported.v1"
     data: AttestationImported
 
 
@@ -64,5 +62,4 @@ class AttestationRejected(BaseModel):
 
 class AttestationRejectedMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.attestation.rejected.v1"
-    type: Literal["pl.ebackpack.attestation.rejected.v1"] = "pl.ebackpack.attestation.rejected.v1"
     data: AttestationRejected

@@ -43,9 +43,6 @@ class CertificateRenderRequest(BaseModel):
 
 class CertificateRenderRequestMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.certificate.render_requested.v1"
-    type: Literal["pl.ebackpack.certificate.render_requested.v1"] = (
-        "pl.ebackpack.certificate.render_requested.v1"
-    )
     data: CertificateRenderRequest
 
 
@@ -61,5 +58,4 @@ class CertificateRendered(BaseModel):
 
 class CertificateRenderedMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.certificate.rendered.v1"
-    type: Literal["pl.ebackpack.certificate.rendered.v1"] = "pl.ebackpack.certificate.rendered.v1"
     data: CertificateRendered

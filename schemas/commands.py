@@ -7,7 +7,7 @@ existing credential is invalid and goes to the dead-letter topic.
 
 from __future__ import annotations
 
-from typing import ClassVar, Final, Literal
+from typing import ClassVar, Final
 
 from pydantic import BaseModel, Field
 
@@ -27,7 +27,6 @@ RERENDER_REQUESTED: Final = "pl.ebackpack.course.rerender.requested.v1"
 
 class CredentialRevokeRequestedMessage(CloudEvent):
     TYPE: ClassVar[str] = REVOKE_REQUESTED
-    type: Literal["pl.ebackpack.credential.revoke.requested.v1"] = REVOKE_REQUESTED
     data: CredentialRevokeRequested
 
 
@@ -38,7 +37,6 @@ class CourseRerenderRequested(BaseModel):
 
 class CourseRerenderRequestedMessage(CloudEvent):
     TYPE: ClassVar[str] = RERENDER_REQUESTED
-    type: Literal["pl.ebackpack.course.rerender.requested.v1"] = RERENDER_REQUESTED
     data: CourseRerenderRequested
 
 

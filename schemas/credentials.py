@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -35,7 +35,6 @@ class CredentialIssued(BaseModel):
 
 class CredentialIssuedMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.credential.issued.v1"
-    type: Literal["pl.ebackpack.credential.issued.v1"] = "pl.ebackpack.credential.issued.v1"
     data: CredentialIssued
 
 
@@ -49,7 +48,6 @@ class CredentialRevoked(BaseModel):
 
 class CredentialRevokedMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.credential.revoked.v1"
-    type: Literal["pl.ebackpack.credential.revoked.v1"] = "pl.ebackpack.credential.revoked.v1"
     data: CredentialRevoked
 
 
@@ -62,7 +60,6 @@ class CredentialExpired(BaseModel):
 
 class CredentialExpiredMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.credential.expired.v1"
-    type: Literal["pl.ebackpack.credential.expired.v1"] = "pl.ebackpack.credential.expired.v1"
     data: CredentialExpired
 
 
@@ -79,5 +76,4 @@ class CredentialErased(BaseModel):
 
 class CredentialErasedMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.credential.erased.v1"
-    type: Literal["pl.ebackpack.credential.erased.v1"] = "pl.ebackpack.credential.erased.v1"
     data: CredentialErased

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -27,5 +27,4 @@ class DeadLetter(BaseModel):
 
 class DeadLetterMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.dead_letter.v1"
-    type: Literal["pl.ebackpack.dead_letter.v1"] = "pl.ebackpack.dead_letter.v1"
     data: DeadLetter

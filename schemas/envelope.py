@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,7 +27,7 @@ def keyed_id(secret: bytes, *parts: object) -> str:
 
 
 class CloudEvent(BaseModel):
-    """Base envelope. Subclasses pin `type` (versioned) and the `data` model."""
+    """Base envelope. Subclasses pin `TYPE` (versioned) and the `data` model."""
 
     # Unknown attributes (CloudEvents extensions, fields added later) are ignored, so that adding an
     # optional envelope attribute never breaks an older reader.
@@ -42,6 +42,15 @@ class CloudEvent(BaseModel):
     subject: str | None = Field(None, description="What the event is about (learner or credential id).")
     datacontenttype: str = "application/json"
     data: Any
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass names its event type once, in `TYPE`; its `type` field then accepts only that value
+        and defaults to it (a JSON Schema `const`, and the discriminator of unions of messages). Runs
+        before pydantic collects the subclass's fields."""
+        super().__init_subclass__(**kwargs)
+        if "TYPE" in cls.__dict__:
+            cls.__annotations__["type"] = Literal[cls.TYPE]
+            setattr(cls, "type", cls.TYPE)  # noqa: B010 (a field default, not an attribute of the class API)
 
     @classmethod
     def build(

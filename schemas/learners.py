@@ -4,7 +4,7 @@ keeps data of a learner to delete it (the right to erasure)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -23,5 +23,4 @@ class LearnerErased(BaseModel):
 
 class LearnerErasedMessage(CloudEvent):
     TYPE: ClassVar[str] = "pl.ebackpack.learner.erased.v1"
-    type: Literal["pl.ebackpack.learner.erased.v1"] = "pl.ebackpack.learner.erased.v1"
     data: LearnerErased

@@ -134,7 +134,6 @@ class MoodleEventMessage(CloudEvent):
     """On `moodle.events`, keyed by learner (`relateduserid`, else `userid`)."""
 
     TYPE: ClassVar[str] = "pl.ebackpack.moodle.event.v1"
-    type: Literal["pl.ebackpack.moodle.event.v1"] = "pl.ebackpack.moodle.event.v1"
     data: MoodleEvent
 
 
@@ -165,7 +164,6 @@ class MoodleUserMessage(CloudEvent):
     gets a tombstone (a null value), so compaction removes the profile from the topic."""
 
     TYPE: ClassVar[str] = "pl.ebackpack.moodle.user.v1"
-    type: Literal["pl.ebackpack.moodle.user.v1"] = "pl.ebackpack.moodle.user.v1"
     data: LearnerProfile
 
 
@@ -173,7 +171,6 @@ class MoodleCourseMessage(CloudEvent):
     """On the compacted `moodle.courses`, key = Moodle course id."""
 
     TYPE: ClassVar[str] = "pl.ebackpack.moodle.course.v1"
-    type: Literal["pl.ebackpack.moodle.course.v1"] = "pl.ebackpack.moodle.course.v1"
     data: CourseProfile
 
 
