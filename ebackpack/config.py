@@ -265,6 +265,17 @@ class Settings(BaseSettings):
         ),
     )
 
+    backfill_render_backlog: int = Field(
+        200,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "Issuer: a batch of the backfill lane (`moodle.events.backfill`) waits while the renderer has "
+            "more than this many render requests not yet done, so a live completion's certificate queues "
+            "behind at most this many historical ones. 0: no wait (no renderer, or it keeps up)."
+        ),
+    )
+
     # Faust group join on the embedded broker waits half the session timeout: keep it short.
     broker_session_timeout: float = 6.0
     broker_heartbeat_interval: float = 0.5

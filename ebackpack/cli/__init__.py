@@ -436,6 +436,7 @@ def _poller(checkpoint: str | None = None) -> LogStorePoller:
         settings,
         platform.sessions,
         MoodleEventPublisher(settings),
+        history_publisher=MoodleEventPublisher(settings, backfill=True),  # the issuer's second lane
         preparer=ProfileSync.for_settings(settings),
         checkpoint=checkpoint or CHECKPOINT,
     )
@@ -466,7 +467,8 @@ def gateway_backfill(
         float, typer.Option(help="Log rows per second at most (spares the Moodle database).")
     ] = 2000.0,
 ) -> None:
-    """Publish the history of the log store since a date; resumable (run it again after an interruption)."""
+    """Publish the history of the log store since a date to moodle.events.backfill (live events go first);
+    resumable (run it again after an interruption)."""
     from datetime import UTC, datetime
 
     poller = _poller()
@@ -482,7 +484,8 @@ def gateway_import(
     path: Path,
     format: Annotated[str | None, typer.Option(help="csv or jsonl (default: from the file name).")] = None,
 ) -> None:
-    """Publish a CSV or JSONL export of the log table (for sites without database access)."""
+    """Publish a CSV or JSONL export of the log table to moodle.events.backfill (for sites without database
+    access; live events go first)."""
     poller = _poller(checkpoint=f"import:{path.name}")
     bar, progress = _bar("lines")
     with bar:

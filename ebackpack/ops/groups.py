@@ -8,6 +8,7 @@ from ebackpack.streaming.topics import (
     CREDENTIAL_COMMANDS,
     MOODLE_COURSES,
     MOODLE_EVENTS,
+    MOODLE_EVENTS_BACKFILL,
     MOODLE_USERS,
     RENDER_REQUESTS,
     TOPICS,
@@ -34,7 +35,7 @@ def known_groups(settings: Settings) -> dict[str, tuple[str, tuple[str, ...]]]:
     return {
         settings.topic(settings.issuer_group): (
             "issuer",
-            (MOODLE_EVENTS, MOODLE_USERS, MOODLE_COURSES, CREDENTIAL_COMMANDS),
+            (MOODLE_EVENTS, MOODLE_EVENTS_BACKFILL, MOODLE_USERS, MOODLE_COURSES, CREDENTIAL_COMMANDS),
         ),
         settings.topic("renderer"): ("renderer", (RENDER_REQUESTS,)),  # services/renderer/agent.py
         settings.topic("importer"): ("importer", (ATTESTATION_UPLOADS,)),  # services/importer/agent.py

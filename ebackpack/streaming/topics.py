@@ -16,6 +16,7 @@ from ebackpack.config import Settings
 log = logging.getLogger(__name__)
 
 MOODLE_EVENTS = "moodle.events"
+MOODLE_EVENTS_BACKFILL = "moodle.events.backfill"
 CREDENTIALS = "credentials"
 RENDER_REQUESTS = "certificates.render"
 RENDERED = "certificates.rendered"
@@ -52,6 +53,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         MOODLE_EVENTS,
         4,
         "Moodle events from the gateway, key = learner id.",
+        {"retention.ms": str(RETAIN_EVENTS_MS)},
+    ),
+    TopicSpec(
+        MOODLE_EVENTS_BACKFILL,
+        4,
+        "Historical Moodle events from the gateway's backfill and import, key = learner id: the issuer "
+        "takes them only while `moodle.events` (live) has nothing waiting.",
         {"retention.ms": str(RETAIN_EVENTS_MS)},
     ),
     TopicSpec(

@@ -1,5 +1,7 @@
 """The gateway's Kafka side: every producer the gateway builds, with every wait bounded, and the batch
-publisher of the log-store poller, backfill and import (`moodle.events`, keyed by learner).
+publisher of the log-store poller (`moodle.events`, the live lane) and of the backfill and import
+(`moodle.events.backfill`, the issuer's second lane, taken only while the live one has nothing waiting),
+both keyed by learner.
 
 kafka-python's defaults let one message wait minutes while the broker is down (30 s for the first
 connection, 60 s for metadata or buffer space, 30 s per request, 120 s per delivery). Every producer here
@@ -21,7 +23,7 @@ from kafka.producer.future import FutureRecordMetadata, RecordMetadata
 
 from ebackpack.adapters.kafka import bounded_producer
 from ebackpack.config import Settings
-from ebackpack.streaming.topics import MOODLE_EVENTS
+from ebackpack.streaming.topics import MOODLE_EVENTS, MOODLE_EVENTS_BACKFILL
 
 BATCH_TIMEOUT = 30.0  # seconds: the poller's, backfill's and import's bound per chunk of messages
 CHUNK = 1000  # messages handed over and acknowledged under one deadline
@@ -120,10 +122,11 @@ def _shifted(progress: Callable[[int], None], base: int, count: int) -> None:
 
 
 class MoodleEventPublisher:
-    """The poller's, backfill's and import's publisher: a batch of `moodle.events` messages, acked."""
+    """The poller's publisher: a batch of `moodle.events` messages, acked. `backfill=True`: the
+    backfill's and import's, on `moodle.events.backfill`, so that history never queues live events."""
 
-    def __init__(self, settings: Settings, timeout: float = BATCH_TIMEOUT) -> None:
-        self.topic = settings.topic(MOODLE_EVENTS)
+    def __init__(self, settings: Settings, timeout: float = BATCH_TIMEOUT, *, backfill: bool = False) -> None:
+        self.topic = settings.topic(MOODLE_EVENTS_BACKFILL if backfill else MOODLE_EVENTS)
         self.timeout = timeout
         self._slot = ProducerSlot(settings, "ebackpack-gateway", timeout)
 

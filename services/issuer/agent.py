@@ -1,6 +1,12 @@
-"""The issuer's entry point: a faust agent on `moodle.events`, agents keeping learner and course profiles,
-an outbox relay timer, and the parked completions (waiting for a profile) resumed when the profile comes
-or by a timer."""
+"""The issuer's entry point: faust agents on `moodle.events` (live) and `moodle.events.backfill` (history
+from the gateway's backfill and import), agents keeping learner and course profiles, an outbox relay
+timer, and the parked completions (waiting for a profile) resumed when the profile comes or by a timer.
+
+Live work goes first (`ebackpack/streaming/lanes.py`): every write takes one `LaneLock`, and a backfill
+batch gets it only when no live writer waits, and only while the renderer has at most
+`backfill_render_backlog` render requests not yet committed, so a live completion's certificate does
+not queue behind a backfill's either. Both lanes award through the same handler: one credential per
+learner and rule whichever lane (or both) brought the completion."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from ebackpack.adapters import metrics
 from ebackpack.adapters.persistence.tables import OutboxRow
 from ebackpack.bootstrap import build
 from ebackpack.config import Settings, get_settings
+from ebackpack.ops.groups import known_groups
 from ebackpack.streaming.app import (
     BatchOutcome,
     batch_agent,
@@ -23,6 +30,7 @@ from ebackpack.streaming.app import (
     message_agent,
     raw_topic,
 )
+from ebackpack.streaming.lanes import BACKFILL, LIVE, Backlog, LaneLock
 from ebackpack.streaming.policy import GaveUp, RetryPolicy, SourceMessage, survives_outages, with_retries
 from ebackpack.streaming.topics import (
     CREDENTIAL_COMMANDS,
@@ -30,6 +38,7 @@ from ebackpack.streaming.topics import (
     LEARNERS_ERASED,
     MOODLE_COURSES,
     MOODLE_EVENTS,
+    MOODLE_EVENTS_BACKFILL,
     MOODLE_USERS,
     RENDER_REQUESTS,
     dlq,
@@ -48,6 +57,7 @@ RELAY_AGE = 5.0  # seconds: younger events are still being sent by the agent its
 MARK_BATCH = 500  # acknowledged events marked sent in one transaction
 BATCH_SIZE = 200  # Moodle events saved in one transaction (fewer commits: the issuer's main cost)
 BATCH_WAIT = 0.05  # seconds a batch waits to fill: the latency a lone event pays
+BACKFILL_BATCH_SIZE = 100  # a live batch that arrives meanwhile waits for one of these at most
 PARKED_INTERVAL = 15.0  # seconds between two rounds resuming parked completions whose profile came
 # by another route (a profile stored by the gateway's database, a course added to the rules file...)
 
@@ -58,6 +68,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     service = IssuerService.from_platform(build(settings))
     install_repair(app, service.sessions, settings)  # render requests a broker lost are sent again
     events = raw_topic(app, settings.topic(MOODLE_EVENTS))
+    history = raw_topic(app, settings.topic(MOODLE_EVENTS_BACKFILL))
     dead_letters = raw_topic(app, settings.topic(dlq(MOODLE_EVENTS)))
 
     outbox_topics = {
@@ -67,10 +78,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     sent: asyncio.Queue[tuple[str, Awaitable[object]]] = asyncio.Queue()
     # One writer at a time: concurrent SQLite writers in one process wait in the busy handler's sleeps.
-    writing = asyncio.Lock()
+    # Live writers first: a backfill batch is written only when none waits.
+    writing = LaneLock()
+    render_backlog = Backlog(_render_backlog(settings), settings.backfill_render_backlog)
 
     async def write(step: Callable[..., T], *args: object) -> T:
-        async with writing:
+        async with writing.lane(LIVE):
             return await asyncio.to_thread(step, *args)
 
     async def announce(rows: list[OutboxRow]) -> None:
@@ -101,21 +114,31 @@ def create_app(settings: Settings | None = None) -> faust.App:
             except GaveUp as exc:  # still unsent in the outbox: the relay announces them again
                 log.warning("%d acknowledged events not marked sent: %s", len(acked), exc)
 
-    async def issue(step: Callable[..., T], events: Callable[[T], list[OutboxRow]], *args: object) -> T:
+    async def issue(
+        step: Callable[..., T], events: Callable[[T], list[OutboxRow]], *args: object, lane: int = LIVE
+    ) -> T:
         """Saves and hands the events to the producer under one lock: what the consumer issues and what
         resuming parked completions issues are announced in the order they were saved, so a learner's
         credentials keep their order on the topic."""
-        async with writing:
+        async with writing.lane(lane):
             result = await asyncio.to_thread(step, *args)
             await announce(events(result))
             return result
 
-    async def handle_batch(messages: list[SourceMessage]) -> BatchOutcome:
+    async def handle_live(messages: list[SourceMessage]) -> BatchOutcome:
+        return await handle_batch(messages, LIVE)
+
+    async def handle_backfill(messages: list[SourceMessage]) -> BatchOutcome:
+        await render_backlog.room()  # the renderer's queue, which live render requests join, stays short
+        return await handle_batch(messages, BACKFILL)
+
+    async def handle_batch(messages: list[SourceMessage], lane: int) -> BatchOutcome:
         result = await issue(
             service.handle_batch,
             lambda r: r.events,
             [m.value or b"" for m in messages],
             [f"{m.topic}/{m.partition}/{m.offset}" for m in messages],
+            lane=lane,
         )
         if result.parked:
             log.info(
@@ -134,10 +157,20 @@ def create_app(settings: Settings | None = None) -> faust.App:
         app,
         events,
         f"{CONSUMER}.awards",
-        handle_batch,
+        handle_live,
         dlq=dead_letters,
         consumer=CONSUMER,
         size=BATCH_SIZE,
+        within=BATCH_WAIT,
+    )
+    batch_agent(  # the history: the same handler, written only when no live batch waits
+        app,
+        history,
+        f"{CONSUMER}.awards.backfill",
+        handle_backfill,
+        dlq=dead_letters,
+        consumer=CONSUMER,
+        size=BACKFILL_BATCH_SIZE,
         within=BATCH_WAIT,
     )
 
@@ -172,6 +205,32 @@ def create_app(settings: Settings | None = None) -> faust.App:
             await announce(rows)
 
     return app
+
+
+def _render_backlog(settings: Settings) -> Callable[[], int]:
+    """Render requests the renderer's group has not committed yet (its lag on `certificates.render`), read
+    from the broker on a connection kept between calls."""
+    group = next(
+        (group for group, (role, _topics) in known_groups(settings).items() if role == "renderer"), ""
+    )
+    topic = settings.topic(RENDER_REQUESTS)
+    held: dict[str, object] = {}
+
+    def measure() -> int:
+        from ebackpack.adapters.broker import Broker, group_lag
+
+        if "broker" not in held:
+            held["broker"] = Broker(settings, timeout=5.0)
+        broker = held["broker"]
+        assert isinstance(broker, Broker)
+        try:
+            return sum(group_lag(broker, group, [topic]).values())
+        except Exception:
+            held.pop("broker")
+            broker.close()  # reconnect next time
+            raise
+
+    return measure
 
 
 def _profile_agent(

@@ -1,5 +1,6 @@
 """`ebackpack gateway import` as an operator runs it: a JSONL export of Moodle's log table in, the used
-events on `moodle.events` out, a second run publishing nothing again."""
+events on `moodle.events.backfill` out (the history's lane: nothing of it on the live `moodle.events`), a
+second run publishing nothing again."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
 from ebackpack.streaming.readback import read_topics
-from ebackpack.streaming.topics import MOODLE_EVENTS
+from ebackpack.streaming.topics import MOODLE_EVENTS, MOODLE_EVENTS_BACKFILL
 from schemas import MoodleEventMessage
 
 pytestmark = pytest.mark.e2e
@@ -61,8 +62,9 @@ def test_importing_an_export_publishes_each_used_event_once(settings: Settings, 
     ]
     published = [
         MoodleEventMessage.model_validate_json(r.value)
-        for r in read_topics(settings, [settings.topic(MOODLE_EVENTS)], idle_ms=500)
+        for r in read_topics(settings, [settings.topic(MOODLE_EVENTS_BACKFILL)], idle_ms=500)
     ]
     assert sorted(m.data.objectid or 0 for m in published) == sorted(r["objectid"] or 0 for r in expected)
+    assert read_topics(settings, [settings.topic(MOODLE_EVENTS)], idle_ms=500) == []  # live lane left free
     assert second.returncode == 0, second.stderr
-    assert len(read_topics(settings, [settings.topic(MOODLE_EVENTS)], idle_ms=500)) == len(published)
+    assert len(read_topics(settings, [settings.topic(MOODLE_EVENTS_BACKFILL)], idle_ms=500)) == len(published)

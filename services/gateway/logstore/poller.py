@@ -11,7 +11,10 @@ each import) reads first (`replays.py`). Which ids a poll reads: `window.py` (ro
 id order).
 
 A new poller (no checkpoint) starts at the newest row by default: the history is `backfill`'s (`history()`) or
-`import_file`'s job, rate-limited. `from_start=True` starts at id 0.
+`import_file`'s job, rate-limited. `from_start=True` starts at id 0. Given a `history_publisher` (the CLI
+gives `MoodleEventPublisher(backfill=True)`), the history and the import's rows go there, to
+`moodle.events.backfill`: the issuer's second lane, which it takes only while the live one has nothing
+waiting, so a backfill of 100,000 completions never queues the live ones behind it.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class LogStorePoller:
         sessions: sessionmaker[Session],
         publisher: Publisher,
         *,
+        history_publisher: Publisher | None = None,
         reader: LogStoreReader | None = None,
         preparer: EventPreparer | None = None,
         dead_letters: DeadLetterSink | None = None,
@@ -83,6 +87,11 @@ class LogStorePoller:
         if dead_letters is None:
             dead_letters = self._own_dead_letters = DeadLetterPublisher(settings, ledger)
         self.intake = RowIntake(settings.site_id, publisher, ledger, dead_letters, preparer)
+        self.history_intake = (  # the backfill's and import's: the same ledger, their own lane
+            self.intake
+            if history_publisher is None
+            else RowIntake(settings.site_id, history_publisher, ledger, dead_letters, preparer)
+        )
         self.replays = replays or ReplayedRows(settings)
         self.checkpoint = checkpoint
         self.from_start = from_start
@@ -236,7 +245,7 @@ class LogStorePoller:
     def history(self) -> Backfill:
         """The backfill of the used events triggered since a date (`history().run(since, ...)`), on this
         poller's Moodle database, checkpoints and intake."""
-        return Backfill(self.reader, self.checkpoints, self.intake, self.batch_size, self.sleep)
+        return Backfill(self.reader, self.checkpoints, self.history_intake, self.batch_size, self.sleep)
 
     def import_file(
         self,
@@ -257,11 +266,11 @@ class LogStorePoller:
             done += 1
             batch.append(row)
             if len(batch) >= self.batch_size:
-                self.intake.take(batch, SOURCE_IMPORT, result)
+                self.history_intake.take(batch, SOURCE_IMPORT, result)
                 batch = []
                 if progress:
                     progress(done, max(total, done))
-        self.intake.take(batch, SOURCE_IMPORT, result)
+        self.history_intake.take(batch, SOURCE_IMPORT, result)
         if progress:
             progress(done, done)
         return result

@@ -1,0 +1,70 @@
+"""The live lane goes first: `LaneLock` serves every live waiter before any backfill waiter, and `Backlog`
+holds the backfill while downstream has too much waiting."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ebackpack.streaming.lanes import BACKFILL, LIVE, Backlog, LaneLock
+
+
+def test_live_waiters_are_served_before_backfill_waiters_each_lane_in_arrival_order() -> None:
+    async def scenario() -> list[str]:
+        lock, order = LaneLock(), []
+        await lock.acquire(BACKFILL)  # a backfill batch is being written
+
+        async def writer(name: str, lane: int) -> None:
+            async with lock.lane(lane):
+                order.append(name)
+                await asyncio.sleep(0)
+
+        tasks = []
+        for name, lane in [("b1", BACKFILL), ("l1", LIVE), ("b2", BACKFILL), ("l2", LIVE)]:
+            tasks.append(asyncio.create_task(writer(name, lane)))
+            await asyncio.sleep(0)  # queued in this order
+        assert lock.live_waiting == 2
+        lock.release()
+        await asyncio.gather(*tasks)
+        assert not lock.locked()
+        return order
+
+    assert asyncio.run(scenario()) == ["l1", "l2", "b1", "b2"]
+
+
+def test_a_cancelled_waiter_neither_holds_nor_blocks_the_lock() -> None:
+    async def scenario() -> bool:
+        lock = LaneLock()
+        await lock.acquire(LIVE)
+        waiting = asyncio.create_task(lock.acquire(LIVE))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        lock.release()
+        await asyncio.wait_for(lock.acquire(BACKFILL), 1)  # free again
+        lock.release()
+        return lock.locked()
+
+    assert asyncio.run(scenario()) is False
+
+
+def test_the_backlog_brake_waits_until_downstream_has_room() -> None:
+    readings = iter([500, 300, 150])
+    measured: list[int] = []
+
+    def measure() -> int:
+        measured.append(next(readings))
+        return measured[-1]
+
+    asyncio.run(Backlog(measure, limit=200, interval=0.01).room())
+    assert measured == [500, 300, 150]
+
+
+def test_no_brake_without_a_limit_and_a_failed_reading_counts_as_room() -> None:
+    def broken() -> int:
+        raise ConnectionError("broker away")
+
+    asyncio.run(Backlog(broken, limit=0).room())  # not even measured
+    asyncio.run(asyncio.wait_for(Backlog(broken, limit=10, interval=0.01).room(), 2))
