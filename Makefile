@@ -7,13 +7,13 @@ STAMP  := $(VENV)/.installed
 # (the importer reads uploaded PDFs and QR codes with pdftotext, pdftoppm and libzbar under prlimit;
 # the tests read what we render with pdftoppm, pdftotext, pdfinfo, zbarimg, qpdf), and TCPDF (the
 # engine of Moodle's mod_customcert) that bench/render_benchmark.py compares the renderer with;
-# Chromium for the browser tests (Playwright drives it), wrk for the web benchmark, docker-compose
-# (v1) to validate docker-compose.yml without a Docker engine, Prometheus and promtool to check its
-# config and alerting rules and to run the dashboard's queries on a running pipeline (the tests start
-# their own prometheus process; the package's service is not used).
+# Chromium for the browser tests (Playwright drives it), wrk and nginx (its anchor row) for the web
+# benchmark, docker-compose (v1) to validate docker-compose.yml without a Docker engine, Prometheus and
+# promtool to check its config and alerting rules and to run the dashboard's queries on a running
+# pipeline (the tests start their own prometheus process; the package's service is not used).
 DEBS   := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core \
           poppler-utils libzbar0 zbar-tools util-linux qpdf php-cli php-mbstring php-curl php-tcpdf \
-          chromium wrk docker-compose prometheus
+          chromium wrk nginx-light docker-compose prometheus
 
 .PHONY: demo test test-unit lint bench schemas serve clean system-deps
 

@@ -88,6 +88,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 TEMPLATES_DIR = PROJECT / "services" / "backpack" / "templates"
 
 WRK = "wrk"
+NGINX = "nginx"
+NGINX_PATHS = ("/usr/sbin/nginx",)
 RATE_LIMIT = "1000000/minute"
 STATIC_PATH = "/static/app.css"
 FALLBACK_PATH = "/healthz"
@@ -188,33 +190,39 @@ def server_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+# What `ebackpack serve` runs (ebackpack.adapters.webserver: uvicorn with the project's own h11 protocol,
+# header timeout, connection limit), with the access log on or off as the first argument says.
+SERVE = (
+    "import sys; from ebackpack.adapters.webserver import web_server; from ebackpack.config import "
+    "get_settings; from services.backpack.app import create_app; settings = get_settings(); "
+    "web_server(create_app(settings), settings, access_log=sys.argv[1] == 'on').run()"
+)
+
+
 @contextmanager
 def web_server(
-    settings: Settings, work: Path, access_log: bool, workers: int = 1
+    settings: Settings,
+    work: Path,
+    access_log: bool,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """uvicorn in its own process (and session: only we stop it), until the block ends."""
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "services.backpack.app:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(settings.http_port),
-    ]
-    if not access_log:
-        command.append("--no-access-log")
-    if workers > 1:  # a supervisor and that many worker processes, each with its own rate-limit count
-        command += ["--workers", str(workers)]
-    log_path = work / "uvicorn.log"
+    """The web server in its own process (and session: only we stop it), until the block ends: one
+    process as `ebackpack serve` runs it, or uvicorn's own CLI with `--workers N` (N > 1)."""
+    if workers == 1:
+        command = [sys.executable, "-c", SERVE, "on" if access_log else "off"]
+    else:  # a supervisor and that many worker processes, each with its own rate-limit count and cache
+        command = [sys.executable, "-m", "uvicorn", "--factory", "services.backpack.app:create_app"]
+        command += ["--host", "127.0.0.1", "--port", str(settings.http_port), "--workers", str(workers)]
+        if not access_log:
+            command.append("--no-access-log")
+    log_path = work / f"server-{settings.http_port}.log"
     with log_path.open("wb") as log_file:
         # cwd: the work folder, so no .env of the project's checkout is read.
         server = subprocess.Popen(
             command,
             cwd=work,
-            env=server_env(settings),
+            env=server_env(settings) | (extra_env or {}),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -224,14 +232,88 @@ def web_server(
         wait_until_up(server, settings.public_url, log_path)
         yield server
     finally:
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        stop(server)
         log(f"server stopped (exit {server.returncode})")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- nginx: the anchor ---------------------------------------------------------------------------------
+
+NGINX_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {work}/nginx-access.log;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fastcgi;
+    keepalive_requests 1000000;
+    sendfile on;
+    server {{
+        listen 127.0.0.1:{port};
+        root {work}/www;
+        default_type text/html;
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    return shutil.which(NGINX) or next((p for p in NGINX_PATHS if Path(p).exists()), None)
+
+
+@contextmanager
+def nginx(work: Path, body: bytes) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Debian's nginx in one process (like the app: no master, one worker), access log on, serving a
+    file of `body`'s bytes; yields the process and the file's URL."""
+    binary = nginx_binary()
+    if binary is None:
+        raise BenchError("nginx is not installed (Debian: apt-get install nginx-light)")
+    (work / "www").mkdir(exist_ok=True)
+    (work / "www" / "same-size.html").write_bytes(body)
+    port = free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(work=work, port=port))
+    base = f"http://127.0.0.1:{port}"
+    with (work / "nginx.log").open("wb") as log_file:
+        server = subprocess.Popen(
+            [binary, "-c", str(conf), "-p", str(work)],
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            if server.poll() is not None:
+                tail = (work / "nginx-error.log").read_text(errors="replace")[-2000:]
+                raise BenchError(f"nginx exited with {server.returncode}:\n{tail}")
+            try:
+                if get(base + "/same-size.html")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError(f"nginx did not answer {base} within {SERVER_START_TIMEOUT:.0f} s")
+            time.sleep(0.1)
+        yield server, base
+    finally:
+        stop(server)
+        log(f"nginx stopped (exit {server.returncode})")
 
 
 def wait_until_up(server: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
@@ -249,13 +331,21 @@ def wait_until_up(server: subprocess.Popen[bytes], url: str, log_path: Path) -> 
     raise BenchError(f"uvicorn did not answer {url}/healthz within {SERVER_START_TIMEOUT:.0f} s")
 
 
-def get(url: str) -> tuple[int, str, int]:
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, int]:
     """(status, content type, body length) of one GET."""
+    status, response_headers, body = fetch(url, headers)
+    return status, response_headers.get("content-type", ""), len(body)
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+    """(status, headers, body) of one GET."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.headers.get("content-type", ""), len(response.read())
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=5
+        ) as response:
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("content-type", ""), len(error.read())
+        return error.code, error.headers, error.read()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -298,6 +388,8 @@ class Target:
     key: str
     path: str
     what: str
+    headers: dict[str, str] | None = None  # sent with every request (If-None-Match)
+    expect: int = 200  # the status of one GET before the load
 
 
 @dataclass
@@ -319,7 +411,10 @@ class Row:
     server_cpu_ms_per_request: float  # CPU milliseconds of the server process / requests
     wrk_cpu: float
     other_cpu: float  # the rest of the machine's busy CPU (this script, other work) during the run
+    headers: dict[str, str] | None = None  # sent with every request
+    server: str = "app"  # "app", "app, no cache" or "nginx"
     ratio_to_static: float | None = None
+    ratio_to_nginx: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -363,26 +458,30 @@ def parse_wrk(output: str) -> dict[str, Any]:
     }
 
 
-def wrk(url: str, seconds: int, threads: int, connections: int) -> str:
+def wrk(url: str, seconds: int, threads: int, connections: int, headers: dict[str, str] | None = None) -> str:
     command = [WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    for name, value in (headers or {}).items():
+        command[1:1] = ["-H", f"{name}: {value}"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if result.returncode != 0:
         raise BenchError(f"{' '.join(command)} exited with {result.returncode}: {result.stderr.strip()}")
     return result.stdout
 
 
-def load(server: subprocess.Popen[bytes], base: str, target: Target, args: argparse.Namespace) -> Row:
+def load(
+    server: subprocess.Popen[bytes], base: str, target: Target, args: argparse.Namespace, kind: str = "app"
+) -> Row:
     url = base + target.path
-    status, content_type, size = get(url)
-    if status != 200:
-        raise BenchError(f"GET {target.path} answered {status} before the load")
+    status, content_type, size = get(url, target.headers)
+    if status != target.expect:
+        raise BenchError(f"GET {target.path} answered {status} before the load, not {target.expect}")
     log(f"{target.key}: GET {target.path} ({content_type}, {size} bytes): warm-up {args.warmup} s")
     if args.warmup > 0:
-        wrk(url, args.warmup, args.threads, args.connections)
+        wrk(url, args.warmup, args.threads, args.connections, target.headers)
     log(f"{target.key}: {args.duration} s, {args.threads} threads, {args.connections} connections")
     server_before, wrk_before = cpu_seconds(server.pid), children_cpu_seconds()
     busy_before, started = machine_busy_seconds(), time.monotonic()
-    output = wrk(url, args.duration, args.threads, args.connections)
+    output = wrk(url, args.duration, args.threads, args.connections, target.headers)
     wall = time.monotonic() - started
     busy = machine_busy_seconds() - busy_before
     server_seconds, wrk_seconds = cpu_seconds(server.pid) - server_before, children_cpu_seconds() - wrk_before
@@ -399,6 +498,8 @@ def load(server: subprocess.Popen[bytes], base: str, target: Target, args: argpa
         server_cpu_ms_per_request=round(1000 * server_seconds / max(figures["requests"], 1), 3),
         wrk_cpu=round(wrk_seconds / wall, 2),
         other_cpu=round(max(busy - server_seconds - wrk_seconds, 0.0) / wall, 2),
+        headers=target.headers,
+        server=kind,
     )
     log(f"{target.key}: {row.requests_per_second:.0f} requests/s, p99 {row.latency_ms['p99']:.1f} ms")
     return row
@@ -523,7 +624,7 @@ async def over_asgi(app: Any, targets: Sequence[Target], count: int) -> dict[str
 # --- report -------------------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
+def machine(workers: int) -> dict[str, Any]:
     wrk_version = subprocess.run([WRK, "-v"], capture_output=True, text=True, check=False).stdout.split()
     return {
         "cpus": os.cpu_count(),
@@ -532,14 +633,25 @@ def machine() -> dict[str, Any]:
         "fastapi": version("fastapi"),
         "sqlite": sqlite3.sqlite_version,
         "wrk": wrk_version[1] if len(wrk_version) > 1 else "?",
-        "http_parser": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "http_parser": "h11 (ebackpack serve's protocol)"
+        if workers == 1
+        else ("httptools" if importlib.util.find_spec("httptools") else "h11"),
+        "nginx": nginx_version(),
         "event_loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         "load_average_before": round(LOAD_BEFORE, 2),
     }
 
 
+def nginx_version() -> str:
+    binary = nginx_binary()
+    if binary is None:
+        return "-"
+    answer = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False).stderr
+    return answer.strip().rsplit("/", 1)[-1] or "?"
+
+
 def server_processes(workers: int) -> str:
-    return "one uvicorn process" if workers == 1 else f"uvicorn with {workers} worker processes"
+    return "one process as `ebackpack serve`" if workers == 1 else f"uvicorn with {workers} worker processes"
 
 
 def table(report: dict[str, Any]) -> str:
@@ -553,26 +665,36 @@ def table(report: dict[str, Any]) -> str:
         f"code {report['code']}",
         f"wrk: {o['threads']} threads, {o['connections']} connections, {o['duration']} s per URL after "
         f"{o['warmup']} s warm-up; {server_processes(o['workers'])}, access log "
-        f"{'on' if o['access_log'] else 'off'}",
+        f"{'on' if o['access_log'] else 'off'}, EBACKPACK_VERIFY_CACHE_SECONDS={o['verify_cache_seconds']}; "
+        f"nginx {m['nginx']}: one process, access log on",
         "",
-        f"{'':13}{'requests/s':>11}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'non-2xx':>8}"
-        f"{'server CPU':>11}{'ms/req':>8}{'wrk CPU':>8}{'other':>6}{'vs static':>10}",
+        f"{'':15}{'requests/s':>11}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'non-2xx':>8}"
+        f"{'server CPU':>11}{'ms/req':>8}{'wrk CPU':>8}{'other':>6}{'vs static':>10}{'vs nginx':>9}",
     ]
     for row in report["rows"]:
         lat = row["latency_ms"]
         ratio = f"x{row['ratio_to_static']:.2f}" if row["ratio_to_static"] is not None else "-"
+        to_nginx = f"x{row['ratio_to_nginx']:.3f}" if row["ratio_to_nginx"] is not None else "-"
         lines.append(
-            f"{row['key']:13}{row['requests_per_second']:>11.1f}{lat['p50']:>8.2f}{lat['p90']:>8.2f}"
+            f"{row['key']:15}{row['requests_per_second']:>11.1f}{lat['p50']:>8.2f}{lat['p90']:>8.2f}"
             f"{lat['p99']:>8.2f}{row['non_2xx_3xx']:>8}{row['server_cpu']:>11.2f}"
             f"{row['server_cpu_ms_per_request']:>8.3f}{row['wrk_cpu']:>8.2f}{row['other_cpu']:>6.2f}"
-            f"{ratio:>10}"
+            f"{ratio:>10}{to_nginx:>9}"
         )
         errors = sum(row["socket_errors"].values())
-        kind = row["content_type"].split(";")[0]
+        kind = row["content_type"].split(";")[0] or "no body"
+        sent = "".join(f", {name}: {value}" for name, value in (row["headers"] or {}).items())
         lines.append(
-            f"{'':13}GET {row['path'][:48]} ({kind}, {row['body_bytes']} bytes); "
+            f"{'':15}{row['status']} to GET {row['path'][:48]}{sent} ({kind}, {row['body_bytes']} bytes); "
             f"{row['requests']} requests" + (f"; socket errors {row['socket_errors']}" if errors else "")
         )
+    html = next((row for row in report["rows"] if row["key"] == "verify-html"), None)
+    if html is not None and html["ratio_to_nginx"] is not None:
+        lines += [
+            "",
+            f"verify-html / nginx (same size, same run): {html['ratio_to_nginx']:.3f} "
+            f"(1 : {1 / html['ratio_to_nginx']:.1f})",
+        ]
     if report["static_note"]:
         lines += ["", report["static_note"]]
     lines += [
@@ -606,24 +728,48 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     code = pick_code(settings)
     log(f"{awards} awards, {certificates} certificate rows; verification code {code}")
     rows: list[Row] = []
+    page_path = f"/verify/{code}"
     with web_server(settings, work, args.access_log, args.workers) as server:
         base = settings.public_url
-        log(f"uvicorn (pid {server.pid}) answers on {base}")
+        log(f"the web server (pid {server.pid}) answers on {base}")
+        _status, headers, page = fetch(base + page_path)
         static, static_note = static_target(base)
         targets = [
-            Target("verify-html", f"/verify/{code}", "verification page (HTML)"),
-            Target("verify-json", f"/verify/{code}?format=json", "verification (JSON)"),
+            Target("verify-html", page_path, "verification page (HTML)"),
+            Target("verify-json", f"{page_path}?format=json", "verification (JSON)"),
+            Target(
+                "verify-304",
+                page_path,
+                "the page revalidated (If-None-Match: its ETag)",
+                headers={"If-None-Match": headers.get("etag") or '"none"'},
+                expect=304,
+            ),
             static,
         ]
         for target in targets:
             rows.append(load(server, base, target, args))
-    static_rps = rows[-1].requests_per_second
+    if args.nginx:
+        with nginx(work, page) as (server, base):
+            log(f"nginx (pid {server.pid}) serves a file of {len(page)} bytes on {base}")
+            anchor = Target("nginx", "/same-size.html", "nginx: a file of the verification page's size")
+            rows.insert(0, load(server, base, anchor, args, "nginx"))
+    if args.uncached:
+        uncached = settings_for(work, free_port())
+        no_cache = {"EBACKPACK_VERIFY_CACHE_SECONDS": "0"}
+        with web_server(uncached, work, args.access_log, args.workers, no_cache) as server:
+            log(f"the web server without its cache (pid {server.pid}) answers on {uncached.public_url}")
+            what = "the page with EBACKPACK_VERIFY_CACHE_SECONDS=0: every request reads the database"
+            target = Target("verify-nocache", page_path, what)
+            rows.append(load(server, uncached.public_url, target, args, "app, no cache"))
+    static_rps = next(row.requests_per_second for row in rows if row.key == "static")
+    nginx_rps = next((row.requests_per_second for row in rows if row.key == "nginx"), 0.0)
     for row in rows:
         row.ratio_to_static = round(row.requests_per_second / static_rps, 3) if static_rps > 0 else None
+        row.ratio_to_nginx = round(row.requests_per_second / nginx_rps, 4) if nginx_rps > 0 else None
     log("timing one request's parts in this process")
-    parts = request_parts(settings, code, targets, args.calls)
+    parts = request_parts(settings, code, targets[:2] + targets[3:], args.calls)
     return {
-        "machine": machine(),
+        "machine": machine(args.workers),
         "code": code,
         "awards": awards,
         "certificates": certificates,
@@ -635,6 +781,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "access_log": args.access_log,
             "workers": args.workers,
             "rate_limit": RATE_LIMIT,
+            "verify_cache_seconds": settings.verify_cache_seconds,
         },
         "static_note": static_note,
         "rows": [row.as_json() for row in rows],
@@ -666,6 +813,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=2000,
         help="calls per part of a request timed in this process (default 2000)",
     )
+    parser.add_argument(
+        "--no-nginx", dest="nginx", action="store_false", help="without the nginx row (the anchor)"
+    )
+    parser.add_argument(
+        "--no-uncached",
+        dest="uncached",
+        action="store_false",
+        help="without the row of a second server that keeps no cache (EBACKPACK_VERIFY_CACHE_SECONDS=0)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout, the table on stderr")
     parser.add_argument("--keep", action="store_true", help="keep the database and the server's log")
     args = parser.parse_args(argv)
@@ -680,6 +836,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which(WRK) is None:
         log("wrk is not installed (Debian: apt-get install wrk)")
+        return 2
+    if args.nginx and nginx_binary() is None:
+        log("nginx is not installed (Debian: apt-get install nginx-light), or run with --no-nginx")
         return 2
     previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
     work = Path(tempfile.mkdtemp(prefix="web-bench-"))

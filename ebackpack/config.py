@@ -213,6 +213,18 @@ class Settings(BaseSettings):
             "Requests per client address to the public verification pages (a `limits` rate string)."
         ),
     )
+    verify_cache_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description=(
+            "The bound within which a change of a credential (revocation, expiry, new certificate version, "
+            "erasure) shows on its public verification page `/verify/{code}`: each process keeps an answer "
+            "at most this long after reading it, and tells browsers and shared caches to keep it no longer "
+            "(Cache-Control max-age counts down to the same moment). 0: no caching, every request reads "
+            "the database (`Cache-Control: no-cache`)."
+        ),
+    )
     import_network: bool = Field(
         False,
         description=(

@@ -3,11 +3,13 @@ links), administration, the public verification pages, the Open Badges endpoints
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import BaseRoute
 
 from ebackpack.adapters.certificate_reads import CertificateReads
 from ebackpack.adapters.credential_store import award_by_code
@@ -27,9 +29,10 @@ from .oidc import router as oidc_router
 from .openbadges import router as openbadges_router
 from .pages import router as pages_router
 from .preferences import router as preferences_router
+from .public_pages import PublicSessions, VerificationCache, VerificationPages
 from .session import SESSION_COOKIE, SESSION_SECONDS, AdminUser, SessionCheck, session_secret
 from .uploads import Announcer, AttestationUploads
-from .verification import verify
+from .verification import Verification, verify
 from .web import (
     STATIC_DIR,
     install_error_pages,
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.state.status_lists = {}
     app.state.uploads = AttestationUploads(platform.sessions, platform.objects, settings, Announcer(settings))
     app.state.commands = AdminCommands(platform)  # revocation and re-render, for the issuer
+    app.state.verifications = VerificationCache(platform.sessions, settings.verify_cache_seconds)
 
     for router in (
         openbadges_router,
@@ -81,25 +85,46 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         _admin_docs(app)
 
     install_error_pages(app)
-    install_rate_limit(app, settings)
     # Before any route reads a body: who may upload, and every body counted as it streams.
     app.add_middleware(BodyGuard, settings=settings)
-    install_security_headers(app, settings)
     # Just inside the session cookie: a sign-in the server no longer holds (logout, expiry) is dropped.
     app.add_middleware(SessionCheck, sessions=app.state.sessions)
-    # Outermost: every middleware and route above sees the session.
+    # The session cookie, for every page but the public ones (public_pages.PublicSessions).
     app.add_middleware(
-        SessionMiddleware,
+        PublicSessions,
         secret_key=session_secret(settings),
         session_cookie=SESSION_COOKIE,
         max_age=SESSION_SECONDS,
         same_site="lax",
         https_only=settings.public_url.startswith("https://"),
     )
-    # Outside even the session: counts every answer (429s, error pages too). GET /metrics on this port
-    # only in the embedded stack; elsewhere on EBACKPACK_METRICS_PORT (ebackpack.adapters.webserver).
+    # The verification page's lean path, in front of the session and the routing: cached answers.
+    app.add_middleware(
+        VerificationPages,
+        cache=app.state.verifications,
+        render=_verification_page(app),
+        route=_route(app, "/verify/{code}"),
+        cache_seconds=settings.verify_cache_seconds,
+    )
+    install_rate_limit(app, settings)
+    install_security_headers(app, settings)
+    # Outside the rest: counts every answer (429s, error pages too). GET /metrics on this port only in
+    # the embedded stack; elsewhere on EBACKPACK_METRICS_PORT (ebackpack.adapters.webserver).
     install_http_metrics(app, "backpack", public=settings.embedded)
     return app
+
+
+def _route(app: FastAPI, path: str) -> BaseRoute:
+    return next(r for r in app.router.routes if getattr(r, "path", None) == path)
+
+
+def _verification_page(app: FastAPI) -> Callable[[Request, Verification, int], bytes]:
+    issuer = app.state.rules.issuer.name
+
+    def page(request: Request, result: Verification, status: int) -> bytes:
+        return bytes(render(request, "verify.html", status, v=result, issuer=issuer).body)
+
+    return page
 
 
 def _admin_docs(app: FastAPI) -> None:
@@ -133,7 +158,11 @@ def _public_routes(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/verify/{code}", response_model=None, tags=["verification"])
     def verify_page(code: str, request: Request, session: DbSession, format: str | None = None) -> Response:
-        """The QR target: valid / revoked / expired / unknown, in Polish or English, or as JSON."""
+        """The QR target: valid / revoked / expired / unknown, in Polish or English (`lang`), or as JSON.
+
+        GET and HEAD are answered before they reach this route, from a cache whose answers change within
+        `EBACKPACK_VERIFY_CACHE_SECONDS` of the credential (public_pages.VerificationPages): this route
+        documents the page and answers only what that layer passes on."""
         result = verify(session, code)
         status = 200 if result.status != "unknown" else 404
         if format == "json" or "application/json" in request.headers.get("accept", ""):

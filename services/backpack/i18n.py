@@ -1,7 +1,8 @@
 """Polish and English for every page: the English text is the key, `POLISH` its translation.
 
 The language is the visitor's choice (the switch on every page), remembered in the session and in a
-year-long cookie; until they choose, the browser's Accept-Language decides, then Polish.
+year-long cookie; until they choose, the browser's Accept-Language decides, then Polish. The public
+pages keep no session: their switch puts `?lang=` in the address instead (public_pages.py).
 `tests/unit/test_backpack_i18n.py` fails when a text used in a template has no Polish translation.
 """
 
@@ -202,9 +203,16 @@ POLISH: dict[str, str] = {
 
 
 def language_of(request: Request) -> str:
-    chosen = request.session.get("lang") or request.cookies.get(LANG_COOKIE)
-    if chosen in LANGUAGES:
-        return str(chosen)
+    """The `lang` query parameter (the language switch of the public pages, which keep no session),
+    else the visitor's choice (session, cookie), else Accept-Language, else Polish."""
+    asked = request.query_params.get("lang") if request.scope.get("query_string") else None
+    for chosen in (
+        asked,
+        request.session.get("lang"),
+        request.cookies.get(LANG_COOKIE),
+    ):
+        if chosen in LANGUAGES:
+            return str(chosen)
     for part in request.headers.get("accept-language", "").split(","):
         code = part.split(";")[0].strip().lower()[:2]
         if code in LANGUAGES:

@@ -3,7 +3,6 @@ security headers and the rate limit of the public verification pages."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ebackpack.adapters.credential_exports import ExportError, export
 from ebackpack.adapters.credential_store import CredentialStore
@@ -24,6 +24,7 @@ from ebackpack.adapters.persistence.tables import AwardRow
 from ebackpack.config import Settings
 
 from .i18n import LANGUAGE_NAMES, LANGUAGES, format_date, language_of, translate
+from .public_pages import session_free
 from .session import LoginRequired, csrf_token, login_url, signed_in
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -87,6 +88,8 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
         "path": request.url.path,
         "settings": request.app.state.settings,
+        # A page for everyone (no session): its language switch is a GET form (?lang=), no CSRF token.
+        "public": session_free(request.scope),
     }
     return TEMPLATES.TemplateResponse(request, template, context, status_code=status)
 
@@ -129,38 +132,67 @@ def content_security_policy(settings: Settings) -> str:
     )
 
 
-def install_security_headers(app: FastAPI, settings: Settings) -> None:
-    policy = content_security_policy(settings)
+class SecurityHeaders:
+    """Pure ASGI: the security headers on every answer that does not set its own."""
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", policy)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        headers = [
+            (b"content-security-policy", content_security_policy(settings).encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"same-origin"),
+        ]
         if settings.public_url.startswith("https://"):
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        return response
+            headers.append((b"strict-transport-security", b"max-age=31536000"))
+        self.headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                missing = [(name, value) for name, value in self.headers if name not in present]
+                if missing:
+                    message = {**message, "headers": [*message.get("headers", []), *missing]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
-def install_rate_limit(app: FastAPI, settings: Settings) -> None:
-    """The public lookups by code or token per client address (a moving window, in this process:
-    several web processes each keep their own count). The address is the peer's own unless the peer
-    is one of EBACKPACK_TRUSTED_PROXIES (ebackpack/adapters/webserver.py): a forwarded header from anyone else
-    is ignored, so a client cannot pick a fresh address per request."""
-    limiter = MovingWindowRateLimiter(MemoryStorage())
-    limit: RateLimitItem = parse(settings.verify_rate_limit)
+def install_security_headers(app: FastAPI, settings: Settings) -> None:
+    app.add_middleware(SecurityHeaders, settings=settings)
 
-    @app.middleware("http")
-    async def rate_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.url.path.startswith(RATE_LIMITED_PREFIXES):
-            client = request.client.host if request.client else "unknown"
-            if not limiter.hit(limit, "verify", client):
+
+class RateLimit:
+    """Pure ASGI: the public lookups by code or token per client address (a moving window, in this
+    process: several web processes each keep their own count). The address is the peer's own unless the
+    peer is one of EBACKPACK_TRUSTED_PROXIES (ebackpack/adapters/webserver.py): a forwarded header from
+    anyone else is ignored, so a client cannot pick a fresh address per request."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limit: RateLimitItem = parse(settings.verify_rate_limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(RATE_LIMITED_PREFIXES):
+            client = scope.get("client")
+            if not self.limiter.hit(self.limit, "verify", client[0] if client else "unknown"):
+                scope.setdefault("session", {})  # outside the session: these pages are public anyway
+                request = Request(scope)
                 refused: Response = (
                     render(request, "error.html", 429, title=ERROR_TITLES[429], detail="")
                     if _wants_html(request)
                     else JSONResponse({"detail": "too many requests"}, status_code=429)
                 )
                 refused.headers["Retry-After"] = "60"
-                return refused
-        return await call_next(request)
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def install_rate_limit(app: FastAPI, settings: Settings) -> None:
+    app.add_middleware(RateLimit, settings=settings)

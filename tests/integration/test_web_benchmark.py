@@ -53,6 +53,8 @@ def test_parses_wrk_latency_report(bench: ModuleType) -> None:
 def test_one_second_per_url(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (Debian: apt-get install wrk)")
+    if bench.nginx_binary() is None:
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
     argv = [
         "--duration",
         "1",
@@ -69,13 +71,21 @@ def test_one_second_per_url(bench: ModuleType, capsys: pytest.CaptureFixture[str
     assert bench.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     rows = {row["key"]: row for row in report["rows"]}
-    assert list(rows) == ["verify-html", "verify-json", "static"]
+    assert list(rows) == ["nginx", "verify-html", "verify-json", "verify-304", "static", "verify-nocache"]
+    # the anchor serves a file of exactly the page's size; the revalidation is answered 304, no body
+    assert (
+        rows["nginx"]["body_bytes"]
+        == rows["verify-html"]["body_bytes"]
+        == rows["verify-nocache"]["body_bytes"]
+    )
+    assert rows["nginx"]["ratio_to_nginx"] == 1.0 and rows["verify-html"]["ratio_to_nginx"] > 0
+    assert rows["verify-304"]["status"] == 304 and rows["verify-304"]["body_bytes"] == 0
     assert rows["static"]["path"] in ("/static/app.css", "/healthz")
     assert (report["static_note"] is None) == (rows["static"]["path"] == "/static/app.css")
     assert rows["verify-html"]["content_type"].startswith("text/html")
     assert rows["verify-json"]["content_type"].startswith("application/json")
     for row in rows.values():
-        assert row["status"] == 200 and row["body_bytes"] > 0
+        assert row["status"] == 200 and row["body_bytes"] > 0 or row["key"] == "verify-304"
         assert row["requests"] > 0 and row["requests_per_second"] > 0
         assert 0.5 < row["seconds"] < 5
         latency = row["latency_ms"]
@@ -85,7 +95,7 @@ def test_one_second_per_url(bench: ModuleType, capsys: pytest.CaptureFixture[str
     assert rows["static"]["ratio_to_static"] == 1.0
     assert report["awards"] > 0 and report["code"] in rows["verify-html"]["path"]
     parts = report["parts"]
-    assert set(rows) <= set(parts["asgi_ms"]) <= {*rows, "healthz"}
+    assert set(parts["asgi_ms"]) == {"verify-html", "verify-json", "static", "healthz"}
     assert all(ms["wall"] > 0 and ms["cpu"] > 0 for ms in parts["asgi_ms"].values())
     assert parts["sql_statements_per_verify"] >= 1
     assert parts["verify_ms"] > 0 and parts["render_html_ms"] > 0
