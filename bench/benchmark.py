@@ -512,7 +512,12 @@ def bench_signing(tmp: Path, count: int) -> list[Result]:
 
 def ratios(results: list[Result]) -> dict[str, float]:
     """Per-second throughput relative to one renderer's steady state: the smaller, the costlier."""
-    passthrough, issuer, render = results[0].rate, results[1].rate, results[2].details["steady_per_second"]
+    phases = {r.phase: r for r in results}
+    needed = ("broker passthrough", "issuer, all formats", "renderer, 1 worker")
+    if any(name not in phases for name in needed):
+        return {}
+    passthrough, issuer = phases[needed[0]].rate, phases[needed[1]].rate
+    render = phases[needed[2]].details["steady_per_second"]
     if not render:
         return {}
     return {
@@ -541,14 +546,14 @@ def table(results: list[Result], total: float) -> str:
             "ratios, per second (passthrough msgs : issuer events : 1 renderer steady PDFs) = "
             f"{ratio['passthrough']:g} : {ratio['issuer']:g} : 1",
         ]
-    if len(results) > 3 and results[2].rate:
-        one, two = results[2], results[3]
+    phases = {r.phase: r for r in results}
+    one, two = phases.get("renderer, 1 worker"), phases.get("renderer, 2 workers")
+    if one and two and one.rate:
         lines.append(
             f"2 renderers vs 1: x{two.rate / one.rate:.2f} wall, "
             f"x{two.details['steady_per_second'] / max(one.details['steady_per_second'], 1e-9):.2f}"
             " steady"
         )
-    phases = {r.phase: r for r in results}
     signed, unsigned = phases.get("issuer, all formats"), phases.get("issuer, signing off")
     if signed and unsigned and unsigned.details["awards_per_second"]:
         on, off = signed.details["awards_per_second"], unsigned.details["awards_per_second"]
@@ -582,6 +587,9 @@ def report_json(results: list[Result], args: argparse.Namespace, total: float) -
 # --- main --------------------------------------------------------------------------------------------
 
 
+PHASES = ("passthrough", "issuer", "renderer", "issuer-unsigned", "signing")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000, help="Moodle events for passthrough and issuer")
@@ -590,7 +598,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout (table to stderr)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds any one wait may take")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, DBs) afterwards")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated, in this order: {','.join(PHASES)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = set(args.phases) - set(PHASES)
+    if unknown or not args.phases:
+        parser.error(f"unknown phase(s) {sorted(unknown)}; known: {', '.join(PHASES)}")
     if args.events < 1 or args.pdfs < 2:
         parser.error("need --events >= 1 and --pdfs >= 2")
     return args
@@ -610,17 +627,22 @@ def stack_settings(tmp: Path) -> Settings:
 
 def run_phases(stack: Settings, tmp: Path, args: argparse.Namespace) -> list[Result]:
     dataset = generate(args.events, seed=DATA_SEED)
-    results = [
-        bench_passthrough(stack, dataset.messages, args.timeout),
-        bench_issuer(stack, tmp, dataset, args.timeout, signing=True),
-    ]
-    say(f"passthrough {results[0].rate:.0f} msgs/s, issuer {results[1].rate:.1f} events/s")
-    data = certificate_data(args.pdfs, load_rules(SAMPLE_RULES))
-    for workers in (1, 2):
-        results.append(bench_renderer(stack, tmp, workers, data, args.timeout))
-        say(f"renderer x{workers}: {results[-1].rate:.2f} PDFs/s wall")
-    results.append(bench_issuer(stack, tmp, dataset, args.timeout, signing=False))
-    results += bench_signing(tmp, args.credentials)
+    results: list[Result] = []
+    if "passthrough" in args.phases:
+        results.append(bench_passthrough(stack, dataset.messages, args.timeout))
+        say(f"passthrough {results[-1].rate:.0f} msgs/s")
+    if "issuer" in args.phases:
+        results.append(bench_issuer(stack, tmp, dataset, args.timeout, signing=True))
+        say(f"issuer {results[-1].rate:.1f} events/s")
+    if "renderer" in args.phases:
+        data = certificate_data(args.pdfs, load_rules(SAMPLE_RULES))
+        for workers in (1, 2):
+            results.append(bench_renderer(stack, tmp, workers, data, args.timeout))
+            say(f"renderer x{workers}: {results[-1].rate:.2f} PDFs/s wall")
+    if "issuer-unsigned" in args.phases:
+        results.append(bench_issuer(stack, tmp, dataset, args.timeout, signing=False))
+    if "signing" in args.phases:
+        results += bench_signing(tmp, args.credentials)
     return results
 
 
