@@ -52,7 +52,7 @@ def sign(credential: dict[str, Any], key: SigningKey, verification_method: str, 
 
 @functools.lru_cache(maxsize=16)
 def _private_jwk(key: SigningKey) -> ECKey:
-    """Imported once per key: reading the PEM again for every credential was a third of the time of a VC-JWT."""
+    """Imported once per key: reading the PEM for every credential took a third of a VC-JWT's time."""
     return ECKey.import_key(key.private_pem().decode())
 
 
