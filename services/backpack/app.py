@@ -51,6 +51,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app = FastAPI(
         title="e-Backpack",
         version="0.1.0",
+        # The metrics are Prometheus' (adapters/metrics.py); FastAPI's OpenTelemetry hooks, with no provider
+        # configured, would only look for one on every request (~15 µs of the verification page's ~100).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         docs_url="/docs" if public_docs else None,
         redoc_url="/redoc" if public_docs else None,
         openapi_url="/openapi.json" if public_docs else None,
