@@ -104,13 +104,43 @@ def test_qr_code_decodes_to_the_verify_url(rendered: Rendered, tmp_path: Path, d
     assert run(zbarimg, "--raw", "-q", tmp_path / "page.png").splitlines() == [VERIFY_URL]
 
 
-def test_qr_code_is_at_least_42_mm_wide_and_not_smoothed(rendered: Rendered) -> None:
-    """The QR code is the page's only raster image (decoration is vector)."""
-    listing = run(require_tool("pdfimages"), "-list", rendered.path).splitlines()[2:]
-    (row,) = [line.split() for line in listing]
-    width_px, interpolate, x_ppi = int(row[3]), row[9], int(row[12])
-    assert width_px / x_ppi * 25.4 >= 41.5  # pdfimages rounds the resolution to whole ppi
-    assert interpolate == "no"  # image-rendering: pixelated
+def figure_rectangles_mm(pdf: bytes) -> list[tuple[float, float]]:
+    """Page x coordinates (mm) of the corners of every rectangle drawn inside the page's Figure (the QR
+    code's marked content), following the content stream's transformations."""
+    xs: list[tuple[float, float]] = []
+    with pikepdf.open(io.BytesIO(pdf)) as document:
+        ctm, saved, marked, figure_at = pikepdf.Matrix(), [], 0, None
+        for instruction in pikepdf.parse_content_stream(document.pages[0]):
+            operands, op = instruction.operands, str(instruction.operator)
+            if op == "q":
+                saved.append(ctm)
+            elif op == "Q":
+                ctm = saved.pop()
+            elif op == "cm":
+                ctm = pikepdf.Matrix(*(float(v) for v in operands)) @ ctm
+            elif op in ("BDC", "BMC"):
+                marked += 1
+                if figure_at is None and str(operands[0]) == "/Figure":
+                    figure_at = marked
+            elif op == "EMC":
+                figure_at = None if figure_at == marked else figure_at
+                marked -= 1
+            elif op == "re" and figure_at is not None:
+                x, y, w, h = (float(v) for v in operands)
+                left, _ = ctm.transform((x, y))
+                right, _ = ctm.transform((x + w, y + h))
+                xs.append((left / 72 * 25.4, right / 72 * 25.4))
+    return xs
+
+
+def test_qr_code_is_vector_and_at_least_42_mm_wide(rendered: Rendered) -> None:
+    """The QR code is drawn as paths (sharp at any zoom); the page has no raster image at all."""
+    assert run(require_tool("pdfimages"), "-list", rendered.path).splitlines()[2:] == []
+    rectangles = figure_rectangles_mm(rendered.pdf)
+    assert len(rectangles) > 100  # the white square and the runs of dark modules
+    left = min(min(pair) for pair in rectangles)
+    right = max(max(pair) for pair in rectangles)
+    assert right - left >= 41.5  # the code's white square, quiet zone included
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
