@@ -40,7 +40,6 @@ from urllib.parse import parse_qsl
 
 import anyio
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.datastructures import Headers
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -192,12 +191,13 @@ class VerificationPages:
             entry = await anyio.to_thread.run_sync(self.cache.read, code)
             self.cache.keep(code, entry)
         request = Request(scope)
-        query = _query(scope)
-        json = query.get("format") == "json" or "application/json" in request.headers.get("accept", "")
+        headers = request.headers
+        json = _query(scope).get("format") == "json" or "application/json" in headers.get("accept", "")
         key = ("json", "") if json else ("html", language_of(request))
         answer = entry.answers.get(key) or self._answer(entry, request, json)
         entry.answers[key] = answer
-        await self._send(scope, send, answer, self.cache.max_age(entry) if self.cache_seconds > 0 else None)
+        max_age = self.cache.max_age(entry) if self.cache_seconds > 0 else None
+        await self._send(scope, send, answer, max_age, headers.get("if-none-match"))
 
     def _answer(self, entry: Entry, request: Request, json: bool) -> Answer:
         result = entry.verification
@@ -211,10 +211,11 @@ class VerificationPages:
         etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
         return Answer(status, body, content_type, etag)
 
-    async def _send(self, scope: Scope, send: Send, answer: Answer, max_age: int | None) -> None:
+    async def _send(
+        self, scope: Scope, send: Send, answer: Answer, max_age: int | None, if_none_match: str | None
+    ) -> None:
         cache_control = b"public, no-cache" if max_age is None else b"public, max-age=%d" % max_age
         headers = [(b"etag", answer.etag), (b"cache-control", cache_control), (b"vary", VARY)]
-        if_none_match = Headers(scope=scope).get("if-none-match")
         if if_none_match is not None and _matches(if_none_match, answer.etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
