@@ -1,43 +1,57 @@
-"""Requests per second of the public verification page under load, against a static file of the same server.
+"""Requests per second of the public verification page under load, against nginx serving a file of the
+same size in the same run, and a static file of the same server.
 
     .venv/bin/python bench/web_benchmark.py [--duration S] [--warmup W] [--threads T] [--connections C]
-                                            [--no-access-log] [--calls N] [--json] [--keep]
+                                            [--workers N] [--no-access-log] [--no-nginx] [--no-uncached]
+                                            [--calls N] [--json] [--keep]
 
 Set-up (not timed): a SQLite database in a temporary folder, migrated, with the sample learner profiles
 and the awards the issuer's service layer (`IssuerService.handle`) makes of the sample Moodle events
 (`default_dataset()`; its malformed messages are skipped), signed as the issuer signs them. Every award
 that asks for a certificate gets one `certificates` row, as the renderer would store it (no PDF is
 made: the page only shows its version and SHA-256), so the verification page is the one a certificate's
-QR code opens. Then the backpack web server, `python -m uvicorn --factory services.backpack.app:create_app`
-in its own process on 127.0.0.1 and a free port: one process and uvicorn's defaults otherwise, as
-`ebackpack serve` runs it (access log on, to a file in the temporary folder), unless `--workers N` or
-`--no-access-log` say otherwise. Its environment has `EBACKPACK_*` pointing at that database and folder,
+QR code opens. Then the backpack web server in its own process on 127.0.0.1 and a free port, as
+`ebackpack serve` runs it (`ebackpack.adapters.webserver.web_server`: uvicorn with the project's h11
+protocol, header timeout and connection limit; one process; access log on, to a file in the temporary
+folder), unless `--no-access-log` says otherwise; with `--workers N` (N > 1) uvicorn's own CLI with that
+many worker processes instead. Its environment has `EBACKPACK_*` pointing at that database and folder,
 and `EBACKPACK_VERIFY_RATE_LIMIT=1000000/minute`, so the per-address limit of the verification pages
 never answers 429 to a benchmark that sends every request from one address (the limiter's own
-bookkeeping still runs and is part of the figures).
+bookkeeping still runs and is part of the figures). The page's cache has its default bound
+(`EBACKPACK_VERIFY_CACHE_SECONDS`, 60 s): after the first request every answer comes from it.
 
 What is timed: Debian's `wrk --latency` (a separate process, T threads, C keep-alive connections, on the
 same machine and cores as the server) for S seconds per URL, after a warm-up of W seconds that is not
 counted, one URL after another:
 
-verify-html   GET /verify/<code>              the page a certificate's QR code opens (HTML)
-verify-json   GET /verify/<code>?format=json  the same verification as JSON
-static        GET /static/app.css             a file served by the same app (StaticFiles); when that
-                                              does not answer 200 (no static mount yet: 404), GET
-                                              /healthz instead, and the run says so
+nginx          GET /same-size.html             the anchor: Debian's nginx, one process (no master, one
+                                               worker), access log on, serving a file with the bytes of
+                                               the verify-html answer (`--no-nginx`: no such row)
+verify-html    GET /verify/<code>              the page a certificate's QR code opens (HTML)
+verify-json    GET /verify/<code>?format=json  the same verification as JSON
+verify-304     GET /verify/<code>, If-None-Match: the page's ETag: what a browser or CDN revalidating
+                                               its copy gets (304, no body)
+static         GET /static/app.css             a file served by the same app (StaticFiles); when that
+                                               does not answer 200 (no static mount yet: 404), GET
+                                               /healthz instead, and the run says so
+verify-nocache GET /verify/<code>              a second server, EBACKPACK_VERIFY_CACHE_SECONDS=0: every
+                                               request reads the database and renders the page (what a
+                                               code not asked for in the last minute costs;
+                                               `--no-uncached`: no such row)
 
 wrk gives requests/s, the latency distribution (p50, p90, p99) and responses that were not 2xx or 3xx
 (its own count); the CPU time the server process and wrk used during the timed run comes from
 /proc/<pid>/stat and getrusage, and what the rest of the machine used (other work skews the figures)
-from /proc/stat. Each row's requests/s is also shown as a ratio to the static row's.
+from /proc/stat. Each row's requests/s is also shown as a ratio to the static row's and to nginx's, and
+the ratio of verify-html to nginx is printed on its own line.
 Finally, in this process and without HTTP or uvicorn, one request at a time, the mean of `--calls`
 calls each: the same app (`create_app`, same settings) called through ASGI (httpx's `ASGITransport`)
 for each URL and for /healthz (a sync endpoint with no work of its own: the cost of the middleware
 stack and routing); then `verify()` alone, with its SQL statements counted; then the endpoint's
-`render()` of verify.html alone, for a visitor without cookies.
+`render()` of verify.html alone, for a visitor without cookies (these two are what a cache miss adds).
 
 Progress goes to stderr; the table goes to stdout, or to stderr when `--json` puts one JSON object on
-stdout. The server is stopped at the end, on errors, Ctrl-C and SIGTERM. See bench/README.md.
+stdout. The servers are stopped at the end, on errors, Ctrl-C and SIGTERM. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -737,15 +751,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         targets = [
             Target("verify-html", page_path, "verification page (HTML)"),
             Target("verify-json", f"{page_path}?format=json", "verification (JSON)"),
-            Target(
-                "verify-304",
-                page_path,
-                "the page revalidated (If-None-Match: its ETag)",
-                headers={"If-None-Match": headers.get("etag") or '"none"'},
-                expect=304,
-            ),
             static,
         ]
+        if etag := headers.get("etag"):  # (an app from before the page had one: no such row)
+            revalidated = "the page revalidated (If-None-Match: its ETag)"
+            targets.insert(2, Target("verify-304", page_path, revalidated, {"If-None-Match": etag}, 304))
         for target in targets:
             rows.append(load(server, base, target, args))
     if args.nginx:
@@ -767,7 +777,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         row.ratio_to_static = round(row.requests_per_second / static_rps, 3) if static_rps > 0 else None
         row.ratio_to_nginx = round(row.requests_per_second / nginx_rps, 4) if nginx_rps > 0 else None
     log("timing one request's parts in this process")
-    parts = request_parts(settings, code, targets[:2] + targets[3:], args.calls)
+    parts = request_parts(settings, code, [t for t in targets if t.expect == 200], args.calls)
     return {
         "machine": machine(args.workers),
         "code": code,
