@@ -20,6 +20,11 @@ its own PDF file, one after another on this machine, so the ratios inside one ru
 what they compare. Then the same certificates from (a) and (b) are rasterized with pdftoppm and compared
 pixel by pixel; the script exits with 1 if any page differs beyond the tolerance (see TOLERANCE).
 
+Besides wall-clock time, each row shows the CPU time per certificate of the processes doing the work
+(this process for (a) and (b), the workers' render loops added up for (b2), php's user + system time for
+(c)): other work on the machine stretches wall-clock figures much more than CPU time, so with other load
+the CPU column is the one to compare.
+
 Progress goes to stderr; the table goes to stdout, or to stderr when `--json` puts one JSON object on
 stdout. See bench/README.md.
 """
@@ -32,6 +37,7 @@ import multiprocessing
 import os
 import platform
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -249,6 +255,7 @@ class Row:
     certificates: int
     seconds: float
     note: str = ""
+    cpu_seconds: float | None = None  # CPU time of the processes doing the work (user + system)
 
     @property
     def per_second(self) -> float:
@@ -258,12 +265,21 @@ class Row:
     def ms_each(self) -> float:
         return 1000 * self.seconds / self.certificates if self.certificates else 0.0
 
+    @property
+    def cpu_ms_each(self) -> float | None:
+        """CPU time per certificate: what one core spends, whatever else the machine is doing."""
+        if self.cpu_seconds is None or not self.certificates:
+            return None
+        return 1000 * self.cpu_seconds / self.certificates
+
     def as_json(self) -> dict[str, Any]:
         return {
             **asdict(self),
             "seconds": round(self.seconds, 4),
             "per_second": round(self.per_second, 3),
             "ms_each": round(self.ms_each, 3),
+            "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 4),
+            "cpu_ms_each": None if self.cpu_ms_each is None else round(self.cpu_ms_each, 3),
         }
 
 
@@ -328,14 +344,14 @@ def one_by_one(render: Callable[[CertificateRenderRequest], bytes]) -> RenderMan
 
 def render_all(
     render: RenderMany, items: Sequence[tuple[int, CertificateRenderRequest]], out_dir: Path, batch: int
-) -> float:
-    """Render `batch` certificates per call and write each to its own file; seconds taken."""
-    started = time.perf_counter()
+) -> tuple[float, float]:
+    """Render `batch` certificates per call and write each to its own file; wall and CPU seconds."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     for start in range(0, len(items), batch):
         chunk = items[start : start + batch]
         for (index, _), pdf in zip(chunk, render([request for _, request in chunk]), strict=True):
             pdf_path(out_dir, index).write_bytes(pdf)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def run_in_process(
@@ -349,8 +365,8 @@ def run_in_process(
     log(f"{key}: {engine}, {len(records)} certificates")
     out_dir.mkdir(parents=True, exist_ok=True)
     render(records[:1])  # warm-up, not counted
-    seconds = render_all(render, list(enumerate(records)), out_dir, batch)
-    return Row(key, engine, len(records), seconds, check_outputs(out_dir, len(records)))
+    seconds, cpu = render_all(render, list(enumerate(records)), out_dir, batch)
+    return Row(key, engine, len(records), seconds, check_outputs(out_dir, len(records)), cpu)
 
 
 def run_naive(records: Sequence[CertificateRenderRequest], out_dir: Path) -> Row:
@@ -370,7 +386,7 @@ def _worker(
     items: list[tuple[int, CertificateRenderRequest]],
     out_dir: str,
     barrier: Barrier,
-    results: Queue[tuple[str, float | str]],
+    results: Queue[tuple[str, tuple[float, float] | str]],
 ) -> None:
     """One renderer process: start, warm up, wait for the others, render its share, report seconds."""
     try:
@@ -391,13 +407,14 @@ def split(records: Sequence[CertificateRenderRequest], parts: int) -> list[list[
     return [items[bounds[i] : bounds[i + 1]] for i in range(parts)]
 
 
-def collect(results: Queue[tuple[str, float | str]], workers: int) -> list[float]:
+def collect(results: Queue[tuple[str, tuple[float, float] | str]], workers: int) -> list[tuple[float, float]]:
+    """Each worker's (wall, CPU) seconds of its render loop."""
     loops = []
     for _ in range(workers):
         status, value = results.get(timeout=WORKER_TIMEOUT)
-        if status != "ok":
+        if status != "ok" or isinstance(value, str):
             raise BenchError(f"renderer worker failed: {value}")
-        loops.append(float(value))
+        loops.append(value)
     return loops
 
 
@@ -421,13 +438,16 @@ def run_parallel(records: Sequence[CertificateRenderRequest], out_dir: Path, wor
         stop(processes)
     note = (
         f"start + warm-up {started - spawned:.1f} s not counted; worker loops "
-        + ", ".join(f"{s:.2f}" for s in loops)
+        + ", ".join(f"{wall:.2f}" for wall, _ in loops)
         + f" s; {check_outputs(out_dir, len(records))}"
     )
-    return Row("b2", f"renderer, {len(processes)} processes", len(records), seconds, note)
+    cpu = sum(cpu for _, cpu in loops)
+    return Row("b2", f"renderer, {len(processes)} processes", len(records), seconds, note, cpu)
 
 
-def wait_for_workers(barrier: Barrier, results: Queue[tuple[str, float | str]], spawned: float) -> float:
+def wait_for_workers(
+    barrier: Barrier, results: Queue[tuple[str, tuple[float, float] | str]], spawned: float
+) -> float:
     try:
         barrier.wait(WORKER_TIMEOUT)
     except threading.BrokenBarrierError:
@@ -462,16 +482,18 @@ def tcpdf_missing() -> str | None:
     return None
 
 
-def run_php(records_file: Path, out_dir: Path) -> tuple[float, dict[str, Any]]:
-    """Wall seconds from starting php to its exit, and the script's own timing JSON."""
+def run_php(records_file: Path, out_dir: Path) -> tuple[float, float, dict[str, Any]]:
+    """Wall and CPU seconds from starting php to its exit, and the script's own timing JSON."""
     env = {**os.environ, "TCPDF_PATH": str(find_tcpdf())}
     command = [shutil.which("php") or "php", str(PHP_SCRIPT), str(records_file), str(out_dir)]
-    started = time.perf_counter()
+    started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
     if done.returncode != 0:
         raise BenchError(f"TCPDF script failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
+    return seconds, cpu, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run_tcpdf(records: Sequence[CertificateRenderRequest], out_dir: Path) -> tuple[list[Row], dict[str, Any]]:
@@ -480,12 +502,12 @@ def run_tcpdf(records: Sequence[CertificateRenderRequest], out_dir: Path) -> tup
     out_dir.mkdir(parents=True, exist_ok=True)
     records_file = out_dir.parent / "tcpdf-records.json"
     records_file.write_text(json.dumps([tcpdf_record(r) for r in records], ensure_ascii=False), "utf-8")
-    seconds, timing = run_php(records_file, out_dir)
+    seconds, cpu, timing = run_php(records_file, out_dir)
     size = check_outputs(out_dir, len(records))
     note = f"PHP {timing['php_version']}, TCPDF {timing['tcpdf_version']}; {size}"
     start_note = f"php start + require tcpdf.php {timing['startup_s']:.2f} s not counted"
     return [
-        Row("c", "TCPDF, php incl. start", len(records), seconds, note),
+        Row("c", "TCPDF, php incl. start", len(records), seconds, note, cpu),
         Row("c'", "TCPDF, render loop only", len(records), float(timing["loop_s"]), start_note),
     ], timing
 
@@ -571,6 +593,15 @@ def ratios(rows: dict[str, Row], workers: int) -> dict[str, float | None]:
     return result
 
 
+def cpu_ratios(rows: dict[str, Row]) -> dict[str, float | None]:
+    """CPU ms per certificate of the other engine / of the renderer (1 process and W processes)."""
+    result: dict[str, float | None] = {}
+    for other, mine in (("a", "b"), ("a", "b2"), ("c", "b"), ("c", "b2")):
+        if other in rows and rows[other].cpu_ms_each and rows[mine].cpu_ms_each:
+            result[f"({other})/({mine})"] = ratio(rows[other].cpu_ms_each or 0, rows[mine].cpu_ms_each or 0)
+    return result
+
+
 def machine(tcpdf: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
@@ -590,17 +621,22 @@ def table(report: dict[str, Any]) -> str:
         f"WeasyPrint {m['weasyprint']}, {php}",
         f"run took {report['run_seconds']:.0f} s; load average before it {m['load_average_before']}",
         "",
-        f"{'':6}{'engine':28}{'certificates':>13}{'seconds':>10}{'per second':>12}{'ms each':>10}",
+        f"{'':6}{'engine':28}{'certificates':>13}{'seconds':>10}{'per second':>12}{'ms each':>10}"
+        f"{'CPU ms each':>13}",
     ]
     for row in report["rows"]:
+        cpu = "" if row["cpu_ms_each"] is None else f"{row['cpu_ms_each']:.1f}"
         lines.append(
             f"{'(' + row['key'] + ')':6}{row['engine']:28}{row['certificates']:>13}"
-            f"{row['seconds']:>10.2f}{row['per_second']:>12.1f}{row['ms_each']:>10.1f}"
+            f"{row['seconds']:>10.2f}{row['per_second']:>12.1f}{row['ms_each']:>10.1f}{cpu:>13}"
         )
         if row["note"]:
             lines.append(f"{'':6}{row['note']}")
     lines += ["", "ratios of certificates per second:"]
     lines += [f"  {name:30} x{value}" for name, value in report["ratios"].items()]
+    lines += ["ratios of CPU time per certificate (how many of the renderer's certificates one core makes"]
+    lines += ["in the time the other engine makes one):"]
+    lines += [f"  {name:30} x{value}" for name, value in report["cpu_ratios"].items()]
     return "\n".join(lines + sameness_lines(report))
 
 
@@ -629,8 +665,10 @@ def median_row(rounds: list[Row]) -> Row:
     """The round with the median time, noting every round's: a slow moment of the VM moves one round."""
     chosen = sorted(rounds, key=lambda row: row.seconds)[len(rounds) // 2]
     if len(rounds) > 1:
-        times = ", ".join(f"{row.seconds:.2f}" for row in rounds)
-        chosen.note = f"{chosen.note}; rounds {times} s, median shown" if chosen.note else f"rounds {times} s"
+        times = ", ".join(f"{row.seconds:.2f}" for row in rounds) + " s"
+        if all(row.cpu_ms_each is not None for row in rounds):
+            times += " (CPU ms each " + ", ".join(f"{row.cpu_ms_each:.1f}" for row in rounds) + ")"
+        chosen.note = f"{chosen.note}; rounds {times}, median shown" if chosen.note else f"rounds {times}"
     return chosen
 
 
@@ -660,6 +698,7 @@ def run(count: int, workers: int, work: Path, rounds: int = 1) -> dict[str, Any]
         "tcpdf_skipped": skipped,
         "rows": [row.as_json() for row in rows],
         "ratios": ratios(by_key, workers),
+        "cpu_ratios": cpu_ratios(by_key),
         "tolerance": TOLERANCE,
         "sameness": [asdict(s) for s in sameness],
         "b2_identical_to_b": byte_identical(work / "b", work / "b2", count),
