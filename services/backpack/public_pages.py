@@ -7,9 +7,10 @@ the answer and revalidate it cheaply:
 
 - **No session, no cookie.** The page is the same for everyone who holds the code: it reads no session
   and sets no cookie (`PublicSessions` gives every public path an empty, throwaway session, also for
-  `/verify/{code}/certificate.pdf` and the error pages under `/verify/`). The language is the `lang`
-  query parameter (the page's language switch is a GET form), else the language cookie the signed-in
-  pages set, else Accept-Language, else Polish; the answer says so in `Vary`.
+  `/verify/{code}/certificate.pdf`, the error pages under `/verify/` and the public links `/s/{token}`).
+  The language is the `lang` query parameter (the page's language switch is a GET form), else the
+  language cookie the signed-in pages set, else Accept-Language, else Polish; the answer says so in
+  `Vary`.
 - **The bound.** A change of the credential (revocation, expiry, a new certificate version, the
   learner's erasure) is made by other processes (the issuer, the renderer): this process learns of it
   by reading the database again. An answer is built from one read of the database and is served for at
@@ -49,8 +50,9 @@ from .i18n import language_of
 from .verification import Verification, verify
 
 PREFIX = "/verify/"
-# Public GET pages that never need to know who is signed in: no session read, no cookie written.
-SESSION_FREE_PREFIXES = (PREFIX,)
+# Public GET pages that never need to know who is signed in: no session read, no cookie written (the
+# verification pages, and the learners' public links, which show everyone the same).
+SESSION_FREE_PREFIXES = (PREFIX, "/s/")
 MAX_ENTRIES = 4096  # codes kept (each with its few rendered answers): a few MB at most
 MAX_CODE = 64  # characters of a code worth looking up (printed codes have 14); longer: unknown, not kept
 MAX_QUERY = 512  # bytes of a query string read for `format` and `lang`

@@ -150,6 +150,9 @@ def test_the_page_sets_no_cookie_and_answers_304_while_unchanged(database_url: s
             "HEAD": visitor.head(f"/verify/{code}"),
             "unknown code": visitor.get("/verify/AAAA-BBBB-CCCC"),
             "no PDF yet": visitor.get(f"/verify/{code}/certificate.pdf", headers={"Accept": "text/html"}),
+            "public link, withdrawn or never made": visitor.get(
+                "/s/" + "A" * 43, headers={"Accept": "text/html"}
+            ),
         }
         for what, answer in answers.items():
             assert "set-cookie" not in answer.headers, what
@@ -172,6 +175,7 @@ def test_the_page_sets_no_cookie_and_answers_304_while_unchanged(database_url: s
         assert answers["HEAD"].headers["etag"] == page.headers["etag"]
         assert answers["unknown code"].status_code == 404
         assert answers["no PDF yet"].status_code == 404
+        assert answers["public link, withdrawn or never made"].status_code == 404
         # one ETag per representation: the page in each language and the JSON differ
         assert len({answers[w].headers["etag"] for w in ("page", "page, English", "JSON")}) == 3
 
