@@ -80,7 +80,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
     # One writer at a time: concurrent SQLite writers in one process wait in the busy handler's sleeps.
     # Live writers first: a backfill batch is written only when none waits.
     writing = LaneLock()
-    render_backlog = Backlog(_render_backlog(settings), settings.backfill_render_backlog)
+    render_ends: dict[int, int] = {}  # partition -> offset after the newest render request acknowledged
+    render_topic = settings.topic(RENDER_REQUESTS)
+    render_backlog = Backlog(_render_backlog(settings, render_ends), settings.backfill_render_backlog)
 
     async def write(step: Callable[..., T], *args: object) -> T:
         async with writing.lane(LIVE):
@@ -105,8 +107,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
             acked = []
             for event_id, ack in batch:
                 try:
-                    await ack
+                    meta = await ack
                     acked.append(event_id)
+                    if getattr(meta, "topic", None) == render_topic:  # aiokafka's RecordMetadata
+                        at: tuple[int, int] = (meta.partition, meta.offset)  # type: ignore[attr-defined]
+                        render_ends[at[0]] = max(render_ends.get(at[0], 0), at[1] + 1)
                 except Exception as exc:  # the relay sends it again
                     log.warning("event %s not acknowledged: %s", event_id, exc)
             try:
@@ -207,9 +212,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
     return app
 
 
-def _render_backlog(settings: Settings) -> Callable[[], int]:
-    """Render requests the renderer's group has not committed yet (its lag on `certificates.render`), read
-    from the broker on a connection kept between calls."""
+def _render_backlog(settings: Settings, ends: dict[int, int]) -> Callable[[], int]:
+    """Render requests the renderer's group has not committed yet: from the offsets after this worker's
+    newest acknowledged request per partition (`ends`, kept by the worker: the end offsets the embedded
+    broker reports are not exact, and probing them is slow under load) and the group's committed
+    offsets, read from the broker on a connection kept between calls."""
     group = next(
         (group for group, (role, _topics) in known_groups(settings).items() if role == "renderer"), ""
     )
@@ -217,18 +224,24 @@ def _render_backlog(settings: Settings) -> Callable[[], int]:
     held: dict[str, object] = {}
 
     def measure() -> int:
-        from ebackpack.adapters.broker import Broker, group_lag
+        from kafka import TopicPartition
 
+        from ebackpack.adapters.broker import Broker
+
+        produced = dict(ends)  # a copy: the worker's event loop adds to it meanwhile
+        if not produced:
+            return 0
         if "broker" not in held:
             held["broker"] = Broker(settings, timeout=5.0)
         broker = held["broker"]
         assert isinstance(broker, Broker)
         try:
-            return sum(group_lag(broker, group, [topic]).values())
+            committed = broker.committed(group)
         except Exception:
             held.pop("broker")
             broker.close()  # reconnect next time
             raise
+        return sum(max(0, end - committed.get(TopicPartition(topic, p), 0)) for p, end in produced.items())
 
     return measure
 
