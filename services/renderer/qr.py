@@ -63,7 +63,7 @@ class QRCodeImage:
         rows = qr_modules(data)
         self.size = len(rows)
         rectangles = " ".join(f"{x} {y} {n} 1 re" for x, y, n in dark_runs(rows))
-        # white square (the quiet zone, as the PNG had it), then the dark modules as one path
+        # a white square (the code with its quiet zone, on any page background), then the dark modules
         self._path = f"1 1 1 rg 0 0 {self.size} {self.size} re f 0 0 0 rg {rectangles} f".encode("ascii")
 
     def get_intrinsic_size(self, resolution: float, font_size: float) -> tuple[float, float, float]:
