@@ -28,6 +28,7 @@ from ebackpack.bootstrap import Platform
 from ebackpack.config import Settings
 from ebackpack.domain.credentials.facts import CredentialFacts, as_utc, new_salt, recipient_hash
 from ebackpack.domain.credentials.signer import DATA_INTEGRITY, CredentialSigner, Signed
+from ebackpack.domain.rules import RuleBook
 from ebackpack.streaming.errors import InvalidMessage, TransientError, is_transient, parse_message
 from ebackpack.streaming.topics import CREDENTIALS, RENDER_REQUESTS
 from schemas import (
@@ -64,6 +65,10 @@ class Context:
     def settings(self) -> Settings:
         return self.platform.settings
 
+    @property
+    def rules(self) -> RuleBook:
+        return self.platform.rules
+
     @cached_property
     def signer(self) -> CredentialSigner:
         return CredentialSigner(self.platform.keys, self.settings.formats)
@@ -71,14 +76,14 @@ class Context:
     def award(self, message: MoodleEventMessage) -> Award:
         """Raises NotALearnerCompletion for an event that earns nothing."""
         return decide_award(
-            message.data, message.id, self.platform.rules, self.settings.site_id, self.platform.code_secret
+            message.data, message.id, self.rules, self.settings.site_id, self.platform.code_secret
         )
 
     def facts(self, row: tables.AwardRow, learner: tables.Learner) -> CredentialFacts:
         facts = credential_facts(
             row,
             learner,
-            self.platform.rules,
+            self.rules,
             self.settings.site_id,
             self.platform.code_secret,
             self.platform.urls,
@@ -230,7 +235,7 @@ def _render_request(
         missing = f"learner {award.learner_id}" if learner is None else f"course {award.course_id}"
         raise TransientError(f"no profile for {missing}: cannot name the certificate yet")
     return messages.render_request(
-        award, learner, course, credential_json, ctx.platform.rules.issuer, ctx.settings, rerun
+        award, learner, course, credential_json, ctx.rules.issuer, ctx.settings, rerun
     )
 
 
@@ -376,7 +381,7 @@ def rerender(
     if (course_id is None) == (rule_id is None):
         raise ValueError("re-render one course or one rule")
     run = uuid.uuid4().hex
-    rules = {r.id: r for r in ctx.platform.rules.rules if r.certificate}
+    rules = {r.id: r for r in ctx.rules.rules if r.certificate}
     with uow:
         rows = uow.awards.not_revoked(list(rules), course_id=course_id, rule_id=rule_id)
         # An erased learner has no profile left to print: their certificate is not rendered again (and a
