@@ -55,7 +55,7 @@ PREFIX = "/verify/"
 SESSION_FREE_PREFIXES = (PREFIX, "/s/")
 MAX_ENTRIES = 4096  # codes kept (each with its few rendered answers): a few MB at most
 MAX_CODE = 64  # characters of a code worth looking up (printed codes have 14); longer: unknown, not kept
-MAX_QUERY = 512  # bytes of a query string read for `format` and `lang`
+MAX_QUERY = 512  # bytes of a query string read for `format` (i18n.language_of reads `lang`)
 VARY = b"Accept, Accept-Language, Cookie"
 
 Renderer = Callable[[Request, Verification, int], bytes]
@@ -155,9 +155,9 @@ def _code_of(path: str) -> str | None:
     return code if code and "/" not in code else None
 
 
-def _query(scope: Scope) -> dict[str, str]:
+def _format(scope: Scope) -> str | None:
     raw = scope.get("query_string", b"")[:MAX_QUERY].decode("latin-1")
-    return {key: value for key, value in parse_qsl(raw) if key in ("format", "lang")}
+    return next((value for key, value in reversed(parse_qsl(raw)) if key == "format"), None)
 
 
 def _matches(if_none_match: str, etag: bytes) -> bool:
@@ -194,7 +194,7 @@ class VerificationPages:
             self.cache.keep(code, entry)
         request = Request(scope)
         headers = request.headers
-        json = _query(scope).get("format") == "json" or "application/json" in headers.get("accept", "")
+        json = _format(scope) == "json" or "application/json" in headers.get("accept", "")
         key = ("json", "") if json else ("html", language_of(request))
         answer = entry.answers.get(key) or self._answer(entry, request, json)
         entry.answers[key] = answer
