@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/backfill_benchmark.py [--events 100000] [--live-rate 10] [--issuers 1]
                                                  [--renderers 2] [--certificates | --no-certificates]
-                                                 [--single-lane] [--render-backlog 200] [--json] [--keep]
+                                                 [--single-lane] [--render-backlog 50] [--json] [--keep]
 
 The historical completions go to `moodle.events.backfill` through the gateway's own publisher, as
 `ebackpack gateway backfill` and `ebackpack gateway import` publish them (`MoodleEventPublisher(backfill=
@@ -360,7 +360,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the backfill on moodle.events, as before the lanes: the anchor for the live latency",
     )
     parser.add_argument(
-        "--render-backlog", type=int, default=200, help="the issuer's backfill_render_backlog (0: no brake)"
+        "--render-backlog", type=int, default=50, help="the issuer's backfill_render_backlog (0: no brake)"
     )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds the backfill may take")
     parser.add_argument(

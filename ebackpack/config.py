@@ -278,13 +278,14 @@ class Settings(BaseSettings):
     )
 
     backfill_render_backlog: int = Field(
-        200,
+        50,
         ge=0,
         le=1_000_000,
         description=(
             "Issuer: a batch of the backfill lane (`moodle.events.backfill`) waits while the renderer has "
             "more than this many render requests not yet done, so a live completion's certificate queues "
-            "behind at most this many historical ones. 0: no wait (no renderer, or it keeps up)."
+            "behind at most this many (plus one chunk of 25) historical ones. 0: no wait (no renderer, or it "
+            "keeps up)."
         ),
     )
 

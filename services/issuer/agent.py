@@ -57,7 +57,8 @@ RELAY_AGE = 5.0  # seconds: younger events are still being sent by the agent its
 MARK_BATCH = 500  # acknowledged events marked sent in one transaction
 BATCH_SIZE = 200  # Moodle events saved in one transaction (fewer commits: the issuer's main cost)
 BATCH_WAIT = 0.05  # seconds a batch waits to fill: the latency a lone event pays
-BACKFILL_BATCH_SIZE = 100  # a live batch that arrives meanwhile waits for one of these at most
+BACKFILL_BATCH_SIZE = 100  # backfill messages taken from the stream at once
+BACKFILL_CHUNK = 25  # ... and written in chunks: a live batch waits for one chunk at most
 PARKED_INTERVAL = 15.0  # seconds between two rounds resuming parked completions whose profile came
 # by another route (a profile stored by the gateway's database, a course added to the rules file...)
 
@@ -134,8 +135,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
         return await handle_batch(messages, LIVE)
 
     async def handle_backfill(messages: list[SourceMessage]) -> BatchOutcome:
-        await render_backlog.room()  # the renderer's queue, which live render requests join, stays short
-        return await handle_batch(messages, BACKFILL)
+        """In chunks, each written when no live batch waits and the renderer's queue, which live render
+        requests join, has room: the queue exceeds its bound by one chunk at most. (The offsets are
+        committed after the whole batch: a crash in between writes the saved chunks again, idempotently.)"""
+        poison: list[tuple[int, Exception]] = []
+        for start in range(0, len(messages), BACKFILL_CHUNK):
+            await render_backlog.room()
+            outcome = await handle_batch(messages[start : start + BACKFILL_CHUNK], BACKFILL)
+            poison += [(start + index, exc) for index, exc in outcome.poison]
+        return BatchOutcome(poison=poison)
 
     async def handle_batch(messages: list[SourceMessage], lane: int) -> BatchOutcome:
         result = await issue(
