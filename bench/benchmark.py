@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from common import CLOCK, LOAD_BEFORE, BenchError, exit_on_sigterm, log_tail, say
@@ -304,6 +305,14 @@ def warm_up_issuer(
     wait_for(lambda: probe.counts()[0] >= len(warm.expected_awards), workers, timeout, "warm-up award")
 
 
+def cpu_seconds(worker: Worker) -> float:
+    """CPU time (user + system) the worker's process has used: a cost per award that other load on the
+    machine changes far less than the wall-clock rate."""
+    assert worker.process is not None
+    times = psutil.Process(worker.process.pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def bench_issuer(stack: Settings, tmp: Path, dataset: Dataset, timeout: float, signing: bool) -> Result:
     name = "issuer" if signing else "issuer-unsigned"
     settings = phase_settings(stack, tmp, name, no_certificate_rules(tmp)).model_copy(
@@ -317,11 +326,13 @@ def bench_issuer(stack: Settings, tmp: Path, dataset: Dataset, timeout: float, s
         warm_up_issuer(probe, publisher, workers, warm, timeout)
         before = probe.counts()[0]
         say(f"issuer: publishing {len(dataset.messages)} events and waiting for awards + commits")
+        cpu_before = cpu_seconds(workers[0])
         start_wall, start = time.time(), time.monotonic()
         ends = publisher.publish(dataset.messages)
         published = time.monotonic() - start
         wait_until_done(probe, ends, workers, IssuerProgress(), timeout)
         seconds = time.monotonic() - start
+        cpu = cpu_seconds(workers[0]) - cpu_before
     awards = probe.counts()[0] - before
     expected = len(dataset.expected_awards - warm.expected_awards)
     if awards != expected:
@@ -334,9 +345,11 @@ def bench_issuer(stack: Settings, tmp: Path, dataset: Dataset, timeout: float, s
         "events",
         seconds,
         f"{awards} awards = {awards / seconds:.1f} awards/s; published in {published:.1f} s; "
-        f"last award stored after {last:.1f} s",
+        f"last award stored after {last:.1f} s; issuer CPU {1000 * cpu / max(awards, 1):.2f} ms an award",
         {
             "awards": awards,
+            "issuer_cpu_seconds": round(cpu, 3),
+            "issuer_cpu_ms_per_award": round(1000 * cpu / max(awards, 1), 3),
             "awards_per_second": round(awards / seconds, 2),
             "publish_seconds": round(published, 3),
             "last_award_seconds": round(last, 3),
