@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any
 
 import faust
@@ -20,7 +20,7 @@ from ebackpack.config import Settings
 
 from . import health
 from .policy import RetryPolicy, SourceMessage
-from .steps import BatchHandler, Handler, Retrying, batch_pipeline, message_pipeline, run
+from .steps import BatchHandler, Handler, Letter, Retrying, batch_pipeline, message_pipeline, run
 from .steps import BatchOutcome as BatchOutcome  # what the agents' batch handlers return
 
 log = logging.getLogger(__name__)
@@ -135,13 +135,15 @@ async def send_and_wait(topic: TopicT, key: bytes | None, value: bytes) -> None:
 
 
 class TopicDeadLetters:
-    """The `DeadLetterSink` of a worker: a faust topic, each send awaited until the broker acknowledged it."""
+    """The `DeadLetterSink` of a worker: a faust topic. The letters are handed to the producer in order
+    (`force=True`, as in `send_and_wait`), then every acknowledgement is awaited."""
 
     def __init__(self, topic: TopicT) -> None:
         self.topic = topic
 
-    async def send(self, key: bytes | None, value: bytes) -> None:
-        await send_and_wait(self.topic, key, value)
+    async def send(self, letters: Sequence[Letter]) -> None:
+        acks = [await self.topic.send(key=key, value=value, force=True) for key, value in letters]
+        await asyncio.gather(*acks)
 
 
 def _source(event: Any) -> SourceMessage:

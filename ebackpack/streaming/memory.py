@@ -3,13 +3,13 @@ and no broker, a dead-letter sink in a list and the commits recorded. For fast t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from schemas import DeadLetterMessage
 
 from .policy import SourceMessage
-from .steps import Batch, Pipeline, run
+from .steps import Batch, Letter, Pipeline, run
 
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> the next offset to read
 
@@ -34,11 +34,11 @@ class MemoryDeadLetters:
     reachable: bool = True
     attempts: int = 0
 
-    async def send(self, key: bytes | None, value: bytes) -> None:
+    async def send(self, letters: Sequence[Letter]) -> None:
         self.attempts += 1
         if not self.reachable:
             raise ConnectionRefusedError(111, "the dead-letter topic is unreachable")
-        self.letters.append(DeadLetterMessage.model_validate_json(value))
+        self.letters += [DeadLetterMessage.model_validate_json(value) for _key, value in letters]
 
     @property
     def offsets(self) -> list[int]:

@@ -18,7 +18,7 @@ import collections
 import functools
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -41,11 +41,14 @@ BatchHandler = Callable[[list[SourceMessage]], Awaitable[BatchOutcome]]
 Handler = Callable[[SourceMessage], Awaitable[Any]]
 
 
+Letter = tuple[bytes | None, bytes]  # (key, value) of a dead letter
+
+
 class DeadLetterSink(Protocol):
     """Where dead letters go (a faust topic in a worker, a list in tests)."""
 
-    async def send(self, key: bytes | None, value: bytes) -> None:
-        """Returns only once the dead letter is stored (the broker acknowledged it)."""
+    async def send(self, letters: Sequence[Letter]) -> None:
+        """Returns only once every dead letter is stored (the broker acknowledged each)."""
 
 
 @dataclass
@@ -150,13 +153,18 @@ class HandleEach:
 @dataclass(frozen=True)
 class SendDeadLetters:
     """Each invalid message to the dead letters, with the reason and its original bytes. A dead letter must
-    not be lost either: while the sink cannot take it, the stream pauses here, before its commit."""
+    not be lost either: while the sink cannot take them, the stream pauses here, before its commit.
+
+    A batch's letters are sent together and their acknowledgements awaited together: one round trip to
+    the broker a batch instead of one a letter. Should the sink fail part-way, the retry sends them all
+    again, so a letter may be stored twice (at least once, like every message here)."""
 
     sink: DeadLetterSink
     consumer: str
     retrying: Retrying
 
     async def __call__(self, batch: Batch) -> None:
+        letters = []
         for index, exc in sorted(batch.invalid.items()):
             source = batch.messages[index]
             letter = dead_letter(source, exc, self.consumer, producer=f"ebackpack/{self.consumer}")
@@ -167,7 +175,11 @@ class SendDeadLetters:
                 source.offset,
                 letter.data.reason,
             )
-            await self.retrying(functools.partial(self.sink.send, source.key, letter.to_bytes()))
+            letters.append((source.key, letter))
+        if not letters:
+            return
+        await self.retrying(functools.partial(self.sink.send, [(key, lt.to_bytes()) for key, lt in letters]))
+        for _, letter in letters:
             metrics.dead_lettered(self.consumer, letter.data.error_type)
 
 

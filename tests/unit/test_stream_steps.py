@@ -113,6 +113,7 @@ def test_a_failing_batch_is_handled_again_one_message_at_a_time() -> None:
         (1, "KeyError"),
         (3, "InvalidMessage"),
     ]
+    assert sink.attempts == 1  # the batch's letters in one send, their acknowledgements awaited together
     assert stream.committed == {("t", 0): 4}
 
 
