@@ -57,8 +57,9 @@ RELAY_AGE = 5.0  # seconds: younger events are still being sent by the agent its
 MARK_BATCH = 500  # acknowledged events marked sent in one transaction
 BATCH_SIZE = 200  # Moodle events saved in one transaction (fewer commits: the issuer's main cost)
 BATCH_WAIT = 0.05  # seconds a batch waits to fill: the latency a lone event pays
+STREAM_BUFFER = 16_384  # messages per agent's buffer (faust's default: 4,096), ~1.5 KB each
 BACKFILL_BATCH_SIZE = 100  # backfill messages taken from the stream at once
-BACKFILL_CHUNK = 25  # ... and written in chunks: a live batch waits for one chunk at most
+BACKFILL_CHUNK = 25  # ... written in chunks of this many while certificates are being rendered
 PARKED_INTERVAL = 15.0  # seconds between two rounds resuming parked completions whose profile came
 # by another route (a profile stored by the gateway's database, a course added to the rules file...)
 
@@ -66,6 +67,11 @@ PARKED_INTERVAL = 15.0  # seconds between two rounds resuming parked completions
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     app = make_app(settings.issuer_group, settings)
+    # Records already fetched are handed to their agent's buffer even after faust stopped fetching a
+    # partition whose buffer is under pressure, and a full buffer stops the hand-over of every topic: a
+    # live event fetched behind a fetch of backfill records would wait until the backfill agent took them.
+    # Room for several fetches of every backfill partition keeps the hand-over from blocking.
+    app.conf.stream_buffer_maxsize = STREAM_BUFFER
     service = IssuerService.from_platform(build(settings))
     install_repair(app, service.sessions, settings)  # render requests a broker lost are sent again
     events = raw_topic(app, settings.topic(MOODLE_EVENTS))
@@ -135,13 +141,16 @@ def create_app(settings: Settings | None = None) -> faust.App:
         return await handle_batch(messages, LIVE)
 
     async def handle_backfill(messages: list[SourceMessage]) -> BatchOutcome:
-        """In chunks, each written when no live batch waits and the renderer's queue, which live render
-        requests join, has room: the queue exceeds its bound by one chunk at most. (The offsets are
-        committed after the whole batch: a crash in between writes the saved chunks again, idempotently.)"""
+        """Written when no live batch waits and the renderer's queue, which live render requests join, has
+        room; while this worker sends render requests, in chunks, each waiting for room, so the queue
+        exceeds its bound by one chunk at most. (The offsets are committed after the whole batch: a crash
+        in between writes the saved chunks again, idempotently.) Without render requests, whole: chunks
+        made live completions wait longer there (bench/README.md, "Backfill beside live events")."""
         poison: list[tuple[int, Exception]] = []
-        for start in range(0, len(messages), BACKFILL_CHUNK):
+        chunk = BACKFILL_CHUNK if render_ends and settings.backfill_render_backlog else len(messages)
+        for start in range(0, len(messages), chunk):
             await render_backlog.room()
-            outcome = await handle_batch(messages[start : start + BACKFILL_CHUNK], BACKFILL)
+            outcome = await handle_batch(messages[start : start + chunk], BACKFILL)
             poison += [(start + index, exc) for index, exc in outcome.poison]
         return BatchOutcome(poison=poison)
 
