@@ -243,7 +243,7 @@ def web_server(
             start_new_session=True,
         )
     try:
-        wait_until_up(server, settings.public_url, log_path)
+        wait_until_up(server, settings.public_url + "/healthz", log_path, "ebackpack serve")
         yield server
     finally:
         stop(server)
@@ -311,38 +311,27 @@ def nginx(work: Path, body: bytes) -> Iterator[tuple[subprocess.Popen[bytes], st
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if server.poll() is not None:
-                tail = (work / "nginx-error.log").read_text(errors="replace")[-2000:]
-                raise BenchError(f"nginx exited with {server.returncode}:\n{tail}")
-            try:
-                if get(base + "/same-size.html")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(f"nginx did not answer {base} within {SERVER_START_TIMEOUT:.0f} s")
-            time.sleep(0.1)
+        wait_until_up(server, base + "/same-size.html", work / "nginx-error.log", "nginx")
         yield server, base
     finally:
         stop(server)
         log(f"nginx stopped (exit {server.returncode})")
 
 
-def wait_until_up(server: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+def wait_until_up(server: subprocess.Popen[bytes], url: str, log_path: Path, name: str) -> None:
+    """Until `url` answers 200; a BenchError with the log's tail if the server exits or stays silent."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
         if server.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:]
-            raise BenchError(f"uvicorn exited with {server.returncode}:\n{tail}")
+            raise BenchError(f"{name} exited with {server.returncode}:\n{tail}")
         try:
-            if get(url + "/healthz")[0] == 200:
+            if get(url)[0] == 200:
                 return
         except OSError:
             pass
         time.sleep(0.1)
-    raise BenchError(f"uvicorn did not answer {url}/healthz within {SERVER_START_TIMEOUT:.0f} s")
+    raise BenchError(f"{name} did not answer {url} within {SERVER_START_TIMEOUT:.0f} s")
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, int]:

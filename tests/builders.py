@@ -8,8 +8,10 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TypeVar
 
+import httpx
 from kafka.admin import KafkaAdminClient
 
 from ebackpack.config import Settings
@@ -97,3 +99,18 @@ def wait_for(check: Callable[[], T | None], seconds: float, what: str, workers: 
             )
         time.sleep(0.3)
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def wait_until_healthy(process: subprocess.Popen[bytes], url: str, log: Path, seconds: float = 60) -> None:
+    """Until the server `process` started answers 200 on `url`/healthz; fails with its log's tail if it
+    exits or does not answer in time."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"the server did not answer {url}/healthz in {seconds:.0f} s"
+        time.sleep(0.1)

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from ebackpack.adapters.webserver import web_server
 from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
+from tests.builders import wait_until_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -63,16 +64,7 @@ def server(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path) -
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(command, env=environment(settings), stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        wait_until_healthy(process, f"http://127.0.0.1:{port}", tmp_path / "server.log")
         yield port
     finally:
         process.terminate()

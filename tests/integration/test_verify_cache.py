@@ -34,6 +34,7 @@ from ebackpack.streaming.errors import InvalidMessage
 from services.backpack.public_pages import VerificationCache
 from services.gateway.profiles import store_profiles
 from services.issuer.service import IssuerService
+from tests.builders import wait_until_healthy
 
 PROJECT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
@@ -79,16 +80,7 @@ def serve(database_url: str, work: Path, cache_seconds: int) -> Iterator[str]:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert server.poll() is None, (work / f"serve-{port}.log").read_text(errors="replace")[-3000:]
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "ebackpack serve did not answer"
-            time.sleep(0.1)
+        wait_until_healthy(server, url, work / f"serve-{port}.log", START_TIMEOUT)
         yield url
     finally:
         server.terminate()
