@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import CLOCK, LOAD_BEFORE, BenchError, exit_on_sigterm, say
+from common import CLOCK, LOAD_BEFORE, BenchError, Report, run_benchmark, say
 from load_benchmark import (
     RENDERER_GROUP,
     WARMUP,
@@ -387,21 +386,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
-    try:
+
+    def work() -> Report:
         report = benchmark(args)
-    except (BenchError, StackError) as exc:
-        say(f"backfill benchmark failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        say("interrupted; everything started was stopped")
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(text_report(report), file=sys.stderr if args.json else sys.stdout, flush=True)
-    if args.json:
-        print(json.dumps(report, ensure_ascii=False))
-    return 0
+        return text_report(report), json.dumps(report, ensure_ascii=False)
+
+    return run_benchmark("backfill benchmark", work, args.json, (StackError,))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from typing import Any
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
-from common import CLOCK, LOAD_BEFORE, BenchError, exit_on_sigterm, log_tail, say
+from common import CLOCK, LOAD_BEFORE, BenchError, Report, log_tail, run_benchmark, say
 from kafka.admin import KafkaAdminClient, NewTopic
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -675,20 +674,13 @@ def benchmark(args: argparse.Namespace) -> list[Result]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
-    try:
+
+    def work() -> Report:
         results = benchmark(args)
-    except (BenchError, DemoTimeout, StackError) as exc:
-        say(f"benchmark failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        say("interrupted; everything started was stopped")
-        return 130
-    total = time.monotonic() - CLOCK
-    print(table(results, total), file=sys.stderr if args.json else sys.stdout, flush=True)
-    if args.json:
-        print(report_json(results, args, total))
-    return 0
+        total = time.monotonic() - CLOCK
+        return table(results, total), report_json(results, args, total)
+
+    return run_benchmark("benchmark", work, args.json, (DemoTimeout, StackError))
 
 
 if __name__ == "__main__":

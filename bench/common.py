@@ -1,11 +1,14 @@
 """What every benchmark script shares: its clock and progress lines, its error type, the load average
-before it started, clean exits on SIGTERM, and the tail of a worker's log for error messages."""
+before it started, clean exits on SIGTERM, the main of a benchmark on a stack, and the tail of a worker's
+log for error messages."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -35,3 +38,30 @@ def log_tail(worker: Worker, lines: int = 12) -> str:
     except OSError:
         return ""
     return f"\n--- last lines of {worker.log_path.name} ---\n" + "\n".join(tail)
+
+
+Report = tuple[str, str]  # (the table for people, the JSON for programs)
+
+
+def run_benchmark(
+    name: str, work: Callable[[], Report], as_json: bool, failures: tuple[type[Exception], ...]
+) -> int:
+    """The main of a benchmark that starts a stack and workers: SIGTERM ends it as Ctrl-C does (every
+    `finally` stops what was started); a failure of one of `failures` is one line and exit status 1.
+    The table goes to stdout, or with `as_json` to stderr and the JSON to stdout."""
+    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
+    expected: tuple[type[Exception], ...] = (BenchError, *failures)
+    try:
+        text, json_text = work()
+    except expected as exc:
+        say(f"{name} failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted; everything started was stopped")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(text, file=sys.stderr if as_json else sys.stdout, flush=True)
+    if as_json:
+        print(json_text)
+    return 0

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import CLOCK, LOAD_BEFORE, BenchError, exit_on_sigterm, say
+from common import CLOCK, LOAD_BEFORE, BenchError, Report, run_benchmark, say
 
 from ebackpack.bootstrap import prepare
 from ebackpack.config import Settings
@@ -737,20 +737,13 @@ def benchmark(args: argparse.Namespace) -> list[Result]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
-    try:
+
+    def work() -> Report:
         results = benchmark(args)
-    except (BenchError, StackError) as exc:
-        say(f"benchmark failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        say("interrupted; everything started was stopped")
-        return 130
-    total = time.monotonic() - CLOCK
-    print(table(results, total), file=sys.stderr if args.json else sys.stdout, flush=True)
-    if args.json:
-        print(report_json(results, args, total))
-    return 0
+        total = time.monotonic() - CLOCK
+        return table(results, total), report_json(results, args, total)
+
+    return run_benchmark("benchmark", work, args.json, (StackError,))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import math
 import os
 import platform
 import shutil
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from typing import Any
 
 import psutil
 from aiokafka.admin import AIOKafkaAdminClient
-from common import CLOCK, LOAD_BEFORE, BenchError, exit_on_sigterm, log_tail, say
+from common import CLOCK, LOAD_BEFORE, BenchError, Report, log_tail, run_benchmark, say
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -1088,21 +1087,12 @@ def benchmark(args: argparse.Namespace) -> Figures:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
-    try:
+
+    def work() -> Report:
         result = benchmark(args)
-    except (BenchError, StackError) as exc:
-        say(f"load benchmark failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        say("interrupted; everything started was stopped")
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(result.text, file=sys.stderr if args.json else sys.stdout, flush=True)
-    if args.json:
-        print(json.dumps(result.report, ensure_ascii=False))
-    return 0
+        return result.text, json.dumps(result.report, ensure_ascii=False)
+
+    return run_benchmark("load benchmark", work, args.json, (StackError,))
 
 
 if __name__ == "__main__":
