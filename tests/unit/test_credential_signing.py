@@ -21,6 +21,8 @@ import base58
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from pydantic import ValidationError
@@ -31,7 +33,6 @@ from ebackpack.domain.credentials import dataintegrity, fastcanon, jsonld, ob3, 
 from ebackpack.domain.credentials.dataintegrity import ProofError
 from ebackpack.domain.credentials.facts import CredentialFacts, iso, learner_subject_id, recipient_hash
 from ebackpack.domain.credentials.fastcanon import ShapeCanonizer
-from ebackpack.domain.credentials.jsonld import Dataset
 from ebackpack.domain.credentials.keys import (
     KeyRing,
     SigningKey,
@@ -124,18 +125,18 @@ class Calls:
 def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     """Counts which path fastcanon took: whole-document canonicalization or N-Quads substitution."""
     counted = Calls()
-    slow_canonize, fast_canonize = fastcanon.canonize, fastcanon.canonize_dataset
+    slow_canonize, fast_canonize = fastcanon.canonize, fastcanon.fast_canonize
 
     def counting_slow(document: dict[str, Any]) -> str:
         counted.slow += 1
         return slow_canonize(document)
 
-    def counting_fast(dataset: Dataset) -> str:
+    def counting_fast(template: Any, values: Any) -> str:
         counted.fast += 1
-        return fast_canonize(dataset)
+        return fast_canonize(template, values)
 
     monkeypatch.setattr(fastcanon, "canonize", counting_slow)
-    monkeypatch.setattr(fastcanon, "canonize_dataset", counting_fast)
+    monkeypatch.setattr(fastcanon, "fast_canonize", counting_fast)
     return counted
 
 
@@ -606,6 +607,37 @@ def test_a_shape_whose_template_disagrees_falls_back_for_good(
     assert canonizer.templates[shape.key] is None
     assert "differs" in caplog.text
     assert canonizer.canonize(shape.key, skewed, real) == slow(facts)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(max_size=40), n=st.integers(min_value=0, max_value=10**6))
+def test_any_learner_name_canonicalizes_as_the_slow_path_does(calls: Calls, name: str, n: int) -> None:
+    canonizer = ShapeCanonizer(ob3.SLOTS)
+    for rule in (RULE["python-basics"], RULE["pierwsza-pomoc"]):
+        facts = make_facts(rule, name, n)
+        assert fast(canonizer, facts) == slow(facts), repr(name)
+
+
+def test_blank_nodes_sharing_a_first_degree_hash_go_through_the_full_algorithm(calls: Calls) -> None:
+    """Two blank nodes said alike (the case RDFC-1.0's N-degree hashing is for): the document is
+    canonicalized by pyld's whole algorithm, and the result is the slow path's."""
+    context = {"@vocab": "http://example.org/vocab#"}
+
+    def build(values: Any) -> dict[str, Any]:
+        return {
+            "@context": context,
+            "@id": "http://example.org/doc",
+            "name": values["name"],
+            "part": [{"label": "same"}, {"label": "same"}],
+        }
+
+    canonizer = ShapeCanonizer(("name",))
+    for name in ("first", "second"):
+        expected = jsonld.canonize(build({"name": name}))
+        assert "_:c14n1" in expected  # two blank nodes
+        assert canonizer.canonize("alike", build, {"name": name}) == expected
+    template = canonizer.templates["alike"]
+    assert template is not None and template.quads.canonize(lambda text, literal: text) is None
 
 
 @pytest.mark.parametrize("name", BACKSLASH_LETTER + LINE_SEPARATORS)
