@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import CLOCK, LOAD_BEFORE, BenchError, Report, run_benchmark, say
+from common import CLOCK, LOAD_BEFORE, BenchError, Report, add_worker_options, run_benchmark, say
 from load_benchmark import (
-    RENDERER_GROUP,
     WARMUP,
     Completions,
     Counts,
@@ -47,6 +46,7 @@ from load_benchmark import (
     check_alive,
     collect,
     count_rows,
+    pipeline_workers,
     rules_and_courses,
     run_settings,
     spread,
@@ -286,11 +286,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         sessions = prepare(settings)
         say(f"storing {plan.learners + WARMUP} learner profiles")
         store_learners(sessions, plan)
-        workers = [Worker(f"issuer-{i}", settings) for i in range(1, args.issuers + 1)]
-        workers += [Worker(f"renderer-{i}", settings) for i in range(1, args.renderers + 1)]
-        groups = {settings.topic(settings.issuer_group): args.issuers}
-        if args.renderers:
-            groups[settings.topic(RENDERER_GROUP)] = args.renderers
+        workers, groups = pipeline_workers(settings, args.issuers, args.renderers)
         say(f"starting {args.issuers} issuer(s) and {args.renderers} renderer(s); warming up")
         cleanup.enter_context(running(workers))
         live_publisher = cleanup.enter_context(closing(MoodleEventPublisher(settings)))
@@ -345,14 +341,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="historical completions to backfill")
     parser.add_argument("--live-rate", type=float, default=10.0, help="live completions per second meanwhile")
-    parser.add_argument("--issuers", type=int, default=1, help="issuer worker processes")
-    parser.add_argument("--renderers", type=int, default=2, help="renderer worker processes")
-    parser.add_argument(
-        "--certificates",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="completions of courses whose rule issues a PDF (default), or badges only",
-    )
+    add_worker_options(parser, "completions of courses whose rule issues a PDF (default), or badges only")
     parser.add_argument(
         "--single-lane",
         action="store_true",

@@ -4,6 +4,7 @@ log for error messages."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -65,3 +66,12 @@ def run_benchmark(
     if as_json:
         print(json_text)
     return 0
+
+
+def add_worker_options(parser: argparse.ArgumentParser, certificates_help: str) -> None:
+    """The pipeline benchmarks' worker counts and whether completions earn a PDF."""
+    parser.add_argument("--issuers", type=int, default=1, help="issuer worker processes")
+    parser.add_argument("--renderers", type=int, default=2, help="renderer worker processes")
+    parser.add_argument(
+        "--certificates", action=argparse.BooleanOptionalAction, default=True, help=certificates_help
+    )

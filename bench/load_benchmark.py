@@ -41,7 +41,7 @@ from typing import Any
 
 import psutil
 from aiokafka.admin import AIOKafkaAdminClient
-from common import CLOCK, LOAD_BEFORE, BenchError, Report, log_tail, run_benchmark, say
+from common import CLOCK, LOAD_BEFORE, BenchError, Report, add_worker_options, log_tail, run_benchmark, say
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -980,6 +980,16 @@ def text_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def pipeline_workers(settings: Settings, issuers: int, renderers: int) -> tuple[list[Worker], dict[str, int]]:
+    """The issuer and renderer workers to start, and their consumer groups with how many members each."""
+    workers = [Worker(f"issuer-{i}", settings) for i in range(1, issuers + 1)]
+    workers += [Worker(f"renderer-{i}", settings) for i in range(1, renderers + 1)]
+    groups = {settings.topic(settings.issuer_group): issuers}
+    if renderers:
+        groups[settings.topic(RENDERER_GROUP)] = renderers
+    return workers, groups
+
+
 # --- main --------------------------------------------------------------------------------------------
 
 
@@ -987,13 +997,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=100.0, help="completions per second to publish")
     parser.add_argument("--seconds", type=float, default=300.0, help="how long to publish")
-    parser.add_argument("--issuers", type=int, default=1, help="issuer worker processes")
-    parser.add_argument("--renderers", type=int, default=2, help="renderer worker processes")
-    parser.add_argument(
-        "--certificates",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="completions of courses whose rule issues a PDF (default), or, with "
+    add_worker_options(
+        parser,
+        "completions of courses whose rule issues a PDF (default), or, with "
         "--no-certificates, every rule course with PDFs switched off",
     )
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds start-up and warm-up may take")
@@ -1044,11 +1050,7 @@ def benchmark(args: argparse.Namespace) -> Figures:
         sessions = prepare(settings)
         say(f"storing {plan.learners + WARMUP} learner profiles")
         store_learners(sessions, plan)
-        workers = [Worker(f"issuer-{i}", settings) for i in range(1, args.issuers + 1)]
-        workers += [Worker(f"renderer-{i}", settings) for i in range(1, args.renderers + 1)]
-        groups = {settings.topic(settings.issuer_group): args.issuers}
-        if args.renderers:
-            groups[settings.topic(RENDERER_GROUP)] = args.renderers
+        workers, groups = pipeline_workers(settings, args.issuers, args.renderers)
         say(
             f"starting {args.issuers} issuer(s) and {args.renderers} renderer(s); warming up with "
             f"{WARMUP} completions"
