@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/ebackpack demo
 
 test: lint
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=25
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
