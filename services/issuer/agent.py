@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import faust
+from kafka import TopicPartition
 
 from ebackpack.adapters import metrics
+from ebackpack.adapters.broker import Broker
 from ebackpack.adapters.persistence.tables import OutboxRow
 from ebackpack.bootstrap import build
 from ebackpack.config import Settings, get_settings
-from ebackpack.ops.groups import known_groups
 from ebackpack.streaming.app import (
     BatchOutcome,
     batch_agent,
@@ -45,7 +46,7 @@ from ebackpack.streaming.topics import (
 )
 
 from .commands import carry_out
-from .repair import install_repair
+from .repair import install_repair, renderer_group
 from .service import IssuerService
 
 log = logging.getLogger(__name__)
@@ -234,29 +235,20 @@ def _render_backlog(settings: Settings, ends: dict[int, int]) -> Callable[[], in
     newest acknowledged request per partition (`ends`, kept by the worker: the end offsets the embedded
     broker reports are not exact, and probing them is slow under load) and the group's committed
     offsets, read from the broker on a connection kept between calls."""
-    group = next(
-        (group for group, (role, _topics) in known_groups(settings).items() if role == "renderer"), ""
-    )
-    topic = settings.topic(RENDER_REQUESTS)
-    held: dict[str, object] = {}
+    group, topic = renderer_group(settings), settings.topic(RENDER_REQUESTS)
+    broker: Broker | None = None
 
     def measure() -> int:
-        from kafka import TopicPartition
-
-        from ebackpack.adapters.broker import Broker
-
+        nonlocal broker
         produced = dict(ends)  # a copy: the worker's event loop adds to it meanwhile
         if not produced:
             return 0
-        if "broker" not in held:
-            held["broker"] = Broker(settings, timeout=5.0)
-        broker = held["broker"]
-        assert isinstance(broker, Broker)
+        broker = broker or Broker(settings, timeout=5.0)
         try:
             committed = broker.committed(group)
         except Exception:
-            held.pop("broker")
-            broker.close()  # reconnect next time
+            broker.close()
+            broker = None  # reconnect next time
             raise
         return sum(max(0, end - committed.get(TopicPartition(topic, p), 0)) for p, end in produced.items())
 
