@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import resource
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -330,12 +331,19 @@ def _poppler(args: list[str]) -> None:
     except subprocess.TimeoutExpired as error:
         raise ImportRejected(f"{tool} took longer than {POPPLER_SECONDS} s on this PDF") from error
     if done.returncode < 0:
-        raise ImportRejected(
-            f"{tool} was stopped on this PDF (signal {-done.returncode}): "
-            "it ran into its memory, time or output limit"
-        )
+        raise ImportRejected(_stopped_by(tool, -done.returncode))
     if done.returncode != 0:
         raise ImportRejected(f"{tool} could not read this PDF: {_last_line(log)}")
+
+
+def _stopped_by(tool: str, sig: int) -> str:
+    """Why the kernel stopped a poppler tool. The CPU and wall-clock limits are equal, so on a busy
+    page either may fire first: both read as the same time limit."""
+    if sig in (signal.SIGXCPU, signal.SIGKILL):  # the CPU limit: SIGKILL once the hard limit is reached
+        return f"{tool} took longer than {POPPLER_SECONDS} s on this PDF"
+    if sig == signal.SIGXFSZ:
+        return f"{tool} wrote more than {POPPLER_OUTPUT // 2**20} MiB reading this PDF"
+    return f"{tool} was stopped on this PDF (signal {sig}): it ran into its memory limit"
 
 
 def _poppler_memory() -> int:
