@@ -342,7 +342,7 @@ def _stopped_by(tool: str, sig: int) -> str:
     if sig in (signal.SIGXCPU, signal.SIGKILL):  # the CPU limit: SIGKILL once the hard limit is reached
         return f"{tool} took longer than {POPPLER_SECONDS} s on this PDF"
     if sig == signal.SIGXFSZ:
-        return f"{tool} wrote more than {POPPLER_OUTPUT // 2**20} MiB reading this PDF"
+        return f"{tool} was stopped on this PDF: it ran into its output limit of {POPPLER_OUTPUT:,} bytes"
     return f"{tool} was stopped on this PDF (signal {sig}): it ran into its memory limit"
 
 
