@@ -218,7 +218,7 @@ def test_oversized_attachment(navoica_pdf: bytes, size: int, declared: int | Non
 
 def test_poppler_runs_under_its_limits(navoica_pdf: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pdf_format, "POPPLER_OUTPUT", 1000)  # bytes: the page image is larger
-    with pytest.raises(ImportRejected, match="pdftoppm was stopped on this PDF: it ran into its output limit of 1,000 bytes"):
+    with pytest.raises(ImportRejected, match="pdftoppm .* ran into its output limit of 1,000 bytes"):
         extract_pdf(navoica_pdf)
 
 
