@@ -32,23 +32,18 @@ HOSTILE, OTHER = 6101, 6102
 
 
 def nested_xobjects_pdf(depth: int = 12, fan_out: int = 8, seed: int = 0) -> bytes:
-    """A ~4 KB PDF: a page draws form X12, which draws X11 eight times, ... X1 draws a letter: 8^12
-    draws. poppler catches a form that draws itself, not this."""
+    """A ~4 KB PDF: a page draws form X12, which draws X11 eight times, ... X1 fills a square: 8^12
+    draws. poppler catches a form that draws itself, not this. Slow, not greedy: pdftotext's memory
+    stays flat (a letter instead of the square adds a word to its text per draw, ~270 MB in 6 s, so the
+    memory limit could stop it before the time budget on a fast core)."""
     pdf = pikepdf.new()
     pdf.add_blank_page(page_size=(200, 200))
-    font = pikepdf.Dictionary(
-        Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica
-    )
     inner: pikepdf.Object | None = None
     for _ in range(depth):
-        body = (
-            b"BT /F1 1 Tf (x) Tj ET"
-            if inner is None
-            else b" ".join([b"q 0.9 0 0 0.9 1 1 cm /X Do Q"] * fan_out)
-        )
+        body = b"0 0 1 1 re f" if inner is None else b" ".join([b"q 0.9 0 0 0.9 1 1 cm /X Do Q"] * fan_out)
         form = pdf.make_indirect(pikepdf.Stream(pdf, body))
         form.Type, form.Subtype, form.BBox = pikepdf.Name.XObject, pikepdf.Name.Form, [0, 0, 200, 200]
-        form.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font))
+        form.Resources = pikepdf.Dictionary()
         if inner is not None:
             form.Resources.XObject = pikepdf.Dictionary(X=inner)
         inner = form
