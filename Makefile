@@ -28,8 +28,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ebackpack demo
 
+# Two pytest processes (pytest-xdist), each with its own broker and S3 server; a test file stays on one
+# (its module fixtures are set up once). TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/pytest tests --durations=25
+	$(BIN)/pytest tests -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
