@@ -283,9 +283,10 @@ class Settings(BaseSettings):
         le=1_000_000,
         description=(
             "Issuer: a batch of the backfill lane (`moodle.events.backfill`) waits while the renderer has "
-            "more than this many render requests not yet done, so a live completion's certificate queues "
-            "behind at most this many (plus one chunk of 25) historical ones. 0: no wait (no renderer, or it "
-            "keeps up)."
+            "more than this many of the backfill's render requests (`certificates.render.backfill`) not "
+            "yet done, so the backfill's awards do not run far ahead of its PDFs and leave the CPU to the "
+            "renderer. Live requests never wait for these: the renderer takes the backfill's only while "
+            "no live one waits. 0: no wait (no renderer, or it keeps up)."
         ),
     )
 

@@ -11,6 +11,7 @@ from ebackpack.streaming.topics import (
     MOODLE_EVENTS_BACKFILL,
     MOODLE_USERS,
     RENDER_REQUESTS,
+    RENDER_REQUESTS_BACKFILL,
     TOPICS,
 )
 
@@ -37,7 +38,10 @@ def known_groups(settings: Settings) -> dict[str, tuple[str, tuple[str, ...]]]:
             "issuer",
             (MOODLE_EVENTS, MOODLE_EVENTS_BACKFILL, MOODLE_USERS, MOODLE_COURSES, CREDENTIAL_COMMANDS),
         ),
-        settings.topic("renderer"): ("renderer", (RENDER_REQUESTS,)),  # services/renderer/agent.py
+        settings.topic("renderer"): (  # services/renderer/agent.py
+            "renderer",
+            (RENDER_REQUESTS, RENDER_REQUESTS_BACKFILL),
+        ),
         settings.topic("importer"): ("importer", (ATTESTATION_UPLOADS,)),  # services/importer/agent.py
         settings.topic(settings.notify_group): ("notifier", ()),
         replay_group(settings): ("dead-letter replay", tuple(dlq_topics())),

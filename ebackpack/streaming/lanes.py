@@ -23,6 +23,13 @@ from contextlib import asynccontextmanager
 log = logging.getLogger(__name__)
 
 LIVE, BACKFILL = 0, 1  # priorities: lower goes first
+# Messages per agent's buffer in a worker with lanes (faust's default: 4,096; one setting per worker).
+# Records already fetched are handed to their agent's buffer even after faust stopped fetching a
+# partition whose buffer is under pressure, and a full buffer stops the hand-over of every topic: a live
+# message fetched behind a fetch of backfill records would wait until the backfill agent took them. Room
+# for several fetches of every backfill partition keeps the hand-over from blocking (bench/README.md,
+# "Backfill beside live events").
+LANE_BUFFER = 16_384
 
 
 class LaneLock:

@@ -19,6 +19,7 @@ MOODLE_EVENTS = "moodle.events"
 MOODLE_EVENTS_BACKFILL = "moodle.events.backfill"
 CREDENTIALS = "credentials"
 RENDER_REQUESTS = "certificates.render"
+RENDER_REQUESTS_BACKFILL = "certificates.render.backfill"
 RENDERED = "certificates.rendered"
 MOODLE_USERS = "moodle.users"
 MOODLE_COURSES = "moodle.courses"
@@ -85,6 +86,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         RENDER_REQUESTS,
         4,
         "Certificate render requests, key = credential id.",
+        {"retention.ms": str(RETAIN_EVENTS_MS)},
+    ),
+    TopicSpec(
+        RENDER_REQUESTS_BACKFILL,
+        4,
+        "Render requests of certificates awarded from `moodle.events.backfill`, key = credential id: the "
+        "renderer takes them only while `certificates.render` (live) has nothing waiting.",
         {"retention.ms": str(RETAIN_EVENTS_MS)},
     ),
     TopicSpec(RENDERED, 4, "Certificate PDFs stored in S3, key = credential id."),

@@ -3,10 +3,12 @@ from the gateway's backfill and import), agents keeping learner and course profi
 timer, and the parked completions (waiting for a profile) resumed when the profile comes or by a timer.
 
 Live work goes first (`ebackpack/streaming/lanes.py`): every write takes one `LaneLock`, and a backfill
-batch gets it only when no live writer waits, and only while the renderer has at most
-`backfill_render_backlog` render requests not yet committed, so a live completion's certificate does
-not queue behind a backfill's either. Both lanes award through the same handler: one credential per
-learner and rule whichever lane (or both) brought the completion."""
+batch gets it only when no live writer waits. The backfill's certificates are rendered on a lane of
+their own too: their render requests go to `certificates.render.backfill`, which the renderer takes only
+while no live request waits, and a backfill batch is written only while the renderer has at most
+`backfill_render_backlog` of them not yet committed, so that the backfill's awards do not run far ahead
+of its PDFs (taking the CPU the renderer needs). Both lanes award through the same handler: one
+credential per learner and rule whichever lane (or both) brought the completion."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from ebackpack.streaming.app import (
     message_agent,
     raw_topic,
 )
-from ebackpack.streaming.lanes import BACKFILL, LIVE, Backlog, LaneLock
+from ebackpack.streaming.lanes import BACKFILL, LANE_BUFFER, LIVE, Backlog, LaneLock
 from ebackpack.streaming.policy import GaveUp, RetryPolicy, SourceMessage, survives_outages, with_retries
 from ebackpack.streaming.topics import (
     CREDENTIAL_COMMANDS,
@@ -42,6 +44,7 @@ from ebackpack.streaming.topics import (
     MOODLE_EVENTS_BACKFILL,
     MOODLE_USERS,
     RENDER_REQUESTS,
+    RENDER_REQUESTS_BACKFILL,
     dlq,
 )
 
@@ -58,7 +61,6 @@ RELAY_AGE = 5.0  # seconds: younger events are still being sent by the agent its
 MARK_BATCH = 500  # acknowledged events marked sent in one transaction
 BATCH_SIZE = 200  # Moodle events saved in one transaction (fewer commits: the issuer's main cost)
 BATCH_WAIT = 0.05  # seconds a batch waits to fill: the latency a lone event pays
-STREAM_BUFFER = 16_384  # messages per agent's buffer (faust's default: 4,096), ~1.5 KB each
 BACKFILL_BATCH_SIZE = 100  # backfill messages taken from the stream at once
 BACKFILL_CHUNK = 25  # ... written in chunks of this many while certificates are being rendered
 PARKED_INTERVAL = 15.0  # seconds between two rounds resuming parked completions whose profile came
@@ -68,11 +70,7 @@ PARKED_INTERVAL = 15.0  # seconds between two rounds resuming parked completions
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     app = make_app(settings.issuer_group, settings)
-    # Records already fetched are handed to their agent's buffer even after faust stopped fetching a
-    # partition whose buffer is under pressure, and a full buffer stops the hand-over of every topic: a
-    # live event fetched behind a fetch of backfill records would wait until the backfill agent took them.
-    # Room for several fetches of every backfill partition keeps the hand-over from blocking.
-    app.conf.stream_buffer_maxsize = STREAM_BUFFER
+    app.conf.stream_buffer_maxsize = LANE_BUFFER  # a full backfill buffer must not hold up live events
     service = IssuerService.from_platform(build(settings))
     install_repair(app, service.sessions, settings)  # render requests a broker lost are sent again
     events = raw_topic(app, settings.topic(MOODLE_EVENTS))
@@ -81,15 +79,16 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     outbox_topics = {
         settings.topic(name): raw_topic(app, settings.topic(name))
-        for name in (CREDENTIALS, RENDER_REQUESTS, LEARNERS_ERASED)
+        for name in (CREDENTIALS, RENDER_REQUESTS, RENDER_REQUESTS_BACKFILL, LEARNERS_ERASED)
     }
 
     sent: asyncio.Queue[tuple[str, Awaitable[object]]] = asyncio.Queue()
     # One writer at a time: concurrent SQLite writers in one process wait in the busy handler's sleeps.
     # Live writers first: a backfill batch is written only when none waits.
     writing = LaneLock()
-    render_ends: dict[int, int] = {}  # partition -> offset after the newest render request acknowledged
-    render_topic = settings.topic(RENDER_REQUESTS)
+    # partition -> offset after the newest backfill render request acknowledged
+    render_ends: dict[int, int] = {}
+    render_topic = settings.topic(RENDER_REQUESTS_BACKFILL)
     render_backlog = Backlog(_render_backlog(settings, render_ends), settings.backfill_render_backlog)
 
     async def write(step: Callable[..., T], *args: object) -> T:
@@ -142,11 +141,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
         return await handle_batch(messages, LIVE)
 
     async def handle_backfill(messages: list[SourceMessage]) -> BatchOutcome:
-        """Written when no live batch waits and the renderer's queue, which live render requests join, has
-        room; while this worker sends render requests, in chunks, each waiting for room, so the queue
-        exceeds its bound by one chunk at most. (The offsets are committed after the whole batch: a crash
-        in between writes the saved chunks again, idempotently.) Without render requests, whole: chunks
-        made live completions wait longer there (bench/README.md, "Backfill beside live events")."""
+        """Written when no live batch waits and the renderer's backfill queue has room; while this worker
+        sends render requests, in chunks, each waiting for room, so the queue exceeds its bound by one
+        chunk at most. (The offsets are committed after the whole batch: a crash in between writes the
+        saved chunks again, idempotently.) Without render requests, whole: chunks made live completions
+        wait longer there (bench/README.md, "Backfill beside live events")."""
         poison: list[tuple[int, Exception]] = []
         chunk = BACKFILL_CHUNK if render_ends and settings.backfill_render_backlog else len(messages)
         for start in range(0, len(messages), chunk):
@@ -161,6 +160,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             lambda r: r.events,
             [m.value or b"" for m in messages],
             [f"{m.topic}/{m.partition}/{m.offset}" for m in messages],
+            RENDER_REQUESTS if lane == LIVE else RENDER_REQUESTS_BACKFILL,
             lane=lane,
         )
         if result.parked:
@@ -231,11 +231,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
 
 def _render_backlog(settings: Settings, ends: dict[int, int]) -> Callable[[], int]:
-    """Render requests the renderer's group has not committed yet: from the offsets after this worker's
-    newest acknowledged request per partition (`ends`, kept by the worker: the end offsets the embedded
-    broker reports are not exact, and probing them is slow under load) and the group's committed
+    """Backfill render requests the renderer's group has not committed yet: from the offsets after this
+    worker's newest acknowledged request per partition (`ends`, kept by the worker: the end offsets the
+    embedded broker reports are not exact, and probing them is slow under load) and the group's committed
     offsets, read from the broker on a connection kept between calls."""
-    group, topic = renderer_group(settings), settings.topic(RENDER_REQUESTS)
+    group, topic = renderer_group(settings), settings.topic(RENDER_REQUESTS_BACKFILL)
     broker: Broker | None = None
 
     def measure() -> int:

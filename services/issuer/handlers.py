@@ -117,13 +117,18 @@ def parse_moodle_message(raw: bytes) -> MoodleEventMessage:
 
 
 def award_batch(
-    uow: AbstractUnitOfWork, ctx: Context, raws: Sequence[bytes], sources: Sequence[str] = ()
+    uow: AbstractUnitOfWork,
+    ctx: Context,
+    raws: Sequence[bytes],
+    sources: Sequence[str] = (),
+    render_topic: str = RENDER_REQUESTS,
 ) -> BatchResult:
     """Many messages, one transaction: the awards they earn, signed, with their outbox events, and the
     completions that must wait for a profile, parked.
 
     Invalid messages are left out and reported, so the caller can dead-letter them; the rest is
-    committed together.
+    committed together. New certificates' render requests go to `render_topic`: the backfill lane's to
+    RENDER_REQUESTS_BACKFILL, which the renderer takes only while no live request waits.
     """
     result = BatchResult()
     awards: dict[str, Incoming] = {}
@@ -145,7 +150,7 @@ def award_batch(
         return result
     try:
         with uow:
-            result.events = _save_batch(uow, ctx, list(awards.values()), result)
+            result.events = _save_batch(uow, ctx, list(awards.values()), result, render_topic)
             uow.commit()
     except WriteConflict:
         # Another worker saved one of these awards or took a status slot first: the retry sees it.
@@ -154,7 +159,7 @@ def award_batch(
 
 
 def _save_batch(
-    uow: AbstractUnitOfWork, ctx: Context, awards: list[Incoming], result: BatchResult
+    uow: AbstractUnitOfWork, ctx: Context, awards: list[Incoming], result: BatchResult, render_topic: str
 ) -> list[tables.OutboxRow]:
     existing = uow.awards.existing([a.award for a in awards])
     learner_ids = {a.award.learner_id for a in awards}
@@ -175,11 +180,14 @@ def _save_batch(
             continue
         new.append((award, learners[award.learner_id]))
     saved = list(existing.values())
-    return _issue(uow, ctx, new) + (uow.outbox.pending_of(saved) if saved else [])
+    return _issue(uow, ctx, new, render_topic) + (uow.outbox.pending_of(saved) if saved else [])
 
 
 def _issue(
-    uow: AbstractUnitOfWork, ctx: Context, new: list[tuple[Award, tables.Learner]]
+    uow: AbstractUnitOfWork,
+    ctx: Context,
+    new: list[tuple[Award, tables.Learner]],
+    render_topic: str = RENDER_REQUESTS,
 ) -> list[tables.OutboxRow]:
     """New awards with their signed credentials and outbox events, added to the caller's transaction."""
     # Slots first, rows last: no flush in between, so the inserts go out in bulk at commit.
@@ -187,7 +195,7 @@ def _issue(
     return [
         event
         for award, learner in new
-        for event in _save_new(uow, ctx, award, learner, entries[award.credential_id])
+        for event in _save_new(uow, ctx, award, learner, entries[award.credential_id], render_topic)
     ]
 
 
@@ -197,18 +205,24 @@ def _save_new(
     award: Award,
     learner: tables.Learner,
     status_entry: tuple[int, int],
+    render_topic: str,
 ) -> list[tables.OutboxRow]:
     """The award, its signed credentials and its outbox events, added to the caller's transaction."""
     row = award_row(award, learner, status_entry)
     signed = ctx.signer.sign(ctx.facts(row, learner)) if ctx.settings.formats else []
-    events = _announcements(uow, ctx, award, row, signed)
+    events = _announcements(uow, ctx, award, row, signed, render_topic)
     uow.awards.add(row, signed_rows(award, signed))
     uow.outbox.add(events)
     return events
 
 
 def _announcements(
-    uow: AbstractUnitOfWork, ctx: Context, award: Award, row: tables.AwardRow, signed: list[Signed]
+    uow: AbstractUnitOfWork,
+    ctx: Context,
+    award: Award,
+    row: tables.AwardRow,
+    signed: list[Signed],
+    render_topic: str,
 ) -> list[tables.OutboxRow]:
     formats = [s.format for s in signed]
     issued = messages.credential_issued(award, row.valid_until, formats, ctx.settings, ctx.platform.urls)
@@ -219,9 +233,7 @@ def _announcements(
         proof = next((s.document for s in signed if s.format == DATA_INTEGRITY), None)
         request = _render_request(uow, ctx, award, proof)
         events.append(
-            messages.outbox_row(
-                ctx.settings, RENDER_REQUESTS, award.credential_id, request, award.credential_id
-            )
+            messages.outbox_row(ctx.settings, render_topic, award.credential_id, request, award.credential_id)
         )
     return events
 

@@ -29,7 +29,7 @@ from ebackpack.adapters.broker import Broker
 from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow, OutboxRow
 from ebackpack.config import Settings
 from ebackpack.ops.groups import known_groups
-from ebackpack.streaming.topics import RENDER_REQUESTS, dlq
+from ebackpack.streaming.topics import RENDER_REQUESTS, RENDER_REQUESTS_BACKFILL, dlq
 from schemas import DeadLetterMessage
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,10 @@ def renderer_group(settings: Settings) -> str:
     return next(group for group, (role, _topics) in known_groups(settings).items() if role == "renderer")
 
 
-def renderers_caught_up(settings: Settings) -> bool:
-    """Whether the renderers' group committed, on every partition of the render requests topic, at or
+def renderers_caught_up(settings: Settings, topic: str) -> bool:
+    """Whether the renderers' group committed, on every partition of a render requests topic, at or
     beyond the log end. Committed offsets are read first: a request in the log at that moment is at or
     below the end read after, so it was handled."""
-    topic = settings.topic(RENDER_REQUESTS)
     with Broker(settings, timeout=5.0) as broker:
         tps = broker.partitions(topic)
         committed = broker.committed(renderer_group(settings))
@@ -86,7 +85,8 @@ class NotKnown(RuntimeError):
 
 
 def dead_lettered(settings: Settings) -> set[str]:
-    """Credential ids (the key of a render request) in the render requests' dead-letter topic, read to
+    """Credential ids (the key of a render request) in the render requests' dead-letter topic (of both
+    lanes), read to
     its end; raises NotKnown when it could not be read whole (a request sent again would only be
     dead-lettered again)."""
     topic = settings.topic(dlq(RENDER_REQUESTS))
@@ -109,14 +109,21 @@ def dead_lettered(settings: Settings) -> set[str]:
 
 
 def resend_lost_render_requests(sessions: sessionmaker[Session], settings: Settings) -> int:
-    """One check (see the module's docstring); returns how many requests are to be sent again."""
-    topic = settings.topic(RENDER_REQUESTS)
+    """One check per render requests topic, live and backfill (see the module's docstring); returns how
+    many requests are to be sent again."""
+    return sum(
+        _resend_lost(sessions, settings, settings.topic(name))
+        for name in (RENDER_REQUESTS, RENDER_REQUESTS_BACKFILL)
+    )
+
+
+def _resend_lost(sessions: sessionmaker[Session], settings: Settings, topic: str) -> int:
     checked_at = datetime.now(UTC) - CLOCK_MARGIN
     with sessions() as session:
         if not unrendered(session, topic, checked_at, 1):
             return 0  # the usual case: no broker call at all
     checked_at = datetime.now(UTC) - CLOCK_MARGIN
-    if not renderers_caught_up(settings):
+    if not renderers_caught_up(settings, topic):
         return 0  # the renderers still have requests to read: theirs to render
     with sessions() as session:
         candidates = unrendered(session, topic, checked_at, MAX_RESENT)

@@ -20,6 +20,7 @@ from ebackpack.bootstrap import Platform
 from ebackpack.config import Settings
 from ebackpack.domain.credentials.signer import CredentialSigner
 from ebackpack.domain.rules import RuleBook
+from ebackpack.streaming.topics import RENDER_REQUESTS
 
 from . import handlers
 from .handlers import (
@@ -94,8 +95,10 @@ class IssuerService(Context):
             raise error
         return result.events
 
-    def handle_batch(self, raws: Sequence[bytes], sources: Sequence[str] = ()) -> BatchResult:
-        return handlers.award_batch(self.uow(), self, raws, sources)
+    def handle_batch(
+        self, raws: Sequence[bytes], sources: Sequence[str] = (), render_topic: str = RENDER_REQUESTS
+    ) -> BatchResult:
+        return handlers.award_batch(self.uow(), self, raws, sources, render_topic)
 
     def resume_parked(
         self, learner_ids: set[int] | None = None, course_id: int | None = None

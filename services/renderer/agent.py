@@ -1,4 +1,9 @@
-"""The renderer's entry point: a faust agent on `certificates.render`."""
+"""The renderer's entry point: faust agents on `certificates.render` (live) and
+`certificates.render.backfill` (the certificates of a backfill), and on `learners.erased`.
+
+Live requests go first (`ebackpack/streaming/lanes.py`): both agents render through one `LaneLock`, and a
+backfill batch gets it only when no live batch waits, so a live certificate waits for one backfill
+batch at most, however long the backfill's queue."""
 
 from __future__ import annotations
 
@@ -16,8 +21,9 @@ from ebackpack.streaming.app import (
     send_and_wait,
 )
 from ebackpack.streaming.erasure import on_learner_erased
+from ebackpack.streaming.lanes import BACKFILL, LANE_BUFFER, LIVE, LaneLock
 from ebackpack.streaming.policy import SourceMessage
-from ebackpack.streaming.topics import RENDER_REQUESTS, RENDERED, dlq
+from ebackpack.streaming.topics import RENDER_REQUESTS, RENDER_REQUESTS_BACKFILL, RENDERED, dlq
 from schemas import CertificateRenderedMessage
 
 from .certificate import BATCH_SIZE, CertificateRenderer
@@ -31,9 +37,11 @@ BATCH_WAIT = 0.05  # seconds a batch waits to fill: the latency a lone request p
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     app = make_app(CONSUMER, settings)
+    app.conf.stream_buffer_maxsize = LANE_BUFFER  # a full backfill buffer must not hold up live requests
     platform = build(settings)
     service = RendererService(platform.sessions, platform.objects, CertificateRenderer(), settings)
     requests = raw_topic(app, settings.topic(RENDER_REQUESTS))
+    history = raw_topic(app, settings.topic(RENDER_REQUESTS_BACKFILL))
     rendered = raw_topic(app, settings.topic(RENDERED))
     dead_letters = raw_topic(app, settings.topic(dlq(RENDER_REQUESTS)))
     erase = CertificateErasure(service.sessions, service.store)
@@ -44,21 +52,34 @@ def create_app(settings: Settings | None = None) -> faust.App:
             *(send_and_wait(rendered, e.data.credential_id.encode(), e.to_bytes()) for e in events)
         )
 
-    async def handle_batch(messages: list[SourceMessage]) -> BatchOutcome:
-        # WeasyPrint is CPU-bound: a thread keeps the consumer's heartbeats going meanwhile.
-        result = await asyncio.to_thread(service.handle_batch, [m.value or b"" for m in messages])
+    rendering = LaneLock()  # one batch at a time, live ones first
+
+    async def render(messages: list[SourceMessage], lane: int) -> BatchOutcome:
+        async with rendering.lane(lane):
+            # WeasyPrint is CPU-bound: a thread keeps the consumer's heartbeats going meanwhile.
+            result = await asyncio.to_thread(service.handle_batch, [m.value or b"" for m in messages])
         await announce(result.announcements)
         return BatchOutcome(poison=list(result.invalid))
 
-    batch_agent(
-        app,
-        requests,
-        f"{CONSUMER}.certificates",
-        handle_batch,
-        dlq=dead_letters,
-        consumer=CONSUMER,
-        size=BATCH_SIZE,
-        within=BATCH_WAIT,
-    )
+    async def handle_live(messages: list[SourceMessage]) -> BatchOutcome:
+        return await render(messages, LIVE)
+
+    async def handle_backfill(messages: list[SourceMessage]) -> BatchOutcome:
+        return await render(messages, BACKFILL)
+
+    for topic, name, handle in (
+        (requests, f"{CONSUMER}.certificates", handle_live),
+        (history, f"{CONSUMER}.certificates.backfill", handle_backfill),
+    ):
+        batch_agent(
+            app,
+            topic,
+            name,
+            handle,
+            dlq=dead_letters,
+            consumer=CONSUMER,
+            size=BATCH_SIZE,
+            within=BATCH_WAIT,
+        )
 
     return app

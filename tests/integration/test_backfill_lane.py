@@ -1,6 +1,7 @@
 """Backfills never starve live events: a running issuer worker on the real broker takes a live completion
 while a backlog waits on `moodle.events.backfill`, and a completion that comes on both lanes is one
-credential.
+credential; a running renderer renders a live certificate while the backfill's certificates wait on
+`certificates.render.backfill`.
 
 The assertions are about the order of outcomes (which awards were saved after which), not about times.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -17,21 +18,29 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ebackpack.adapters.persistence.tables import AwardRow
-from ebackpack.bootstrap import prepare
+from ebackpack.adapters.persistence.tables import AwardRow, CertificateRow
+from ebackpack.bootstrap import build, prepare
 from ebackpack.config import SAMPLE_DIR, Settings
 from ebackpack.dev.sample_data import load_profiles, synthetic_learner
 from ebackpack.dev.workers import Worker
 from ebackpack.domain.rules import load_rules
 from ebackpack.streaming.readback import read_topics
-from ebackpack.streaming.topics import CREDENTIALS, MOODLE_EVENTS, MOODLE_EVENTS_BACKFILL
+from ebackpack.streaming.topics import (
+    CREDENTIALS,
+    MOODLE_EVENTS,
+    MOODLE_EVENTS_BACKFILL,
+    RENDER_REQUESTS,
+    RENDER_REQUESTS_BACKFILL,
+)
 from schemas.moodle import Profiles
 from services.gateway.profiles import store_profiles
+from services.issuer.service import IssuerService
 from tests.builders import completion, wait_for
 
 pytestmark = pytest.mark.integration
 RULES = load_rules(SAMPLE_DIR / "rules.toml")
 COURSE = min(r.course_id for r in RULES.rules if not r.certificate)  # badges only: no renderer needed
+CERTIFICATE_COURSE = min(r.course_id for r in RULES.rules if r.certificate)
 WHEN = datetime(2025, 6, 2, tzinfo=UTC)
 BACKLOG = 3000  # historical completions, one learner each
 LIVE = BACKLOG + 1  # the live completion's learner (index of synthetic_learner)
@@ -51,16 +60,17 @@ def issuer(settings: Settings) -> Iterator[tuple[Settings, sessionmaker[Session]
         worker.stop()
 
 
-def produce(settings: Settings, topic: str, values: list[tuple[int, bytes]]) -> None:
-    """(learner id, message) in order, keyed by learner as the gateway keys them, each acknowledged."""
+def produce(settings: Settings, topic: str, values: Sequence[tuple[int | str, bytes]]) -> None:
+    """(key, message) in order, each acknowledged: Moodle events keyed by learner id as the gateway keys
+    them, render requests by credential id as the issuer keys them."""
 
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
         await producer.start()
         try:
             futures = [
-                await producer.send(settings.topic(topic), value=value, key=str(learner).encode())
-                for learner, value in values
+                await producer.send(settings.topic(topic), value=value, key=str(key).encode())
+                for key, value in values
             ]
             await asyncio.gather(*futures)
         finally:
@@ -131,3 +141,64 @@ def test_a_live_completion_is_issued_before_the_backfill_backlog_is_drained_and_
         if data.get("learner_id") in both and data.get("course_id") == COURSE and "reason" not in data:
             issued.setdefault(data["learner_id"], set()).add(data["credential_id"])
     assert {learner: len(ids) for learner, ids in issued.items()} == {both[0]: 1, both[1]: 1}
+
+
+RENDER_BACKLOG = 160  # the backfill's certificates waiting for the renderer (20 batches of 8)
+
+
+def render_requests(
+    issuer: IssuerService, learners: range, render_topic: str
+) -> list[tuple[int | str, bytes]]:
+    """(credential id, render request) of each learner's certificate, awarded on the given lane."""
+    raws = [completion(synthetic_learner(i).id, CERTIFICATE_COURSE, WHEN) for i in learners]
+    events = issuer.handle_batch(raws, render_topic=render_topic).events
+    return [(e.credential_id, e.payload.encode()) for e in events if e.topic.endswith(render_topic)]
+
+
+def rendered_at(sessions: sessionmaker[Session], credential_id: str) -> datetime | None:
+    with sessions() as s:
+        return s.scalar(
+            select(CertificateRow.rendered_at).where(CertificateRow.credential_id == credential_id)
+        )
+
+
+def rendered_count(sessions: sessionmaker[Session]) -> int:
+    with sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(CertificateRow)) or 0)
+
+
+def test_a_live_certificate_is_rendered_before_the_backfills_certificates(
+    issuer: tuple[Settings, sessionmaker[Session], Worker],
+) -> None:
+    settings, sessions, _issuer_worker = issuer
+    awarding = IssuerService.from_platform(build(settings))
+    history = render_requests(awarding, range(RENDER_BACKLOG), RENDER_REQUESTS_BACKFILL)
+    ((live, live_request),) = render_requests(awarding, range(LIVE, LIVE + 1), RENDER_REQUESTS)
+    live_id = str(live)
+    assert len(history) == RENDER_BACKLOG
+    produce(settings, RENDER_REQUESTS_BACKFILL, history)  # there before the renderer starts
+    renderer = Worker("renderer", settings)
+    renderer.start()
+    try:
+        wait_for(lambda: rendered_count(sessions) > 0, 180, "the backfill's first certificates", [renderer])
+        produce(settings, RENDER_REQUESTS, [(live_id, live_request)])
+
+        wait_for(lambda: rendered_at(sessions, live_id), 120, "the live certificate", [renderer])
+        wait_for(
+            lambda: rendered_count(sessions) == RENDER_BACKLOG + 1,
+            600,
+            "the backfill's certificates",
+            [renderer],
+        )
+    finally:
+        renderer.stop()
+
+    live_at = rendered_at(sessions, live_id)
+    with sessions() as s:
+        after_live = s.scalar(
+            select(func.count()).select_from(CertificateRow).where(CertificateRow.rendered_at > live_at)
+        )
+    # The live certificate waited for one backfill batch at most, not for the backfill's queue.
+    assert after_live and after_live >= RENDER_BACKLOG // 4, (
+        f"only {after_live} backfill PDFs after the live one"
+    )

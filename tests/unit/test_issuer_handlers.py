@@ -18,6 +18,7 @@ from ebackpack.dev.sample_data import load_profiles
 from ebackpack.domain.credentials.keys import KeyRing, SigningKey
 from ebackpack.domain.credentials.signer import CredentialSigner
 from ebackpack.domain.rules import load_rules
+from ebackpack.streaming.topics import RENDER_REQUESTS_BACKFILL
 from schemas import (
     CertificateRenderRequestMessage,
     CredentialExpiredMessage,
@@ -105,6 +106,19 @@ def test_a_completion_for_a_rule_awards_once(uow: FakeUnitOfWork, ctx: Context) 
     assert [e.event_id for e in replay.events] == [e.event_id for e in first.events]
     handlers.mark_sent(uow, [e.event_id for e in replay.events])
     assert handlers.award_batch(uow, ctx, [raw]).events == []  # announced: nothing left to send
+    assert len(uow.awards.rows) == 1 and len(uow.outbox.rows) == 2
+
+
+def test_a_backfill_certificate_is_rendered_on_the_backfill_lane_and_awarded_once(
+    uow: FakeUnitOfWork, ctx: Context
+) -> None:
+    raw = completion(LEARNER.id, CERTIFICATE, WHEN)
+
+    history = handlers.award_batch(uow, ctx, [raw], render_topic=RENDER_REQUESTS_BACKFILL)
+
+    assert [e.topic for e in history.events] == ["credentials", "certificates.render.backfill"]
+    live = handlers.award_batch(uow, ctx, [raw])  # the same completion, later on the live lane
+    assert [e.event_id for e in live.events] == [e.event_id for e in history.events]  # not a second award
     assert len(uow.awards.rows) == 1 and len(uow.outbox.rows) == 2
 
 
