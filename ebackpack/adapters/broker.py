@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 10.0  # seconds a read of known offsets may take before it gives up on the rest
 FETCH_WAIT_MS = 100  # a fetch at a partition's end answers (empty, with the high watermark) after this
+# A probe needs one record per partition: a fetch of this many bytes a partition (the broker still sends
+# a whole first batch that is larger). The default, 1 MiB a partition, made the offset guard read and
+# decode megabytes every few seconds on a worker that was catching up.
+PROBE_FETCH_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,7 @@ class Broker:
             enable_auto_commit=False,
             request_timeout_ms=15_000,
             fetch_max_wait_ms=FETCH_WAIT_MS,
+            max_partition_fetch_bytes=PROBE_FETCH_BYTES,
         )
         try:
             reader.assign(list(positions))
