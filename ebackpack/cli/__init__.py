@@ -249,7 +249,8 @@ def credential_export(
         sys.stdout.buffer.write(result.content)
     else:
         output.write_bytes(result.content)
-        err.print(f"wrote {output} ({result.media_type}, {len(result.content)} bytes)")
+        # soft_wrap: a path broken across lines could not be copied from the terminal
+        err.print(f"wrote {output} ({result.media_type}, {len(result.content)} bytes)", soft_wrap=True)
 
 
 @credential_app.command("revoke")
@@ -347,7 +348,7 @@ def certificates_zip(
         with tmp.open("wb") as target:
             count = write_zip(platform.objects, entries, target, lambda n: bar.update(task, completed=n))
         tmp.replace(output)  # a half-written ZIP never has the final name
-    err.print(f"wrote {output}: {count} certificates and manifest.csv")
+    err.print(f"wrote {output}: {count} certificates and manifest.csv", soft_wrap=True)
 
 
 @app.command()
