@@ -3,6 +3,7 @@ security headers and the rate limit of the public verification pages."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import deque
 from collections.abc import Callable
@@ -167,16 +168,43 @@ def install_security_headers(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(SecurityHeaders, settings=settings)
 
 
+# Client keys the rate limit keeps at most (~100 bytes each with a short window of hits).
+MAX_RATE_KEYS = 100_000
+
+
+def client_key(address: str) -> str:
+    """What the rate limit counts by: an IPv4 address, or the /64 network of an IPv6 address (one
+    subscriber's usual allocation: counting each of its 2^64 addresses apart would let one client pick a
+    fresh address per request)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an address (a test client's name, a Unix socket)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # an IPv4 client on a dual-stack socket
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class MovingWindow:
     """At most `amount` hits per `seconds` for each key, over a moving window, exactly as `limits`'
     moving window counts (a refused hit is not counted). Each key keeps the times of its last `amount`
     hits, so a hit costs the same however high the limit; `limits`' in-memory moving window inserts at
     the front of a list, which at thousands of hits a second from one address (a benchmark with the
     limit lifted) cost over 100 µs a hit. Keys whose last hit left the window are forgotten once per
-    window. Not thread-safe: called from the event loop only."""
+    window, and at most `max_keys` are kept: past that, the key that came first is dropped (its count
+    starts again), so a flood of distinct addresses cannot grow the memory without bound. Not
+    thread-safe: called from the event loop only."""
 
-    def __init__(self, amount: int, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.amount, self.seconds, self.clock = amount, seconds, clock
+    def __init__(
+        self,
+        amount: int,
+        seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = MAX_RATE_KEYS,
+    ) -> None:
+        self.amount, self.seconds, self.clock, self.max_keys = amount, seconds, clock, max_keys
         self._hits: dict[str, deque[float]] = {}
         self._sweep_at = clock() + seconds
 
@@ -188,6 +216,8 @@ class MovingWindow:
             self._sweep_at = now + self.seconds
         times = self._hits.get(key)
         if times is None:
+            if len(self._hits) >= self.max_keys:
+                del self._hits[next(iter(self._hits))]  # the oldest key (dicts keep insertion order)
             times = self._hits[key] = deque(maxlen=self.amount)
         if len(times) == self.amount and times[0] > now - self.seconds:
             return False
@@ -209,7 +239,7 @@ class RateLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(RATE_LIMITED_PREFIXES):
             client = scope.get("client")
-            if not self.window.hit(client[0] if client else "unknown"):
+            if not self.window.hit(client_key(client[0]) if client else "unknown"):
                 scope.setdefault("session", {})  # outside the session: these pages are public anyway
                 request = Request(scope)
                 refused: Response = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.backpack.web import MovingWindow
+from services.backpack.web import MovingWindow, client_key
 
 
 class Clock:
@@ -38,3 +38,24 @@ def test_a_high_limit_keeps_only_what_it_needs_and_idle_addresses_are_forgotten(
     clock.now = 1200  # past a sweep: nobody hit for more than a window
     assert window.hit("192.0.2.1")
     assert list(window._hits) == ["192.0.2.1"]
+
+
+def test_a_flood_of_new_addresses_keeps_at_most_the_cap_and_an_old_key_starts_again() -> None:
+    clock = Clock()
+    window = MovingWindow(2, 60, clock, max_keys=100)
+    assert window.hit("198.51.100.7") and window.hit("198.51.100.7")
+    assert not window.hit("198.51.100.7")
+    for n in range(1000):  # within one window: no sweep forgets them
+        assert window.hit(f"10.0.{n // 250}.{n % 250}")
+    assert len(window._hits) == 100
+    assert window.hit("198.51.100.7")  # dropped for the newer keys: its count started again
+
+
+def test_ipv6_clients_are_counted_by_their_64_network() -> None:
+    clock = Clock()
+    window = MovingWindow(2, 60, clock)
+    assert window.hit(client_key("2001:db8:1:2::1")) and window.hit(client_key("2001:db8:1:2:ffff::9"))
+    assert not window.hit(client_key("2001:db8:1:2:abcd::42"))  # the same /64, another address
+    assert window.hit(client_key("2001:db8:1:3::1"))  # the next /64 is another client
+    assert client_key("::ffff:198.51.100.7") == client_key("198.51.100.7") == "198.51.100.7"
+    assert client_key("testclient") == "testclient"
