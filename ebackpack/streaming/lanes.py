@@ -20,6 +20,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from .steps import BatchHandler, BatchOutcome, SourceMessage
+
 log = logging.getLogger(__name__)
 
 LIVE, BACKFILL = 0, 1  # priorities: lower goes first
@@ -112,3 +114,18 @@ class Backlog:
         while (waiting := await self.current()) > self.limit:
             log.debug("backfill waits: %d messages downstream (limit %d)", waiting, self.limit)
             await asyncio.sleep(self.interval)
+
+
+async def in_chunks(
+    messages: list[SourceMessage], chunk_size: Callable[[], int], handle: BatchHandler
+) -> BatchOutcome:
+    """`handle` on consecutive chunks of a batch, each chunk's size asked for just before it (a backfill
+    lane takes smaller ones while live work comes), with the poison messages' indexes in the batch."""
+    poison: list[tuple[int, Exception]] = []
+    start = 0
+    while start < len(messages):
+        chunk = messages[start : start + max(1, chunk_size())]
+        outcome = await handle(chunk)
+        poison += [(start + index, exc) for index, exc in outcome.poison]
+        start += len(chunk)
+    return BatchOutcome(poison=poison)

@@ -33,7 +33,7 @@ from ebackpack.streaming.app import (
     message_agent,
     raw_topic,
 )
-from ebackpack.streaming.lanes import BACKFILL, LANE_BUFFER, LIVE, Backlog, LaneLock
+from ebackpack.streaming.lanes import BACKFILL, LANE_BUFFER, LIVE, Backlog, LaneLock, in_chunks
 from ebackpack.streaming.policy import GaveUp, RetryPolicy, SourceMessage, survives_outages, with_retries
 from ebackpack.streaming.topics import (
     CREDENTIAL_COMMANDS,
@@ -146,13 +146,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
         chunk at most. (The offsets are committed after the whole batch: a crash in between writes the
         saved chunks again, idempotently.) Without render requests, whole: chunks made live completions
         wait longer there (bench/README.md, "Backfill beside live events")."""
-        poison: list[tuple[int, Exception]] = []
         chunk = BACKFILL_CHUNK if render_ends and settings.backfill_render_backlog else len(messages)
-        for start in range(0, len(messages), chunk):
+
+        async def write_chunk(part: list[SourceMessage]) -> BatchOutcome:
             await render_backlog.room()
-            outcome = await handle_batch(messages[start : start + chunk], BACKFILL)
-            poison += [(start + index, exc) for index, exc in outcome.poison]
-        return BatchOutcome(poison=poison)
+            return await handle_batch(part, BACKFILL)
+
+        return await in_chunks(messages, lambda: chunk, write_chunk)
 
     async def handle_batch(messages: list[SourceMessage], lane: int) -> BatchOutcome:
         result = await issue(

@@ -85,10 +85,9 @@ class NotKnown(RuntimeError):
 
 
 def dead_lettered(settings: Settings) -> set[str]:
-    """Credential ids (the key of a render request) in the render requests' dead-letter topic (of both
-    lanes), read to
-    its end; raises NotKnown when it could not be read whole (a request sent again would only be
-    dead-lettered again)."""
+    """Credential ids (the key of a render request) in the render requests' dead-letter topic (both
+    lanes' letters go there), read to its end; raises NotKnown when it could not be read whole (a request
+    sent again would only be dead-lettered again)."""
     topic = settings.topic(dlq(RENDER_REQUESTS))
     with Broker(settings, timeout=5.0) as broker:
         tps = broker.partitions(topic)

@@ -24,7 +24,7 @@ from ebackpack.streaming.app import (
     send_and_wait,
 )
 from ebackpack.streaming.erasure import on_learner_erased
-from ebackpack.streaming.lanes import BACKFILL, LANE_BUFFER, LIVE, LaneLock
+from ebackpack.streaming.lanes import BACKFILL, LANE_BUFFER, LIVE, LaneLock, in_chunks
 from ebackpack.streaming.policy import SourceMessage
 from ebackpack.streaming.topics import RENDER_REQUESTS, RENDER_REQUESTS_BACKFILL, RENDERED, dlq
 from schemas import CertificateRenderedMessage
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         )
 
     rendering = LaneLock()  # one batch at a time, live ones first
-    live_seen = [float("-inf")]  # when the last live batch came (monotonic)
+    live_seen = float("-inf")  # when the last live batch came (monotonic)
 
     async def render(messages: list[SourceMessage], lane: int) -> BatchOutcome:
         async with rendering.lane(lane):
@@ -68,19 +68,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
         return BatchOutcome(poison=list(result.invalid))
 
     async def handle_live(messages: list[SourceMessage]) -> BatchOutcome:
-        live_seen[0] = time.monotonic()
+        nonlocal live_seen
+        live_seen = time.monotonic()
         return await render(messages, LIVE)
 
+    def backfill_chunk() -> int:
+        return BACKFILL_CHUNK if time.monotonic() - live_seen < LIVE_QUIET else BATCH_SIZE
+
     async def handle_backfill(messages: list[SourceMessage]) -> BatchOutcome:
-        poison: list[tuple[int, Exception]] = []
-        start = 0
-        while start < len(messages):
-            live = time.monotonic() - live_seen[0] < LIVE_QUIET
-            chunk = BACKFILL_CHUNK if live else len(messages) - start
-            outcome = await render(messages[start : start + chunk], BACKFILL)
-            poison += [(start + index, exc) for index, exc in outcome.poison]
-            start += chunk
-        return BatchOutcome(poison=poison)
+        return await in_chunks(messages, backfill_chunk, lambda part: render(part, BACKFILL))
 
     for topic, name, handle in (
         (requests, f"{CONSUMER}.certificates", handle_live),

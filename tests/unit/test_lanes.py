@@ -7,7 +7,9 @@ import asyncio
 
 import pytest
 
-from ebackpack.streaming.lanes import BACKFILL, LIVE, Backlog, LaneLock
+from ebackpack.streaming.lanes import BACKFILL, LIVE, Backlog, LaneLock, in_chunks
+from ebackpack.streaming.policy import SourceMessage
+from ebackpack.streaming.steps import BatchOutcome
 
 
 def test_live_waiters_are_served_before_backfill_waiters_each_lane_in_arrival_order() -> None:
@@ -68,3 +70,19 @@ def test_no_brake_without_a_limit_and_a_failed_reading_counts_as_room() -> None:
 
     asyncio.run(Backlog(broken, limit=0).room())  # not even measured
     asyncio.run(asyncio.wait_for(Backlog(broken, limit=10, interval=0.01).room(), 2))
+
+
+def test_a_batch_in_chunks_asks_each_chunks_size_and_keeps_the_batchs_poison_indexes() -> None:
+    messages = [SourceMessage("t", 0, offset, None, str(offset).encode()) for offset in range(7)]
+    sizes = iter([2, 2, 8])  # smaller chunks while live work comes, then the rest at once
+    seen: list[list[int]] = []
+
+    async def handle(chunk: list[SourceMessage]) -> BatchOutcome:
+        seen.append([m.offset for m in chunk])
+        poison = [(i, ValueError(m.offset)) for i, m in enumerate(chunk) if m.offset in (3, 5)]
+        return BatchOutcome(poison=poison)
+
+    outcome = asyncio.run(in_chunks(messages, lambda: next(sizes), handle))
+
+    assert seen == [[0, 1], [2, 3], [4, 5, 6]]
+    assert [index for index, _exc in outcome.poison] == [3, 5]
