@@ -63,13 +63,8 @@ from weasyprint import CSS, HTML
 from weasyprint.text.fonts import FontConfiguration
 
 from schemas.certificates import CertificateRenderRequest
-from services.renderer.certificate import (
-    BATCH_SIZE,
-    CertificateRenderer,
-    credential_attachments,
-    document_html,
-    workload_line,
-)
+from services.renderer.certificate import BATCH_SIZE, CertificateRenderer
+from services.renderer.pages import credential_attachments, document_html, workload_line
 
 PROJECT = Path(__file__).resolve().parents[1]
 TEMPLATES_DIR = PROJECT / "services" / "renderer" / "templates"
