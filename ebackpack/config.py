@@ -165,6 +165,15 @@ class Settings(BaseSettings):
         ),
     )
     notify_group: str = Field("notifier", description="Notifier: its consumer group.")
+    notify_backfill: bool = Field(
+        False,
+        description=(
+            'Notifier: also send the "new credential" message (e-mail, Moodle message) for credentials '
+            "awarded from the backfill lane (`origin: backfill`: history brought by `ebackpack gateway "
+            "backfill` or the import). Off: those are recorded as skipped, so a backfill of years of "
+            "completions does not flood learners. Revocations and expiry reminders are sent either way."
+        ),
+    )
     expiry_reminder_days: int = Field(
         30,
         description=(

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
 from .envelope import CloudEvent
+
+# Which of the issuer's lanes awarded a credential: `live` (the webhook, the log-store poller: as it
+# happens) or `backfill` (history: `ebackpack gateway backfill`, the import; `moodle.events.backfill`).
+Origin = Literal["live", "backfill"]
+LIVE: Origin = "live"
+BACKFILL: Origin = "backfill"
 
 
 class Achievement(BaseModel):
@@ -31,6 +37,13 @@ class CredentialIssued(BaseModel):
     valid_until: datetime | None = Field(None, description="Expiry; none = never expires.")
     assertion_url: str | None = Field(None, description="Hosted Open Badges 2.0 assertion.")
     formats: list[str] = Field(default_factory=list, description="Signed OB 3.0 proof formats stored.")
+    origin: Origin = Field(
+        LIVE,
+        description=(
+            "`backfill`: awarded from history (the gateway's backfill or import), for a completion that "
+            "may be years old; `live`: as it happened. Events written before this field read as `live`."
+        ),
+    )
 
 
 class CredentialIssuedMessage(CloudEvent):

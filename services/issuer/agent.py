@@ -8,7 +8,9 @@ their own too: their render requests go to `certificates.render.backfill`, which
 while no live request waits, and a backfill batch is written only while the renderer has at most
 `backfill_render_backlog` of them not yet committed, so that the backfill's awards do not run far ahead
 of its PDFs (taking the CPU the renderer needs). Both lanes award through the same handler: one
-credential per learner and rule whichever lane (or both) brought the completion."""
+credential per learner and rule whichever lane (or both) brought the completion; its `credential.issued`
+event says on which lane it was awarded (`origin`: `live` or `backfill`), so that the notifier need not
+tell learners of every old completion a backfill brings."""
 
 from __future__ import annotations
 
@@ -161,6 +163,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             [m.value or b"" for m in messages],
             [f"{m.topic}/{m.partition}/{m.offset}" for m in messages],
             RENDER_REQUESTS if lane == LIVE else RENDER_REQUESTS_BACKFILL,
+            "live" if lane == LIVE else "backfill",  # what the credential.issued events say
             lane=lane,
         )
         if result.parked:

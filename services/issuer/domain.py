@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from ebackpack.domain.rules import AwardRule, RuleBook
 from schemas import keyed_id
+from schemas.credentials import LIVE, Origin
 from schemas.moodle import COURSE_COMPLETED, MoodleEvent
 
 # Crockford-like alphabet without look-alikes (no 0/O, 1/I/L, U, 5/S, 2/Z, 8/B).
@@ -31,6 +32,7 @@ class Award:
     rule: AwardRule
     issued_on: datetime
     source_event_id: str
+    origin: Origin = LIVE  # the lane the completion came on: `backfill` for history
 
 
 def learner_completion(event: MoodleEvent) -> tuple[int, int]:
@@ -65,7 +67,14 @@ def verification_code(credential: str, secret: bytes) -> str:
     return "-".join(code[i : i + 4] for i in range(0, CODE_LENGTH, 4))
 
 
-def decide_award(event: MoodleEvent, event_id: str, rules: RuleBook, site: str, code_secret: bytes) -> Award:
+def decide_award(
+    event: MoodleEvent,
+    event_id: str,
+    rules: RuleBook,
+    site: str,
+    code_secret: bytes,
+    origin: Origin = LIVE,
+) -> Award:
     learner, course = learner_completion(event)
     rule = rules.for_course(course)
     if rule is None:
@@ -79,4 +88,5 @@ def decide_award(event: MoodleEvent, event_id: str, rules: RuleBook, site: str, 
         rule=rule,
         issued_on=datetime.fromtimestamp(event.completed_at, UTC),
         source_event_id=event_id,
+        origin=origin,
     )

@@ -37,6 +37,7 @@ from schemas import (
     MoodleEventMessage,
     MoodleUserMessage,
 )
+from schemas.credentials import BACKFILL, LIVE, Origin
 from schemas.moodle import USER_DELETED, Profiles
 
 from . import messages
@@ -73,10 +74,10 @@ class Context:
     def signer(self) -> CredentialSigner:
         return CredentialSigner(self.platform.keys, self.settings.formats)
 
-    def award(self, message: MoodleEventMessage) -> Award:
+    def award(self, message: MoodleEventMessage, origin: Origin = LIVE) -> Award:
         """Raises NotALearnerCompletion for an event that earns nothing."""
         return decide_award(
-            message.data, message.id, self.rules, self.settings.site_id, self.platform.code_secret
+            message.data, message.id, self.rules, self.settings.site_id, self.platform.code_secret, origin
         )
 
     def facts(self, row: tables.AwardRow, learner: tables.Learner) -> CredentialFacts:
@@ -122,13 +123,17 @@ def award_batch(
     raws: Sequence[bytes],
     sources: Sequence[str] = (),
     render_topic: str = RENDER_REQUESTS,
+    origin: Origin = LIVE,
 ) -> BatchResult:
     """Many messages, one transaction: the awards they earn, signed, with their outbox events, and the
     completions that must wait for a profile, parked.
 
     Invalid messages are left out and reported, so the caller can dead-letter them; the rest is
     committed together. New certificates' render requests go to `render_topic`: the backfill lane's to
-    RENDER_REQUESTS_BACKFILL, which the renderer takes only while no live request waits.
+    RENDER_REQUESTS_BACKFILL, which the renderer takes only while no live request waits. `origin` is the
+    lane the messages came on: their `credential.issued` events say it (the notifier sends no "new
+    credential" message for history unless configured to), and a parked completion keeps it until it
+    is issued.
     """
     result = BatchResult()
     awards: dict[str, Incoming] = {}
@@ -138,7 +143,7 @@ def award_batch(
             if message.data.eventname == USER_DELETED and message.data.relateduserid:
                 erase(uow, ctx, message.data.relateduserid)
                 continue
-            award = ctx.award(message)
+            award = ctx.award(message, origin)
         except InvalidMessage as exc:
             result.invalid.append((index, exc))
             continue
@@ -331,7 +336,7 @@ def _ready(
     existing: list[str] = []
     for row in parked:
         try:
-            award = ctx.award(parse_moodle_message(row.payload.encode()))
+            award = ctx.award(parse_moodle_message(row.payload.encode()), _origin(row.origin))
         except (InvalidMessage, NotALearnerCompletion):  # the rule went away meanwhile: nothing to do
             uow.parked.remove(row)
             continue
@@ -349,6 +354,12 @@ def _ready(
         ready.append((award, learners[award.learner_id]))
         uow.parked.remove(row)
     return ready, existing
+
+
+def _origin(stored: str | None) -> Origin:
+    """A parked row's lane; one parked before the lane was kept (or a value this version does not know)
+    reads as live."""
+    return BACKFILL if stored == BACKFILL else LIVE
 
 
 def parked_count(uow: AbstractUnitOfWork) -> int:
@@ -376,6 +387,7 @@ def parked_row(award: Award, raw: bytes, source: str, reason: str) -> tables.Par
         reason=reason,
         payload=raw.decode("utf-8"),
         parked_at=datetime.now(UTC),
+        origin=award.origin,
     )
 
 

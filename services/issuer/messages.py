@@ -76,6 +76,7 @@ def credential_issued(
             valid_until=valid_until,
             assertion_url=urls.ob2_assertion(award.verification_code) if rule.badge else None,
             formats=formats,
+            origin=award.origin,
         ),
     )
 

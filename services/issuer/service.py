@@ -21,6 +21,7 @@ from ebackpack.config import Settings
 from ebackpack.domain.credentials.signer import CredentialSigner
 from ebackpack.domain.rules import RuleBook
 from ebackpack.streaming.topics import RENDER_REQUESTS
+from schemas.credentials import LIVE, Origin
 
 from . import handlers
 from .handlers import (
@@ -96,9 +97,13 @@ class IssuerService(Context):
         return result.events
 
     def handle_batch(
-        self, raws: Sequence[bytes], sources: Sequence[str] = (), render_topic: str = RENDER_REQUESTS
+        self,
+        raws: Sequence[bytes],
+        sources: Sequence[str] = (),
+        render_topic: str = RENDER_REQUESTS,
+        origin: Origin = LIVE,
     ) -> BatchResult:
-        return handlers.award_batch(self.uow(), self, raws, sources, render_topic)
+        return handlers.award_batch(self.uow(), self, raws, sources, render_topic, origin)
 
     def resume_parked(
         self, learner_ids: set[int] | None = None, course_id: int | None = None

@@ -36,6 +36,7 @@ from ebackpack.domain.notifications import read_unsubscribe_token as read_unsubs
 from ebackpack.domain.notifications import unsubscribe_token as unsubscribe_token
 from ebackpack.plurals import DAYS, quantity
 from schemas import CredentialIssuedMessage, CredentialRevokedMessage, deterministic_id
+from schemas.credentials import LIVE, Origin
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -59,6 +60,7 @@ class Notice(BaseModel):
     certificate: bool = False
     valid_until: datetime | None = None
     reason: str | None = None
+    origin: Origin = LIVE  # issued: `backfill` for a credential awarded from history
 
 
 def notice_from_event(raw: bytes) -> Notice | None:
@@ -84,6 +86,7 @@ def notice_from_event(raw: bytes) -> Notice | None:
             badge=data.badge,
             certificate=data.certificate,
             valid_until=data.valid_until,
+            origin=data.origin,
         )
     if envelope["type"] == REVOKED_TYPE:
         revoked = parse_message(CredentialRevokedMessage, raw)

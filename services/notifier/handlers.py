@@ -24,6 +24,7 @@ from ebackpack.domain.notifications import unsubscribe_token
 from ebackpack.domain.rules import RuleBook
 from ebackpack.streaming.errors import TransientError, describe, is_transient, parse_message
 from schemas import CertificateRenderedMessage, DeadLetterMessage, deterministic_id
+from schemas.credentials import BACKFILL
 
 from .channels import Email, EmailSender, MoodleSender, PermanentFailure, build_email, channel_unreachable
 from .delivery import GAVE_UP, SENDING, SKIPPED, Key, Notification, dead_letter, waits_for_pdf
@@ -49,6 +50,7 @@ from .unit_of_work import Conflict, NotifierUnitOfWork
 log = logging.getLogger(__name__)
 
 EXPIRY_SCAN_SOURCE = "notifier.expiry-scan"  # the dead letters' `topic` for reminders (no Kafka source)
+BACKFILL_SKIPPED = "awarded from the backfill lane (history): no message unless EBACKPACK_NOTIFY_BACKFILL"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class Context:
     code_secret: Callable[[], bytes]  # asked for only when an e-mail is composed
     tuning: Tuning = field(default_factory=Tuning)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # "New credential" messages for credentials awarded from the backfill lane (history): off by default
+    # (the setting `notify_backfill`), so a backfill does not flood learners with old completions.
+    notify_backfill: bool = False
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,8 @@ def _plan(
     if channel not in ctx.senders.channels:  # the channel was switched off since
         return _Skip(f"the {channel} channel is not configured")
     notice = notification.notice
+    if notice.kind == "issued" and notice.origin == BACKFILL and not ctx.notify_backfill:
+        return _Skip(BACKFILL_SKIPPED)
     learner = uow.credentials.learner(notice.learner_id)
     if learner is None:
         return _Skip("no learner profile (erased)")

@@ -11,7 +11,8 @@ One `notifications` row per (event id, channel) is the idempotency record and th
     deliver:  pending|failed (due) --claim--> sending   committed BEFORE the channel is called
               sending --the channel accepted--> sent     committed right after the acceptance
               sending --error--> failed (next_attempt_at = now + backoff) ... --> gave-up --> dead
-              anything the learner is not to get --> skipped (turned off, no address, revoked meanwhile)
+              anything the learner is not to get --> skipped (turned off, no address, revoked meanwhile,
+                  a credential awarded from the backfill lane unless `notify_backfill`)
               what no retry can send (an invalid address) --> gave-up at once, before any attempt
 
 The claim is a compare-and-set (UPDATE ... WHERE state = <what was read> AND attempts = <what was read>),
@@ -93,6 +94,7 @@ class NotifierService:
             code_secret=lambda: platform.code_secret,
             tuning=self.tuning,
             clock=clock or (lambda: datetime.now(UTC)),
+            notify_backfill=settings.notify_backfill,
         )
 
     @classmethod

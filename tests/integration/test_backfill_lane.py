@@ -136,11 +136,16 @@ def test_a_live_completion_is_issued_before_the_backfill_backlog_is_drained_and_
     both = [synthetic_learner(BOTH_EARLY).id, synthetic_learner(BOTH_LATE).id]
     assert award_count(sessions, both) == 2
     issued: dict[int, set[str]] = {}
+    origins: dict[int, str] = {}  # learner -> `origin` of their credential.issued event
     for record in read_topics(settings, [settings.topic(CREDENTIALS)], idle_ms=1000):
         data = json.loads(record.value).get("data", {})
         if data.get("learner_id") in both and data.get("course_id") == COURSE and "reason" not in data:
             issued.setdefault(data["learner_id"], set()).add(data["credential_id"])
+        if data.get("course_id") == COURSE and "origin" in data:
+            origins[data["learner_id"]] = data["origin"]
     assert {learner: len(ids) for learner, ids in issued.items()} == {both[0]: 1, both[1]: 1}
+    # Each event says which lane awarded it: the live completion's `live`, the backfill's `backfill`.
+    assert (origins[live_learner], origins[backfilled[1]]) == ("live", "backfill")
 
 
 RENDER_BACKLOG = 160  # the backfill's certificates waiting for the renderer (20 batches of 8)

@@ -590,6 +590,24 @@ def test_a_learner_who_turned_off_issued_e_mails_gets_none(pipeline: Pipeline) -
     assert_each_once(pipe)
 
 
+def test_credentials_awarded_from_the_backfill_lane_are_recorded_as_skipped(pipeline: Pipeline) -> None:
+    """A backfill's credential (history, `origin: backfill`) sends no "new credential" message by
+    default (EBACKPACK_NOTIFY_BACKFILL); the learner's live award behind it, on the same partition, does."""
+    pipe = pipeline
+    learner, address = 9038, "learner9038@example.org"
+    history = pipe.issuer.handle_batch([completion(learner, ACCESSIBILITY, COMPLETED)], origin="backfill")
+    backfilled = [r for r in history.events if r.topic == pipe.settings.topic(CREDENTIALS)]
+    pipe.publish(backfilled + pipe.award(learner, PYTHON))
+
+    pipe.wait(lambda: len(pipe.inbox.to(address)) == 1, "the live award's e-mail")
+    pipe.wait(lambda: len(pipe.moodle.to(learner)) == 1, "the live award's Moodle message")
+    skipped = [r for r in pipe.rows(learner) if r.event_id == backfilled[0].event_id]
+    assert {(r.channel, r.state) for r in skipped} == {("email", "skipped"), ("moodle", "skipped")}
+    assert all("backfill" in (r.last_error or "") for r in skipped)
+    assert pipe.inbox.to(address)[0]["Subject"].startswith("Your new badge and certificate")
+    assert_each_once(pipe)
+
+
 def test_an_address_with_a_line_break_is_a_dead_letter_at_once_and_injects_nothing(
     pipeline: Pipeline,
 ) -> None:

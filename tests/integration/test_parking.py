@@ -111,6 +111,23 @@ def test_a_certificate_waits_for_its_course_profile(database_url: str, tmp_path:
     assert {e.topic.rsplit(".", 1)[-1] for e in events} >= {"render"} and service.parked_count() == 0
 
 
+def test_a_parked_backfill_completion_is_issued_as_one(service: IssuerService) -> None:
+    """The lane is kept with the parked row: the credential issued on resuming says `origin: backfill`."""
+    learner = synthetic_learner(9005)
+    raw = completion(learner.id, COURSES[0], WHEN)
+    assert service.handle_batch([raw], ["moodle.events.backfill/0/1"], origin="backfill").parked == [0]
+
+    store_profiles(service.sessions, Profiles(users=[learner], courses=[]))
+
+    events = service.resume_parked({learner.id})
+    (issued,) = [
+        CredentialIssuedMessage.model_validate_json(e.payload)
+        for e in events
+        if e.topic.endswith(CREDENTIALS)
+    ]
+    assert issued.data.origin == "backfill"
+
+
 def test_erasure_drops_the_learners_parked_messages(service: IssuerService) -> None:
     gone = synthetic_learner(9004)
     service.handle_batch([completion(gone.id, COURSES[0], WHEN)])

@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from pydantic import SecretStr, ValidationError
 
+from ebackpack.adapters.persistence import tables
 from ebackpack.bootstrap import Platform
 from ebackpack.config import SAMPLE_DIR, Settings
 from ebackpack.dev.sample_data import load_profiles
@@ -120,6 +121,51 @@ def test_a_backfill_certificate_is_rendered_on_the_backfill_lane_and_awarded_onc
     live = handlers.award_batch(uow, ctx, [raw])  # the same completion, later on the live lane
     assert [e.event_id for e in live.events] == [e.event_id for e in history.events]  # not a second award
     assert len(uow.awards.rows) == 1 and len(uow.outbox.rows) == 2
+
+
+def issued_origins(events: list[tables.OutboxRow]) -> dict[int, str]:
+    """Course id -> `origin` of the `credential.issued` events among these outbox rows."""
+    found: dict[int, str] = {}
+    for event in events:
+        if event.topic == "credentials":
+            data = CredentialIssuedMessage.model_validate_json(event.payload).data
+            found[data.course_id] = data.origin
+    return found
+
+
+def test_an_award_from_the_backfill_lane_says_so_in_its_issued_event(
+    uow: FakeUnitOfWork, ctx: Context
+) -> None:
+    history = handlers.award_batch(
+        uow,
+        ctx,
+        [completion(LEARNER.id, CERTIFICATE, WHEN)],
+        render_topic=RENDER_REQUESTS_BACKFILL,
+        origin="backfill",
+    )
+    live = handlers.award_batch(uow, ctx, [completion(LEARNER.id, BADGE_ONLY, WHEN)])
+
+    assert issued_origins(history.events) == {CERTIFICATE: "backfill"}
+    assert issued_origins(live.events) == {BADGE_ONLY: "live"}
+    # The same completion later on the live lane: the credential issued already, its event as saved.
+    again = handlers.award_batch(uow, ctx, [completion(LEARNER.id, CERTIFICATE, WHEN)])
+    assert issued_origins(again.events) == {CERTIFICATE: "backfill"}
+
+
+def test_a_parked_backfill_completion_keeps_its_origin_until_it_is_issued(
+    uow: FakeUnitOfWork, ctx: Context
+) -> None:
+    newcomer = PROFILES.users[1]
+    history = [completion(newcomer.id, CERTIFICATE, WHEN)]
+    live = [completion(newcomer.id, BADGE_ONLY, WHEN)]
+    handlers.award_batch(uow, ctx, history, ["moodle.events.backfill/0/3"], origin="backfill")
+    handlers.award_batch(uow, ctx, live, ["moodle.events/0/9"])
+    assert [r.origin for r in uow.parked.rows] == ["backfill", "live"]
+
+    uow.profiles.save(Profiles(users=[newcomer], courses=[]))
+    events = handlers.resume_parked(uow, ctx, {newcomer.id})
+
+    assert issued_origins(events) == {CERTIFICATE: "backfill", BADGE_ONLY: "live"}
 
 
 def test_a_completion_of_a_course_without_a_rule_awards_nothing(uow: FakeUnitOfWork, ctx: Context) -> None:

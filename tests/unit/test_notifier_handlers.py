@@ -4,6 +4,8 @@ for its PDF, the retry schedule of a failed delivery and the dead letter after t
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import smtplib
 from datetime import UTC, datetime, timedelta
 
@@ -15,11 +17,13 @@ from schemas import (
     CertificateRenderedMessage,
     CredentialIssued,
     CredentialIssuedMessage,
+    CredentialRevoked,
+    CredentialRevokedMessage,
     DeadLetterMessage,
 )
-from schemas.credentials import Achievement
+from schemas.credentials import Achievement, Origin
 from services.notifier import handlers
-from services.notifier.delivery import DEAD, FAILED, GAVE_UP, PENDING, SENT, Key, RetrySchedule
+from services.notifier.delivery import DEAD, FAILED, GAVE_UP, PENDING, SENT, SKIPPED, Key, RetrySchedule
 from services.notifier.domain import Site
 from services.notifier.handlers import Context, Senders
 from services.notifier.repository import CredentialFacts, LearnerFacts
@@ -83,9 +87,9 @@ class World:
             clock=self.clock,
         )
 
-    def issued(self, *, certificate: bool) -> bytes:
+    def issued(self, *, certificate: bool, origin: Origin = "live", event: str = EVENT) -> bytes:
         return CredentialIssuedMessage.build(
-            id=EVENT,
+            id=event,
             source="test",
             subject=CREDENTIAL,
             data=CredentialIssued(
@@ -100,6 +104,21 @@ class World:
                 verify_url="https://backpack.example.org/verify/DCPX-JEAW-QFWX",
                 badge=True,
                 certificate=certificate,
+                origin=origin,
+            ),
+        ).to_bytes()
+
+    def revoked(self) -> bytes:
+        return CredentialRevokedMessage.build(
+            id="revoked-event-1",
+            source="test",
+            subject=CREDENTIAL,
+            data=CredentialRevoked(
+                credential_id=CREDENTIAL,
+                learner_id=JAN,
+                verification_code="DCPX-JEAW-QFWX",
+                reason="issued by mistake",
+                revoked_at=self.clock(),
             ),
         ).to_bytes()
 
@@ -161,6 +180,46 @@ def test_a_channel_the_learner_turned_off_is_skipped(world: World) -> None:
     assert world.email.sent == [] and len(world.moodle.sent) == 1
     skipped = world.uow.committed.notifications[(EVENT, "email")]
     assert "turned off by the learner" in (skipped.last_error or "")
+
+
+def test_a_credential_awarded_from_the_backfill_lane_is_skipped_and_a_live_one_sent(world: World) -> None:
+    history = world.accept(world.issued(certificate=True, origin="backfill", event="backfill-event"))
+
+    outcomes = {key: world.deliver(key).state for key in history}
+
+    assert outcomes == {("backfill-event", "email"): "skipped", ("backfill-event", "moodle"): "skipped"}
+    assert world.email.sent == [] and world.moodle.sent == []  # and no wait for the PDF either
+    for key in history:
+        row = world.uow.committed.notifications[key]
+        assert row.state == SKIPPED and "backfill" in (row.last_error or "")
+        assert key not in handlers.due(world.uow, world.ctx)
+    live = world.accept(world.issued(certificate=False))
+    assert {world.deliver(key).state for key in live} == {"sent"}
+    assert len(world.email.sent) == 1 and len(world.moodle.sent) == 1
+    # A revocation of a backfill's credential is told as any other.
+    revoked = world.accept(world.revoked())
+    assert {world.deliver(key).state for key in revoked} == {"sent"}
+    assert world.email.sent[-1]["Subject"].startswith("Poświadczenie unieważnione")
+
+
+def test_an_issued_event_without_an_origin_is_live(world: World) -> None:
+    """Events written before `origin` existed (a replay of `credentials`) read as live ones."""
+    event = json.loads(world.issued(certificate=False))
+    del event["data"]["origin"]
+
+    keys = world.accept(json.dumps(event).encode())
+
+    assert {world.deliver(key).state for key in keys} == {"sent"}
+
+
+def test_the_setting_turns_messages_for_the_backfill_lane_on(world: World) -> None:
+    ctx = dataclasses.replace(world.ctx, notify_backfill=True)
+
+    keys = handlers.accept_event(world.issued(certificate=False, origin="backfill"), world.uow, ctx)
+
+    assert {handlers.deliver(key, world.uow, ctx).state for key in keys} == {"sent"}
+    (mail,) = world.email.sent
+    assert mail["Subject"] == "Nowa odznaka: Python Basics" and len(world.moodle.sent) == 1
 
 
 def test_a_certificate_message_waits_for_its_pdf_and_goes_when_the_rendered_event_arrives(

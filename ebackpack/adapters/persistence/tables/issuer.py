@@ -99,3 +99,5 @@ class ParkedMessageRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)
     parked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The lane it came on (`live`, `backfill`): the credential issued when it resumes says so.
+    origin: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
