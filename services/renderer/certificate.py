@@ -36,11 +36,13 @@ from .pages import (
     declare_pdf_ua,
     deflate_streams,
     document_html,
+    pages_html,
     pinned_font_timestamp,
     qr_source,
     sha256_hex,
 )
 from .qr import QRCodeImage
+from .skeleton import Skeletons
 
 __all__ = ["BATCH_SIZE", "CertificateRenderer", "UnknownTemplateError", "sha256_hex"]
 
@@ -55,7 +57,7 @@ class UnknownTemplateError(ValueError):
 class CertificateRenderer:
     """Fills Jinja2 HTML templates and prints them to PDF with WeasyPrint. Not thread-safe: one per worker."""
 
-    def __init__(self, templates_dir: Path | None = None) -> None:
+    def __init__(self, templates_dir: Path | None = None, *, fast: bool = True) -> None:
         self.templates_dir = (templates_dir or TEMPLATES_DIR).resolve()
         loader = FileSystemLoader([self.templates_dir, TEMPLATES_DIR])  # DOCUMENT_FILE from ours if not given
         self._env = Environment(loader=loader, autoescape=True, undefined=StrictUndefined)
@@ -63,6 +65,8 @@ class CertificateRenderer:
         self._fonts = FontConfiguration()
         self._stylesheets: dict[str, CSS] = {}
         self._faces = RepertoireFaces() if install() else None
+        # Certificates that differ from others of their shape only in the learner's fields (skeleton.py).
+        self._skeletons = Skeletons(self._lay_out, self._write_skeleton_page, self._faces) if fast else None
 
     def render(self, request: CertificateRenderRequest) -> bytes:
         return self.render_batch([request])[0]
@@ -72,11 +76,21 @@ class CertificateRenderer:
         pdfs: dict[int, bytes] = {}
         groups: dict[tuple[str, str], list[int]] = {}
         for index, request in enumerate(requests):
-            groups.setdefault((request.template, request.language), []).append(index)
+            self.check_template(request.template)
+            written = self._skeletons.render(request) if self._skeletons is not None else None
+            if written is not None:
+                pdfs[index] = written
+            else:
+                groups.setdefault((request.template, request.language), []).append(index)
         for indexes in groups.values():
             for index, pdf in zip(indexes, self._render_group([requests[i] for i in indexes]), strict=True):
                 pdfs[index] = pdf
         return [pdfs[index] for index in range(len(requests))]
+
+    @property
+    def full_renders(self) -> dict[str, int]:
+        """Why certificates were rendered in full rather than from a skeleton, counted."""
+        return dict(self._skeletons.full_renders) if self._skeletons is not None else {}
 
     def _render_group(self, requests: list[CertificateRenderRequest]) -> list[bytes]:
         """Requests of one template and language: laid out together, written one PDF per page."""
@@ -105,6 +119,25 @@ class CertificateRenderer:
                 attachments=credential_attachments(request), finisher=self._finish, **PDF_OPTIONS
             )
         return pdf
+
+    def _lay_out(
+        self, request: CertificateRenderRequest, contexts: list[dict[str, Any]], images: dict[str, Any]
+    ) -> Document:
+        """Pages with the given template contexts, in the request's template and language."""
+        template_dir = self._template_dir(request.template)
+        html = CertificateHTML(
+            string=pages_html(self._env, request, contexts), base_url=str(template_dir) + "/"
+        )
+        stylesheet = self._stylesheet(request.template, template_dir)
+        return html.render(stylesheets=[stylesheet], font_config=self._fonts, cache=images, **PDF_OPTIONS)
+
+    def _write_skeleton_page(
+        self, document: Document, page: Any, request: CertificateRenderRequest, finisher: Any
+    ) -> None:
+        single = document.copy([page])
+        single.metadata = certificate_metadata(request)
+        with self._small_faces():
+            single.write_pdf(attachments=credential_attachments(request), finisher=finisher, **PDF_OPTIONS)
 
     def _small_faces(self) -> AbstractContextManager[None]:
         return self._faces.active() if self._faces is not None else nullcontext()

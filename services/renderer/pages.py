@@ -235,9 +235,13 @@ def document_html(env: Environment, requests: Sequence[CertificateRenderRequest]
     Its head carries the first certificate's metadata, so a one-certificate document is a complete PDF
     source on its own; the renderer sets each page's metadata itself.
     """
-    first = requests[0]
+    return pages_html(env, requests[0], [template_context(request) for request in requests])
+
+
+def pages_html(env: Environment, first: CertificateRenderRequest, contexts: Sequence[dict[str, Any]]) -> str:
+    """One page per template context, in the template and language of `first`, with its metadata."""
     template = env.get_template(f"{first.template}/{HTML_FILE}")
-    pages = [Markup(template.render(template_context(request))) for request in requests]
+    pages = [Markup(template.render(context)) for context in contexts]
     return env.get_template(DOCUMENT_FILE).render(
         language=first.language, meta=certificate_metadata(first), pages=pages
     )

@@ -1,0 +1,953 @@
+"""Certificates that differ only in the learner's one-line fields, written without laying the page out again.
+
+In a flood of completions nearly every certificate shares its rule's text with many others: only the
+learner's name, the date, the code, the credential id and the address (text and QR code) differ. For each
+*shape* (template, language, name size class, the rule's texts, QR code size) WeasyPrint lays the page out
+a few times with placeholders in those fields, and the skeleton keeps what it wrote:
+
+- the page's content stream, cut where each field's text and the QR code's modules are drawn; every other
+  number that moved with a field's width (a centred name's position, the rule under it) is fitted as a
+  linear function of the widths, and a check render with other widths must match the fit;
+- every other object of the PDF (structure tree, fonts of the rule's text, output intent, ...) serialized
+  once.
+
+A learner's certificate then costs shaping five short strings with the Pango calls WeasyPrint makes
+(`split_first_line`, then its own `draw_first_line`), subsetting the faces those strings use, the QR code,
+the metadata and one deflate. What the fit was not checked for falls back to the full render: a field that
+would wrap or be wider than the widest placeholder, a character outside the renderer's font repertoire,
+a face the skeleton does not know, a template whose fields do not each draw one text box.
+
+Like the full render, the result is a function of the request alone: the skeleton depends only on the
+shape, so the same request gives the same bytes in any batch, order or process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import struct
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pydyf
+from weasyprint import __version__ as weasyprint_version
+from weasyprint.document import Document, DocumentMetadata
+from weasyprint.draw import text as weasyprint_draw_text
+from weasyprint.layout import inline as weasyprint_inline
+from weasyprint.matrix import Matrix
+from weasyprint.pdf import _w3c_date_to_pdf as w3c_date_to_pdf
+from weasyprint.pdf.fonts import build_fonts_dictionary
+from weasyprint.pdf.stream import Stream
+from weasyprint.text.line_break import split_first_line
+
+from schemas.certificates import CertificateRenderRequest
+
+from .fonts import REPERTOIRE
+from .pages import (
+    DEFLATE_LEVEL,
+    XMP_PDF_UA,
+    certificate_metadata,
+    declare_pdf_ua,
+    format_date,
+    name_size,
+    qr_source,
+    template_context,
+)
+from .qr import QRCodeImage, qr_modules
+
+FIELDS = ("name", "date", "code", "credential", "url")
+# Placeholders are MARK, the field's letter, a filler and an end letter (so no placeholder is part of
+# another); nothing a template prints contains "Zqj".
+MARK = "Zqj"
+_LETTERS = {"name": "N", "date": "D", "code": "C", "credential": "I", "url": "U"}
+_PLACEHOLDER = re.compile(MARK + "([NDCIU])[n\u200b]*q")
+_FIELD_OF_LETTER = {letter: name for name, letter in _LETTERS.items()}
+NARROW = 2  # fillers of the base render
+WIDE_SHARE = 0.9  # the widest placeholder takes this share of the width its line offers
+MAX_FILLER = 400
+PROBE_SHARES = [0.9**step for step in range(18)]  # of the page's width
+BISECTIONS = 5  # probes between the widest share that fits and the next
+QR_SLOT_SRC = "ebackpack-skeleton:qr"
+_NUMBER = re.compile(rb"-?(?:\d+\.?\d*|\.\d+)")
+_TOKEN = re.compile(rb"\S+")
+FIT_TOLERANCE = 0.01  # how far a fitted number may miss the check render (page units)
+XMP_HEADER = b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+XMP_FOOTER = b'</x:xmpmeta>\n<?xpacket end="r"?>'
+METADATA = {"Type": "/Metadata", "Subtype": "/XML"}
+
+
+class NotThisShape(Exception):
+    """The skeleton cannot write this request (or this shape at all): render it in full."""
+
+
+def placeholder(name: str, count: int) -> str:
+    """The field's placeholder with `count` filler letters, which a line may break between (zero-width
+    spaces), so that a placeholder too wide for its line wraps rather than overflows."""
+    return MARK + _LETTERS[name] + "\u200b".join("n" * count) + "q"
+
+
+def fits(record: Recording, name: str, count: int) -> bool:
+    """Whether the field's placeholder with this filler was laid out on one line within its width."""
+    text = placeholder(name, count)
+    return any(line.fits and text in line_text for line_text, line in record.lines.items())
+
+
+def level_values(counts: dict[str, int]) -> dict[str, str]:
+    return {name: placeholder(name, count) for name, count in counts.items()}
+
+
+def fields_in(text: str) -> list[str]:
+    return [_FIELD_OF_LETTER[match.group(1)] for match in _PLACEHOLDER.finditer(text)]
+
+
+# --- recording what WeasyPrint does with the placeholders -------------------------------------------------
+
+
+@dataclass
+class Marker:
+    """Stands in the content stream where a field's text or the QR code's modules go."""
+
+    slot: str
+
+
+@dataclass
+class LineFit:
+    """The last `split_first_line` call WeasyPrint made for a placeholder's text: its arguments and result."""
+
+    text: str
+    style: Any
+    context: Any
+    max_width: float | None
+    justification_spacing: float
+    is_line_start: bool
+    width: float
+    height: float
+    baseline: float
+    fits: bool  # the whole text on this line, within the width it was offered
+
+
+@dataclass
+class DrawnText:
+    """A field's text box, as `draw_first_line` was asked to draw it."""
+
+    field: str
+    text: str
+    x: float
+    y: float
+    text_overflow: str
+    block_ellipsis: Any
+
+
+@dataclass
+class Recording:
+    lines: dict[str, LineFit] = field(default_factory=dict)  # by text
+    drawn: list[DrawnText] = field(default_factory=list)
+    qr: list[tuple[float, float]] = field(default_factory=list)
+
+
+_RECORDING: ContextVar[Recording | None] = ContextVar("skeleton_recording", default=None)
+_original_draw_first_line = weasyprint_draw_text.draw_first_line
+_original_inline_split = weasyprint_inline.split_first_line
+
+
+def _recording_split_first_line(
+    text: str,
+    style: Any,
+    context: Any,
+    max_width: float | None,
+    justification_spacing: float,
+    is_line_start: bool = True,
+    minimum: bool = False,
+) -> Any:
+    result = _original_inline_split(
+        text, style, context, max_width, justification_spacing, is_line_start=is_line_start, minimum=minimum
+    )
+    record = _RECORDING.get()
+    if record is not None and MARK in text:
+        _, _, resume, width, height, baseline = result
+        record.lines[text] = LineFit(
+            text,
+            style,
+            context,
+            max_width,
+            justification_spacing,
+            is_line_start,
+            width,
+            height,
+            baseline,
+            resume is None and (max_width is None or width <= max_width + 1e-6),
+        )
+    return result
+
+
+def _recording_draw_first_line(
+    stream: Any, textbox: Any, text_overflow: str, block_ellipsis: Any, matrix: Matrix
+) -> list[Any]:
+    record = _RECORDING.get()
+    if record is None or MARK not in textbox.text:
+        return _original_draw_first_line(stream, textbox, text_overflow, block_ellipsis, matrix)  # type: ignore[no-any-return]
+    names = fields_in(textbox.text)
+    name = names[0] if len(names) == 1 else "several fields"
+    _, _, _, _, x, y = matrix.values
+    record.drawn.append(DrawnText(name, textbox.text, x, y, text_overflow, block_ellipsis))
+    stream.stream.append(Marker(name))
+    stream._current_font = None  # the learner's text sets its own font, so the next text box must too
+    return []
+
+
+_installed = False
+
+
+def install() -> None:
+    """Route WeasyPrint's line splitting and text drawing through the recorders (once per process); they
+    act only while a skeleton is being recorded, in this thread."""
+    global _installed
+    if not _installed:
+        weasyprint_inline.split_first_line = _recording_split_first_line
+        weasyprint_draw_text.draw_first_line = _recording_draw_first_line
+        _installed = True
+
+
+@contextmanager
+def recording() -> Iterator[Recording]:
+    record = Recording()
+    token = _RECORDING.set(record)
+    try:
+        yield record
+    finally:
+        _RECORDING.reset(token)
+
+
+class QRSlotImage(QRCodeImage):
+    """The QR code of a skeleton: its size and box, with a marker where the modules go."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def draw(self, stream: Any, concrete_width: float, concrete_height: float, style: Any) -> None:
+        stream.transform(a=concrete_width / self.size, d=concrete_height / self.size)
+        stream.stream.append(Marker("qr"))
+
+
+# --- the fitted content stream ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A number of the page as base + sum of slope x (width - base width) over the fields it moves with."""
+
+    base: float
+    slopes: tuple[tuple[int, float], ...]
+
+    def at(self, deltas: Sequence[float]) -> float:
+        return self.base + sum(slope * deltas[index] for index, slope in self.slopes)
+
+
+def _fit(values: Sequence[float], widened: Sequence[float]) -> Linear:
+    """values[0] at the base widths, values[1 + i] with field i widened by widened[i]."""
+    base = values[0]
+    slopes = tuple(
+        (index, (values[1 + index] - base) / change)
+        for index, change in enumerate(widened)
+        if values[1 + index] != base
+    )
+    return Linear(base, slopes)
+
+
+def pdf_number(value: float) -> bytes:
+    """A number as pydyf writes it."""
+    return pydyf._to_bytes(float(value))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Region:
+    """Content between two markers: constant bytes and fitted numbers, in order."""
+
+    parts: tuple[bytes | Linear, ...]
+
+    def write(self, deltas: Sequence[float]) -> bytes:
+        return b"".join(
+            part if isinstance(part, bytes) else pdf_number(part.at(deltas)) for part in self.parts
+        )
+
+
+def fit_region(variants: Sequence[bytes], widened: Sequence[float]) -> Region:
+    """The base region's bytes, with each number that differs between the variants fitted."""
+    token_lists = [list(_TOKEN.finditer(data)) for data in variants]
+    if len({len(tokens) for tokens in token_lists}) != 1:
+        raise NotThisShape("the page's drawing changes with the fields' widths, not only its numbers")
+    base = variants[0]
+    parts: list[bytes | Linear] = []
+    position = 0
+    for index, token in enumerate(token_lists[0]):
+        texts = [tokens[index].group() for tokens in token_lists]
+        if all(text == texts[0] for text in texts):
+            continue
+        if not all(_NUMBER.fullmatch(text) for text in texts):
+            raise NotThisShape(f"the drawing differs between placeholders: {texts[0][:40]!r}")
+        parts.append(base[position : token.start()])
+        parts.append(_fit([float(text) for text in texts], widened))
+        position = token.end()
+    parts.append(base[position:])
+    return Region(tuple(part for part in parts if part != b""))
+
+
+def split_content(items: Sequence[Any]) -> tuple[list[bytes], list[str]]:
+    """The content stream's items (bytes and markers) as the regions between markers and the markers."""
+    regions: list[list[bytes]] = [[]]
+    markers: list[str] = []
+    for item in items:
+        if isinstance(item, Marker):
+            markers.append(item.slot)
+            regions.append([])
+        else:
+            regions[-1].append(pydyf._to_bytes(item))
+    # pydyf joins a stream's items with newlines; a marker is one item of its own
+    return [b"\n".join(chunks) for chunks in regions], markers
+
+
+def same_drawing(expected: bytes, actual: bytes) -> bool:
+    """The same tokens, numbers within FIT_TOLERANCE of each other."""
+    first, second = _TOKEN.findall(expected), _TOKEN.findall(actual)
+    if len(first) != len(second):
+        return False
+    for one, other in zip(first, second, strict=True):
+        if one == other:
+            continue
+        if not (_NUMBER.fullmatch(one) and _NUMBER.fullmatch(other)):
+            return False
+        if abs(float(one) - float(other)) > FIT_TOLERANCE:
+            return False
+    return True
+
+
+def draw_line(stream: Stream, textbox: Any, slot: FieldSlot, matrix: Matrix) -> None:
+    """What WeasyPrint's `draw_text` does around `draw_first_line` for the text itself."""
+    textbox.pango_layout.reactivate(textbox.style)
+    try:
+        _original_draw_first_line(stream, textbox, slot.text_overflow, slot.block_ellipsis, matrix)
+    finally:
+        textbox.pango_layout.deactivate()
+
+
+# --- the skeleton -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordedPage:
+    """One render of the shape with placeholders: their values, what was recorded, the PDF before writing."""
+
+    values: dict[str, str]
+    lines: dict[str, LineFit]  # field -> its line
+    drawn: dict[str, DrawnText]  # field -> its text box
+    pdf: pydyf.PDF
+    fonts: dict[Any, Any]  # the document's WeasyPrint fonts: what the rule's text uses of each face
+    page_width: float
+
+
+@dataclass
+class FieldSlot:
+    line: LineFit  # the base render's line, whose arguments every learner's text is split with
+    placeholder: str
+    x: Linear
+    y: float
+    widest: float
+    text_overflow: str
+    block_ellipsis: Any
+
+
+@dataclass
+class Face:
+    """A face the fields draw with, and what the rule's text uses of it."""
+
+    key: Any
+    to_unicode: dict[int, str]
+    widths: dict[int, int]
+
+
+@dataclass
+class Skeleton:
+    regions: list[Region]
+    markers: list[str]
+    slots: dict[str, FieldSlot]
+    base_widths: list[float]
+    faces: dict[str, Face]  # font hash -> face the fields use
+    static_fonts: dict[str, bytes]  # font hash -> reference, for the faces only the rule's text uses
+    head: bytes  # header, the static streams and the object stream, as written
+    xref: dict[int, tuple[int, int, int]]  # object number -> cross-reference entry, for the static part
+    numbers: dict[str, int]  # the per-certificate objects' numbers
+    first_font_number: int
+    catalog: bytes
+    embedded_extra: dict[str, Any] | None
+    digest: bytes
+
+
+def write_object(number: int, data: bytes) -> bytes:
+    return f"{number} 0 obj\n".encode() + data + b"\nendobj\n"
+
+
+def stream_object(number: int, deflated: bytes, extra: dict[str, Any]) -> bytes:
+    stream = pydyf.Stream([deflated], pydyf.Dictionary({**extra, "Filter": "/FlateDecode"}))
+    return write_object(number, stream.data)
+
+
+def raw_stream(pdf_object: pydyf.Stream) -> bytes:
+    items = pdf_object.stream
+    return items[0] if len(items) == 1 else b"\n".join(pydyf._to_bytes(item) for item in items)
+
+
+def written_stream(number: int, pdf_object: pydyf.Stream) -> bytes:
+    """A stream of WeasyPrint's, deflated at DEFLATE_LEVEL if it asked for compression."""
+    if not pdf_object.compress:
+        return write_object(number, pdf_object.data)
+    extra = {key: value for key, value in pdf_object.extra.items() if key != "Filter"}
+    return stream_object(number, zlib.compress(raw_stream(pdf_object), DEFLATE_LEVEL), extra)
+
+
+def reference_number(reference: Any) -> int:
+    return int(pydyf._to_bytes(reference).split()[0])
+
+
+def page_objects(pdf: pydyf.PDF) -> tuple[Any, Any]:
+    pages = [
+        item for item in pdf.objects if isinstance(item, pydyf.Dictionary) and item.get("Type") == "/Page"
+    ]
+    if len(pages) != 1:
+        raise NotThisShape("the certificate is not one page")
+    page = pages[0]
+    return page, pdf.objects[reference_number(page["Contents"])]
+
+
+def font_objects(pdf: pydyf.PDF, fonts_dictionary: Any) -> dict[str, list[int]]:
+    """Each font resource's objects: Type0 font, ToUnicode, CIDFont, descriptor, font file."""
+    found = {}
+    for name, reference in fonts_dictionary.items():
+        type0 = reference_number(reference)
+        descendant = reference_number(pdf.objects[type0]["DescendantFonts"][0])
+        descriptor = reference_number(pdf.objects[descendant]["FontDescriptor"])
+        file_key = next(key for key in ("FontFile2", "FontFile3") if key in pdf.objects[descriptor])
+        found[name] = [
+            type0,
+            reference_number(pdf.objects[type0]["ToUnicode"]),
+            descendant,
+            descriptor,
+            reference_number(pdf.objects[descriptor][file_key]),
+        ]
+    return found
+
+
+def comparable(pdf_object: Any) -> bytes:
+    if isinstance(pdf_object, pydyf.Stream):
+        return pydyf.Dictionary(pdf_object.extra).data + raw_stream(pdf_object)
+    return pdf_object.data if pdf_object is not None else b""
+
+
+def learner_values(request: CertificateRenderRequest) -> dict[str, str]:
+    """The five fields a learner's certificate adds to its shape; each must be plain text of the repertoire."""
+    values = {
+        "name": request.learner_name,
+        "date": format_date(request.issued_on, request.language),
+        "code": request.verification_code,
+        "credential": request.credential_id,
+        "url": request.verify_url,
+    }
+    for name, value in values.items():
+        if (
+            not value
+            or value != " ".join(value.split())
+            or not all(ord(char) in REPERTOIRE for char in value)
+        ):
+            raise NotThisShape(f"the {name} holds characters the skeleton does not handle")
+        if MARK in value:
+            raise NotThisShape(f"the {name} holds the placeholder mark")
+    return values
+
+
+LEARNER_FIELDS = {"learner_name", "verification_code", "credential_id", "verify_url", "issued_on"}
+
+
+def shape_key(request: CertificateRenderRequest, qr_size: int) -> str:
+    """What a skeleton depends on: everything in the request but the learner's fields."""
+    rest = request.model_dump(mode="json", exclude=LEARNER_FIELDS | {"credential_json", "rerender"})
+    shape = {**rest, "attachment": request.credential_json is not None, "qr": qr_size}
+    return json.dumps([shape, name_size(request.learner_name)], sort_keys=True, ensure_ascii=False)
+
+
+def skeleton_context(
+    request: CertificateRenderRequest, values: dict[str, str], name_class: str
+) -> dict[str, Any]:
+    with_placeholders = request.model_copy(
+        update={
+            "learner_name": values["name"],
+            "verification_code": values["code"],
+            "credential_id": values["credential"],
+            "verify_url": values["url"],
+        }
+    )
+    context = template_context(with_placeholders)
+    context.update(issued_date=values["date"], name_class=name_class, qr_src=QR_SLOT_SRC)
+    return context
+
+
+def xmp(metadata: DocumentMetadata) -> bytes:
+    """The XMP packet WeasyPrint writes for PDF/A-3b, with the PDF/UA identification."""
+    rdf = metadata.generate_rdf_metadata("a", 3, "B").replace(b"</rdf:RDF>", XMP_PDF_UA + b"</rdf:RDF>")
+    return b"\n".join((XMP_HEADER, rdf, XMP_FOOTER))
+
+
+def info(metadata: DocumentMetadata) -> pydyf.Dictionary:
+    """The document information dictionary WeasyPrint writes."""
+    return pydyf.Dictionary(
+        {
+            "Producer": pydyf.String(f"WeasyPrint {weasyprint_version}"),
+            "Title": pydyf.String(metadata.title),
+            "Author": pydyf.String(", ".join(metadata.authors)),
+            "Subject": pydyf.String(metadata.description),
+            "Keywords": pydyf.String(", ".join(metadata.keywords)),
+            "CreationDate": pydyf.String(w3c_date_to_pdf(metadata.created, "created")),
+            "ModDate": pydyf.String(w3c_date_to_pdf(metadata.modified, "modified")),
+        }
+    )
+
+
+def assemble(skeleton: Skeleton, objects: dict[int, bytes], identifier: bytes) -> bytes:
+    """The skeleton's head, the certificate's own objects and a cross-reference stream."""
+    out = io.BytesIO()
+    out.write(skeleton.head)
+    xref = dict(skeleton.xref)
+    for number, data in sorted(objects.items()):
+        xref[number] = (1, out.tell(), 0)
+        out.write(data)
+    xref_number = max(xref) + 1
+    xref[xref_number] = (1, out.tell(), 0)
+    rows = b"".join(struct.pack(">BIH", *xref.get(number, (0, 0, 0))) for number in range(xref_number + 1))
+    extra = {
+        "Type": "/XRef",
+        "Index": pydyf.Array((0, xref_number + 1)),
+        "W": pydyf.Array((1, 4, 2)),
+        "Size": xref_number + 1,
+        "Root": skeleton.catalog,
+        "Info": f"{skeleton.numbers['info']} 0 R",
+        "ID": pydyf.Array((b"<" + identifier + b">", b"<" + identifier + b">")),
+    }
+    out.write(stream_object(xref_number, zlib.compress(rows, DEFLATE_LEVEL), extra))
+    out.write(b"startxref\n" + str(xref[xref_number][1]).encode() + b"\n%%EOF\n")
+    return out.getvalue()
+
+
+class Captured(Exception):
+    """Raised by the finisher once the skeleton page's PDF objects are recorded: no need to write them."""
+
+
+class Skeletons:
+    """Skeletons by shape, and the fonts the learners' fields are drawn with (one set per renderer)."""
+
+    def __init__(
+        self,
+        lay_out: Callable[[CertificateRenderRequest, list[dict[str, Any]], dict[str, Any]], Document],
+        write_page: Callable[[Document, Any, CertificateRenderRequest, Callable[..., None]], None],
+        repertoire: Any,
+    ) -> None:
+        install()
+        self._lay_out = lay_out
+        self._write_page = write_page
+        self._repertoire = repertoire
+        self._skeletons: dict[str, Skeleton | None] = {}
+        self._fonts: dict[Any, Any] = {}  # Pango font key -> WeasyPrint Font, for drawing the fields
+        self.full_renders: dict[str, int] = {}  # why certificates were rendered in full, counted
+
+    def render(self, request: CertificateRenderRequest) -> bytes | None:
+        """The certificate's PDF, or None when it must be rendered in full."""
+        try:
+            values = learner_values(request)
+            qr = QRCodeImage(request.verify_url)
+            skeleton = self._skeleton(request, qr.size)
+            return self._write(skeleton, request, values, qr)
+        except NotThisShape as reason:
+            self.full_renders[str(reason)] = self.full_renders.get(str(reason), 0) + 1
+            return None
+
+    # -- per certificate --
+
+    def _write(
+        self, skeleton: Skeleton, request: CertificateRenderRequest, values: dict[str, str], qr: QRCodeImage
+    ) -> bytes:
+        drawn, deltas, used = self._draw_fields(skeleton, values)
+        items = [skeleton.regions[0].write(deltas)]
+        for marker, region in zip(skeleton.markers, skeleton.regions[1:], strict=True):
+            items.append(qr._path if marker == "qr" else drawn[marker])
+            items.append(region.write(deltas))
+        numbers = skeleton.numbers
+        objects = {
+            numbers["content"]: stream_object(
+                numbers["content"], zlib.compress(b"\n".join(items), DEFLATE_LEVEL), {}
+            )
+        }
+        font_references = dict(skeleton.static_fonts)
+        objects.update(self._font_objects(skeleton, used, font_references))
+        fonts = pydyf.Dictionary(dict(sorted(font_references.items())))
+        objects[numbers["fonts"]] = write_object(numbers["fonts"], fonts.data)
+        metadata = certificate_metadata(request)
+        packet = zlib.compress(xmp(metadata), DEFLATE_LEVEL)
+        objects[numbers["metadata"]] = stream_object(numbers["metadata"], packet, METADATA)
+        if skeleton.embedded_extra is not None:
+            objects[numbers["attachment"]] = self._attachment(skeleton, request)
+        objects[numbers["info"]] = write_object(numbers["info"], info(metadata).data)
+        identifier = hashlib.md5(skeleton.digest, usedforsecurity=False)
+        for number in sorted(objects):
+            identifier.update(objects[number])
+        return assemble(skeleton, objects, identifier.hexdigest().encode())
+
+    def _draw_fields(
+        self, skeleton: Skeleton, values: dict[str, str]
+    ) -> tuple[dict[str, bytes], list[float], dict[str, dict[int, tuple[str, int]]]]:
+        """Each field's text drawn as WeasyPrint draws it, the width changes, and the glyphs used per face."""
+        layouts = {}
+        deltas = []
+        for name, base_width in zip(FIELDS, skeleton.base_widths, strict=True):
+            slot = skeleton.slots[name]
+            line = slot.line
+            text = line.text.replace(slot.placeholder, values[name])
+            layout, _, resume, width, height, baseline = split_first_line(
+                text, line.style, line.context, None, line.justification_spacing, line.is_line_start
+            )
+            if resume is not None or width > slot.widest + 1e-6:
+                raise NotThisShape(f"the {name} is wider than the skeleton was checked for")
+            if abs(height - line.height) > 1e-6 or abs(baseline - line.baseline) > 1e-6:
+                raise NotThisShape(f"the {name} changes its line's height")
+            layouts[name] = (text, layout)
+            deltas.append(width - base_width)
+        for font in self._fonts.values():
+            font.to_unicode, font.widths = {}, {}
+        drawn = {}
+        for name, (text, layout) in layouts.items():
+            slot = skeleton.slots[name]
+            stream = Stream(self._fonts, None, {}, {}, None, {}, None)
+            textbox = SimpleNamespace(text=text, style=slot.line.style, pango_layout=layout)
+            draw_line(stream, textbox, slot, Matrix(d=-1, e=slot.x.at(deltas), f=slot.y))
+            drawn[name] = b"\n".join(pydyf._to_bytes(item) for item in stream.stream)
+        used: dict[str, dict[int, tuple[str, int]]] = {}
+        for font in self._fonts.values():
+            if not font.to_unicode:
+                continue
+            if font.hash not in skeleton.faces or font.missing or font.bitmap:
+                raise NotThisShape("a field needs a face the skeleton does not have")
+            used[font.hash] = {
+                glyph: (font.to_unicode[glyph], font.widths[glyph]) for glyph in font.to_unicode
+            }
+        return drawn, deltas, used
+
+    def _font_objects(
+        self, skeleton: Skeleton, used: dict[str, dict[int, tuple[str, int]]], references: dict[str, bytes]
+    ) -> dict[int, bytes]:
+        """The field faces' objects, subset to the rule's glyphs and the learner's, at fixed numbers."""
+        scratch = pydyf.PDF()
+        scratch.objects = [None] * skeleton.first_font_number  # the next object added gets this number
+        fonts = {}
+        for font_hash, face in sorted(skeleton.faces.items()):
+            font = self._fonts[face.key]
+            glyphs = used.get(font_hash, {})
+            to_unicode = {**face.to_unicode, **{glyph: text for glyph, (text, _) in glyphs.items()}}
+            widths = {**face.widths, **{glyph: width for glyph, (_, width) in glyphs.items()}}
+            font.to_unicode, font.widths = dict(sorted(to_unicode.items())), dict(sorted(widths.items()))
+            fonts[face.key] = font
+        full = {key: font.file_content for key, font in fonts.items()}
+        try:
+            with self._repertoire.active():
+                dictionary = build_fonts_dictionary(scratch, fonts, True, True, FONT_OPTIONS)
+        finally:
+            for key, font in fonts.items():
+                font.file_content = full[key]
+        references.update({name: pydyf._to_bytes(reference) for name, reference in dictionary.items()})
+        written = {}
+        for pdf_object in scratch.objects[skeleton.first_font_number :]:
+            if isinstance(pdf_object, pydyf.Stream):
+                written[pdf_object.number] = written_stream(pdf_object.number, pdf_object)
+            else:
+                written[pdf_object.number] = write_object(pdf_object.number, pdf_object.data)
+        return written
+
+    def _attachment(self, skeleton: Skeleton, request: CertificateRenderRequest) -> bytes:
+        """The signed credential, as WeasyPrint embeds an attachment."""
+        assert skeleton.embedded_extra is not None and request.credential_json is not None
+        data = request.credential_json.encode()
+        moment = pydyf.String(request.issued_on.strftime("D:%Y%m%d%H%M%SZ"))
+        checksum = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        params = pydyf.Dictionary(
+            {"CheckSum": f"<{checksum}>", "Size": len(data), "CreationDate": moment, "ModDate": moment}
+        )
+        extra = {**skeleton.embedded_extra, "Params": params}
+        number = skeleton.numbers["attachment"]
+        return stream_object(number, zlib.compress(data, DEFLATE_LEVEL), extra)
+
+    # -- per shape --
+
+    def _skeleton(self, request: CertificateRenderRequest, qr_size: int) -> Skeleton:
+        key = shape_key(request, qr_size)
+        if key not in self._skeletons:
+            try:
+                self._skeletons[key] = self._build(request, qr_size)
+            except NotThisShape as reason:
+                self.full_renders[f"shape: {reason}"] = 0
+                self._skeletons[key] = None
+        skeleton = self._skeletons[key]
+        if skeleton is None:
+            raise NotThisShape("no skeleton for this shape")
+        return skeleton
+
+    def _build(self, request: CertificateRenderRequest, qr_size: int) -> Skeleton:
+        name_class = name_size(request.learner_name)
+        base = {name: placeholder(name, NARROW) for name in FIELDS}
+        (base_page,) = self._record(request, name_class, qr_size, [base])
+        widest = self._widest_fillers(request, name_class, qr_size, base_page)
+        variants = [{**base, name: placeholder(name, widest[name])} for name in FIELDS]
+        check = {name: placeholder(name, max(NARROW + 1, widest[name] // 2)) for name in FIELDS}
+        pages = [base_page, *self._record(request, name_class, qr_size, [*variants, check])]
+        return self._assemble(pages)
+
+    def _widest_fillers(
+        self, request: CertificateRenderRequest, name_class: str, qr_size: int, base: RecordedPage
+    ) -> dict[str, int]:
+        """Per field, the longest filler that still leaves its text on one line: laid out (not written) at
+        PROBE_SHARES of the page's width, all fields at once."""
+        levels = [
+            {name: self._filler_for(base.lines[name], share * base.page_width) for name in FIELDS}
+            for share in PROBE_SHARES
+        ]
+        record = self._probe(request, name_class, qr_size, levels)
+        low, high = {}, {}
+        for name in FIELDS:
+            fitting = [level[name] for level in levels if fits(record, name, level[name])]
+            if not fitting or max(fitting) <= NARROW + 1:
+                raise NotThisShape(f"no room to check the {name} at other widths")
+            low[name] = max(fitting)
+            high[name] = min([level[name] for level in levels if level[name] > low[name]], default=MAX_FILLER)
+        for _ in range(BISECTIONS):  # then closer to where each line is full
+            middle = {name: (low[name] + high[name]) // 2 for name in FIELDS}
+            record = self._probe(request, name_class, qr_size, [middle])
+            for name in FIELDS:
+                if fits(record, name, middle[name]):
+                    low[name] = middle[name]
+                else:
+                    high[name] = middle[name]
+        return low
+
+    def _probe(
+        self, request: CertificateRenderRequest, name_class: str, qr_size: int, levels: list[dict[str, int]]
+    ) -> Recording:
+        contexts = [skeleton_context(request, level_values(level), name_class) for level in levels]
+        with recording() as record:
+            self._lay_out(request, contexts, {QR_SLOT_SRC: QRSlotImage(qr_size)})
+        return record
+
+    def _filler_for(self, line: LineFit, width: float) -> int:
+        """The filler count that makes the line's text about `width` wide."""
+        (name,) = fields_in(line.text)
+        wider = line.text.replace(placeholder(name, NARROW), placeholder(name, NARROW + 10))
+        per_filler = (self._width(line, wider) - line.width) / 10
+        return max(NARROW + 1, min(MAX_FILLER, NARROW + int((width - line.width) / per_filler)))
+
+    def _width(self, line: LineFit, text: str) -> float:
+        return float(split_first_line(text, line.style, line.context, None, line.justification_spacing)[3])
+
+    def _record(
+        self, request: CertificateRenderRequest, name_class: str, qr_size: int, pages: list[dict[str, str]]
+    ) -> list[RecordedPage]:
+        contexts = [skeleton_context(request, values, name_class) for values in pages]
+        with recording() as layout_record:
+            document = self._lay_out(request, contexts, {QR_SLOT_SRC: QRSlotImage(qr_size)})
+        if len(document.pages) != len(pages):
+            raise NotThisShape("a certificate does not fill exactly one page")
+        recorded = []
+        for values, page in zip(pages, document.pages, strict=True):
+            captured: list[tuple[pydyf.PDF, dict[Any, Any]]] = []
+
+            def capture(written: Document, pdf: pydyf.PDF) -> None:
+                declare_pdf_ua(written, pdf)
+                captured.append((pdf, dict(written.fonts)))
+                raise Captured
+
+            with recording() as page_record, suppress(Captured):
+                self._write_page(document, page, request, capture)
+            lines = {}
+            for name in FIELDS:
+                found = [line for text, line in layout_record.lines.items() if values[name] in text]
+                if len(found) != 1 or fields_in(found[0].text) != [name]:
+                    raise NotThisShape(f"the template does not print the {name} once, on a line of its own")
+                lines[name] = found[0]
+            drawn = {text.field: text for text in page_record.drawn}
+            if len(drawn) != len(page_record.drawn) or set(drawn) != set(FIELDS):
+                raise NotThisShape("the template does not draw each field as one text box")
+            pdf, fonts = captured[0]
+            recorded.append(RecordedPage(values, lines, drawn, pdf, fonts, page.width))
+        return recorded
+
+    def _assemble(self, pages: list[RecordedPage]) -> Skeleton:
+        base, variants, check = pages[0], pages[1:-1], pages[-1]
+        base_widths = [base.lines[name].width for name in FIELDS]
+        base_deltas = [
+            [page.lines[name].width - base_widths[index] for index, name in enumerate(FIELDS)]
+            for page in variants
+        ]
+        check_deltas = [check.lines[name].width - base_widths[index] for index, name in enumerate(FIELDS)]
+        for index, deltas in enumerate(base_deltas):
+            if deltas[index] <= 0 or any(delta != 0 for other, delta in enumerate(deltas) if other != index):
+                raise NotThisShape("a placeholder's width did not change as asked")
+        widened = [base_deltas[index][index] for index in range(len(FIELDS))]
+        regions, markers = self._fit_content(pages, widened, check_deltas)
+        slots = {}
+        for index, name in enumerate(FIELDS):
+            x = _fit([base.drawn[name].x, *(page.drawn[name].x for page in variants)], widened)
+            if abs(x.at(check_deltas) - check.drawn[name].x) > FIT_TOLERANCE:
+                raise NotThisShape(f"the {name}'s position does not follow the widths linearly")
+            if any(page.drawn[name].y != base.drawn[name].y for page in pages):
+                raise NotThisShape(f"the {name}'s line moves up or down with the widths")
+            drawn = base.drawn[name]
+            slots[name] = FieldSlot(
+                base.lines[name],
+                placeholder(name, NARROW),
+                x,
+                drawn.y,
+                variants[index].lines[name].width,
+                drawn.text_overflow,
+                drawn.block_ellipsis,
+            )
+        return self._objects(base, pages, regions, markers, slots, base_widths)
+
+    def _fit_content(
+        self, pages: list[RecordedPage], widened: list[float], check_deltas: list[float]
+    ) -> tuple[list[Region], list[str]]:
+        """The base page's content stream between markers, its numbers fitted to the variants' and checked."""
+        split = [split_content(page_objects(page.pdf)[1].stream) for page in pages]
+        markers = split[0][1]
+        if sorted(markers) != sorted([*FIELDS, "qr"]) or any(other != markers for _, other in split):
+            raise NotThisShape("the page does not draw each field and the QR code once")
+        regions = []
+        for index in range(len(markers) + 1):
+            region = fit_region([regions_of[index] for regions_of, _ in split[:-1]], widened)
+            if not same_drawing(region.write(check_deltas), split[-1][0][index]):
+                raise NotThisShape("the page's numbers do not follow the fields' widths linearly")
+            regions.append(region)
+        return regions, markers
+
+    def _field_faces(self, slots: dict[str, FieldSlot]) -> dict[str, Any]:
+        """Font hash -> Pango font key of the faces the fields' placeholders are drawn with."""
+        for font in self._fonts.values():
+            font.to_unicode, font.widths = {}, {}
+        for slot in slots.values():
+            line = slot.line
+            layout = split_first_line(
+                line.text, line.style, line.context, None, line.justification_spacing, line.is_line_start
+            )[0]
+            stream = Stream(self._fonts, None, {}, {}, None, {}, None)
+            textbox = SimpleNamespace(text=line.text, style=line.style, pango_layout=layout)
+            draw_line(stream, textbox, slot, Matrix())
+        return {font.hash: key for key, font in self._fonts.items() if font.to_unicode}
+
+    def _objects(
+        self,
+        base: RecordedPage,
+        pages: list[RecordedPage],
+        regions: list[Region],
+        markers: list[str],
+        slots: dict[str, FieldSlot],
+        base_widths: list[float],
+    ) -> Skeleton:
+        """What the base page's PDF keeps for every learner, serialized; the rest gets fixed numbers."""
+        pdf = base.pdf
+        page, content = page_objects(pdf)
+        resources = pdf.objects[reference_number(page["Resources"])]
+        numbers = {
+            "content": content.number,
+            "metadata": reference_number(pdf.catalog["Metadata"]),
+            "fonts": reference_number(resources["Font"]),
+            "info": len(pdf.objects),
+        }
+        embedded = [
+            item
+            for item in pdf.objects
+            if isinstance(item, pydyf.Stream) and item.extra.get("Type") == "/EmbeddedFile"
+        ]
+        if len(embedded) > 1:
+            raise NotThisShape("more than one attachment")
+        embedded_extra = None
+        if embedded:
+            numbers["attachment"] = embedded[0].number
+            embedded_extra = {key: embedded[0].extra[key] for key in ("Type", "Subtype")}
+        fonts_dictionary = pdf.objects[numbers["fonts"]]
+        objects_of_font = font_objects(pdf, fonts_dictionary)
+        field_faces = self._field_faces(slots)
+        static_glyphs = {font.hash: font for font in base.fonts.values()}
+        faces = {
+            font_hash: Face(
+                key,
+                dict(static_glyphs[font_hash].to_unicode) if font_hash in static_glyphs else {},
+                dict(static_glyphs[font_hash].widths) if font_hash in static_glyphs else {},
+            )
+            for font_hash, key in field_faces.items()
+        }
+        static_fonts = {
+            name: pydyf._to_bytes(reference)
+            for name, reference in fonts_dictionary.items()
+            if name not in faces
+        }
+        per_certificate = set(numbers.values())
+        dropped = {number for name in faces for number in objects_of_font.get(name, [])}
+        for page_record in pages[1:]:
+            if len(page_record.pdf.objects) != len(pdf.objects):
+                raise NotThisShape("the PDF's objects change with the fields' widths")
+            for number in range(1, len(pdf.objects)):
+                if number in per_certificate or number in dropped:
+                    continue
+                if comparable(pdf.objects[number]) != comparable(page_record.pdf.objects[number]):
+                    raise NotThisShape("the PDF's objects change with the fields' widths")
+        head = io.BytesIO()
+        head.write(b"%PDF-1.7\n%\xf0\x9f\x96\xa4\n")
+        xref: dict[int, tuple[int, int, int]] = {0: (0, 0, 65535)}
+        packed_number = len(pdf.objects) + 1
+        packed: list[tuple[int, bytes]] = []
+        for number in range(1, len(pdf.objects)):
+            if number in per_certificate or number in dropped:
+                continue
+            pdf_object = pdf.objects[number]
+            if isinstance(pdf_object, pydyf.Stream):
+                xref[number] = (1, head.tell(), 0)
+                head.write(written_stream(number, pdf_object))
+            else:
+                xref[number] = (2, packed_number, len(packed))
+                packed.append((number, pdf_object.data))
+        offsets, position = [], 0
+        for number, data in packed:
+            offsets.append(f"{number} {position}")
+            position += len(data) + 1
+        index = " ".join(offsets).encode()
+        body = b"\n".join([index, *(data for _, data in packed)])
+        extra = {"Type": "/ObjStm", "N": len(packed), "First": len(index) + 1}
+        xref[packed_number] = (1, head.tell(), 0)
+        head.write(stream_object(packed_number, zlib.compress(body, DEFLATE_LEVEL), extra))
+        data = head.getvalue()
+        return Skeleton(
+            regions=regions,
+            markers=markers,
+            slots=slots,
+            base_widths=base_widths,
+            faces=faces,
+            static_fonts=static_fonts,
+            head=data,
+            xref=xref,
+            numbers=numbers,
+            first_font_number=packed_number + 1,
+            catalog=pdf.catalog.reference,
+            embedded_extra=embedded_extra,
+            digest=hashlib.sha256(data).digest(),
+        )
+
+
+FONT_OPTIONS = {"hinting": False, "pdf_version": "1.7"}
