@@ -27,12 +27,14 @@ import hashlib
 import io
 import json
 import re
+import string
 import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -67,11 +69,11 @@ FIELDS = ("name", "date", "code", "credential", "url")
 # another); nothing a template prints contains "Zqj".
 MARK = "Zqj"
 _LETTERS = {"name": "N", "date": "D", "code": "C", "credential": "I", "url": "U"}
-_PLACEHOLDER = re.compile(MARK + "([NDCIU])[n\u200b]*q")
+_PLACEHOLDER = re.compile(MARK + "([NDCIU])[i\u200b]*q")
 _FIELD_OF_LETTER = {letter: name for name, letter in _LETTERS.items()}
 NARROW = 2  # fillers of the base render
 WIDE_SHARE = 0.9  # the widest placeholder takes this share of the width its line offers
-MAX_FILLER = 400
+MAX_FILLER = 1000
 PROBE_SHARES = [0.9**step for step in range(18)]  # of the page's width
 BISECTIONS = 5  # probes between the widest share that fits and the next
 QR_SLOT_SRC = "ebackpack-skeleton:qr"
@@ -90,13 +92,18 @@ class NotThisShape(Exception):
 def placeholder(name: str, count: int) -> str:
     """The field's placeholder with `count` filler letters, which a line may break between (zero-width
     spaces), so that a placeholder too wide for its line wraps rather than overflows."""
-    return MARK + _LETTERS[name] + "\u200b".join("n" * count) + "q"
+    return MARK + _LETTERS[name] + "\u200b".join("i" * count) + "q"
 
 
 def fits(record: Recording, name: str, count: int) -> bool:
     """Whether the field's placeholder with this filler was laid out on one line within its width."""
     text = placeholder(name, count)
     return any(line.fits and text in line_text for line_text, line in record.lines.items())
+
+
+def month_names(language: str) -> str:
+    """Every date's words in the language, for the date's seeds."""
+    return " ".join(format_date(datetime(2000, month, 1, tzinfo=UTC), language) for month in range(1, 13))
 
 
 def level_values(counts: dict[str, int]) -> dict[str, str]:
@@ -365,11 +372,14 @@ class FieldSlot:
 
 @dataclass
 class Face:
-    """A face the fields draw with, and what the rule's text uses of it."""
+    """A face the fields draw with: the glyphs of the rule's text and the seeds in it, its object numbers,
+    and its objects for those glyphs alone (made when first needed)."""
 
     key: Any
     to_unicode: dict[int, str]
     widths: dict[int, int]
+    first_number: int
+    seeded: tuple[bytes, dict[int, bytes]] | None = None
 
 
 @dataclass
@@ -383,7 +393,6 @@ class Skeleton:
     head: bytes  # header, the static streams and the object stream, as written
     xref: dict[int, tuple[int, int, int]]  # object number -> cross-reference entry, for the static part
     numbers: dict[str, int]  # the per-certificate objects' numbers
-    first_font_number: int
     catalog: bytes
     embedded_extra: dict[str, Any] | None
     digest: bytes
@@ -647,32 +656,44 @@ class Skeletons:
     def _font_objects(
         self, skeleton: Skeleton, used: dict[str, dict[int, tuple[str, int]]], references: dict[str, bytes]
     ) -> dict[int, bytes]:
-        """The field faces' objects, subset to the rule's glyphs and the learner's, at fixed numbers."""
-        scratch = pydyf.PDF()
-        scratch.objects = [None] * skeleton.first_font_number  # the next object added gets this number
-        fonts = {}
+        """The field faces' objects, at fixed numbers: a face whose glyphs here are all among its seeded ones
+        is the same subset for every certificate of the shape; others are subset to the learner's glyphs too."""
+        written = {}
         for font_hash, face in sorted(skeleton.faces.items()):
-            font = self._fonts[face.key]
             glyphs = used.get(font_hash, {})
-            to_unicode = {**face.to_unicode, **{glyph: text for glyph, (text, _) in glyphs.items()}}
-            widths = {**face.widths, **{glyph: width for glyph, (_, width) in glyphs.items()}}
-            font.to_unicode, font.widths = dict(sorted(to_unicode.items())), dict(sorted(widths.items()))
-            fonts[face.key] = font
-        full = {key: font.file_content for key, font in fonts.items()}
+            if all(glyph in face.to_unicode for glyph in glyphs):
+                if face.seeded is None:
+                    face.seeded = self._face_objects(face, {})
+                reference, objects = face.seeded
+            else:
+                reference, objects = self._face_objects(face, glyphs)
+            references[font_hash] = reference
+            written.update(objects)
+        return written
+
+    def _face_objects(self, face: Face, glyphs: dict[int, tuple[str, int]]) -> tuple[bytes, dict[int, bytes]]:
+        """One face's five objects (font, ToUnicode, CIDFont, descriptor, font file), as WeasyPrint makes them."""
+        font = self._fonts[face.key]
+        to_unicode = {**face.to_unicode, **{glyph: text for glyph, (text, _) in glyphs.items()}}
+        widths = {**face.widths, **{glyph: width for glyph, (_, width) in glyphs.items()}}
+        font.to_unicode, font.widths = dict(sorted(to_unicode.items())), dict(sorted(widths.items()))
+        scratch = pydyf.PDF()
+        scratch.objects = [None] * face.first_number  # the next object added gets this number
+        full = font.file_content
         try:
             with self._repertoire.active():
-                dictionary = build_fonts_dictionary(scratch, fonts, True, True, FONT_OPTIONS)
+                dictionary = build_fonts_dictionary(scratch, {face.key: font}, True, True, FONT_OPTIONS)
         finally:
-            for key, font in fonts.items():
-                font.file_content = full[key]
-        references.update({name: pydyf._to_bytes(reference) for name, reference in dictionary.items()})
+            font.file_content = full
         written = {}
-        for pdf_object in scratch.objects[skeleton.first_font_number :]:
+        for pdf_object in scratch.objects[face.first_number :]:
             if isinstance(pdf_object, pydyf.Stream):
                 written[pdf_object.number] = written_stream(pdf_object.number, pdf_object)
             else:
                 written[pdf_object.number] = write_object(pdf_object.number, pdf_object.data)
-        return written
+        if len(written) != FACE_OBJECTS:
+            raise NotThisShape("WeasyPrint wrote a face as other objects than expected")
+        return pydyf._to_bytes(dictionary[font.hash]), written
 
     def _attachment(self, skeleton: Skeleton, request: CertificateRenderRequest) -> bytes:
         """The signed credential, as WeasyPrint embeds an attachment."""
@@ -710,7 +731,7 @@ class Skeletons:
         variants = [{**base, name: placeholder(name, widest[name])} for name in FIELDS]
         check = {name: placeholder(name, max(NARROW + 1, widest[name] // 2)) for name in FIELDS}
         pages = [base_page, *self._record(request, name_class, qr_size, [*variants, check])]
-        return self._assemble(pages)
+        return self._assemble(pages, request.language)
 
     def _widest_fillers(
         self, request: CertificateRenderRequest, name_class: str, qr_size: int, base: RecordedPage
@@ -789,7 +810,7 @@ class Skeletons:
             recorded.append(RecordedPage(values, lines, drawn, pdf, fonts, page.width))
         return recorded
 
-    def _assemble(self, pages: list[RecordedPage]) -> Skeleton:
+    def _assemble(self, pages: list[RecordedPage], language: str) -> Skeleton:
         base, variants, check = pages[0], pages[1:-1], pages[-1]
         base_widths = [base.lines[name].width for name in FIELDS]
         base_deltas = [
@@ -819,7 +840,7 @@ class Skeletons:
                 drawn.text_overflow,
                 drawn.block_ellipsis,
             )
-        return self._objects(base, pages, regions, markers, slots, base_widths)
+        return self._objects(base, pages, regions, markers, slots, base_widths, language)
 
     def _fit_content(
         self, pages: list[RecordedPage], widened: list[float], check_deltas: list[float]
@@ -837,19 +858,29 @@ class Skeletons:
             regions.append(region)
         return regions, markers
 
-    def _field_faces(self, slots: dict[str, FieldSlot]) -> dict[str, Any]:
-        """Font hash -> Pango font key of the faces the fields' placeholders are drawn with."""
+    def _field_faces(
+        self, slots: dict[str, FieldSlot], language: str
+    ) -> dict[str, tuple[Any, dict[int, str], dict[int, int]]]:
+        """Font hash -> (Pango font key, seed glyphs, their widths) of the faces the fields are drawn with."""
         for font in self._fonts.values():
             font.to_unicode, font.widths = {}, {}
-        for slot in slots.values():
-            line = slot.line
-            layout = split_first_line(
-                line.text, line.style, line.context, None, line.justification_spacing, line.is_line_start
-            )[0]
-            stream = Stream(self._fonts, None, {}, {}, None, {}, None)
-            textbox = SimpleNamespace(text=line.text, style=line.style, pango_layout=layout)
-            draw_line(stream, textbox, slot, Matrix())
-        return {font.hash: key for key, font in self._fonts.items() if font.to_unicode}
+        for name, slot in slots.items():
+            seed = SEEDS[name] + (month_names(language) if name == "date" else "")
+            for text in (slot.line.text, seed):
+                if not text:
+                    continue
+                line = slot.line
+                layout = split_first_line(text, line.style, line.context, None, line.justification_spacing)[0]
+                stream = Stream(self._fonts, None, {}, {}, None, {}, None)
+                draw_line(
+                    stream, SimpleNamespace(text=text, style=line.style, pango_layout=layout), slot, Matrix()
+                )
+        faces = {}
+        for key, font in self._fonts.items():
+            if font.to_unicode:
+                seeds = {glyph: text for glyph, text in font.to_unicode.items() if MARK not in text}
+                faces[font.hash] = (key, seeds, {glyph: font.widths[glyph] for glyph in seeds})
+        return faces
 
     def _objects(
         self,
@@ -859,6 +890,7 @@ class Skeletons:
         markers: list[str],
         slots: dict[str, FieldSlot],
         base_widths: list[float],
+        language: str,
     ) -> Skeleton:
         """What the base page's PDF keeps for every learner, serialized; the rest gets fixed numbers."""
         pdf = base.pdf
@@ -883,16 +915,18 @@ class Skeletons:
             embedded_extra = {key: embedded[0].extra[key] for key in ("Type", "Subtype")}
         fonts_dictionary = pdf.objects[numbers["fonts"]]
         objects_of_font = font_objects(pdf, fonts_dictionary)
-        field_faces = self._field_faces(slots)
+        field_faces = self._field_faces(slots, language)
         static_glyphs = {font.hash: font for font in base.fonts.values()}
-        faces = {
-            font_hash: Face(
+        first_font_number = len(pdf.objects) + 2  # after the information dictionary and the object stream
+        faces = {}
+        for index, (font_hash, (key, seed_text, seed_widths)) in enumerate(sorted(field_faces.items())):
+            static = static_glyphs.get(font_hash)
+            faces[font_hash] = Face(
                 key,
-                dict(static_glyphs[font_hash].to_unicode) if font_hash in static_glyphs else {},
-                dict(static_glyphs[font_hash].widths) if font_hash in static_glyphs else {},
+                {**seed_text, **(static.to_unicode if static else {})},
+                {**seed_widths, **(static.widths if static else {})},
+                first_font_number + FACE_OBJECTS * index,
             )
-            for font_hash, key in field_faces.items()
-        }
         static_fonts = {
             name: pydyf._to_bytes(reference)
             for name, reference in fonts_dictionary.items()
@@ -943,11 +977,21 @@ class Skeletons:
             head=data,
             xref=xref,
             numbers=numbers,
-            first_font_number=packed_number + 1,
             catalog=pdf.catalog.reference,
             embedded_extra=embedded_extra,
             digest=hashlib.sha256(data).digest(),
         )
 
 
+# Characters each field's faces carry beyond the rule's text, so that the faces of most certificates are
+# the same few subsets, made once per skeleton: the code's alphabet, a UUID, an address, the date's digits
+# (and, per language, the month names). The name's face is subset per certificate.
+SEEDS = {
+    "name": "",
+    "date": string.digits + " .",
+    "code": string.ascii_uppercase + string.digits + "-",
+    "credential": "0123456789abcdef-:urnid",
+    "url": string.ascii_letters + string.digits + ":/.-_",
+}
+FACE_OBJECTS = 5  # a face WeasyPrint embeds: Type0 font, ToUnicode, CIDFont, descriptor, font file
 FONT_OPTIONS = {"hinting": False, "pdf_version": "1.7"}
