@@ -59,23 +59,27 @@ from .pages import (
     declare_pdf_ua,
     format_date,
     name_size,
-    qr_source,
     template_context,
 )
-from .qr import QRCodeImage, qr_modules
+from .qr import QRCodeImage
 
 FIELDS = ("name", "date", "code", "credential", "url")
-# Placeholders are MARK, the field's letter, a filler and an end letter (so no placeholder is part of
-# another); nothing a template prints contains "Zqj".
-MARK = "Zqj"
-_LETTERS = {"name": "N", "date": "D", "code": "C", "credential": "I", "url": "U"}
-_PLACEHOLDER = re.compile(MARK + "([NDCIU])[i\u200b]*q")
+MAX_NAME_WORDS = 6  # a template may print each word of the name as a text box of its own
+# Placeholders are MARK (two word joiners: invisible, zero width, nothing a template prints), the part's
+# letter, a filler and a closing word joiner (so no placeholder is part of another).
+MARK = "\u2060\u2060"
+_END = "\u2060"
+# A part is a field, or one word of the name ("name0", "name1", ...): each has its own placeholder.
+_LETTERS = {"date": "D", "code": "C", "credential": "I", "url": "U"} | {
+    f"name{index}": letter for index, letter in enumerate("NOPRST")
+}
+_PLACEHOLDER = re.compile(MARK + "([A-Z])[mi\u200b]*" + _END)
 _FIELD_OF_LETTER = {letter: name for name, letter in _LETTERS.items()}
 NARROW = 2  # fillers of the base render
 WIDE_SHARE = 0.9  # the widest placeholder takes this share of the width its line offers
 MAX_FILLER = 1000
 PROBE_SHARES = [0.9**step for step in range(18)]  # of the page's width
-BISECTIONS = 5  # probes between the widest share that fits and the next
+BISECTIONS = 7  # probes between the widest share that fits and the next
 QR_SLOT_SRC = "ebackpack-skeleton:qr"
 _NUMBER = re.compile(rb"-?(?:\d+\.?\d*|\.\d+)")
 _TOKEN = re.compile(rb"\S+")
@@ -90,15 +94,22 @@ class NotThisShape(Exception):
 
 
 def placeholder(name: str, count: int) -> str:
-    """The field's placeholder with `count` filler letters, which a line may break between (zero-width
-    spaces), so that a placeholder too wide for its line wraps rather than overflows."""
-    return MARK + _LETTERS[name] + "\u200b".join("i" * count) + "q"
+    """The part's placeholder with `count` filler letters, which a line may break between (a zero-width
+    space after every third), so that a placeholder too wide for its line wraps rather than overflows;
+    wide letters, so that it has few characters (a template may treat long words differently)."""
+    wide = "".join("m\u200b" if index % 3 == 2 else "m" for index in range(count // 3))
+    body = wide + "i" * (count % 3)  # "m" is more than twice as wide as "i": wider for every count
+    return MARK + _LETTERS[name] + body + _END
 
 
-def fits(record: Recording, name: str, count: int) -> bool:
-    """Whether the field's placeholder with this filler was laid out on one line within its width."""
-    text = placeholder(name, count)
-    return any(line.fits and text in line_text for line_text, line in record.lines.items())
+def fits(record: Recording, part: str, count: int, line_start: bool) -> bool:
+    """Whether the part's placeholder with this filler was laid out on one line within its width, where it
+    was in the base render (not pushed to a line of its own)."""
+    text = placeholder(part, count)
+    return any(
+        line.fits and line.is_line_start == line_start and text in line_text
+        for line_text, line in record.lines.items()
+    )
 
 
 def month_names(language: str) -> str:
@@ -110,8 +121,26 @@ def level_values(counts: dict[str, int]) -> dict[str, str]:
     return {name: placeholder(name, count) for name, count in counts.items()}
 
 
-def fields_in(text: str) -> list[str]:
-    return [_FIELD_OF_LETTER[match.group(1)] for match in _PLACEHOLDER.finditer(text)]
+def parts_in(text: str) -> list[str]:
+    return [
+        _FIELD_OF_LETTER[match.group(1)]
+        for match in _PLACEHOLDER.finditer(text)
+        if match.group(1) in _FIELD_OF_LETTER
+    ]
+
+
+def lead(slot: str) -> str:
+    """The part of a slot whose placeholder is widened to change the slot's width."""
+    return slot.split("+")[0]
+
+
+def field_of(part: str) -> str:
+    return "name" if part.startswith("name") else part
+
+
+def slot_field(slot: str) -> str:
+    """The field a slot (the parts one text box draws, joined by "+") prints."""
+    return field_of(slot.split("+")[0])
 
 
 # --- recording what WeasyPrint does with the placeholders -------------------------------------------------
@@ -200,8 +229,7 @@ def _recording_draw_first_line(
     record = _RECORDING.get()
     if record is None or MARK not in textbox.text:
         return _original_draw_first_line(stream, textbox, text_overflow, block_ellipsis, matrix)  # type: ignore[no-any-return]
-    names = fields_in(textbox.text)
-    name = names[0] if len(names) == 1 else "several fields"
+    name = "+".join(parts_in(textbox.text))
     _, _, _, _, x, y = matrix.values
     record.drawn.append(DrawnText(name, textbox.text, x, y, text_overflow, block_ellipsis))
     stream.stream.append(Marker(name))
@@ -361,8 +389,10 @@ class RecordedPage:
 
 @dataclass
 class FieldSlot:
+    """One text box with learner's text: the parts it draws, and how it is placed."""
+
     line: LineFit  # the base render's line, whose arguments every learner's text is split with
-    placeholder: str
+    parts: tuple[str, ...]
     x: Linear
     y: float
     widest: float
@@ -387,6 +417,7 @@ class Skeleton:
     regions: list[Region]
     markers: list[str]
     slots: dict[str, FieldSlot]
+    order: list[str]  # the slots, in the order of the widths the numbers are fitted to
     base_widths: list[float]
     faces: dict[str, Face]  # font hash -> face the fields use
     static_fonts: dict[str, bytes]  # font hash -> reference, for the faces only the rule's text uses
@@ -396,6 +427,7 @@ class Skeleton:
     catalog: bytes
     embedded_extra: dict[str, Any] | None
     digest: bytes
+    lines: list[tuple[tuple[str, ...], float]] = field(default_factory=list)  # slots of a line, widest
 
 
 def write_object(number: int, data: bytes) -> bytes:
@@ -459,15 +491,16 @@ def comparable(pdf_object: Any) -> bytes:
 
 
 def learner_values(request: CertificateRenderRequest) -> dict[str, str]:
-    """The five fields a learner's certificate adds to its shape; each must be plain text of the repertoire."""
-    values = {
+    """The parts a learner's certificate adds to its shape (the name word by word); each must be plain
+    text of the repertoire."""
+    fields = {
         "name": request.learner_name,
         "date": format_date(request.issued_on, request.language),
         "code": request.verification_code,
         "credential": request.credential_id,
         "url": request.verify_url,
     }
-    for name, value in values.items():
+    for name, value in fields.items():
         if (
             not value
             or value != " ".join(value.split())
@@ -476,25 +509,37 @@ def learner_values(request: CertificateRenderRequest) -> dict[str, str]:
             raise NotThisShape(f"the {name} holds characters the skeleton does not handle")
         if MARK in value:
             raise NotThisShape(f"the {name} holds the placeholder mark")
-    return values
+    words = request.learner_name.split(" ")
+    if len(words) > MAX_NAME_WORDS:
+        raise NotThisShape("the name has more words than the skeleton handles")
+    name = fields.pop("name")
+    return {**{f"name{index}": word for index, word in enumerate(name.split(" "))}, **fields}
 
 
 LEARNER_FIELDS = {"learner_name", "verification_code", "credential_id", "verify_url", "issued_on"}
 
 
 def shape_key(request: CertificateRenderRequest, qr_size: int) -> str:
-    """What a skeleton depends on: everything in the request but the learner's fields."""
+    """What a skeleton depends on: everything in the request but the learner's fields, and how many words
+    the name has."""
     rest = request.model_dump(mode="json", exclude=LEARNER_FIELDS | {"credential_json", "rerender"})
     shape = {**rest, "attachment": request.credential_json is not None, "qr": qr_size}
-    return json.dumps([shape, name_size(request.learner_name)], sort_keys=True, ensure_ascii=False)
+    words = len(request.learner_name.split())
+    return json.dumps([shape, name_size(request.learner_name), words], sort_keys=True, ensure_ascii=False)
+
+
+def base_parts(request: CertificateRenderRequest) -> list[str]:
+    words = len(request.learner_name.split())
+    return [*(f"name{index}" for index in range(words)), "date", "code", "credential", "url"]
 
 
 def skeleton_context(
     request: CertificateRenderRequest, values: dict[str, str], name_class: str
 ) -> dict[str, Any]:
+    words = [values[part] for part in sorted(values) if part.startswith("name")]
     with_placeholders = request.model_copy(
         update={
-            "learner_name": values["name"],
+            "learner_name": " ".join(words),
             "verification_code": values["code"],
             "credential_id": values["credential"],
             "verify_url": values["url"],
@@ -617,31 +662,40 @@ class Skeletons:
     def _draw_fields(
         self, skeleton: Skeleton, values: dict[str, str]
     ) -> tuple[dict[str, bytes], list[float], dict[str, dict[int, tuple[str, int]]]]:
-        """Each field's text drawn as WeasyPrint draws it, the width changes, and the glyphs used per face."""
+        """Each slot's text drawn as WeasyPrint draws it, the width changes, and the glyphs used per face."""
         layouts = {}
         deltas = []
-        for name, base_width in zip(FIELDS, skeleton.base_widths, strict=True):
-            slot = skeleton.slots[name]
+        for slot_id, base_width in zip(skeleton.order, skeleton.base_widths, strict=True):
+            slot = skeleton.slots[slot_id]
             line = slot.line
-            text = line.text.replace(slot.placeholder, values[name])
+            text = line.text
+            for part in slot.parts:
+                text = text.replace(placeholder(part, NARROW), values[part])
             layout, _, resume, width, height, baseline = split_first_line(
                 text, line.style, line.context, None, line.justification_spacing, line.is_line_start
             )
-            if resume is not None or width > slot.widest + 1e-6:
-                raise NotThisShape(f"the {name} is wider than the skeleton was checked for")
+            if resume is not None:
+                raise NotThisShape(f"the {slot_field(slot_id)} is wider than the skeleton was checked for")
             if abs(height - line.height) > 1e-6 or abs(baseline - line.baseline) > 1e-6:
-                raise NotThisShape(f"the {name} changes its line's height")
-            layouts[name] = (text, layout)
+                raise NotThisShape(f"the {slot_field(slot_id)} changes its line's height")
+            layouts[slot_id] = (text, layout)
             deltas.append(width - base_width)
+        widths = dict(zip(skeleton.order, skeleton.base_widths, strict=True))
+        widths = {
+            slot_id: widths[slot_id] + delta for slot_id, delta in zip(skeleton.order, deltas, strict=True)
+        }
+        for group, widest in skeleton.lines:
+            if sum(widths[slot_id] for slot_id in group) > widest + 1e-6:
+                raise NotThisShape(f"the {slot_field(group[0])} is wider than the skeleton was checked for")
         for font in self._fonts.values():
             font.to_unicode, font.widths = {}, {}
         drawn = {}
-        for name, (text, layout) in layouts.items():
-            slot = skeleton.slots[name]
+        for slot_id, (text, layout) in layouts.items():
+            slot = skeleton.slots[slot_id]
             stream = Stream(self._fonts, None, {}, {}, None, {}, None)
             textbox = SimpleNamespace(text=text, style=slot.line.style, pango_layout=layout)
             draw_line(stream, textbox, slot, Matrix(d=-1, e=slot.x.at(deltas), f=slot.y))
-            drawn[name] = b"\n".join(pydyf._to_bytes(item) for item in stream.stream)
+            drawn[slot_id] = b"\n".join(pydyf._to_bytes(item) for item in stream.stream)
         used: dict[str, dict[int, tuple[str, int]]] = {}
         for font in self._fonts.values():
             if not font.to_unicode:
@@ -656,8 +710,8 @@ class Skeletons:
     def _font_objects(
         self, skeleton: Skeleton, used: dict[str, dict[int, tuple[str, int]]], references: dict[str, bytes]
     ) -> dict[int, bytes]:
-        """The field faces' objects, at fixed numbers: a face whose glyphs here are all among its seeded ones
-        is the same subset for every certificate of the shape; others are subset to the learner's glyphs too."""
+        """The field faces' objects, at fixed numbers: a face whose glyphs here are all among its seeded
+        ones is the same subset for every certificate of the shape; others get the learner's glyphs too."""
         written = {}
         for font_hash, face in sorted(skeleton.faces.items()):
             glyphs = used.get(font_hash, {})
@@ -672,7 +726,8 @@ class Skeletons:
         return written
 
     def _face_objects(self, face: Face, glyphs: dict[int, tuple[str, int]]) -> tuple[bytes, dict[int, bytes]]:
-        """One face's five objects (font, ToUnicode, CIDFont, descriptor, font file), as WeasyPrint makes them."""
+        """One face's five objects (font, ToUnicode, CIDFont, descriptor, font file), as WeasyPrint makes
+        them."""
         font = self._fonts[face.key]
         to_unicode = {**face.to_unicode, **{glyph: text for glyph, (text, _) in glyphs.items()}}
         widths = {**face.widths, **{glyph: width for glyph, (_, width) in glyphs.items()}}
@@ -725,40 +780,88 @@ class Skeletons:
 
     def _build(self, request: CertificateRenderRequest, qr_size: int) -> Skeleton:
         name_class = name_size(request.learner_name)
-        base = {name: placeholder(name, NARROW) for name in FIELDS}
+        parts = base_parts(request)
+        base = {part: placeholder(part, NARROW) for part in parts}
         (base_page,) = self._record(request, name_class, qr_size, [base])
+        order = sorted(base_page.drawn)
         widest = self._widest_fillers(request, name_class, qr_size, base_page)
-        variants = [{**base, name: placeholder(name, widest[name])} for name in FIELDS]
-        check = {name: placeholder(name, max(NARROW + 1, widest[name] // 2)) for name in FIELDS}
+        # one variant per slot, its first part widened; then a check with every slot at half its widest
+        # (the slots of one line together at half what one alone got)
+        variants = [{**base, lead(slot): placeholder(lead(slot), widest[lead(slot)])} for slot in order]
+        y = base_page.drawn
+        on_line = {slot: sum(y[other].y == y[slot].y for other in order) for slot in order}
+        halves = {lead(slot): max(NARROW + 1, widest[lead(slot)] // (2 * on_line[slot])) for slot in order}
+        check = {**base, **{part: placeholder(part, count) for part, count in halves.items()}}
         pages = [base_page, *self._record(request, name_class, qr_size, [*variants, check])]
-        return self._assemble(pages, request.language)
+        return self._assemble(pages, order, request.language)
 
     def _widest_fillers(
         self, request: CertificateRenderRequest, name_class: str, qr_size: int, base: RecordedPage
     ) -> dict[str, int]:
-        """Per field, the longest filler that still leaves its text on one line: laid out (not written) at
-        PROBE_SHARES of the page's width, all fields at once."""
+        """Per slot, the longest filler of its first part that still leaves the slot's text on one line (the
+        other parts as in the base render): laid out, not written, at PROBE_SHARES of the page's width, all
+        slots at once, then bisected. Slots drawn on one line (a name word by word) share it."""
+        lead = {slot: slot.split("+")[0] for slot in base.drawn}
+        together = {
+            slot: [other for other in base.drawn if base.drawn[other].y == base.drawn[slot].y]
+            for slot in lead
+        }
+
+        def level_for(widths: dict[str, int]) -> dict[str, int]:
+            return {
+                **dict.fromkeys(base.values, NARROW),
+                **{lead[slot]: count for slot, count in widths.items()},
+            }
+
+        def fits_at(record: Recording, slot: str, counts: dict[str, int]) -> bool:
+            return all(
+                fits(record, lead[other], counts[other], base.lines[other].is_line_start)
+                for other in together[slot]
+            )
+
         levels = [
-            {name: self._filler_for(base.lines[name], share * base.page_width) for name in FIELDS}
+            {
+                slot: self._filler_for(
+                    base.lines[slot], lead[slot], share * base.page_width / len(together[slot])
+                )
+                for slot in lead
+            }
             for share in PROBE_SHARES
         ]
-        record = self._probe(request, name_class, qr_size, levels)
+        record = self._probe(request, name_class, qr_size, [level_for(level) for level in levels])
         low, high = {}, {}
-        for name in FIELDS:
-            fitting = [level[name] for level in levels if fits(record, name, level[name])]
+        for slot in lead:
+            fitting = [level[slot] for level in levels if fits_at(record, slot, level)]
             if not fitting or max(fitting) <= NARROW + 1:
-                raise NotThisShape(f"no room to check the {name} at other widths")
-            low[name] = max(fitting)
-            high[name] = min([level[name] for level in levels if level[name] > low[name]], default=MAX_FILLER)
-        for _ in range(BISECTIONS):  # then closer to where each line is full
-            middle = {name: (low[name] + high[name]) // 2 for name in FIELDS}
-            record = self._probe(request, name_class, qr_size, [middle])
-            for name in FIELDS:
-                if fits(record, name, middle[name]):
-                    low[name] = middle[name]
+                raise NotThisShape(f"no room to check the {slot_field(slot)} at other widths")
+            low[slot] = max(fitting)
+            if len(together[slot]) > 1:  # alone on its line it may get wider than with the others
+                starts = [
+                    base.lines[other].max_width for other in together[slot] if base.lines[other].is_line_start
+                ]
+                line_width = starts[0] if starts and starts[0] is not None else base.page_width
+                high[slot] = self._filler_for(base.lines[slot], lead[slot], line_width) + 1
+            else:
+                high[slot] = min(
+                    [level[slot] for level in levels if level[slot] > low[slot]], default=MAX_FILLER
+                )
+        alone = [slot for slot in lead if len(together[slot]) == 1]
+        shared = [slot for slot in lead if len(together[slot]) > 1]
+        for _ in range(
+            BISECTIONS
+        ):  # then closer to where each line is full, one slot of a shared line at a time
+            middle = {slot: (low[slot] + high[slot]) // 2 for slot in lead}
+            pages = [{slot: middle[slot] if slot in alone else NARROW for slot in lead}]
+            pages += [{**dict.fromkeys(lead, NARROW), slot: middle[slot]} for slot in shared]
+            # one layout per page: the narrow placeholders are the same text on every page
+            records = [self._probe(request, name_class, qr_size, [level_for(page)]) for page in pages]
+            for slot in lead:
+                page_index = 0 if slot in alone else 1 + shared.index(slot)
+                if fits_at(records[page_index], slot, pages[page_index]):
+                    low[slot] = middle[slot]
                 else:
-                    high[name] = middle[name]
-        return low
+                    high[slot] = middle[slot]
+        return {lead[slot]: count for slot, count in low.items()}
 
     def _probe(
         self, request: CertificateRenderRequest, name_class: str, qr_size: int, levels: list[dict[str, int]]
@@ -768,12 +871,12 @@ class Skeletons:
             self._lay_out(request, contexts, {QR_SLOT_SRC: QRSlotImage(qr_size)})
         return record
 
-    def _filler_for(self, line: LineFit, width: float) -> int:
-        """The filler count that makes the line's text about `width` wide."""
-        (name,) = fields_in(line.text)
-        wider = line.text.replace(placeholder(name, NARROW), placeholder(name, NARROW + 10))
-        per_filler = (self._width(line, wider) - line.width) / 10
-        return max(NARROW + 1, min(MAX_FILLER, NARROW + int((width - line.width) / per_filler)))
+    def _filler_for(self, line: LineFit, part: str, width: float) -> int:
+        """The filler count that makes the part's placeholder alone about `width` wide on its line."""
+        base = line.text.replace(placeholder(part, NARROW), placeholder(part, 0))
+        wider = line.text.replace(placeholder(part, NARROW), placeholder(part, 30))
+        per_filler = (self._width(line, wider) - self._width(line, base)) / 30
+        return max(NARROW + 1, min(MAX_FILLER, int(width / per_filler)))
 
     def _width(self, line: LineFit, text: str) -> float:
         return float(split_first_line(text, line.style, line.context, None, line.justification_spacing)[3])
@@ -797,58 +900,81 @@ class Skeletons:
 
             with recording() as page_record, suppress(Captured):
                 self._write_page(document, page, request, capture)
-            lines = {}
-            for name in FIELDS:
-                found = [line for text, line in layout_record.lines.items() if values[name] in text]
-                if len(found) != 1 or fields_in(found[0].text) != [name]:
-                    raise NotThisShape(f"the template does not print the {name} once, on a line of its own")
-                lines[name] = found[0]
             drawn = {text.field: text for text in page_record.drawn}
-            if len(drawn) != len(page_record.drawn) or set(drawn) != set(FIELDS):
-                raise NotThisShape("the template does not draw each field as one text box")
+            drawn_parts = sorted(part for slot in drawn for part in slot.split("+") if part)
+            if len(drawn) != len(page_record.drawn) or drawn_parts != sorted(values):
+                raise NotThisShape("the template does not draw each field once, as text")
+            lines = {}
+            for slot in drawn:
+                texts = {placeholder_text for placeholder_text in (values[part] for part in slot.split("+"))}
+                found = [
+                    line
+                    for text, line in layout_record.lines.items()
+                    if "+".join(parts_in(text)) == slot and all(t in text for t in texts)
+                ]
+                if len(found) != 1:
+                    raise NotThisShape(
+                        f"the template does not print the {slot_field(slot)} on a line of its own"
+                    )
+                lines[slot] = found[0]
             pdf, fonts = captured[0]
             recorded.append(RecordedPage(values, lines, drawn, pdf, fonts, page.width))
         return recorded
 
-    def _assemble(self, pages: list[RecordedPage], language: str) -> Skeleton:
+    def _assemble(self, pages: list[RecordedPage], order: list[str], language: str) -> Skeleton:
         base, variants, check = pages[0], pages[1:-1], pages[-1]
-        base_widths = [base.lines[name].width for name in FIELDS]
+        for page in pages:
+            if sorted(page.drawn) != order:
+                raise NotThisShape("the fields' text boxes change with their widths")
+        base_widths = [base.lines[slot].width for slot in order]
         base_deltas = [
-            [page.lines[name].width - base_widths[index] for index, name in enumerate(FIELDS)]
+            [page.lines[slot].width - base_widths[index] for index, slot in enumerate(order)]
             for page in variants
         ]
-        check_deltas = [check.lines[name].width - base_widths[index] for index, name in enumerate(FIELDS)]
+        check_deltas = [check.lines[slot].width - base_widths[index] for index, slot in enumerate(order)]
         for index, deltas in enumerate(base_deltas):
             if deltas[index] <= 0 or any(delta != 0 for other, delta in enumerate(deltas) if other != index):
                 raise NotThisShape("a placeholder's width did not change as asked")
-        widened = [base_deltas[index][index] for index in range(len(FIELDS))]
-        regions, markers = self._fit_content(pages, widened, check_deltas)
+        widened = [base_deltas[index][index] for index in range(len(order))]
+        regions, markers = self._fit_content(pages, order, widened, check_deltas)
         slots = {}
-        for index, name in enumerate(FIELDS):
-            x = _fit([base.drawn[name].x, *(page.drawn[name].x for page in variants)], widened)
-            if abs(x.at(check_deltas) - check.drawn[name].x) > FIT_TOLERANCE:
-                raise NotThisShape(f"the {name}'s position does not follow the widths linearly")
-            if any(page.drawn[name].y != base.drawn[name].y for page in pages):
-                raise NotThisShape(f"the {name}'s line moves up or down with the widths")
-            drawn = base.drawn[name]
-            slots[name] = FieldSlot(
-                base.lines[name],
-                placeholder(name, NARROW),
+        for index, slot_id in enumerate(order):
+            x = _fit([base.drawn[slot_id].x, *(page.drawn[slot_id].x for page in variants)], widened)
+            if abs(x.at(check_deltas) - check.drawn[slot_id].x) > FIT_TOLERANCE:
+                raise NotThisShape(
+                    f"the {slot_field(slot_id)}'s position does not follow the widths linearly"
+                )
+            if any(page.drawn[slot_id].y != base.drawn[slot_id].y for page in pages):
+                raise NotThisShape(f"the {slot_field(slot_id)}'s line moves up or down with the widths")
+            drawn = base.drawn[slot_id]
+            slots[slot_id] = FieldSlot(
+                base.lines[slot_id],
+                tuple(slot_id.split("+")),
                 x,
                 drawn.y,
-                variants[index].lines[name].width,
+                variants[index].lines[slot_id].width,
                 drawn.text_overflow,
                 drawn.block_ellipsis,
             )
-        return self._objects(base, pages, regions, markers, slots, base_widths, language)
+        lines = []  # the slots of each line, and the widest they were checked at together
+        for slot_id in order:
+            group = tuple(other for other in order if base.drawn[other].y == base.drawn[slot_id].y)
+            if group[0] == slot_id:
+                # a variant widens one slot of the line, the others as in the base render
+                together = sum(base_widths[order.index(other)] for other in group)
+                widest = together + max(widened[order.index(other)] for other in group)
+                lines.append((group, widest))
+        skeleton = self._objects(base, pages, regions, markers, slots, order, base_widths, language)
+        skeleton.lines = lines
+        return skeleton
 
     def _fit_content(
-        self, pages: list[RecordedPage], widened: list[float], check_deltas: list[float]
+        self, pages: list[RecordedPage], order: list[str], widened: list[float], check_deltas: list[float]
     ) -> tuple[list[Region], list[str]]:
         """The base page's content stream between markers, its numbers fitted to the variants' and checked."""
         split = [split_content(page_objects(page.pdf)[1].stream) for page in pages]
         markers = split[0][1]
-        if sorted(markers) != sorted([*FIELDS, "qr"]) or any(other != markers for _, other in split):
+        if sorted(markers) != sorted([*order, "qr"]) or any(other != markers for _, other in split):
             raise NotThisShape("the page does not draw each field and the QR code once")
         regions = []
         for index in range(len(markers) + 1):
@@ -864,7 +990,8 @@ class Skeletons:
         """Font hash -> (Pango font key, seed glyphs, their widths) of the faces the fields are drawn with."""
         for font in self._fonts.values():
             font.to_unicode, font.widths = {}, {}
-        for name, slot in slots.items():
+        for slot_id, slot in slots.items():
+            name = slot_field(slot_id)
             seed = SEEDS[name] + (month_names(language) if name == "date" else "")
             for text in (slot.line.text, seed):
                 if not text:
@@ -889,6 +1016,7 @@ class Skeletons:
         regions: list[Region],
         markers: list[str],
         slots: dict[str, FieldSlot],
+        order: list[str],
         base_widths: list[float],
         language: str,
     ) -> Skeleton:
@@ -971,6 +1099,7 @@ class Skeletons:
             regions=regions,
             markers=markers,
             slots=slots,
+            order=order,
             base_widths=base_widths,
             faces=faces,
             static_fonts=static_fonts,
