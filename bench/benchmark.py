@@ -37,7 +37,17 @@ from typing import Any
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
-from common import CLOCK, LOAD_BEFORE, BenchError, Report, log_tail, run_benchmark, say
+from common import (
+    CLOCK,
+    LOAD_BEFORE,
+    BenchError,
+    Report,
+    add_broker_storage_option,
+    broker_storage,
+    log_tail,
+    run_benchmark,
+    say,
+)
 from kafka.admin import KafkaAdminClient, NewTopic
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,7 +58,7 @@ from ebackpack.bootstrap import prepare
 from ebackpack.config import SAMPLE_DIR, Settings
 from ebackpack.dev.demo import DemoTimeout, PipelineProbe, SilentProgress, wait_until_done
 from ebackpack.dev.sample_data import Dataset, Message, generate
-from ebackpack.dev.stack import MEMORY_STORAGE, S3_STORAGE, EmbeddedStack, StackError, free_port
+from ebackpack.dev.stack import EmbeddedStack, StackError, free_port
 from ebackpack.dev.workers import Worker
 from ebackpack.domain.credentials import dataintegrity, ob3
 from ebackpack.domain.credentials.facts import CredentialFacts, recipient_hash
@@ -611,13 +621,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout (table to stderr)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds any one wait may take")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, DBs) afterwards")
-    parser.add_argument(
-        "--broker-storage",
-        choices=("s3", "memory"),
-        default="s3",
-        help="the embedded broker's log: in the S3 server, as the stack runs it (default), or in memory, "
-        "whose CPU cost per message is closer to a broker on other machines",
-    )
+    add_broker_storage_option(parser)
     parser.add_argument(
         "--phases",
         default=",".join(PHASES),
@@ -674,7 +678,7 @@ def benchmark(args: argparse.Namespace) -> list[Result]:
         else:
             cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
         stack = stack_settings(tmp)
-        storage = MEMORY_STORAGE if args.broker_storage == "memory" else S3_STORAGE
+        storage = broker_storage(args)
         say(
             f"starting Tansu on {stack.kafka_bootstrap} (log in {storage}) and SeaweedFS S3 on "
             f"{stack.s3_endpoint}"

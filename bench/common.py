@@ -1,6 +1,6 @@
 """What every benchmark script shares: its clock and progress lines, its error type, the load average
 before it started, clean exits on SIGTERM, the main of a benchmark on a stack, and the tail of a worker's
-log for error messages."""
+log for error messages, the embedded broker's storage option."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
+
+from ebackpack.dev.stack import MEMORY_STORAGE, S3_STORAGE
 
 if TYPE_CHECKING:
     from ebackpack.dev.workers import Worker
@@ -75,3 +77,18 @@ def add_worker_options(parser: argparse.ArgumentParser, certificates_help: str) 
     parser.add_argument(
         "--certificates", action=argparse.BooleanOptionalAction, default=True, help=certificates_help
     )
+
+
+def add_broker_storage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--broker-storage",
+        choices=("s3", "memory"),
+        default="s3",
+        help="the embedded broker's log: in the S3 server, as the stack runs it (default), or in memory, "
+        "whose CPU cost per message is closer to a broker on other machines",
+    )
+
+
+def broker_storage(args: argparse.Namespace) -> str:
+    """The embedded broker's storage URL the --broker-storage option names."""
+    return MEMORY_STORAGE if args.broker_storage == "memory" else S3_STORAGE

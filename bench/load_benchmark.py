@@ -41,7 +41,18 @@ from typing import Any
 
 import psutil
 from aiokafka.admin import AIOKafkaAdminClient
-from common import CLOCK, LOAD_BEFORE, BenchError, Report, add_worker_options, log_tail, run_benchmark, say
+from common import (
+    CLOCK,
+    LOAD_BEFORE,
+    BenchError,
+    Report,
+    add_broker_storage_option,
+    add_worker_options,
+    broker_storage,
+    log_tail,
+    run_benchmark,
+    say,
+)
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -809,6 +820,7 @@ def figures(
             "issuers": args.issuers,
             "renderers": args.renderers,
             "certificates": args.certificates,
+            "broker_storage": args.broker_storage,
             "completions_planned": plan.total,
             "courses": list(plan.courses),
             "need_pdf": counts["need_pdf"],
@@ -883,7 +895,7 @@ def text_report(r: dict[str, Any]) -> str:
     machine = r["machine"]
     lines = [
         f"e-Backpack load benchmark: {machine['cpus']} CPUs, Python {machine['python']}, "
-        f"SQLite {machine['sqlite']}, Tansu + SeaweedFS",
+        f"SQLite {machine['sqlite']}, Tansu (log in {cfg.get('broker_storage', 's3')}) + SeaweedFS",
         f"run took {r['run_seconds']:.0f} s; load average before it "
         f"{machine['load_average_before']:.2f} (other load skews all)",
         f"offered {cfg['rate']:g}/s for {cfg['seconds']:g} s: {cfg['completions_planned']} completions "
@@ -1008,6 +1020,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout (report to stderr)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, DB) afterwards")
+    add_broker_storage_option(parser)
     args = parser.parse_args(argv)
     if not 0 < args.rate <= 5000 or not 0 < args.seconds <= 3600 or args.rate * args.seconds > 1_000_000:
         parser.error("need 0 < --rate <= 5000, 0 < --seconds <= 3600 and at most 1,000,000 completions")
@@ -1044,8 +1057,14 @@ def benchmark(args: argparse.Namespace) -> Figures:
         completions = Completions()
         completions.check(*plan.pair(0))
         stack = stack_settings(tmp)
-        say(f"starting Tansu on {stack.kafka_bootstrap} and SeaweedFS S3 on {stack.s3_endpoint}")
-        embedded = cleanup.enter_context(EmbeddedStack(stack))  # stopped before the data dir goes
+        storage = broker_storage(args)
+        say(
+            f"starting Tansu on {stack.kafka_bootstrap} (log in {storage}) and SeaweedFS S3 on "
+            f"{stack.s3_endpoint}"
+        )
+        embedded = cleanup.enter_context(
+            EmbeddedStack(stack, broker_storage=storage)
+        )  # stopped before the data dir
         settings = run_settings(stack, tmp, rules_file)
         sessions = prepare(settings)
         say(f"storing {plan.learners + WARMUP} learner profiles")
