@@ -65,6 +65,7 @@ from .qr import QRCodeImage
 
 FIELDS = ("name", "date", "code", "credential", "url")
 MAX_NAME_WORDS = 6  # a template may print each word of the name as a text box of its own
+WHOLE_NAME_WORDS = 2  # the name's words in a shape's first skeleton
 # Placeholders are MARK (two word joiners: invisible, zero width, nothing a template prints), the part's
 # letter, a filler and a closing word joiner (so no placeholder is part of another).
 MARK = "\u2060\u2060"
@@ -76,10 +77,9 @@ _LETTERS = {"date": "D", "code": "C", "credential": "I", "url": "U"} | {
 _PLACEHOLDER = re.compile(MARK + "([A-Z])[mi\u200b]*" + _END)
 _FIELD_OF_LETTER = {letter: name for name, letter in _LETTERS.items()}
 NARROW = 2  # fillers of the base render
-WIDE_SHARE = 0.9  # the widest placeholder takes this share of the width its line offers
 MAX_FILLER = 1000
-PROBE_SHARES = [0.9**step for step in range(18)]  # of the page's width
-BISECTIONS = 7  # probes between the widest share that fits and the next
+PROBE_SHARES = [0.75**step for step in range(10)]  # of the page's width
+BISECTIONS = 6  # probes between the widest share that fits and the next
 QR_SLOT_SRC = "ebackpack-skeleton:qr"
 _NUMBER = re.compile(rb"-?(?:\d+\.?\d*|\.\d+)")
 _TOKEN = re.compile(rb"\S+")
@@ -93,19 +93,20 @@ class NotThisShape(Exception):
     """The skeleton cannot write this request (or this shape at all): render it in full."""
 
 
-def placeholder(name: str, count: int) -> str:
+def placeholder(name: str, count: int, tag: int = 0) -> str:
     """The part's placeholder with `count` filler letters, which a line may break between (a zero-width
     space after every third), so that a placeholder too wide for its line wraps rather than overflows;
-    wide letters, so that it has few characters (a template may treat long words differently)."""
+    wide letters, so that it has few characters (a template may treat long words differently). `tag`
+    zero-width spaces at the end tell the pages of one probe apart without changing the width."""
     wide = "".join("m\u200b" if index % 3 == 2 else "m" for index in range(count // 3))
     body = wide + "i" * (count % 3)  # "m" is more than twice as wide as "i": wider for every count
-    return MARK + _LETTERS[name] + body + _END
+    return MARK + _LETTERS[name] + body + "\u200b" * tag + _END
 
 
-def fits(record: Recording, part: str, count: int, line_start: bool) -> bool:
+def fits(record: Recording, part: str, count: int, line_start: bool, tag: int) -> bool:
     """Whether the part's placeholder with this filler was laid out on one line within its width, where it
     was in the base render (not pushed to a line of its own)."""
-    text = placeholder(part, count)
+    text = placeholder(part, count, tag)
     return any(
         line.fits and line.is_line_start == line_start and text in line_text
         for line_text, line in record.lines.items()
@@ -117,8 +118,8 @@ def month_names(language: str) -> str:
     return " ".join(format_date(datetime(2000, month, 1, tzinfo=UTC), language) for month in range(1, 13))
 
 
-def level_values(counts: dict[str, int]) -> dict[str, str]:
-    return {name: placeholder(name, count) for name, count in counts.items()}
+def level_values(counts: dict[str, int], tag: int = 0) -> dict[str, str]:
+    return {name: placeholder(name, count, tag) for name, count in counts.items()}
 
 
 def parts_in(text: str) -> list[str]:
@@ -228,7 +229,8 @@ def _recording_draw_first_line(
 ) -> list[Any]:
     record = _RECORDING.get()
     if record is None or MARK not in textbox.text:
-        return _original_draw_first_line(stream, textbox, text_overflow, block_ellipsis, matrix)  # type: ignore[no-any-return]
+        drawn: list[Any] = _original_draw_first_line(stream, textbox, text_overflow, block_ellipsis, matrix)
+        return drawn
     name = "+".join(parts_in(textbox.text))
     _, _, _, _, x, y = matrix.values
     record.drawn.append(DrawnText(name, textbox.text, x, y, text_overflow, block_ellipsis))
@@ -298,7 +300,8 @@ def _fit(values: Sequence[float], widened: Sequence[float]) -> Linear:
 
 def pdf_number(value: float) -> bytes:
     """A number as pydyf writes it."""
-    return pydyf._to_bytes(float(value))  # type: ignore[no-any-return]
+    written: bytes = pydyf._to_bytes(float(value))
+    return written
 
 
 @dataclass(frozen=True)
@@ -395,7 +398,6 @@ class FieldSlot:
     parts: tuple[str, ...]
     x: Linear
     y: float
-    widest: float
     text_overflow: str
     block_ellipsis: Any
 
@@ -428,6 +430,7 @@ class Skeleton:
     embedded_extra: dict[str, Any] | None
     digest: bytes
     lines: list[tuple[tuple[str, ...], float]] = field(default_factory=list)  # slots of a line, widest
+    whole_name: bool = False  # the name is one text box, whatever its number of words
 
 
 def write_object(number: int, data: bytes) -> bytes:
@@ -509,27 +512,22 @@ def learner_values(request: CertificateRenderRequest) -> dict[str, str]:
             raise NotThisShape(f"the {name} holds characters the skeleton does not handle")
         if MARK in value:
             raise NotThisShape(f"the {name} holds the placeholder mark")
-    words = request.learner_name.split(" ")
-    if len(words) > MAX_NAME_WORDS:
-        raise NotThisShape("the name has more words than the skeleton handles")
-    name = fields.pop("name")
-    return {**{f"name{index}": word for index, word in enumerate(name.split(" "))}, **fields}
+    words = {f"name{index}": word for index, word in enumerate(request.learner_name.split(" "))}
+    return {**words, **fields}  # "name", the whole name, too
 
 
 LEARNER_FIELDS = {"learner_name", "verification_code", "credential_id", "verify_url", "issued_on"}
 
 
-def shape_key(request: CertificateRenderRequest, qr_size: int) -> str:
-    """What a skeleton depends on: everything in the request but the learner's fields, and how many words
-    the name has."""
+def shape_key(request: CertificateRenderRequest, qr_size: int, words: int | None = None) -> str:
+    """What a skeleton depends on: everything in the request but the learner's fields, and, for a template
+    that prints the name word by word, how many words it has."""
     rest = request.model_dump(mode="json", exclude=LEARNER_FIELDS | {"credential_json", "rerender"})
     shape = {**rest, "attachment": request.credential_json is not None, "qr": qr_size}
-    words = len(request.learner_name.split())
     return json.dumps([shape, name_size(request.learner_name), words], sort_keys=True, ensure_ascii=False)
 
 
-def base_parts(request: CertificateRenderRequest) -> list[str]:
-    words = len(request.learner_name.split())
+def base_parts(words: int) -> list[str]:
     return [*(f"name{index}" for index in range(words)), "date", "code", "credential", "url"]
 
 
@@ -669,8 +667,12 @@ class Skeletons:
             slot = skeleton.slots[slot_id]
             line = slot.line
             text = line.text
-            for part in slot.parts:
-                text = text.replace(placeholder(part, NARROW), values[part])
+            if skeleton.whole_name and slot_field(slot_id) == "name":  # any number of words
+                name_parts = " ".join(placeholder(part, NARROW) for part in slot.parts)
+                text = text.replace(name_parts, values["name"])
+            else:
+                for part in slot.parts:
+                    text = text.replace(placeholder(part, NARROW), values[part])
             layout, _, resume, width, height, baseline = split_first_line(
                 text, line.style, line.context, None, line.justification_spacing, line.is_line_start
             )
@@ -766,21 +768,32 @@ class Skeletons:
     # -- per shape --
 
     def _skeleton(self, request: CertificateRenderRequest, qr_size: int) -> Skeleton:
-        key = shape_key(request, qr_size)
-        if key not in self._skeletons:
-            try:
-                self._skeletons[key] = self._build(request, qr_size)
-            except NotThisShape as reason:
-                self.full_renders[f"shape: {reason}"] = 0
-                self._skeletons[key] = None
-        skeleton = self._skeletons[key]
+        """The shape's skeleton: first built with a two-word name; a template that prints the name as one
+        text box then needs no other, one that prints it word by word gets one per number of words."""
+        skeleton = self._built(shape_key(request, qr_size), request, qr_size, WHOLE_NAME_WORDS)
+        if skeleton is not None and not skeleton.whole_name:
+            words = len(request.learner_name.split())
+            if words > MAX_NAME_WORDS:
+                raise NotThisShape("the name has more words than the skeleton handles")
+            skeleton = self._built(shape_key(request, qr_size, words), request, qr_size, words)
         if skeleton is None:
             raise NotThisShape("no skeleton for this shape")
         return skeleton
 
-    def _build(self, request: CertificateRenderRequest, qr_size: int) -> Skeleton:
+    def _built(
+        self, key: str, request: CertificateRenderRequest, qr_size: int, words: int
+    ) -> Skeleton | None:
+        if key not in self._skeletons:
+            try:
+                self._skeletons[key] = self._build(request, qr_size, words)
+            except NotThisShape as reason:
+                self.full_renders[f"shape: {reason}"] = 0
+                self._skeletons[key] = None
+        return self._skeletons[key]
+
+    def _build(self, request: CertificateRenderRequest, qr_size: int, words: int) -> Skeleton:
         name_class = name_size(request.learner_name)
-        parts = base_parts(request)
+        parts = base_parts(words)
         base = {part: placeholder(part, NARROW) for part in parts}
         (base_page,) = self._record(request, name_class, qr_size, [base])
         order = sorted(base_page.drawn)
@@ -813,9 +826,9 @@ class Skeletons:
                 **{lead[slot]: count for slot, count in widths.items()},
             }
 
-        def fits_at(record: Recording, slot: str, counts: dict[str, int]) -> bool:
+        def fits_at(record: Recording, slot: str, counts: dict[str, int], tag: int) -> bool:
             return all(
-                fits(record, lead[other], counts[other], base.lines[other].is_line_start)
+                fits(record, lead[other], counts[other], base.lines[other].is_line_start, tag)
                 for other in together[slot]
             )
 
@@ -831,7 +844,9 @@ class Skeletons:
         record = self._probe(request, name_class, qr_size, [level_for(level) for level in levels])
         low, high = {}, {}
         for slot in lead:
-            fitting = [level[slot] for level in levels if fits_at(record, slot, level)]
+            fitting = [
+                level[slot] for tag, level in enumerate(levels, 1) if fits_at(record, slot, level, tag)
+            ]
             if not fitting or max(fitting) <= NARROW + 1:
                 raise NotThisShape(f"no room to check the {slot_field(slot)} at other widths")
             low[slot] = max(fitting)
@@ -847,17 +862,14 @@ class Skeletons:
                 )
         alone = [slot for slot in lead if len(together[slot]) == 1]
         shared = [slot for slot in lead if len(together[slot]) > 1]
-        for _ in range(
-            BISECTIONS
-        ):  # then closer to where each line is full, one slot of a shared line at a time
+        for _ in range(BISECTIONS):  # then closer to where lines are full, a shared line's slots one by one
             middle = {slot: (low[slot] + high[slot]) // 2 for slot in lead}
             pages = [{slot: middle[slot] if slot in alone else NARROW for slot in lead}]
             pages += [{**dict.fromkeys(lead, NARROW), slot: middle[slot]} for slot in shared]
-            # one layout per page: the narrow placeholders are the same text on every page
-            records = [self._probe(request, name_class, qr_size, [level_for(page)]) for page in pages]
+            record = self._probe(request, name_class, qr_size, [level_for(page) for page in pages])
             for slot in lead:
                 page_index = 0 if slot in alone else 1 + shared.index(slot)
-                if fits_at(records[page_index], slot, pages[page_index]):
+                if fits_at(record, slot, pages[page_index], page_index + 1):
                     low[slot] = middle[slot]
                 else:
                     high[slot] = middle[slot]
@@ -866,7 +878,10 @@ class Skeletons:
     def _probe(
         self, request: CertificateRenderRequest, name_class: str, qr_size: int, levels: list[dict[str, int]]
     ) -> Recording:
-        contexts = [skeleton_context(request, level_values(level), name_class) for level in levels]
+        contexts = [
+            skeleton_context(request, level_values(level, tag), name_class)
+            for tag, level in enumerate(levels, 1)
+        ]
         with recording() as record:
             self._lay_out(request, contexts, {QR_SLOT_SRC: QRSlotImage(qr_size)})
         return record
@@ -893,9 +908,9 @@ class Skeletons:
         for values, page in zip(pages, document.pages, strict=True):
             captured: list[tuple[pydyf.PDF, dict[Any, Any]]] = []
 
-            def capture(written: Document, pdf: pydyf.PDF) -> None:
+            def capture(written: Document, pdf: pydyf.PDF, into: list[Any] = captured) -> None:
                 declare_pdf_ua(written, pdf)
-                captured.append((pdf, dict(written.fonts)))
+                into.append((pdf, dict(written.fonts)))
                 raise Captured
 
             with recording() as page_record, suppress(Captured):
@@ -938,7 +953,7 @@ class Skeletons:
         widened = [base_deltas[index][index] for index in range(len(order))]
         regions, markers = self._fit_content(pages, order, widened, check_deltas)
         slots = {}
-        for index, slot_id in enumerate(order):
+        for slot_id in order:
             x = _fit([base.drawn[slot_id].x, *(page.drawn[slot_id].x for page in variants)], widened)
             if abs(x.at(check_deltas) - check.drawn[slot_id].x) > FIT_TOLERANCE:
                 raise NotThisShape(
@@ -952,7 +967,6 @@ class Skeletons:
                 tuple(slot_id.split("+")),
                 x,
                 drawn.y,
-                variants[index].lines[slot_id].width,
                 drawn.text_overflow,
                 drawn.block_ellipsis,
             )
@@ -966,6 +980,8 @@ class Skeletons:
                 lines.append((group, widest))
         skeleton = self._objects(base, pages, regions, markers, slots, order, base_widths, language)
         skeleton.lines = lines
+        name_slots = [slot_id for slot_id in order if slot_field(slot_id) == "name"]
+        skeleton.whole_name = len(name_slots) == 1 and len(name_slots[0].split("+")) == WHOLE_NAME_WORDS
         return skeleton
 
     def _fit_content(
@@ -1086,12 +1102,12 @@ class Skeletons:
                 xref[number] = (2, packed_number, len(packed))
                 packed.append((number, pdf_object.data))
         offsets, position = [], 0
-        for number, data in packed:
+        for number, serialized in packed:
             offsets.append(f"{number} {position}")
-            position += len(data) + 1
-        index = " ".join(offsets).encode()
-        body = b"\n".join([index, *(data for _, data in packed)])
-        extra = {"Type": "/ObjStm", "N": len(packed), "First": len(index) + 1}
+            position += len(serialized) + 1
+        directory = " ".join(offsets).encode()
+        body = b"\n".join([directory, *(serialized for _, serialized in packed)])
+        extra = {"Type": "/ObjStm", "N": len(packed), "First": len(directory) + 1}
         xref[packed_number] = (1, head.tell(), 0)
         head.write(stream_object(packed_number, zlib.compress(body, DEFLATE_LEVEL), extra))
         data = head.getvalue()
