@@ -10,9 +10,13 @@ its own PDF file, one after another on this machine, so the ratios inside one ru
      (`services/renderer/templates/default/`), the same template context and PDF options (tagged
      PDF/A-3b) as the renderer;
 (b)  `CertificateRenderer().render_batch()` in this process, 8 certificates a call (BATCH_SIZE: what the
-     renderer worker takes from its topic at a time);
+     renderer worker takes from its topic at a time): a new renderer, which builds the skeleton of each
+     shape (services/renderer/skeleton.py) the first time it meets it, inside the timed loop;
 (b2) the same in W worker processes (spawned, each with its own renderer and 1/W of the certificates),
      timed on the wall clock from a barrier after every worker has started and rendered one warm-up page;
+(b') the renderer of (b) on the same certificates again: every skeleton built, as in a flood of
+     completions of a few rules;
+(f)  `CertificateRenderer(fast=False)`: every certificate laid out by WeasyPrint, no skeletons;
 (c)  TCPDF (the engine of Moodle's mod_customcert) through `php bench/tcpdf/certificate.php`, timed
      from PHP's start to its exit; the script's own figure for its render loop is shown as well.
 
@@ -368,10 +372,27 @@ def run_naive(records: Sequence[CertificateRenderRequest], out_dir: Path) -> Row
     return run_in_process("a", "naive WeasyPrint", one_by_one(naive_render), 1, records, out_dir)
 
 
-def run_renderer(records: Sequence[CertificateRenderRequest], out_dir: Path) -> Row:
-    return run_in_process(
-        "b", "renderer, 1 process", CertificateRenderer().render_batch, BATCH_SIZE, records, out_dir
+def run_renderer(records: Sequence[CertificateRenderRequest], out_dir: Path) -> tuple[Row, Row]:
+    """(b): a new renderer, which builds the skeleton of each shape as it first meets it; (b'): the same
+    renderer on the same certificates again, every skeleton built (a flood of completions of a few rules)."""
+    renderer = CertificateRenderer()
+    first = run_in_process("b", "renderer, 1 process", renderer.render_batch, BATCH_SIZE, records, out_dir)
+    skeletons = sum(1 for skeleton in renderer._skeletons._skeletons.values() if skeleton is not None)
+    first.note = f"{skeletons} skeletons built in the loop" + (f"; {first.note}" if first.note else "")
+    again = run_in_process(
+        "b'", "renderer, skeletons built", renderer.render_batch, BATCH_SIZE, records, out_dir.with_name("b'")
     )
+    full = sum(renderer.full_renders.values())
+    again.note = f"{full} of {2 * len(records) + 2} rendered in full" + (
+        f"; {again.note}" if again.note else ""
+    )
+    return first, again
+
+
+def run_full(records: Sequence[CertificateRenderRequest], out_dir: Path) -> Row:
+    """The renderer without skeletons: every certificate laid out by WeasyPrint."""
+    renderer = CertificateRenderer(fast=False)
+    return run_in_process("f", "renderer, full render", renderer.render_batch, BATCH_SIZE, records, out_dir)
 
 
 # --- (b2) the renderer in W processes -----------------------------------------------------------------
@@ -591,7 +612,8 @@ def ratios(rows: dict[str, Row], workers: int) -> dict[str, float | None]:
 def cpu_ratios(rows: dict[str, Row]) -> dict[str, float | None]:
     """CPU ms per certificate of the other engine / of the renderer (1 process and W processes)."""
     result: dict[str, float | None] = {}
-    for other, mine in (("a", "b"), ("a", "b2"), ("c", "b"), ("c", "b2")):
+    pairs = (("a", "b"), ("a", "b2"), ("c", "b"), ("c", "b2"), ("a", "b'"), ("c", "b'"), ("f", "b'"))
+    for other, mine in pairs:
         if other in rows and rows[other].cpu_ms_each and rows[mine].cpu_ms_each:
             result[f"({other})/({mine})"] = ratio(rows[other].cpu_ms_each or 0, rows[mine].cpu_ms_each or 0)
     return result
@@ -670,13 +692,16 @@ def median_row(rounds: list[Row]) -> Row:
 def run(count: int, workers: int, work: Path, rounds: int = 1) -> dict[str, Any]:
     started = time.monotonic()
     records = make_records(count)
-    measured: dict[str, list[Row]] = {"a": [], "b": [], "b2": []}
+    measured: dict[str, list[Row]] = {"a": [], "b": [], "b2": [], "b'": [], "f": []}
     for round_number in range(1, rounds + 1):  # interleaved, so a slow spell hits every engine alike
         log(f"round {round_number}/{rounds}")
         measured["a"].append(run_naive(records, work / "a"))
-        measured["b"].append(run_renderer(records, work / "b"))
+        first, again = run_renderer(records, work / "b")
+        measured["b"].append(first)
+        measured["b'"].append(again)
         measured["b2"].append(run_parallel(records, work / "b2", workers))
-    rows = [median_row(measured[key]) for key in ("a", "b", "b2")]
+        measured["f"].append(run_full(records, work / "f"))
+    rows = [median_row(measured[key]) for key in ("a", "b", "b2", "b'", "f")]
     skipped, timing = tcpdf_missing(), None
     if skipped is None:
         tcpdf_rows, timing = run_tcpdf(records, work / "c")

@@ -28,12 +28,12 @@ def test_report_on_two_certificates(bench: ModuleType, capsys: pytest.CaptureFix
     assert bench.main(["--count", "2", "--rounds", "2", "--workers", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     keys = [row["key"] for row in report["rows"]]
-    assert keys[:3] == ["a", "b", "b2"]
-    assert keys[3:] in ([], ["c", "c'"])
+    assert keys[:5] == ["a", "b", "b2", "b'", "f"]
+    assert keys[5:] in ([], ["c", "c'"])
     for row in report["rows"]:
         assert row["certificates"] == 2
         assert row["seconds"] > 0 and row["per_second"] > 0 and row["ms_each"] > 0
-        if row["key"] in ("a", "b", "b2"):
+        if row["key"] in ("a", "b", "b2", "b'", "f"):
             assert "rounds " in row["note"]  # both rounds' times, the median's shown
     assert {"(b)/(a)", "(b2)/(a)"} <= report["ratios"].keys()
     assert [s["index"] for s in report["sameness"]] == [0, 1]  # no #2 and #7 among 2 certificates
