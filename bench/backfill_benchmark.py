@@ -36,7 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import CLOCK, LOAD_BEFORE, BenchError, Report, add_worker_options, run_benchmark, say
+from common import (
+    CLOCK,
+    LOAD_BEFORE,
+    BenchError,
+    Report,
+    add_broker_storage_option,
+    add_worker_options,
+    broker_storage,
+    run_benchmark,
+    say,
+)
 from load_benchmark import (
     WARMUP,
     Completions,
@@ -279,7 +289,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         completions.check(*plan.pair(0))
         stack = stack_settings(tmp)
         say(f"starting Tansu on {stack.kafka_bootstrap} and SeaweedFS S3 on {stack.s3_endpoint}")
-        cleanup.enter_context(EmbeddedStack(stack))
+        cleanup.enter_context(EmbeddedStack(stack, broker_storage=broker_storage(args)))
         settings = run_settings(stack, tmp, rules_file).model_copy(
             update={"backfill_render_backlog": args.render_backlog}
         )
@@ -359,6 +369,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout (report to stderr)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, DB) afterwards")
+    add_broker_storage_option(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.events <= 1_000_000 or not 0 < args.live_rate <= 100:
         parser.error("need 1 <= --events <= 1,000,000 and 0 < --live-rate <= 100")

@@ -771,8 +771,8 @@ class Skeletons:
         """The shape's skeleton: first built with a two-word name; a template that prints the name as one
         text box then needs no other, one that prints it word by word gets one per number of words."""
         skeleton = self._built(shape_key(request, qr_size), request, qr_size, WHOLE_NAME_WORDS)
-        if skeleton is not None and not skeleton.whole_name:
-            words = len(request.learner_name.split())
+        words = len(request.learner_name.split())
+        if skeleton is not None and not skeleton.whole_name and words != WHOLE_NAME_WORDS:
             if words > MAX_NAME_WORDS:
                 raise NotThisShape("the name has more words than the skeleton handles")
             skeleton = self._built(shape_key(request, qr_size, words), request, qr_size, words)
