@@ -80,12 +80,19 @@ def one_line(shape: dict[str, object], name: str) -> bool:
 @pytest.mark.parametrize("shape", SHAPES, ids=["pl", "en", "formal-pl", "formal-en", "bare"])
 @pytest.mark.parametrize("name", NAMES, ids=["m", "short", "l", "xl"])
 def test_a_skeleton_certificate_looks_and_reads_as_the_full_render(
-    renderer: CertificateRenderer, full: CertificateRenderer, shape: dict[str, object], name: str, tmp_path: Path
+    renderer: CertificateRenderer,
+    full: CertificateRenderer,
+    shape: dict[str, object],
+    name: str,
+    tmp_path: Path,
 ) -> None:
     request = make_request(**{**shape, "learner_name": name})
     fast_pdf = written_from_skeleton(renderer, request) if one_line(shape, name) else renderer.render(request)
     full_pdf = full.render(request)
-    assert differing_share(page_image(fast_pdf, tmp_path, "fast"), page_image(full_pdf, tmp_path, "full")) < 0.001
+    assert (
+        differing_share(page_image(fast_pdf, tmp_path, "fast"), page_image(full_pdf, tmp_path, "full"))
+        < 0.001
+    )
     assert pdf_text(fast_pdf, tmp_path) == pdf_text(full_pdf, tmp_path)  # the same words in the same order
     (tmp_path / "check.pdf").write_bytes(fast_pdf)
     subprocess.run([need("qpdf"), "--check", tmp_path / "check.pdf"], check=True, capture_output=True)
@@ -94,7 +101,9 @@ def test_a_skeleton_certificate_looks_and_reads_as_the_full_render(
         assert str(pdf.docinfo.Title) == str(reference.docinfo.Title)
         assert str(pdf.trailer.Info.Keywords) == request.credential_id
         attached = {name: spec.get_file().read_bytes() for name, spec in pdf.attachments.items()}
-        assert attached == ({"credential.json": request.credential_json.encode()} if request.credential_json else {})
+        assert attached == (
+            {"credential.json": request.credential_json.encode()} if request.credential_json else {}
+        )
         assert structure(pdf) == structure(reference)
 
 
@@ -116,7 +125,10 @@ def structure(pdf: pikepdf.Pdf) -> list[str]:
 
 
 def test_the_bytes_do_not_depend_on_which_certificate_of_the_shape_came_first() -> None:
-    first, second = make_request(), make_request(learner_name="Jan Kowalski", verification_code="AB12-CD34-EF56")
+    first, second = (
+        make_request(),
+        make_request(learner_name="Jan Kowalski", verification_code="AB12-CD34-EF56"),
+    )
     one, other = CertificateRenderer(), CertificateRenderer()
     assert one.render(first) == other.render_batch([second, first])[1]
     assert one.render(second) == other.render(second)
@@ -157,11 +169,15 @@ def test_a_template_whose_fields_are_not_plain_lines_is_rendered_in_full(tmp_pat
 def test_the_skeleton_keeps_the_credential_and_metadata_of_each_learner() -> None:
     renderer = CertificateRenderer()
     requests = [
-        make_request(learner_name=f"Uczeń {number}", credential_json=CREDENTIAL.replace("Pierwsza", f"Nr {number}"))
+        make_request(
+            learner_name=f"Uczeń {number}", credential_json=CREDENTIAL.replace("Pierwsza", f"Nr {number}")
+        )
         for number in range(3)
     ]
     for request, pdf_bytes in zip(requests, renderer.render_batch(requests), strict=True):
         with pikepdf.open(io.BytesIO(pdf_bytes)) as pdf:
             assert pdf.open_metadata()["dc:title"].endswith(f"{request.learner_name} – {request.course_name}")
-            assert pdf.attachments["credential.json"].get_file().read_bytes() == request.credential_json.encode()
+            assert (
+                pdf.attachments["credential.json"].get_file().read_bytes() == request.credential_json.encode()
+            )
     assert renderer.full_renders == {}
