@@ -66,6 +66,7 @@ from .qr import QRCodeImage
 FIELDS = ("name", "date", "code", "credential", "url")
 MAX_NAME_WORDS = 6  # a template may print each word of the name as a text box of its own
 WHOLE_NAME_WORDS = 2  # the name's words in a shape's first skeleton
+MAX_SKELETONS = 256  # per renderer process; each holds its page's objects
 # Placeholders are MARK (two word joiners: invisible, zero width, nothing a template prints), the part's
 # letter, a filler and a closing word joiner (so no placeholder is part of another).
 MARK = "\u2060\u2060"
@@ -784,6 +785,8 @@ class Skeletons:
         self, key: str, request: CertificateRenderRequest, qr_size: int, words: int
     ) -> Skeleton | None:
         if key not in self._skeletons:
+            if len(self._skeletons) >= MAX_SKELETONS:  # the oldest goes: rebuilt the same if it comes back
+                del self._skeletons[next(iter(self._skeletons))]
             try:
                 self._skeletons[key] = self._build(request, qr_size, words)
             except NotThisShape as reason:
