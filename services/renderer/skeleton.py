@@ -2,8 +2,9 @@
 
 In a flood of completions nearly every certificate shares its rule's text with many others: only the
 learner's name, the date, the code, the credential id and the address (text and QR code) differ. For each
-*shape* (template, language, name size class, the rule's texts, QR code size) WeasyPrint lays the page out
-a few times with placeholders in those fields, and the skeleton keeps what it wrote:
+*shape* (template, language, name size class, the rule's texts, QR code size; the name's number of words
+for a template printing it word by word) WeasyPrint lays the page out a few times with placeholders in
+those fields, and the skeleton keeps what it wrote:
 
 - the page's content stream, cut where each field's text and the QR code's modules are drawn; every other
   number that moved with a field's width (a centred name's position, the rule under it) is fitted as a
@@ -14,8 +15,11 @@ a few times with placeholders in those fields, and the skeleton keeps what it wr
 A learner's certificate then costs shaping five short strings with the Pango calls WeasyPrint makes
 (`split_first_line`, then its own `draw_first_line`), subsetting the faces those strings use, the QR code,
 the metadata and one deflate. What the fit was not checked for falls back to the full render: a field that
-would wrap or be wider than the widest placeholder, a character outside the renderer's font repertoire,
-a face the skeleton does not know, a template whose fields do not each draw one text box.
+would wrap or be wider than the widest placeholder checked, a character outside the renderer's font
+repertoire, a face the skeleton does not know, a template whose fields are not drawn as plain text boxes.
+
+WeasyPrint has no public hooks for this: `install()` wraps `split_first_line` (as the inline layout calls
+it) and `draw_first_line`; the wrappers act only while a skeleton is being recorded, in this thread.
 
 Like the full render, the result is a function of the request alone: the skeleton depends only on the
 shape, so the same request gives the same bytes in any batch, order or process.
@@ -173,9 +177,9 @@ class LineFit:
 
 @dataclass
 class DrawnText:
-    """A field's text box, as `draw_first_line` was asked to draw it."""
+    """A text box with placeholders, as `draw_first_line` was asked to draw it."""
 
-    field: str
+    slot: str  # the parts it draws, joined by "+"
     text: str
     x: float
     y: float
@@ -187,7 +191,6 @@ class DrawnText:
 class Recording:
     lines: dict[str, LineFit] = field(default_factory=dict)  # by text
     drawn: list[DrawnText] = field(default_factory=list)
-    qr: list[tuple[float, float]] = field(default_factory=list)
 
 
 _RECORDING: ContextVar[Recording | None] = ContextVar("skeleton_recording", default=None)
@@ -918,7 +921,7 @@ class Skeletons:
 
             with recording() as page_record, suppress(Captured):
                 self._write_page(document, page, request, capture)
-            drawn = {text.field: text for text in page_record.drawn}
+            drawn = {text.slot: text for text in page_record.drawn}
             drawn_parts = sorted(part for slot in drawn for part in slot.split("+") if part)
             if len(drawn) != len(page_record.drawn) or drawn_parts != sorted(values):
                 raise NotThisShape("the template does not draw each field once, as text")
