@@ -49,6 +49,7 @@ from ebackpack.streaming.topics import (
     RENDER_REQUESTS_BACKFILL,
     dlq,
 )
+from schemas import credentials
 
 from .commands import carry_out
 from .repair import install_repair, renderer_group
@@ -163,7 +164,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             [m.value or b"" for m in messages],
             [f"{m.topic}/{m.partition}/{m.offset}" for m in messages],
             RENDER_REQUESTS if lane == LIVE else RENDER_REQUESTS_BACKFILL,
-            "live" if lane == LIVE else "backfill",  # what the credential.issued events say
+            credentials.LIVE if lane == LIVE else credentials.BACKFILL,  # what the issued events say
             lane=lane,
         )
         if result.parked:

@@ -35,11 +35,11 @@ from .pages import (
     credential_attachments,
     declare_pdf_ua,
     deflate_streams,
-    document_html,
     pages_html,
     pinned_font_timestamp,
     qr_source,
     sha256_hex,
+    template_context,
 )
 from .qr import QRCodeImage
 from .skeleton import Skeletons
@@ -66,7 +66,7 @@ class CertificateRenderer:
         self._stylesheets: dict[str, CSS] = {}
         self._faces = RepertoireFaces() if install() else None
         # Certificates that differ from others of their shape only in the learner's fields (skeleton.py).
-        self._skeletons = Skeletons(self._lay_out, self._write_skeleton_page, self._faces) if fast else None
+        self._skeletons = Skeletons(self._lay_out, self._write_page, self._faces) if fast else None
 
     def render(self, request: CertificateRenderRequest) -> bytes:
         return self.render_batch([request])[0]
@@ -76,7 +76,6 @@ class CertificateRenderer:
         pdfs: dict[int, bytes] = {}
         groups: dict[tuple[str, str], list[int]] = {}
         for index, request in enumerate(requests):
-            self.check_template(request.template)
             written = self._skeletons.render(request) if self._skeletons is not None else None
             if written is not None:
                 pdfs[index] = written
@@ -94,16 +93,12 @@ class CertificateRenderer:
 
     def _render_group(self, requests: list[CertificateRenderRequest]) -> list[bytes]:
         """Requests of one template and language: laid out together, written one PDF per page."""
-        template = requests[0].template
-        template_dir = self._template_dir(template)
-        html = CertificateHTML(string=document_html(self._env, requests), base_url=str(template_dir) + "/")
-        stylesheet = self._stylesheet(template, template_dir)
         # WeasyPrint looks images up in `cache` first: each QR code is drawn as paths by QRCodeImage.
         images = {qr_source(r.verify_url): QRCodeImage(r.verify_url) for r in requests}
-        document = html.render(stylesheets=[stylesheet], font_config=self._fonts, cache=images, **PDF_OPTIONS)
+        document = self._lay_out(requests[0], [template_context(r) for r in requests], images)
         if len(document.pages) != len(requests):
             raise RuntimeError(
-                f"template {template!r} laid out {len(requests)} certificates on "
+                f"template {requests[0].template!r} laid out {len(requests)} certificates on "
                 f"{len(document.pages)} pages; each must fill exactly one"
             )
         return [
@@ -112,13 +107,8 @@ class CertificateRenderer:
         ]
 
     def _write(self, document: Document, page: Any, request: CertificateRenderRequest) -> bytes:
-        single = document.copy([page])
-        single.metadata = certificate_metadata(request)
-        with self._small_faces(), pinned_font_timestamp(request.issued_on):
-            pdf: bytes = single.write_pdf(
-                attachments=credential_attachments(request), finisher=self._finish, **PDF_OPTIONS
-            )
-        return pdf
+        with pinned_font_timestamp(request.issued_on):
+            return self._write_page(document, page, request, self._finish)
 
     def _lay_out(
         self, request: CertificateRenderRequest, contexts: list[dict[str, Any]], images: dict[str, Any]
@@ -131,13 +121,18 @@ class CertificateRenderer:
         stylesheet = self._stylesheet(request.template, template_dir)
         return html.render(stylesheets=[stylesheet], font_config=self._fonts, cache=images, **PDF_OPTIONS)
 
-    def _write_skeleton_page(
+    def _write_page(
         self, document: Document, page: Any, request: CertificateRenderRequest, finisher: Any
-    ) -> None:
+    ) -> bytes:
+        """One page of `document` as the request's PDF (its metadata and attachment), through `finisher`.
+        The skeletons' pages are not pinned to a request's date: a skeleton depends on its shape only."""
         single = document.copy([page])
         single.metadata = certificate_metadata(request)
         with self._small_faces():
-            single.write_pdf(attachments=credential_attachments(request), finisher=finisher, **PDF_OPTIONS)
+            pdf: bytes = single.write_pdf(
+                attachments=credential_attachments(request), finisher=finisher, **PDF_OPTIONS
+            )
+        return pdf
 
     def _small_faces(self) -> AbstractContextManager[None]:
         return self._faces.active() if self._faces is not None else nullcontext()

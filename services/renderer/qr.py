@@ -64,7 +64,7 @@ class QRCodeImage:
         self.size = len(rows)
         rectangles = " ".join(f"{x} {y} {n} 1 re" for x, y, n in dark_runs(rows))
         # a white square (the code with its quiet zone, on any page background), then the dark modules
-        self._path = f"1 1 1 rg 0 0 {self.size} {self.size} re f 0 0 0 rg {rectangles} f".encode("ascii")
+        self.path: Any = f"1 1 1 rg 0 0 {self.size} {self.size} re f 0 0 0 rg {rectangles} f".encode("ascii")
 
     def get_intrinsic_size(self, resolution: float, font_size: float) -> tuple[float, float, float]:
         return self.size, self.size, 1.0  # one CSS pixel per module, square; the stylesheet sizes it
@@ -72,4 +72,4 @@ class QRCodeImage:
     def draw(self, stream: Any, concrete_width: float, concrete_height: float, style: Any) -> None:
         """In the box's coordinates (origin top left, y down, inside a saved graphics state)."""
         stream.transform(a=concrete_width / self.size, d=concrete_height / self.size)
-        stream.stream.append(self._path)
+        stream.stream.append(self.path)

@@ -67,7 +67,6 @@ from .pages import (
 )
 from .qr import QRCodeImage
 
-FIELDS = ("name", "date", "code", "credential", "url")
 MAX_NAME_WORDS = 6  # a template may print each word of the name as a text box of its own
 WHOLE_NAME_WORDS = 2  # the name's words in a shape's first skeleton
 MAX_SKELETONS = 256  # per renderer process; each holds its page's objects
@@ -146,7 +145,12 @@ def field_of(part: str) -> str:
 
 def slot_field(slot: str) -> str:
     """The field a slot (the parts one text box draws, joined by "+") prints."""
-    return field_of(slot.split("+")[0])
+    return field_of(lead(slot))
+
+
+def line_mates(drawn: dict[str, DrawnText], slot: str) -> list[str]:
+    """The slots drawn on the same line as `slot` (itself included), in `drawn`'s order."""
+    return [other for other in drawn if drawn[other].y == drawn[slot].y]
 
 
 # --- recording what WeasyPrint does with the placeholders -------------------------------------------------
@@ -271,10 +275,7 @@ class QRSlotImage(QRCodeImage):
 
     def __init__(self, size: int) -> None:
         self.size = size
-
-    def draw(self, stream: Any, concrete_width: float, concrete_height: float, style: Any) -> None:
-        stream.transform(a=concrete_width / self.size, d=concrete_height / self.size)
-        stream.stream.append(Marker("qr"))
+        self.path = Marker("qr")
 
 
 # --- the fitted content stream ----------------------------------------------------------------------------
@@ -292,7 +293,7 @@ class Linear:
 
 
 def _fit(values: Sequence[float], widened: Sequence[float]) -> Linear:
-    """values[0] at the base widths, values[1 + i] with field i widened by widened[i]."""
+    """values[0] at the base widths, values[1 + i] with slot i widened by widened[i]."""
     base = values[0]
     slopes = tuple(
         (index, (values[1 + index] - base) / change)
@@ -608,7 +609,7 @@ class Skeletons:
     def __init__(
         self,
         lay_out: Callable[[CertificateRenderRequest, list[dict[str, Any]], dict[str, Any]], Document],
-        write_page: Callable[[Document, Any, CertificateRenderRequest, Callable[..., None]], None],
+        write_page: Callable[[Document, Any, CertificateRenderRequest, Callable[..., None]], bytes],
         repertoire: Any,
     ) -> None:
         install()
@@ -638,7 +639,7 @@ class Skeletons:
         drawn, deltas, used = self._draw_fields(skeleton, values)
         items = [skeleton.regions[0].write(deltas)]
         for marker, region in zip(skeleton.markers, skeleton.regions[1:], strict=True):
-            items.append(qr._path if marker == "qr" else drawn[marker])
+            items.append(qr.path if marker == "qr" else drawn[marker])
             items.append(region.write(deltas))
         numbers = skeleton.numbers
         objects = {
@@ -666,8 +667,8 @@ class Skeletons:
     ) -> tuple[dict[str, bytes], list[float], dict[str, dict[int, tuple[str, int]]]]:
         """Each slot's text drawn as WeasyPrint draws it, the width changes, and the glyphs used per face."""
         layouts = {}
-        deltas = []
-        for slot_id, base_width in zip(skeleton.order, skeleton.base_widths, strict=True):
+        widths = {}
+        for slot_id in skeleton.order:
             slot = skeleton.slots[slot_id]
             line = slot.line
             text = line.text
@@ -685,11 +686,10 @@ class Skeletons:
             if abs(height - line.height) > 1e-6 or abs(baseline - line.baseline) > 1e-6:
                 raise NotThisShape(f"the {slot_field(slot_id)} changes its line's height")
             layouts[slot_id] = (text, layout)
-            deltas.append(width - base_width)
-        widths = dict(zip(skeleton.order, skeleton.base_widths, strict=True))
-        widths = {
-            slot_id: widths[slot_id] + delta for slot_id, delta in zip(skeleton.order, deltas, strict=True)
-        }
+            widths[slot_id] = width
+        deltas = [
+            widths[slot_id] - base for slot_id, base in zip(skeleton.order, skeleton.base_widths, strict=True)
+        ]
         for group, widest in skeleton.lines:
             if sum(widths[slot_id] for slot_id in group) > widest + 1e-6:
                 raise NotThisShape(f"the {slot_field(group[0])} is wider than the skeleton was checked for")
@@ -807,9 +807,10 @@ class Skeletons:
         # one variant per slot, its first part widened; then a check with every slot at half its widest
         # (the slots of one line together at half what one alone got)
         variants = [{**base, lead(slot): placeholder(lead(slot), widest[lead(slot)])} for slot in order]
-        y = base_page.drawn
-        on_line = {slot: sum(y[other].y == y[slot].y for other in order) for slot in order}
-        halves = {lead(slot): max(NARROW + 1, widest[lead(slot)] // (2 * on_line[slot])) for slot in order}
+        halves = {
+            lead(slot): max(NARROW + 1, widest[lead(slot)] // (2 * len(line_mates(base_page.drawn, slot))))
+            for slot in order
+        }
         check = {**base, **{part: placeholder(part, count) for part, count in halves.items()}}
         pages = [base_page, *self._record(request, name_class, qr_size, [*variants, check])]
         return self._assemble(pages, order, request.language)
@@ -820,36 +821,33 @@ class Skeletons:
         """Per slot, the longest filler of its first part that still leaves the slot's text on one line (the
         other parts as in the base render): laid out, not written, at PROBE_SHARES of the page's width, all
         slots at once, then bisected. Slots drawn on one line (a name word by word) share it."""
-        lead = {slot: slot.split("+")[0] for slot in base.drawn}
-        together = {
-            slot: [other for other in base.drawn if base.drawn[other].y == base.drawn[slot].y]
-            for slot in lead
-        }
+        slots = list(base.drawn)
+        together = {slot: line_mates(base.drawn, slot) for slot in slots}
 
         def level_for(widths: dict[str, int]) -> dict[str, int]:
             return {
                 **dict.fromkeys(base.values, NARROW),
-                **{lead[slot]: count for slot, count in widths.items()},
+                **{lead(slot): count for slot, count in widths.items()},
             }
 
         def fits_at(record: Recording, slot: str, counts: dict[str, int], tag: int) -> bool:
             return all(
-                fits(record, lead[other], counts[other], base.lines[other].is_line_start, tag)
+                fits(record, lead(other), counts[other], base.lines[other].is_line_start, tag)
                 for other in together[slot]
             )
 
         levels = [
             {
                 slot: self._filler_for(
-                    base.lines[slot], lead[slot], share * base.page_width / len(together[slot])
+                    base.lines[slot], lead(slot), share * base.page_width / len(together[slot])
                 )
-                for slot in lead
+                for slot in slots
             }
             for share in PROBE_SHARES
         ]
         record = self._probe(request, name_class, qr_size, [level_for(level) for level in levels])
         low, high = {}, {}
-        for slot in lead:
+        for slot in slots:
             fitting = [
                 level[slot] for tag, level in enumerate(levels, 1) if fits_at(record, slot, level, tag)
             ]
@@ -861,25 +859,25 @@ class Skeletons:
                     base.lines[other].max_width for other in together[slot] if base.lines[other].is_line_start
                 ]
                 line_width = starts[0] if starts and starts[0] is not None else base.page_width
-                high[slot] = self._filler_for(base.lines[slot], lead[slot], line_width) + 1
+                high[slot] = self._filler_for(base.lines[slot], lead(slot), line_width) + 1
             else:
                 high[slot] = min(
                     [level[slot] for level in levels if level[slot] > low[slot]], default=MAX_FILLER
                 )
-        alone = [slot for slot in lead if len(together[slot]) == 1]
-        shared = [slot for slot in lead if len(together[slot]) > 1]
+        alone = [slot for slot in slots if len(together[slot]) == 1]
+        shared = [slot for slot in slots if len(together[slot]) > 1]
         for _ in range(BISECTIONS):  # then closer to where lines are full, a shared line's slots one by one
-            middle = {slot: (low[slot] + high[slot]) // 2 for slot in lead}
-            pages = [{slot: middle[slot] if slot in alone else NARROW for slot in lead}]
-            pages += [{**dict.fromkeys(lead, NARROW), slot: middle[slot]} for slot in shared]
+            middle = {slot: (low[slot] + high[slot]) // 2 for slot in slots}
+            pages = [{slot: middle[slot] if slot in alone else NARROW for slot in slots}]
+            pages += [{**dict.fromkeys(slots, NARROW), slot: middle[slot]} for slot in shared]
             record = self._probe(request, name_class, qr_size, [level_for(page) for page in pages])
-            for slot in lead:
+            for slot in slots:
                 page_index = 0 if slot in alone else 1 + shared.index(slot)
                 if fits_at(record, slot, pages[page_index], page_index + 1):
                     low[slot] = middle[slot]
                 else:
                     high[slot] = middle[slot]
-        return {lead[slot]: count for slot, count in low.items()}
+        return {lead(slot): count for slot, count in low.items()}
 
     def _probe(
         self, request: CertificateRenderRequest, name_class: str, qr_size: int, levels: list[dict[str, int]]
@@ -927,7 +925,7 @@ class Skeletons:
                 raise NotThisShape("the template does not draw each field once, as text")
             lines = {}
             for slot in drawn:
-                texts = {placeholder_text for placeholder_text in (values[part] for part in slot.split("+"))}
+                texts = [values[part] for part in slot.split("+")]
                 found = [
                     line
                     for text, line in layout_record.lines.items()
@@ -978,7 +976,7 @@ class Skeletons:
             )
         lines = []  # the slots of each line, and the widest they were checked at together
         for slot_id in order:
-            group = tuple(other for other in order if base.drawn[other].y == base.drawn[slot_id].y)
+            group = tuple(other for other in order if other in line_mates(base.drawn, slot_id))
             if group[0] == slot_id:
                 # a variant widens one slot of the line, the others as in the base render
                 together = sum(base_widths[order.index(other)] for other in group)
