@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/backfill_benchmark.py [--events 100000] [--live-rate 10] [--issuers 1]
                                                  [--renderers 2] [--certificates | --no-certificates]
-                                                 [--single-lane] [--render-backlog 50] [--json] [--keep]
+                                                 [--single-lane] [--render-backlog 50] [--window 60]
+                                                 [--json] [--keep]
 
 The historical completions go to `moodle.events.backfill` through the gateway's own publisher, as
 `ebackpack gateway backfill` and `ebackpack gateway import` publish them (`MoodleEventPublisher(backfill=
@@ -194,6 +195,7 @@ def figures(
     phases = {"before": (-math.inf, history_started), "during": (history_started, history_done)}
     phases["after"] = (history_done, math.inf)
     latency: dict[str, dict[str, list[float]]] = {p: {"award": [], "event": [], "pdf": []} for p in phases}
+    by_window: dict[int, list[float]] = {}  # live to award, by publish time since the backfill began
     live_missing = 0
     for index, sent in live.sent:
         found = outcome.award_at.get(plan.pair(index))
@@ -203,6 +205,8 @@ def figures(
         phase = next(p for p, (start, end) in phases.items() if start <= sent < end)
         cid, awarded = found
         latency[phase]["award"].append(awarded - sent)
+        if phase == "during":
+            by_window.setdefault(int((sent - history_started) // args.window), []).append(awarded - sent)
         if cid in outcome.issued_at:
             latency[phase]["event"].append(outcome.issued_at[cid] - sent)
         if plan.needs_pdf(index) and cid in outcome.pdf_at:
@@ -236,6 +240,10 @@ def figures(
                 }
                 for phase, ends_of in latency.items()
             },
+            "during_by_window": {
+                f"{w * args.window:.0f}-{(w + 1) * args.window:.0f} s": spread(values)
+                for w, values in sorted(by_window.items())
+            },
         },
         "load_before": round(LOAD_BEFORE, 2),
         "run_seconds": round(time.monotonic() - CLOCK, 1),
@@ -266,6 +274,8 @@ def text_report(r: dict[str, Any]) -> str:
         lines.append(row("to credential event", live[phase]["to_credential_event"]))
         if r["certificates"]:
             lines.append(row("to PDF stored", live[phase]["to_pdf"]))
+    lines.append(" published during the backfill, by publish time after it began, to award saved:")
+    lines += [row(window, spread_of) for window, spread_of in live["during_by_window"].items()]
     if not r["complete"]:
         lines.append("INCOMPLETE: not everything was issued within the timeout")
     lines.append(f"load average before: {r['load_before']}; run {r['run_seconds']} s")
@@ -367,6 +377,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--after", type=float, default=20.0, help="seconds of live completions after the backfill is done"
     )
+    parser.add_argument(
+        "--window", type=float, default=60.0, help="seconds per row of the live latency during the backfill"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout (report to stderr)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, DB) afterwards")
     add_broker_storage_option(parser)
@@ -379,6 +392,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--certificates needs --renderers >= 1")
     if not 0 <= args.render_backlog <= 1_000_000 or not 0 < args.timeout <= 86_400:
         parser.error("need 0 <= --render-backlog <= 1,000,000 and 0 < --timeout <= 86400")
+    if not 1 <= args.window <= 3600:
+        parser.error("need 1 <= --window <= 3600")
     if not 0 <= args.after <= 600 or not 0 <= args.before <= 600:
         parser.error("need 0 <= --before, --after <= 600")
     return args
