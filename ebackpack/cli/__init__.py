@@ -275,6 +275,57 @@ def credential_revoke(
     )
 
 
+class WalletFormat(StrEnum):
+    both = "both"
+    jwt_vc_json = "jwt_vc_json"
+    ldp_vc = "ldp_vc"
+
+
+@credential_app.command("offer")
+def credential_offer(
+    code: str = typer.Argument(help="Verification code (as printed) or credential id."),
+    fmt: Annotated[
+        WalletFormat, typer.Option("--format", "-f", help="What the wallet may take (default: either).")
+    ] = WalletFormat.both,
+    ttl: Annotated[int, typer.Option("--ttl", help="Seconds the offer stays open (60 to 604800).")] = 600,
+    tx_code: Annotated[
+        bool, typer.Option("--tx-code", help="Protect the offer with a 6-digit code the wallet asks for.")
+    ] = False,
+) -> None:
+    """Offer a credential to a wallet (OpenID4VCI 1.0, pre-authorized code): prints the offer URI as the
+    last line (a QR code of it, or the link on the learner's device). Single use; see docs/wallets.md."""
+    from ebackpack.domain.credentials import openid4vci
+    from services.backpack.wallets import OfferRefused, Wallets
+
+    configurations = {
+        WalletFormat.both: [openid4vci.LDP_VC, openid4vci.JWT_VC],
+        WalletFormat.jwt_vc_json: [openid4vci.JWT_VC],
+        WalletFormat.ldp_vc: [openid4vci.LDP_VC],
+    }[fmt]
+    platform = _migrated_platform()
+    with platform.sessions() as session:
+        try:
+            made = Wallets(session, platform).offer(
+                code,
+                learner_id=None,
+                created_by="cli",
+                configurations=configurations,
+                seconds=ttl,
+                with_tx_code=tx_code,
+            )
+        except OfferRefused as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        session.commit()
+    err.print(
+        f"offer of {made.verification_code} ({', '.join(configurations)}), single use, "
+        f"until {made.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        + (f"; transaction code {made.tx_code}" if made.tx_code else ""),
+        soft_wrap=True,
+    )
+    print(made.uri)
+
+
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Add a new signing key of each kind; older keys stay published so what they signed still verifies.

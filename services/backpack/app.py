@@ -27,6 +27,7 @@ from .deps import DbSession
 from .lti import router as lti_router
 from .oidc import router as oidc_router
 from .openbadges import router as openbadges_router
+from .openid4vci import router as openid4vci_router
 from .pages import router as pages_router
 from .preferences import router as preferences_router
 from .public_pages import PublicSessions, VerificationCache, VerificationPages
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     for router in (
         openbadges_router,
+        openid4vci_router,
         attestations_router,
         api_router,
         pages_router,

@@ -199,6 +199,22 @@ POLISH: dict[str, str] = {
     "Something went wrong": "Coś poszło nie tak",
     "Back to your e-Backpack": "Wróć do e-Plecaka",
     "Too many requests: try again in a minute.": "Zbyt wiele zapytań: spróbuj ponownie za minutę.",
+    # wallets (OpenID4VCI)
+    "Add to a wallet": "Dodaj do portfela",
+    "A digital wallet app that supports OpenID4VCI (for example the EU Digital Identity Wallet) can keep this credential, bound to a key of its own. Revoking the credential here revokes the copy in the wallet too.": "Aplikacja portfela cyfrowego obsługująca OpenID4VCI (na przykład Europejski Portfel Tożsamości Cyfrowej) może przechowywać to poświadczenie, powiązane z własnym kluczem portfela. Unieważnienie poświadczenia tutaj unieważnia też jego kopię w portfelu.",
+    "A revoked or expired credential cannot be added to a wallet.": "Unieważnionego ani wygasłego poświadczenia nie można dodać do portfela.",
+    "Open your wallet app and scan this QR code, or, on this device, use the link below. The offer works once and expires in {n} minutes.": "Otwórz aplikację portfela i zeskanuj ten kod QR albo na tym urządzeniu użyj poniższego linku. Oferta działa jeden raz i wygasa za {n} min.",
+    "QR code with the credential offer for your wallet; the same offer is in the link and the text below": "Kod QR z ofertą poświadczenia dla portfela; ta sama oferta jest w linku i w tekście poniżej",
+    "Open in a wallet on this device": "Otwórz w portfelu na tym urządzeniu",
+    "Your wallet will ask for this code:": "Portfel poprosi o ten kod:",
+    "The offer as text (for wallets that take a pasted offer)": "Oferta jako tekst (dla portfeli, które przyjmują wklejoną ofertę)",
+    "Credential offer": "Oferta poświadczenia",
+    "Offered formats: Open Badges 3.0 with a Data Integrity proof (ldp_vc) and as a JWT (jwt_vc_json); your wallet takes the one it supports.": "Oferowane formaty: Open Badges 3.0 z dowodem Data Integrity (ldp_vc) oraz jako JWT (jwt_vc_json); portfel przyjmie ten, który obsługuje.",
+    "Back to the credential": "Wróć do poświadczenia",
+    "Added to wallets (the wallet's key, the format, the date):": "Dodano do portfeli (klucz portfela, format, data):",
+    "Open Badge": "Odznaka Open Badge",
+    "A digital badge issued by {issuer}": "Odznaka cyfrowa wydana przez {issuer}",
+    "Issued by": "Wystawca",
 }
 
 

@@ -23,6 +23,7 @@ from .session import CsrfChecked, PageLearner, User, local_path, sign_in, sign_o
 from .shares import DURATIONS_DAYS, Shares
 from .uploads import AttestationUploads, UploadRefused
 from .views import CredentialView
+from .wallets import copies_of
 from .web import download, flash, render
 
 router = APIRouter(include_in_schema=False)
@@ -142,7 +143,14 @@ def certificates(request: Request, session: DbSession, user: PageLearner) -> Res
 def certificate(request: Request, session: DbSession, user: PageLearner, code: str) -> Response:
     view = _own(request, session, user, code)
     verify_url = request.app.state.settings.verify_url(view.code)
-    return render(request, "certificate.html", c=view, verify_url=verify_url, qr=qr_svg(verify_url))
+    return render(
+        request,
+        "certificate.html",
+        c=view,
+        verify_url=verify_url,
+        qr=qr_svg(verify_url),
+        wallet_copies=copies_of(session, view.award.learner_id, view.award.credential_id),
+    )
 
 
 # ------------------------------------------------------------------------------------------- badges
@@ -193,6 +201,7 @@ def badge(request: Request, session: DbSession, user: PageLearner, code: str) ->
         durations=DURATIONS_DAYS,
         now=datetime.now(UTC),
         share_base=f"{urls.base}/s/",
+        wallet_copies=copies_of(session, user.learner_id, view.award.credential_id),
     )
 
 

@@ -53,6 +53,13 @@ PREFIX = "/verify/"
 # Public GET pages that never need to know who is signed in: no session read, no cookie written (the
 # verification pages, and the learners' public links, which show everyone the same).
 SESSION_FREE_PREFIXES = (PREFIX, "/s/")
+# A wallet's protocol requests (OpenID4VCI, services/backpack/openid4vci.py), whatever their method: the
+# offer's code or the access token is the authority, never a cookie.
+WALLET_PREFIXES = (
+    "/openid4vci/",
+    "/.well-known/openid-credential-issuer",
+    "/.well-known/oauth-authorization-",
+)
 MAX_ENTRIES = 4096  # codes kept (each with its few rendered answers): a few MB at most
 MAX_CODE = 64  # characters of a code worth looking up (printed codes have 14); longer: unknown, not kept
 MAX_QUERY = 512  # bytes of a query string read for `format` (i18n.language_of reads `lang`)
@@ -129,7 +136,10 @@ class VerificationCache:
 
 
 def session_free(scope: Scope) -> bool:
-    return scope["method"] in ("GET", "HEAD") and scope["path"].startswith(SESSION_FREE_PREFIXES)
+    path: str = scope["path"]
+    return path.startswith(WALLET_PREFIXES) or (
+        scope["method"] in ("GET", "HEAD") and path.startswith(SESSION_FREE_PREFIXES)
+    )
 
 
 class PublicSessions:

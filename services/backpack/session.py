@@ -35,6 +35,7 @@ from ebackpack.config import Settings
 
 from .auth import learner_of
 from .shares import Shares
+from .wallets import forget_erased as forget_erased_wallets
 
 Role = Literal["learner", "admin"]
 SESSION_COOKIE = "ebackpack_session"
@@ -108,11 +109,12 @@ class WebSessions:
 
 
 def forget_erased_learners(db: Session) -> None:
-    """Deletes the sessions and public links of learners erased since (no profile any more): they have
-    not worked since the erasure; this removes the rows."""
+    """Deletes the sessions, public links and wallet offers of learners erased since (no profile any
+    more): they have not worked since the erasure; this removes the rows."""
     known = exists().where(Learner.id == WebSessionRow.learner_id)
     db.execute(delete(WebSessionRow).where(WebSessionRow.learner_id.is_not(None), ~known))
     Shares(db).forget_erased()
+    forget_erased_wallets(db)
 
 
 def _web_sessions(request: Request) -> WebSessions:

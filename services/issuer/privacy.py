@@ -10,7 +10,9 @@ between the two, the events that tell the others:
   and preferences, each in its own `erasure.py`;
 - one public `credential.erased` per credential on `credentials`, for downstream consumers.
 The backpack has no worker: its sessions and public links end with the learner's profile (a learner
-without one cannot sign in either), and its rows are cleaned up at sign-ins (services/backpack).
+without one cannot sign in either), and its rows are cleaned up at sign-ins (services/backpack); the
+copies of credentials in wallets (which learner, which holder DID) and open wallet offers are deleted
+in this transaction.
 
 Kept, because the public must still be able to check a credential it was shown: the award row without
 personal data (verification code, achievement, course, dates, status, revocation and its reason) and
@@ -26,7 +28,14 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ebackpack.adapters.persistence.tables import AwardRow, Learner, OutboxRow, SignedCredentialRow
+from ebackpack.adapters.persistence.tables import (
+    AwardRow,
+    Learner,
+    OutboxRow,
+    SignedCredentialRow,
+    WalletCopyRow,
+    WalletOfferRow,
+)
 from ebackpack.streaming.topics import CREDENTIALS, LEARNERS_ERASED
 from schemas import (
     CloudEvent,
@@ -87,6 +96,10 @@ def erase_rows(session: Session, erasure: Erasure) -> None:
         )
     )
     session.execute(delete(Learner).where(Learner.id == erasure.learner_id))
+    # The backpack has no worker: the wallets its credentials went to (a holder DID is a personal
+    # identifier) and its open offers go here, in the same transaction.
+    for wallet_table in (WalletCopyRow, WalletOfferRow):
+        session.execute(delete(wallet_table).where(wallet_table.learner_id == erasure.learner_id))
     for award in session.scalars(select(AwardRow).where(AwardRow.credential_id.in_(credentials))):
         award.recipient_salt = award.recipient_hash = None
 

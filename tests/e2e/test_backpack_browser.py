@@ -10,6 +10,8 @@ reads like what the person sees, in the language they chose.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +37,7 @@ from services.gateway.publisher import MoodleEventPublisher
 from tests.browser.harness import axe_context, axe_violations, describe_violations, launch
 from tests.builders import completion, wait_for
 from tests.conftest import WebServer, isolated, reserve_port
+from tests.verifiers.wallet_client import receive
 
 pytestmark = pytest.mark.e2e
 
@@ -455,6 +458,12 @@ def test_every_page_passes_axe_wcag_21_aa(pipeline: Pipeline, chromium: Browser,
         check("attestations", "/attestations")
         check("attestation", f"/attestations/{pipeline.attestation_id}")
         check("error 404 (signed in)", "/certificates/AAAA-BBBB-CCCC", 404)
+        page.goto(f"{pipeline.url}/badges/{pipeline.certificate}")
+        page.get_by_role("button", name=t("Add to a wallet", lang)).click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text(t("Add to a wallet", lang))
+        checked.append("wallet offer")
+        if violations := axe_violations(page):
+            found["wallet offer"] = violations
 
         page.get_by_role("button", name=t("Log out", lang)).click()
         page.wait_for_url(re.compile(r"/login$"))
@@ -463,8 +472,50 @@ def test_every_page_passes_axe_wcag_21_aa(pipeline: Pipeline, chromium: Browser,
         check("admin: course", f"/admin/courses/{CERTIFICATE_AND_BADGE}")
     finally:
         ctx.close()
-    assert len(checked) == 14
+    assert len(checked) == 15
     assert not found, "\n\n".join(describe_violations(v, f"{name} ({lang})") for name, v in found.items())
+
+
+@pytest.mark.parametrize("lang", ["pl", "en"])
+def test_a_learner_adds_a_certificate_to_a_wallet_by_qr_code_or_link(
+    pipeline: Pipeline, chromium: Browser, lang: str, tmp_path: Path
+) -> None:
+    """The offer page's QR code (read by zbar from the page as the browser drew it), its link and its
+    text are the same offer, and a real wallet client takes the credential with it."""
+    context = chromium.new_context(locale=LOCALES[lang], viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    try:
+        page = context.new_page()
+        log_in(page, pipeline.url, LEARNER, lang)
+        page.goto(f"{pipeline.url}/certificates/{pipeline.certificate}")
+        page.get_by_role("button", name=t("Add to a wallet", lang)).click()
+        link = page.get_by_role("link", name=t("Open in a wallet on this device", lang))
+        uri = link.get_attribute("href") or ""
+        assert uri.startswith("openid-credential-offer://?credential_offer=")
+        qr = page.get_by_role(
+            "img",
+            name=t(
+                "QR code with the credential offer for your wallet; "
+                "the same offer is in the link and the text below",
+                lang,
+            ),
+        )
+        qr.screenshot(path=str(tmp_path / "offer.png"))
+        zbarimg = shutil.which("zbarimg")
+        assert zbarimg, "zbarimg (Debian: zbar-tools) is needed"
+        read = subprocess.run(
+            [zbarimg, "--raw", "-q", str(tmp_path / "offer.png")], capture_output=True, text=True
+        )
+        assert read.stdout.splitlines() == [uri], read.stderr
+        page.get_by_text(t("The offer as text (for wallets that take a pasted offer)", lang)).click()
+        expect(page.get_by_label(t("Credential offer", lang))).to_have_value(uri)
+        received = receive(uri)
+        assert received["ok"], received["errors"]
+        assert received["credentials"][0]["credentialSubject"]["id"] == received["holder_did"]
+        page.goto(f"{pipeline.url}/certificates/{pipeline.certificate}")
+        expect(page.locator(f'code.holder[title="{received["holder_did"]}"]')).to_have_count(1)
+    finally:
+        context.close()
 
 
 def focused(page: Page) -> dict[str, Any]:
@@ -647,8 +698,14 @@ def test_pages_reflow_at_320_css_pixels(pipeline: Pipeline, chromium: Browser) -
             f"/attestations/{pipeline.attestation_id}",
             f"/verify/{pipeline.certificate}",
             pipeline.share_url,
+            "wallet offer",
         ):
-            page.goto(path if path.startswith("http") else pipeline.url + path)
+            if path == "wallet offer":  # a POST's answer: the button on the badge page
+                page.goto(f"{pipeline.url}/badges/{pipeline.certificate}")
+                page.get_by_role("button", name=t("Add to a wallet")).click()
+                page.get_by_text(t("The offer as text (for wallets that take a pasted offer)")).click()
+            else:
+                page.goto(path if path.startswith("http") else pipeline.url + path)
             found = page.evaluate(
                 """() => {
                     const width = document.documentElement.clientWidth, found = [];

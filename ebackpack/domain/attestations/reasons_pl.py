@@ -47,6 +47,7 @@ POLISH: dict[str, str] = MATCHED | {
     "key {key}... is not multibase base58btc": "klucz {key}... nie jest zapisany w multibase base58btc",
     "key is not valid base58": "klucz nie jest poprawnym base58",
     "key type is neither Ed25519 nor P-256": "typ klucza to ani Ed25519, ani P-256",
+    "key is not a point on P-256": "klucz nie jest punktem krzywej P-256",
     "the issuer profile {issuer} (its public key)": "profil wystawcy {issuer} (jego klucz publiczny)",
     "the issuer profile {issuer} could not be read: {error}": "nie udało się odczytać profilu wystawcy {issuer}: {error}",
     "the token names no key (no kid, no jwk) and the issuer publishes none we can read": "token nie wskazuje klucza (brak kid i jwk), a wystawca nie publikuje klucza, który umiemy odczytać",

@@ -8,21 +8,17 @@ take. `ResolvedKey.source` says in plain words where the key came from, for the 
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urldefrag, urlsplit
 
-import base58
-from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import JWKRegistry
 
+from ebackpack.domain.credentials import multikey
 from services.importer.domain import FetchError, ImportContext, Said, offline, say
 
-_ED25519_PREFIX = b"\xed\x01"
-_P256_PREFIX = b"\x80\x24"
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
@@ -123,29 +119,23 @@ class ResolvedKey:
         return (key_origin.scheme, key_origin.netloc) == (issuer_origin_.scheme, issuer_origin_.netloc)
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def multikey_to_jwk(value: str) -> dict[str, Any]:
     """`z6Mk...` (Ed25519) or `zDn...` (P-256) multibase multikey -> public JWK."""
-    if not value.startswith("z"):
-        raise KeyUnavailable(say("key {key}... is not multibase base58btc", key=value[:20]))
     try:
-        raw = base58.b58decode(value[1:])
-    except ValueError:
-        raise KeyUnavailable(say("key is not valid base58")) from None
-    if raw.startswith(_ED25519_PREFIX) and len(raw) == 34:
-        return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw[2:])}
-    if raw.startswith(_P256_PREFIX) and len(raw) == 35:
-        point = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw[2:]).public_numbers()
-        return {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": _b64url(point.x.to_bytes(32, "big")),
-            "y": _b64url(point.y.to_bytes(32, "big")),
-        }
-    raise KeyUnavailable(say("key type is neither Ed25519 nor P-256"))
+        return multikey.multikey_to_jwk(value)
+    except multikey.MultikeyError as exc:
+        raise KeyUnavailable(_multikey_reason(exc)) from None
+
+
+def _multikey_reason(exc: multikey.MultikeyError) -> Said:
+    """The learner's words for what the domain found wrong (say() takes literals: they are translated)."""
+    if "base58btc" in exc.template:
+        return say("key {key}... is not multibase base58btc", key=exc.fields.get("key", ""))
+    if "base58" in exc.template:
+        return say("key is not valid base58")
+    if "P-256" in exc.template and "point" in exc.template:
+        return say("key is not a point on P-256")
+    return say("key type is neither Ed25519 nor P-256")
 
 
 def did_web_url(did: str) -> str:

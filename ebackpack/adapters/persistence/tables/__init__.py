@@ -10,7 +10,7 @@ another's table.
 """
 
 from .attestations import AttestationRow
-from .backpack import ShareRow, WebSessionRow
+from .backpack import ShareRow, WalletCopyRow, WalletOfferRow, WebSessionRow
 from .base import Base
 from .gateway import GatewayCheckpointRow, GatewayEventRow
 from .issuer import AwardRow, Course, Learner, OutboxRow, ParkedMessageRow, SignedCredentialRow
@@ -29,6 +29,8 @@ __all__ = [
     "AttestationRow",
     "ShareRow",
     "WebSessionRow",
+    "WalletOfferRow",
+    "WalletCopyRow",
     "GatewayEventRow",
     "GatewayCheckpointRow",
     "NotificationRow",
