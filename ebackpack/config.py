@@ -113,6 +113,14 @@ class Settings(BaseSettings):
             "plugin's setting of the same value). Unset: the webhook refuses every request."
         ),
     )
+    vcapi_issue_token: SecretStr | None = Field(
+        None,
+        description=(
+            "Bearer token of the VC-API's POST /credentials/issue, which signs whatever credential it is "
+            "given with the issuer's key (for the W3C test suites and trusted machine clients; "
+            "docs/wallets.md). Unset: the endpoint does not exist."
+        ),
+    )
     gateway_replay_seconds: int = Field(
         300, description="Webhook: how old (or how far in the future) a signed timestamp may be."
     )
@@ -382,6 +390,7 @@ class Settings(BaseSettings):
             ),
             ("EBACKPACK_SMTP_PASSWORD", self.smtp_password, MIN_BYTES_PROVIDER_PASSWORD, issued),
             ("EBACKPACK_OIDC_CLIENT_SECRET", self.oidc_client_secret, MIN_BYTES, issued),
+            ("EBACKPACK_VCAPI_ISSUE_TOKEN", self.vcapi_issue_token, MIN_BYTES, ours),
             ("EBACKPACK_MOODLE_WS_TOKEN", self.moodle_ws_token, MIN_BYTES, issued),
         ):
             # Empty counts as unset for the issued ones (.env.example leaves the optional ones empty).

@@ -33,6 +33,7 @@ from .preferences import router as preferences_router
 from .public_pages import PublicSessions, VerificationCache, VerificationPages
 from .session import SESSION_COOKIE, SESSION_SECONDS, AdminUser, SessionCheck, session_secret
 from .uploads import Announcer, AttestationUploads
+from .vcapi import router as vcapi_router
 from .verification import Verification, verify
 from .web import (
     STATIC_DIR,
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     for router in (
         openbadges_router,
         openid4vci_router,
+        vcapi_router,
         attestations_router,
         api_router,
         pages_router,

@@ -63,8 +63,13 @@ def sign(
     return unsigned | {"proof": [proof]}
 
 
-def verify(document: dict[str, Any], public_key_for: Callable[[str], ed25519.Ed25519PublicKey | None]) -> str:
-    """Checks the single eddsa-rdfc-2022 proof; returns its verification method or raises ProofError."""
+def verify(
+    document: dict[str, Any],
+    public_key_for: Callable[[str], ed25519.Ed25519PublicKey | None],
+    canon: Callable[[dict[str, Any]], str] = canonize,
+) -> str:
+    """Checks the single eddsa-rdfc-2022 proof; returns its verification method or raises ProofError.
+    `canon`: `jsonld.canonize_untrusted` for a document from outside (bounded)."""
     proofs = document.get("proof")
     proof = proofs[0] if isinstance(proofs, list) and len(proofs) == 1 else proofs
     if not isinstance(proof, dict) or proof.get("cryptosuite") != CRYPTOSUITE:
@@ -79,7 +84,7 @@ def verify(document: dict[str, Any], public_key_for: Callable[[str], ed25519.Ed2
     unsigned = {k: v for k, v in document.items() if k != "proof"}
     options = {"@context": document["@context"]} | {k: v for k, v in proof.items() if k != "proofValue"}
     try:
-        public_key.verify(base58.b58decode(value[1:]), hash_data(canonize(options), canonize(unsigned)))
+        public_key.verify(base58.b58decode(value[1:]), hash_data(canon(options), canon(unsigned)))
     except (InvalidSignature, ValueError):
         raise ProofError("signature does not match the document") from None
     return method

@@ -105,6 +105,11 @@ def canonize_untrusted(document: dict[str, Any], bounds: CanonBounds = UNTRUSTED
     return result
 
 
+def check_size(document: Any, bounds: CanonBounds = UNTRUSTED) -> None:
+    """Raises CanonicalizationRefused for a document too large to process (before JSON-LD expansion)."""
+    _check_size(document, bounds)
+
+
 def _check_size(document: Any, bounds: CanonBounds) -> None:
     """Counts JSON values, stopping past the bound (iterative: deep input is fine)."""
     count, pending = 0, [document]

@@ -1,0 +1,223 @@
+"""The W3C Verifiable Credentials Data Model 2.0 rules a credential must meet before we sign it (VC-API
+`/credentials/issue`) or call it verified (`/credentials/verify`): required properties, identifiers that
+are URLs, typed objects, date-time stamps, language values, and a JSON-LD context that expands (only
+bundled contexts, no network) with every property defined, every type an absolute IRI and no protected
+term redefined.
+
+`problems(credential)` lists what is wrong, in words a caller can act on; empty means it meets them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from pyld import jsonld
+
+from .jsonld import CREDENTIALS_V2, CanonicalizationRefused, UnknownContextError, check_size, offline_loader
+
+# XML Schema dateTimeStamp: a date-time with a time zone (VC 2.0 sec. 4.9)
+DATE_TIME_STAMP = re.compile(
+    r"-?\d{4,}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?"
+    r"(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))"
+)
+# An absolute URL or other IRI: a scheme, then no spaces (`https ://x` is not one)
+IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+")
+TYPED = ("credentialStatus", "credentialSchema", "evidence", "refreshService", "termsOfUse", "proof")
+
+
+def is_url(value: object) -> bool:
+    return isinstance(value, str) and IRI.fullmatch(value) is not None
+
+
+def problems(credential: object) -> list[str]:
+    if not isinstance(credential, dict):
+        return ["the credential is not a JSON object"]
+    found = [
+        *_context(credential.get("@context")),
+        *_types(credential.get("type")),
+        *_identifier("id", credential, required=False),
+        *_issuer(credential.get("issuer")),
+        *_subjects(credential.get("credentialSubject")),
+        *_validity(credential),
+        *_language_values(credential),
+    ]
+    for name in TYPED:
+        found += _typed(name, credential.get(name))
+    if "credentialSchema" in credential:
+        found += [
+            f"credentialSchema needs an id that is a URL: {schema.get('id')!r}"
+            for schema in _objects(credential["credentialSchema"])
+            if not is_url(schema.get("id"))
+        ]
+    for status in _objects(credential.get("credentialStatus")):
+        found += _identifier("id", status, required=False, what="credentialStatus")
+    if not found:
+        found += expansion_problems(credential)
+    return found
+
+
+def expansion_problems(document: dict[str, Any]) -> list[str]:
+    """JSON-LD expansion with the bundled contexts: a protected term redefined, an unknown context or a
+    type that does not expand to an absolute IRI is a problem."""
+    dropped: list[str] = []
+    try:
+        check_size(document)
+        expanded = jsonld.expand(
+            document,
+            {"documentLoader": offline_loader},
+            on_property_dropped=lambda term: dropped.append(str(term)),
+        )
+    except UnknownContextError as exc:
+        return [str(exc)]
+    except CanonicalizationRefused as exc:
+        return [str(exc)]
+    except jsonld.JsonLdError as exc:
+        return [f"the JSON-LD context does not expand: {_first_cause(exc)}"]
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:  # pyld on odd contexts
+        return [f"the JSON-LD context does not expand ({type(exc).__name__})"]
+    # A property no context defines is dropped by JSON-LD: a proof would not cover it (JSON-LD "safe
+    # mode", as Digital Bazaar's verifiers apply it).
+    found = [
+        f"property {term!r} is not defined by any @context: a proof would not cover it"
+        for term in sorted(set(dropped))
+    ]
+    bad = sorted({t for t in _expanded_types(expanded) if not is_url(t) or t.startswith("_:")})
+    return found + [f"type {t!r} does not expand to a URL (define it in a context)" for t in bad]
+
+
+def _first_cause(exc: BaseException) -> str:
+    """The innermost reason pyld gives (an unknown context says which)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, jsonld.JsonLdError):
+        return f"{exc.code or exc.type}: {exc.details or ''}"[:200]
+    return str(exc).splitlines()[0][:200]
+
+
+def _expanded_types(node: Any) -> list[str]:
+    found: list[str] = []
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            types = item.get("@type", [])
+            if "@value" not in item:  # a value's @type is a datatype
+                found += [t for t in (types if isinstance(types, list) else [types]) if isinstance(t, str)]
+            pending.extend(v for k, v in item.items() if k != "@type")
+    return found
+
+
+def _context(context: object) -> list[str]:
+    if context is None:
+        return ["@context is missing"]
+    contexts = context if isinstance(context, list) else [context]
+    if not contexts or contexts[0] != CREDENTIALS_V2:
+        return [f"the first @context must be {CREDENTIALS_V2}"]
+    return [
+        f"@context entry {entry!r} is neither a URL nor an object"
+        for entry in contexts[1:]
+        if not (isinstance(entry, dict) or is_url(entry))
+    ]
+
+
+def _types(types: object) -> list[str]:
+    listed = types if isinstance(types, list) else [types]
+    if types is None or not all(isinstance(t, str) and t for t in listed):
+        return ["type must be a string or a list of strings"]
+    return [] if "VerifiableCredential" in listed else ["type must include VerifiableCredential"]
+
+
+def _identifier(
+    name: str, node: dict[str, Any], *, required: bool, what: str = "the credential"
+) -> list[str]:
+    if name not in node:
+        return [f"{what} needs an {name}"] if required else []
+    value = node[name]
+    if isinstance(value, list):
+        return [f"{what} has more than one {name}"]
+    return [] if is_url(value) else [f"the {name} of {what} must be a URL, not {value!r}"]
+
+
+def _issuer(issuer: object) -> list[str]:
+    if issuer is None:
+        return ["issuer is missing"]
+    if isinstance(issuer, dict):
+        return _identifier("id", issuer, required=True, what="the issuer")
+    return [] if is_url(issuer) else [f"issuer must be a URL or an object with one, not {issuer!r}"]
+
+
+def _subjects(subject: object) -> list[str]:
+    subjects = subject if isinstance(subject, list) else [subject]
+    if subject is None or not subjects:
+        return ["credentialSubject is missing"]
+    found: list[str] = []
+    for item in subjects:
+        if not isinstance(item, dict) or not item:
+            found.append("each credentialSubject must be an object with at least one claim")
+        else:
+            found += _identifier("id", item, required=False, what="a credentialSubject")
+    return found
+
+
+def _validity(credential: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    moments: dict[str, datetime] = {}
+    for name in ("validFrom", "validUntil"):
+        value = credential.get(name)
+        if value is None and name not in credential:
+            continue
+        if not isinstance(value, str) or DATE_TIME_STAMP.fullmatch(value) is None:
+            found.append(f"{name} must be a date-time with a time zone (XML Schema dateTimeStamp)")
+            continue
+        try:
+            moments[name] = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            found.append(f"{name} is not a date this processor reads: {value}")
+    if len(moments) == 2 and moments["validUntil"] < moments["validFrom"]:
+        found.append("validUntil is before validFrom")
+    return found
+
+
+def _typed(name: str, value: object) -> list[str]:
+    if value is None:
+        return []
+    items: list[Any] = value if isinstance(value, list) else [value]
+    if not all(isinstance(item, dict) for item in items):
+        return [f"each {name} must be an object"]
+    return [f"each {name} needs a type" for item in items if not item.get("type")][:1]
+
+
+def _language_values(credential: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    nodes: list[tuple[str, Any]] = [("the credential", credential)]
+    issuer = credential.get("issuer")
+    if isinstance(issuer, dict):
+        nodes.append(("the issuer", issuer))
+    for where, node in nodes:
+        for name in ("name", "description"):
+            if name in node and not _is_language_value(node[name]):
+                found.append(f"{name} of {where} must be a string or language value objects")
+    return found
+
+
+def _is_language_value(value: object) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return bool(values) and all(
+        isinstance(v, str)
+        or (
+            isinstance(v, dict)
+            and isinstance(v.get("@value"), str)
+            and set(v) <= {"@value", "@language", "@direction"}
+            and all(isinstance(v.get(k, ""), str) for k in ("@language", "@direction"))
+        )
+        for v in values
+    )
+
+
+def _objects(value: object) -> list[dict[str, Any]]:
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, dict)]

@@ -1,0 +1,96 @@
+"""The VC-API (W3C Credentials Community Group) on the backpack: `POST /credentials/verify` for anyone
+(rate-limited, as the verification pages are) and `POST /credentials/issue` for a client holding
+EBACKPACK_VCAPI_ISSUE_TOKEN (the endpoint does not exist without it: it signs whatever it is given).
+The checks are in ebackpack/domain/credentials/vcapi.py; docs/wallets.md says what is answered.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ebackpack.domain.credentials import vcapi
+from ebackpack.domain.credentials.facts import iso
+
+from .deps import DbSession, platform
+
+router = APIRouter(tags=["VC-API"])
+VERIFY, ISSUE = "/credentials/verify", "/credentials/issue"
+
+
+async def _body(request: Request) -> dict[str, Any] | JSONResponse:
+    """The JSON object posted (the body is bounded before it is read: bodies.BodyGuard)."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return JSONResponse({"errors": ["the body is not JSON"]}, status_code=400)
+    if not isinstance(body, dict):
+        return JSONResponse({"errors": ["the body is not a JSON object"]}, status_code=400)
+    return body
+
+
+@router.post(VERIFY, summary="Verify a W3C Verifiable Credential (data model, proof, validity, status)")
+async def verify_credential(request: Request, session: DbSession) -> JSONResponse:
+    """200 with `verified: true` and the checks made, or 400 with `verified: false` and the errors;
+    status lists that are not ours are not fetched (a warning says so)."""
+    body = await _body(request)
+    if isinstance(body, JSONResponse):
+        return body
+    built = platform(request)
+    store = built.credential_store(session)
+    ring, urls = built.keys, built.urls
+
+    def our_key(method: str) -> ed25519.Ed25519PublicKey | None:
+        if not method.startswith(urls.did + "#"):
+            return None
+        key = ring.find(method.removeprefix(urls.did + "#"))
+        public = key.private_key.public_key() if key else None
+        return public if isinstance(public, ed25519.Ed25519PublicKey) else None
+
+    def status(url: str, index: int, purpose: str) -> bool | None:
+        prefix = urls.status_list("")
+        number = url.removeprefix(prefix)
+        if not url.startswith(prefix) or not number.isdigit() or purpose != "revocation":
+            return None
+        if not store.has_status_list(int(number)):
+            return None
+        return index in store.revoked_indexes(int(number))
+
+    result = vcapi.verify(body.get("verifiableCredential"), our_key, status, datetime.now(UTC))
+    return JSONResponse(result.as_json(), status_code=200 if result.verified else 400)
+
+
+@router.post(ISSUE, summary="Sign a credential (only with EBACKPACK_VCAPI_ISSUE_TOKEN)", status_code=201)
+async def issue_credential(request: Request) -> JSONResponse:
+    """The bearer token is checked before the body is read. The credential's issuer must be our did:web
+    or our signing key's did:key; it is signed with an eddsa-rdfc-2022 proof by that key."""
+    settings = request.app.state.settings
+    if settings.vcapi_issue_token is None:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    expected = settings.vcapi_issue_token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        return JSONResponse(
+            {"errors": ["a bearer token is required"]},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    body = await _body(request)
+    if isinstance(body, JSONResponse):
+        return body
+    built = platform(request)
+    key = built.keys.current("Ed25519")
+    methods = {built.urls.did: built.urls.verification_method(key.kid)}
+    did_key = vcapi.did_key_method(key)
+    methods[did_key.split("#")[0]] = did_key
+    try:
+        signed = vcapi.issue(body.get("credential"), methods, key, iso(datetime.now(UTC)))
+    except vcapi.InvalidCredential as exc:
+        return JSONResponse({"errors": exc.problems}, status_code=400)
+    return JSONResponse({"verifiableCredential": signed}, status_code=201)
