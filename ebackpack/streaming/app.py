@@ -41,6 +41,9 @@ class QuietWorker(faust.Worker):
         super().on_setup_root_logger(logger, level)
 
 
+MAX_POLL_RECORDS = 500  # well under the 20 % of LANE_BUFFER above the pressure mark (lanes.py)
+
+
 def make_app(name: str, settings: Settings) -> faust.App:
     datadir = (settings.data_dir / "faust" / name).resolve()
     private_dir(datadir.parent)  # faust creates only the last level; the data dir is private (0700)
@@ -60,6 +63,12 @@ def make_app(name: str, settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_max_poll_interval=PAUSE_TOLERATED,
+        # Records handed over per poll. faust stops fetching a partition whose agent's buffer is under
+        # pressure (80 % of stream_buffer_maxsize), but still hands over what the poll returned; with
+        # no bound a poll returns everything prefetched (a backfill: ~2,500 records per partition), the
+        # buffer fills, and the hand-over of every topic waits for the slow agent: live events stalled
+        # for up to 80 s behind a backfill of 100,000 (bench/README.md, "Backfill beside live events").
+        broker_max_poll_records=MAX_POLL_RECORDS,
         stream_processing_timeout=PAUSE_TOLERATED,
         Worker=QuietWorker,
     )

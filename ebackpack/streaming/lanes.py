@@ -27,10 +27,10 @@ log = logging.getLogger(__name__)
 LIVE, BACKFILL = 0, 1  # priorities: lower goes first
 # Messages per agent's buffer in a worker with lanes (faust's default: 4,096; one setting per worker).
 # Records already fetched are handed to their agent's buffer even after faust stopped fetching a
-# partition whose buffer is under pressure, and a full buffer stops the hand-over of every topic: a live
-# message fetched behind a fetch of backfill records would wait until the backfill agent took them. Room
-# for several fetches of every backfill partition keeps the hand-over from blocking (bench/README.md,
-# "Backfill beside live events").
+# partition whose buffer is under pressure (at 80 %), and a full buffer stops the hand-over of every
+# topic: a live message fetched behind backfill records would wait until the backfill agent took them.
+# The 20 % above the pressure mark must hold what one poll hands over: app.MAX_POLL_RECORDS
+# (bench/README.md, "Backfill beside live events").
 LANE_BUFFER = 16_384
 
 

@@ -4,10 +4,11 @@ holds the backfill while downstream has too much waiting."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from ebackpack.streaming.lanes import BACKFILL, LIVE, Backlog, LaneLock, in_chunks
+from ebackpack.streaming.lanes import BACKFILL, LANE_BUFFER, LIVE, Backlog, LaneLock, in_chunks
 from ebackpack.streaming.policy import SourceMessage
 from ebackpack.streaming.steps import BatchOutcome
 
@@ -86,3 +87,20 @@ def test_a_batch_in_chunks_asks_each_chunks_size_and_keeps_the_batchs_poison_ind
 
     assert seen == [[0, 1], [2, 3], [4, 5, 6]]
     assert [index for index, _exc in outcome.poison] == [3, 5]
+
+
+def test_what_one_poll_hands_over_fits_above_the_pressure_mark_of_a_lane_buffer(tmp_path: Path) -> None:
+    """faust stops fetching a partition at its buffer's pressure mark but still hands over the rest of
+    the poll; a poll that overfills the buffer would block every topic's hand-over (live behind backfill)."""
+    from mode.utils.queues import FlowControlQueue
+
+    from ebackpack.config import Settings
+    from ebackpack.streaming.app import make_app
+
+    app = make_app("lanes-check", Settings(data_dir=tmp_path))
+    app.conf.stream_buffer_maxsize = LANE_BUFFER
+    queue: FlowControlQueue[int] = FlowControlQueue(
+        maxsize=app.conf.stream_buffer_maxsize, flow_control=app.flow_control
+    )
+    polled = app.conf.broker_max_poll_records
+    assert polled is not None and queue.pressure_high_size + polled < LANE_BUFFER
