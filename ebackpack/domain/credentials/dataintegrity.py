@@ -71,9 +71,50 @@ def verify(
     """Checks the single eddsa-rdfc-2022 proof; returns its verification method or raises ProofError.
     `canon`: `jsonld.canonize_untrusted` for a document from outside (bounded)."""
     proofs = document.get("proof")
-    proof = proofs[0] if isinstance(proofs, list) and len(proofs) == 1 else proofs
-    if not isinstance(proof, dict) or proof.get("cryptosuite") != CRYPTOSUITE:
+    if isinstance(proofs, list) and len(proofs) != 1:
         raise ProofError(f"expected one {CRYPTOSUITE} proof")
+    return verify_all(document, public_key_for, canon)[0]
+
+
+def verify_all(
+    document: dict[str, Any],
+    public_key_for: Callable[[str], ed25519.Ed25519PublicKey | None],
+    canon: Callable[[dict[str, Any]], str] = canonize,
+) -> list[str]:
+    """Checks every proof of a proof set or chain (VC Data Integrity sec. 4.6): a proof naming
+    `previousProof` is checked over the document holding those proofs. Returns the verification methods
+    in order, or raises ProofError."""
+    proofs = document.get("proof")
+    given: list[Any] = proofs if isinstance(proofs, list) else [proofs]
+    listed: list[dict[str, Any]] = [proof for proof in given if isinstance(proof, dict)]
+    if not listed or len(listed) != len(given):
+        raise ProofError(f"expected one or more {CRYPTOSUITE} proofs")
+    unsigned = {k: v for k, v in document.items() if k != "proof"}
+    by_id = {proof["id"]: proof for proof in listed if isinstance(proof.get("id"), str)}
+    methods = []
+    for proof in listed:
+        previous = proof.get("previousProof")
+        named = [previous] if isinstance(previous, str) else previous if previous is not None else []
+        if not isinstance(named, list) or not all(isinstance(n, str) for n in named):
+            raise ProofError("previousProof must be a string or a list of strings")
+        missing = [n for n in named if n not in by_id]
+        if missing:
+            raise ProofError(f"previousProof {', '.join(missing)} is not in the proof set")
+        chained = unsigned | {"proof": [by_id[n] for n in named]} if named else unsigned
+        methods.append(_verify_one(chained, proof, document["@context"], public_key_for, canon))
+    return methods
+
+
+def _verify_one(
+    unsigned: dict[str, Any],
+    proof: dict[str, Any],
+    context: Any,
+    public_key_for: Callable[[str], ed25519.Ed25519PublicKey | None],
+    canon: Callable[[dict[str, Any]], str],
+) -> str:
+    if proof.get("type") != "DataIntegrityProof" or proof.get("cryptosuite") != CRYPTOSUITE:
+        found = f"{proof.get('type')} / {proof.get('cryptosuite')}"
+        raise ProofError(f"expected one DataIntegrityProof of the {CRYPTOSUITE} cryptosuite, not {found}")
     method = str(proof.get("verificationMethod", ""))
     public_key = public_key_for(method)
     if public_key is None:
@@ -81,8 +122,7 @@ def verify(
     value = str(proof.get("proofValue", ""))
     if not value.startswith("z"):
         raise ProofError("proofValue is not multibase base58btc")
-    unsigned = {k: v for k, v in document.items() if k != "proof"}
-    options = {"@context": document["@context"]} | {k: v for k, v in proof.items() if k != "proofValue"}
+    options = {"@context": context} | {k: v for k, v in proof.items() if k != "proofValue"}
     try:
         public_key.verify(base58.b58decode(value[1:]), hash_data(canon(options), canon(unsigned)))
     except (InvalidSignature, ValueError):

@@ -9,13 +9,21 @@ term redefined.
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import datetime
 from typing import Any
 
 from pyld import jsonld
 
-from .jsonld import CREDENTIALS_V2, CanonicalizationRefused, UnknownContextError, check_size, offline_loader
+from .jsonld import (
+    CREDENTIALS_V1,
+    CREDENTIALS_V2,
+    CanonicalizationRefused,
+    UnknownContextError,
+    check_size,
+    offline_loader,
+)
 
 # XML Schema dateTimeStamp: a date-time with a time zone (VC 2.0 sec. 4.9)
 DATE_TIME_STAMP = re.compile(
@@ -24,6 +32,14 @@ DATE_TIME_STAMP = re.compile(
 )
 # An absolute URL or other IRI: a scheme, then no spaces (`https ://x` is not one)
 IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+")
+# Digests the W3C publishes for the base context (VC 2.0, appendix B.1), of the bytes served at its URL
+# (our bundled copy is the same context, not the same bytes).
+PUBLISHED_DIGESTS = {
+    CREDENTIALS_V2: {
+        "sha384": base64.b64decode("NSOcNpmdIVUxIJGvGUoe22FjTWrXiaXlsZ8q6912LdnR3KraQO2n75Ica4wK4Qeg"),
+        "sha256": bytes.fromhex("24a18c90e9856d526111f29376e302d970b2bd10182e33959995b0207d7043b9"),
+    }
+}
 TYPED = ("credentialStatus", "credentialSchema", "evidence", "refreshService", "termsOfUse", "proof")
 
 
@@ -53,6 +69,8 @@ def problems(credential: object) -> list[str]:
         ]
     for status in _objects(credential.get("credentialStatus")):
         found += _identifier("id", status, required=False, what="credentialStatus")
+    if "relatedResource" in credential:
+        found += _related_resources(credential["relatedResource"])
     if not found:
         found += expansion_problems(credential)
     return found
@@ -66,7 +84,8 @@ def expansion_problems(document: dict[str, Any]) -> list[str]:
         check_size(document)
         expanded = jsonld.expand(
             document,
-            {"documentLoader": offline_loader},
+            # no base IRI: a relative type stays relative (pyld would resolve it against example.org)
+            {"documentLoader": offline_loader, "base": None},
             on_property_dropped=lambda term: dropped.append(str(term)),
         )
     except UnknownContextError as exc:
@@ -111,12 +130,19 @@ def _expanded_types(node: Any) -> list[str]:
     return found
 
 
+def version(credential: dict[str, Any]) -> str | None:
+    """ "2.0" or "1.1" by the first @context (VC 1.1 is still read and signed: wallets and suites use it)."""
+    context = credential.get("@context")
+    first = (context[0] if context else None) if isinstance(context, list) else context
+    return {CREDENTIALS_V2: "2.0", CREDENTIALS_V1: "1.1"}.get(first) if isinstance(first, str) else None
+
+
 def _context(context: object) -> list[str]:
     if context is None:
         return ["@context is missing"]
     contexts = context if isinstance(context, list) else [context]
-    if not contexts or contexts[0] != CREDENTIALS_V2:
-        return [f"the first @context must be {CREDENTIALS_V2}"]
+    if not contexts or contexts[0] not in (CREDENTIALS_V2, CREDENTIALS_V1):
+        return [f"the first @context must be {CREDENTIALS_V2} (or {CREDENTIALS_V1} for VC 1.1)"]
     return [
         f"@context entry {entry!r} is neither a URL nor an object"
         for entry in contexts[1:]
@@ -163,10 +189,18 @@ def _subjects(subject: object) -> list[str]:
     return found
 
 
+def validity_names(credential: dict[str, Any]) -> tuple[str, str]:
+    """The properties of the validity period: VC 2.0's, or VC 1.1's (where issuanceDate is required)."""
+    return ("issuanceDate", "expirationDate") if version(credential) == "1.1" else ("validFrom", "validUntil")
+
+
 def _validity(credential: dict[str, Any]) -> list[str]:
     found: list[str] = []
     moments: dict[str, datetime] = {}
-    for name in ("validFrom", "validUntil"):
+    starts, ends = validity_names(credential)
+    if starts == "issuanceDate" and "issuanceDate" not in credential:
+        found.append("a VC 1.1 credential needs an issuanceDate")
+    for name in (starts, ends):
         value = credential.get(name)
         if value is None and name not in credential:
             continue
@@ -177,9 +211,54 @@ def _validity(credential: dict[str, Any]) -> list[str]:
             moments[name] = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             found.append(f"{name} is not a date this processor reads: {value}")
-    if len(moments) == 2 and moments["validUntil"] < moments["validFrom"]:
-        found.append("validUntil is before validFrom")
+    if len(moments) == 2 and moments[ends] < moments[starts]:
+        found.append(f"{ends} is before {starts}")
     return found
+
+
+def _related_resources(value: object) -> list[str]:
+    """VC 2.0 sec. 5.3: objects with a unique URL `id` and a digest; a digest of a resource whose
+    published digests we know (the base context) must match them (nothing is fetched)."""
+    items: list[Any] = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(item, dict) for item in items):
+        return ["each relatedResource must be an object with an id and a digest"]
+    found: list[str] = []
+    ids = [item.get("id") for item in items]
+    if len(set(map(str, ids))) != len(ids):
+        found.append("relatedResource ids must be unique")
+    for item in items:
+        found += _identifier("id", item, required=True, what="a relatedResource")
+        if "digestSRI" not in item and "digestMultibase" not in item:
+            found.append(f"relatedResource {item.get('id')} needs a digestSRI or a digestMultibase")
+        found += _digest_problems(item)
+    return found
+
+
+def _digest_problems(item: dict[str, Any]) -> list[str]:
+    known = PUBLISHED_DIGESTS.get(str(item.get("id")))
+    if known is None:
+        return []
+    found = []
+    sri = item.get("digestSRI")
+    if sri is not None:
+        algorithm, _, value = str(sri).partition("-")
+        if algorithm in known and known[algorithm] != _b64_bytes(value, urlsafe=False):
+            found.append(f"relatedResource {item['id']}: the digestSRI does not match the resource")
+    multibase = item.get("digestMultibase")
+    if multibase is not None:
+        text = str(multibase)
+        digest = _b64_bytes(text[1:], urlsafe=True) if text.startswith("u") else None
+        if digest is None or digest not in known.values():
+            found.append(f"relatedResource {item['id']}: the digestMultibase does not match the resource")
+    return found
+
+
+def _b64_bytes(text: str, *, urlsafe: bool) -> bytes | None:
+    try:
+        padded = text + "=" * (-len(text) % 4)
+        return base64.urlsafe_b64decode(padded) if urlsafe else base64.b64decode(padded, validate=True)
+    except ValueError:
+        return None
 
 
 def _typed(name: str, value: object) -> list[str]:

@@ -17,6 +17,8 @@ Dataset = dict[str, list[dict[str, dict[str, str]]]]  # pyld's RDF dataset: grap
 CONTEXTS_DIR = Path(__file__).parent / "contexts"
 
 CREDENTIALS_V2 = "https://www.w3.org/ns/credentials/v2"
+CREDENTIALS_V1 = "https://www.w3.org/2018/credentials/v1"
+DATA_INTEGRITY_V2 = "https://w3id.org/security/data-integrity/v2"
 OB3_CONTEXT = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
 OB2_CONTEXT = "https://w3id.org/openbadges/v2"
 

@@ -19,8 +19,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from . import dataintegrity
-from .datamodel import problems
-from .jsonld import CanonicalizationRefused, UnknownContextError, canonize_untrusted
+from .datamodel import problems, validity_names, version
+from .jsonld import DATA_INTEGRITY_V2, CanonicalizationRefused, UnknownContextError, canonize_untrusted
 from .keys import SigningKey
 from .multikey import MultikeyError, multikey_to_jwk
 
@@ -81,6 +81,9 @@ def issue(credential: object, methods: dict[str, str], key: SigningKey, created:
     if method is None:
         raise InvalidCredential([f"the issuer must be one of ours: {', '.join(methods)}"])
     unsigned = copy.deepcopy(credential)
+    contexts = unsigned["@context"] if isinstance(unsigned["@context"], list) else [unsigned["@context"]]
+    if version(unsigned) == "1.1" and DATA_INTEGRITY_V2 not in contexts:
+        unsigned["@context"] = [*contexts, DATA_INTEGRITY_V2]  # VC 1.1 lacks the proof's terms
     options = dataintegrity.proof_options(unsigned, method, created)
     try:
         canonical = (canonize_untrusted(options), canonize_untrusted(unsigned))
@@ -102,7 +105,8 @@ def verify(credential: object, our_key: KeyLookup, status: StatusLookup, now: da
 
 
 def _validity(credential: dict[str, Any], now: datetime, result: Verification) -> None:
-    starts, ends = credential.get("validFrom"), credential.get("validUntil")
+    starts_name, ends_name = validity_names(credential)
+    starts, ends = credential.get(starts_name), credential.get(ends_name)
     if isinstance(starts, str) and datetime.fromisoformat(starts.replace("Z", "+00:00")) > now:
         result.errors.append(f"not valid yet: valid from {starts}")
     if isinstance(ends, str) and datetime.fromisoformat(ends.replace("Z", "+00:00")) < now:
@@ -110,26 +114,31 @@ def _validity(credential: dict[str, Any], now: datetime, result: Verification) -
 
 
 def _proof(credential: dict[str, Any], our_key: KeyLookup, result: Verification) -> None:
+    """Every proof of a set or chain must verify, each for assertionMethod, and one must be by a key of
+    the issuer (others may be witnesses' or endorsers')."""
     proofs = credential.get("proof")
-    proof = proofs[0] if isinstance(proofs, list) and len(proofs) == 1 else proofs
-    if not isinstance(proof, dict):
-        result.errors.append("the credential has no proof (one eddsa-rdfc-2022 Data Integrity proof)")
+    listed = proofs if isinstance(proofs, list) else [proofs] if proofs is not None else []
+    if not listed:
+        result.errors.append("the credential has no proof (an eddsa-rdfc-2022 Data Integrity proof)")
         return
-    if proof.get("proofPurpose") != "assertionMethod":
-        result.errors.append("the proof's purpose must be assertionMethod")
-        return
-    method = str(proof.get("verificationMethod", ""))
-    if method.split("#")[0] != issuer_id(credential):
-        result.errors.append(f"the proof's key {method} is not one of the issuer {issuer_id(credential)}")
+    if any(not isinstance(p, dict) or p.get("proofPurpose") != "assertionMethod" for p in listed):
+        result.errors.append("each proof's purpose must be assertionMethod")
         return
     try:
-        dataintegrity.verify(credential, lambda m: _did_key(m) or our_key(m), canonize_untrusted)
+        methods = dataintegrity.verify_all(
+            credential, lambda m: _did_key(m) or our_key(m), canonize_untrusted
+        )
     except dataintegrity.ProofError as exc:
         result.errors.append(f"proof: {exc}")
+        return
     except (CanonicalizationRefused, UnknownContextError) as exc:
         result.errors.append(str(exc))
-    else:
-        result.checks.append("proof")
+        return
+    issuer = issuer_id(credential)
+    if not any(method.split("#")[0] == issuer for method in methods):
+        result.errors.append(f"no proof is by a key of the issuer {issuer}")
+        return
+    result.checks.append("proof")
 
 
 def _did_key(method: str) -> ed25519.Ed25519PublicKey | None:
