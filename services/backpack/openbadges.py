@@ -15,11 +15,12 @@ from ebackpack.adapters.credential_exports import ExportError, assertion_json, b
 from ebackpack.adapters.credential_store import CredentialStore
 from ebackpack.adapters.keystore import keyring_for
 from ebackpack.adapters.persistence.tables import AwardRow
-from ebackpack.domain.credentials import dataintegrity, ob2, ob3, statuslist
+from ebackpack.domain.credentials import dataintegrity, ob2, ob3, statuslist, vcapi
 from ebackpack.domain.credentials.facts import iso
-from ebackpack.domain.credentials.keys import KeyRing, did_document
+from ebackpack.domain.credentials.keys import KeyRing, SigningKey, did_document
 from ebackpack.domain.rules import AwardRule
 
+from . import vcapi_status
 from .deps import Store
 from .web import download
 
@@ -122,22 +123,47 @@ def ob3_achievement(rule_id: str, store: Store) -> Response:
 
 @router.get("/status/{number}")
 def status_list(number: int, request: Request, store: Store) -> Response:
-    """The signed BitstringStatusListCredential; re-signed only when its set of revoked entries changes."""
-    if not store.has_status_list(number):
+    """The signed BitstringStatusListCredential; re-signed only when its set of revoked entries changes.
+    Lists from VCAPI_LISTS_FROM on hold VC-API credentials, each list signed as their issuer."""
+    signer = _list_signer(request, store, number)
+    if signer is None:
         raise HTTPException(404, f"no status list {number}")
-    revoked = tuple(sorted(store.revoked_indexes(number)))
+    revoked = tuple(
+        sorted(
+            vcapi_status.revoked_indexes(store.session, number)
+            if vcapi_status.is_vcapi_list(number)
+            else store.revoked_indexes(number)
+        )
+    )
     cache: dict[tuple[int, tuple[int, ...]], dict[str, Any]] = request.app.state.status_lists
     if (number, revoked) not in cache:
         if len(cache) > 64:
             cache.clear()
-        cache[(number, revoked)] = _signed_status_list(request, store, number, revoked)
+        cache[(number, revoked)] = _signed_status_list(store, number, revoked, *signer)
     return _json(cache[(number, revoked)], media_type="application/vc+ld+json")
 
 
+def _list_signer(request: Request, store: CredentialStore, number: int) -> tuple[str, SigningKey, str] | None:
+    """(issuer, key, verification method) of a status list, None if there is no such list."""
+    key = _keyring(request).current("Ed25519")
+    if not vcapi_status.is_vcapi_list(number):
+        return (
+            (store.urls.did, key, store.urls.verification_method(key.kid))
+            if store.has_status_list(number)
+            else None
+        )
+    issuer = vcapi_status.list_issuer(store.session, number)
+    if issuer == store.urls.did:
+        return issuer, key, store.urls.verification_method(key.kid)
+    for candidate in _keyring(request).keys:
+        if candidate.algorithm == "Ed25519" and issuer == f"did:key:{candidate.public_multibase()}":
+            return issuer, candidate, vcapi.did_key_method(candidate)
+    return None
+
+
 def _signed_status_list(
-    request: Request, store: CredentialStore, number: int, revoked: tuple[int, ...]
+    store: CredentialStore, number: int, revoked: tuple[int, ...], issuer: str, key: SigningKey, method: str
 ) -> dict[str, Any]:
     now = iso(datetime.now(UTC))
-    unsigned = statuslist.list_credential(store.urls.status_list(number), store.urls.did, now, revoked)
-    key = _keyring(request).current("Ed25519")
-    return dataintegrity.sign(unsigned, key, store.urls.verification_method(key.kid), now)
+    unsigned = statuslist.list_credential(store.urls.status_list(number), issuer, now, revoked)
+    return dataintegrity.sign(unsigned, key, method, now)

@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ebackpack.domain.credentials import vcapi
+from ebackpack.domain.credentials import statuslist, vcapi
 from ebackpack.domain.credentials.facts import iso
 
+from . import vcapi_status
 from .deps import DbSession, platform
 
 router = APIRouter(tags=["VC-API"])
@@ -56,8 +57,12 @@ async def verify_credential(request: Request, session: DbSession) -> JSONRespons
     def status(url: str, index: int, purpose: str) -> bool | None:
         prefix = urls.status_list("")
         number = url.removeprefix(prefix)
-        if not url.startswith(prefix) or not number.isdigit() or purpose != "revocation":
+        if not url.startswith(prefix) or not number.isdigit() or purpose != statuslist.PURPOSE:
             return None
+        if vcapi_status.is_vcapi_list(int(number)):
+            if vcapi_status.list_issuer(session, int(number)) is None:
+                return None
+            return index in vcapi_status.revoked_indexes(session, int(number))
         if not store.has_status_list(int(number)):
             return None
         return index in store.revoked_indexes(int(number))
@@ -67,9 +72,11 @@ async def verify_credential(request: Request, session: DbSession) -> JSONRespons
 
 
 @router.post(ISSUE, summary="Sign a credential (only with EBACKPACK_VCAPI_ISSUE_TOKEN)", status_code=201)
-async def issue_credential(request: Request) -> JSONResponse:
+async def issue_credential(request: Request, session: DbSession) -> JSONResponse:
     """The bearer token is checked before the body is read. The credential's issuer must be our did:web
-    or our signing key's did:key; it is signed with an eddsa-rdfc-2022 proof by that key."""
+    or our signing key's did:key; it is signed with an eddsa-rdfc-2022 proof by that key.
+    `options.credentialStatus: {"type": "BitstringStatusListEntry"}` adds a revocation entry on one of
+    the VC-API's status lists (vcapi_status.py)."""
     settings = request.app.state.settings
     if settings.vcapi_issue_token is None:
         return JSONResponse({"detail": "Not Found"}, status_code=404)
@@ -89,8 +96,27 @@ async def issue_credential(request: Request) -> JSONResponse:
     methods = {built.urls.did: built.urls.verification_method(key.kid)}
     did_key = vcapi.did_key_method(key)
     methods[did_key.split("#")[0]] = did_key
+    options = body.get("options")
+    asked = options.get("credentialStatus") if isinstance(options, dict) else None
+    now = datetime.now(UTC)
+    if asked is not None and (
+        not isinstance(asked, dict)
+        or asked.get("type") != vcapi.STATUS_ENTRY
+        or asked.get("statusPurpose", statuslist.PURPOSE) != statuslist.PURPOSE
+    ):
+        problem = f"options.credentialStatus: only {{'type': '{vcapi.STATUS_ENTRY}'}} for revocation"
+        return JSONResponse({"errors": [problem]}, status_code=400)
+    credential = body.get("credential")
+    credential_id = credential.get("id") if isinstance(credential, dict) else None
+
+    def status_entry(issuer: str) -> dict[str, str]:
+        number, index = vcapi_status.allocate(session, issuer, str(credential_id or "") or None, now)
+        return statuslist.entry(built.urls.status_list(number), index)
+
     try:
-        signed = vcapi.issue(body.get("credential"), methods, key, iso(datetime.now(UTC)))
+        signed = vcapi.issue(credential, methods, key, iso(now), status_entry if asked else None)
     except vcapi.InvalidCredential as exc:
+        session.rollback()
         return JSONResponse({"errors": exc.problems}, status_code=400)
+    session.commit()
     return JSONResponse({"verifiableCredential": signed}, status_code=201)

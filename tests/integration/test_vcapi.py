@@ -205,3 +205,27 @@ def test_issuing_does_not_exist_without_a_token_configured(tmp_path: Any) -> Non
             "/credentials/issue", json={"credential": {}}, headers={"Authorization": "Bearer x"}
         )
     assert answer.status_code == 404
+
+
+def test_a_status_entry_on_a_list_of_the_credentials_own_issuer(server: Server) -> None:
+    """`options.credentialStatus` puts the credential on a VC-API status list, signed as its issuer (a
+    verifier checks that the list's issuer is the credential's), apart from the awards' lists."""
+    options = {"credentialStatus": {"type": "BitstringStatusListEntry"}}
+    issued = server.post("/credentials/issue", {"credential": credential(server.did_key), "options": options})
+    assert issued.status_code == 201, issued.text
+    signed = issued.json()["verifiableCredential"]
+    entry = signed["credentialStatus"]
+    assert entry["type"] == "BitstringStatusListEntry" and entry["statusPurpose"] == "revocation"
+    status_list = httpx.get(entry["statusListCredential"], timeout=10).json()
+    assert status_list["issuer"] == server.did_key
+    assert int(entry["statusListCredential"].rsplit("/", 1)[1]) >= 1_000_000
+    independent = verify_ob3("di", signed, base_url=server.url)
+    assert independent["verified"] and independent["statusChecked"], independent["errors"]
+    assert independent["revoked"] is False
+    answer = server.post("/credentials/verify", {"verifiableCredential": signed}, token=None)
+    assert answer.json()["checks"] == ["proof", "status: revocation"]
+    refused = server.post(
+        "/credentials/issue",
+        {"credential": credential(server.did_key), "options": {"credentialStatus": {"type": "Other"}}},
+    )
+    assert refused.status_code == 400

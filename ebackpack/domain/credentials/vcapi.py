@@ -68,9 +68,16 @@ def did_key_method(key: SigningKey) -> str:
     return f"did:key:{multibase}#{multibase}"
 
 
-def issue(credential: object, methods: dict[str, str], key: SigningKey, created: str) -> dict[str, Any]:
+def issue(
+    credential: object,
+    methods: dict[str, str],
+    key: SigningKey,
+    created: str,
+    status_entry: Callable[[str], dict[str, str]] | None = None,
+) -> dict[str, Any]:
     """`credential` signed with an eddsa-rdfc-2022 proof. `methods` maps each issuer id we sign as (our
-    did:web, our key's did:key) to its verification method. Raises InvalidCredential."""
+    did:web, our key's did:key) to its verification method. `status_entry(issuer)` gives the
+    `credentialStatus` to add, once the credential is found valid. Raises InvalidCredential."""
     found = problems(credential)
     if found:
         raise InvalidCredential(found)
@@ -81,6 +88,10 @@ def issue(credential: object, methods: dict[str, str], key: SigningKey, created:
     if method is None:
         raise InvalidCredential([f"the issuer must be one of ours: {', '.join(methods)}"])
     unsigned = copy.deepcopy(credential)
+    if status_entry is not None:
+        if "credentialStatus" in unsigned:
+            raise InvalidCredential(["the credential has a credentialStatus: do not ask for another"])
+        unsigned["credentialStatus"] = status_entry(str(issuer_id(credential)))
     contexts = unsigned["@context"] if isinstance(unsigned["@context"], list) else [unsigned["@context"]]
     if version(unsigned) == "1.1" and DATA_INTEGRITY_V2 not in contexts:
         unsigned["@context"] = [*contexts, DATA_INTEGRITY_V2]  # VC 1.1 lacks the proof's terms

@@ -10,7 +10,7 @@ another's table.
 """
 
 from .attestations import AttestationRow
-from .backpack import ShareRow, WalletCopyRow, WalletOfferRow, WebSessionRow
+from .backpack import ShareRow, VcapiCredentialRow, WalletCopyRow, WalletOfferRow, WebSessionRow
 from .base import Base
 from .gateway import GatewayCheckpointRow, GatewayEventRow
 from .issuer import AwardRow, Course, Learner, OutboxRow, ParkedMessageRow, SignedCredentialRow
@@ -31,6 +31,7 @@ __all__ = [
     "WebSessionRow",
     "WalletOfferRow",
     "WalletCopyRow",
+    "VcapiCredentialRow",
     "GatewayEventRow",
     "GatewayCheckpointRow",
     "NotificationRow",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String
+from sqlalchemy import DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base
@@ -65,3 +65,18 @@ class WalletCopyRow(Base):
     holder: Mapped[str] = mapped_column(String(1000))
     configuration: Mapped[str] = mapped_column(String(64))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class VcapiCredentialRow(Base):
+    """A credential signed through the VC-API with a status entry: its place on one of the VC-API's
+    status lists (numbered from VCAPI_LISTS_FROM, each of one issuer, apart from the awards' lists)."""
+
+    __tablename__ = "vcapi_credentials"
+    __table_args__ = (UniqueConstraint("status_list", "status_index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    credential_id: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    issuer: Mapped[str] = mapped_column(String(200), index=True)
+    status_list: Mapped[int] = mapped_column(Integer, index=True)
+    status_index: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
