@@ -14,6 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from ebackpack.domain.credentials import statuslist, vcapi
 from ebackpack.domain.credentials.facts import iso
@@ -23,6 +24,7 @@ from .deps import DbSession, platform
 
 router = APIRouter(tags=["VC-API"])
 VERIFY, ISSUE = "/credentials/verify", "/credentials/issue"
+VERIFY_PRESENTATION = "/presentations/verify"
 
 
 async def _body(request: Request) -> dict[str, Any] | JSONResponse:
@@ -43,6 +45,30 @@ async def verify_credential(request: Request, session: DbSession) -> JSONRespons
     body = await _body(request)
     if isinstance(body, JSONResponse):
         return body
+    our_key, status = _lookups(request, session)
+    result = vcapi.verify(body.get("verifiableCredential"), our_key, status, datetime.now(UTC))
+    return JSONResponse(result.as_json(), status_code=200 if result.verified else 400)
+
+
+@router.post(VERIFY_PRESENTATION, summary="Verify a W3C Verifiable Presentation and what it holds")
+async def verify_presentation(request: Request, session: DbSession) -> JSONResponse:
+    """`options.challenge` and `options.domain`, when given, must be in the presentation's proof."""
+    body = await _body(request)
+    if isinstance(body, JSONResponse):
+        return body
+    options = body.get("options")
+    challenge, domain = (
+        (options.get("challenge"), options.get("domain")) if isinstance(options, dict) else (None, None)
+    )
+    our_key, status = _lookups(request, session)
+    result = vcapi.verify_presentation(
+        body.get("verifiablePresentation"), our_key, status, datetime.now(UTC), challenge, domain
+    )
+    return JSONResponse(result.as_json(), status_code=200 if result.verified else 400)
+
+
+def _lookups(request: Request, session: Session) -> tuple[vcapi.KeyLookup, vcapi.StatusLookup]:
+    """Our own keys (did:web) and status lists (the awards' and the VC-API's), for a verification."""
     built = platform(request)
     store = built.credential_store(session)
     ring, urls = built.keys, built.urls
@@ -67,8 +93,7 @@ async def verify_credential(request: Request, session: DbSession) -> JSONRespons
             return None
         return index in store.revoked_indexes(int(number))
 
-    result = vcapi.verify(body.get("verifiableCredential"), our_key, status, datetime.now(UTC))
-    return JSONResponse(result.as_json(), status_code=200 if result.verified else 400)
+    return our_key, status
 
 
 @router.post(ISSUE, summary="Sign a credential (only with EBACKPACK_VCAPI_ISSUE_TOKEN)", status_code=201)

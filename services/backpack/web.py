@@ -32,7 +32,14 @@ from .session import LoginRequired, csrf_token, login_url, signed_in
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 STATIC_DIR = Path(__file__).parent / "static"
 # Every public lookup by a code or link token (guessing them is what the limit slows down).
-RATE_LIMITED_PREFIXES = ("/verify/", "/s/", "/ob2/assertions/", "/openid4vci/", "/credentials/verify")
+RATE_LIMITED_PREFIXES = (
+    "/verify/",
+    "/s/",
+    "/ob2/assertions/",
+    "/openid4vci/",
+    "/credentials/verify",
+    "/presentations/verify",
+)
 
 
 def http_url(value: object) -> bool:

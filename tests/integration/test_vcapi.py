@@ -229,3 +229,55 @@ def test_a_status_entry_on_a_list_of_the_credentials_own_issuer(server: Server) 
         {"credential": credential(server.did_key), "options": {"credentialStatus": {"type": "Other"}}},
     )
     assert refused.status_code == 400
+
+
+def test_a_presentation_is_verified_with_the_verifiers_challenge_and_what_it_holds(server: Server) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from ebackpack.domain.credentials.keys import SigningKey
+
+    held = server.post("/credentials/issue", {"credential": credential(server.did_key)}).json()
+    holder_key = SigningKey("holder-1", "Ed25519", ed25519.Ed25519PrivateKey.generate())
+    holder = f"did:key:{holder_key.public_multibase()}"
+    presentation = {
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "type": ["VerifiablePresentation"],
+        "holder": holder,
+        "verifiableCredential": [held["verifiableCredential"]],
+    }
+    method = f"{holder}#{holder.removeprefix('did:key:')}"
+    signed = _sign_presentation(presentation, holder_key, method, challenge="c-123", domain="example.org")
+    verify = {"verifiablePresentation": signed, "options": {"challenge": "c-123", "domain": "example.org"}}
+    answer = server.post("/presentations/verify", verify, token=None)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["checks"] == ["presentation proof", "verifiableCredential[0]: proof"]
+    replayed = {"verifiablePresentation": signed, "options": {"challenge": "c-456"}}
+    assert server.post("/presentations/verify", replayed, token=None).status_code == 400
+    unsigned_asked = {"verifiablePresentation": presentation, "options": {"challenge": "c-123"}}
+    assert server.post("/presentations/verify", unsigned_asked, token=None).status_code == 400
+    as_string = presentation | {"verifiableCredential": ["https://example.org/credential/1"]}
+    refused = server.post("/presentations/verify", {"verifiablePresentation": as_string}, token=None)
+    assert refused.status_code == 400 and "not a string" in refused.text
+
+
+def _sign_presentation(
+    presentation: dict[str, Any], key: Any, method: str, *, challenge: str, domain: str
+) -> dict[str, Any]:
+    """An eddsa-rdfc-2022 proof for authentication, as a holder's wallet makes one."""
+    import base58
+
+    from ebackpack.domain.credentials import dataintegrity
+    from ebackpack.domain.credentials.jsonld import canonize
+
+    proof = {
+        "type": "DataIntegrityProof",
+        "cryptosuite": "eddsa-rdfc-2022",
+        "created": "2026-12-07T10:00:00Z",
+        "verificationMethod": method,
+        "proofPurpose": "authentication",
+        "challenge": challenge,
+        "domain": domain,
+    }
+    options = {"@context": presentation["@context"], **proof}
+    signature = key.private_key.sign(dataintegrity.hash_data(canonize(options), canonize(presentation)))
+    return presentation | {"proof": proof | {"proofValue": "z" + base58.b58encode(signature).decode()}}

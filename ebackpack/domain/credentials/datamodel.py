@@ -300,3 +300,46 @@ def _is_language_value(value: object) -> bool:
 def _objects(value: object) -> list[dict[str, Any]]:
     items = value if isinstance(value, list) else [value]
     return [item for item in items if isinstance(item, dict)]
+
+
+ENVELOPED = "EnvelopedVerifiableCredential"
+
+
+def presentation_problems(presentation: object) -> list[str]:
+    """VC 2.0 sec. 4.13: a presentation's own rules, and each credential it holds: an object (a
+    credential, checked by `problems`, or an enveloped one with its data: URL), never a bare string."""
+    if not isinstance(presentation, dict):
+        return ["the presentation is not a JSON object"]
+    found = [*_context(presentation.get("@context")), *_identifier("id", presentation, required=False)]
+    types = presentation.get("type")
+    listed = types if isinstance(types, list) else [types]
+    if types is None or not all(isinstance(t, str) and t for t in listed):
+        found.append("type must be a string or a list of strings")
+    elif "VerifiablePresentation" not in listed:
+        found.append("type must include VerifiablePresentation")
+    holder = presentation.get("holder")
+    if holder is not None:
+        if isinstance(holder, dict):
+            found += _identifier("id", holder, required=True, what="the holder")
+        elif not is_url(holder):
+            found.append(f"holder must be a URL or an object with one, not {holder!r}")
+    for index, credential in enumerate(credentials_of(presentation)):
+        found += [f"verifiableCredential[{index}]: {problem}" for problem in _held(credential)]
+    if not found:
+        found += expansion_problems(presentation)
+    return found
+
+
+def credentials_of(presentation: dict[str, Any]) -> list[Any]:
+    held = presentation.get("verifiableCredential")
+    return [] if held is None else held if isinstance(held, list) else [held]
+
+
+def _held(credential: object) -> list[str]:
+    if not isinstance(credential, dict):
+        return ["must be a credential object, not a string, number or URL"]
+    if credential.get("type") == ENVELOPED or credential.get("type") == [ENVELOPED]:
+        envelope = credential.get("id")
+        ok = isinstance(envelope, str) and envelope.startswith("data:")
+        return [] if ok else ["an EnvelopedVerifiableCredential needs a data: URL id"]
+    return problems(credential)

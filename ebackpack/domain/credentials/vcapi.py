@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from . import dataintegrity
-from .datamodel import problems, validity_names, version
+from .datamodel import ENVELOPED, credentials_of, presentation_problems, problems, validity_names, version
 from .jsonld import DATA_INTEGRITY_V2, CanonicalizationRefused, UnknownContextError, canonize_untrusted
 from .keys import SigningKey
 from .multikey import MultikeyError, multikey_to_jwk
@@ -186,3 +186,68 @@ def _status(credential: dict[str, Any], status: StatusLookup, result: Verificati
             result.errors.append(f"status: {purpose}")
         else:
             result.checks.append(f"status: {purpose}")
+
+
+def verify_presentation(
+    presentation: object,
+    our_key: KeyLookup,
+    status: StatusLookup,
+    now: datetime,
+    challenge: object = None,
+    domain: object = None,
+) -> Verification:
+    """The presentation's data model, its proof if it has one (for authentication, by the holder's key,
+    with the verifier's challenge and domain), and every credential it holds, as `verify` checks one.
+    An enveloped credential (a data: URL) is not opened: a warning says so."""
+    result = Verification(errors=presentation_problems(presentation))
+    if result.errors:
+        return result
+    assert isinstance(presentation, dict)
+    if presentation.get("proof") is not None:
+        _presentation_proof(presentation, our_key, challenge, domain, result)
+    elif challenge is not None:
+        result.errors.append("the verifier asked for a challenge: the presentation must be signed")
+    for index, credential in enumerate(credentials_of(presentation)):
+        if credential.get("type") in (ENVELOPED, [ENVELOPED]):
+            result.warnings.append(f"verifiableCredential[{index}]: an enveloped credential is not opened")
+            continue
+        held = verify(credential, our_key, status, now)
+        result.errors += [f"verifiableCredential[{index}]: {error}" for error in held.errors]
+        result.warnings += [f"verifiableCredential[{index}]: {warning}" for warning in held.warnings]
+        result.checks += [f"verifiableCredential[{index}]: {check}" for check in held.checks]
+    return result
+
+
+def _presentation_proof(
+    presentation: dict[str, Any], our_key: KeyLookup, challenge: object, domain: object, result: Verification
+) -> None:
+    proofs = presentation["proof"]
+    listed = proofs if isinstance(proofs, list) else [proofs]
+    for proof in listed:
+        if not isinstance(proof, dict) or proof.get("proofPurpose") != "authentication":
+            result.errors.append("a presentation's proof is for authentication")
+            return
+        if challenge is not None and proof.get("challenge") != challenge:
+            result.errors.append("the presentation's proof does not carry the verifier's challenge")
+            return
+        if domain is not None and proof.get("domain") != domain:
+            result.errors.append("the presentation's proof is for another domain")
+            return
+
+    def key_for(method: str) -> ed25519.Ed25519PublicKey | None:
+        return _did_key(method) or our_key(method)
+
+    try:
+        methods = dataintegrity.verify_all(presentation, key_for, canonize_untrusted)
+    except dataintegrity.ProofError as exc:
+        result.errors.append(f"presentation proof: {exc}")
+        return
+    except (CanonicalizationRefused, UnknownContextError) as exc:
+        result.errors.append(str(exc))
+        return
+    holder = presentation.get("holder")
+    holder_id = holder.get("id") if isinstance(holder, dict) else holder
+    if holder_id is not None and not any(method.split("#")[0] == holder_id for method in methods):
+        result.errors.append(f"no proof of the presentation is by a key of its holder {holder_id}")
+        return
+    result.checks.append("presentation proof")
