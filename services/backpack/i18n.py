@@ -215,6 +215,9 @@ POLISH: dict[str, str] = {
     "Open Badge": "Odznaka Open Badge",
     "A digital badge issued by {issuer}": "Odznaka cyfrowa wydana przez {issuer}",
     "Issued by": "Wystawca",
+    "Wallet": "Portfel",
+    "Wallet offer": "Oferta do portfela",
+    "Wallet offer for {code}": "Oferta do portfela dla {code}",
 }
 
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from ebackpack.domain.credentials import openid4vci as oid4vci
 from ebackpack.domain.credentials.openid4vci import IssuerDisplay, Openid4vciError
 
-from .deps import DbSession, platform
+from .deps import DbSession, backpack_views, platform
 from .i18n import translate
 from .pages import _own, qr_svg
-from .session import CsrfChecked, PageLearner
+from .session import AdminUser, CsrfChecked, PageLearner, local_path
+from .views import CredentialView
 from .wallets import OfferRefused, Wallets
 from .web import render
 
@@ -157,21 +158,51 @@ def _holder(request: Request, body: dict[str, Any]) -> str:
 
 @router.post("/badges/{code}/wallet", dependencies=[CsrfChecked])
 def offer_badge(request: Request, session: DbSession, user: PageLearner, code: str) -> Response:
-    return _offer_page(request, session, user, code, "badges")
+    view = _own(request, session, user, code)
+    return _offer_page(request, session, view, user.learner_id, "learner", f"/badges/{view.code}")
 
 
 @router.post("/certificates/{code}/wallet", dependencies=[CsrfChecked])
 def offer_certificate(request: Request, session: DbSession, user: PageLearner, code: str) -> Response:
-    return _offer_page(request, session, user, code, "certificates")
-
-
-def _offer_page(request: Request, session: DbSession, user: PageLearner, code: str, back: str) -> Response:
-    """A new offer for the learner's own credential, shown at once (its code is stored only hashed, so
-    the page cannot be shown again: a reload makes a new offer)."""
     view = _own(request, session, user, code)
+    return _offer_page(request, session, view, user.learner_id, "learner", f"/certificates/{view.code}")
+
+
+@router.post("/admin/credentials/{code}/wallet", dependencies=[CsrfChecked])
+def offer_for_learner(
+    request: Request,
+    session: DbSession,
+    _admin: AdminUser,
+    code: str,
+    back: Annotated[str, Form()] = "/admin",
+) -> Response:
+    """An administrator's offer for a learner (to send them): protected by a transaction code, which
+    the page shows and the learner's wallet asks for."""
+    view = backpack_views(request, session).credential(None, code)
+    if view is None:
+        raise HTTPException(404, "no such credential")
+    target = local_path(back)
+    return _offer_page(
+        request, session, view, None, "admin", target if target.startswith("/admin") else "/admin"
+    )
+
+
+def _offer_page(
+    request: Request,
+    session: DbSession,
+    view: CredentialView,
+    learner_id: int | None,
+    created_by: str,
+    back: str,
+) -> Response:
+    """A new offer of the credential, shown at once (its code is stored only hashed, so the page cannot
+    be shown again: a reload makes a new offer). An administrator's has a transaction code."""
     try:
         made = Wallets(session, platform(request)).offer(
-            view.award.credential_id, learner_id=user.learner_id, created_by="learner"
+            view.award.credential_id,
+            learner_id=learner_id,
+            created_by=created_by,
+            with_tx_code=created_by == "admin",
         )
     except OfferRefused as exc:
         raise HTTPException(409, str(exc)) from None
@@ -183,7 +214,7 @@ def _offer_page(request: Request, session: DbSession, user: PageLearner, code: s
         offer=made,
         qr=qr_svg(made.uri),
         minutes=round((made.expires_at - datetime.now(UTC)).total_seconds() / 60),
-        back=f"/{back}/{view.code}",
+        back=back,
     )
     response.headers.update(NO_STORE)
     return response

@@ -470,9 +470,14 @@ def test_every_page_passes_axe_wcag_21_aa(pipeline: Pipeline, chromium: Browser,
         log_in(page, pipeline.url, "admin", lang)
         check("admin: courses", "/admin")
         check("admin: course", f"/admin/courses/{CERTIFICATE_AND_BADGE}")
+        page.get_by_role("button", name=t("Wallet offer for {code}", lang, code=pipeline.certificate)).click()
+        expect(page.get_by_text(t("Your wallet will ask for this code:", lang))).to_be_visible()
+        checked.append("admin: wallet offer")
+        if violations := axe_violations(page):
+            found["admin: wallet offer"] = violations
     finally:
         ctx.close()
-    assert len(checked) == 15
+    assert len(checked) == 16
     assert not found, "\n\n".join(describe_violations(v, f"{name} ({lang})") for name, v in found.items())
 
 
