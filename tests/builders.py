@@ -14,11 +14,17 @@ from typing import TypeVar
 import httpx
 from kafka.admin import KafkaAdminClient
 
-from ebackpack.config import Settings
+from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.tables import OutboxRow
+from ebackpack.config import SAMPLE_DIR, Settings
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.dev.workers import Worker
+from ebackpack.domain.rules import load_rules
+from ebackpack.streaming.errors import InvalidMessage
 from schemas import MoodleEventMessage
 from schemas.moodle import USER_DELETED, MoodleEvent
+from services.gateway.profiles import store_profiles
+from services.issuer.service import IssuerService
 
 T = TypeVar("T")
 
@@ -114,3 +120,33 @@ def wait_until_healthy(process: subprocess.Popen[bytes], url: str, log: Path, se
             pass
         assert time.monotonic() < deadline, f"the server did not answer {url}/healthz in {seconds:.0f} s"
         time.sleep(0.1)
+
+
+def sample_issued(
+    settings: Settings, on_events: Callable[[list[OutboxRow]], None] | None = None
+) -> IssuerService:
+    """The sample Moodle events issued by the issuer's service layer on `settings`' database (migrated
+    first), without a broker; `on_events` sees the outbox rows of each event that earned something."""
+    migrate(settings.db_url)
+    sessions = session_factory(make_engine(settings.db_url))
+    store_profiles(sessions, default_dataset().profiles)
+    service = IssuerService(sessions, load_rules(SAMPLE_DIR / "rules.toml"), settings)
+    for _key, value in default_dataset().messages:
+        try:
+            rows = service.handle(value)
+        except InvalidMessage:
+            continue  # the sample's malformed messages
+        if on_events is not None:
+            on_events(rows)
+    return service
+
+
+def loopback_settings(data_dir: Path, port: int, **extra: object) -> Settings:
+    """SQLite in `data_dir`, the web app on 127.0.0.1:`port` as its public address."""
+    return Settings(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir / 'ebackpack.db'}",
+        http_port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        **extra,  # type: ignore[arg-type]
+    )

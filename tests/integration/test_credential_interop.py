@@ -25,17 +25,13 @@ import pytest
 from ebackpack.adapters.credential_exports import export
 from ebackpack.adapters.credential_store import CredentialStore
 from ebackpack.adapters.keystore import rotate_key_dir
-from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
-from ebackpack.adapters.persistence.tables import AwardRow, Learner
-from ebackpack.config import SAMPLE_DIR, Settings
+from ebackpack.adapters.persistence.tables import AwardRow, Learner, OutboxRow
+from ebackpack.config import Settings
 from ebackpack.dev.sample_data import default_dataset
-from ebackpack.domain.rules import load_rules
-from ebackpack.streaming.errors import InvalidMessage
 from schemas import CertificateRenderRequestMessage
-from services.gateway.profiles import store_profiles
 from services.issuer.service import IssuerService
 from services.renderer.certificate import CertificateRenderer
-from tests.builders import completion
+from tests.builders import completion, loopback_settings, sample_issued
 from tests.conftest import WebServer, reserve_port
 from tests.verifiers.ob2_validator import validate_ob2
 from tests.verifiers.ob3_verifier import verify_ob3
@@ -80,26 +76,15 @@ class Issued:
 def issued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issued]:
     tmp = tmp_path_factory.mktemp("interop")
     sock = reserve_port()
-    port = sock.getsockname()[1]
-    settings = Settings(
-        data_dir=tmp,
-        database_url=f"sqlite:///{tmp / 'ebackpack.db'}",
-        http_port=port,
-        public_url=f"http://127.0.0.1:{port}",
-    )
-    migrate(settings.db_url)
-    sessions = session_factory(make_engine(settings.db_url))
-    store_profiles(sessions, default_dataset().profiles)
-    service = IssuerService(sessions, load_rules(SAMPLE_DIR / "rules.toml"), settings)
+    settings = loopback_settings(tmp, sock.getsockname()[1])
     requests: dict[str, CertificateRenderRequestMessage] = {}
-    for _key, value in default_dataset().messages:
-        try:
-            rows = service.handle(value)
-        except InvalidMessage:
-            continue  # the sample's malformed messages
+
+    def keep_render_requests(rows: list[OutboxRow]) -> None:
         for row in rows:
             if row.topic.endswith("certificates.render"):
                 requests[row.credential_id] = CertificateRenderRequestMessage.model_validate_json(row.payload)
+
+    service = sample_issued(settings, keep_render_requests)
     with WebServer(settings, sock) as server:
         yield Issued(service, settings, server.url, requests)
     sock.close()

@@ -14,15 +14,12 @@ import httpx
 import pytest
 
 from ebackpack.adapters.credential_exports import export
-from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.engine import migrate
 from ebackpack.adapters.persistence.tables import AwardRow
 from ebackpack.bootstrap import Platform
-from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.dev.sample_data import default_dataset
-from ebackpack.domain.rules import load_rules
-from ebackpack.streaming.errors import InvalidMessage
-from services.gateway.profiles import store_profiles
+from ebackpack.config import Settings
 from services.issuer.service import IssuerService
+from tests.builders import loopback_settings, sample_issued
 from tests.conftest import WebServer, reserve_port
 from tests.verifiers.ob3_verifier import verify_ob3
 
@@ -53,23 +50,8 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("vcapi")
     sock = reserve_port()
-    port = sock.getsockname()[1]
-    settings = Settings(
-        data_dir=tmp,
-        database_url=f"sqlite:///{tmp / 'ebackpack.db'}",
-        http_port=port,
-        public_url=f"http://127.0.0.1:{port}",
-        vcapi_issue_token=TOKEN,
-    )
-    migrate(settings.db_url)
-    sessions = session_factory(make_engine(settings.db_url))
-    store_profiles(sessions, default_dataset().profiles)
-    service = IssuerService(sessions, load_rules(SAMPLE_DIR / "rules.toml"), settings)
-    for _key, value in default_dataset().messages:
-        try:
-            service.handle(value)
-        except InvalidMessage:
-            continue
+    settings = loopback_settings(tmp, sock.getsockname()[1], vcapi_issue_token=TOKEN)
+    service = sample_issued(settings)
     platform = Platform(settings)
     with WebServer(settings, sock) as web:
         document = httpx.get(f"{web.url}/.well-known/did.json", timeout=10).json()

@@ -25,16 +25,12 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
+from ebackpack.adapters.persistence.engine import make_engine, session_factory
 from ebackpack.adapters.persistence.tables import AwardRow
-from ebackpack.config import SAMPLE_DIR, Settings
-from ebackpack.dev.sample_data import default_dataset
-from ebackpack.domain.rules import load_rules
-from ebackpack.streaming.errors import InvalidMessage
+from ebackpack.config import Settings
 from services.backpack.public_pages import VerificationCache
-from services.gateway.profiles import store_profiles
 from services.issuer.service import IssuerService
-from tests.builders import wait_until_healthy
+from tests.builders import sample_issued, wait_until_healthy
 
 PROJECT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
@@ -94,16 +90,8 @@ def serve(database_url: str, work: Path, cache_seconds: int) -> Iterator[str]:
 
 def issue_sample(database_url: str, work: Path) -> tuple[IssuerService, list[str]]:
     settings = Settings(_env_file=None, data_dir=work / "data", database_url=database_url)
-    migrate(settings.db_url)
-    sessions = session_factory(make_engine(settings.db_url))
-    store_profiles(sessions, default_dataset().profiles)
-    service = IssuerService(sessions, load_rules(SAMPLE_DIR / "rules.toml"), settings)
-    for _key, value in default_dataset().messages:
-        try:
-            service.handle(value)
-        except InvalidMessage:
-            continue  # the sample's malformed messages
-    with sessions() as session:
+    service = sample_issued(settings)
+    with service.sessions() as session:
         awards = session.query(AwardRow).filter(AwardRow.status == "issued").all()
         codes = sorted(a.verification_code for a in awards if a.valid_until is None)
     assert len(codes) >= 3

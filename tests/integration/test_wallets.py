@@ -25,19 +25,16 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from ebackpack.adapters.persistence.engine import make_engine, migrate, session_factory
 from ebackpack.adapters.persistence.tables import AwardRow, WalletCopyRow, WalletOfferRow
 from ebackpack.bootstrap import Platform
 from ebackpack.config import SAMPLE_DIR, Settings
 from ebackpack.dev.sample_data import default_dataset
 from ebackpack.domain.credentials import openid4vci
-from ebackpack.domain.rules import load_rules
-from ebackpack.streaming.errors import InvalidMessage
 from schemas.moodle import LearnerProfile, Profiles
 from services.backpack.wallets import Offer, OfferRefused, Wallets, copies_of
 from services.gateway.profiles import store_profiles
 from services.issuer.service import IssuerService
-from tests.builders import completion
+from tests.builders import completion, loopback_settings, sample_issued
 from tests.conftest import WebServer, reserve_port
 from tests.verifiers.ob3_verifier import verify_ob3
 from tests.verifiers.wallet_client import receive
@@ -85,23 +82,8 @@ class Issuer:
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issuer]:
     tmp = tmp_path_factory.mktemp("wallets")
     sock = reserve_port()
-    port = sock.getsockname()[1]
-    settings = Settings(
-        data_dir=tmp,
-        database_url=f"sqlite:///{tmp / 'ebackpack.db'}",
-        http_port=port,
-        public_url=f"http://127.0.0.1:{port}",
-        rules_file=SAMPLE_DIR / "rules.toml",
-    )
-    migrate(settings.db_url)
-    sessions = session_factory(make_engine(settings.db_url))
-    store_profiles(sessions, default_dataset().profiles)
-    service = IssuerService(sessions, load_rules(SAMPLE_DIR / "rules.toml"), settings)
-    for _key, value in default_dataset().messages:
-        try:
-            service.handle(value)
-        except InvalidMessage:
-            continue  # the sample's malformed messages
+    settings = loopback_settings(tmp, sock.getsockname()[1], rules_file=SAMPLE_DIR / "rules.toml")
+    service = sample_issued(settings)
     with WebServer(settings, sock) as server:
         yield Issuer(service, Platform(settings), settings, server.url)
     sock.close()
