@@ -75,3 +75,20 @@ def npm_install(harness: Path, files: Sequence[str], cache_root: Path, name: str
             if build.exists():
                 shutil.rmtree(build, ignore_errors=True)
     return target
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def verifier_cache_root() -> Path:
+    """Where the harnesses are installed: `<repo>/.cache/verifiers`, or EBACKPACK_VERIFIER_CACHE."""
+    override = os.environ.get("EBACKPACK_VERIFIER_CACHE")
+    return Path(override) if override else REPO_ROOT / ".cache" / "verifiers"
+
+
+def node(what: str) -> str:
+    """The `node` binary, or RuntimeError naming the harness that needs it."""
+    path = shutil.which("node")
+    if path is None:
+        raise RuntimeError(f"{what} needs `node` (Node.js 20+) on PATH")
+    return path

@@ -23,17 +23,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.npm_cache import verifier_cache_root
+
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[1]
 REQUIREMENTS = HERE / "ob2" / "requirements.txt"
 VALIDATE = HERE / "ob2" / "validate.py"
 INSTALL_TIMEOUT = 900.0
 RUN_TIMEOUT = 120.0
-
-
-def cache_root() -> Path:
-    override = os.environ.get("EBACKPACK_VERIFIER_CACHE")
-    return Path(override) if override else REPO_ROOT / ".cache" / "verifiers"
 
 
 def _fingerprint() -> str:
@@ -83,7 +79,7 @@ def _build(venv: Path) -> None:
 
 def ob2_verifier_python() -> Path:
     """The verifier venv's python, creating the venv on first use (safe across concurrent callers)."""
-    root = cache_root()
+    root = verifier_cache_root()
     venv = root / "ob2-venv"
     stamp = venv / ".ebackpack-installed"
     python = venv / "bin" / "python"

@@ -16,40 +16,25 @@ harness files are unchanged. A broken harness raises RuntimeError: tests never s
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.npm_cache import npm_install
+from tests.npm_cache import node, npm_install, verifier_cache_root
 
 HARNESS_DIR = Path(__file__).resolve().parent / "ob3"
 HARNESS_FILES = ("package.json", "package-lock.json", "verify.mjs")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MODES = ("di", "jwt", "schema")
 
 _ready: Path | None = None
-
-
-def _cache_root() -> Path:
-    override = os.environ.get("EBACKPACK_VERIFIER_CACHE")
-    return Path(override) if override else REPO_ROOT / ".cache" / "verifiers"
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"the OB 3.0 verifier harness needs `{name}` (Node.js 20+) on PATH")
-    return path
 
 
 def ob3_verifier_dir() -> Path:
     """The installed harness (verify.mjs + node_modules), installing it with `npm ci` if needed."""
     global _ready
     if _ready is None:
-        _ready = npm_install(HARNESS_DIR, HARNESS_FILES, _cache_root(), "ob3", "the OB 3.0 verifier")
+        _ready = npm_install(HARNESS_DIR, HARNESS_FILES, verifier_cache_root(), "ob3", "the OB 3.0 verifier")
     return _ready
 
 
@@ -76,7 +61,7 @@ def verify_ob3(
     with tempfile.TemporaryDirectory(prefix="ob3verify.") as tmp:
         doc_path = Path(tmp) / ("credential.jwt" if mode == "jwt" else "credential.json")
         doc_path.write_text(text, encoding="utf-8")
-        cmd = [_tool("node"), str(harness / "verify.mjs"), "--mode", mode, str(doc_path)]
+        cmd = [node("the OB 3.0 verifier"), str(harness / "verify.mjs"), "--mode", mode, str(doc_path)]
         if base_url:
             cmd += ["--base-url", base_url]
         if schema is not None:

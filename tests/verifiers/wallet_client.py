@@ -24,17 +24,14 @@ harness files are unchanged. A broken harness raises RuntimeError: tests never s
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.npm_cache import npm_install
+from tests.npm_cache import node, npm_install, verifier_cache_root
 
 HARNESS_DIR = Path(__file__).resolve().parent / "wallet"
 HARNESS_FILES = ("package.json", "package-lock.json", "wallet.mjs")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WHAT = "the OpenID4VCI wallet client"
 KEYS = ("ed25519", "p256")
 MODES = ("normal", "reuse", "forged-proof", "stale-nonce", "no-proof")
@@ -42,23 +39,11 @@ MODES = ("normal", "reuse", "forged-proof", "stale-nonce", "no-proof")
 _ready: Path | None = None
 
 
-def _cache_root() -> Path:
-    override = os.environ.get("EBACKPACK_VERIFIER_CACHE")
-    return Path(override) if override else REPO_ROOT / ".cache" / "verifiers"
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"the OpenID4VCI wallet client harness needs `{name}` (Node.js 20+) on PATH")
-    return path
-
-
 def wallet_client_dir() -> Path:
     """The installed harness (wallet.mjs + node_modules), installing it with `npm ci` if needed."""
     global _ready
     if _ready is None:
-        _ready = npm_install(HARNESS_DIR, HARNESS_FILES, _cache_root(), "wallet", WHAT)
+        _ready = npm_install(HARNESS_DIR, HARNESS_FILES, verifier_cache_root(), "wallet", WHAT)
     return _ready
 
 
@@ -81,7 +66,7 @@ def receive(
     if key not in KEYS:
         raise ValueError(f"key must be one of {KEYS}, not {key!r}")
     harness = wallet_client_dir()
-    cmd = [_tool("node"), str(harness / "wallet.mjs"), offer_uri, "--key", key, "--mode", mode]
+    cmd = [node(WHAT), str(harness / "wallet.mjs"), offer_uri, "--key", key, "--mode", mode]
     if tx_code is not None:
         cmd += ["--tx-code", tx_code]
     try:
