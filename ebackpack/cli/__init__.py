@@ -578,6 +578,33 @@ def learner_token(learner_id: int) -> None:
     print(issue_token(get_settings(), learner_id))
 
 
+@app.command("learner-export")
+def learner_export(
+    learner_id: int,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The ZIP file to write.")],
+) -> None:
+    """Everything one learner owns in one ZIP (data portability, GDPR Art. 20): every certificate PDF
+    version, every credential form, their uploaded attestations with verdicts, and index.json."""
+    from ebackpack.adapters.portability import LearnerArchive, NoSuchLearner
+
+    platform = _migrated_platform()
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err)
+    with platform.sessions() as session, bar, output.open("wb") as target:
+        task = bar.add_task(f"learner {learner_id}", total=None)
+        try:
+            index = LearnerArchive(platform.credential_store(session), platform.objects).write(
+                learner_id, target, lambda done, total: bar.update(task, completed=done, total=total)
+            )
+        except NoSuchLearner as exc:
+            err.print(f"[red]{exc}[/red]")
+            output.unlink(missing_ok=True)
+            raise typer.Exit(1) from None
+    err.print(
+        f"wrote {output}: {len(index['credentials'])} credentials, {len(index['attestations'])} attestations",
+        soft_wrap=True,
+    )
+
+
 @app.command("export-schemas")
 def export_schemas(out: Path | None = None) -> None:
     """Export the JSON Schema of every published message type (default folder: schemas/json)."""

@@ -216,6 +216,9 @@ POLISH: dict[str, str] = {
     "A digital badge issued by {issuer}": "Odznaka cyfrowa wydana przez {issuer}",
     "Issued by": "Wystawca",
     "Wallet": "Portfel",
+    "Everything in your e-Backpack": "Wszystko w Twoim e-Plecaku",
+    "One ZIP file with every certificate PDF (all versions), every credential in each of its forms, the attestations you uploaded with their verification results, and an index in JSON.": "Jeden plik ZIP ze wszystkimi zaświadczeniami PDF (we wszystkich wersjach), każdym poświadczeniem we wszystkich jego postaciach, przesłanymi przez Ciebie poświadczeniami zewnętrznymi z wynikami weryfikacji oraz spisem w formacie JSON.",
+    "Download everything (ZIP)": "Pobierz wszystko (ZIP)",
     "Wallet offer": "Oferta do portfela",
     "Wallet offer for {code}": "Oferta do portfela dla {code}",
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import tempfile
 from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
@@ -12,10 +13,12 @@ from urllib.parse import urlencode
 import qrcode
 import qrcode.image.svg
 from fastapi import APIRouter, Form, HTTPException, Request, UploadFile
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 
 from ebackpack.adapters.credential_exports import FORMATS
+from ebackpack.adapters.portability import LearnerArchive, NoSuchLearner
 
 from .deps import DbSession, attestation_uploads, backpack_views, credential_store, platform
 from .i18n import LANG_COOKIE, LANGUAGES
@@ -28,6 +31,7 @@ from .web import download, flash, render
 
 router = APIRouter(include_in_schema=False)
 YEAR = 365 * 24 * 3600
+EXPORT_CHUNK = 256 * 1024
 DOWNLOADS = {
     "ob2-png": "Badge image with the credential inside (PNG)",
     "ob2-svg": "Badge image with the credential inside (SVG)",
@@ -340,3 +344,33 @@ def _own_attestation(request: Request, user: User, attestation_id: str) -> tuple
     assert user.learner_id is not None
     _attestation(request, user, attestation_id)
     return attestation_uploads(request), user.learner_id
+
+
+# ----------------------------------------------------------------------------------- portability
+
+
+@router.get("/export.zip")
+def export_everything(request: Request, session: DbSession, user: PageLearner) -> Response:
+    """Everything the learner owns (ebackpack/adapters/portability.py), built into a temporary file one
+    member at a time, then streamed with its length (the browser shows the download's progress)."""
+    assert user.learner_id is not None
+    built = platform(request)
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the response when it has been sent)
+    try:
+        LearnerArchive(built.credential_store(session), built.objects).write(user.learner_id, spool)
+    except NoSuchLearner:
+        spool.close()
+        raise HTTPException(404, "no such learner") from None
+    size = spool.tell()
+    spool.seek(0)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    return StreamingResponse(
+        iter(lambda: spool.read(EXPORT_CHUNK), b""),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="e-backpack-{day}.zip"',
+            "Content-Length": str(size),
+            "Cache-Control": "no-store",
+        },
+        background=BackgroundTask(spool.close),
+    )

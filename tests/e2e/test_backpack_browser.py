@@ -740,3 +740,48 @@ def test_a_browser_gets_the_error_page_for_an_unknown_address(
     expect(page.locator("html")).to_have_attribute("lang", "pl", timeout=2000)
     expect(page.get_by_role("heading", level=1)).to_have_text(t("Page not found"), timeout=2000)
     expect(page.get_by_role("link", name=t("Back to your e-Backpack"))).to_be_visible(timeout=2000)
+
+
+def test_a_learner_downloads_everything_they_own_in_one_zip(
+    pipeline: Pipeline, context: BrowserContext
+) -> None:
+    """Data portability: the ZIP from the certificates page holds every certificate PDF version as
+    stored in S3, every credential form, the uploaded attestation as uploaded and its verdict, and an
+    index that matches the database."""
+    import hashlib
+    import json
+    import zipfile
+
+    from ebackpack.adapters.persistence.tables import AttestationRow
+
+    page = context.new_page()
+    log_in(page, pipeline.url, LEARNER)
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name=t("Download everything (ZIP)")).click()
+    archive = zipfile.ZipFile(download_info.value.path())
+    index = json.loads(archive.read("index.json"))
+    objects = ObjectStore(pipeline.settings)
+    sessions = prepare(pipeline.settings)
+    with sessions() as session:
+        awards = session.scalars(select(AwardRow).where(AwardRow.learner_id == LEARNER)).all()
+        versions = session.scalars(
+            select(CertificateRow).where(CertificateRow.credential_id.in_([a.credential_id for a in awards]))
+        ).all()
+        attestation = session.get(AttestationRow, pipeline.attestation_id)
+    assert index["learner"]["name"] == LEARNER_NAME
+    assert {c["verification_code"] for c in index["credentials"]} == {a.verification_code for a in awards}
+    pdfs = [f for c in index["credentials"] for f in c["files"] if f["form"] == "certificate PDF"]
+    assert sorted(f["sha256"] for f in pdfs) == sorted(v.sha256 for v in versions) and pdfs
+    for listed in pdfs:
+        content = archive.read(listed["path"])
+        assert hashlib.sha256(content).hexdigest() == listed["sha256"]
+        (stored,) = [v for v in versions if v.sha256 == listed["sha256"]]
+        assert objects.get(stored.object_key) == content
+    forms = {f["form"] for c in index["credentials"] for f in c["files"]}
+    assert {"ob2", "ob3", "ob3-jwt", "ob3-png"} <= forms
+    (uploaded,) = index["attestations"]
+    assert attestation is not None and attestation.object_key is not None
+    original = next(f for f in uploaded["files"] if f["form"] == "as uploaded")
+    assert archive.read(original["path"]) == objects.get(attestation.object_key)
+    verdict = json.loads(archive.read(f"attestations/{attestation.id}/verdict.json"))
+    assert verdict["verification_status"] == attestation.verification_status
