@@ -29,6 +29,7 @@ from .oidc import router as oidc_router
 from .openbadges import router as openbadges_router
 from .openid4vci import router as openid4vci_router
 from .pages import router as pages_router
+from .pdf_check import router as pdf_check_router
 from .preferences import router as preferences_router
 from .public_pages import PublicSessions, VerificationCache, VerificationPages
 from .session import SESSION_COOKIE, SESSION_SECONDS, AdminUser, SessionCheck, session_secret
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         openbadges_router,
         openid4vci_router,
         vcapi_router,
+        pdf_check_router,
         attestations_router,
         api_router,
         pages_router,

@@ -29,7 +29,8 @@ from ebackpack.config import Settings
 
 from .session import CSRF_FIELD, CSRF_HEADER, api_learner, check_csrf, login_url, signed_in
 
-UPLOADS = {"/api/attestations": "api", "/attestations": "page"}  # POST: a file, multipart
+# POST: a file, multipart. "public": anyone (the verification page's PDF check: nothing is stored).
+UPLOADS = {"/api/attestations": "api", "/attestations": "page", "/verify/check": "public"}
 MULTIPART_OVERHEAD = 64 * 1024  # form boundaries, part headers and the CSRF field around the file
 BODY_LIMIT = 1024 * 1024  # every other body: forms and JSON are small
 CLOSE = {"Connection": "close"}  # an unread body must not be taken for the next request
@@ -110,6 +111,8 @@ class BodyGuard:
 
 def _refusal(request: Request, kind: str) -> Response | None:
     """Who may upload, decided from the headers alone (the route checks it all again after parsing)."""
+    if kind == "public":
+        return None
     if kind == "api":
         try:
             api_learner(request)  # bearer token, or session + X-CSRF-Token

@@ -45,7 +45,7 @@ async def verify_credential(request: Request, session: DbSession) -> JSONRespons
     body = await _body(request)
     if isinstance(body, JSONResponse):
         return body
-    our_key, status = _lookups(request, session)
+    our_key, status = lookups(request, session)
     result = vcapi.verify(body.get("verifiableCredential"), our_key, status, datetime.now(UTC))
     return JSONResponse(result.as_json(), status_code=200 if result.verified else 400)
 
@@ -60,14 +60,14 @@ async def verify_presentation(request: Request, session: DbSession) -> JSONRespo
     challenge, domain = (
         (options.get("challenge"), options.get("domain")) if isinstance(options, dict) else (None, None)
     )
-    our_key, status = _lookups(request, session)
+    our_key, status = lookups(request, session)
     result = vcapi.verify_presentation(
         body.get("verifiablePresentation"), our_key, status, datetime.now(UTC), challenge, domain
     )
     return JSONResponse(result.as_json(), status_code=200 if result.verified else 400)
 
 
-def _lookups(request: Request, session: Session) -> tuple[vcapi.KeyLookup, vcapi.StatusLookup]:
+def lookups(request: Request, session: Session) -> tuple[vcapi.KeyLookup, vcapi.StatusLookup]:
     """Our own keys (did:web) and status lists (the awards' and the VC-API's), for a verification."""
     built = platform(request)
     store = built.credential_store(session)

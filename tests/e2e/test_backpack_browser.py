@@ -785,3 +785,50 @@ def test_a_learner_downloads_everything_they_own_in_one_zip(
     assert archive.read(original["path"]) == objects.get(attestation.object_key)
     verdict = json.loads(archive.read(f"attestations/{attestation.id}/verdict.json"))
     assert verdict["verification_status"] == attestation.verification_status
+
+
+@pytest.mark.parametrize("lang", ["pl", "en"])
+def test_anyone_checks_a_pdf_on_the_verification_page_by_keyboard(
+    pipeline: Pipeline, chromium: Browser, lang: str, tmp_path: Path
+) -> None:
+    """ "Is this PDF genuine?": the stored PDF is genuine, a copy with one byte changed is not as issued
+    (and named), the answer page passes axe; the file field and the button are reached by Tab."""
+    code = pipeline.certificate
+    sessions = prepare(pipeline.settings)
+    with sessions() as session:
+        award = session.scalars(select(AwardRow).where(AwardRow.verification_code == code)).one()
+        stored = session.scalars(
+            select(CertificateRow).where(CertificateRow.credential_id == award.credential_id)
+        ).first()
+    assert stored is not None
+    genuine = ObjectStore(pipeline.settings).get(stored.object_key)
+    at = genuine.index(b"/ID [<") + len(b"/ID [<")
+    altered = genuine[:at] + (b"0" if genuine[at : at + 1] != b"0" else b"1") + genuine[at + 1 :]
+    (tmp_path / "genuine.pdf").write_bytes(genuine)
+    (tmp_path / "altered.pdf").write_bytes(altered)
+    genuine_key = (
+        "Genuine: this is certificate {code} as we issued it, unaltered "
+        "(version {n} of {total}, rendered {date})."
+    )
+    answers = {
+        # up to the version, which another test's re-render may change
+        "genuine.pdf": t(genuine_key, lang, code=code, n=0, total=0, date="").split(" (")[0],
+        "altered.pdf": t("Not as we issued it: this file differs from certificate {code}.", lang, code=code),
+    }
+    ctx = axe_context(chromium, locale=LOCALES[lang], viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(WAIT_MS)
+    try:
+        page = ctx.new_page()
+        for name, expected in answers.items():
+            page.goto(f"{pipeline.url}/verify/{code}?lang={lang}")
+            field = page.get_by_label(t("Certificate PDF to check", lang))
+            field.set_input_files(str(tmp_path / name))
+            field.focus()
+            page.keyboard.press("Tab")
+            expect(page.get_by_role("button", name=t("Check the PDF", lang))).to_be_focused()
+            page.keyboard.press("Enter")
+            expect(page.get_by_role("status")).to_contain_text(expected)
+            violations = axe_violations(page)
+            assert not violations, describe_violations(violations, f"PDF check ({name}, {lang})")
+    finally:
+        ctx.close()
