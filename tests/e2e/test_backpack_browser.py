@@ -779,7 +779,10 @@ def test_a_learner_downloads_everything_they_own_in_one_zip(
         assert objects.get(stored.object_key) == content
     forms = {f["form"] for c in index["credentials"] for f in c["files"]}
     assert {"ob2", "ob3", "ob3-jwt", "ob3-png"} <= forms
-    (uploaded,) = index["attestations"]
+    with sessions() as session:
+        uploads = session.scalars(select(AttestationRow.id).where(AttestationRow.learner_id == LEARNER)).all()
+    assert {a["id"] for a in index["attestations"]} == set(uploads)  # other tests may upload too
+    (uploaded,) = [a for a in index["attestations"] if a["id"] == pipeline.attestation_id]
     assert attestation is not None and attestation.object_key is not None
     original = next(f for f in uploaded["files"] if f["form"] == "as uploaded")
     assert archive.read(original["path"]) == objects.get(attestation.object_key)
