@@ -34,16 +34,9 @@ from services.renderer.certificate import CertificateRenderer
 from tests.builders import completion, loopback_settings, sample_issued
 from tests.conftest import WebServer, reserve_port
 from tests.verifiers.ob2_validator import validate_ob2
-from tests.verifiers.ob3_verifier import verify_ob3
+from tests.verifiers.ob3_verifier import OFFICIAL_SCHEMA, verify_ob3
 
 pytestmark = pytest.mark.integration
-OFFICIAL_SCHEMA = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "fixtures"
-    / "external"
-    / "ob_v3p0_achievementcredential_schema.json"
-)
 
 
 @dataclass

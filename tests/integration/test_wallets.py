@@ -36,17 +36,10 @@ from services.gateway.profiles import store_profiles
 from services.issuer.service import IssuerService
 from tests.builders import completion, loopback_settings, sample_issued
 from tests.conftest import WebServer, reserve_port
-from tests.verifiers.ob3_verifier import verify_ob3
+from tests.verifiers.ob3_verifier import OFFICIAL_SCHEMA, verify_ob3
 from tests.verifiers.wallet_client import receive
 
 pytestmark = pytest.mark.integration
-OFFICIAL_SCHEMA = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "fixtures"
-    / "external"
-    / "ob_v3p0_achievementcredential_schema.json"
-)
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -26,6 +26,14 @@ from tests.npm_cache import node, npm_install, verifier_cache_root
 HARNESS_DIR = Path(__file__).resolve().parent / "ob3"
 HARNESS_FILES = ("package.json", "package-lock.json", "verify.mjs")
 MODES = ("di", "jwt", "schema")
+# 1EdTech's JSON Schema of an OB 3.0 AchievementCredential (../shared/fixtures/external)
+OFFICIAL_SCHEMA = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "fixtures"
+    / "external"
+    / "ob_v3p0_achievementcredential_schema.json"
+)
 
 _ready: Path | None = None
 

@@ -135,21 +135,32 @@ def _proof(credential: dict[str, Any], our_key: KeyLookup, result: Verification)
     if any(not isinstance(p, dict) or p.get("proofPurpose") != "assertionMethod" for p in listed):
         result.errors.append("each proof's purpose must be assertionMethod")
         return
-    try:
-        methods = dataintegrity.verify_all(
-            credential, lambda m: _did_key(m) or our_key(m), canonize_untrusted
-        )
-    except dataintegrity.ProofError as exc:
-        result.errors.append(f"proof: {exc}")
-        return
-    except (CanonicalizationRefused, UnknownContextError) as exc:
-        result.errors.append(str(exc))
+    methods = _proof_methods(credential, our_key, result, "proof")
+    if methods is None:
         return
     issuer = issuer_id(credential)
     if not any(method.split("#")[0] == issuer for method in methods):
         result.errors.append(f"no proof is by a key of the issuer {issuer}")
         return
     result.checks.append("proof")
+
+
+def _proof_methods(
+    document: dict[str, Any], our_key: KeyLookup, result: Verification, label: str
+) -> list[str] | None:
+    """The verification methods of every proof once all verify (by a did:key or a key of ours); None,
+    with the error noted, otherwise."""
+
+    def key_for(method: str) -> ed25519.Ed25519PublicKey | None:
+        return _did_key(method) or our_key(method)
+
+    try:
+        return dataintegrity.verify_all(document, key_for, canonize_untrusted)
+    except dataintegrity.ProofError as exc:
+        result.errors.append(f"{label}: {exc}")
+    except (CanonicalizationRefused, UnknownContextError) as exc:
+        result.errors.append(str(exc))
+    return None
 
 
 def _did_key(method: str) -> ed25519.Ed25519PublicKey | None:
@@ -234,16 +245,8 @@ def _presentation_proof(
             result.errors.append("the presentation's proof is for another domain")
             return
 
-    def key_for(method: str) -> ed25519.Ed25519PublicKey | None:
-        return _did_key(method) or our_key(method)
-
-    try:
-        methods = dataintegrity.verify_all(presentation, key_for, canonize_untrusted)
-    except dataintegrity.ProofError as exc:
-        result.errors.append(f"presentation proof: {exc}")
-        return
-    except (CanonicalizationRefused, UnknownContextError) as exc:
-        result.errors.append(str(exc))
+    methods = _proof_methods(presentation, our_key, result, "presentation proof")
+    if methods is None:
         return
     holder = presentation.get("holder")
     holder_id = holder.get("id") if isinstance(holder, dict) else holder
