@@ -58,7 +58,12 @@ SESSION_FREE_PREFIXES = (PREFIX, "/s/")
 WALLET_PREFIXES = (
     "/openid4vci/",
     "/.well-known/openid-credential-issuer",
-    "/.well-known/oauth-authorization-",
+    "/.well-known/oauth-authorization-server",
+    # the VC-API (vcapi.py): machine clients, authorized by a bearer token or nobody
+    "/credentials/verify",
+    "/credentials/issue",
+    "/credentials/status",
+    "/presentations/verify",
 )
 MAX_ENTRIES = 4096  # codes kept (each with its few rendered answers): a few MB at most
 MAX_CODE = 64  # characters of a code worth looking up (printed codes have 14); longer: unknown, not kept

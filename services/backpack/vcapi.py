@@ -25,6 +25,7 @@ from .deps import DbSession, platform
 router = APIRouter(tags=["VC-API"])
 VERIFY, ISSUE = "/credentials/verify", "/credentials/issue"
 VERIFY_PRESENTATION = "/presentations/verify"
+STATUS = "/credentials/status"
 
 
 async def _body(request: Request) -> dict[str, Any] | JSONResponse:
@@ -102,17 +103,9 @@ async def issue_credential(request: Request, session: DbSession) -> JSONResponse
     or our signing key's did:key; it is signed with an eddsa-rdfc-2022 proof by that key.
     `options.credentialStatus: {"type": "BitstringStatusListEntry"}` adds a revocation entry on one of
     the VC-API's status lists (vcapi_status.py)."""
-    settings = request.app.state.settings
-    if settings.vcapi_issue_token is None:
-        return JSONResponse({"detail": "Not Found"}, status_code=404)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    expected = settings.vcapi_issue_token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-        return JSONResponse(
-            {"errors": ["a bearer token is required"]},
-            status_code=401,
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
+    refused = _issuer_refusal(request)
+    if refused is not None:
+        return refused
     body = await _body(request)
     if isinstance(body, JSONResponse):
         return body
@@ -145,3 +138,55 @@ async def issue_credential(request: Request, session: DbSession) -> JSONResponse
         return JSONResponse({"errors": exc.problems}, status_code=400)
     session.commit()
     return JSONResponse({"verifiableCredential": signed}, status_code=201)
+
+
+@router.post(STATUS, summary="Revoke a credential signed here (only with EBACKPACK_VCAPI_ISSUE_TOKEN)")
+async def update_status(request: Request, session: DbSession) -> JSONResponse:
+    """VC-API's status update: `{"credentialId": …, "credentialStatus": [{"type":
+    "BitstringStatusListEntry", "status": "revoked"}]}` sets the credential's bit on its list; the
+    status list shows it at once. A revocation is final: there is no way back."""
+    refused = _issuer_refusal(request)
+    if refused is not None:
+        return refused
+    body = await _body(request)
+    if isinstance(body, JSONResponse):
+        return body
+    credential_id, changes = body.get("credentialId"), body.get("credentialStatus")
+    wanted = changes if isinstance(changes, list) else [changes]
+    if (
+        not isinstance(credential_id, str)
+        or not credential_id
+        or not all(
+            isinstance(c, dict) and c.get("type") == vcapi.STATUS_ENTRY and c.get("status") == "revoked"
+            for c in wanted
+        )
+    ):
+        problem = (
+            'send {"credentialId": "...", "credentialStatus": '
+            f'[{{"type": "{vcapi.STATUS_ENTRY}", "status": "revoked"}}]}}'
+        )
+        return JSONResponse({"errors": [problem]}, status_code=400)
+    if not vcapi_status.revoke(session, credential_id, datetime.now(UTC)):
+        return JSONResponse(
+            {"errors": [f"no credential {credential_id} with a status entry was signed here"]},
+            status_code=404,
+        )
+    session.commit()
+    return JSONResponse({"credentialId": credential_id, "status": "revoked"})
+
+
+def _issuer_refusal(request: Request) -> JSONResponse | None:
+    """404 while the token is not configured (the endpoints do not exist), 401 without the token; checked
+    before the body is read."""
+    settings = request.app.state.settings
+    if settings.vcapi_issue_token is None:
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    expected = settings.vcapi_issue_token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        return JSONResponse(
+            {"errors": ["a bearer token is required"]},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return None

@@ -69,3 +69,15 @@ def revoked_indexes(session: Session, number: int) -> list[int]:
         VcapiCredentialRow.status_list == number, VcapiCredentialRow.revoked_at.is_not(None)
     )
     return list(session.scalars(query))
+
+
+def revoke(session: Session, credential_id: str, now: datetime) -> bool:
+    """Sets the revoked time of the credential's entry (the first revocation stands); False if no
+    credential with that id and a status entry was signed here."""
+    rows = list(
+        session.scalars(select(VcapiCredentialRow).where(VcapiCredentialRow.credential_id == credential_id))
+    )
+    for row in rows:
+        if row.revoked_at is None:
+            row.revoked_at = now
+    return bool(rows)

@@ -263,3 +263,24 @@ def _sign_presentation(
     options = {"@context": presentation["@context"], **proof}
     signature = key.private_key.sign(dataintegrity.hash_data(canonize(options), canonize(presentation)))
     return presentation | {"proof": proof | {"proofValue": "z" + base58.b58encode(signature).decode()}}
+
+
+def test_a_credential_signed_here_is_revoked_through_the_status_update(server: Server) -> None:
+    """VC-API's status update sets the credential's bit: our verify and @digitalbazaar/vc both say so."""
+    unsigned = credential(server.did_key, id="urn:uuid:3f1a9c52-7d0e-4c8b-9a61-2b5e8d4f7c10")
+    options = {"credentialStatus": {"type": "BitstringStatusListEntry"}}
+    signed = server.post("/credentials/issue", {"credential": unsigned, "options": options}).json()
+    shown = {"verifiableCredential": signed["verifiableCredential"]}
+    assert server.post("/credentials/verify", shown, token=None).status_code == 200
+    change = {
+        "credentialId": unsigned["id"],
+        "credentialStatus": [{"type": "BitstringStatusListEntry", "status": "revoked"}],
+    }
+    assert server.post("/credentials/status", change, token=None).status_code == 401
+    assert server.post("/credentials/status", change).status_code == 200
+    answer = server.post("/credentials/verify", shown, token=None)
+    assert answer.status_code == 400 and answer.json()["errors"] == ["status: revocation"]
+    independent = verify_ob3("di", signed["verifiableCredential"], base_url=server.url)
+    assert independent["statusChecked"] and independent["revoked"] is True
+    unknown = {**change, "credentialId": "urn:uuid:00000000-0000-4000-8000-000000000000"}
+    assert server.post("/credentials/status", unknown).status_code == 404
