@@ -103,10 +103,7 @@ async def issue_credential(request: Request, session: DbSession) -> JSONResponse
     or our signing key's did:key; it is signed with an eddsa-rdfc-2022 proof by that key.
     `options.credentialStatus: {"type": "BitstringStatusListEntry"}` adds a revocation entry on one of
     the VC-API's status lists (vcapi_status.py)."""
-    refused = _issuer_refusal(request)
-    if refused is not None:
-        return refused
-    body = await _body(request)
+    body = await _issuers_body(request)
     if isinstance(body, JSONResponse):
         return body
     built = platform(request)
@@ -145,10 +142,7 @@ async def update_status(request: Request, session: DbSession) -> JSONResponse:
     """VC-API's status update: `{"credentialId": …, "credentialStatus": [{"type":
     "BitstringStatusListEntry", "status": "revoked"}]}` sets the credential's bit on its list; the
     status list shows it at once. A revocation is final: there is no way back."""
-    refused = _issuer_refusal(request)
-    if refused is not None:
-        return refused
-    body = await _body(request)
+    body = await _issuers_body(request)
     if isinstance(body, JSONResponse):
         return body
     credential_id, changes = body.get("credentialId"), body.get("credentialStatus")
@@ -173,6 +167,12 @@ async def update_status(request: Request, session: DbSession) -> JSONResponse:
         )
     session.commit()
     return JSONResponse({"credentialId": credential_id, "status": "revoked"})
+
+
+async def _issuers_body(request: Request) -> dict[str, Any] | JSONResponse:
+    """The JSON object an issuing client posted, or the refusal: the token is checked first."""
+    refused = _issuer_refusal(request)
+    return refused if refused is not None else await _body(request)
 
 
 def _issuer_refusal(request: Request) -> JSONResponse | None:
