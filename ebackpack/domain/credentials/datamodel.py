@@ -88,9 +88,7 @@ def expansion_problems(document: dict[str, Any]) -> list[str]:
             {"documentLoader": offline_loader, "base": None},
             on_property_dropped=lambda term: dropped.append(str(term)),
         )
-    except UnknownContextError as exc:
-        return [str(exc)]
-    except CanonicalizationRefused as exc:
+    except (UnknownContextError, CanonicalizationRefused) as exc:
         return [str(exc)]
     except jsonld.JsonLdError as exc:
         return [f"the JSON-LD context does not expand: {_first_cause(exc)}"]
@@ -150,11 +148,11 @@ def _context(context: object) -> list[str]:
     ]
 
 
-def _types(types: object) -> list[str]:
+def _types(types: object, required: str = "VerifiableCredential") -> list[str]:
     listed = types if isinstance(types, list) else [types]
     if types is None or not all(isinstance(t, str) and t for t in listed):
         return ["type must be a string or a list of strings"]
-    return [] if "VerifiableCredential" in listed else ["type must include VerifiableCredential"]
+    return [] if required in listed else [f"type must include {required}"]
 
 
 def _identifier(
@@ -169,11 +167,14 @@ def _identifier(
 
 
 def _issuer(issuer: object) -> list[str]:
-    if issuer is None:
-        return ["issuer is missing"]
-    if isinstance(issuer, dict):
-        return _identifier("id", issuer, required=True, what="the issuer")
-    return [] if is_url(issuer) else [f"issuer must be a URL or an object with one, not {issuer!r}"]
+    return ["issuer is missing"] if issuer is None else _party("issuer", issuer)
+
+
+def _party(name: str, value: object) -> list[str]:
+    """An issuer or holder: a URL, or an object whose `id` is one."""
+    if isinstance(value, dict):
+        return _identifier("id", value, required=True, what=f"the {name}")
+    return [] if is_url(value) else [f"{name} must be a URL or an object with one, not {value!r}"]
 
 
 def _subjects(subject: object) -> list[str]:
@@ -194,6 +195,22 @@ def validity_names(credential: dict[str, Any]) -> tuple[str, str]:
     return ("issuanceDate", "expirationDate") if version(credential) == "1.1" else ("validFrom", "validUntil")
 
 
+def validity_period(credential: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    """When the credential starts and stops being valid, as far as it says (after `problems` found no
+    fault with them)."""
+    starts, ends = validity_names(credential)
+    return _moment(credential.get(starts)), _moment(credential.get(ends))
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str) or DATE_TIME_STAMP.fullmatch(value) is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def _validity(credential: dict[str, Any]) -> list[str]:
     found: list[str] = []
     moments: dict[str, datetime] = {}
@@ -206,11 +223,10 @@ def _validity(credential: dict[str, Any]) -> list[str]:
             continue
         if not isinstance(value, str) or DATE_TIME_STAMP.fullmatch(value) is None:
             found.append(f"{name} must be a date-time with a time zone (XML Schema dateTimeStamp)")
-            continue
-        try:
-            moments[name] = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+        elif (moment := _moment(value)) is None:
             found.append(f"{name} is not a date this processor reads: {value}")
+        else:
+            moments[name] = moment
     if len(moments) == 2 and moments[ends] < moments[starts]:
         found.append(f"{ends} is before {starts}")
     return found
@@ -310,24 +326,22 @@ def presentation_problems(presentation: object) -> list[str]:
     credential, checked by `problems`, or an enveloped one with its data: URL), never a bare string."""
     if not isinstance(presentation, dict):
         return ["the presentation is not a JSON object"]
-    found = [*_context(presentation.get("@context")), *_identifier("id", presentation, required=False)]
-    types = presentation.get("type")
-    listed = types if isinstance(types, list) else [types]
-    if types is None or not all(isinstance(t, str) and t for t in listed):
-        found.append("type must be a string or a list of strings")
-    elif "VerifiablePresentation" not in listed:
-        found.append("type must include VerifiablePresentation")
-    holder = presentation.get("holder")
-    if holder is not None:
-        if isinstance(holder, dict):
-            found += _identifier("id", holder, required=True, what="the holder")
-        elif not is_url(holder):
-            found.append(f"holder must be a URL or an object with one, not {holder!r}")
+    found = [
+        *_context(presentation.get("@context")),
+        *_identifier("id", presentation, required=False),
+        *_types(presentation.get("type"), "VerifiablePresentation"),
+    ]
+    if presentation.get("holder") is not None:
+        found += _party("holder", presentation["holder"])
     for index, credential in enumerate(credentials_of(presentation)):
         found += [f"verifiableCredential[{index}]: {problem}" for problem in _held(credential)]
     if not found:
         found += expansion_problems(presentation)
     return found
+
+
+def is_enveloped(credential: dict[str, Any]) -> bool:
+    return credential.get("type") in (ENVELOPED, [ENVELOPED])
 
 
 def credentials_of(presentation: dict[str, Any]) -> list[Any]:
@@ -338,7 +352,7 @@ def credentials_of(presentation: dict[str, Any]) -> list[Any]:
 def _held(credential: object) -> list[str]:
     if not isinstance(credential, dict):
         return ["must be a credential object, not a string, number or URL"]
-    if credential.get("type") == ENVELOPED or credential.get("type") == [ENVELOPED]:
+    if is_enveloped(credential):
         envelope = credential.get("id")
         ok = isinstance(envelope, str) and envelope.startswith("data:")
         return [] if ok else ["an EnvelopedVerifiableCredential needs a data: URL id"]

@@ -7,7 +7,7 @@ import base64
 from typing import Any
 
 import base58
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 ED25519_PREFIX = b"\xed\x01"  # multicodec ed25519-pub
 P256_PREFIX = b"\x80\x24"  # multicodec p256-pub, compressed point
@@ -24,6 +24,19 @@ class MultikeyError(ValueError):
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str) -> bytes:
+    """base64url without its padding (JOSE, multibase `u`) -> bytes; ValueError if it is not."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def ed25519_public_key(jwk: dict[str, Any]) -> ed25519.Ed25519PublicKey:
+    """Raises TypeError for a key of another type (an Ed25519 proof cannot come from it), KeyError or
+    ValueError for a malformed one."""
+    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+        raise TypeError("not an Ed25519 key")
+    return ed25519.Ed25519PublicKey.from_public_bytes(b64url_decode(str(jwk["x"])))
 
 
 def multikey_to_jwk(value: str) -> dict[str, Any]:

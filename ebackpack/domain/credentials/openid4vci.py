@@ -11,7 +11,6 @@ learner's Open Badges 3.0 credential with `credentialSubject.id` = the wallet ke
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -28,7 +27,7 @@ from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, OKPKey
 
 from .jsonld import CREDENTIALS_V2, OB3_CONTEXT
-from .multikey import MultikeyError, b64url, multikey_to_jwk
+from .multikey import MultikeyError, b64url, b64url_decode, multikey_to_jwk
 
 PRE_AUTHORIZED_GRANT = "urn:ietf:params:oauth:grant-type:pre-authorized_code"
 OFFER_SCHEME = "openid-credential-offer://"
@@ -202,7 +201,7 @@ class Nonces:
 def _b64decode(text: str, limit: int = 200) -> bytes:
     if not text or len(text) > limit:
         raise ValueError("empty or too long")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return b64url_decode(text)
 
 
 # --- the wallet's key proof ------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ JSON-LD contexts are used: nothing is fetched.
 
 from __future__ import annotations
 
-import base64
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +18,18 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from . import dataintegrity
-from .datamodel import ENVELOPED, credentials_of, presentation_problems, problems, validity_names, version
+from .datamodel import (
+    credentials_of,
+    is_enveloped,
+    presentation_problems,
+    problems,
+    validity_names,
+    validity_period,
+    version,
+)
 from .jsonld import DATA_INTEGRITY_V2, CanonicalizationRefused, UnknownContextError, canonize_untrusted
 from .keys import SigningKey
-from .multikey import MultikeyError, multikey_to_jwk
+from .multikey import MultikeyError, ed25519_public_key, multikey_to_jwk
 
 STATUS_ENTRY = "BitstringStatusListEntry"
 # (status list credential URL, index, purpose) -> whether the bit is set; None: not a list we can read
@@ -58,8 +65,17 @@ class Verification:
 
 
 def issuer_id(credential: dict[str, Any]) -> object:
-    issuer = credential.get("issuer")
-    return issuer.get("id") if isinstance(issuer, dict) else issuer
+    return _id_of(credential.get("issuer"))
+
+
+def _id_of(party: object) -> object:
+    """An issuer's or holder's id: the URL itself, or the object's `id`."""
+    return party.get("id") if isinstance(party, dict) else party
+
+
+def _by(methods: list[str], controller: object) -> bool:
+    """Whether one of the verification methods is a key of `controller` (the DID before the `#`)."""
+    return any(method.split("#")[0] == controller for method in methods)
 
 
 def did_key_method(key: SigningKey) -> str:
@@ -84,14 +100,15 @@ def issue(
     assert isinstance(credential, dict)
     if "proof" in credential:
         raise InvalidCredential(["the credential has a proof already: send it unsigned"])
-    method = methods.get(str(issuer_id(credential)))
+    issuer = str(issuer_id(credential))
+    method = methods.get(issuer)
     if method is None:
         raise InvalidCredential([f"the issuer must be one of ours: {', '.join(methods)}"])
     unsigned = copy.deepcopy(credential)
     if status_entry is not None:
         if "credentialStatus" in unsigned:
             raise InvalidCredential(["the credential has a credentialStatus: do not ask for another"])
-        unsigned["credentialStatus"] = status_entry(str(issuer_id(credential)))
+        unsigned["credentialStatus"] = status_entry(issuer)
     contexts = unsigned["@context"] if isinstance(unsigned["@context"], list) else [unsigned["@context"]]
     if version(unsigned) == "1.1" and DATA_INTEGRITY_V2 not in contexts:
         unsigned["@context"] = [*contexts, DATA_INTEGRITY_V2]  # VC 1.1 lacks the proof's terms
@@ -117,11 +134,11 @@ def verify(credential: object, our_key: KeyLookup, status: StatusLookup, now: da
 
 def _validity(credential: dict[str, Any], now: datetime, result: Verification) -> None:
     starts_name, ends_name = validity_names(credential)
-    starts, ends = credential.get(starts_name), credential.get(ends_name)
-    if isinstance(starts, str) and datetime.fromisoformat(starts.replace("Z", "+00:00")) > now:
-        result.errors.append(f"not valid yet: valid from {starts}")
-    if isinstance(ends, str) and datetime.fromisoformat(ends.replace("Z", "+00:00")) < now:
-        result.errors.append(f"expired: valid until {ends}")
+    starts, ends = validity_period(credential)
+    if starts is not None and starts > now:
+        result.errors.append(f"not valid yet: valid from {credential[starts_name]}")
+    if ends is not None and ends < now:
+        result.errors.append(f"expired: valid until {credential[ends_name]}")
 
 
 def _proof(credential: dict[str, Any], our_key: KeyLookup, result: Verification) -> None:
@@ -139,7 +156,7 @@ def _proof(credential: dict[str, Any], our_key: KeyLookup, result: Verification)
     if methods is None:
         return
     issuer = issuer_id(credential)
-    if not any(method.split("#")[0] == issuer for method in methods):
+    if not _by(methods, issuer):
         result.errors.append(f"no proof is by a key of the issuer {issuer}")
         return
     result.checks.append("proof")
@@ -167,12 +184,9 @@ def _did_key(method: str) -> ed25519.Ed25519PublicKey | None:
     if not method.startswith("did:key:"):
         return None
     try:
-        jwk = multikey_to_jwk(method.removeprefix("did:key:").split("#")[0])
-    except MultikeyError:
+        return ed25519_public_key(multikey_to_jwk(method.removeprefix("did:key:").split("#")[0]))
+    except (MultikeyError, TypeError, KeyError, ValueError):  # not an Ed25519 did:key
         return None
-    if jwk.get("crv") != "Ed25519":
-        return None
-    return ed25519.Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(jwk["x"] + "=="))
 
 
 def _status(credential: dict[str, Any], status: StatusLookup, result: Verification) -> None:
@@ -219,7 +233,7 @@ def verify_presentation(
     elif challenge is not None:
         result.errors.append("the verifier asked for a challenge: the presentation must be signed")
     for index, credential in enumerate(credentials_of(presentation)):
-        if credential.get("type") in (ENVELOPED, [ENVELOPED]):
+        if is_enveloped(credential):
             result.warnings.append(f"verifiableCredential[{index}]: an enveloped credential is not opened")
             continue
         held = verify(credential, our_key, status, now)
@@ -248,9 +262,8 @@ def _presentation_proof(
     methods = _proof_methods(presentation, our_key, result, "presentation proof")
     if methods is None:
         return
-    holder = presentation.get("holder")
-    holder_id = holder.get("id") if isinstance(holder, dict) else holder
-    if holder_id is not None and not any(method.split("#")[0] == holder_id for method in methods):
+    holder_id = _id_of(presentation.get("holder"))
+    if holder_id is not None and not _by(methods, holder_id):
         result.errors.append(f"no proof of the presentation is by a key of its holder {holder_id}")
         return
     result.checks.append("presentation proof")

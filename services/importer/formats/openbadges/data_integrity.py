@@ -3,7 +3,6 @@ signature over the canonicalized document, against the key its verification meth
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import base58
@@ -11,6 +10,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ebackpack.domain.credentials.dataintegrity import hash_data
+from ebackpack.domain.credentials.multikey import ed25519_public_key
 from services.importer.canon import canonize  # bounded: a canonicalization bomb is rejected
 from services.importer.domain import (
     Attestation,
@@ -27,15 +27,6 @@ from services.importer.formats.openbadges.tokens import key_kind
 from services.importer.formats.openbadges.verdict import Check, key_standing
 
 ED25519_SUITES = {"eddsa-rdfc-2022", "eddsa-2022"}
-
-
-def _ed25519_key(jwk: dict[str, Any]) -> ed25519.Ed25519PublicKey:
-    """Raises TypeError for a key of another type (an Ed25519 proof cannot come from it), KeyError or
-    ValueError for a malformed one."""
-    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
-        raise TypeError("not an Ed25519 key")
-    x = str(jwk["x"])
-    return ed25519.Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
 
 
 def _supported_proof(credential: dict[str, Any]) -> dict[str, Any] | None:
@@ -88,7 +79,7 @@ def _data_integrity_check(credential: dict[str, Any], ctx: ImportContext) -> Che
 def _proof_key(key: ResolvedKey, suite: str, method: str) -> ed25519.Ed25519PublicKey | Check:
     """The Ed25519 key the proof needs, or the check that the verification method cannot have made it."""
     try:
-        return _ed25519_key(key.jwk)
+        return ed25519_public_key(key.jwk)
     except TypeError:
         return Check(
             VerificationStatus.INVALID,
