@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import select
 
-from ebackpack.adapters.certificate_reads import CertificateReads
+from ebackpack.adapters.certificate_reads import CertificateReads, copy_object, safe_name
 from ebackpack.adapters.credential_exports import FORMATS, ExportError, export
 from ebackpack.adapters.credential_store import CredentialStore, status_of
 from ebackpack.adapters.persistence.tables import (
@@ -36,6 +35,7 @@ from ebackpack.adapters.persistence.tables import (
     WalletCopyRow,
 )
 from ebackpack.adapters.storage import ObjectStore
+from ebackpack.domain.credentials.facts import as_utc
 
 INDEX = "index.json"
 Progress = Callable[[int, int], None]
@@ -45,14 +45,8 @@ class NoSuchLearner(LookupError):
     pass
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", text, flags=re.UNICODE).strip("_")[:80] or "file"
-
-
 def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return None if moment is None else as_utc(moment).isoformat()
 
 
 class LearnerArchive:
@@ -112,9 +106,7 @@ class LearnerArchive:
         versions = list(reversed(CertificateReads(self.session).versions(award.credential_id)))
         for number, version in enumerate(versions, 1):
             name = f"certificates/{code}/v{number}-{version.sha256[:12]}.pdf"
-            with archive.open(name, "w", force_zip64=True) as member:  # PDFs: stored as they are
-                for chunk in self.objects.stream(version.object_key):
-                    member.write(chunk)
+            copy_object(self.objects, version.object_key, archive, name)
             files.append(
                 {
                     "path": name,
@@ -149,10 +141,8 @@ class LearnerArchive:
         folder = f"attestations/{row.id}"
         files = []
         if row.object_key:
-            name = f"{folder}/{_safe(row.filename or 'upload')}"
-            with archive.open(name, "w", force_zip64=True) as member:
-                for chunk in self.objects.stream(row.object_key):
-                    member.write(chunk)
+            name = f"{folder}/{safe_name(row.filename or 'upload') or 'file'}"
+            copy_object(self.objects, row.object_key, archive, name)
             files.append({"path": name, "form": "as uploaded", "sha256": row.sha256})
         verdict = {
             "state": row.state,

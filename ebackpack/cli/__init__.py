@@ -588,17 +588,22 @@ def learner_export(
     from ebackpack.adapters.portability import LearnerArchive, NoSuchLearner
 
     platform = _migrated_platform()
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err)
-    with platform.sessions() as session, bar, output.open("wb") as target:
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
+    tmp = output.with_name(f".{output.name}.partial")
+    with platform.sessions() as session, bar:
         task = bar.add_task(f"learner {learner_id}", total=None)
         try:
-            index = LearnerArchive(platform.credential_store(session), platform.objects).write(
-                learner_id, target, lambda done, total: bar.update(task, completed=done, total=total)
-            )
+            with tmp.open("wb") as target:
+                index = LearnerArchive(platform.credential_store(session), platform.objects).write(
+                    learner_id, target, lambda done, total: bar.update(task, completed=done, total=total)
+                )
         except NoSuchLearner as exc:
+            tmp.unlink(missing_ok=True)
             err.print(f"[red]{exc}[/red]")
-            output.unlink(missing_ok=True)
             raise typer.Exit(1) from None
+    tmp.replace(output)  # a half-written ZIP never has the final name
     err.print(
         f"wrote {output}: {len(index['credentials'])} credentials, {len(index['attestations'])} attestations",
         soft_wrap=True,

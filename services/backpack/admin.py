@@ -6,14 +6,12 @@ seconds for it to show in the database and says whether it did or is still on it
 
 from __future__ import annotations
 
-import tempfile
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.background import BackgroundTask
 
 from ebackpack.adapters.certificate_reads import course_entries, write_zip
 from ebackpack.adapters.credential_store import award_by_code
@@ -22,10 +20,9 @@ from ebackpack.bootstrap import Platform
 from .commands import AdminCommands, CommandNotSent
 from .deps import DbSession, backpack_views
 from .session import AdminUser, CsrfChecked, local_path
-from .web import flash, render
+from .web import flash, render, spooled_download
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
-ZIP_CHUNK = 256 * 1024
 REVOCATION_WAIT = 4.0  # seconds the page waits for the issuer to carry out a revocation
 POLL_INTERVAL = 0.2
 NOT_SENT = "The message broker did not answer, so nothing was {what}. Try again in a moment."
@@ -122,12 +119,7 @@ def course_zip(request: Request, session: DbSession, _admin: AdminUser, course_i
     entries = course_entries(session, course_id)
     if not entries:
         raise HTTPException(404, "this course has no stored certificates")
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the response when it has been sent)
-    write_zip(request.app.state.platform.objects, entries, spool)
-    spool.seek(0)
-    return StreamingResponse(
-        iter(lambda: spool.read(ZIP_CHUNK), b""),
-        media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="course-{course_id}.zip"'},
-        background=BackgroundTask(spool.close),
+    return spooled_download(
+        lambda target: write_zip(request.app.state.platform.objects, entries, target),
+        {"Content-Disposition": f'attachment; filename="course-{course_id}.zip"'},
     )

@@ -128,13 +128,7 @@ def status_list(number: int, request: Request, store: Store) -> Response:
     signer = _list_signer(request, store, number)
     if signer is None:
         raise HTTPException(404, f"no status list {number}")
-    revoked = tuple(
-        sorted(
-            vcapi_status.revoked_indexes(store.session, number)
-            if vcapi_status.is_vcapi_list(number)
-            else store.revoked_indexes(number)
-        )
-    )
+    revoked = tuple(sorted(vcapi_status.revoked_on(store, number) or ()))
     cache: dict[tuple[int, tuple[int, ...]], dict[str, Any]] = request.app.state.status_lists
     if (number, revoked) not in cache:
         if len(cache) > 64:

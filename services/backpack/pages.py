@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import tempfile
 from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
@@ -13,9 +12,8 @@ from urllib.parse import urlencode
 import qrcode
 import qrcode.image.svg
 from fastapi import APIRouter, Form, HTTPException, Request, UploadFile
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
-from starlette.background import BackgroundTask
 
 from ebackpack.adapters.credential_exports import FORMATS
 from ebackpack.adapters.portability import LearnerArchive, NoSuchLearner
@@ -27,11 +25,10 @@ from .shares import DURATIONS_DAYS, Shares
 from .uploads import AttestationUploads, UploadRefused
 from .views import CredentialView
 from .wallets import copies_of
-from .web import download, flash, render
+from .web import download, flash, render, spooled_download
 
 router = APIRouter(include_in_schema=False)
 YEAR = 365 * 24 * 3600
-EXPORT_CHUNK = 256 * 1024
 DOWNLOADS = {
     "ob2-png": "Badge image with the credential inside (PNG)",
     "ob2-svg": "Badge image with the credential inside (SVG)",
@@ -353,24 +350,18 @@ def _own_attestation(request: Request, user: User, attestation_id: str) -> tuple
 def export_everything(request: Request, session: DbSession, user: PageLearner) -> Response:
     """Everything the learner owns (ebackpack/adapters/portability.py), built into a temporary file one
     member at a time, then streamed with its length (the browser shows the download's progress)."""
-    assert user.learner_id is not None
+    learner_id = user.learner_id
+    assert learner_id is not None
     built = platform(request)
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the response when it has been sent)
-    try:
-        LearnerArchive(built.credential_store(session), built.objects).write(user.learner_id, spool)
-    except NoSuchLearner:
-        spool.close()
-        raise HTTPException(404, "no such learner") from None
-    size = spool.tell()
-    spool.seek(0)
+    archive = LearnerArchive(built.credential_store(session), built.objects)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
-    return StreamingResponse(
-        iter(lambda: spool.read(EXPORT_CHUNK), b""),
-        media_type="application/zip",
-        headers={
-            "Content-Disposition": f'attachment; filename="e-backpack-{day}.zip"',
-            "Content-Length": str(size),
-            "Cache-Control": "no-store",
-        },
-        background=BackgroundTask(spool.close),
-    )
+    try:
+        return spooled_download(
+            lambda target: archive.write(learner_id, target),
+            {
+                "Content-Disposition": f'attachment; filename="e-backpack-{day}.zip"',
+                "Cache-Control": "no-store",
+            },
+        )
+    except NoSuchLearner:
+        raise HTTPException(404, "no such learner") from None

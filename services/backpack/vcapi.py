@@ -86,13 +86,8 @@ def lookups(request: Request, session: Session) -> tuple[vcapi.KeyLookup, vcapi.
         number = url.removeprefix(prefix)
         if not url.startswith(prefix) or not number.isdigit() or purpose != statuslist.PURPOSE:
             return None
-        if vcapi_status.is_vcapi_list(int(number)):
-            if vcapi_status.list_issuer(session, int(number)) is None:
-                return None
-            return index in vcapi_status.revoked_indexes(session, int(number))
-        if not store.has_status_list(int(number)):
-            return None
-        return index in store.revoked_indexes(int(number))
+        revoked = vcapi_status.revoked_on(store, int(number))
+        return None if revoked is None else index in revoked
 
     return our_key, status
 

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ebackpack.adapters.credential_store import CredentialStore
 from ebackpack.adapters.persistence.tables import VcapiCredentialRow
 from ebackpack.domain.credentials import statuslist
 
@@ -62,6 +63,14 @@ def list_issuer(session: Session, number: int) -> str | None:
     return session.scalar(
         select(VcapiCredentialRow.issuer).where(VcapiCredentialRow.status_list == number).limit(1)
     )
+
+
+def revoked_on(store: CredentialStore, number: int) -> list[int] | None:
+    """The revoked entries of status list `number`, an awards' list or a VC-API list; None if there is
+    no such list."""
+    if is_vcapi_list(number):
+        return revoked_indexes(store.session, number) if list_issuer(store.session, number) else None
+    return store.revoked_indexes(number) if store.has_status_list(number) else None
 
 
 def revoked_indexes(session: Session, number: int) -> list[int]:

@@ -91,6 +91,8 @@ class Wallets:
         if award is None or (learner_id is not None and award.learner_id != learner_id):
             raise OfferRefused(f"no credential with code or id {code_or_id!r}")
         self._check_issuable(award, now)
+        offered = list(dict.fromkeys(configurations))  # each once, in the order asked
+        expires = now + timedelta(seconds=seconds)
         code = oid4vci.new_secret()
         tx_code = oid4vci.new_tx_code(TX_CODE_LENGTH) if with_tx_code else None
         self.session.add(
@@ -98,23 +100,21 @@ class Wallets:
                 code_hash=oid4vci.digest(code),
                 credential_id=award.credential_id,
                 learner_id=award.learner_id,
-                configurations=" ".join(dict.fromkeys(configurations)),
+                configurations=" ".join(offered),
                 delivered="",
                 tx_code_hash=oid4vci.digest(tx_code) if tx_code else None,
                 failed_tx_codes=0,
                 created_by=created_by,
                 created_at=now,
-                expires_at=now + timedelta(seconds=seconds),
+                expires_at=expires,
             )
         )
-        offer = oid4vci.credential_offer(
-            self.public_url, list(dict.fromkeys(configurations)), code, TX_CODE_LENGTH if tx_code else None
-        )
+        offer = oid4vci.credential_offer(self.public_url, offered, code, TX_CODE_LENGTH if tx_code else None)
         return Offer(
             oid4vci.offer_uri(offer),
             offer,
             tx_code,
-            now + timedelta(seconds=seconds),
+            expires,
             award.credential_id,
             award.verification_code,
         )

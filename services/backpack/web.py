@@ -4,19 +4,21 @@ security headers and the rate limit of the public verification pages."""
 from __future__ import annotations
 
 import ipaddress
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from limits import RateLimitItem, parse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +33,7 @@ from .session import LoginRequired, csrf_token, login_url, signed_in
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 STATIC_DIR = Path(__file__).parent / "static"
+DOWNLOAD_CHUNK = 256 * 1024  # bytes read from a spooled download at a time
 # Every public lookup by a code or link token (guessing them is what the limit slows down).
 RATE_LIMITED_PREFIXES = (
     "/verify/",
@@ -70,6 +73,28 @@ def download(store: CredentialStore, award: AwardRow, fmt: str) -> Response:
         raise HTTPException(404, str(exc)) from None
     headers = {"Content-Disposition": attachment(exported.filename)}
     return Response(exported.content, media_type=exported.media_type, headers=headers)
+
+
+def spooled_download(
+    write: Callable[[BinaryIO], object], headers: dict[str, str], media_type: str = "application/zip"
+) -> Response:
+    """A file built by `write` into a temporary file (memory holds one chunk, not the file), then sent
+    with its length, so the browser shows progress; the temporary file is closed once sent, or at once
+    if `write` raises."""
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the response when it has been sent)
+    try:
+        write(spool)
+    except BaseException:
+        spool.close()
+        raise
+    size = spool.tell()
+    spool.seek(0)
+    return StreamingResponse(
+        iter(lambda: spool.read(DOWNLOAD_CHUNK), b""),
+        media_type=media_type,
+        headers={**headers, "Content-Length": str(size)},
+        background=BackgroundTask(spool.close),
+    )
 
 
 def flash(request: Request, text: str, **values: object) -> None:
