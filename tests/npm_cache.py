@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _digest(harness: Path, files: Sequence[str]) -> str:
@@ -92,3 +94,20 @@ def node(what: str) -> str:
     if path is None:
         raise RuntimeError(f"{what} needs `node` (Node.js 20+) on PATH")
     return path
+
+
+def node_report(script: Path, args: list[str], timeout: float, what: str) -> dict[str, Any]:
+    """Runs a harness script with node in its folder and returns the one JSON object it prints;
+    RuntimeError (naming `what`) if it times out, crashes or prints no JSON."""
+    cmd = [node(what), str(script), *args]
+    try:
+        proc = subprocess.run(cmd, cwd=script.parent, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"{what} timed out after {timeout}s: {exc.stderr!r}") from exc
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} crashed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    try:
+        report: dict[str, Any] = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise RuntimeError(f"{what} printed no JSON:\n{proc.stdout}\n{proc.stderr}") from exc
+    return report

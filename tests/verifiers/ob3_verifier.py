@@ -16,12 +16,11 @@ harness files are unchanged. A broken harness raises RuntimeError: tests never s
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.npm_cache import node, npm_install, verifier_cache_root
+from tests.npm_cache import node_report, npm_install, verifier_cache_root
 
 HARNESS_DIR = Path(__file__).resolve().parent / "ob3"
 HARNESS_FILES = ("package.json", "package-lock.json", "verify.mjs")
@@ -69,21 +68,11 @@ def verify_ob3(
     with tempfile.TemporaryDirectory(prefix="ob3verify.") as tmp:
         doc_path = Path(tmp) / ("credential.jwt" if mode == "jwt" else "credential.json")
         doc_path.write_text(text, encoding="utf-8")
-        cmd = [node("the OB 3.0 verifier"), str(harness / "verify.mjs"), "--mode", mode, str(doc_path)]
+        args = ["--mode", mode, str(doc_path)]
         if base_url:
-            cmd += ["--base-url", base_url]
+            args += ["--base-url", base_url]
         if schema is not None:
-            cmd += ["--schema", str(Path(schema).resolve())]
+            args += ["--schema", str(Path(schema).resolve())]
         if now:
-            cmd += ["--now", now]
-        try:
-            proc = subprocess.run(cmd, cwd=harness, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise RuntimeError(f"OB 3.0 verifier timed out after {timeout}s: {exc.stderr!r}") from exc
-    if proc.returncode != 0:
-        raise RuntimeError(f"OB 3.0 verifier crashed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    try:
-        result: dict[str, Any] = json.loads(proc.stdout)
-    except json.JSONDecodeError as exc:
-        raise RuntimeError(f"OB 3.0 verifier printed no JSON:\n{proc.stdout}\n{proc.stderr}") from exc
-    return result
+            args += ["--now", now]
+        return node_report(harness / "verify.mjs", args, timeout, "the OB 3.0 verifier")

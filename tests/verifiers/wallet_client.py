@@ -23,12 +23,10 @@ harness files are unchanged. A broken harness raises RuntimeError: tests never s
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.npm_cache import node, npm_install, verifier_cache_root
+from tests.npm_cache import node_report, npm_install, verifier_cache_root
 
 HARNESS_DIR = Path(__file__).resolve().parent / "wallet"
 HARNESS_FILES = ("package.json", "package-lock.json", "wallet.mjs")
@@ -66,20 +64,7 @@ def receive(
     if key not in KEYS:
         raise ValueError(f"key must be one of {KEYS}, not {key!r}")
     harness = wallet_client_dir()
-    cmd = [node(WHAT), str(harness / "wallet.mjs"), offer_uri, "--key", key, "--mode", mode]
+    args = [offer_uri, "--key", key, "--mode", mode]
     if tx_code is not None:
-        cmd += ["--tx-code", tx_code]
-    try:
-        proc = subprocess.run(cmd, cwd=harness, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"OpenID4VCI wallet client timed out after {timeout}s: {exc.stderr!r}") from exc
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"OpenID4VCI wallet client crashed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    try:
-        result: dict[str, Any] = json.loads(proc.stdout)
-    except json.JSONDecodeError as exc:
-        message = f"OpenID4VCI wallet client printed no JSON:\n{proc.stdout}\n{proc.stderr}"
-        raise RuntimeError(message) from exc
-    return result
+        args += ["--tx-code", tx_code]
+    return node_report(harness / "wallet.mjs", args, timeout, WHAT)
