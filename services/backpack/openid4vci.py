@@ -15,7 +15,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
+from ebackpack.adapters.persistence.tables import WalletOfferRow
 from ebackpack.domain.credentials import openid4vci as oid4vci
 from ebackpack.domain.credentials.openid4vci import IssuerDisplay, Openid4vciError
 
@@ -89,13 +91,17 @@ async def token(request: Request, session: DbSession) -> JSONResponse:
     code, tx_code = form.get("pre-authorized_code"), form.get("tx_code")
     if not isinstance(code, str) or not code or not isinstance(tx_code, str | None):
         return _error(Openid4vciError("invalid_request", "pre-authorized_code is missing"))
-    wallets = Wallets(session, platform(request))
+    # the database in a worker thread, not on the event loop
+    return await run_in_threadpool(_redeem, Wallets(session, platform(request)), code, tx_code)
+
+
+def _redeem(wallets: Wallets, code: str, tx_code: str | None) -> JSONResponse:
     try:
         granted = wallets.redeem(code, tx_code)
     except Openid4vciError as exc:
-        session.commit()  # a wrong transaction code counts
+        wallets.session.commit()  # a wrong transaction code counts
         return _error(exc)
-    session.commit()
+    wallets.session.commit()
     return _json(
         {"access_token": granted.access_token, "token_type": "Bearer", "expires_in": granted.expires_in}
     )
@@ -115,7 +121,11 @@ async def credential(request: Request, session: DbSession) -> JSONResponse:
     """Bearer token first, then the body: a request without a valid token is refused unread."""
     wallets = Wallets(session, platform(request))
     scheme, _, access_token = request.headers.get("authorization", "").partition(" ")
-    offer = wallets.offer_of_token(access_token.strip()) if scheme.lower() == "bearer" else None
+    offer = (
+        await run_in_threadpool(wallets.offer_of_token, access_token.strip())
+        if scheme.lower() == "bearer"
+        else None
+    )
     if offer is None:
         return _json(
             {"error": "invalid_token", "error_description": "no valid access token"},
@@ -128,12 +138,17 @@ async def credential(request: Request, session: DbSession) -> JSONResponse:
         return _error(Openid4vciError("invalid_credential_request", "the body is not JSON"))
     if not isinstance(body, dict):
         return _error(Openid4vciError("invalid_credential_request", "the body is not a JSON object"))
+    # the proof's signature, the credential's canonicalization and signing: in a worker thread
+    return await run_in_threadpool(_issue, request, wallets, offer, body)
+
+
+def _issue(request: Request, wallets: Wallets, offer: WalletOfferRow, body: dict[str, Any]) -> JSONResponse:
     try:
         holder = _holder(request, body)
         issued = wallets.issue(offer, body.get("credential_configuration_id"), holder)
     except Openid4vciError as exc:
         return _error(exc)
-    session.commit()
+    wallets.session.commit()
     return _json({"credentials": [{"credential": issued}]})
 
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ebackpack.adapters.certificate_reads import CertificateReads
@@ -149,7 +150,8 @@ async def check_certificate_pdf(request: Request, session: DbSession) -> Respons
         return JSONResponse({"detail": "send the PDF as the multipart field `file`"}, status_code=400)
     data = await upload.read()
     our_key, status = lookups(request, session)
-    result = check_pdf(data, session, our_key, status)
+    # hashing, the PDF reader and the rows: in a worker thread, not on the event loop
+    result = await run_in_threadpool(check_pdf, data, session, our_key, status)
     if "text/html" in request.headers.get("accept", "") and request.query_params.get("format") != "json":
         page = render(request, "pdf_check.html", r=result)
         page.headers["Cache-Control"] = "no-store"

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from ebackpack.domain.credentials import statuslist, vcapi
 from ebackpack.domain.credentials.facts import iso
@@ -47,7 +48,10 @@ async def verify_credential(request: Request, session: DbSession) -> JSONRespons
     if isinstance(body, JSONResponse):
         return body
     our_key, status = lookups(request, session)
-    result = vcapi.verify(body.get("verifiableCredential"), our_key, status, datetime.now(UTC))
+    # canonicalization and the status lists' rows: in a worker thread, not on the event loop
+    result = await run_in_threadpool(
+        vcapi.verify, body.get("verifiableCredential"), our_key, status, datetime.now(UTC)
+    )
     return JSONResponse(result.as_json(), status_code=200 if result.verified else 400)
 
 
@@ -62,8 +66,14 @@ async def verify_presentation(request: Request, session: DbSession) -> JSONRespo
         (options.get("challenge"), options.get("domain")) if isinstance(options, dict) else (None, None)
     )
     our_key, status = lookups(request, session)
-    result = vcapi.verify_presentation(
-        body.get("verifiablePresentation"), our_key, status, datetime.now(UTC), challenge, domain
+    result = await run_in_threadpool(
+        vcapi.verify_presentation,
+        body.get("verifiablePresentation"),
+        our_key,
+        status,
+        datetime.now(UTC),
+        challenge,
+        domain,
     )
     return JSONResponse(result.as_json(), status_code=200 if result.verified else 400)
 
@@ -101,6 +111,11 @@ async def issue_credential(request: Request, session: DbSession) -> JSONResponse
     body = await _issuers_body(request)
     if isinstance(body, JSONResponse):
         return body
+    return await run_in_threadpool(_issue, request, session, body)
+
+
+def _issue(request: Request, session: Session, body: dict[str, Any]) -> JSONResponse:
+    """In a worker thread: canonicalization, signing and the status entry's row."""
     built = platform(request)
     key = built.keys.current("Ed25519")
     methods = {built.urls.did: built.urls.verification_method(key.kid)}
@@ -155,6 +170,10 @@ async def update_status(request: Request, session: DbSession) -> JSONResponse:
             f'[{{"type": "{vcapi.STATUS_ENTRY}", "status": "revoked"}}]}}'
         )
         return JSONResponse({"errors": [problem]}, status_code=400)
+    return await run_in_threadpool(_revoke, session, credential_id)
+
+
+def _revoke(session: Session, credential_id: str) -> JSONResponse:
     if not vcapi_status.revoke(session, credential_id, datetime.now(UTC)):
         return JSONResponse(
             {"errors": [f"no credential {credential_id} with a status entry was signed here"]},
